@@ -1,0 +1,97 @@
+//! The command line. Each subcommand's arguments and code live in the module that owns the work;
+//! this file only lists them and maps results to exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a run that worked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a failure of the work itself (WeChat refused, jobs rejected …).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for bad configuration or arguments: fix the settings and run again.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code when a service (Postgres, RabbitMQ, WeChat) could not be reached: try again later.
+pub const EXIT_UNAVAILABLE: u8 = 3;
+
+/// wxnotify pushes WeChat Official Account template messages to Mini Program users.
+///
+/// Configuration comes from the environment: DATABASE_URL, AMQP_URL, WECHAT_API_BASE,
+/// WXNOTIFY_OA_APPID / WXNOTIFY_OA_SECRET (and WXNOTIFY_MP_APPID / WXNOTIFY_MP_SECRET for
+/// logins), WXNOTIFY_QUEUE_PREFIX, WXNOTIFY_CONFIG for several apps. Start with `wxnotify demo`.
+#[derive(Debug, Parser)]
+#[command(name = "wxnotify", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system against the built-in fake WeChat and print what happened.
+    Demo(crate::demo::DemoArgs),
+    /// Apply the Postgres migrations and declare the RabbitMQ topology (safe to repeat).
+    Migrate,
+    /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
+    Worker(crate::delivery::WorkerArgs),
+    /// Publish one job (from flags or JSON) or a file of jobs (NDJSON), with publisher confirms.
+    Enqueue(crate::queue::EnqueueArgs),
+    /// Pull every OA follower and their unionid into Postgres.
+    SyncFollowers(crate::followers::SyncArgs),
+    /// Serve the HTTP API: Mini Program login, the OA callback, notifications, metrics.
+    Serve(crate::http::ServeArgs),
+    /// Run the fake WeChat API server (development, tests, demo, benchmarks).
+    MockWechat(crate::wechat::mock::MockArgs),
+    /// Print the JSON Schema of a job (the contract for producers in any language).
+    Schema,
+}
+
+impl Cli {
+    /// The log filter used when RUST_LOG is not set.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Demo(_) => "warn",
+            _ => "info",
+        }
+    }
+
+    /// Runs the command; the exit code says how it went.
+    pub async fn run(self) -> ExitCode {
+        let result = match self.command {
+            Command::Demo(args) => crate::demo::run(args).await,
+            Command::Migrate => crate::queue::migrate_command().await,
+            Command::Worker(args) => crate::delivery::run(args).await,
+            Command::Enqueue(args) => crate::queue::enqueue(args).await,
+            Command::SyncFollowers(args) => crate::followers::run(args).await,
+            Command::Serve(args) => crate::http::run(args).await,
+            Command::MockWechat(args) => crate::wechat::mock::run(args).await,
+            Command::Schema => {
+                print!("{}", crate::domain::job::schema_json());
+                Ok(ExitCode::SUCCESS)
+            }
+        };
+        match result {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(exit_code_for(&err))
+            }
+        }
+    }
+}
+
+/// Maps an error to an exit code by what caused it.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<crate::config::ConfigError>()) {
+        EXIT_CONFIG
+    } else if err
+        .chain()
+        .any(|e| e.is::<sqlx::Error>() || e.is::<lapin::Error>() || e.is::<std::io::Error>())
+    {
+        EXIT_UNAVAILABLE
+    } else {
+        EXIT_FAILURE
+    }
+}

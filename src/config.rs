@@ -1,0 +1,461 @@
+//! Settings: environment variables first (12-factor), plus an optional TOML file
+//! (`WXNOTIFY_CONFIG`) for several apps. Checked once at start; every error names the setting
+//! and says how to fix it. Secrets are [`SecretString`]s: a `Debug` of the settings never shows
+//! one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::{AppId, AppName};
+
+/// Default of `DATABASE_URL`.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wxnotify";
+/// Default of `AMQP_URL`.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Default of `WECHAT_API_BASE`.
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+/// Default of `WXNOTIFY_QUEUE_PREFIX`.
+pub const DEFAULT_QUEUE_PREFIX: &str = "wxnotify";
+/// Default per-app send rate (messages per second) when none is configured.
+pub const DEFAULT_RATE_PER_SECOND: u32 = 500;
+
+/// A setting that could not be used. The message names it and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value did not parse.
+    #[error("{name} is invalid: {reason}. {hint}")]
+    Invalid {
+        /// Variable or TOML key.
+        name: String,
+        /// What is wrong.
+        reason: String,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// A required value is missing.
+    #[error("{name} is not set. {hint}")]
+    Missing {
+        /// Variable or TOML key.
+        name: String,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// The TOML file could not be read or parsed.
+    #[error("cannot use the config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Where access tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `POST cgi-bin/stable_token` (default): several holders never invalidate each other.
+    #[default]
+    Stable,
+    /// `GET cgi-bin/token`: every call mints a new token; the old one dies 5 minutes later.
+    Classic,
+}
+
+/// One OA / Mini Program pair.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// wxnotify's name for the pair; jobs name it in `app`.
+    pub name: AppName,
+    /// The Official Account's appid.
+    pub oa_appid: AppId,
+    /// The Official Account's AppSecret.
+    pub oa_secret: SecretString,
+    /// The Mini Program's appid, needed for logins.
+    pub mp_appid: Option<AppId>,
+    /// The Mini Program's AppSecret, needed for logins.
+    pub mp_secret: Option<SecretString>,
+    /// The Token configured on the OA's server URL page (callback signatures).
+    pub callback_token: Option<SecretString>,
+    /// The EncodingAESKey (43 characters) for safe-mode callbacks.
+    pub encoding_aes_key: Option<SecretString>,
+    /// Template sends per second for this app, across all worker processes.
+    pub rate_per_second: u32,
+    /// Where access tokens come from.
+    pub token_source: TokenSource,
+}
+
+/// Everything a wxnotify process needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Postgres (may hold a password).
+    pub database_url: SecretString,
+    /// RabbitMQ (may hold a password).
+    pub amqp_url: SecretString,
+    /// Where WeChat's API lives; the fake WeChat's address in tests and the demo.
+    pub wechat_api_base: Url,
+    /// The first part of every exchange and queue name.
+    pub queue_prefix: String,
+    /// Bearer token of the admin API; `None` turns the admin API off.
+    pub admin_token: Option<SecretString>,
+    /// The configured apps, at least one.
+    pub apps: Vec<AppConfig>,
+}
+
+impl Settings {
+    /// Reads the process environment (and the TOML file it names).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|k| env.get(k).cloned())
+    }
+
+    /// Reads settings through `get` (the environment in production, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let wechat_api_base =
+            var("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned());
+        let wechat_api_base = Url::parse(&wechat_api_base).map_err(|e| ConfigError::Invalid {
+            name: "WECHAT_API_BASE".into(),
+            reason: e.to_string(),
+            hint: "Use an absolute URL such as https://api.weixin.qq.com or the address printed by `wxnotify mock-wechat`.",
+        })?;
+        let queue_prefix =
+            var("WXNOTIFY_QUEUE_PREFIX").unwrap_or_else(|| DEFAULT_QUEUE_PREFIX.into());
+        if !queue_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || queue_prefix.len() > 100
+        {
+            return Err(ConfigError::Invalid {
+                name: "WXNOTIFY_QUEUE_PREFIX".into(),
+                reason: format!("{queue_prefix:?} is not a plain name"),
+                hint: "Use ASCII letters, digits, '-', '_' or '.', at most 100 characters.",
+            });
+        }
+        let mut apps = Vec::new();
+        if let Some(app) = default_app(&var)? {
+            apps.push(app);
+        }
+        if let Some(path) = var("WXNOTIFY_CONFIG") {
+            apps.extend(apps_from_file(Path::new(&path), &var)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for app in &apps {
+            if !seen.insert(app.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    name: format!("app {}", app.name),
+                    reason: "the name is configured twice".into(),
+                    hint: "Give every [[app]] a distinct name; `default` is the app of the WXNOTIFY_OA_* variables.",
+                });
+            }
+        }
+        Ok(Settings {
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into())
+                .into(),
+            amqp_url: var("AMQP_URL")
+                .unwrap_or_else(|| DEFAULT_AMQP_URL.into())
+                .into(),
+            wechat_api_base,
+            queue_prefix,
+            admin_token: var("WXNOTIFY_ADMIN_TOKEN").map(Into::into),
+            apps,
+        })
+    }
+
+    /// The app called `name`, or an error that lists the configured ones.
+    pub fn app(&self, name: &AppName) -> Result<&AppConfig, ConfigError> {
+        self.apps.iter().find(|a| &a.name == name).ok_or_else(|| {
+            let known: Vec<_> = self.apps.iter().map(|a| a.name.to_string()).collect();
+            ConfigError::Missing {
+                name: format!("app {name} (configured: {})", known.join(", ")),
+                hint: "Set WXNOTIFY_OA_APPID and WXNOTIFY_OA_SECRET for the default app, or add an [[app]] to the WXNOTIFY_CONFIG file.",
+            }
+        })
+    }
+
+    /// Fails unless at least one app is configured (commands that talk to WeChat need one).
+    pub fn require_apps(&self) -> Result<(), ConfigError> {
+        if self.apps.is_empty() {
+            return Err(ConfigError::Missing {
+                name: "WXNOTIFY_OA_APPID".into(),
+                hint: "Set WXNOTIFY_OA_APPID and WXNOTIFY_OA_SECRET (and WXNOTIFY_MP_APPID / WXNOTIFY_MP_SECRET for logins), or WXNOTIFY_CONFIG for several apps.",
+            });
+        }
+        Ok(())
+    }
+}
+
+fn parse_app_id(name: &str, v: String) -> Result<AppId, ConfigError> {
+    AppId::parse(v).map_err(|e| ConfigError::Invalid {
+        name: name.into(),
+        reason: e.to_string(),
+        hint: "Copy the appid (wx…) from the WeChat console's basic configuration page.",
+    })
+}
+
+fn parse_rate(name: &str, v: &str) -> Result<u32, ConfigError> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|r| *r > 0)
+        .ok_or_else(|| ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("{v:?} is not a positive whole number"),
+            hint: "Give template sends per second, e.g. 500.",
+        })
+}
+
+fn parse_token_source(name: &str, v: &str) -> Result<TokenSource, ConfigError> {
+    match v {
+        "stable" => Ok(TokenSource::Stable),
+        "classic" => Ok(TokenSource::Classic),
+        other => Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("{other:?} is not a token source"),
+            hint: "Use `stable` (cgi-bin/stable_token, recommended) or `classic` (cgi-bin/token).",
+        }),
+    }
+}
+
+/// The app of the `WXNOTIFY_OA_*` / `WXNOTIFY_MP_*` variables, if they are set.
+fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig>, ConfigError> {
+    let Some(oa_appid) = var("WXNOTIFY_OA_APPID") else {
+        return Ok(None);
+    };
+    let oa_secret = var("WXNOTIFY_OA_SECRET").ok_or(ConfigError::Missing {
+        name: "WXNOTIFY_OA_SECRET".into(),
+        hint: "WXNOTIFY_OA_APPID is set, so its AppSecret is needed too (WeChat console, basic configuration).",
+    })?;
+    let mp_appid = var("WXNOTIFY_MP_APPID")
+        .map(|v| parse_app_id("WXNOTIFY_MP_APPID", v))
+        .transpose()?;
+    let mp_secret = var("WXNOTIFY_MP_SECRET").map(SecretString::from);
+    if mp_appid.is_some() != mp_secret.is_some() {
+        return Err(ConfigError::Missing {
+            name: "WXNOTIFY_MP_APPID / WXNOTIFY_MP_SECRET".into(),
+            hint: "Set both or neither: Mini Program logins need the appid and its AppSecret.",
+        });
+    }
+    Ok(Some(AppConfig {
+        name: AppName::default_app(),
+        oa_appid: parse_app_id("WXNOTIFY_OA_APPID", oa_appid)?,
+        oa_secret: oa_secret.into(),
+        mp_appid,
+        mp_secret,
+        callback_token: var("WXNOTIFY_CALLBACK_TOKEN").map(Into::into),
+        encoding_aes_key: var("WXNOTIFY_ENCODING_AES_KEY").map(Into::into),
+        rate_per_second: var("WXNOTIFY_RATE_PER_SECOND")
+            .map(|v| parse_rate("WXNOTIFY_RATE_PER_SECOND", &v))
+            .transpose()?
+            .unwrap_or(DEFAULT_RATE_PER_SECOND),
+        token_source: var("WXNOTIFY_TOKEN_SOURCE")
+            .map(|v| parse_token_source("WXNOTIFY_TOKEN_SOURCE", &v))
+            .transpose()?
+            .unwrap_or_default(),
+    }))
+}
+
+/// One `[[app]]` of the TOML file. Secrets are not written in the file: each is read from an
+/// environment variable (`*_env`) or a file (`*_file`, e.g. a mounted secret).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApp {
+    name: String,
+    oa_appid: String,
+    oa_secret_env: Option<String>,
+    oa_secret_file: Option<PathBuf>,
+    mp_appid: Option<String>,
+    mp_secret_env: Option<String>,
+    mp_secret_file: Option<PathBuf>,
+    callback_token_env: Option<String>,
+    encoding_aes_key_env: Option<String>,
+    rate_per_second: Option<u32>,
+    token_source: Option<TokenSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    app: Vec<FileApp>,
+}
+
+fn apps_from_file(
+    path: &Path,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<AppConfig>, ConfigError> {
+    let file_err = |reason: String| ConfigError::File {
+        path: path.into(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let parsed: FileConfig = toml::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+    parsed
+        .app
+        .into_iter()
+        .map(|a| {
+            let key = |field: &str| format!("[[app]] {} {field}", a.name);
+            let secret = |field: &str, env: &Option<String>, file: &Option<PathBuf>| {
+                read_secret(&key(field), env, file, var)
+            };
+            let oa_secret = secret("oa_secret", &a.oa_secret_env, &a.oa_secret_file)?.ok_or(
+                ConfigError::Missing {
+                    name: key("oa_secret_env"),
+                    hint: "Name the variable (oa_secret_env) or file (oa_secret_file) that holds the OA AppSecret.",
+                },
+            )?;
+            let rate = a.rate_per_second.unwrap_or(DEFAULT_RATE_PER_SECOND);
+            if rate == 0 {
+                return Err(ConfigError::Invalid {
+                    name: key("rate_per_second"),
+                    reason: "0".into(),
+                    hint: "Give template sends per second, e.g. 500.",
+                });
+            }
+            Ok(AppConfig {
+                name: AppName::parse(a.name.clone()).map_err(|e| ConfigError::Invalid {
+                    name: "[[app]] name".into(),
+                    reason: e.to_string(),
+                    hint: "Use a short name of letters, digits, '-', '_' or '.'.",
+                })?,
+                oa_appid: parse_app_id(&key("oa_appid"), a.oa_appid.clone())?,
+                oa_secret,
+                mp_appid: a
+                    .mp_appid
+                    .clone()
+                    .map(|v| parse_app_id(&key("mp_appid"), v))
+                    .transpose()?,
+                mp_secret: secret("mp_secret", &a.mp_secret_env, &a.mp_secret_file)?,
+                callback_token: secret("callback_token", &a.callback_token_env, &None)?,
+                encoding_aes_key: secret("encoding_aes_key", &a.encoding_aes_key_env, &None)?,
+                rate_per_second: rate,
+                token_source: a.token_source.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn read_secret(
+    name: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SecretString>, ConfigError> {
+    if let Some(env) = env {
+        return var(env)
+            .map(|v| Some(v.into()))
+            .ok_or(ConfigError::Missing {
+                name: format!("{env} (named by {name}_env)"),
+                hint: "Export that variable, or point the config at another one.",
+            });
+    }
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::File {
+            path: file.clone(),
+            reason: format!("{e} (named by {name}_file)"),
+        })?;
+        return Ok(Some(text.trim().to_owned().into()));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.queue_prefix, "wxnotify");
+        assert!(s.apps.is_empty());
+        assert!(
+            s.require_apps()
+                .unwrap_err()
+                .to_string()
+                .contains("WXNOTIFY_OA_APPID")
+        );
+    }
+
+    #[test]
+    fn the_default_app_comes_from_the_environment_and_debug_hides_secrets() {
+        let s = settings(&[
+            ("WXNOTIFY_OA_APPID", "wxoa0000000000001"),
+            ("WXNOTIFY_OA_SECRET", "s3cr3t-oa"),
+            ("WXNOTIFY_MP_APPID", "wxmp0000000000001"),
+            ("WXNOTIFY_MP_SECRET", "s3cr3t-mp"),
+            ("AMQP_URL", "amqp://u:hunter2@h/%2f"),
+        ])
+        .unwrap();
+        let app = s.app(&AppName::default_app()).unwrap();
+        assert_eq!(app.oa_appid.as_str(), "wxoa0000000000001");
+        let debug = format!("{s:?}");
+        for secret in ["s3cr3t-oa", "s3cr3t-mp", "hunter2"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_named_with_a_fix() {
+        let err = settings(&[("WXNOTIFY_OA_APPID", "wx1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WXNOTIFY_OA_SECRET is not set"), "{err}");
+        let err = settings(&[
+            ("WXNOTIFY_OA_APPID", "wx1"),
+            ("WXNOTIFY_OA_SECRET", "s"),
+            ("WXNOTIFY_RATE_PER_SECOND", "fast"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("WXNOTIFY_RATE_PER_SECOND is invalid"), "{err}");
+        let err = settings(&[("WECHAT_API_BASE", "not a url")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WECHAT_API_BASE"), "{err}");
+    }
+
+    #[test]
+    fn several_apps_come_from_the_toml_file_with_secrets_from_env() {
+        let dir = std::env::temp_dir().join(format!("wxnotify-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("apps.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[app]]
+name = "shop"
+oa_appid = "wxshop00000000001"
+oa_secret_env = "SHOP_OA_SECRET"
+rate_per_second = 100
+token_source = "classic"
+"#,
+        )
+        .unwrap();
+        let s = settings(&[
+            ("WXNOTIFY_CONFIG", path.to_str().unwrap()),
+            ("SHOP_OA_SECRET", "x"),
+        ])
+        .unwrap();
+        let shop = s.app(&AppName::parse("shop").unwrap()).unwrap();
+        assert_eq!(shop.rate_per_second, 100);
+        assert_eq!(shop.token_source, TokenSource::Classic);
+        let err = settings(&[("WXNOTIFY_CONFIG", path.to_str().unwrap())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SHOP_OA_SECRET"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

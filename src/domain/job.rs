@@ -1,0 +1,271 @@
+//! The job: "notify user X with template Y". Its JSON form is the contract for producers in any
+//! language; `schemas/job.schema.json` is generated from these types (`wxnotify schema`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::{AppId, AppName, JobId, OpenId, TemplateData, TemplateId, UnionId};
+
+/// The largest encoded job accepted, in bytes. A template message is small; anything larger is
+/// a bug or an attack and is refused (or dead-lettered as `malformed`).
+pub const MAX_JOB_BYTES: usize = 16 * 1024;
+/// The longest `url`, in bytes.
+pub const MAX_URL_BYTES: usize = 1024;
+/// The longest `miniprogram.pagepath`, in bytes.
+pub const MAX_PAGEPATH_BYTES: usize = 256;
+
+/// Who a job is for. Written as exactly one of `{"mp_openid": …}`, `{"unionid": …}` or
+/// `{"oa_openid": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Recipient {
+    /// The person's Mini Program openid (from `wx.login` → jscode2session).
+    MpOpenid(OpenId),
+    /// The person's unionid.
+    Unionid(UnionId),
+    /// The person's OA openid (sent to as is, no mapping needed).
+    OaOpenid(OpenId),
+}
+
+impl Recipient {
+    /// The kind of address, as stored in the ledger (`mp_openid`, `unionid`, `oa_openid`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Recipient::MpOpenid(_) => "mp_openid",
+            Recipient::Unionid(_) => "unionid",
+            Recipient::OaOpenid(_) => "oa_openid",
+        }
+    }
+
+    /// The address itself.
+    pub fn value(&self) -> &str {
+        match self {
+            Recipient::MpOpenid(id) | Recipient::OaOpenid(id) => id.as_str(),
+            Recipient::Unionid(id) => id.as_str(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Recipient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            mp_openid: Option<OpenId>,
+            unionid: Option<UnionId>,
+            oa_openid: Option<OpenId>,
+        }
+        match Raw::deserialize(d)? {
+            Raw {
+                mp_openid: Some(id),
+                unionid: None,
+                oa_openid: None,
+            } => Ok(Recipient::MpOpenid(id)),
+            Raw {
+                mp_openid: None,
+                unionid: Some(id),
+                oa_openid: None,
+            } => Ok(Recipient::Unionid(id)),
+            Raw {
+                mp_openid: None,
+                unionid: None,
+                oa_openid: Some(id),
+            } => Ok(Recipient::OaOpenid(id)),
+            _ => Err(serde::de::Error::custom(
+                "`to` must hold exactly one of mp_openid, unionid or oa_openid",
+            )),
+        }
+    }
+}
+
+/// Where a tap on the message opens a Mini Program page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MiniProgramLink {
+    /// The Mini Program's appid; it must be linked to the OA.
+    pub appid: AppId,
+    /// A page of the published Mini Program, without a leading `/`, query allowed
+    /// (`pages/order?id=1`).
+    pub pagepath: String,
+}
+
+/// A request to send one template message to one person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Idempotency key, also WeChat's `client_msg_id`. A job id that was already sent is not
+    /// sent again. Generated when the producer leaves it out.
+    #[serde(default = "JobId::generate")]
+    pub id: JobId,
+    /// Which configured OA / Mini Program pair sends it.
+    #[serde(default = "AppName::default_app")]
+    pub app: AppName,
+    /// The recipient.
+    pub to: Recipient,
+    /// The OA template.
+    pub template_id: TemplateId,
+    /// The template's fields.
+    pub data: TemplateData,
+    /// Optional web page opened on tap (http or https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Url>,
+    /// Optional Mini Program page opened on tap (preferred over `url` by WeChat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miniprogram: Option<MiniProgramLink>,
+    /// A notification too late to be useful: not sent after this instant (dead, reason `expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<DateTime<Utc>>,
+    /// Set by campaign dispatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<uuid::Uuid>,
+}
+
+/// Why bytes were refused as a job. The message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Larger than [`MAX_JOB_BYTES`].
+    #[error("job is {0} bytes, at most {MAX_JOB_BYTES} are allowed")]
+    TooLarge(usize),
+    /// Not JSON, or not a job (the serde message names the field and position).
+    #[error("not a valid job: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// `url` is not http(s) or too long.
+    #[error("url must be an http or https URL of at most {MAX_URL_BYTES} bytes")]
+    BadUrl,
+    /// `miniprogram.pagepath` has a leading `/`, whitespace, or is too long or empty.
+    #[error(
+        "miniprogram.pagepath must be a page path like \"pages/order?id=1\": no leading '/', no whitespace, at most {MAX_PAGEPATH_BYTES} bytes"
+    )]
+    BadPagepath,
+}
+
+impl Job {
+    /// Parses and checks a job from its JSON bytes: the one way bytes become a `Job`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, JobError> {
+        if bytes.len() > MAX_JOB_BYTES {
+            return Err(JobError::TooLarge(bytes.len()));
+        }
+        let job: Job = serde_json::from_slice(bytes)?;
+        job.check()?;
+        Ok(job)
+    }
+
+    /// Checks what serde's types cannot express.
+    pub fn check(&self) -> Result<(), JobError> {
+        if let Some(url) = &self.url
+            && (!matches!(url.scheme(), "http" | "https") || url.as_str().len() > MAX_URL_BYTES)
+        {
+            return Err(JobError::BadUrl);
+        }
+        if let Some(mp) = &self.miniprogram {
+            let p = &mp.pagepath;
+            if p.is_empty()
+                || p.starts_with('/')
+                || p.len() > MAX_PAGEPATH_BYTES
+                || p.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(JobError::BadPagepath);
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON bytes published to RabbitMQ.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a Job always serialises")
+    }
+}
+
+/// The JSON Schema of a job, pretty-printed; `schemas/job.schema.json` holds the same text.
+pub fn schema_json() -> String {
+    let mut schema = schemars::schema_for!(Job);
+    // The generated id is a per-process default, not part of the contract.
+    if let Some(id) = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("id"))
+        .and_then(|id| id.as_object_mut())
+    {
+        id.remove("default");
+    }
+    serde_json::to_string_pretty(&schema).expect("a schema always serialises") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+        "id": "order-1-shipped",
+        "to": {"mp_openid": "oMP123"},
+        "template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",
+        "data": {"thing1": "订单已发货", "time2": {"value": "2026-11-24 10:00"}},
+        "url": "https://example.com/orders/1",
+        "miniprogram": {"appid": "wx1234567890abcdef", "pagepath": "pages/order?id=1"},
+        "not_after": "2026-11-24T12:00:00Z"
+    }"#;
+
+    #[test]
+    fn a_full_job_parses_with_defaults_filled() {
+        let job = Job::from_json(GOOD.as_bytes()).unwrap();
+        assert_eq!(job.app, AppName::default_app());
+        assert_eq!(
+            job.to,
+            Recipient::MpOpenid(OpenId::parse("oMP123").unwrap())
+        );
+        let again = Job::from_json(&job.to_json()).unwrap();
+        assert_eq!(again, job);
+    }
+
+    #[test]
+    fn a_job_without_id_gets_one() {
+        let job = Job::from_json(br#"{"to":{"unionid":"u1"},"template_id":"t","data":{"k":"v"}}"#)
+            .unwrap();
+        assert!(!job.id.as_str().is_empty());
+    }
+
+    #[test]
+    fn bad_jobs_say_what_is_wrong() {
+        let cases: &[(&str, &str)] = &[
+            ("{", "EOF"),
+            (
+                r#"{"to":{"mp_openid":"o","unionid":"u"},"template_id":"t","data":{"k":"v"}}"#,
+                "exactly one of",
+            ),
+            (
+                r#"{"to":{"email":"x"},"template_id":"t","data":{"k":"v"}}"#,
+                "unknown field `email`",
+            ),
+            (
+                r#"{"template_id":"t","data":{"k":"v"}}"#,
+                "missing field `to`",
+            ),
+            (
+                r#"{"to":{"unionid":"u"},"template_id":"t","data":{"k":"v"},"url":"javascript:alert(1)"}"#,
+                "http or https",
+            ),
+            (
+                r#"{"to":{"unionid":"u"},"template_id":"t","data":{"k":"v"},"miniprogram":{"appid":"wx1","pagepath":"/pages/a"}}"#,
+                "no leading '/'",
+            ),
+            (
+                r#"{"to":{"unionid":"u"},"template_id":"t","data":{"k":1}}"#,
+                "data",
+            ),
+            (
+                r#"{"to":{"unionid":"u"},"template_id":"t","data":{"k":"v"},"extra":1}"#,
+                "unknown field `extra`",
+            ),
+        ];
+        for (input, expect) in cases {
+            let err = Job::from_json(input.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(expect), "{input} -> {err}");
+        }
+    }
+
+    #[test]
+    fn huge_jobs_are_refused_before_parsing() {
+        let big = vec![b' '; MAX_JOB_BYTES + 1];
+        assert!(matches!(Job::from_json(&big), Err(JobError::TooLarge(_))));
+    }
+}

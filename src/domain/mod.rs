@@ -1,0 +1,10 @@
+//! Domain types: raw input becomes one of these once, at the edge (HTTP body, AMQP bytes, CLI
+//! argument, config), and everything inside the crate trusts them.
+
+mod ids;
+pub mod job;
+pub mod template;
+
+pub use ids::{AppId, AppName, IdError, JobId, OpenId, UnionId};
+pub use job::{Job, JobError, MiniProgramLink, Recipient};
+pub use template::{FieldKey, TemplateData, TemplateId};

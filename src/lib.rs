@@ -1,0 +1,35 @@
+//! # wxnotify
+//!
+//! Pushes WeChat Official Account (OA) template messages to Mini Program users. A person's Mini
+//! Program openid is joined to their OA openid through the unionid both apps share; jobs arrive
+//! on RabbitMQ, a rate-limited worker pool sends them, and every job ends sent, duplicate or dead
+//! with a reason, recorded in Postgres.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap); `main.rs` only parses it and dispatches.
+//! - [`config`]: settings from the environment and an optional TOML file; secrets as
+//!   `SecretString`.
+//! - [`telemetry`]: tracing set-up (readable in a terminal, JSON in production).
+//! - [`db`]: the Postgres pool and the embedded migrations.
+//! - [`domain`]: newtypes (`OpenId`, `UnionId`, `AppId`, `TemplateId`, `JobId` …) and the [`Job`](domain::Job).
+//! - [`wechat`]: the WeChat API client, errcode classification, the shared access-token store,
+//!   and `mock`, the faithful fake WeChat server.
+//! - [`queue`]: the RabbitMQ topology, publisher (confirms) and the `enqueue` command.
+//! - [`delivery`]: the worker pipeline: decode, claim, resolve, rate-limit, send, classify, record,
+//!   ack; retries and dead letters.
+//! - [`followers`]: the OA follower sync.
+//! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
+//! - [`demo`]: the main job, end to end against the fake WeChat.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod demo;
+pub mod domain;
+pub mod followers;
+pub mod http;
+pub mod queue;
+pub mod telemetry;
+pub mod wechat;

@@ -1,0 +1,9 @@
+//! Everything that speaks to WeChat: the HTTP client, the errcode classification, the shared
+//! access-token store, secret redaction, and the fake WeChat server.
+
+pub mod errcode;
+pub mod mock;
+pub mod redact;
+pub mod response;
+
+pub use errcode::{ErrClass, PermanentKind, classify};

@@ -1,0 +1,7 @@
+//! The integration tests: one binary, one module per area. They talk to the real Postgres and
+//! RabbitMQ of `WXNOTIFY_TEST_DATABASE_URL` / `AMQP_URL` (defaults: the local services) and to
+//! the fake WeChat on port 0. Each test makes its own database and queue prefix.
+
+mod support;
+
+mod domain;

@@ -1,0 +1,104 @@
+#![allow(dead_code)] // not every test module uses every helper
+//! Test isolation: a fresh, migrated database per test (dropped afterwards, even when the test
+//! panics) and a random queue prefix per test.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// The server tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("WXNOTIFY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The broker tests use.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| wxnotify::config::DEFAULT_AMQP_URL.into())
+}
+
+/// A random queue prefix, so tests share the broker without seeing each other's messages.
+pub fn queue_prefix() -> String {
+    format!("wxtest-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A database of one test's own, dropped with this value.
+pub struct TestDb {
+    /// A pool on the database.
+    pub pool: PgPool,
+    /// Its name.
+    pub name: String,
+    /// Options that connect to it (to build further, independent pools).
+    pub options: PgConnectOptions,
+}
+
+impl TestDb {
+    /// Creates and migrates a fresh database.
+    pub async fn new() -> TestDb {
+        let server: PgConnectOptions = server_url()
+            .parse()
+            .expect("bad WXNOTIFY_TEST_DATABASE_URL");
+        let name = format!("wxnotify_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = server
+            .connect()
+            .await
+            .expect("cannot reach the test Postgres");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        admin.close().await.ok();
+        let options = server.database(&name);
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options.clone())
+            .await
+            .expect("connect to the test database");
+        wxnotify::db::migrate(&pool).await.expect("migrations");
+        TestDb {
+            pool,
+            name,
+            options,
+        }
+    }
+
+    /// A new pool of its own on the same database, as another process would have.
+    pub async fn another_pool(&self, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(self.options.clone())
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// The database URL, for code that takes `DATABASE_URL`.
+    pub fn url(&self) -> String {
+        let base = server_url();
+        let (server, _) = base.rsplit_once('/').expect("a database URL has a path");
+        format!("{server}/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server: PgConnectOptions = server_url().parse().unwrap();
+                if let Ok(mut admin) = server.connect().await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}

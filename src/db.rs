@@ -26,3 +26,22 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .context("applying the Postgres migrations failed")
 }
+
+/// Upserts a row in `apps` for every configured app (the other tables refer to it).
+pub async fn register_apps(pool: &PgPool, apps: &[crate::config::AppConfig]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    for app in apps {
+        sqlx::query(
+            "INSERT INTO apps (name, oa_appid, mp_appid) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE
+             SET oa_appid = EXCLUDED.oa_appid, mp_appid = EXCLUDED.mp_appid, updated_at = now()",
+        )
+        .bind(app.name.as_str())
+        .bind(app.oa_appid.as_str())
+        .bind(app.mp_appid.as_ref().map(|a| a.as_str()))
+        .execute(pool)
+        .await
+        .with_context(|| format!("registering app {} in Postgres", app.name))?;
+    }
+    Ok(())
+}

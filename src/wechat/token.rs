@@ -221,15 +221,24 @@ impl TokenStore {
     }
 
     async fn stored(&self, app: &AppName) -> Result<Option<Cached>, TokenError> {
-        let row: Option<(Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-            sqlx::query_as(
-                "SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = $1",
-            )
-            .bind(app.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await?;
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            token: Option<String>,
+            expires_at: Option<DateTime<Utc>>,
+            fetched_at: Option<DateTime<Utc>>,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = $1",
+        )
+        .bind(app.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?;
         Ok(match row {
-            Some((Some(token), Some(expires_at), Some(fetched_at))) => {
+            Some(Row {
+                token: Some(token),
+                expires_at: Some(expires_at),
+                fetched_at: Some(fetched_at),
+            }) => {
                 let refresh_at = refresh_at(fetched_at, expires_at);
                 (Utc::now() < refresh_at).then(|| Cached {
                     token: AccessToken::new(token),

@@ -1,0 +1,330 @@
+//! The XML WeChat pushes to the OA server URL (`wechat-api.md` §6.2, §6.4): parsing for the
+//! callback handler, building for the fake WeChat.
+//!
+//! In safe mode the body is an envelope holding only `ToUserName` and `Encrypt`; the decrypted
+//! `Encrypt` is the same XML as a plaintext push. Tag names are case-sensitive: the template
+//! receipt's id is `MsgID` (capital D), ordinary messages carry `MsgId`. Both are 64-bit.
+
+use serde::Deserialize;
+
+use crate::domain::OpenId;
+
+/// Why a pushed body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Not well-formed XML, or not WeChat's shape.
+    #[error("the body is not a WeChat push XML: {0}")]
+    Malformed(String),
+    /// A required element is missing.
+    #[error("the push has no {0}")]
+    Missing(&'static str),
+    /// An element has a value that cannot be right.
+    #[error("the push has a bad {0}")]
+    Bad(&'static str),
+}
+
+/// Every element wxnotify reads, as text. (All optional: which are required depends on the kind.)
+#[derive(Debug, Default, Deserialize)]
+struct RawPush {
+    #[serde(rename = "ToUserName")]
+    to_user_name: Option<String>,
+    #[serde(rename = "FromUserName")]
+    from_user_name: Option<String>,
+    #[serde(rename = "CreateTime")]
+    create_time: Option<String>,
+    #[serde(rename = "MsgType")]
+    msg_type: Option<String>,
+    #[serde(rename = "Event")]
+    event: Option<String>,
+    #[serde(rename = "EventKey")]
+    event_key: Option<String>,
+    #[serde(rename = "MsgID")]
+    template_msg_id: Option<String>,
+    #[serde(rename = "MsgId")]
+    msg_id: Option<String>,
+    #[serde(rename = "Status")]
+    status: Option<String>,
+    #[serde(rename = "Encrypt")]
+    encrypt: Option<String>,
+}
+
+/// What a push is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushKind {
+    /// The person followed the OA (`EventKey` is `qrscene_…` for QR-code follows).
+    Subscribe {
+        /// The scene key, if any.
+        event_key: Option<String>,
+    },
+    /// The person unfollowed the OA.
+    Unsubscribe,
+    /// The delivery result of a template message.
+    TemplateSendJobFinish {
+        /// The message id `message/template/send` returned.
+        msg_id: i64,
+        /// `success`, `failed:user block`, `failed: system failed` … stored raw.
+        status: String,
+    },
+    /// Another event wxnotify does not act on (`CLICK`, `SCAN`, `LOCATION` …).
+    OtherEvent {
+        /// The event name.
+        event: String,
+    },
+    /// A message from the person (text, image …); wxnotify does not reply to messages.
+    Message {
+        /// `MsgType`.
+        msg_type: String,
+        /// `MsgId`, the de-duplication key of messages.
+        msg_id: Option<i64>,
+    },
+}
+
+/// A parsed push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// The OA's original id (`gh_…`).
+    pub to_user_name: String,
+    /// The person's OA openid.
+    pub from: OpenId,
+    /// Unix seconds, WeChat's clock.
+    pub create_time: i64,
+    /// What happened.
+    pub kind: PushKind,
+}
+
+impl Push {
+    /// The key under which WeChat's retries of this push are recognised: the event name (with
+    /// the MsgID for receipts), or `msg:<MsgId>` for messages.
+    pub fn dedupe_key(&self) -> String {
+        match &self.kind {
+            PushKind::Subscribe { .. } => "subscribe".into(),
+            PushKind::Unsubscribe => "unsubscribe".into(),
+            PushKind::TemplateSendJobFinish { msg_id, .. } => {
+                format!("TEMPLATESENDJOBFINISH:{msg_id}")
+            }
+            PushKind::OtherEvent { event } => event.clone(),
+            PushKind::Message { msg_type, msg_id } => match msg_id {
+                Some(id) => format!("msg:{id}"),
+                None => format!("msg:{msg_type}"),
+            },
+        }
+    }
+
+    /// The push as WeChat's plaintext XML (used by the fake WeChat and tests).
+    pub fn to_xml(&self) -> String {
+        let mut xml = format!(
+            "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime>",
+            cdata(&self.to_user_name),
+            cdata(self.from.as_str()),
+            self.create_time
+        );
+        let tail = match &self.kind {
+            PushKind::Subscribe { event_key } => format!(
+                "<MsgType>{}</MsgType><Event>{}</Event>{}",
+                cdata("event"),
+                cdata("subscribe"),
+                event_key
+                    .as_deref()
+                    .map(|k| format!("<EventKey>{}</EventKey>", cdata(k)))
+                    .unwrap_or_default()
+            ),
+            PushKind::Unsubscribe => format!(
+                "<MsgType>{}</MsgType><Event>{}</Event>",
+                cdata("event"),
+                cdata("unsubscribe")
+            ),
+            PushKind::TemplateSendJobFinish { msg_id, status } => format!(
+                "<MsgType>{}</MsgType><Event>{}</Event><MsgID>{msg_id}</MsgID><Status>{}</Status>",
+                cdata("event"),
+                cdata("TEMPLATESENDJOBFINISH"),
+                cdata(status)
+            ),
+            PushKind::OtherEvent { event } => format!(
+                "<MsgType>{}</MsgType><Event>{}</Event>",
+                cdata("event"),
+                cdata(event)
+            ),
+            PushKind::Message { msg_type, msg_id } => format!(
+                "<MsgType>{}</MsgType>{}",
+                cdata(msg_type),
+                msg_id
+                    .map(|id| format!("<MsgId>{id}</MsgId>"))
+                    .unwrap_or_default()
+            ),
+        };
+        xml.push_str(&tail);
+        xml.push_str("</xml>");
+        xml
+    }
+}
+
+/// The safe-mode envelope: `<xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt></xml>`.
+pub fn encrypted_envelope(to_user_name: &str, encrypt: &str) -> String {
+    format!(
+        "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+        cdata(to_user_name),
+        cdata(encrypt)
+    )
+}
+
+/// Wraps text in CDATA, splitting any `]]>` so the text survives unchanged.
+fn cdata(text: &str) -> String {
+    format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
+}
+
+/// Reads the `Encrypt` element of a safe-mode (or compatible-mode) body.
+pub fn parse_encrypted(body: &str) -> Result<String, EventError> {
+    let raw = parse_raw(body)?;
+    raw.encrypt
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .ok_or(EventError::Missing("Encrypt"))
+}
+
+/// Parses a plaintext push (or the decrypted content of a safe-mode one).
+pub fn parse_push(body: &str) -> Result<Push, EventError> {
+    let raw = parse_raw(body)?;
+    let from = raw
+        .from_user_name
+        .ok_or(EventError::Missing("FromUserName"))?;
+    let from = OpenId::parse(from.trim()).map_err(|_| EventError::Bad("FromUserName"))?;
+    let create_time = raw
+        .create_time
+        .ok_or(EventError::Missing("CreateTime"))?
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| EventError::Bad("CreateTime"))?;
+    let msg_type = raw.msg_type.ok_or(EventError::Missing("MsgType"))?;
+    let kind = if msg_type.trim() == "event" {
+        event_kind(raw.event, raw.event_key, raw.template_msg_id, raw.status)?
+    } else {
+        PushKind::Message {
+            msg_type: msg_type.trim().to_owned(),
+            msg_id: raw.msg_id.and_then(|id| id.trim().parse().ok()),
+        }
+    };
+    Ok(Push {
+        to_user_name: raw.to_user_name.unwrap_or_default().trim().to_owned(),
+        from,
+        create_time,
+        kind,
+    })
+}
+
+fn event_kind(
+    event: Option<String>,
+    event_key: Option<String>,
+    msg_id: Option<String>,
+    status: Option<String>,
+) -> Result<PushKind, EventError> {
+    let event = event.ok_or(EventError::Missing("Event"))?;
+    let event = event.trim();
+    Ok(if event.eq_ignore_ascii_case("subscribe") {
+        PushKind::Subscribe {
+            event_key: event_key.filter(|k| !k.trim().is_empty()),
+        }
+    } else if event.eq_ignore_ascii_case("unsubscribe") {
+        PushKind::Unsubscribe
+    } else if event.eq_ignore_ascii_case("TEMPLATESENDJOBFINISH") {
+        let msg_id = msg_id
+            .ok_or(EventError::Missing("MsgID"))?
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| EventError::Bad("MsgID"))?;
+        let status = status.ok_or(EventError::Missing("Status"))?.trim().to_owned();
+        PushKind::TemplateSendJobFinish { msg_id, status }
+    } else {
+        PushKind::OtherEvent {
+            event: event.to_owned(),
+        }
+    })
+}
+
+fn parse_raw(body: &str) -> Result<RawPush, EventError> {
+    if !body.trim_start().starts_with("<xml") {
+        return Err(EventError::Malformed("the root element is not <xml>".into()));
+    }
+    quick_xml::de::from_str(body).map_err(|e| EventError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_template_receipt_is_parsed_with_a_64_bit_msgid() {
+        let xml = "<xml>\n  <ToUserName><![CDATA[gh_7f083739789a]]></ToUserName>\n  <FromUserName><![CDATA[oia2TjuEGTNoeX76QEjQNrcURxG8]]></FromUserName>\n  <CreateTime>1395658920</CreateTime>\n  <MsgType><![CDATA[event]]></MsgType>\n  <Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>\n  <MsgID>3557254367693750277</MsgID>\n  <Status><![CDATA[failed: system failed]]></Status>\n</xml>";
+        let push = parse_push(xml).unwrap();
+        assert_eq!(push.to_user_name, "gh_7f083739789a");
+        assert_eq!(push.from.as_str(), "oia2TjuEGTNoeX76QEjQNrcURxG8");
+        assert_eq!(push.create_time, 1395658920);
+        assert_eq!(
+            push.kind,
+            PushKind::TemplateSendJobFinish {
+                msg_id: 3557254367693750277,
+                status: "failed: system failed".into()
+            }
+        );
+        assert_eq!(
+            push.dedupe_key(),
+            "TEMPLATESENDJOBFINISH:3557254367693750277"
+        );
+    }
+
+    #[test]
+    fn subscribe_and_unsubscribe_round_trip_through_xml() {
+        for kind in [
+            PushKind::Subscribe {
+                event_key: Some("qrscene_123".into()),
+            },
+            PushKind::Subscribe { event_key: None },
+            PushKind::Unsubscribe,
+            PushKind::Message {
+                msg_type: "text".into(),
+                msg_id: Some(1234567890123456789),
+            },
+        ] {
+            let push = Push {
+                to_user_name: "gh_xxxxxxxxxxxx".into(),
+                from: OpenId::parse("oOA_openid-1").unwrap(),
+                create_time: 123456789,
+                kind,
+            };
+            assert_eq!(parse_push(&push.to_xml()).unwrap(), push);
+        }
+    }
+
+    #[test]
+    fn the_safe_mode_envelope_yields_its_encrypt_text() {
+        let xml = encrypted_envelope("gh_1", "abc+/=");
+        assert_eq!(parse_encrypted(&xml).unwrap(), "abc+/=");
+        assert_eq!(
+            parse_encrypted("<xml><ToUserName>x</ToUserName></xml>"),
+            Err(EventError::Missing("Encrypt"))
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        assert!(matches!(
+            parse_push("not xml"),
+            Err(EventError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_push("<xml><FromUserName>o1</FromUserName"),
+            Err(EventError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_push("<xml><FromUserName>o1</FromUserName><MsgType>event</MsgType></xml>"),
+            Err(EventError::Missing("CreateTime"))
+        );
+        assert_eq!(
+            parse_push(
+                "<xml><FromUserName>o 1</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>"
+            ),
+            Err(EventError::Bad("FromUserName"))
+        );
+        let entity = "<!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><FromUserName>&x;</FromUserName></xml>";
+        assert!(parse_push(entity).is_err());
+    }
+}

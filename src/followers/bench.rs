@@ -46,7 +46,11 @@ pub async fn per_user(
         store::upsert_one(pool, app, &info).await?;
     }
     let seconds = clock.elapsed().as_secs_f64();
-    let per = if openids.is_empty() { 0.0 } else { seconds / openids.len() as f64 };
+    let per = if openids.is_empty() {
+        0.0
+    } else {
+        seconds / openids.len() as f64
+    };
     Ok(SeedReport {
         method: "per_user_seed_method",
         sample: openids.len(),

@@ -255,7 +255,11 @@ pub async fn upsert_one(pool: &PgPool, app: &AppName, info: &UserInfo) -> Result
 /// Records the unionid `user/info` gave for a follower after a `subscribe` event. Only the
 /// unionid (and follow time) is taken: whether the person still follows is the events' business,
 /// since an `unsubscribe` may have arrived while `user/info` was in flight.
-pub async fn store_unionid(pool: &PgPool, app: &AppName, info: &UserInfo) -> Result<(), sqlx::Error> {
+pub async fn store_unionid(
+    pool: &PgPool,
+    app: &AppName,
+    info: &UserInfo,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE oa_followers
          SET unionid = COALESCE($3, unionid),

@@ -247,9 +247,15 @@ async fn write_pages(
     let mut run = RunCounts::default();
     while let Some(page) = rx.recv().await {
         if !page.users.is_empty() {
-            let counts =
-                store::store_page(pool, app, pass.id, &page.users, page.next.as_ref(), page.total)
-                    .await?;
+            let counts = store::store_page(
+                pool,
+                app,
+                pass.id,
+                &page.users,
+                page.next.as_ref(),
+                page.total,
+            )
+            .await?;
             run.seen += counts.seen as u64;
             progress.advance(counts.seen as u64, page.total);
             metrics::counter!("wxnotify_followers_synced_total", "app" => app.to_string())
@@ -358,8 +364,11 @@ impl<'a> Fetcher<'a> {
                 })
                 .await
         };
-        match (call.retry(self.backoff).when(is_transient).notify(self.notify("user/info/batchget")))
-            .await
+        match (call
+            .retry(self.backoff)
+            .when(is_transient)
+            .notify(self.notify("user/info/batchget")))
+        .await
         {
             Ok(infos) => Ok(with_missing(openids, infos)),
             // One bad openid (e.g. someone who left since user/get) fails the whole call.

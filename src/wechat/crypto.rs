@@ -99,7 +99,12 @@ impl AesKey {
 
     /// Encrypts `msg` for `appid` with the given 16-byte random prefix; returns the base64
     /// `Encrypt` text. (The prefix is a parameter so tests can reproduce known vectors.)
-    pub fn encrypt_with_prefix(&self, prefix: &[u8; RANDOM_LEN], msg: &[u8], appid: &str) -> String {
+    pub fn encrypt_with_prefix(
+        &self,
+        prefix: &[u8; RANDOM_LEN],
+        msg: &[u8],
+        appid: &str,
+    ) -> String {
         let len = u32::try_from(msg.len()).expect("a pushed message is far below 4 GiB");
         let mut plain = Vec::with_capacity(RANDOM_LEN + 4 + msg.len() + appid.len() + PAD_BLOCK);
         plain.extend_from_slice(prefix);
@@ -148,7 +153,9 @@ impl AesKey {
         if plain.len() < RANDOM_LEN + 4 {
             return Err(CryptoError::BadPlaintext);
         }
-        let len_bytes: [u8; 4] = plain[RANDOM_LEN..RANDOM_LEN + 4].try_into().expect("4 bytes");
+        let len_bytes: [u8; 4] = plain[RANDOM_LEN..RANDOM_LEN + 4]
+            .try_into()
+            .expect("4 bytes");
         let len = u32::from_be_bytes(len_bytes) as usize;
         let rest = &plain[RANDOM_LEN + 4..];
         if len > rest.len() {

@@ -36,6 +36,13 @@ pub enum PermanentKind {
 /// unsubscribed when a send gets it.
 pub const REQUIRE_SUBSCRIBE: i64 = 43004;
 
+/// The per-minute quota of an API is used up (`api minute-quota reach limit`): transient, but a
+/// login answers it with 429 rather than 503 so the client slows down.
+pub const MINUTE_QUOTA: i64 = 45011;
+
+/// WeChat blocked a login of a high-risk user (`code blocked`): a fresh code will not help.
+pub const CODE_BLOCKED: i64 = 40226;
+
 /// Classifies an errcode.
 pub fn classify(errcode: i64) -> ErrClass {
     use ErrClass::*;

@@ -231,7 +231,10 @@ fn event_kind(
             .trim()
             .parse::<i64>()
             .map_err(|_| EventError::Bad("MsgID"))?;
-        let status = status.ok_or(EventError::Missing("Status"))?.trim().to_owned();
+        let status = status
+            .ok_or(EventError::Missing("Status"))?
+            .trim()
+            .to_owned();
         PushKind::TemplateSendJobFinish { msg_id, status }
     } else {
         PushKind::OtherEvent {
@@ -242,7 +245,9 @@ fn event_kind(
 
 fn parse_raw(body: &str) -> Result<RawPush, EventError> {
     if !body.trim_start().starts_with("<xml") {
-        return Err(EventError::Malformed("the root element is not <xml>".into()));
+        return Err(EventError::Malformed(
+            "the root element is not <xml>".into(),
+        ));
     }
     quick_xml::de::from_str(body).map_err(|e| EventError::Malformed(e.to_string()))
 }

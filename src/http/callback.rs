@@ -1,0 +1,245 @@
+//! `GET|POST /wechat/callback` (default app) and `/wechat/callback/{app}`: the OA server URL.
+//!
+//! Every request's `signature` is checked against the app's callback token first. A GET with a
+//! good signature is the URL handshake: `echostr` is echoed verbatim (plaintext even in safe
+//! mode). A POST is a push, plaintext or safe mode (`encrypt_type=aes`: `msg_signature` checked,
+//! `Encrypt` decrypted with the EncodingAESKey, the appid inside checked). The event is then
+//! claimed and applied in one transaction (a WeChat retry finds its key claimed and changes
+//! nothing) and the answer is `success` (plaintext) or an empty body (safe mode), well within
+//! WeChat's 5 seconds: the slow part, `user/info` for a new follower's unionid, runs in a
+//! background task after the answer. A bad signature, a bad AES payload or malformed XML is
+//! refused with a 4xx and stores nothing.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::error::HttpError;
+use super::{AppEntry, AppState, store};
+use crate::domain::{AppName, OpenId};
+use crate::followers::store as followers;
+use crate::wechat::crypto::{msg_signature, signature, signatures_match};
+use crate::wechat::event::{self, Push, PushKind};
+use crate::wechat::{ErrClass, TokenError};
+
+/// The query string WeChat sends.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    /// `sha1(sort(token, timestamp, nonce))`.
+    pub signature: Option<String>,
+    /// Unix seconds.
+    pub timestamp: Option<String>,
+    /// Random.
+    pub nonce: Option<String>,
+    /// The handshake's challenge.
+    pub echostr: Option<String>,
+    /// `aes` in safe (and compatible) mode.
+    pub encrypt_type: Option<String>,
+    /// Safe mode's signature over the `Encrypt` text too.
+    pub msg_signature: Option<String>,
+}
+
+/// GET `/wechat/callback`: the handshake of the default app.
+pub async fn verify_default(
+    State(state): State<AppState>,
+    Query(query): Query<CallbackQuery>,
+) -> Result<String, HttpError> {
+    let app = state.app_or_default(None)?;
+    handshake(&state, &app, &query)
+}
+
+/// GET `/wechat/callback/{app}`: the handshake.
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(query): Query<CallbackQuery>,
+) -> Result<String, HttpError> {
+    let app = state.app_or_default(Some(&app))?;
+    handshake(&state, &app, &query)
+}
+
+/// POST `/wechat/callback`: a push to the default app.
+pub async fn push_default(
+    State(state): State<AppState>,
+    Query(query): Query<CallbackQuery>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let app = state.app_or_default(None)?;
+    receive(&state, &app, &query, &body).await
+}
+
+/// POST `/wechat/callback/{app}`: a push.
+pub async fn push(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(query): Query<CallbackQuery>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let app = state.app_or_default(Some(&app))?;
+    receive(&state, &app, &query, &body).await
+}
+
+fn handshake(state: &AppState, app: &AppName, query: &CallbackQuery) -> Result<String, HttpError> {
+    let entry = state.entry(app)?;
+    check_signature(entry, query)?;
+    let echostr = query
+        .echostr
+        .clone()
+        .ok_or_else(|| HttpError::BadRequest("echostr is missing".into()))?;
+    tracing::info!(app = %app, "callback URL handshake verified");
+    Ok(echostr)
+}
+
+#[tracing::instrument(skip_all, fields(app = %app, event))]
+async fn receive(
+    state: &AppState,
+    app: &AppName,
+    query: &CallbackQuery,
+    body: &[u8],
+) -> Result<Response, HttpError> {
+    let entry = state.entry(app)?;
+    check_signature(entry, query)?;
+    let body = std::str::from_utf8(body)
+        .map_err(|_| HttpError::BadRequest("the body is not UTF-8 XML".into()))?;
+    let safe = query.encrypt_type.as_deref() == Some("aes");
+    let push = if safe {
+        decrypt(entry, query, body)?
+    } else {
+        event::parse_push(body).map_err(|e| HttpError::BadRequest(e.to_string()))?
+    };
+    let key = push.dedupe_key();
+    tracing::Span::current().record("event", key.as_str());
+    let applied = apply(state, app, &push).await?;
+    let outcome = if applied { "applied" } else { "duplicate" };
+    metrics::counter!("wxnotify_callback_events_total", "app" => app.to_string(), "outcome" => outcome).increment(1);
+    tracing::info!(from = %push.from, create_time = push.create_time, outcome, "callback push");
+    if applied && matches!(push.kind, PushKind::Subscribe { .. }) {
+        fetch_unionid(state, app.clone(), push.from.clone());
+    }
+    Ok(if safe {
+        // Safe mode: an empty body needs no encryption and is always accepted (§6.3).
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::OK, "success").into_response()
+    })
+}
+
+fn check_signature(entry: &AppEntry, query: &CallbackQuery) -> Result<(), HttpError> {
+    let token = callback_token(entry)?;
+    let (Some(sig), Some(ts), Some(nonce)) = (&query.signature, &query.timestamp, &query.nonce)
+    else {
+        return Err(HttpError::BadRequest(
+            "signature, timestamp and nonce are required".into(),
+        ));
+    };
+    if !signatures_match(&signature(token, ts, nonce), sig) {
+        return Err(HttpError::Forbidden("the signature does not match".into()));
+    }
+    Ok(())
+}
+
+fn callback_token(entry: &AppEntry) -> Result<&str, HttpError> {
+    entry
+        .config
+        .callback_token
+        .as_ref()
+        .map(|t| t.expose_secret())
+        .ok_or_else(|| {
+            HttpError::NotFound(format!(
+                "no callback token is configured for app {}",
+                entry.config.name
+            ))
+        })
+}
+
+fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, HttpError> {
+    let token = callback_token(entry)?;
+    let key = entry.aes_key.as_ref().ok_or_else(|| {
+        HttpError::NotFound(format!(
+            "safe mode is not configured for app {} (no EncodingAESKey)",
+            entry.config.name
+        ))
+    })?;
+    let encrypt = event::parse_encrypted(body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    let (Some(ts), Some(nonce)) = (&query.timestamp, &query.nonce) else {
+        return Err(HttpError::BadRequest(
+            "timestamp and nonce are required".into(),
+        ));
+    };
+    let expected = msg_signature(token, ts, nonce, &encrypt);
+    if !query
+        .msg_signature
+        .as_deref()
+        .is_some_and(|got| signatures_match(&expected, got))
+    {
+        return Err(HttpError::Forbidden(
+            "the msg_signature does not match".into(),
+        ));
+    }
+    let xml = key
+        .decrypt(&encrypt, entry.config.oa_appid.as_str())
+        .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    let xml = String::from_utf8(xml)
+        .map_err(|_| HttpError::BadRequest("the decrypted message is not UTF-8".into()))?;
+    event::parse_push(&xml).map_err(|e| HttpError::BadRequest(e.to_string()))
+}
+
+/// Claims the event and applies it in one transaction; `false` = a retry, nothing changed.
+async fn apply(state: &AppState, app: &AppName, push: &Push) -> Result<bool, HttpError> {
+    let mut tx = state.pool().begin().await?;
+    if !store::claim_event(&mut tx, app, push).await? {
+        return Ok(false);
+    }
+    let at = DateTime::from_timestamp(push.create_time, 0).unwrap_or_else(Utc::now);
+    match &push.kind {
+        PushKind::Subscribe { .. } => {
+            followers::mark_subscribed(&mut tx, app, &push.from, at).await?
+        }
+        PushKind::Unsubscribe => followers::mark_unsubscribed(&mut tx, app, &push.from).await?,
+        PushKind::TemplateSendJobFinish { msg_id, status } => {
+            if !store::record_receipt(&mut tx, app, *msg_id, status, at).await? {
+                tracing::warn!(msg_id, status, "delivery receipt for an unknown msgid");
+            }
+        }
+        PushKind::OtherEvent { .. } | PushKind::Message { .. } => {}
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// After a `subscribe`: `user/info` for the unionid, with retries, in the background.
+fn fetch_unionid(state: &AppState, app: AppName, openid: OpenId) {
+    let state = state.clone();
+    let tracker = state.background().clone();
+    tracker.spawn(async move {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(200))
+            .with_max_times(5)
+            .with_jitter();
+        let call = || {
+            state.tokens().with_token(&app, |token| {
+                let (client, openid) = (state.client(), &openid);
+                async move { client.user_info(&token, openid).await }
+            })
+        };
+        let fetched = call
+            .retry(backoff)
+            .when(|e: &TokenError| e.class() == ErrClass::Transient)
+            .await;
+        match fetched {
+            Ok(info) => {
+                if let Err(e) = followers::store_unionid(state.pool(), &app, &info).await {
+                    tracing::error!(app = %app, openid = %openid, error = %e, "storing a new follower's unionid failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(app = %app, openid = %openid, error = %e, "user/info for a new follower failed; the next sync fills the unionid");
+            }
+        }
+    });
+}

@@ -5,3 +5,6 @@
 mod support;
 
 mod domain;
+mod system;
+mod worker;
+mod resilience;

@@ -14,7 +14,9 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::stream::{SelectAll, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +25,10 @@ use tokio_util::task::TaskTracker;
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{DB_RETRY, Decision, Pipeline};
 use crate::domain::Job;
-use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, attempt_headers, connect, tier_for};
+use crate::queue::{
+    Lane, Publisher, PublisherOptions, Topology, TopologyOptions, attempt_headers, connect,
+    tier_for,
+};
 
 /// Broker-side settings of a worker.
 #[derive(Debug, Clone)]
@@ -65,8 +70,18 @@ pub struct Consumer {
 
 impl Consumer {
     /// A consumer for `topology` on the broker at `amqp_url`.
-    pub fn new(pipeline: Arc<Pipeline>, amqp_url: SecretString, topology: Topology, options: ConsumerOptions) -> Self {
-        Consumer { pipeline, amqp_url, topology, options }
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        amqp_url: SecretString,
+        topology: Topology,
+        options: ConsumerOptions,
+    ) -> Self {
+        Consumer {
+            pipeline,
+            amqp_url,
+            topology,
+            options,
+        }
     }
 
     /// Runs sessions (reconnecting with backoff) until `shutdown`, then waits for in-flight
@@ -92,29 +107,56 @@ impl Consumer {
     }
 
     /// One connection's life. Returns `Ok` only on shutdown.
-    async fn session(&self, tracker: &TaskTracker, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let connection = Arc::new(connect(&self.amqp_url, "wxnotify-worker").await?);
+    async fn session(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let name = format!("wxnotify-worker {}", self.topology.prefix());
+        let connection = Arc::new(connect(&self.amqp_url, &name).await?);
         let setup = connection.create_channel().await?;
-        self.topology.declare(&setup, &self.options.topology).await?;
-        let publisher = Publisher::new(connection.clone(), self.topology.clone(), PublisherOptions::default()).await?;
+        self.topology
+            .declare(&setup, &self.options.topology)
+            .await?;
+        let publisher = Publisher::new(
+            connection.clone(),
+            self.topology.clone(),
+            PublisherOptions::default(),
+        )
+        .await?;
         let mut streams = SelectAll::new();
         let mut consumers = Vec::new();
-        let mut sources: Vec<(Source, String)> =
-            self.options.lanes.iter().map(|l| (Source::Lane(*l), self.topology.lane_queue(*l))).collect();
+        let mut sources: Vec<(Source, String)> = self
+            .options
+            .lanes
+            .iter()
+            .map(|l| (Source::Lane(*l), self.topology.lane_queue(*l)))
+            .collect();
         if self.options.consume_dead {
             sources.push((Source::BrokerDead, self.topology.dead_queue()));
         }
         for (source, queue) in sources {
             let channel = connection.create_channel().await?;
-            channel.basic_qos(self.options.prefetch, BasicQosOptions::default()).await?;
+            channel
+                .basic_qos(self.options.prefetch, BasicQosOptions::default())
+                .await?;
             let tag = format!("wxnotify-{}-{}", queue, uuid::Uuid::new_v4().simple());
             let consumer = channel
-                .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
             streams.push(consumer.map(move |d| (source, d)).boxed());
             consumers.push((channel, tag));
         }
-        tracing::info!(prefix = self.topology.prefix(), prefetch = self.options.prefetch, "consuming");
+        tracing::info!(
+            prefix = self.topology.prefix(),
+            prefetch = self.options.prefetch,
+            "consuming"
+        );
         loop {
             tokio::select! {
                 biased;
@@ -169,23 +211,37 @@ impl Settle {
             Source::Lane(lane) => lane,
             Source::BrokerDead => return self.handle_broker_dead(delivery).await,
         };
-        let message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str().to_owned());
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned());
         let body = &delivery.data;
-        let Some(decision) =
-            self.until_db(|| self.pipeline.decide(lane, body, message_id.as_deref())).await
+        let Some(decision) = self
+            .until_db(|| self.pipeline.decide(lane, body, message_id.as_deref()))
+            .await
         else {
             return; // shut down during a database outage: the broker redelivers it
         };
-        let Some(outcome) = self.until_db(|| self.pipeline.record(&decision, body)).await else {
+        let Some(outcome) = self
+            .until_db(|| self.pipeline.record(&decision, body))
+            .await
+        else {
             return;
         };
         self.pipeline.stats().count(&outcome);
         match &outcome {
             Outcome::Retry { delay, .. } | Outcome::Paused { delay, .. } => {
                 let job = decision.job.as_ref().expect("only parsed jobs are retried");
-                if let Err(e) = self.schedule_retry(job, lane, *delay, decision.attempt).await {
+                if let Err(e) = self
+                    .schedule_retry(job, lane, *delay, decision.attempt)
+                    .await
+                {
                     tracing::warn!(job_id = %job.id, error = %e, "retry could not be published; returning the message to its queue");
-                    let _ = delivery.acker.reject(BasicRejectOptions { requeue: true }).await;
+                    let _ = delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true })
+                        .await;
                     return;
                 }
             }
@@ -196,7 +252,13 @@ impl Settle {
     }
 
     /// Publishes the job (with its id fixed) to the retry tier that covers `delay`.
-    async fn schedule_retry(&self, job: &Job, lane: Lane, delay: Duration, attempt: u32) -> anyhow::Result<()> {
+    async fn schedule_retry(
+        &self,
+        job: &Job,
+        lane: Lane,
+        delay: Duration,
+        attempt: u32,
+    ) -> anyhow::Result<()> {
         let (tier, _) = tier_for(delay);
         self.publisher
             .publish_raw(
@@ -213,7 +275,11 @@ impl Settle {
     /// A message RabbitMQ dead-lettered (delivery limit): record it in Postgres, then ack.
     async fn handle_broker_dead(&self, delivery: Delivery) {
         let body = &delivery.data;
-        let message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str().to_owned());
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned());
         let broker_reason = first_death_reason(&delivery).unwrap_or_else(|| "unknown".into());
         let reason = if broker_reason == "delivery_limit" {
             DeadReason::DeliveryLimit
@@ -224,9 +290,17 @@ impl Settle {
             "RabbitMQ dead-lettered the message ({broker_reason}): it failed a worker too many times"
         ));
         let job = Job::from_json_with_fallback_id(body, message_id.as_deref()).ok();
-        let decision = Decision { job, attempt: 0, outcome: Outcome::dead(reason, failure.clone()), oa_openid: None };
+        let decision = Decision {
+            job,
+            attempt: 0,
+            outcome: Outcome::dead(reason, failure.clone()),
+            oa_openid: None,
+        };
         let recorded = self
-            .until_db(|| self.pipeline.record_dead(&decision, reason, &failure, body, "broker"))
+            .until_db(|| {
+                self.pipeline
+                    .record_dead(&decision, reason, &failure, body, "broker")
+            })
             .await;
         if recorded.is_some() {
             self.pipeline.stats().count(&decision.outcome);
@@ -276,8 +350,12 @@ fn first_death_reason(delivery: &Delivery) -> Option<String> {
 fn log_outcome(decision: &Decision, outcome: &Outcome) {
     let job_id = decision.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-");
     match outcome {
-        Outcome::Sent { msgid } => tracing::debug!(job_id, attempt = decision.attempt, msgid, "sent"),
-        Outcome::Duplicate => tracing::debug!(job_id, "duplicate: already finished, not sent again"),
+        Outcome::Sent { msgid } => {
+            tracing::debug!(job_id, attempt = decision.attempt, msgid, "sent")
+        }
+        Outcome::Duplicate => {
+            tracing::debug!(job_id, "duplicate: already finished, not sent again")
+        }
         Outcome::Retry { delay, failure } | Outcome::Paused { delay, failure } => tracing::info!(
             job_id,
             attempt = decision.attempt,

@@ -38,7 +38,9 @@ use crate::wechat::{TokenStore, WechatClient};
 
 /// Arguments of `wxnotify worker`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded.")]
+#[command(
+    after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded."
+)]
 pub struct WorkerArgs {
     /// Unacked jobs per lane, i.e. sends in flight per lane.
     #[arg(long, default_value_t = 256, env = "WXNOTIFY_PREFETCH")]
@@ -52,6 +54,10 @@ pub struct WorkerArgs {
     /// Postgres connections of this process.
     #[arg(long, default_value_t = 16)]
     pub db_connections: u32,
+    /// The lanes' delivery limit used when this worker declares the queues; it must match the
+    /// queues' existing setting (change a running system with a RabbitMQ policy instead).
+    #[arg(long, default_value_t = 10, env = "WXNOTIFY_DELIVERY_LIMIT")]
+    pub delivery_limit: u32,
 }
 
 /// A worker assembled from settings, ready to run.
@@ -89,8 +95,17 @@ impl Worker {
             Arc::new(WorkerStats::default()),
         ));
         let topology = Topology::new(settings.queue_prefix.clone());
-        let consumer = Consumer::new(pipeline.clone(), settings.amqp_url.clone(), topology, config.consumer);
-        Ok(Worker { pipeline, consumer, pool })
+        let consumer = Consumer::new(
+            pipeline.clone(),
+            settings.amqp_url.clone(),
+            topology,
+            config.consumer,
+        );
+        Ok(Worker {
+            pipeline,
+            consumer,
+            pool,
+        })
     }
 
     /// The worker's counters.
@@ -101,7 +116,10 @@ impl Worker {
     /// Consumes until `shutdown`, then lets in-flight jobs reach a recorded outcome.
     pub async fn run(&self, shutdown: CancellationToken) {
         let heartbeat = tokio::spawn(
-            self.pipeline.limits().clone().run_heartbeat(self.pool.clone(), shutdown.clone()),
+            self.pipeline
+                .limits()
+                .clone()
+                .run_heartbeat(self.pool.clone(), shutdown.clone()),
         );
         // Take this process's share of the rate before the first send.
         if let Err(e) = self.pipeline.limits().heartbeat(&self.pool).await {
@@ -125,6 +143,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         config.consumer.lanes = args.lanes;
     }
     config.retry.max_attempts = args.max_attempts.max(1);
+    config.consumer.topology.delivery_limit = args.delivery_limit;
     let worker = Worker::new(&settings, pool, config).context("building the worker")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -89,13 +89,19 @@ pub struct Failure {
 impl Failure {
     /// A failure wxnotify itself decided on.
     pub fn local(message: impl Into<String>) -> Self {
-        Failure { errcode: None, message: message.into() }
+        Failure {
+            errcode: None,
+            message: message.into(),
+        }
     }
 }
 
 impl From<&WechatError> for Failure {
     fn from(e: &WechatError) -> Self {
-        Failure { errcode: e.errcode(), message: e.message() }
+        Failure {
+            errcode: e.errcode(),
+            message: e.message(),
+        }
     }
 }
 

@@ -63,7 +63,15 @@ impl Pipeline {
         retry: RetryPolicy,
         stats: Arc<WorkerStats>,
     ) -> Self {
-        Pipeline { ledger, tokens, client, limits, apps, retry, stats }
+        Pipeline {
+            ledger,
+            tokens,
+            client,
+            limits,
+            apps,
+            retry,
+            stats,
+        }
     }
 
     /// The counters.
@@ -93,17 +101,32 @@ impl Pipeline {
             Ok(job) => job,
             Err(e) => {
                 let outcome = Outcome::dead(DeadReason::Malformed, Failure::local(e.to_string()));
-                return Ok(Decision { job: None, attempt: 0, outcome, oa_openid: None });
+                return Ok(Decision {
+                    job: None,
+                    attempt: 0,
+                    outcome,
+                    oa_openid: None,
+                });
             }
         };
         let attempt = match self.ledger.claim(&job, lane).await? {
             Claim::Duplicate => {
-                return Ok(Decision { job: Some(job), attempt: 0, outcome: Outcome::Duplicate, oa_openid: None });
+                return Ok(Decision {
+                    job: Some(job),
+                    attempt: 0,
+                    outcome: Outcome::Duplicate,
+                    oa_openid: None,
+                });
             }
             Claim::Attempt(n) => n,
         };
         let (outcome, oa_openid) = self.attempt(&job, lane, attempt).await?;
-        Ok(Decision { job: Some(job), attempt, outcome, oa_openid })
+        Ok(Decision {
+            job: Some(job),
+            attempt,
+            outcome,
+            oa_openid,
+        })
     }
 
     async fn attempt(
@@ -114,13 +137,19 @@ impl Pipeline {
     ) -> Result<(Outcome, Option<OpenId>), sqlx::Error> {
         if !self.apps.contains(&job.app) {
             let why = format!("app {} is not configured in this worker", job.app);
-            return Ok((Outcome::dead(DeadReason::UnknownApp, Failure::local(why)), None));
+            return Ok((
+                Outcome::dead(DeadReason::UnknownApp, Failure::local(why)),
+                None,
+            ));
         }
         if let Some(not_after) = job.not_after
             && chrono::Utc::now() > not_after
         {
             let why = format!("not_after {not_after} has passed");
-            return Ok((Outcome::dead(DeadReason::Expired, Failure::local(why)), None));
+            return Ok((
+                Outcome::dead(DeadReason::Expired, Failure::local(why)),
+                None,
+            ));
         }
         let openid = match resolve(self.ledger.pool(), &job.app, &job.to).await? {
             Resolved::Follower(openid) => openid,
@@ -128,10 +157,20 @@ impl Pipeline {
                 return Ok((Outcome::dead(reason, Failure::local(why)), None));
             }
         };
-        let limiter = self.limits.app(&job.app).expect("every configured app has a limiter");
+        let limiter = self
+            .limits
+            .app(&job.app)
+            .expect("every configured app has a limiter");
         if let Some(pause) = limiter.paused_for() {
-            let failure = Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
-            return Ok((Outcome::Paused { delay: pause, failure }, None));
+            let failure =
+                Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
+            return Ok((
+                Outcome::Paused {
+                    delay: pause,
+                    failure,
+                },
+                None,
+            ));
         }
         limiter.acquire(lane).await;
         let started = Instant::now();
@@ -160,12 +199,7 @@ impl Pipeline {
     }
 
     /// Turns WeChat's answer into the outcome: the one place where answers become actions.
-    async fn classify(
-        &self,
-        job: &Job,
-        attempt: u32,
-        result: Result<i64, TokenError>,
-    ) -> Outcome {
+    async fn classify(&self, job: &Job, attempt: u32, result: Result<i64, TokenError>) -> Outcome {
         let err = match result {
             Ok(msgid) => return Outcome::Sent { msgid },
             Err(err) => err,
@@ -176,7 +210,10 @@ impl Pipeline {
         };
         match err.class() {
             ErrClass::Ok | ErrClass::TokenInvalid | ErrClass::Transient => {
-                let floor = failure.errcode.map(errcode::retry_floor).unwrap_or_default();
+                let floor = failure
+                    .errcode
+                    .map(errcode::retry_floor)
+                    .unwrap_or_default();
                 match self.retry.next_delay(attempt, floor) {
                     Some(delay) => Outcome::Retry { delay, failure },
                     None => Outcome::dead(DeadReason::RetriesExhausted, failure),
@@ -186,10 +223,17 @@ impl Pipeline {
                 let pause = self.retry.quota_pause;
                 // Nothing after the send may fail the decision (that would send again): the
                 // pause is shared on a best-effort basis; this process pauses regardless.
-                if let Err(e) = self.limits.pause(self.ledger.pool(), &job.app, pause, &failure.message).await {
+                if let Err(e) = self
+                    .limits
+                    .pause(self.ledger.pool(), &job.app, pause, &failure.message)
+                    .await
+                {
                     tracing::warn!(error = %e, app = %job.app, "could not share the quota pause through Postgres");
                 }
-                Outcome::Paused { delay: pause, failure }
+                Outcome::Paused {
+                    delay: pause,
+                    failure,
+                }
             }
             ErrClass::Permanent(kind) => Outcome::dead(dead_reason_for(kind), failure),
         }
@@ -202,15 +246,24 @@ impl Pipeline {
         let job_id = decision.job.as_ref().map(|j| j.id.as_str());
         let outcome = match (&decision.outcome, job_id) {
             (Outcome::Sent { msgid }, Some(id)) => {
-                let openid = decision.oa_openid.as_ref().expect("a sent job has its recipient");
-                if self.ledger.record_sent(id, decision.attempt, openid, *msgid).await? {
+                let openid = decision
+                    .oa_openid
+                    .as_ref()
+                    .expect("a sent job has its recipient");
+                if self
+                    .ledger
+                    .record_sent(id, decision.attempt, openid, *msgid)
+                    .await?
+                {
                     decision.outcome.clone()
                 } else {
                     Outcome::Duplicate
                 }
             }
             (Outcome::Retry { failure, .. }, Some(id)) => {
-                self.ledger.record_retry(id, decision.attempt, failure).await?;
+                self.ledger
+                    .record_retry(id, decision.attempt, failure)
+                    .await?;
                 decision.outcome.clone()
             }
             (Outcome::Paused { .. }, Some(id)) => {
@@ -218,7 +271,8 @@ impl Pipeline {
                 decision.outcome.clone()
             }
             (Outcome::Dead { reason, failure }, _) => {
-                self.record_dead(decision, *reason, failure, body, "worker").await?;
+                self.record_dead(decision, *reason, failure, body, "worker")
+                    .await?;
                 decision.outcome.clone()
             }
             (other, _) => other.clone(),
@@ -238,13 +292,22 @@ impl Pipeline {
     ) -> Result<(), sqlx::Error> {
         // A job that parsed is stored as JSON; anything else as (lossy, NUL-free) text, since
         // Postgres refuses NUL in text and jsonb.
-        let parsed: Option<Value> = decision.job.as_ref().and_then(|j| serde_json::to_value(j).ok());
-        let raw = parsed.is_none().then(|| clean_text(&body[..body.len().min(MAX_RAW_KEPT)]));
+        let parsed: Option<Value> = decision
+            .job
+            .as_ref()
+            .and_then(|j| serde_json::to_value(j).ok());
+        let raw = parsed
+            .is_none()
+            .then(|| clean_text(&body[..body.len().min(MAX_RAW_KEPT)]));
         let job_id = match &decision.job {
             Some(job) => Some(job.id.as_str().to_owned()),
             None => serde_json::from_slice::<Value>(body)
                 .ok()
-                .and_then(|v| v.get("id").and_then(Value::as_str).map(|s| clean_text(s.as_bytes())))
+                .and_then(|v| {
+                    v.get("id")
+                        .and_then(Value::as_str)
+                        .map(|s| clean_text(s.as_bytes()))
+                })
                 .map(|s| s.chars().take(200).collect()),
         };
         let app = decision.job.as_ref().map(|j| j.app.as_str());

@@ -133,7 +133,13 @@ impl Limits {
     }
 
     /// Pauses `app` for `pause` in every process (45009).
-    pub async fn pause(&self, pool: &PgPool, app: &AppName, pause: Duration, why: &str) -> Result<(), sqlx::Error> {
+    pub async fn pause(
+        &self,
+        pool: &PgPool,
+        app: &AppName,
+        pause: Duration,
+        why: &str,
+    ) -> Result<(), sqlx::Error> {
         let until = Utc::now() + pause;
         if let Some(l) = self.apps.get(app) {
             l.set_paused_until(Some(until));
@@ -166,7 +172,9 @@ impl Limits {
         .fetch_one(pool)
         .await?;
         let pauses: Vec<(String, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT name, paused_until FROM apps").fetch_all(pool).await?;
+            sqlx::query_as("SELECT name, paused_until FROM apps")
+                .fetch_all(pool)
+                .await?;
         for (name, until) in pauses {
             if let Some(l) = AppName::parse(name).ok().and_then(|n| self.apps.get(&n)) {
                 l.set_paused_until(until);
@@ -190,7 +198,10 @@ impl Limits {
                 _ = tokio::time::sleep(HEARTBEAT) => {}
             }
         }
-        let _ = sqlx::query("DELETE FROM workers WHERE id = $1").bind(self.me).execute(&pool).await;
+        let _ = sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(self.me)
+            .execute(&pool)
+            .await;
     }
 }
 
@@ -214,10 +225,16 @@ mod tests {
         });
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!bulk.is_finished(), "bulk must wait for the transactional lane");
+        assert!(
+            !bulk.is_finished(),
+            "bulk must wait for the transactional lane"
+        );
         l.tx_waiting.fetch_sub(1, Ordering::SeqCst);
         l.tx_idle.notify_waiters();
-        tokio::time::timeout(Duration::from_secs(1), bulk).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(1), bulk)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[test]

@@ -26,7 +26,11 @@ struct Row {
 
 /// Resolves `to` within `app`.
 #[tracing::instrument(skip_all, fields(app = %app, kind = to.kind()), err)]
-pub async fn resolve(pool: &PgPool, app: &AppName, to: &Recipient) -> Result<Resolved, sqlx::Error> {
+pub async fn resolve(
+    pool: &PgPool,
+    app: &AppName,
+    to: &Recipient,
+) -> Result<Resolved, sqlx::Error> {
     let row: Row = sqlx::query_as(
         "WITH u AS (
              SELECT CASE $2
@@ -69,7 +73,9 @@ fn decide(to: &Recipient, row: Row) -> Resolved {
         ),
         Recipient::MpOpenid(openid) if !row.mp_known => Unreachable(
             DeadReason::UnknownMpUser,
-            format!("no Mini Program login is known for openid {openid}; the user must log in first"),
+            format!(
+                "no Mini Program login is known for openid {openid}; the user must log in first"
+            ),
         ),
         Recipient::MpOpenid(openid) if row.unionid.is_none() => Unreachable(
             DeadReason::NoUnionid,

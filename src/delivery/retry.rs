@@ -65,10 +65,16 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stop_at_max_attempts() {
-        let p = RetryPolicy { max_attempts: 4, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            max_attempts: 4,
+            ..RetryPolicy::default()
+        };
         let d1 = p.next_delay(1, Duration::ZERO).unwrap();
         let d3 = p.next_delay(3, Duration::ZERO).unwrap();
-        assert!(d1 >= Duration::from_secs(1) && d1 < Duration::from_secs(3), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_secs(1) && d1 < Duration::from_secs(3),
+            "{d1:?}"
+        );
         assert!(d3 >= Duration::from_secs(4), "{d3:?}");
         assert_eq!(p.next_delay(4, Duration::ZERO), None);
     }

@@ -69,7 +69,12 @@ impl WorkerStats {
             Outcome::Retry { .. } => &self.retried,
             Outcome::Paused { .. } => &self.paused,
             Outcome::Dead { reason, .. } => {
-                *self.dead.lock().expect("stats lock").entry(reason.to_string()).or_default() += 1;
+                *self
+                    .dead
+                    .lock()
+                    .expect("stats lock")
+                    .entry(reason.to_string())
+                    .or_default() += 1;
                 metrics::counter!("wxnotify_jobs_total", "outcome" => "dead", "reason" => reason.as_str())
                     .increment(1);
                 return;

@@ -154,7 +154,10 @@ impl Job {
     /// Like [`Job::from_json`], for a consumer: a job without `id` gets a stable one, the same
     /// on every redelivery (`message_id` when it is a valid id, else a UUID v5 of the bytes),
     /// so the ledger recognises it when it comes again.
-    pub fn from_json_with_fallback_id(bytes: &[u8], message_id: Option<&str>) -> Result<Self, JobError> {
+    pub fn from_json_with_fallback_id(
+        bytes: &[u8],
+        message_id: Option<&str>,
+    ) -> Result<Self, JobError> {
         #[derive(Deserialize)]
         struct IdOnly {
             id: Option<serde::de::IgnoredAny>,

@@ -5,6 +5,3 @@
 mod support;
 
 mod domain;
-mod system;
-mod worker;
-mod resilience;

@@ -22,6 +22,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::batch::DbError;
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{DB_RETRY, Decision, Pipeline};
 use crate::domain::Job;
@@ -314,7 +315,7 @@ impl Settle {
     async fn until_db<T, F, Fut>(&self, mut f: F) -> Option<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, sqlx::Error>>,
+        Fut: Future<Output = Result<T, DbError>>,
     {
         loop {
             match f().await {

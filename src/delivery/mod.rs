@@ -9,6 +9,7 @@
 //! - [`rate_limit`]: per-app rates shared across worker processes.
 //! - [`stats`]: counters for summaries.
 
+pub mod batch;
 pub mod consumer;
 pub mod ledger;
 pub mod outcome;

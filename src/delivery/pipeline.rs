@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::ledger::{Claim, DeadLetter, Ledger};
+use super::batch::DbError;
+use super::ledger::{Admission, DeadLetter, Ledger};
 use super::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
 use super::rate_limit::Limits;
-use super::resolve::{Resolved, resolve};
+use super::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
 use super::stats::WorkerStats;
 use crate::domain::{AppName, Job, OpenId};
@@ -96,7 +97,7 @@ impl Pipeline {
         lane: Lane,
         body: &[u8],
         message_id: Option<&str>,
-    ) -> Result<Decision, sqlx::Error> {
+    ) -> Result<Decision, DbError> {
         let job = match Job::from_json_with_fallback_id(body, message_id) {
             Ok(job) => job,
             Err(e) => {
@@ -109,18 +110,19 @@ impl Pipeline {
                 });
             }
         };
-        let attempt = match self.ledger.claim(&job, lane).await? {
-            Claim::Duplicate => {
+        let (attempt, lookup) = match self.ledger.claim(&job, lane).await? {
+            Admission::Duplicate => {
+                let outcome = Outcome::Duplicate;
                 return Ok(Decision {
                     job: Some(job),
                     attempt: 0,
-                    outcome: Outcome::Duplicate,
+                    outcome,
                     oa_openid: None,
                 });
             }
-            Claim::Attempt(n) => n,
+            Admission::Attempt { attempt, lookup } => (attempt, lookup),
         };
-        let (outcome, oa_openid) = self.attempt(&job, lane, attempt).await?;
+        let (outcome, oa_openid) = self.attempt(&job, lane, attempt, lookup).await;
         Ok(Decision {
             job: Some(job),
             attempt,
@@ -129,55 +131,49 @@ impl Pipeline {
         })
     }
 
+    /// Everything after the claim. Nothing here touches Postgres before the send, and nothing
+    /// after the send may fail, so a decision is never taken twice for one send.
     async fn attempt(
         &self,
         job: &Job,
         lane: Lane,
         attempt: u32,
-    ) -> Result<(Outcome, Option<OpenId>), sqlx::Error> {
+        lookup: Lookup,
+    ) -> (Outcome, Option<OpenId>) {
+        let dead = |reason, why: String| (Outcome::dead(reason, Failure::local(why)), None);
         if !self.apps.contains(&job.app) {
-            let why = format!("app {} is not configured in this worker", job.app);
-            return Ok((
-                Outcome::dead(DeadReason::UnknownApp, Failure::local(why)),
-                None,
-            ));
+            return dead(
+                DeadReason::UnknownApp,
+                format!("app {} is not configured in this worker", job.app),
+            );
         }
         if let Some(not_after) = job.not_after
             && chrono::Utc::now() > not_after
         {
-            let why = format!("not_after {not_after} has passed");
-            return Ok((
-                Outcome::dead(DeadReason::Expired, Failure::local(why)),
-                None,
-            ));
+            return dead(
+                DeadReason::Expired,
+                format!("not_after {not_after} has passed"),
+            );
         }
-        let openid = match resolve(self.ledger.pool(), &job.app, &job.to).await? {
+        let openid = match decide(&job.to, lookup) {
             Resolved::Follower(openid) => openid,
-            Resolved::Unreachable(reason, why) => {
-                return Ok((Outcome::dead(reason, Failure::local(why)), None));
-            }
+            Resolved::Unreachable(reason, why) => return dead(reason, why),
         };
         let limiter = self
             .limits
             .app(&job.app)
             .expect("every configured app has a limiter");
-        if let Some(pause) = limiter.paused_for() {
+        if let Some(delay) = limiter.paused_for() {
             let failure =
                 Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
-            return Ok((
-                Outcome::Paused {
-                    delay: pause,
-                    failure,
-                },
-                None,
-            ));
+            return (Outcome::Paused { delay, failure }, None);
         }
         limiter.acquire(lane).await;
         let started = Instant::now();
         let result = self.send(job, &openid).await;
         self.stats.record_send_latency(started.elapsed());
         let outcome = self.classify(job, attempt, result).await;
-        Ok((outcome, Some(openid)))
+        (outcome, Some(openid))
     }
 
     async fn send(&self, job: &Job, openid: &OpenId) -> Result<i64, TokenError> {
@@ -242,7 +238,7 @@ impl Pipeline {
     /// Records the decision in Postgres and returns the final outcome: a send that another
     /// delivery of the same job id recorded first becomes `Duplicate`. Safe to call again after
     /// an error.
-    pub async fn record(&self, decision: &Decision, body: &[u8]) -> Result<Outcome, sqlx::Error> {
+    pub async fn record(&self, decision: &Decision, body: &[u8]) -> Result<Outcome, DbError> {
         let job_id = decision.job.as_ref().map(|j| j.id.as_str());
         let outcome = match (&decision.outcome, job_id) {
             (Outcome::Sent { msgid }, Some(id)) => {
@@ -250,11 +246,7 @@ impl Pipeline {
                     .oa_openid
                     .as_ref()
                     .expect("a sent job has its recipient");
-                if self
-                    .ledger
-                    .record_sent(id, decision.attempt, openid, *msgid)
-                    .await?
-                {
+                if self.ledger.record_sent(id, openid, *msgid).await? {
                     decision.outcome.clone()
                 } else {
                     Outcome::Duplicate
@@ -289,7 +281,7 @@ impl Pipeline {
         failure: &Failure,
         body: &[u8],
         source: &'static str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), DbError> {
         // A job that parsed is stored as JSON; anything else as (lossy, NUL-free) text, since
         // Postgres refuses NUL in text and jsonb.
         let parsed: Option<Value> = decision

@@ -1,11 +1,10 @@
 //! Resolving a job's recipient to a subscribed OA follower's openid:
 //! Mini Program openid -> unionid (`mp_users`, from logins) -> OA openid (`oa_followers`, from the
-//! follower sync and subscribe events). One query whatever the kind of recipient.
-
-use sqlx::PgPool;
+//! follower sync and subscribe events). The look-up itself runs in the ledger's claim statement
+//! (`ledger.rs`), batched with other jobs'; this module turns its answer into a decision.
 
 use super::outcome::DeadReason;
-use crate::domain::{AppName, OpenId, Recipient};
+use crate::domain::{OpenId, Recipient};
 
 /// Where a recipient leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,48 +15,21 @@ pub enum Resolved {
     Unreachable(DeadReason, String),
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    mp_known: bool,
-    unionid: Option<String>,
-    subscribed_openid: Option<String>,
-    any_follower: bool,
+/// What Postgres knows about a recipient (read in the same statement as the claim).
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Lookup {
+    /// For a Mini Program openid: whether that user has logged in (always true otherwise).
+    pub mp_known: bool,
+    /// The unionid the recipient leads to, if any.
+    pub unionid: Option<String>,
+    /// The newest subscribed follower's OA openid.
+    pub subscribed_openid: Option<String>,
+    /// Whether any follower (subscribed or not) matches.
+    pub any_follower: bool,
 }
 
-/// Resolves `to` within `app`.
-#[tracing::instrument(skip_all, fields(app = %app, kind = to.kind()), err)]
-pub async fn resolve(
-    pool: &PgPool,
-    app: &AppName,
-    to: &Recipient,
-) -> Result<Resolved, sqlx::Error> {
-    let row: Row = sqlx::query_as(
-        "WITH u AS (
-             SELECT CASE $2
-                        WHEN 'mp_openid' THEN (SELECT unionid FROM mp_users WHERE app = $1 AND mp_openid = $3)
-                        WHEN 'unionid' THEN $3
-                    END AS unionid,
-                    ($2 <> 'mp_openid' OR EXISTS (SELECT 1 FROM mp_users WHERE app = $1 AND mp_openid = $3)) AS mp_known
-         )
-         SELECT u.mp_known, u.unionid,
-                (SELECT f.oa_openid FROM oa_followers f
-                  WHERE f.app = $1 AND f.subscribed
-                    AND CASE WHEN $2 = 'oa_openid' THEN f.oa_openid = $3 ELSE f.unionid = u.unionid END
-                  ORDER BY f.updated_at DESC LIMIT 1) AS subscribed_openid,
-                EXISTS (SELECT 1 FROM oa_followers f
-                  WHERE f.app = $1
-                    AND CASE WHEN $2 = 'oa_openid' THEN f.oa_openid = $3 ELSE f.unionid = u.unionid END) AS any_follower
-         FROM u",
-    )
-    .bind(app.as_str())
-    .bind(to.kind())
-    .bind(to.value())
-    .fetch_one(pool)
-    .await?;
-    Ok(decide(to, row))
-}
-
-fn decide(to: &Recipient, row: Row) -> Resolved {
+/// Decides where `to` leads from what Postgres knows.
+pub fn decide(to: &Recipient, row: Lookup) -> Resolved {
     use Resolved::*;
     if let Some(openid) = row.subscribed_openid.and_then(|o| OpenId::parse(o).ok()) {
         return Follower(openid);
@@ -97,5 +69,59 @@ fn decide(to: &Recipient, row: Row) -> Resolved {
                 row.unionid.unwrap_or_default()
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UnionId;
+
+    fn mp() -> Recipient {
+        Recipient::MpOpenid(OpenId::parse("oMP1").unwrap())
+    }
+
+    #[test]
+    fn each_gap_in_the_mapping_has_its_reason() {
+        let known = |unionid: Option<&str>, openid: Option<&str>, any| Lookup {
+            mp_known: true,
+            unionid: unionid.map(str::to_owned),
+            subscribed_openid: openid.map(str::to_owned),
+            any_follower: any,
+        };
+        assert_eq!(
+            decide(&mp(), known(Some("u"), Some("oOA1"), true)),
+            Resolved::Follower(OpenId::parse("oOA1").unwrap())
+        );
+        let reason = |r: Resolved| match r {
+            Resolved::Unreachable(reason, _) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(decide(&mp(), Lookup::default())),
+            DeadReason::UnknownMpUser
+        );
+        assert_eq!(
+            reason(decide(&mp(), known(None, None, false))),
+            DeadReason::NoUnionid
+        );
+        assert_eq!(
+            reason(decide(&mp(), known(Some("u"), None, true))),
+            DeadReason::NotFollowing
+        );
+        let union = Recipient::Unionid(UnionId::parse("u").unwrap());
+        assert_eq!(
+            reason(decide(&union, known(Some("u"), None, false))),
+            DeadReason::NotFollowing
+        );
+        let oa = Recipient::OaOpenid(OpenId::parse("oOA9").unwrap());
+        assert_eq!(
+            decide(&oa, known(None, None, false)),
+            Resolved::Follower(OpenId::parse("oOA9").unwrap())
+        );
+        assert_eq!(
+            reason(decide(&oa, known(None, None, true))),
+            DeadReason::NotFollowing
+        );
     }
 }

@@ -5,3 +5,7 @@
 mod support;
 
 mod domain;
+mod system;
+mod worker;
+mod resilience;
+mod mock;

@@ -22,7 +22,8 @@ pub struct System {
     pub settings: Settings,
     pub topology: Topology,
     pub publisher: Publisher,
-    connection: Arc<Connection>,
+    /// Kept open for the test's lifetime (the publisher uses it).
+    _connection: Arc<Connection>,
 }
 
 /// A worker running in a task.
@@ -72,7 +73,7 @@ impl System {
         let publisher = Publisher::new(connection.clone(), topology.clone(), PublisherOptions::default())
             .await
             .expect("publisher");
-        System { db, mock, mock_config, settings, topology, publisher, connection }
+        System { db, mock, mock_config, settings, topology, publisher, _connection: connection }
     }
 
     /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and

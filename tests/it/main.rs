@@ -3,5 +3,9 @@
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
 mod support;
+mod system;
 
 mod domain;
+mod mock;
+mod resilience;
+mod worker;

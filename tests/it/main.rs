@@ -3,9 +3,12 @@
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
 mod support;
+mod users_support;
 mod system;
 
 mod domain;
+mod followers;
+mod http;
 mod mock;
 mod resilience;
 mod worker;

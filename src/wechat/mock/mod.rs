@@ -22,12 +22,14 @@
 //!   user/info, batchget), `login` (jscode2session), `templates` (template list and data
 //!   rules), `sends` (template/send, dedupe, msgids).
 //! - `faults` ([`FaultPlan`]), `stats` ([`MockStats`]), `state` (all of it together).
+//! - `events`: pushing signed (and, in safe mode, encrypted) events to a callback URL.
 
 mod cli;
 mod config;
 mod control;
 mod credentials;
 mod endpoint;
+mod events;
 mod faults;
 mod followers;
 mod identity;
@@ -52,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use cli::{MockArgs, run};
 pub use config::{EndOfList, MockConfig, MockTemplate};
 pub use endpoint::Endpoint;
+pub use events::{EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_xml};
 pub use faults::{Fault, FaultPlan, FaultRule};
 pub use identity::{mp_openid, oa_openid, unionid};
 pub use sends::{AcceptedSend, FIRST_MSGID};

@@ -8,20 +8,34 @@ use wxnotify::wechat::mock::{self, EndOfList, Endpoint, Fault, FaultRule, MockCo
 use crate::users_support::{World, expected_followers};
 
 fn several_pages(end_of_list: EndOfList) -> MockConfig {
-    MockConfig { followers: 2_345, page_size: 500, end_of_list, ..MockConfig::default() }
+    MockConfig {
+        followers: 2_345,
+        page_size: 500,
+        end_of_list,
+        ..MockConfig::default()
+    }
 }
 
 async fn subscribed_rows(world: &World) -> i64 {
-    world.count("SELECT count(*) FROM oa_followers WHERE subscribed").await
+    world
+        .count("SELECT count(*) FROM oa_followers WHERE subscribed")
+        .await
 }
 
 #[tokio::test]
 async fn a_sync_across_several_pages_stores_every_follower_whatever_the_end_of_list_form() {
-    for form in [EndOfList::EmptyNextOpenid, EndOfList::NoData, EndOfList::ZeroCount] {
+    for form in [
+        EndOfList::EmptyNextOpenid,
+        EndOfList::NoData,
+        EndOfList::ZeroCount,
+    ] {
         let cfg = several_pages(form);
         let (following, with_unionid) = expected_followers(&cfg);
         let world = World::new(cfg).await;
-        let report = world.sync(&World::fast_options()).await.expect("the sync works");
+        let report = world
+            .sync(&World::fast_options())
+            .await
+            .expect("the sync works");
         assert!(report.completed, "{form:?}: {report:?}");
         assert!(!report.resumed);
         assert_eq!(report.followers, following, "{form:?}");
@@ -37,7 +51,11 @@ async fn a_sync_across_several_pages_stores_every_follower_whatever_the_end_of_l
         let stats = world.mock.stats();
         assert_eq!(stats.calls_to(Endpoint::UserInfo), 0);
         assert!(stats.calls_to(Endpoint::UserInfoBatch) <= following.div_ceil(100) + 5);
-        assert!(report.summary().contains("not bound to a WeChat Open Platform account"));
+        assert!(
+            report
+                .summary()
+                .contains("not bound to a WeChat Open Platform account")
+        );
     }
 }
 
@@ -47,7 +65,10 @@ async fn an_interrupted_sync_resumes_from_the_first_page_not_stored() {
     let (following, _) = expected_followers(&cfg);
     let world = World::new(cfg).await;
     let first = world
-        .sync(&SyncOptions { max_pages: Some(2), ..World::fast_options() })
+        .sync(&SyncOptions {
+            max_pages: Some(2),
+            ..World::fast_options()
+        })
         .await
         .unwrap();
     assert!(!first.completed);
@@ -55,9 +76,11 @@ async fn an_interrupted_sync_resumes_from_the_first_page_not_stored() {
     assert_eq!(subscribed_rows(&world).await, 1_000);
 
     // WeChat fails for good in the middle of the next run: the run stops, what it stored stays.
-    world
-        .mock
-        .set_faults(FaultRule::new(Fault::HttpStatus(502)).on(Endpoint::UserInfoBatch).into());
+    world.mock.set_faults(
+        FaultRule::new(Fault::HttpStatus(502))
+            .on(Endpoint::UserInfoBatch)
+            .into(),
+    );
     let err = world.sync(&World::fast_options()).await.unwrap_err();
     assert!(matches!(err, SyncError::Wechat { .. }), "{err}");
     assert_eq!(err.exit_code(), EXIT_UNAVAILABLE);
@@ -73,7 +96,9 @@ async fn an_interrupted_sync_resumes_from_the_first_page_not_stored() {
     // Only the pages not stored were fetched again.
     let batch_calls = world.mock.stats().calls_to(Endpoint::UserInfoBatch) - batch_calls_before;
     assert_eq!(batch_calls, (following - 1_000).div_ceil(100));
-    let passes = world.count("SELECT count(*) FROM follower_sync_passes").await;
+    let passes = world
+        .count("SELECT count(*) FROM follower_sync_passes")
+        .await;
     assert_eq!(passes, 1);
 }
 
@@ -87,11 +112,18 @@ async fn followers_who_left_between_two_syncs_are_marked_unsubscribed_only_after
         world.mock.unsubscribe(person);
     }
     let partial = world
-        .sync(&SyncOptions { max_pages: Some(1), ..World::fast_options() })
+        .sync(&SyncOptions {
+            max_pages: Some(1),
+            ..World::fast_options()
+        })
         .await
         .unwrap();
     assert!(!partial.completed);
-    assert_eq!(subscribed_rows(&world).await, following as i64, "nobody is marked before the end");
+    assert_eq!(
+        subscribed_rows(&world).await,
+        following as i64,
+        "nobody is marked before the end"
+    );
 
     let done = world.sync(&World::fast_options()).await.unwrap();
     assert!(done.completed);
@@ -109,19 +141,32 @@ async fn followers_who_left_between_two_syncs_are_marked_unsubscribed_only_after
 
 #[tokio::test]
 async fn transient_errors_and_a_rejected_token_are_retried_without_losing_followers() {
-    let cfg = MockConfig { followers: 1_000, page_size: 300, ..MockConfig::default() };
+    let cfg = MockConfig {
+        followers: 1_000,
+        page_size: 300,
+        ..MockConfig::default()
+    };
     let (following, _) = expected_followers(&cfg);
     let world = World::new(cfg).await;
     world.tokens.get(&world.app).await.unwrap();
     world.mock.invalidate_tokens();
     world.mock.set_faults(wxnotify::wechat::mock::FaultPlan {
         rules: vec![
-            FaultRule::new(Fault::Errcode(-1)).on(Endpoint::UserInfoBatch).times(3),
-            FaultRule::new(Fault::HttpStatus(502)).on(Endpoint::UserGet).times(2),
-            FaultRule::new(Fault::DropConnection).on(Endpoint::UserInfoBatch).times(1),
+            FaultRule::new(Fault::Errcode(-1))
+                .on(Endpoint::UserInfoBatch)
+                .times(3),
+            FaultRule::new(Fault::HttpStatus(502))
+                .on(Endpoint::UserGet)
+                .times(2),
+            FaultRule::new(Fault::DropConnection)
+                .on(Endpoint::UserInfoBatch)
+                .times(1),
         ],
     });
-    let report = world.sync(&World::fast_options()).await.expect("retries win");
+    let report = world
+        .sync(&World::fast_options())
+        .await
+        .expect("retries win");
     assert!(report.completed);
     assert_eq!(report.followers, following);
     assert_eq!(world.mock.stats().faults_injected, 6);
@@ -130,7 +175,11 @@ async fn transient_errors_and_a_rejected_token_are_retried_without_losing_follow
 
 #[tokio::test]
 async fn a_second_sync_of_the_same_app_is_refused_while_one_runs() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let lock = wxnotify::followers::store::try_lock_app(&world.db.pool, &world.app)
         .await
         .unwrap()
@@ -143,7 +192,11 @@ async fn a_second_sync_of_the_same_app_is_refused_while_one_runs() {
 
 #[tokio::test]
 async fn an_empty_follower_list_completes_and_marks_everyone_unsubscribed() {
-    let world = World::new(MockConfig { followers: 0, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 0,
+        ..MockConfig::default()
+    })
+    .await;
     sqlx::query(
         "INSERT INTO oa_followers (app, oa_openid, subscribed, synced_at)
          VALUES ('default', 'oGone', true, now() - interval '1 day')",

@@ -22,7 +22,11 @@ async fn login(base: &Url, body: Value) -> (u16, Value, String) {
         .unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    )
 }
 
 fn callback(base: &Url) -> Url {
@@ -39,7 +43,11 @@ async fn follower(world: &World, person: u64) -> Option<(bool, Option<String>)> 
 
 #[tokio::test]
 async fn login_with_a_fresh_code_answers_openid_unionid_and_notifiable() {
-    let world = World::new(MockConfig { followers: 100, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 100,
+        ..MockConfig::default()
+    })
+    .await;
     world.sync(&World::fast_options()).await.unwrap();
     let (base, _) = world.serve().await;
 
@@ -62,10 +70,18 @@ async fn login_with_a_fresh_code_answers_openid_unionid_and_notifiable() {
 
 #[tokio::test]
 async fn notifiable_is_false_without_a_subscribed_follower_or_without_a_unionid() {
-    let world = World::new(MockConfig { followers: 100, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 100,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let (status, body, _) = login(&base, json!({ "code": world.mock.issue_login_code(4) })).await;
-    assert_eq!((status, &body["notifiable"]), (200, &json!(false)), "not synced yet: {body}");
+    assert_eq!(
+        (status, &body["notifiable"]),
+        (200, &json!(false)),
+        "not synced yet: {body}"
+    );
 
     world.sync(&World::fast_options()).await.unwrap();
     let (_, body, _) = login(&base, json!({ "code": world.mock.issue_login_code(9) })).await;
@@ -73,8 +89,20 @@ async fn notifiable_is_false_without_a_subscribed_follower_or_without_a_unionid(
     assert_eq!(body["notifiable"], json!(false));
 
     // Person 5 unfollows: the event arrives and the next login says so.
-    world.mock.push_event(&callback(&base), &MockEvent::Unsubscribe { person: 5 }, &plain()).await.unwrap();
-    let (_, body, _) = login(&base, json!({ "code": world.mock.issue_login_code(5), "app": "default" })).await;
+    world
+        .mock
+        .push_event(
+            &callback(&base),
+            &MockEvent::Unsubscribe { person: 5 },
+            &plain(),
+        )
+        .await
+        .unwrap();
+    let (_, body, _) = login(
+        &base,
+        json!({ "code": world.mock.issue_login_code(5), "app": "default" }),
+    )
+    .await;
     assert_eq!(body["notifiable"], json!(false), "{body}");
     let (_, body, _) = login(&base, json!({ "code": world.mock.issue_login_code(6) })).await;
     assert_eq!(body["notifiable"], json!(true), "{body}");
@@ -82,19 +110,33 @@ async fn notifiable_is_false_without_a_subscribed_follower_or_without_a_unionid(
 
 #[tokio::test]
 async fn a_used_code_is_refused_without_calling_wechat_again() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let code = world.mock.issue_login_code(1);
     assert_eq!(login(&base, json!({ "code": code })).await.0, 200);
     let (status, body, _) = login(&base, json!({ "code": code })).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("call wx.login() again for a fresh code"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("call wx.login() again for a fresh code"),
+        "{body}"
+    );
     assert_eq!(world.mock.stats().calls_to(Endpoint::JsCode2Session), 1);
 }
 
 #[tokio::test]
 async fn concurrent_logins_with_one_code_share_one_exchange() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     world.mock.set_faults(
         FaultRule::new(Fault::Latency(std::time::Duration::from_millis(300)))
@@ -113,18 +155,29 @@ async fn concurrent_logins_with_one_code_share_one_exchange() {
 
 #[tokio::test]
 async fn a_bad_code_is_a_400_that_asks_for_a_fresh_one_and_wechat_trouble_is_a_429_or_503() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let (status, body, _) = login(&base, json!({ "code": "never-issued-code" })).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("wx.login()"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("wx.login()"),
+        "{body}"
+    );
     for bad in [json!({}), json!({ "code": "" }), json!({ "code": "a b" })] {
         assert_eq!(login(&base, bad).await.0, 400);
     }
     let (status, _, _) = login(&base, json!({ "code": "x", "app": "nope" })).await;
     assert_eq!(status, 404);
 
-    world.mock.set_faults(FaultRule::new(Fault::Errcode(45011)).on(Endpoint::JsCode2Session).into());
+    world.mock.set_faults(
+        FaultRule::new(Fault::Errcode(45011))
+            .on(Endpoint::JsCode2Session)
+            .into(),
+    );
     let response = reqwest::Client::new()
         .post(base.join("v1/miniprogram/login").unwrap())
         .json(&json!({ "code": world.mock.issue_login_code(1) }))
@@ -135,16 +188,26 @@ async fn a_bad_code_is_a_400_that_asks_for_a_fresh_one_and_wechat_trouble_is_a_4
     assert_eq!(response.headers()["retry-after"], "60");
 
     for fault in [Fault::Errcode(-1), Fault::DropConnection] {
-        world.mock.set_faults(FaultRule::new(fault).on(Endpoint::JsCode2Session).into());
-        let (status, body, _) = login(&base, json!({ "code": world.mock.issue_login_code(1) })).await;
+        world
+            .mock
+            .set_faults(FaultRule::new(fault).on(Endpoint::JsCode2Session).into());
+        let (status, body, _) =
+            login(&base, json!({ "code": world.mock.issue_login_code(1) })).await;
         assert_eq!(status, 503);
-        assert_eq!(body, json!({ "error": "a service wxnotify depends on is unavailable; try again later" }));
+        assert_eq!(
+            body,
+            json!({ "error": "a service wxnotify depends on is unavailable; try again later" })
+        );
     }
 }
 
 #[tokio::test]
 async fn the_callback_handshake_echoes_echostr_only_for_a_good_signature() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let get = |query: Vec<(&'static str, &'static str)>, path: &'static str| {
         let mut url = base.join(path).unwrap();
@@ -161,7 +224,10 @@ async fn the_callback_handshake_echoes_echostr_only_for_a_good_signature() {
         ("nonce", "1514711492"),
         ("echostr", "4375120948345356249"),
     ];
-    assert_eq!(get(good.clone(), "wechat/callback").await, (200, "4375120948345356249".into()));
+    assert_eq!(
+        get(good.clone(), "wechat/callback").await,
+        (200, "4375120948345356249".into())
+    );
     assert_eq!(get(good.clone(), "wechat/callback/default").await.0, 200);
     assert_eq!(get(good, "wechat/callback/other").await.0, 404);
     let bad = vec![
@@ -177,14 +243,22 @@ async fn the_callback_handshake_echoes_echostr_only_for_a_good_signature() {
 #[tokio::test]
 async fn a_subscribe_records_the_follower_at_once_and_its_unionid_in_the_background() {
     for mode in [plain(), safe()] {
-        let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+        let world = World::new(MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        })
+        .await;
         let (base, _) = world.serve().await;
         let answer = world
             .mock
             .push_event(&callback(&base), &MockEvent::Subscribe { person: 7 }, &mode)
             .await
             .unwrap();
-        let expected_body = if matches!(mode, PushMode::Plain { .. }) { "success" } else { "" };
+        let expected_body = if matches!(mode, PushMode::Plain { .. }) {
+            "success"
+        } else {
+            ""
+        };
         assert_eq!((answer.status, answer.body.as_str()), (200, expected_body));
         assert_eq!(follower(&world, 7).await.map(|f| f.0), Some(true));
         let unionid = mock::unionid(7, world.mock.config());
@@ -197,7 +271,11 @@ async fn a_subscribe_records_the_follower_at_once_and_its_unionid_in_the_backgro
 
 #[tokio::test]
 async fn an_unsubscribe_marks_the_follower_unsubscribed_in_both_modes() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     world.sync(&World::fast_options()).await.unwrap();
     let (base, _) = world.serve().await;
     for (person, mode) in [(1, plain()), (2, safe())] {
@@ -216,13 +294,18 @@ async fn an_unsubscribe_marks_the_follower_unsubscribed_in_both_modes() {
 
 #[tokio::test]
 async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let token = world.tokens.get(&world.app).await.unwrap();
     let touser = wxnotify::domain::OpenId::parse(mock::oa_openid(1)).unwrap();
     let template = wxnotify::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap();
     let data: wxnotify::domain::TemplateData =
-        serde_json::from_value(json!({ "thing1": "shipped", "time2": "2026-11-24 10:00" })).unwrap();
+        serde_json::from_value(json!({ "thing1": "shipped", "time2": "2026-11-24 10:00" }))
+            .unwrap();
     let message = wxnotify::wechat::client::TemplateMessage {
         touser: &touser,
         template_id: &template,
@@ -241,8 +324,15 @@ async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
     .execute(&world.db.pool)
     .await
     .unwrap();
-    let receipt = MockEvent::TemplateSendJobFinish { msgid: msgid as u64, status: "failed:user block".into() };
-    let answer = world.mock.push_event(&callback(&base), &receipt, &safe()).await.unwrap();
+    let receipt = MockEvent::TemplateSendJobFinish {
+        msgid: msgid as u64,
+        status: "failed:user block".into(),
+    };
+    let answer = world
+        .mock
+        .push_event(&callback(&base), &receipt, &safe())
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200);
     let stored: (Option<String>, bool) = sqlx::query_as(
         "SELECT receipt_status, receipt_at IS NOT NULL FROM deliveries WHERE job_id = 'job-1'",
@@ -255,12 +345,31 @@ async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
 
 #[tokio::test]
 async fn a_retried_event_is_recognised_and_not_applied_twice() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let url = callback(&base);
-    let subscribe = world.mock.event(&MockEvent::Subscribe { person: 3 }).unwrap();
-    assert_eq!(world.mock.deliver(&url, &subscribe, &plain()).await.unwrap().status, 200);
-    world.mock.push_event(&url, &MockEvent::Unsubscribe { person: 3 }, &plain()).await.unwrap();
+    let subscribe = world
+        .mock
+        .event(&MockEvent::Subscribe { person: 3 })
+        .unwrap();
+    assert_eq!(
+        world
+            .mock
+            .deliver(&url, &subscribe, &plain())
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    world
+        .mock
+        .push_event(&url, &MockEvent::Unsubscribe { person: 3 }, &plain())
+        .await
+        .unwrap();
     // WeChat retries the subscribe (another timestamp and nonce, same event): still "success",
     // and the person stays unsubscribed.
     let again = world.mock.deliver(&url, &subscribe, &safe()).await.unwrap();
@@ -271,15 +380,45 @@ async fn a_retried_event_is_recognised_and_not_applied_twice() {
 
 #[tokio::test]
 async fn a_bad_signature_a_tampered_aes_payload_or_malformed_xml_is_refused_and_stores_nothing() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     let url = callback(&base);
-    let push = world.mock.event(&MockEvent::Subscribe { person: 4 }).unwrap();
-    let wrong_token = PushMode::Plain { token: "not-the-token".into() };
-    assert_eq!(world.mock.deliver(&url, &push, &wrong_token).await.unwrap().status, 403);
-    let wrong_key = PushMode::Safe { token: CALLBACK_TOKEN.into(), encoding_aes_key: "B".repeat(43) };
-    assert_eq!(world.mock.deliver(&url, &push, &wrong_key).await.unwrap().status, 400);
-    let malformed = deliver_xml(&url, "<xml><FromUserName>oX</From", "oX", &plain()).await.unwrap();
+    let push = world
+        .mock
+        .event(&MockEvent::Subscribe { person: 4 })
+        .unwrap();
+    let wrong_token = PushMode::Plain {
+        token: "not-the-token".into(),
+    };
+    assert_eq!(
+        world
+            .mock
+            .deliver(&url, &push, &wrong_token)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    let wrong_key = PushMode::Safe {
+        token: CALLBACK_TOKEN.into(),
+        encoding_aes_key: "B".repeat(43),
+    };
+    assert_eq!(
+        world
+            .mock
+            .deliver(&url, &push, &wrong_key)
+            .await
+            .unwrap()
+            .status,
+        400
+    );
+    let malformed = deliver_xml(&url, "<xml><FromUserName>oX</From", "oX", &plain())
+        .await
+        .unwrap();
     assert_eq!(malformed.status, 400);
 
     // A payload tampered with after encryption, signed again by someone who knows the token.
@@ -295,8 +434,17 @@ async fn a_bad_signature_a_tampered_aes_payload_or_malformed_xml_is_refused_and_
     let foreign = key.encrypt(push.xml.as_bytes(), "wxsomeoneelse0001");
     assert_eq!(safe_post(&url, &foreign, None).await, 400);
     // Too big a body.
-    let huge = format!("<xml><FromUserName>{}</FromUserName></xml>", "a".repeat(100_000));
-    assert_eq!(deliver_xml(&url, &huge, "oX", &plain()).await.unwrap().status, 413);
+    let huge = format!(
+        "<xml><FromUserName>{}</FromUserName></xml>",
+        "a".repeat(100_000)
+    );
+    assert_eq!(
+        deliver_xml(&url, &huge, "oX", &plain())
+            .await
+            .unwrap()
+            .status,
+        413
+    );
 
     assert_eq!(world.count("SELECT count(*) FROM callback_events").await, 0);
     assert_eq!(world.count("SELECT count(*) FROM oa_followers").await, 0);
@@ -337,10 +485,18 @@ async fn safe_post(url: &Url, encrypt: &str, msg_sig: Option<String>) -> u16 {
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer_on_the_api_port() {
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, _) = world.serve().await;
     login(&base, json!({ "code": world.mock.issue_login_code(1) })).await;
-    for (path, needle) in [("healthz", "ok"), ("readyz", "ready"), ("metrics", "wxnotify_logins_total")] {
+    for (path, needle) in [
+        ("healthz", "ok"),
+        ("readyz", "ready"),
+        ("metrics", "wxnotify_logins_total"),
+    ] {
         let r = reqwest::get(base.join(path).unwrap()).await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
         assert!(r.text().await.unwrap().contains(needle), "{path}");
@@ -371,37 +527,79 @@ async fn session_keys_tokens_and_callback_secrets_never_reach_responses_or_logs(
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let world = World::new(MockConfig { followers: 10, ..MockConfig::default() }).await;
+    let world = World::new(MockConfig {
+        followers: 10,
+        ..MockConfig::default()
+    })
+    .await;
     let (base, state) = world.serve().await;
     let mut bodies = String::new();
     for person in [1, 2] {
-        bodies += &login(&base, json!({ "code": world.mock.issue_login_code(person) })).await.2;
+        bodies += &login(
+            &base,
+            json!({ "code": world.mock.issue_login_code(person) }),
+        )
+        .await
+        .2;
     }
     bodies += &login(&base, json!({ "code": "never-issued" })).await.2;
-    world.mock.set_faults(FaultRule::new(Fault::Errcode(-1)).on(Endpoint::JsCode2Session).into());
-    bodies += &login(&base, json!({ "code": world.mock.issue_login_code(3) })).await.2;
+    world.mock.set_faults(
+        FaultRule::new(Fault::Errcode(-1))
+            .on(Endpoint::JsCode2Session)
+            .into(),
+    );
+    bodies += &login(&base, json!({ "code": world.mock.issue_login_code(3) }))
+        .await
+        .2;
     world.mock.clear_faults();
     world.mock.invalidate_tokens();
-    world.mock.push_event(&callback(&base), &MockEvent::Subscribe { person: 5 }, &safe()).await.unwrap();
-    eventually("the unionid", || async { follower(&world, 5).await.and_then(|f| f.1).is_some() }).await;
+    world
+        .mock
+        .push_event(
+            &callback(&base),
+            &MockEvent::Subscribe { person: 5 },
+            &safe(),
+        )
+        .await
+        .unwrap();
+    eventually("the unionid", || async {
+        follower(&world, 5).await.and_then(|f| f.1).is_some()
+    })
+    .await;
     state.background().close();
     state.background().wait().await;
 
-    let session_keys: Vec<String> =
-        sqlx::query_scalar("SELECT session_key FROM mp_users").fetch_all(&world.db.pool).await.unwrap();
-    let tokens: Vec<String> = sqlx::query_scalar("SELECT token FROM access_tokens WHERE token IS NOT NULL")
+    let session_keys: Vec<String> = sqlx::query_scalar("SELECT session_key FROM mp_users")
         .fetch_all(&world.db.pool)
         .await
         .unwrap();
+    let tokens: Vec<String> =
+        sqlx::query_scalar("SELECT token FROM access_tokens WHERE token IS NOT NULL")
+            .fetch_all(&world.db.pool)
+            .await
+            .unwrap();
     assert_eq!(session_keys.len(), 2);
     assert!(!tokens.is_empty());
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("Mini Program login"), "the logs were captured: {logs}");
+    assert!(
+        logs.contains("Mini Program login"),
+        "the logs were captured: {logs}"
+    );
     let mut secrets = session_keys;
     secrets.extend(tokens);
-    secrets.extend([mock::MOCK_MP_SECRET.into(), mock::MOCK_OA_SECRET.into(), AES_KEY.into()]);
+    secrets.extend([
+        mock::MOCK_MP_SECRET.into(),
+        mock::MOCK_OA_SECRET.into(),
+        AES_KEY.into(),
+    ]);
     for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a secret leaked into the logs");
-        assert!(!bodies.contains(secret.as_str()), "a secret leaked into a response");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret leaked into the logs"
+        );
+        assert!(
+            !bodies.contains(secret.as_str()),
+            "a secret leaked into a response"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
 mod support;
-mod users_support;
 mod system;
+mod users_support;
 
 mod domain;
 mod followers;

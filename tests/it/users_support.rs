@@ -48,10 +48,19 @@ impl World {
             ("WXNOTIFY_ENCODING_AES_KEY", AES_KEY.into()),
         ]);
         let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
-        wxnotify::db::register_apps(&db.pool, &settings.apps).await.unwrap();
+        wxnotify::db::register_apps(&db.pool, &settings.apps)
+            .await
+            .unwrap();
         let client = WechatClient::new(mock.base_url(), &ClientOptions::default()).unwrap();
         let tokens = TokenStore::new(db.pool.clone(), client.clone(), &settings.apps);
-        World { db, mock, settings, client, tokens, app: AppName::default_app() }
+        World {
+            db,
+            mock,
+            settings,
+            client,
+            tokens,
+            app: AppName::default_app(),
+        }
     }
 
     /// Options that retry fast (tests do not wait for real backoff).
@@ -105,12 +114,17 @@ impl World {
 
 /// Plaintext pushes signed with the test token.
 pub fn plain() -> PushMode {
-    PushMode::Plain { token: CALLBACK_TOKEN.into() }
+    PushMode::Plain {
+        token: CALLBACK_TOKEN.into(),
+    }
 }
 
 /// Safe-mode pushes with the test token and key.
 pub fn safe() -> PushMode {
-    PushMode::Safe { token: CALLBACK_TOKEN.into(), encoding_aes_key: AES_KEY.into() }
+    PushMode::Safe {
+        token: CALLBACK_TOKEN.into(),
+        encoding_aes_key: AES_KEY.into(),
+    }
 }
 
 /// Polls `check` every 10 ms until it is true; panics after 10 s.
@@ -121,7 +135,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -129,7 +146,12 @@ where
 /// How the fake's persons `0..n` split: (following, following with unionid).
 pub fn expected_followers(cfg: &MockConfig) -> (u64, u64) {
     let kth = |i: u64, k: u64| k != 0 && (i + 1) % k == 0;
-    let following: Vec<u64> = (0..cfg.followers).filter(|i| !kth(*i, cfg.unsubscribed_every)).collect();
-    let with_unionid = following.iter().filter(|i| mock::unionid(**i, cfg).is_some()).count();
+    let following: Vec<u64> = (0..cfg.followers)
+        .filter(|i| !kth(*i, cfg.unsubscribed_every))
+        .collect();
+    let with_unionid = following
+        .iter()
+        .filter(|i| mock::unionid(**i, cfg).is_some())
+        .count();
     (following.len() as u64, with_unionid as u64)
 }

@@ -101,7 +101,9 @@ impl MockWechat {
                     .sends()
                     .into_iter()
                     .find(|s| s.msgid == *msgid)
-                    .ok_or_else(|| anyhow::anyhow!("the fake accepted no send with msgid {msgid}"))?;
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the fake accepted no send with msgid {msgid}")
+                    })?;
                 let kind = PushKind::TemplateSendJobFinish {
                     msg_id: i64::try_from(*msgid)?,
                     status: status.clone(),

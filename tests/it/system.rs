@@ -101,7 +101,6 @@ impl System {
     /// the follower sync would.
     pub async fn seed_people(&self, n: u64) {
         let cfg = &self.mock_config;
-        let every = |i: u64, k: u64| k != 0 && (i + 1) % k == 0;
         let people: Vec<u64> = (0..n).collect();
         let mp: Vec<String> = people.iter().map(|i| mock::mp_openid(*i)).collect();
         let oa: Vec<String> = people.iter().map(|i| mock::oa_openid(*i)).collect();

@@ -107,7 +107,7 @@ impl System {
         let union: Vec<Option<String>> = people.iter().map(|i| mock::unionid(*i, cfg)).collect();
         let subscribed: Vec<bool> = people
             .iter()
-            .map(|i| !every(*i, cfg.unsubscribed_every))
+            .map(|i| mock::seeded_follower(*i, cfg))
             .collect();
         sqlx::query(
             "INSERT INTO mp_users (app, mp_openid, unionid)

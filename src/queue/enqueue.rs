@@ -103,7 +103,8 @@ pub struct EnqueueArgs {
     #[arg(long, value_enum, default_value_t = Lane::Jobs)]
     pub lane: Lane,
     /// Jobs published per confirm round trip.
-    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(usize))]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub batch_size: usize,
     /// Print a machine-readable summary (JSON) on stdout instead of text.
     #[arg(long)]
@@ -126,6 +127,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     };
     let connection = connect(&settings.amqp_url, "wxnotify enqueue").await?;
     let topology = Topology::new(settings.queue_prefix.clone());
+    require_exchange(&connection, &topology).await?;
     let publisher = Publisher::new(Arc::new(connection), topology, PublisherOptions::default())
         .await
         .context("cannot open a publishing channel")?;
@@ -147,6 +149,42 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             print_summary(&aborted.summary, args.json);
             Err(aborted.into())
         }
+    }
+}
+
+/// Fails with a clear message (exit code 2) when the main exchange is missing: publishing
+/// would otherwise fail with the broker's NOT_FOUND on the first batch.
+async fn require_exchange(
+    connection: &lapin::Connection,
+    topology: &Topology,
+) -> anyhow::Result<()> {
+    // A failed passive declaration closes its channel: use a throwaway one.
+    let channel = connection.create_channel().await?;
+    let passive = lapin::options::ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let exchange = topology.exchange();
+    let result = channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            passive,
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    match result {
+        Ok(()) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(())
+        }
+        Err(err) if err.is_amqp_soft_error() => Err(crate::config::ConfigError::Invalid {
+            name: "WXNOTIFY_QUEUE_PREFIX".into(),
+            reason: format!("the exchange {exchange:?} does not exist on this broker"),
+            hint: "Run `wxnotify migrate` with the same settings first, or fix the prefix.",
+        }
+        .into()),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -266,13 +304,18 @@ fn progress_bar(args: &EnqueueArgs) -> ProgressBar {
     bar
 }
 
+/// An invalid single job is a bad argument (exit code 2); `--json` still gets a summary.
 fn invalid_single_job(args: &EnqueueArgs, reason: String) -> ExitCode {
-    let summary = EnqueueSummary {
-        accepted: 0,
-        rejected: vec![super::ndjson::Rejection { line: 1, reason }],
-        job_ids: vec![],
-    };
-    print_summary(&summary, args.json);
+    if args.json {
+        let summary = EnqueueSummary {
+            accepted: 0,
+            rejected: vec![super::ndjson::Rejection { line: 1, reason }],
+            job_ids: vec![],
+        };
+        print_summary(&summary, true);
+    } else {
+        eprintln!("error: the job is invalid: {reason}");
+    }
     ExitCode::from(EXIT_CONFIG)
 }
 

@@ -25,7 +25,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::topology::{Lane, Topology};
+use super::topology::{Lane, Topology, tier_for};
 use crate::domain::Job;
 
 /// Header holding the attempt number of a job (1 on first publish; the worker publishes
@@ -172,7 +172,11 @@ impl Publisher {
     /// Publishes arbitrary bytes with confirm: the worker's retries (to a retry tier's
     /// exchange, routing key = the lane, headers with the next attempt) and tests that need
     /// malformed messages. The message is persistent, mandatory and `application/json`.
-    #[tracing::instrument(skip_all, fields(exchange, routing_key, message_id), err)]
+    #[tracing::instrument(
+        skip_all,
+        fields(exchange = %exchange, routing_key = %routing_key, message_id = message_id.unwrap_or("")),
+        err
+    )]
     pub async fn publish_raw(
         &self,
         exchange: &str,
@@ -195,6 +199,41 @@ impl Publisher {
             .publish_all(exchange, routing_key, vec![message])
             .await;
         results.pop().expect("one result per message")
+    }
+
+    /// Schedules a retry: publishes `body` to the retry tier that fits `delay` (see
+    /// [`tier_for`]) with `lane` as routing key, so that it comes back to `lane` when the
+    /// tier's TTL expires. `headers` are kept, with [`ATTEMPT_HEADER`] set to `attempt`.
+    /// Returns the tier's real delay. Ack the delivery being retried only after this succeeds.
+    ///
+    /// Prefer this to [`Publisher::publish_raw`]: a tier's exchange is a fanout, so it accepts
+    /// any routing key, but a message whose key is not a lane could never leave the tier
+    /// (at-least-once dead-lettering keeps retrying an unroutable dead letter).
+    #[tracing::instrument(skip(self, body, headers), fields(lane = %lane), err)]
+    pub async fn publish_retry(
+        &self,
+        body: &[u8],
+        message_id: &str,
+        lane: Lane,
+        attempt: u32,
+        delay: Duration,
+        mut headers: FieldTable,
+    ) -> Result<Duration, PublishError> {
+        let (tier, real_delay) = tier_for(delay);
+        headers.insert(
+            ATTEMPT_HEADER.into(),
+            AMQPValue::LongLongInt(attempt.into()),
+        );
+        let exchange = self.inner.topology.retry_exchange(tier);
+        self.publish_raw(
+            &exchange,
+            lane.routing_key(),
+            body,
+            headers,
+            Some(message_id),
+        )
+        .await?;
+        Ok(real_delay)
     }
 }
 
@@ -243,8 +282,8 @@ impl Inner {
             Err(err) => return messages.iter().map(|_| Err(err.clone())).collect(),
         };
         let ids: Vec<Option<&str>> = messages.iter().map(|m| m.message_id).collect();
-        let sent = send_all(&channel, exchange, routing_key, messages).await;
         let deadline = Instant::now() + self.confirm_timeout;
+        let sent = send_all(&channel, exchange, routing_key, messages, deadline).await;
         let confirmations = await_all(sent, deadline).await;
         if confirmations.iter().any(Result::is_err) {
             // Confirms may still be outstanding: never let a later publish see them.
@@ -283,13 +322,15 @@ impl Inner {
     }
 }
 
-/// Sends every message without waiting for confirms. After a send error the channel is
-/// unusable, so the rest fail with the same error.
+/// Sends every message without waiting for confirms. After a send error (or when `deadline`
+/// passes: a broker that blocks publishers stops reading) the channel is unusable, so the rest
+/// fail with the same error.
 async fn send_all(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
     messages: Vec<Outgoing<'_>>,
+    deadline: Instant,
 ) -> Vec<Result<PublisherConfirm, lapin::Error>> {
     let options = BasicPublishOptions {
         mandatory: true,
@@ -302,15 +343,16 @@ async fn send_all(
             sent.push(Err(err.clone()));
             continue;
         }
-        let result = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                options,
-                message.body,
-                message.properties,
-            )
-            .await;
+        let publish = channel.basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            options,
+            message.body,
+            message.properties,
+        );
+        let result = tokio::time::timeout_at(deadline, publish)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
         if let Err(err) = &result {
             failed = Some(err.clone());
         }
@@ -331,7 +373,7 @@ async fn await_all(
             Err(err) => Err(err),
             Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
                 Ok(result) => result,
-                Err(_) => Err(confirm_timeout()),
+                Err(_) => Err(timed_out()),
             },
         };
         out.push(result);
@@ -339,10 +381,10 @@ async fn await_all(
     out
 }
 
-fn confirm_timeout() -> lapin::Error {
+fn timed_out() -> lapin::Error {
     std::io::Error::new(
         std::io::ErrorKind::TimedOut,
-        "no publisher confirm from the broker in time (is it blocked by a memory or disk alarm?)",
+        "the broker did not take or confirm the message in time (is it blocked by a memory or disk alarm?)",
     )
     .into()
 }

@@ -384,20 +384,23 @@ async fn a_full_lane_refuses_publishes_with_a_nack() {
 async fn a_message_in_the_1s_tier_returns_to_its_lane_after_about_a_second() {
     let broker = Broker::declared(TopologyOptions::default()).await;
     let tier = "1s";
-    let mut headers = wxnotify::queue::attempt_headers(2);
+    let mut headers = FieldTable::default();
     headers.insert("x-test".into(), AMQPValue::LongString("kept".into()));
     let started = Instant::now();
-    broker
+    let body = job("retry-1").to_json();
+    let delay = broker
         .publisher
-        .publish_raw(
-            &broker.topology.retry_exchange(tier),
-            Lane::Bulk.routing_key(),
-            &job("retry-1").to_json(),
+        .publish_retry(
+            &body,
+            "retry-1",
+            Lane::Bulk,
+            2,
+            Duration::from_millis(500),
             headers,
-            Some("retry-1"),
         )
         .await
         .unwrap();
+    assert_eq!(delay, Duration::from_secs(1), "the {tier} tier");
 
     let lane = broker.topology.lane_queue(Lane::Bulk);
     let msg = broker

@@ -14,17 +14,17 @@
 //! window belongs to it and is matched by `message_id`. Concurrency comes from a small pool
 //! of channels, and a batch pipelines thousands of messages on its channel.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::confirms::{await_all, outcome, returned_ids, send_all};
 use super::topology::{Lane, Topology, tier_for};
 use crate::domain::Job;
 
@@ -93,10 +93,10 @@ struct Inner {
 }
 
 /// One message to publish.
-struct Outgoing<'a> {
-    body: &'a [u8],
-    properties: BasicProperties,
-    message_id: Option<&'a str>,
+pub(super) struct Outgoing<'a> {
+    pub(super) body: &'a [u8],
+    pub(super) properties: BasicProperties,
+    pub(super) message_id: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -319,103 +319,5 @@ impl Inner {
         tracing::debug!(channel = channel.id(), "publisher channel opened");
         *slot = Some(channel.clone());
         Ok(channel)
-    }
-}
-
-/// Sends every message without waiting for confirms. After a send error (or when `deadline`
-/// passes: a broker that blocks publishers stops reading) the channel is unusable, so the rest
-/// fail with the same error.
-async fn send_all(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    messages: Vec<Outgoing<'_>>,
-    deadline: Instant,
-) -> Vec<Result<PublisherConfirm, lapin::Error>> {
-    let options = BasicPublishOptions {
-        mandatory: true,
-        immediate: false,
-    };
-    let mut sent = Vec::with_capacity(messages.len());
-    let mut failed: Option<lapin::Error> = None;
-    for message in messages {
-        if let Some(err) = &failed {
-            sent.push(Err(err.clone()));
-            continue;
-        }
-        let publish = channel.basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            options,
-            message.body,
-            message.properties,
-        );
-        let result = tokio::time::timeout_at(deadline, publish)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()));
-        if let Err(err) = &result {
-            failed = Some(err.clone());
-        }
-        sent.push(result);
-    }
-    sent
-}
-
-/// Awaits each confirm until `deadline`; confirms arrive in any order, but all are awaited, so
-/// awaiting them in order costs nothing.
-async fn await_all(
-    sent: Vec<Result<PublisherConfirm, lapin::Error>>,
-    deadline: Instant,
-) -> Vec<Result<Confirmation, lapin::Error>> {
-    let mut out = Vec::with_capacity(sent.len());
-    for confirm in sent {
-        let result = match confirm {
-            Err(err) => Err(err),
-            Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
-                Ok(result) => result,
-                Err(_) => Err(timed_out()),
-            },
-        };
-        out.push(result);
-    }
-    out
-}
-
-fn timed_out() -> lapin::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the broker did not take or confirm the message in time (is it blocked by a memory or disk alarm?)",
-    )
-    .into()
-}
-
-/// The `message_id`s of every message the broker returned during this batch, whichever
-/// confirm carried them. A returned message without an id is recorded as `None`.
-fn returned_ids(confirmations: &[Result<Confirmation, lapin::Error>]) -> HashSet<Option<String>> {
-    confirmations
-        .iter()
-        .filter_map(|c| match c {
-            Ok(Confirmation::Ack(Some(msg)) | Confirmation::Nack(Some(msg))) => Some(
-                msg.delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned()),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-fn outcome(
-    confirmation: Result<Confirmation, lapin::Error>,
-    message_id: Option<&str>,
-    returned: &HashSet<Option<String>>,
-) -> Result<(), PublishError> {
-    match confirmation {
-        Err(err) => Err(PublishError::Broker(err)),
-        Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
-        Ok(_) if returned.contains(&message_id.map(str::to_owned)) => Err(PublishError::Unroutable),
-        Ok(_) => Ok(()),
     }
 }

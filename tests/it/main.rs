@@ -7,5 +7,6 @@ mod system;
 
 mod domain;
 mod mock;
+mod queue;
 mod resilience;
 mod worker;

@@ -607,18 +607,4 @@ impl From<RawUserInfo> for UserInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_parsed_out_of_template_content() {
-        let content = "{{first.DATA}}\n领奖金额:{{withdrawMoney.DATA}}\n时间：{{time2.DATA}}{{first.DATA}}{{bad}}";
-        assert_eq!(template_keys(content), ["first", "withdrawMoney", "time2"]);
-    }
-
-    #[test]
-    fn tokens_never_print() {
-        let t = AccessToken::new("SECRET-TOKEN");
-        assert_eq!(format!("{t:?}"), "AccessToken(REDACTED)");
-    }
-}
+mod tests;

@@ -5,3 +5,4 @@
 mod support;
 
 mod domain;
+mod wechat;

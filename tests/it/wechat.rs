@@ -1,0 +1,3 @@
+//! The WeChat client and the shared access-token store against Postgres and a fake WeChat.
+
+mod token_store;

@@ -55,7 +55,7 @@ pub struct FetchedToken {
 }
 
 /// Why a call failed. [`WechatError::class`] says what to do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WechatError {
     /// WeChat answered with a non-zero errcode.
     #[error("WeChat {endpoint} answered errcode {errcode}: {errmsg}")]

@@ -460,3 +460,90 @@ async fn with_token_does_not_retry_other_errors() {
     }
     assert_eq!(fx.calls(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_on_a_failing_refresh_share_its_error_instead_of_each_asking_wechat() {
+    let fx = Fixture::answering(
+        TokenSource::Stable,
+        Arc::new(|_| wechat_error(-1).set_delay(Duration::from_millis(300))),
+    )
+    .await;
+    let stores = fx.stores(3).await;
+    let app = fx.name().clone();
+
+    let mut tasks = JoinSet::new();
+    for store in &stores {
+        for _ in 0..20 {
+            let (store, app) = (store.clone(), app.clone());
+            tasks.spawn(async move { store.get(&app).await });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let err = done.unwrap().unwrap_err();
+        assert_eq!(err.class(), ErrClass::Transient, "{err}");
+    }
+
+    // At most one attempt per process (each takes the lease in turn), not one per caller.
+    let calls = fx.calls();
+    assert!((1..=3).contains(&calls), "{calls} calls for 60 callers");
+    assert!(!fx.row().await.2, "no lease is left behind");
+    // A caller arriving after the failure tries again.
+    stores[0].get(&app).await.unwrap_err();
+    assert_eq!(fx.calls(), calls + 1);
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_stored_token_while_it_is_still_valid() {
+    let fx = Fixture::answering(
+        TokenSource::Stable,
+        Arc::new(|n| {
+            if n == 1 {
+                token_answer(n, 7200)
+            } else {
+                wechat_error(-1)
+            }
+        }),
+    )
+    .await;
+    let app = fx.name();
+    assert_eq!(fx.store().await.get(app).await.unwrap().expose(), "T1");
+
+    // T1 is due for refresh (two minutes left) but WeChat fails: T1 is still good.
+    fx.age_stored_token(7200 - 120).await;
+    let store = fx.store().await;
+    assert_eq!(store.get(app).await.unwrap().expose(), "T1");
+    assert_eq!(fx.calls(), 2);
+    // The next send does not ask WeChat again at once.
+    assert_eq!(store.get(app).await.unwrap().expose(), "T1");
+    assert_eq!(fx.calls(), 2);
+    assert_eq!(fx.row().await, (Some("T1".into()), 1, false));
+
+    // Once T1 has expired, the failure is the answer.
+    fx.age_stored_token(200).await;
+    let err = fx.store().await.get(app).await.unwrap_err();
+    assert_eq!(err.class(), ErrClass::Transient);
+    assert_eq!(fx.calls(), 3);
+}
+
+#[tokio::test]
+async fn an_invalidated_token_is_not_kept_when_the_refresh_fails() {
+    let fx = Fixture::answering(
+        TokenSource::Stable,
+        Arc::new(|n| {
+            if n == 1 {
+                token_answer(n, 7200)
+            } else {
+                wechat_error(45009)
+            }
+        }),
+    )
+    .await;
+    let store = fx.store().await;
+    let app = fx.name();
+    let t1 = store.get(app).await.unwrap();
+
+    let err = store.invalidate(app, &t1).await.unwrap_err();
+
+    assert_eq!(err.class(), ErrClass::QuotaExhausted, "{err}");
+    assert_eq!(fx.calls(), 2);
+}

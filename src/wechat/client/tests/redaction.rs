@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::util::SubscriberInitExt;
-
 use super::*;
 
 const SECRET_TOKEN: &str = "TOK3N-never-logged";
@@ -159,17 +157,20 @@ async fn fail_in_every_way() -> Vec<String> {
         .collect()
 }
 
-#[tokio::test] // current-thread runtime: the scoped subscriber sees every task of the test
+#[tokio::test]
 async fn secrets_never_appear_in_trace_logs_or_error_text() {
     let captured = Captured::default();
     let writer = captured.clone();
-    // `set_default` also forwards `log` records (reqwest, hyper-util) into tracing.
-    let _guard = tracing_subscriber::fmt()
+    // The global subscriber, not a scoped one: a scoped one misses events whose callsites other
+    // test threads registered concurrently (tracing's interest cache), which made this flaky.
+    // `try_init` also forwards `log` records (reqwest, hyper-util) into tracing. Other tests'
+    // events land in the buffer too, which only widens what is checked.
+    tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(move || writer.clone())
-        .finish()
-        .set_default();
+        .try_init()
+        .expect("no other test installs a global subscriber");
 
     let errors = fail_in_every_way().await;
 

@@ -1,0 +1,114 @@
+//! `wxnotify mock-wechat`: the fake WeChat as a process, for the demo, scripts and benchmarks.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::config::{EndOfList, MockConfig};
+use super::faults::FaultPlan;
+use super::{MOCK_MP_APPID, MOCK_MP_SECRET, MOCK_OA_APPID, MOCK_OA_SECRET, MockWechat};
+
+fn defaults() -> MockConfig {
+    MockConfig::default()
+}
+
+/// Run a fake WeChat API server that behaves like api.weixin.qq.com (see wechat-api.md).
+///
+/// It serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
+/// sns/jscode2session, message/template/send and template/get_all_private_template for one fake
+/// Official Account and one fake Mini Program, whose credentials it prints on start. Point
+/// WECHAT_API_BASE at the printed URL. Person i (0-based) has OA openid
+/// oMockOA<i as 21 digits>, MP openid oMockMP<…> and unionid oMockUN<…>.
+///
+/// Scripts drive it over HTTP: GET /mock/stats, GET /mock/sends, POST /mock/reset,
+/// POST /mock/faults {"rules":[{"endpoint":"template_send","fault":{"errcode":-1},
+/// "probability":0.1}]}, DELETE /mock/faults, POST /mock/tokens/invalidate,
+/// POST /mock/tokens/expire, POST /mock/login_code {"person":7} → {"code":"…"},
+/// POST /mock/unsubscribe and /mock/subscribe {"person":7}.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct MockArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "WXNOTIFY_MOCK_LISTEN", default_value = "127.0.0.1:8088")]
+    pub listen: SocketAddr,
+    /// How many people to seed (persons 0..N); a million costs nothing up front.
+    #[arg(long, default_value_t = defaults().followers)]
+    pub followers: u64,
+    /// Openids per user/get page (the real API: 10000).
+    #[arg(long, default_value_t = defaults().page_size)]
+    pub page_size: u64,
+    /// Every k-th person has no unionid (0 = everyone has one).
+    #[arg(long, default_value_t = defaults().no_unionid_every)]
+    pub no_unionid_every: u64,
+    /// Every k-th person has unfollowed the OA (0 = everyone follows).
+    #[arg(long, default_value_t = defaults().unsubscribed_every)]
+    pub unsubscribed_every: u64,
+    /// How user/get marks the end of the list.
+    #[arg(long, value_enum, default_value_t = EndOfList::NoData)]
+    pub end_of_list: EndOfList,
+    /// Access token lifetime in seconds (expires_in).
+    #[arg(long, default_value_t = defaults().token_ttl.as_secs())]
+    pub token_ttl: u64,
+    /// Seconds an old token keeps working after a new one (and the stable token's hand-over).
+    #[arg(long, default_value_t = defaults().token_overlap.as_secs())]
+    pub token_overlap: u64,
+    /// Latency added to every WeChat API answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// How many accepted sends GET /mock/sends keeps (the counters stay exact).
+    #[arg(long, default_value_t = defaults().max_recorded_sends)]
+    pub max_recorded_sends: usize,
+    /// Fault rules to start with, as the JSON of POST /mock/faults.
+    #[arg(long, value_name = "JSON", value_parser = parse_plan)]
+    pub faults: Option<FaultPlan>,
+}
+
+fn parse_plan(s: &str) -> Result<FaultPlan, String> {
+    serde_json::from_str(s).map_err(|e| format!("not a fault plan: {e}"))
+}
+
+impl MockArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> MockConfig {
+        MockConfig {
+            followers: self.followers,
+            page_size: self.page_size,
+            no_unionid_every: self.no_unionid_every,
+            unsubscribed_every: self.unsubscribed_every,
+            end_of_list: self.end_of_list,
+            token_ttl: Duration::from_secs(self.token_ttl),
+            token_overlap: Duration::from_secs(self.token_overlap),
+            latency: Duration::from_millis(self.latency_ms),
+            max_recorded_sends: self.max_recorded_sends,
+            ..MockConfig::default()
+        }
+    }
+}
+
+/// Runs `wxnotify mock-wechat` until Ctrl-C or SIGTERM, then shuts down gracefully.
+pub async fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
+    let mock = MockWechat::start_on(args.config(), args.listen).await?;
+    if let Some(plan) = args.faults.clone() {
+        mock.set_faults(plan);
+    }
+    let base = mock.base_url();
+    println!(
+        "mock-wechat listening: WECHAT_API_BASE={} WXNOTIFY_OA_APPID={MOCK_OA_APPID} \
+         WXNOTIFY_OA_SECRET={MOCK_OA_SECRET} WXNOTIFY_MP_APPID={MOCK_MP_APPID} \
+         WXNOTIFY_MP_SECRET={MOCK_MP_SECRET} (fake credentials of the mock, not real secrets)",
+        base.as_str().trim_end_matches('/')
+    );
+    wait_for_signal().await?;
+    tracing::info!("mock-wechat: shutting down");
+    mock.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        res = tokio::signal::ctrl_c() => res?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

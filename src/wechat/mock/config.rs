@@ -1,0 +1,121 @@
+//! What the fake WeChat is seeded with: the people, the templates, the token lifetimes and the
+//! few wire choices the real API leaves open (how `user/get` ends its list).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the seeded world and the wire behaviour of a [`MockWechat`](super::MockWechat) look.
+///
+/// `Default` gives 1000 people, every 10th without unionid, every 20th unfollowed, real token
+/// lifetimes (7200 s, 300 s overlap) and the two default templates. Build one with
+/// `MockConfig { followers: 5, ..MockConfig::default() }`.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    /// How many people are seeded (persons `0..followers`). Nothing is allocated per person:
+    /// identities are computed from the index, so 1,000,000 is as cheap as 10.
+    pub followers: u64,
+    /// Every k-th person (persons `k-1`, `2k-1`, …) has no unionid (their OA and MP are not
+    /// joined for them). 0 = everyone has one.
+    pub no_unionid_every: u64,
+    /// Every k-th person (persons `k-1`, `2k-1`, …) has unfollowed the OA: absent from
+    /// `user/get`, `subscribe:0` in `user/info`, 43004 on send. 0 = everyone follows.
+    pub unsubscribed_every: u64,
+    /// How many openids one `user/get` page holds (the real API: 10,000).
+    pub page_size: u64,
+    /// Which of the three end-of-list forms `user/get` uses.
+    pub end_of_list: EndOfList,
+    /// Lifetime of a new access token (`expires_in`).
+    pub token_ttl: Duration,
+    /// How long an old `cgi-bin/token` token keeps working after a newer one is minted; also
+    /// the last part of a stable token's life in which `stable_token` hands out the next token.
+    pub token_overlap: Duration,
+    /// `stable_token` with `force_refresh:true` refreshes at most once per this interval; a call
+    /// sooner returns the current token (the real API: 30 s). Zero = always refresh.
+    pub force_refresh_spacing: Duration,
+    /// How long a `wx.login()` code from [`MockWechat::issue_login_code`](super::MockWechat::issue_login_code)
+    /// stays usable (the real API: 5 minutes).
+    pub login_code_ttl: Duration,
+    /// How long `(touser, client_msg_id)` is remembered for de-duplication (the real API: 10
+    /// minutes).
+    pub client_msg_id_window: Duration,
+    /// How many accepted sends [`MockWechat::sends`](super::MockWechat::sends) keeps (the
+    /// oldest are forgotten first; the counters stay exact). Bounds memory in benchmarks.
+    pub max_recorded_sends: usize,
+    /// Added to every WeChat API answer (not to `/mock/…` control calls), before faults.
+    pub latency: Duration,
+    /// The OA's private templates.
+    pub templates: Vec<MockTemplate>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            followers: 1000,
+            no_unionid_every: 10,
+            unsubscribed_every: 20,
+            page_size: 10_000,
+            end_of_list: EndOfList::NoData,
+            token_ttl: Duration::from_secs(7200),
+            token_overlap: Duration::from_secs(300),
+            force_refresh_spacing: Duration::from_secs(30),
+            login_code_ttl: Duration::from_secs(300),
+            client_msg_id_window: Duration::from_secs(600),
+            max_recorded_sends: 100_000,
+            latency: Duration::ZERO,
+            templates: MockTemplate::defaults(),
+        }
+    }
+}
+
+/// How `user/get` tells the caller that the follower list is complete. The real API has been
+/// seen doing each; a robust client stops on any of them (`wechat-api.md` §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EndOfList {
+    /// The last page that holds openids has `"next_openid":""`.
+    EmptyNextOpenid,
+    /// The last page with openids still names a `next_openid`; the call after it answers
+    /// `{"total":T,"count":0,"next_openid":""}` with no `data` key (what the real API does).
+    #[default]
+    NoData,
+    /// The last page with openids still names a `next_openid`; the call after it answers
+    /// `count:0`, `"data":{"openid":[]}` and the same `next_openid` it was given.
+    ZeroCount,
+}
+
+/// One private template of the OA: its id, title and the `data` keys its content uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MockTemplate {
+    /// The `template_id`.
+    pub id: String,
+    /// The title shown in `get_all_private_template`.
+    pub title: String,
+    /// The `{{key.DATA}}` placeholders, e.g. `thing1`, `time2`. The part before the digits is
+    /// the field type, which decides the value rules (`thing` ≤ 20 characters …).
+    pub keys: Vec<String>,
+}
+
+impl MockTemplate {
+    /// A template with the given id, title and keys.
+    pub fn new(id: &str, title: &str, keys: &[&str]) -> MockTemplate {
+        MockTemplate {
+            id: id.into(),
+            title: title.into(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    /// `TPL_ORDER_SHIPPED` (`thing1`, `time2`) and `TPL_PAYMENT_OK` (`amount1`, `thing2`,
+    /// `time3`).
+    pub fn defaults() -> Vec<MockTemplate> {
+        vec![
+            MockTemplate::new("TPL_ORDER_SHIPPED", "订单发货提醒", &["thing1", "time2"]),
+            MockTemplate::new(
+                "TPL_PAYMENT_OK",
+                "支付成功通知",
+                &["amount1", "thing2", "time3"],
+            ),
+        ]
+    }
+}

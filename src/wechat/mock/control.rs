@@ -1,0 +1,103 @@
+//! `/mock/…`: the control and inspection API, so scripts can drive a `wxnotify mock-wechat`
+//! process the way tests drive a [`MockWechat`](super::MockWechat). Plain JSON
+//! (`application/json`); no faults, latency or counting.
+//!
+//! | call | effect |
+//! |---|---|
+//! | `GET /mock/stats` | the counters ([`MockStats`](super::MockStats)) |
+//! | `GET /mock/sends` | the accepted sends ([`AcceptedSend`](super::AcceptedSend)s) |
+//! | `POST /mock/reset` | forget what happened (see [`MockWechat::reset`](super::MockWechat::reset)) |
+//! | `POST /mock/faults` `{"rules":[…]}` | replace the fault rules ([`FaultPlan`](super::FaultPlan)) |
+//! | `DELETE /mock/faults` | no more faults |
+//! | `POST /mock/tokens/invalidate` | every issued token answers 40001 |
+//! | `POST /mock/tokens/expire` | every issued token answers 42001 |
+//! | `POST /mock/login_code` `{"person":i}` | `{"code":"…"}`, a `wx.login()` code of person i |
+//! | `POST /mock/unsubscribe` / `POST /mock/subscribe` `{"person":i}` | change who follows |
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::faults::FaultPlan;
+use super::sends::AcceptedSend;
+use super::state::Mock;
+use super::stats::MockStats;
+
+type Shared = State<Arc<Mock>>;
+
+/// The router of `/mock/…`.
+pub(super) fn control() -> Router<Arc<Mock>> {
+    Router::new()
+        .route("/mock/stats", get(stats))
+        .route("/mock/sends", get(sends))
+        .route("/mock/reset", post(reset))
+        .route("/mock/faults", post(set_faults).delete(clear_faults))
+        .route("/mock/tokens/invalidate", post(invalidate))
+        .route("/mock/tokens/expire", post(expire))
+        .route("/mock/login_code", post(login_code))
+        .route("/mock/unsubscribe", post(unsubscribe))
+        .route("/mock/subscribe", post(subscribe))
+}
+
+async fn stats(State(mock): Shared) -> Json<MockStats> {
+    Json(mock.stats())
+}
+
+async fn sends(State(mock): Shared) -> Json<Vec<AcceptedSend>> {
+    Json(mock.sends.sends())
+}
+
+async fn reset(State(mock): Shared) -> StatusCode {
+    mock.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn set_faults(State(mock): Shared, Json(plan): Json<FaultPlan>) -> StatusCode {
+    mock.faults.set(plan);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(State(mock): Shared) -> StatusCode {
+    mock.faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn invalidate(State(mock): Shared) -> StatusCode {
+    mock.tokens.invalidate_all(40001);
+    StatusCode::NO_CONTENT
+}
+
+async fn expire(State(mock): Shared) -> StatusCode {
+    mock.tokens.invalidate_all(42001);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Person {
+    person: u64,
+}
+
+#[derive(Serialize)]
+struct Code {
+    code: String,
+}
+
+async fn login_code(State(mock): Shared, Json(p): Json<Person>) -> Json<Code> {
+    Json(Code {
+        code: mock.logins.issue(p.person),
+    })
+}
+
+async fn unsubscribe(State(mock): Shared, Json(p): Json<Person>) -> StatusCode {
+    mock.followers.set(p.person, false);
+    StatusCode::NO_CONTENT
+}
+
+async fn subscribe(State(mock): Shared, Json(p): Json<Person>) -> StatusCode {
+    mock.followers.set(p.person, true);
+    StatusCode::NO_CONTENT
+}

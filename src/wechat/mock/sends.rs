@@ -1,0 +1,205 @@
+//! `POST /cgi-bin/message/template/send` (`wechat-api.md` §2.7): validation in WeChat's order,
+//! `client_msg_id` de-duplication, 64-bit msgids, and the record of accepted sends.
+//!
+//! This is the hot path of every benchmark: counters are atomics, the de-duplication memory is
+//! a sharded map, and the log of accepted sends is a bounded queue behind a briefly held mutex.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::config::MockConfig;
+use super::request::{Params, json_body};
+use super::state::Mock;
+use super::templates::{check_data, find};
+use super::tokens::App;
+use super::wire::Answer;
+
+/// The first msgid handed out: a real-looking id above 2^53, so a client that parses it as a
+/// float loses digits.
+pub const FIRST_MSGID: u64 = 3_487_542_469_355_618_313;
+
+/// A template message the fake WeChat accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedSend {
+    /// The recipient's OA openid.
+    pub touser: String,
+    /// The template.
+    pub template_id: String,
+    /// The caller's anti-reentry id, if it sent one.
+    pub client_msg_id: Option<String>,
+    /// The msgid answered (a 64-bit integer above 2^53).
+    pub msgid: u64,
+    /// The `data` object as sent.
+    pub data: Value,
+    /// The jump URL, if any.
+    pub url: Option<String>,
+    /// The `miniprogram` object as sent, if any.
+    pub miniprogram: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct SendRequest {
+    #[serde(default)]
+    touser: String,
+    #[serde(default)]
+    template_id: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    miniprogram: Option<Value>,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Serialize)]
+struct SendOk {
+    errcode: i64,
+    errmsg: &'static str,
+    msgid: u64,
+}
+
+/// Accepted sends, their counters and the de-duplication memory.
+#[derive(Debug)]
+pub(super) struct SendLog {
+    next_msgid: AtomicU64,
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    window: Duration,
+    max_recorded: usize,
+    /// `touser` + `\n` + `client_msg_id` → (msgid, when); sharded so sends do not contend.
+    recent: DashMap<String, (u64, Instant)>,
+    /// The last `max_recorded` accepted sends; the mutex is held for one push or one copy.
+    log: Mutex<VecDeque<AcceptedSend>>,
+}
+
+impl SendLog {
+    pub(super) fn new(cfg: &MockConfig) -> SendLog {
+        SendLog {
+            next_msgid: AtomicU64::new(FIRST_MSGID),
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            window: cfg.client_msg_id_window,
+            max_recorded: cfg.max_recorded_sends,
+            recent: DashMap::new(),
+            log: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Accepts a valid send: its msgid, or the original msgid if `(touser, client_msg_id)` was
+    /// accepted within the window (then nothing is recorded and a duplicate is counted).
+    fn accept(&self, req: SendRequest) -> u64 {
+        let msgid = match req.client_msg_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => match self.remember(format!("{}\n{id}", req.touser)) {
+                Ok(msgid) => msgid,
+                Err(original) => {
+                    self.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return original;
+                }
+            },
+            None => self.next_msgid.fetch_add(1, Ordering::Relaxed),
+        };
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.record(AcceptedSend {
+            touser: req.touser,
+            template_id: req.template_id,
+            client_msg_id: req.client_msg_id,
+            msgid,
+            data: req.data,
+            url: req.url,
+            miniprogram: req.miniprogram,
+        });
+        msgid
+    }
+
+    /// A new msgid remembered under `key`, or `Err(original msgid)` if `key` is still fresh.
+    fn remember(&self, key: String) -> Result<u64, u64> {
+        let now = Instant::now();
+        match self.recent.entry(key) {
+            Entry::Occupied(e) if now - e.get().1 < self.window => Err(e.get().0),
+            entry => {
+                let msgid = self.next_msgid.fetch_add(1, Ordering::Relaxed);
+                entry.insert((msgid, now));
+                Ok(msgid)
+            }
+        }
+    }
+
+    fn record(&self, send: AcceptedSend) {
+        if self.max_recorded == 0 {
+            return;
+        }
+        let mut log = self.log.lock();
+        if log.len() >= self.max_recorded {
+            log.pop_front();
+        }
+        log.push_back(send);
+    }
+
+    /// The recorded sends, oldest first.
+    pub(super) fn sends(&self) -> Vec<AcceptedSend> {
+        self.log.lock().iter().cloned().collect()
+    }
+
+    /// (accepted, duplicates dropped).
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (
+            self.accepted.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Forgets `client_msg_id`s older than the window.
+    pub(super) fn prune(&self) {
+        let now = Instant::now();
+        self.recent.retain(|_, (_, at)| now - *at < self.window);
+    }
+
+    /// Forgets everything except the msgid sequence (msgids never repeat).
+    pub(super) fn reset(&self) {
+        self.recent.clear();
+        self.log.lock().clear();
+        self.accepted.store(0, Ordering::Relaxed);
+        self.duplicates.store(0, Ordering::Relaxed);
+    }
+}
+
+/// `POST /cgi-bin/message/template/send?access_token=…` (OA token only).
+///
+/// Checks, in order: token; JSON (47001); `touser` is one of the OA's people (40003); the
+/// template exists (40037); `data` (47003, naming the field); `miniprogram.pagepath` has no
+/// leading `/` (40165); the recipient follows (43004). Then de-duplicates and accepts.
+pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result<Answer, i64> {
+    mock.tokens.check(params.get("access_token"), App::Oa)?;
+    let req: SendRequest = json_body(body)?;
+    let person = mock.followers.person(&req.touser).ok_or(40003)?;
+    let template = find(&mock.cfg.templates, &req.template_id).ok_or(40037)?;
+    if let Err(detail) = check_data(template, &req.data) {
+        // 47003 is the one error whose errmsg names the offending field.
+        return Ok(Answer::err_with(47003, detail));
+    }
+    let pagepath = req.miniprogram.as_ref().and_then(|m| m.get("pagepath"));
+    if pagepath
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.starts_with('/'))
+    {
+        return Err(40165);
+    }
+    if mock.followers.follows_since(person).is_none() {
+        return Err(43004);
+    }
+    let msgid = mock.sends.accept(req);
+    Ok(Answer::ok(&SendOk {
+        errcode: 0,
+        errmsg: "ok",
+        msgid,
+    }))
+}

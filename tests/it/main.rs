@@ -9,4 +9,5 @@ mod domain;
 mod mock;
 mod queue;
 mod resilience;
+mod wechat;
 mod worker;

@@ -26,7 +26,9 @@ use crate::wechat::mock::{self, MockConfig, MockWechat};
 
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary.")]
+#[command(
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary."
+)]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
     #[arg(long, value_enum, default_value = "all")]
@@ -107,7 +109,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_scenario(base: &Settings, args: &BenchArgs, scenario: Scenario) -> anyhow::Result<BenchResult> {
+async fn run_scenario(
+    base: &Settings,
+    args: &BenchArgs,
+    scenario: Scenario,
+) -> anyhow::Result<BenchResult> {
     let (jobs, latency, rate) = match scenario {
         Scenario::Rate => (30_000, Duration::from_millis(100), 2_000),
         Scenario::Backlog => (args.backlog, Duration::ZERO, 1_000_000),
@@ -139,7 +145,10 @@ async fn measure(
     jobs: u64,
     rate: u32,
 ) -> anyhow::Result<BenchResult> {
-    eprintln!("bench {scenario:?}: seeding {} people, publishing {jobs} jobs", cfg.followers);
+    eprintln!(
+        "bench {scenario:?}: seeding {} people, publishing {jobs} jobs",
+        cfg.followers
+    );
     seed_mapping(&scratch.pool, cfg.followers, cfg).await?;
     let started = Instant::now();
     publish_backlog(scratch, jobs, cfg.followers).await?;
@@ -149,7 +158,10 @@ async fn measure(
     let cpu_at_start = cpu_seconds(pid)?;
     let deadline = Instant::now() + Duration::from_secs(60 + jobs / 500);
     while mock.stats().sends_accepted < jobs {
-        anyhow::ensure!(Instant::now() < deadline, "the worker did not drain {jobs} jobs in time");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the worker did not drain {jobs} jobs in time"
+        );
         if let Some(status) = worker.try_wait()? {
             anyhow::bail!("the worker exited early: {status}");
         }
@@ -160,7 +172,8 @@ async fn measure(
     terminate(&mut worker).await;
     let mut times: Vec<u64> = mock.sends().iter().map(|s| s.accepted_at_ms).collect();
     times.sort_unstable();
-    let drain_seconds = (times.last().copied().unwrap_or(0) - times.first().copied().unwrap_or(0)) as f64 / 1000.0;
+    let drain_seconds =
+        (times.last().copied().unwrap_or(0) - times.first().copied().unwrap_or(0)) as f64 / 1000.0;
     Ok(BenchResult {
         scenario,
         jobs,
@@ -226,9 +239,15 @@ fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::pro
 
 async fn terminate(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
     }
-    if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
     }
 }
@@ -262,7 +281,9 @@ fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// The most sends in any one-second window that starts one second or more after the first send.
 pub fn busiest_window(sorted_ms: &[u64]) -> u64 {
-    let Some(first) = sorted_ms.first() else { return 0 };
+    let Some(first) = sorted_ms.first() else {
+        return 0;
+    };
     let mut best = 0;
     let mut end = 0;
     for (start, t) in sorted_ms.iter().enumerate() {
@@ -279,8 +300,14 @@ pub fn busiest_window(sorted_ms: &[u64]) -> u64 {
 
 fn print_result(r: &BenchResult) {
     println!("{:?}: {} jobs", r.scenario, r.jobs);
-    println!("  published        {:.0} jobs/s (confirmed, before the worker starts)", r.publish_per_second);
-    println!("  drained          {:.1} s, {:.0} jobs/s end to end", r.drain_seconds, r.jobs_per_second);
+    println!(
+        "  published        {:.0} jobs/s (confirmed, before the worker starts)",
+        r.publish_per_second
+    );
+    println!(
+        "  drained          {:.1} s, {:.0} jobs/s end to end",
+        r.drain_seconds, r.jobs_per_second
+    );
     if r.rate_limit < 1_000_000 {
         println!(
             "  rate             {:.1}% of the {}/s limit; busiest 1-s window {} ({:+.1}%)",
@@ -290,7 +317,10 @@ fn print_result(r: &BenchResult) {
             (r.max_window as f64 / r.rate_limit as f64 - 1.0) * 100.0
         );
     }
-    println!("  worker CPU       {:.1} µs per job", r.worker_cpu_us_per_job);
+    println!(
+        "  worker CPU       {:.1} µs per job",
+        r.worker_cpu_us_per_job
+    );
     println!("  worker peak RSS  {:.1} MiB", r.worker_peak_rss_mib);
 }
 

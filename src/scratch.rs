@@ -32,7 +32,12 @@ pub struct Scratch {
 impl Scratch {
     /// Creates the database (migrated, app registered) and the topology, for the fake WeChat at
     /// `mock` and `rate` sends per second.
-    pub async fn create(base: &Settings, label: &str, mock: &MockWechat, rate: u32) -> anyhow::Result<Scratch> {
+    pub async fn create(
+        base: &Settings,
+        label: &str,
+        mock: &MockWechat,
+        rate: u32,
+    ) -> anyhow::Result<Scratch> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("wxnotify_{label}_{}", &run[..12]);
         let prefix = format!("wxnotify-{label}-{}", &run[..12]);
@@ -55,11 +60,31 @@ impl Scratch {
         let pool = crate::db::connect(&settings.database_url, 8).await?;
         crate::db::migrate(&pool).await?;
         crate::db::register_apps(&pool, &settings.apps).await?;
-        let connection = Arc::new(crate::queue::connect(&settings.amqp_url, &format!("wxnotify-{label}")).await?);
+        let connection = Arc::new(
+            crate::queue::connect(&settings.amqp_url, &format!("wxnotify-{label}")).await?,
+        );
         let topology = Topology::new(prefix);
-        topology.declare(&connection.create_channel().await?, &TopologyOptions::default()).await?;
-        let publisher = Publisher::new(connection.clone(), topology.clone(), PublisherOptions::default()).await?;
-        Ok(Scratch { settings, db_name, pool, topology, publisher, server, connection })
+        topology
+            .declare(
+                &connection.create_channel().await?,
+                &TopologyOptions::default(),
+            )
+            .await?;
+        let publisher = Publisher::new(
+            connection.clone(),
+            topology.clone(),
+            PublisherOptions::default(),
+        )
+        .await?;
+        Ok(Scratch {
+            settings,
+            db_name,
+            pool,
+            topology,
+            publisher,
+            server,
+            connection,
+        })
     }
 
     /// Removes the queues, exchanges and database.
@@ -71,7 +96,9 @@ impl Scratch {
         self.pool.close().await;
         if let Ok(mut admin) = self.server.clone().database("postgres").connect().await {
             let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&mut admin)
+                .await;
         }
     }
 }
@@ -110,7 +137,10 @@ pub async fn seed_mapping(pool: &PgPool, n: u64, cfg: &MockConfig) -> Result<(),
         let mp: Vec<String> = people.iter().map(|i| mock::mp_openid(*i)).collect();
         let oa: Vec<String> = people.iter().map(|i| mock::oa_openid(*i)).collect();
         let union: Vec<Option<String>> = people.iter().map(|i| mock::unionid(*i, cfg)).collect();
-        let follows: Vec<bool> = people.iter().map(|i| mock::seeded_follower(*i, cfg)).collect();
+        let follows: Vec<bool> = people
+            .iter()
+            .map(|i| mock::seeded_follower(*i, cfg))
+            .collect();
         sqlx::query(
             "INSERT INTO mp_users (app, mp_openid, unionid)
              SELECT 'default', * FROM UNNEST($1::text[], $2::text[])",

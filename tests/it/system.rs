@@ -100,34 +100,9 @@ impl System {
     /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and
     /// the follower sync would.
     pub async fn seed_people(&self, n: u64) {
-        let cfg = &self.mock_config;
-        let people: Vec<u64> = (0..n).collect();
-        let mp: Vec<String> = people.iter().map(|i| mock::mp_openid(*i)).collect();
-        let oa: Vec<String> = people.iter().map(|i| mock::oa_openid(*i)).collect();
-        let union: Vec<Option<String>> = people.iter().map(|i| mock::unionid(*i, cfg)).collect();
-        let subscribed: Vec<bool> = people
-            .iter()
-            .map(|i| mock::seeded_follower(*i, cfg))
-            .collect();
-        sqlx::query(
-            "INSERT INTO mp_users (app, mp_openid, unionid)
-             SELECT 'default', * FROM UNNEST($1::text[], $2::text[])",
-        )
-        .bind(&mp)
-        .bind(&union)
-        .execute(&self.db.pool)
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO oa_followers (app, oa_openid, unionid, subscribed)
-             SELECT 'default', * FROM UNNEST($1::text[], $2::text[], $3::bool[])",
-        )
-        .bind(&oa)
-        .bind(&union)
-        .bind(&subscribed)
-        .execute(&self.db.pool)
-        .await
-        .unwrap();
+        wxnotify::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
+            .await
+            .unwrap();
     }
 
     /// Starts a worker with `config` (its topology options are the test ones).

@@ -46,13 +46,15 @@ pub enum Command {
     MockWechat(crate::wechat::mock::MockArgs),
     /// Print the JSON Schema of a job (the contract for producers in any language).
     Schema,
+    /// Measure the delivery pipeline end to end on this machine (see README "Figures").
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
     /// The log filter used when RUST_LOG is not set.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Demo(_) => "warn",
+            Command::Demo(_) | Command::Bench(_) => "warn",
             _ => "info",
         }
     }
@@ -67,6 +69,7 @@ impl Cli {
             Command::SyncFollowers(args) => crate::followers::run(args).await,
             Command::Serve(args) => crate::http::run(args).await,
             Command::MockWechat(args) => crate::wechat::mock::run(args).await,
+            Command::Bench(args) => crate::bench::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

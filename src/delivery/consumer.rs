@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use futures::stream::{SelectAll, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -26,10 +26,7 @@ use super::batch::DbError;
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{DB_RETRY, Decision, Pipeline};
 use crate::domain::Job;
-use crate::queue::{
-    Lane, Publisher, PublisherOptions, Topology, TopologyOptions, attempt_headers, connect,
-    tier_for,
-};
+use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
 
 /// Broker-side settings of a worker.
 #[derive(Debug, Clone)]
@@ -176,7 +173,6 @@ impl Consumer {
                         let settle = Settle {
                             pipeline: self.pipeline.clone(),
                             publisher: publisher.clone(),
-                            topology: self.topology.clone(),
                             shutdown: shutdown.clone(),
                         };
                         tracker.spawn(async move { settle.handle(source, delivery).await });
@@ -202,7 +198,6 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
 struct Settle {
     pipeline: Arc<Pipeline>,
     publisher: Publisher,
-    topology: Topology,
     shutdown: CancellationToken,
 }
 
@@ -252,7 +247,8 @@ impl Settle {
         ack(&delivery).await;
     }
 
-    /// Publishes the job (with its id fixed) to the retry tier that covers `delay`.
+    /// Publishes the job (with its id fixed) to the retry tier that covers `delay`, trying a
+    /// few times with backoff: a reject would count toward the delivery limit.
     async fn schedule_retry(
         &self,
         job: &Job,
@@ -260,14 +256,23 @@ impl Settle {
         delay: Duration,
         attempt: u32,
     ) -> anyhow::Result<()> {
-        let (tier, _) = tier_for(delay);
-        self.publisher
-            .publish_raw(
-                &self.topology.retry_exchange(tier),
-                lane.routing_key(),
-                &job.to_json(),
-                attempt_headers(attempt + 1),
-                Some(job.id.as_str()),
+        let body = job.to_json();
+        let publish = || {
+            self.publisher.publish_retry(
+                &body,
+                job.id.as_str(),
+                lane,
+                attempt + 1,
+                delay,
+                FieldTable::default(),
+            )
+        };
+        publish
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_times(5)
+                    .with_jitter(),
             )
             .await?;
         Ok(())

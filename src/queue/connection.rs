@@ -55,7 +55,7 @@ pub async fn connect(
     let attempt = Connection::connect_uri(uri, properties);
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(connection)) => {
-            tracing::info!(%target, "connected to RabbitMQ");
+            tracing::info!(broker = %target, "connected to RabbitMQ");
             Ok(connection)
         }
         Ok(Err(source)) => Err(ConnectError::Unreachable { target, source }),

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::connection::connect;
 use super::topology::{Topology, TopologyError, TopologyOptions};
@@ -13,6 +14,7 @@ use crate::config::{ConfigError, Settings};
 /// declares the topology of `WXNOTIFY_QUEUE_PREFIX`, printing each step.
 pub async fn migrate_command() -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
+    ensure_database(&settings.database_url).await?;
     let pool = crate::db::connect(&settings.database_url, 2).await?;
     crate::db::migrate(&pool).await?;
     println!("postgres: migrations applied");
@@ -29,6 +31,22 @@ pub async fn migrate_command() -> anyhow::Result<ExitCode> {
         topology.prefix()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the database of `DATABASE_URL` when it does not exist yet (a fresh machine).
+async fn ensure_database(url: &SecretString) -> anyhow::Result<()> {
+    use sqlx::migrate::MigrateDatabase;
+    let url = url.expose_secret();
+    let exists = sqlx::Postgres::database_exists(url)
+        .await
+        .context("cannot connect to Postgres (check DATABASE_URL and that the server runs)")?;
+    if !exists {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("cannot create the database of DATABASE_URL")?;
+        println!("postgres: database created");
+    }
+    Ok(())
 }
 
 async fn declare_topology(settings: &Settings, topology: &Topology) -> anyhow::Result<()> {

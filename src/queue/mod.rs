@@ -35,15 +35,18 @@
 //! failed ([`PublishError::Broker`]) publishes; [`Publisher::publish_batch`] pipelines a batch
 //! and waits for all its confirms at once.
 
+mod confirms;
 mod connection;
 mod enqueue;
+mod enqueue_args;
 mod migrate;
 pub mod ndjson;
 mod publisher;
 pub mod topology;
 
 pub use connection::{CONNECT_TIMEOUT, ConnectError, connect};
-pub use enqueue::{EnqueueArgs, enqueue};
+pub use enqueue::enqueue;
+pub use enqueue_args::EnqueueArgs;
 pub use migrate::migrate_command;
 pub use ndjson::{EnqueueAborted, EnqueueSummary, Rejection, publish_ndjson};
 pub use publisher::{ATTEMPT_HEADER, PublishError, Publisher, PublisherOptions, attempt_headers};

@@ -14,18 +14,18 @@
 //! window belongs to it and is matched by `message_id`. Concurrency comes from a small pool
 //! of channels, and a batch pipelines thousands of messages on its channel.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::topology::{Lane, Topology};
+use super::confirms::{await_all, outcome, returned_ids, send_all};
+use super::topology::{Lane, Topology, tier_for};
 use crate::domain::Job;
 
 /// Header holding the attempt number of a job (1 on first publish; the worker publishes
@@ -93,10 +93,10 @@ struct Inner {
 }
 
 /// One message to publish.
-struct Outgoing<'a> {
-    body: &'a [u8],
-    properties: BasicProperties,
-    message_id: Option<&'a str>,
+pub(super) struct Outgoing<'a> {
+    pub(super) body: &'a [u8],
+    pub(super) properties: BasicProperties,
+    pub(super) message_id: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -172,7 +172,11 @@ impl Publisher {
     /// Publishes arbitrary bytes with confirm: the worker's retries (to a retry tier's
     /// exchange, routing key = the lane, headers with the next attempt) and tests that need
     /// malformed messages. The message is persistent, mandatory and `application/json`.
-    #[tracing::instrument(skip_all, fields(exchange, routing_key, message_id), err)]
+    #[tracing::instrument(
+        skip_all,
+        fields(exchange = %exchange, routing_key = %routing_key, message_id = message_id.unwrap_or("")),
+        err
+    )]
     pub async fn publish_raw(
         &self,
         exchange: &str,
@@ -195,6 +199,41 @@ impl Publisher {
             .publish_all(exchange, routing_key, vec![message])
             .await;
         results.pop().expect("one result per message")
+    }
+
+    /// Schedules a retry: publishes `body` to the retry tier that fits `delay` (see
+    /// [`tier_for`]) with `lane` as routing key, so that it comes back to `lane` when the
+    /// tier's TTL expires. `headers` are kept, with [`ATTEMPT_HEADER`] set to `attempt`.
+    /// Returns the tier's real delay. Ack the delivery being retried only after this succeeds.
+    ///
+    /// Prefer this to [`Publisher::publish_raw`]: a tier's exchange is a fanout, so it accepts
+    /// any routing key, but a message whose key is not a lane could never leave the tier
+    /// (at-least-once dead-lettering keeps retrying an unroutable dead letter).
+    #[tracing::instrument(skip(self, body, headers), fields(lane = %lane), err)]
+    pub async fn publish_retry(
+        &self,
+        body: &[u8],
+        message_id: &str,
+        lane: Lane,
+        attempt: u32,
+        delay: Duration,
+        mut headers: FieldTable,
+    ) -> Result<Duration, PublishError> {
+        let (tier, real_delay) = tier_for(delay);
+        headers.insert(
+            ATTEMPT_HEADER.into(),
+            AMQPValue::LongLongInt(attempt.into()),
+        );
+        let exchange = self.inner.topology.retry_exchange(tier);
+        self.publish_raw(
+            &exchange,
+            lane.routing_key(),
+            body,
+            headers,
+            Some(message_id),
+        )
+        .await?;
+        Ok(real_delay)
     }
 }
 
@@ -243,8 +282,8 @@ impl Inner {
             Err(err) => return messages.iter().map(|_| Err(err.clone())).collect(),
         };
         let ids: Vec<Option<&str>> = messages.iter().map(|m| m.message_id).collect();
-        let sent = send_all(&channel, exchange, routing_key, messages).await;
         let deadline = Instant::now() + self.confirm_timeout;
+        let sent = send_all(&channel, exchange, routing_key, messages, deadline).await;
         let confirmations = await_all(sent, deadline).await;
         if confirmations.iter().any(Result::is_err) {
             // Confirms may still be outstanding: never let a later publish see them.
@@ -280,100 +319,5 @@ impl Inner {
         tracing::debug!(channel = channel.id(), "publisher channel opened");
         *slot = Some(channel.clone());
         Ok(channel)
-    }
-}
-
-/// Sends every message without waiting for confirms. After a send error the channel is
-/// unusable, so the rest fail with the same error.
-async fn send_all(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    messages: Vec<Outgoing<'_>>,
-) -> Vec<Result<PublisherConfirm, lapin::Error>> {
-    let options = BasicPublishOptions {
-        mandatory: true,
-        immediate: false,
-    };
-    let mut sent = Vec::with_capacity(messages.len());
-    let mut failed: Option<lapin::Error> = None;
-    for message in messages {
-        if let Some(err) = &failed {
-            sent.push(Err(err.clone()));
-            continue;
-        }
-        let result = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                options,
-                message.body,
-                message.properties,
-            )
-            .await;
-        if let Err(err) = &result {
-            failed = Some(err.clone());
-        }
-        sent.push(result);
-    }
-    sent
-}
-
-/// Awaits each confirm until `deadline`; confirms arrive in any order, but all are awaited, so
-/// awaiting them in order costs nothing.
-async fn await_all(
-    sent: Vec<Result<PublisherConfirm, lapin::Error>>,
-    deadline: Instant,
-) -> Vec<Result<Confirmation, lapin::Error>> {
-    let mut out = Vec::with_capacity(sent.len());
-    for confirm in sent {
-        let result = match confirm {
-            Err(err) => Err(err),
-            Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
-                Ok(result) => result,
-                Err(_) => Err(confirm_timeout()),
-            },
-        };
-        out.push(result);
-    }
-    out
-}
-
-fn confirm_timeout() -> lapin::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "no publisher confirm from the broker in time (is it blocked by a memory or disk alarm?)",
-    )
-    .into()
-}
-
-/// The `message_id`s of every message the broker returned during this batch, whichever
-/// confirm carried them. A returned message without an id is recorded as `None`.
-fn returned_ids(confirmations: &[Result<Confirmation, lapin::Error>]) -> HashSet<Option<String>> {
-    confirmations
-        .iter()
-        .filter_map(|c| match c {
-            Ok(Confirmation::Ack(Some(msg)) | Confirmation::Nack(Some(msg))) => Some(
-                msg.delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned()),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-fn outcome(
-    confirmation: Result<Confirmation, lapin::Error>,
-    message_id: Option<&str>,
-    returned: &HashSet<Option<String>>,
-) -> Result<(), PublishError> {
-    match confirmation {
-        Err(err) => Err(PublishError::Broker(err)),
-        Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
-        Ok(_) if returned.contains(&message_id.map(str::to_owned)) => Err(PublishError::Unroutable),
-        Ok(_) => Ok(()),
     }
 }

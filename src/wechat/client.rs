@@ -55,7 +55,7 @@ pub struct FetchedToken {
 }
 
 /// Why a call failed. [`WechatError::class`] says what to do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WechatError {
     /// WeChat answered with a non-zero errcode.
     #[error("WeChat {endpoint} answered errcode {errcode}: {errmsg}")]
@@ -607,18 +607,4 @@ impl From<RawUserInfo> for UserInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_parsed_out_of_template_content() {
-        let content = "{{first.DATA}}\n领奖金额:{{withdrawMoney.DATA}}\n时间：{{time2.DATA}}{{first.DATA}}{{bad}}";
-        assert_eq!(template_keys(content), ["first", "withdrawMoney", "time2"]);
-    }
-
-    #[test]
-    fn tokens_never_print() {
-        let t = AccessToken::new("SECRET-TOKEN");
-        assert_eq!(format!("{t:?}"), "AccessToken(REDACTED)");
-    }
-}
+mod tests;

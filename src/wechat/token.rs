@@ -10,10 +10,19 @@
 //! if T is still the stored token (compare and swap), so a thousand callers that all saw T cause
 //! one refresh. `cgi-bin/stable_token` is the default source (several holders never invalidate
 //! each other); `force_refresh` is never used.
+//!
+//! Every instant in `access_tokens` is written and judged by Postgres's clock (`now()`), so hosts
+//! whose clocks disagree with each other or with the database still agree on which token is
+//! fresh; a process's own clock only times the in-memory copy.
+//!
+//! When a refresh fails (WeChat down, quota, even a bad secret) while the stored token has not
+//! expired yet, the store keeps using that token and tries again [`RETRY_FAILED_REFRESH`] later.
+//! Callers that were waiting for a refresh that failed share its error instead of each asking
+//! WeChat again at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -31,6 +40,8 @@ const LEASE: Duration = Duration::from_secs(30);
 const WAIT_POLL: Duration = Duration::from_millis(25);
 /// The most lead time before expiry at which a token is refreshed.
 const MAX_MARGIN: Duration = Duration::from_secs(240);
+/// After a failed refresh, how long a still-valid token is used before the next attempt.
+pub const RETRY_FAILED_REFRESH: Duration = Duration::from_secs(10);
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +81,33 @@ struct Creds {
 #[derive(Clone)]
 struct Cached {
     token: AccessToken,
+    /// By this process's clock.
     refresh_at: DateTime<Utc>,
+}
+
+/// The stored token, with its remaining times measured by Postgres's clock.
+struct Stored {
+    token: AccessToken,
+    /// Zero when the token is due for refresh.
+    until_refresh: Duration,
+    /// Zero when the token has expired (or was invalidated).
+    until_expiry: Duration,
+}
+
+impl Stored {
+    /// The token for the in-memory cache, if it is not due for refresh yet.
+    fn fresh(self) -> Option<Cached> {
+        (!self.until_refresh.is_zero()).then(|| Cached {
+            refresh_at: Utc::now() + self.until_refresh,
+            token: self.token,
+        })
+    }
+}
+
+/// The last refresh of an app in this process that failed.
+struct Failure {
+    at: Instant,
+    error: WechatError,
 }
 
 struct Inner {
@@ -80,8 +117,9 @@ struct Inner {
     /// The token each app uses now, read on every send (hence a std lock held for a copy only).
     cache: RwLock<HashMap<AppName, Cached>>,
     /// Single flight inside the process: one task per app goes to Postgres/WeChat, the others
-    /// wait on this lock and then find the token in `cache`.
-    fetching: HashMap<AppName, tokio::sync::Mutex<()>>,
+    /// wait on this lock and then find the token in `cache`, or the error of the refresh they
+    /// waited for in the lock's value.
+    fetching: HashMap<AppName, tokio::sync::Mutex<Option<Failure>>>,
     /// This process's identity as a lease holder.
     me: Uuid,
 }
@@ -132,18 +170,36 @@ impl TokenStore {
             .fetching
             .get(app)
             .ok_or_else(|| TokenError::UnknownApp(app.clone()))?;
-        let _guard = lock.lock().await;
+        let arrived = Instant::now();
+        let mut last_failure = lock.lock().await;
         if let Some(token) = self.cached(app) {
             return Ok(token);
         }
-        let cached = self.load_or_refresh(app).await?;
-        let token = cached.token.clone();
-        self.inner
-            .cache
-            .write()
-            .expect("token cache")
-            .insert(app.clone(), cached);
-        Ok(token)
+        // The refresh we waited for failed: its answer is ours too. Asking WeChat again, once per
+        // waiting caller, would only hammer an endpoint that is failing.
+        if let Some(failure) = last_failure.as_ref().filter(|f| f.at >= arrived) {
+            return Err(TokenError::Wechat(failure.error.clone()));
+        }
+        match self.load_or_refresh(app).await {
+            Ok(cached) => {
+                *last_failure = None;
+                let token = cached.token.clone();
+                self.inner
+                    .cache
+                    .write()
+                    .expect("token cache")
+                    .insert(app.clone(), cached);
+                Ok(token)
+            }
+            Err(TokenError::Wechat(error)) => {
+                *last_failure = Some(Failure {
+                    at: Instant::now(),
+                    error: error.clone(),
+                });
+                Err(TokenError::Wechat(error))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// WeChat said `bad` is invalid or expired: forget it (here, and in Postgres if it is still
@@ -207,7 +263,7 @@ impl TokenStore {
             .execute(&self.inner.pool)
             .await?;
         loop {
-            if let Some(fresh) = self.stored(app).await? {
+            if let Some(fresh) = self.stored(app).await?.and_then(Stored::fresh) {
                 return Ok(fresh);
             }
             if self.take_lease(app).await? {
@@ -220,31 +276,34 @@ impl TokenStore {
         }
     }
 
-    async fn stored(&self, app: &AppName) -> Result<Option<Cached>, TokenError> {
+    async fn stored(&self, app: &AppName) -> Result<Option<Stored>, TokenError> {
         #[derive(sqlx::FromRow)]
         struct Row {
             token: Option<String>,
             expires_at: Option<DateTime<Utc>>,
             fetched_at: Option<DateTime<Utc>>,
+            db_now: DateTime<Utc>,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = $1",
+            "SELECT token, expires_at, fetched_at, now() AS db_now FROM access_tokens WHERE app = $1",
         )
         .bind(app.as_str())
         .fetch_optional(&self.inner.pool)
         .await?;
+        let remaining = |until: DateTime<Utc>, now: DateTime<Utc>| {
+            (until - now).to_std().unwrap_or(Duration::ZERO)
+        };
         Ok(match row {
             Some(Row {
                 token: Some(token),
                 expires_at: Some(expires_at),
                 fetched_at: Some(fetched_at),
-            }) => {
-                let refresh_at = refresh_at(fetched_at, expires_at);
-                (Utc::now() < refresh_at).then(|| Cached {
-                    token: AccessToken::new(token),
-                    refresh_at,
-                })
-            }
+                db_now,
+            }) => Some(Stored {
+                token: AccessToken::new(token),
+                until_refresh: remaining(refresh_at(fetched_at, expires_at), db_now),
+                until_expiry: remaining(expires_at, db_now),
+            }),
             _ => None,
         })
     }
@@ -266,7 +325,7 @@ impl TokenStore {
 
     async fn refresh_holding_lease(&self, app: &AppName) -> Result<Cached, TokenError> {
         // Someone may have stored a fresh token between our read and our lease.
-        if let Some(fresh) = self.stored(app).await? {
+        if let Some(fresh) = self.stored(app).await?.and_then(Stored::fresh) {
             self.release_lease(app).await?;
             return Ok(fresh);
         }
@@ -279,34 +338,58 @@ impl TokenStore {
             Ok(f) => f,
             Err(e) => {
                 self.release_lease(app).await?;
-                return Err(e.into());
+                return self.keep_valid_token(app, e).await;
             }
         };
-        let now = Utc::now();
-        let expires_at = now + fetched.expires_in;
         let source = match creds.source {
             TokenSource::Stable => "stable",
             TokenSource::Classic => "classic",
         };
         sqlx::query(
             "UPDATE access_tokens
-             SET token = $2, expires_at = $3, fetched_at = $4, source = $5,
-                 refresh_holder = NULL, refresh_lease_until = NULL, refreshes = refreshes + 1
+             SET token = $2, fetched_at = now(), expires_at = now() + make_interval(secs => $3),
+                 source = $4, refresh_holder = NULL, refresh_lease_until = NULL,
+                 refreshes = refreshes + 1
              WHERE app = $1",
         )
         .bind(app.as_str())
         .bind(fetched.token.expose())
-        .bind(expires_at)
-        .bind(now)
+        .bind(fetched.expires_in.as_secs_f64())
         .bind(source)
         .execute(&self.inner.pool)
         .await?;
         tracing::info!(app = %app, source, expires_in_s = fetched.expires_in.as_secs(), "access token refreshed");
         metrics::counter!("wxnotify_token_refreshes_total", "app" => app.to_string()).increment(1);
+        let now = Utc::now();
         Ok(Cached {
             token: fetched.token,
-            refresh_at: refresh_at(now, expires_at),
+            refresh_at: refresh_at(now, now + fetched.expires_in),
         })
+    }
+
+    /// A refresh failed: the stored token is still good until it expires, so use it (and try
+    /// again a little later) rather than fail every send. An invalidated token has expired.
+    async fn keep_valid_token(
+        &self,
+        app: &AppName,
+        error: WechatError,
+    ) -> Result<Cached, TokenError> {
+        match self.stored(app).await? {
+            Some(stored) if !stored.until_expiry.is_zero() => {
+                tracing::warn!(
+                    app = %app,
+                    error = %error,
+                    class = ?error.class(),
+                    expires_in_s = stored.until_expiry.as_secs(),
+                    "refreshing the access token failed; the current one stays in use until it expires"
+                );
+                Ok(Cached {
+                    refresh_at: Utc::now() + stored.until_expiry.min(RETRY_FAILED_REFRESH),
+                    token: stored.token,
+                })
+            }
+            _ => Err(error.into()),
+        }
     }
 
     async fn release_lease(&self, app: &AppName) -> Result<(), TokenError> {

@@ -10,5 +10,7 @@ mod domain;
 mod followers;
 mod http;
 mod mock;
+mod queue;
 mod resilience;
+mod wechat;
 mod worker;

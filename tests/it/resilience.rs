@@ -21,7 +21,11 @@ fn good_people(n: u64) -> impl Iterator<Item = u64> {
 
 #[tokio::test]
 async fn graceful_shutdown_records_every_job_in_flight() {
-    let config = MockConfig { followers: 300, latency: Duration::from_millis(300), ..MockConfig::default() };
+    let config = MockConfig {
+        followers: 300,
+        latency: Duration::from_millis(300),
+        ..MockConfig::default()
+    };
     let sys = System::new(config, 10_000).await;
     sys.seed_people(300).await;
     let jobs: Vec<Job> = good_people(200).map(|i| job(mp(i))).collect();
@@ -37,10 +41,18 @@ async fn graceful_shutdown_records_every_job_in_flight() {
     }
     worker.stop().await;
     let states = sys.states().await;
-    assert_eq!(states.get("sending"), None, "no job is left half done: {states:?}");
+    assert_eq!(
+        states.get("sending"),
+        None,
+        "no job is left half done: {states:?}"
+    );
     let sent = *states.get("sent").unwrap_or(&0);
     assert!(sent > 0 && sent < 200, "stopped mid-run: {states:?}");
-    assert_eq!(sys.mock.stats().sends_accepted as i64, sent, "every accepted send is recorded");
+    assert_eq!(
+        sys.mock.stats().sends_accepted as i64,
+        sent,
+        "every accepted send is recorded"
+    );
     // The rest waited in the queue; a new worker finishes them.
     let worker = sys.start_worker(WorkerConfig::default());
     sys.wait_finished(200, Duration::from_secs(60)).await;
@@ -50,19 +62,30 @@ async fn graceful_shutdown_records_every_job_in_flight() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice() {
-    let config = MockConfig { followers: 600, latency: Duration::from_millis(20), ..MockConfig::default() };
+    let config = MockConfig {
+        followers: 600,
+        latency: Duration::from_millis(20),
+        ..MockConfig::default()
+    };
     let sys = System::new(config, 10_000).await;
     sys.seed_people(600).await;
     // Some answers are lost after WeChat accepted the send: the resend is dropped by client_msg_id.
     sys.mock.set_faults(FaultPlan {
-        rules: vec![FaultRule::new(Fault::AcceptThenDrop).on(Endpoint::TemplateSend).probability(0.05)],
+        rules: vec![
+            FaultRule::new(Fault::AcceptThenDrop)
+                .on(Endpoint::TemplateSend)
+                .probability(0.05),
+        ],
     });
     let jobs: Vec<Job> = good_people(500).map(|i| job(mp(i))).collect();
     sys.publish(&jobs).await;
     let mut child = worker_process(&sys);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while sys.mock.stats().sends_accepted < 100 {
-        assert!(tokio::time::Instant::now() < deadline, "the worker process sent nothing");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker process sent nothing"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().await.expect("kill -9 the worker");
@@ -73,7 +96,10 @@ async fn a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice() {
     let states = sys.states().await;
     assert_eq!(states.get("sent"), Some(&500), "{states:?}");
     let stats = sys.mock.stats();
-    assert_eq!(stats.sends_accepted, 500, "WeChat delivered each job once: {stats:?}");
+    assert_eq!(
+        stats.sends_accepted, 500,
+        "WeChat delivered each job once: {stats:?}"
+    );
 }
 
 fn worker_process(sys: &System) -> tokio::process::Child {
@@ -99,7 +125,11 @@ fn worker_process(sys: &System) -> tokio::process::Child {
 
 #[tokio::test]
 async fn the_worker_reconnects_when_rabbitmq_closes_its_connection() {
-    let config = MockConfig { followers: 400, latency: Duration::from_millis(10), ..MockConfig::default() };
+    let config = MockConfig {
+        followers: 400,
+        latency: Duration::from_millis(10),
+        ..MockConfig::default()
+    };
     let sys = System::new(config, 10_000).await;
     sys.seed_people(400).await;
     let jobs: Vec<Job> = good_people(300).map(|i| job(mp(i))).collect();
@@ -118,31 +148,44 @@ async fn the_worker_reconnects_when_rabbitmq_closes_its_connection() {
     worker.stop().await;
     assert_eq!(sys.states().await.get("sent"), Some(&300));
     assert_eq!(sys.mock.stats().sends_accepted, 300);
-    assert!(sys.dead_reasons().await.is_empty(), "nothing dead because of the outage");
+    assert!(
+        sys.dead_reasons().await.is_empty(),
+        "nothing dead because of the outage"
+    );
 }
 
-/// Closes, with rabbitmqctl, the broker connections whose name is `name` and whose
-/// `wxnotify_prefix` client property is `prefix` (so parallel tests are not touched).
+/// Closes, with rabbitmqctl, the broker connections whose name contains `name` and `prefix`
+/// (so parallel tests are not touched).
 async fn close_connections_named(name: &str, prefix: &str) -> usize {
     let out = tokio::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "--formatter", "json", "-q"])
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "-q",
+            "--no-table-headers",
+        ])
         .output()
         .await
         .expect("rabbitmqctl runs");
-    let conns: serde_json::Value = serde_json::from_slice(&out.stdout).expect("rabbitmqctl JSON");
+    let listing = String::from_utf8_lossy(&out.stdout);
     let mut closed = 0;
-    for c in conns.as_array().unwrap() {
-        let props = c["client_properties"].to_string();
-        if props.contains(name) && props.contains(prefix) {
-            let pid = c["pid"].as_str().unwrap();
-            let status = tokio::process::Command::new("rabbitmqctl")
-                .args(["close_connection", pid, "test closes the connection"])
-                .status()
-                .await
-                .unwrap();
-            assert!(status.success());
-            closed += 1;
-        }
+    for line in listing
+        .lines()
+        .filter(|l| l.contains(name) && l.contains(prefix))
+    {
+        let pid = line.split('\t').next().unwrap().trim();
+        let out = tokio::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test closes the connection"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rabbitmqctl close_connection {pid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        closed += 1;
     }
     closed
 }
@@ -150,7 +193,10 @@ async fn close_connections_named(name: &str, prefix: &str) -> usize {
 #[tokio::test]
 async fn two_workers_share_the_apps_rate_limit() {
     let rate = 100;
-    let config = MockConfig { followers: 700, ..MockConfig::default() };
+    let config = MockConfig {
+        followers: 700,
+        ..MockConfig::default()
+    };
     let sys = System::new(config, rate).await;
     sys.seed_people(700).await;
     let jobs: Vec<Job> = good_people(400).map(|i| job(mp(i))).collect();
@@ -161,7 +207,12 @@ async fn two_workers_share_the_apps_rate_limit() {
     sys.publish(&jobs).await;
     sys.wait_finished(400, Duration::from_secs(60)).await;
     let (sa, sb) = (a.stop().await, b.stop().await);
-    assert!(sa.sent > 50 && sb.sent > 50, "both workers sent: {} and {}", sa.sent, sb.sent);
+    assert!(
+        sa.sent > 50 && sb.sent > 50,
+        "both workers sent: {} and {}",
+        sa.sent,
+        sb.sent
+    );
     let mut times: Vec<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT sent_at FROM deliveries WHERE state = 'sent' ORDER BY sent_at")
             .fetch_all(&sys.db.pool)
@@ -174,10 +225,21 @@ async fn two_workers_share_the_apps_rate_limit() {
     let max_window = times
         .iter()
         .filter(|t| **t >= first + chrono::Duration::seconds(1))
-        .map(|t| times.iter().filter(|u| **u >= *t && **u < *t + chrono::Duration::seconds(1)).count())
+        .map(|t| {
+            times
+                .iter()
+                .filter(|u| **u >= *t && **u < *t + chrono::Duration::seconds(1))
+                .count()
+        })
         .max()
         .unwrap();
-    assert!(max_window as f64 <= rate as f64 * 1.1, "{max_window} sends in one second, limit {rate}");
+    assert!(
+        max_window as f64 <= rate as f64 * 1.1,
+        "{max_window} sends in one second, limit {rate}"
+    );
     let span = (*times.last().unwrap() - first).num_milliseconds() as f64 / 1000.0;
-    assert!(span >= 400.0 / rate as f64 * 0.8, "400 sends at {rate}/s took only {span} s");
+    assert!(
+        span >= 400.0 / rate as f64 * 0.8,
+        "400 sends at {rate}/s took only {span} s"
+    );
 }

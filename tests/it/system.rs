@@ -49,7 +49,9 @@ impl System {
     /// A system with the default app on the fake WeChat, `rate` sends per second.
     pub async fn new(mock_config: MockConfig, rate: u32) -> System {
         let db = TestDb::new().await;
-        let mock = MockWechat::start(mock_config.clone()).await.expect("fake WeChat starts");
+        let mock = MockWechat::start(mock_config.clone())
+            .await
+            .expect("fake WeChat starts");
         let prefix = queue_prefix();
         let vars: HashMap<&str, String> = HashMap::from([
             ("DATABASE_URL", db.url()),
@@ -63,48 +65,44 @@ impl System {
             ("WXNOTIFY_RATE_PER_SECOND", rate.to_string()),
         ]);
         let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
-        wxnotify::db::register_apps(&db.pool, &settings.apps).await.unwrap();
+        wxnotify::db::register_apps(&db.pool, &settings.apps)
+            .await
+            .unwrap();
         let connection = Arc::new(
-            wxnotify::queue::connect(&settings.amqp_url, "wxnotify-test").await.expect("RabbitMQ"),
+            wxnotify::queue::connect(&settings.amqp_url, "wxnotify-test")
+                .await
+                .expect("RabbitMQ"),
         );
         let topology = Topology::new(prefix);
         let channel = connection.create_channel().await.unwrap();
-        topology.declare(&channel, &test_topology()).await.expect("topology");
-        let publisher = Publisher::new(connection.clone(), topology.clone(), PublisherOptions::default())
+        topology
+            .declare(&channel, &test_topology())
             .await
-            .expect("publisher");
-        System { db, mock, mock_config, settings, topology, publisher, _connection: connection }
+            .expect("topology");
+        let publisher = Publisher::new(
+            connection.clone(),
+            topology.clone(),
+            PublisherOptions::default(),
+        )
+        .await
+        .expect("publisher");
+        System {
+            db,
+            mock,
+            mock_config,
+            settings,
+            topology,
+            publisher,
+            _connection: connection,
+        }
     }
 
     /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and
     /// the follower sync would.
     pub async fn seed_people(&self, n: u64) {
-        let cfg = &self.mock_config;
-        let every = |i: u64, k: u64| k != 0 && (i + 1) % k == 0;
-        let people: Vec<u64> = (0..n).collect();
-        let mp: Vec<String> = people.iter().map(|i| mock::mp_openid(*i)).collect();
-        let oa: Vec<String> = people.iter().map(|i| mock::oa_openid(*i)).collect();
-        let union: Vec<Option<String>> = people.iter().map(|i| mock::unionid(*i, cfg)).collect();
-        let subscribed: Vec<bool> = people.iter().map(|i| !every(*i, cfg.unsubscribed_every)).collect();
-        sqlx::query(
-            "INSERT INTO mp_users (app, mp_openid, unionid)
-             SELECT 'default', * FROM UNNEST($1::text[], $2::text[])",
-        )
-        .bind(&mp)
-        .bind(&union)
-        .execute(&self.db.pool)
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO oa_followers (app, oa_openid, unionid, subscribed)
-             SELECT 'default', * FROM UNNEST($1::text[], $2::text[], $3::bool[])",
-        )
-        .bind(&oa)
-        .bind(&union)
-        .bind(&subscribed)
-        .execute(&self.db.pool)
-        .await
-        .unwrap();
+        wxnotify::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
+            .await
+            .unwrap();
     }
 
     /// Starts a worker with `config` (its topology options are the test ones).
@@ -115,7 +113,11 @@ impl System {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { worker.run(token).await });
-        RunningWorker { shutdown, task, stats }
+        RunningWorker {
+            shutdown,
+            task,
+            stats,
+        }
     }
 
     /// Publishes jobs on the transactional lane.
@@ -128,7 +130,13 @@ impl System {
     /// Publishes raw bytes on a lane, as a producer in another language might.
     pub async fn publish_raw(&self, body: &[u8]) {
         self.publisher
-            .publish_raw(&self.topology.exchange(), Lane::Jobs.routing_key(), body, Default::default(), None)
+            .publish_raw(
+                &self.topology.exchange(),
+                Lane::Jobs.routing_key(),
+                body,
+                Default::default(),
+                None,
+            )
             .await
             .expect("published");
     }
@@ -184,12 +192,14 @@ impl System {
 
     /// Dead letters by reason.
     pub async fn dead_reasons(&self) -> HashMap<String, i64> {
-        sqlx::query_as::<_, (String, i64)>("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
-            .fetch_all(&self.db.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect()
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT reason, count(*) FROM dead_letters GROUP BY reason",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
     }
 }
 
@@ -200,9 +210,13 @@ impl Drop for System {
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread with a
         // runtime (and a connection) of its own.
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
-                let Ok(connection) = wxnotify::queue::connect(&url, "wxnotify-test-cleanup").await else {
+                let Ok(connection) = wxnotify::queue::connect(&url, "wxnotify-test-cleanup").await
+                else {
                     return;
                 };
                 if let Ok(channel) = connection.create_channel().await {
@@ -218,5 +232,8 @@ impl Drop for System {
 
 /// Queue arguments for tests: a small delivery limit so poison messages die quickly.
 pub fn test_topology() -> TopologyOptions {
-    TopologyOptions { delivery_limit: 3, ..TopologyOptions::default() }
+    TopologyOptions {
+        delivery_limit: 3,
+        ..TopologyOptions::default()
+    }
 }

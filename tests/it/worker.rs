@@ -12,7 +12,11 @@ const SHIPPED: &str = "TPL_ORDER_SHIPPED";
 
 /// A job for `to` with the shipped template, filled correctly.
 pub fn job(to: Recipient) -> Job {
-    job_with(to, SHIPPED, &[("thing1", "订单已发货"), ("time2", "2026-11-24 10:00")])
+    job_with(
+        to,
+        SHIPPED,
+        &[("thing1", "订单已发货"), ("time2", "2026-11-24 10:00")],
+    )
 }
 
 /// A job with any template and data.
@@ -49,12 +53,23 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn jobs_for_each_kind_of_recipient_are_sent_to_the_oa_openid() {
-    let sys = System::new(MockConfig { followers: 10, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(10).await;
     let jobs = [
         job(mp(1)),
-        job(Recipient::Unionid(UnionId::parse(mock::unionid(2, &sys.mock_config).unwrap()).unwrap())),
-        job(Recipient::OaOpenid(OpenId::parse(mock::oa_openid(3)).unwrap())),
+        job(Recipient::Unionid(
+            UnionId::parse(mock::unionid(2, &sys.mock_config).unwrap()).unwrap(),
+        )),
+        job(Recipient::OaOpenid(
+            OpenId::parse(mock::oa_openid(3)).unwrap(),
+        )),
     ];
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(&jobs).await;
@@ -76,21 +91,36 @@ async fn jobs_for_each_kind_of_recipient_are_sent_to_the_oa_openid() {
         .fetch_one(&sys.db.pool)
         .await
         .unwrap();
-    let sent = sends.iter().find(|s| s.client_msg_id.as_deref() == Some(jobs[0].id.as_str())).unwrap();
-    assert_eq!(msgid as u64, sent.msgid, "the 64-bit msgid is stored exactly");
+    let sent = sends
+        .iter()
+        .find(|s| s.client_msg_id.as_deref() == Some(jobs[0].id.as_str()))
+        .unwrap();
+    assert_eq!(
+        msgid as u64, sent.msgid,
+        "the 64-bit msgid is stored exactly"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_recipients_and_bad_jobs_die_with_their_reasons() {
-    let sys = System::new(MockConfig { followers: 40, ..MockConfig::default() }, 1000).await;
+    let config = MockConfig {
+        followers: 40,
+        unsubscribed_every: 15,
+        ..MockConfig::default()
+    };
+    let sys = System::new(config, 1000).await;
     sys.seed_people(40).await;
-    // Person 9 has no unionid, person 19 unfollowed (and has no unionid), 39 unfollowed.
+    // Person 9 has no unionid; person 14 has one but unfollowed.
     let mut expired = job(mp(1));
     expired.not_after = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
     let jobs = [
         job(mp(9)),
-        job(Recipient::MpOpenid(OpenId::parse("oNeverLoggedIn").unwrap())),
-        job(Recipient::Unionid(UnionId::parse(mock::unionid(39, &sys.mock_config).unwrap()).unwrap())),
+        job(Recipient::MpOpenid(
+            OpenId::parse("oNeverLoggedIn").unwrap(),
+        )),
+        job(Recipient::Unionid(
+            UnionId::parse(mock::unionid(14, &sys.mock_config).unwrap()).unwrap(),
+        )),
         expired,
         job_with(mp(2), "TPL_UNKNOWN", &[("thing1", "x")]),
         job_with(mp(3), SHIPPED, &[("thing1", "no time2 here")]),
@@ -99,8 +129,10 @@ async fn unreachable_recipients_and_bad_jobs_die_with_their_reasons() {
     sys.publish(&jobs).await;
     sys.publish_raw(b"{not json").await;
     sys.publish_raw(&vec![b'x'; 100_000]).await;
-    sys.publish_raw(br#"{"id":"bad-types","to":{"mp_openid":1},"template_id":"t","data":{}}"#).await;
-    sys.publish_raw("{\"id\":\"nul\\u0000\",\"to\":\"\u{202e}\"}".as_bytes()).await;
+    sys.publish_raw(br#"{"id":"bad-types","to":{"mp_openid":1},"template_id":"t","data":{}}"#)
+        .await;
+    sys.publish_raw("{\"id\":\"nul\\u0000\",\"to\":\"\u{202e}\"}".as_bytes())
+        .await;
     // The worker still serves after all that.
     let after = job(mp(4));
     sys.publish(std::slice::from_ref(&after)).await;
@@ -111,29 +143,43 @@ async fn unreachable_recipients_and_bad_jobs_die_with_their_reasons() {
     assert_eq!(reasons.get("unknown_mp_user"), Some(&1), "{reasons:?}");
     assert_eq!(reasons.get("not_following"), Some(&1), "{reasons:?}");
     assert_eq!(reasons.get("expired"), Some(&1), "{reasons:?}");
-    assert_eq!(reasons.get("payload_rejected"), Some(&2), "40037 and 47003: {reasons:?}");
+    assert_eq!(
+        reasons.get("payload_rejected"),
+        Some(&2),
+        "40037 and 47003: {reasons:?}"
+    );
     assert_eq!(reasons.get("malformed"), Some(&4), "{reasons:?}");
     assert_eq!(sys.state(&after.id).await.as_deref(), Some("sent"));
-    let (errcode, errmsg): (Option<i64>, Option<String>) = sqlx::query_as(
-        "SELECT errcode, errmsg FROM dead_letters WHERE job_id = $1",
-    )
-    .bind(jobs[4].id.as_str())
-    .fetch_one(&sys.db.pool)
-    .await
-    .unwrap();
-    assert_eq!(errcode, Some(40037));
-    assert!(errmsg.unwrap().contains("rid:"), "WeChat's message is kept with its rid");
-    let raw_kept: Option<String> =
-        sqlx::query_scalar("SELECT raw FROM dead_letters WHERE reason = 'malformed' AND raw LIKE '{not json%'")
-            .fetch_optional(&sys.db.pool)
+    let (errcode, errmsg): (Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT errcode, errmsg FROM dead_letters WHERE job_id = $1")
+            .bind(jobs[4].id.as_str())
+            .fetch_one(&sys.db.pool)
             .await
             .unwrap();
+    assert_eq!(errcode, Some(40037));
+    assert!(
+        errmsg.unwrap().contains("rid:"),
+        "WeChat's message is kept with its rid"
+    );
+    let raw_kept: Option<String> = sqlx::query_scalar(
+        "SELECT raw FROM dead_letters WHERE reason = 'malformed' AND raw LIKE '{not json%'",
+    )
+    .fetch_optional(&sys.db.pool)
+    .await
+    .unwrap();
     assert_eq!(raw_kept.as_deref(), Some("{not json"));
 }
 
 #[tokio::test]
 async fn an_unfollowed_recipient_is_dead_and_marked_unsubscribed() {
-    let sys = System::new(MockConfig { followers: 10, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(10).await;
     sys.mock.unsubscribe(5);
     let j = job(mp(5));
@@ -142,23 +188,37 @@ async fn an_unfollowed_recipient_is_dead_and_marked_unsubscribed() {
     sys.wait_finished(1, WAIT).await;
     worker.stop().await;
     assert_eq!(sys.dead_reasons().await.get("recipient_rejected"), Some(&1));
-    let subscribed: bool = sqlx::query_scalar("SELECT subscribed FROM oa_followers WHERE oa_openid = $1")
-        .bind(mock::oa_openid(5))
-        .fetch_one(&sys.db.pool)
-        .await
-        .unwrap();
+    let subscribed: bool =
+        sqlx::query_scalar("SELECT subscribed FROM oa_followers WHERE oa_openid = $1")
+            .bind(mock::oa_openid(5))
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
     assert!(!subscribed, "43004 marks the follower unsubscribed");
 }
 
 #[tokio::test]
 async fn transient_errors_are_retried_until_sent() {
-    let sys = System::new(MockConfig { followers: 10, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(10).await;
     sys.mock.set_faults(FaultPlan {
         rules: vec![
-            FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend).times(2),
-            FaultRule::new(Fault::HttpStatus(502)).on(Endpoint::TemplateSend).times(1),
-            FaultRule::new(Fault::DropConnection).on(Endpoint::TemplateSend).times(1),
+            FaultRule::new(Fault::Errcode(-1))
+                .on(Endpoint::TemplateSend)
+                .times(2),
+            FaultRule::new(Fault::HttpStatus(502))
+                .on(Endpoint::TemplateSend)
+                .times(1),
+            FaultRule::new(Fault::DropConnection)
+                .on(Endpoint::TemplateSend)
+                .times(1),
         ],
     });
     let jobs: Vec<Job> = (0..4).map(|i| job(mp(i))).collect();
@@ -169,20 +229,33 @@ async fn transient_errors_are_retried_until_sent() {
     assert_eq!(stats.sent, 4);
     assert!(stats.retried >= 4, "{stats:?}");
     assert!(sys.dead_reasons().await.is_empty());
-    let attempts: i64 = sqlx::query_scalar("SELECT sum(attempts) FROM deliveries").fetch_one(&sys.db.pool).await.unwrap();
-    assert_eq!(attempts, 8, "4 first attempts and 4 retries");
-    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts WHERE outcome = 'retry'")
+    let attempts: i64 = sqlx::query_scalar("SELECT sum(attempts) FROM deliveries")
         .fetch_one(&sys.db.pool)
         .await
         .unwrap();
+    assert_eq!(attempts, 8, "4 first attempts and 4 retries");
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM delivery_attempts WHERE outcome = 'retry'")
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
     assert_eq!(history, 4, "each failed attempt is in the history");
 }
 
 #[tokio::test]
 async fn retries_run_out_into_a_dead_letter() {
-    let sys = System::new(MockConfig { followers: 10, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(10).await;
-    sys.mock.set_faults(FaultPlan { rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)] });
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
+    });
     let mut config = quick_retries();
     config.retry.max_attempts = 3;
     let j = job(mp(1));
@@ -196,14 +269,30 @@ async fn retries_run_out_into_a_dead_letter() {
             .fetch_one(&sys.db.pool)
             .await
             .unwrap();
-    assert_eq!((reason.as_str(), errcode, attempts), ("retries_exhausted", Some(-1), 3));
+    assert_eq!(
+        (reason.as_str(), errcode, attempts),
+        ("retries_exhausted", Some(-1), 3)
+    );
 }
 
 #[tokio::test]
 async fn a_full_daily_quota_pauses_the_app_without_spending_attempts() {
-    let sys = System::new(MockConfig { followers: 10, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(10).await;
-    sys.mock.set_faults(FaultPlan { rules: vec![FaultRule::new(Fault::Errcode(45009)).on(Endpoint::TemplateSend).times(1)] });
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![
+            FaultRule::new(Fault::Errcode(45009))
+                .on(Endpoint::TemplateSend)
+                .times(1),
+        ],
+    });
     let mut config = quick_retries();
     config.retry.quota_pause = Duration::from_secs(1);
     let j = job(mp(1));
@@ -220,32 +309,68 @@ async fn a_full_daily_quota_pauses_the_app_without_spending_attempts() {
         .unwrap();
     assert_eq!(attempts, 1, "the paused attempt was given back");
     let paused: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT paused_until FROM apps WHERE name = 'default'").fetch_one(&sys.db.pool).await.unwrap();
-    assert!(paused.is_some(), "the pause is shared with other workers through Postgres");
+        sqlx::query_scalar("SELECT paused_until FROM apps WHERE name = 'default'")
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        paused.is_some(),
+        "the pause is shared with other workers through Postgres"
+    );
 }
 
 #[tokio::test]
 async fn tokens_invalidated_mid_run_cause_one_refresh_and_nothing_dead() {
-    let sys = System::new(MockConfig { followers: 200, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 200,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(200).await;
     let worker = sys.start_worker(WorkerConfig::default());
     let first: Vec<Job> = (0..50).map(|i| job(mp(i))).collect();
     sys.publish(&first).await;
     sys.wait_finished(50, WAIT).await;
     sys.mock.invalidate_tokens();
-    let second: Vec<Job> = (50..150).filter(|i| (i + 1) % 10 != 0).map(|i| job(mp(i))).collect();
+    let second: Vec<Job> = (50..150)
+        .filter(|i| (i + 1) % 10 != 0)
+        .map(|i| job(mp(i)))
+        .collect();
     sys.publish(&second).await;
     sys.wait_finished(50 + second.len() as i64, WAIT).await;
     worker.stop().await;
     let stats = sys.mock.stats();
-    assert_eq!(stats.tokens_minted_by(Endpoint::StableToken), 2, "one fetch, one refresh: {stats:?}");
-    let dead_first = first.iter().filter(|j| j.to == mp(9) || j.to == mp(19) || j.to == mp(29) || j.to == mp(39) || j.to == mp(49)).count();
-    assert_eq!(sys.dead_reasons().await.values().sum::<i64>() as usize, dead_first, "only the people without unionid died");
+    assert_eq!(
+        stats.tokens_minted_by(Endpoint::StableToken),
+        2,
+        "one fetch, one refresh: {stats:?}"
+    );
+    let dead_first = first
+        .iter()
+        .filter(|j| {
+            j.to == mp(9) || j.to == mp(19) || j.to == mp(29) || j.to == mp(39) || j.to == mp(49)
+        })
+        .count();
+    assert_eq!(
+        sys.dead_reasons().await.values().sum::<i64>() as usize,
+        dead_first,
+        "only the people without unionid died"
+    );
 }
 
 #[tokio::test]
 async fn the_same_job_id_published_twice_is_sent_once() {
-    let sys = System::new(MockConfig { followers: 10, ..MockConfig::default() }, 1000).await;
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
     sys.seed_people(10).await;
     let j = job(mp(1));
     let worker = sys.start_worker(WorkerConfig::default());
@@ -262,7 +387,10 @@ async fn the_same_job_id_published_twice_is_sent_once() {
         if dups == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the second copy was never seen");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second copy was never seen"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = worker.stop().await;

@@ -36,6 +36,8 @@ pub struct AcceptedSend {
     pub client_msg_id: Option<String>,
     /// The msgid answered (a 64-bit integer above 2^53).
     pub msgid: u64,
+    /// When it was accepted, in milliseconds since the Unix epoch (for rate measurements).
+    pub accepted_at_ms: u64,
     /// The `data` object as sent.
     pub data: Value,
     /// The jump URL, if any.
@@ -113,6 +115,9 @@ impl SendLog {
             template_id: req.template_id,
             client_msg_id: req.client_msg_id,
             msgid,
+            accepted_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             data: req.data,
             url: req.url,
             miniprogram: req.miniprogram,

@@ -145,7 +145,7 @@ where
 
 /// How the fake's persons `0..n` split: (following, following with unionid).
 pub fn expected_followers(cfg: &MockConfig) -> (u64, u64) {
-    let kth = |i: u64, k: u64| k != 0 && (i + 1) % k == 0;
+    let kth = |i: u64, k: u64| k != 0 && (i + 1).is_multiple_of(k);
     let following: Vec<u64> = (0..cfg.followers)
         .filter(|i| !kth(*i, cfg.unsubscribed_every))
         .collect();

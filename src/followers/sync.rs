@@ -88,9 +88,10 @@ pub struct SyncReport {
 impl SyncReport {
     /// The one-line summary printed at the end.
     pub fn summary(&self) -> String {
-        let state = match (self.completed, self.resumed) {
-            (true, _) => "complete",
-            (false, _) => "interrupted, run again to resume",
+        let state = if self.completed {
+            "complete"
+        } else {
+            "interrupted, run again to resume"
         };
         let mut line = format!(
             "{}: {} of {} followers synced ({state}; {} with unionid, {} without; {} marked unsubscribed) in {:.1} s",

@@ -37,7 +37,7 @@ for migration in migrations/*.sql; do
   psql "$PG_SERVER/$DB" -q -v ON_ERROR_STOP=1 -f "$migration" >/dev/null
 done
 
-RUST_LOG=warn "$BIN" mock-wechat --listen 127.0.0.1:0 --followers "$FOLLOWERS" --latency-ms 0 \
+RUST_LOG=warn "$BIN" mock-wechat --listen 127.0.0.1:0 --followers "$FOLLOWERS" --unsubscribed-every 0 --latency-ms 0 \
   >"$WORK/mock.out" 2>"$WORK/mock.err" &
 MOCK_PID=$!
 for _ in $(seq 100); do

@@ -51,3 +51,15 @@ CREATE TABLE callback_events (
 );
 -- Old keys are pruned (retries come within a minute; a day is kept).
 CREATE INDEX callback_events_received ON callback_events (received_at);
+
+-- Every TEMPLATESENDJOBFINISH received, by msgid. The callback also copies the status onto the
+-- `deliveries` row with that msgid; a receipt that arrives before the worker has recorded the
+-- msgid (WeChat can be that quick) stays here for the ledger to pick up when it records it.
+CREATE TABLE delivery_receipts (
+    app          text NOT NULL,
+    msgid        bigint NOT NULL,
+    status       text NOT NULL,
+    reported_at  timestamptz NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (app, msgid)
+);

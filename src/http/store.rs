@@ -54,8 +54,9 @@ pub async fn claim_event(
     Ok(claimed == 1)
 }
 
-/// Stores a TEMPLATESENDJOBFINISH status on the delivery with that msgid; returns whether one
-/// matched.
+/// Stores a TEMPLATESENDJOBFINISH status in `delivery_receipts` and on the delivery with that
+/// msgid; returns whether a delivery matched (one that did not yet is matched by the ledger
+/// later, from `delivery_receipts`).
 pub async fn record_receipt(
     conn: &mut PgConnection,
     app: &AppName,
@@ -63,6 +64,17 @@ pub async fn record_receipt(
     status: &str,
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO delivery_receipts (app, msgid, status, reported_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (app, msgid) DO UPDATE
+         SET status = EXCLUDED.status, reported_at = EXCLUDED.reported_at, received_at = now()",
+    )
+    .bind(app.as_str())
+    .bind(msg_id)
+    .bind(status)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
     let updated = sqlx::query(
         "UPDATE deliveries SET receipt_status = $3, receipt_at = $4, updated_at = now()
          WHERE msgid = $2 AND app = $1",

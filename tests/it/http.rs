@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use url::Url;
+use wxnotify::wechat::client::TemplateMessage;
 use wxnotify::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify::wechat::event::encrypted_envelope;
 use wxnotify::wechat::mock::{
@@ -306,7 +307,7 @@ async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
     let data: wxnotify::domain::TemplateData =
         serde_json::from_value(json!({ "thing1": "shipped", "time2": "2026-11-24 10:00" }))
             .unwrap();
-    let message = wxnotify::wechat::client::TemplateMessage {
+    let message = TemplateMessage {
         touser: &touser,
         template_id: &template,
         data: &data,
@@ -341,6 +342,38 @@ async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
     .await
     .unwrap();
     assert_eq!(stored, (Some("failed:user block".into()), true));
+
+    // A receipt for a send whose msgid the ledger has not recorded yet is kept, not lost.
+    let early = world
+        .client
+        .send_template(
+            &token,
+            &TemplateMessage {
+                client_msg_id: Some("job-2"),
+                ..message
+            },
+        )
+        .await
+        .unwrap();
+    let receipt = MockEvent::TemplateSendJobFinish {
+        msgid: early as u64,
+        status: "success".into(),
+    };
+    assert_eq!(
+        world
+            .mock
+            .push_event(&callback(&base), &receipt, &plain())
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let kept: String = sqlx::query_scalar("SELECT status FROM delivery_receipts WHERE msgid = $1")
+        .bind(early)
+        .fetch_one(&world.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, "success");
 }
 
 #[tokio::test]

@@ -203,7 +203,11 @@ async fn apply(state: &AppState, app: &AppName, push: &Push) -> Result<bool, Htt
         PushKind::Unsubscribe => followers::mark_unsubscribed(&mut tx, app, &push.from).await?,
         PushKind::TemplateSendJobFinish { msg_id, status } => {
             if !store::record_receipt(&mut tx, app, *msg_id, status, at).await? {
-                tracing::info!(msg_id, status, "delivery receipt before its msgid is recorded; kept in delivery_receipts");
+                tracing::info!(
+                    msg_id,
+                    status,
+                    "delivery receipt before its msgid is recorded; kept in delivery_receipts"
+                );
             }
         }
         PushKind::OtherEvent { .. } | PushKind::Message { .. } => {}

@@ -5,13 +5,16 @@
 //! mini-program openid → unionid → OA openid needs the unionid, so followers without one (the OA
 //! is not bound to an Open Platform account) are kept and counted but cannot be joined.
 //!
-//! - [`sync`]: the pass (fetch, resolve, store, resume, mark the absent unsubscribed);
+//! - [`sync`]: the pass (fetch, store, resume, mark the absent unsubscribed); `fetch`: its
+//!   WeChat half (user/get, batchget, retries, rate limit); [`report`]: what a run reports;
 //! - [`store`]: its SQL, and the follower changes callback events make;
 //! - [`progress`]: the terminal progress bar;
 //! - [`bench`]: the seed method (one `user/info` per follower), for the benchmark's comparison.
 
 pub mod bench;
+mod fetch;
 pub mod progress;
+pub mod report;
 pub mod store;
 pub mod sync;
 
@@ -19,7 +22,8 @@ use std::num::NonZeroU32;
 use std::process::ExitCode;
 
 pub use progress::Progress;
-pub use sync::{SyncError, SyncOptions, SyncReport, sync_followers};
+pub use report::{SyncError, SyncReport};
+pub use sync::{SyncOptions, sync_followers};
 
 use crate::cli::EXIT_OK;
 use crate::config::Settings;

@@ -51,7 +51,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                 let started = std::time::Instant::now();
                 let result = exec(reqs).await;
                 metrics::histogram!("wxnotify_ledger_batch_size").record(size as f64);
-                tracing::trace!(size, ms = started.elapsed().as_secs_f64() * 1e3, "ledger batch");
+                tracing::trace!(
+                    size,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "ledger batch"
+                );
                 match result {
                     Ok(resps) => {
                         debug_assert_eq!(resps.len(), replies.len());

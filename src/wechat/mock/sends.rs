@@ -4,6 +4,7 @@
 //! This is the hot path of every benchmark: counters are atomics, the de-duplication memory is
 //! a sharded map, and the log of accepted sends is a bounded queue behind a briefly held mutex.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -44,8 +45,24 @@ pub struct AcceptedSend {
     pub miniprogram: Option<Value>,
 }
 
+/// The fields a send is checked on, borrowed from the body where possible (the hot path).
 #[derive(Deserialize)]
-struct SendRequest {
+struct SendRequest<'a> {
+    #[serde(default, borrow)]
+    touser: Cow<'a, str>,
+    #[serde(default, borrow)]
+    template_id: Cow<'a, str>,
+    #[serde(default)]
+    miniprogram: Option<Value>,
+    #[serde(default, borrow)]
+    client_msg_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    data: Value,
+}
+
+/// An accepted body, read again only when someone inspects the sends.
+#[derive(Deserialize)]
+struct RecordedBody {
     #[serde(default)]
     touser: String,
     #[serde(default)]
@@ -58,6 +75,28 @@ struct SendRequest {
     client_msg_id: Option<String>,
     #[serde(default)]
     data: Value,
+}
+
+/// An accepted send as kept: the raw body (one allocation) and its msgid.
+#[derive(Debug)]
+struct Recorded {
+    body: Box<[u8]>,
+    msgid: u64,
+}
+
+impl Recorded {
+    fn to_send(&self) -> Option<AcceptedSend> {
+        let b: RecordedBody = serde_json::from_slice(&self.body).ok()?;
+        Some(AcceptedSend {
+            touser: b.touser,
+            template_id: b.template_id,
+            client_msg_id: b.client_msg_id,
+            msgid: self.msgid,
+            data: b.data,
+            url: b.url,
+            miniprogram: b.miniprogram,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -77,8 +116,9 @@ pub(super) struct SendLog {
     max_recorded: usize,
     /// `touser` + `\n` + `client_msg_id` → (msgid, when); sharded so sends do not contend.
     recent: DashMap<String, (u64, Instant)>,
-    /// The last `max_recorded` accepted sends; the mutex is held for one push or one copy.
-    log: Mutex<VecDeque<AcceptedSend>>,
+    /// The last `max_recorded` accepted sends, as raw bodies (cheaper to keep than parsed
+    /// JSON); the mutex is held for one push, or one copy when inspected.
+    log: Mutex<VecDeque<Recorded>>,
 }
 
 impl SendLog {
@@ -96,7 +136,7 @@ impl SendLog {
 
     /// Accepts a valid send: its msgid, or the original msgid if `(touser, client_msg_id)` was
     /// accepted within the window (then nothing is recorded and a duplicate is counted).
-    fn accept(&self, req: SendRequest) -> u64 {
+    fn accept(&self, req: &SendRequest, body: &[u8]) -> u64 {
         let msgid = match req.client_msg_id.as_deref().filter(|id| !id.is_empty()) {
             Some(id) => match self.remember(format!("{}\n{id}", req.touser)) {
                 Ok(msgid) => msgid,
@@ -108,14 +148,9 @@ impl SendLog {
             None => self.next_msgid.fetch_add(1, Ordering::Relaxed),
         };
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.record(AcceptedSend {
-            touser: req.touser,
-            template_id: req.template_id,
-            client_msg_id: req.client_msg_id,
+        self.record(Recorded {
+            body: body.into(),
             msgid,
-            data: req.data,
-            url: req.url,
-            miniprogram: req.miniprogram,
         });
         msgid
     }
@@ -133,7 +168,7 @@ impl SendLog {
         }
     }
 
-    fn record(&self, send: AcceptedSend) {
+    fn record(&self, send: Recorded) {
         if self.max_recorded == 0 {
             return;
         }
@@ -146,7 +181,14 @@ impl SendLog {
 
     /// The recorded sends, oldest first.
     pub(super) fn sends(&self) -> Vec<AcceptedSend> {
-        self.log.lock().iter().cloned().collect()
+        let recorded: Vec<(Box<[u8]>, u64)> = {
+            let log = self.log.lock();
+            log.iter().map(|r| (r.body.clone(), r.msgid)).collect()
+        };
+        recorded
+            .into_iter()
+            .filter_map(|(body, msgid)| Recorded { body, msgid }.to_send())
+            .collect()
     }
 
     /// (accepted, duplicates dropped).
@@ -196,7 +238,7 @@ pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result
     if mock.followers.follows_since(person).is_none() {
         return Err(43004);
     }
-    let msgid = mock.sends.accept(req);
+    let msgid = mock.sends.accept(&req, body);
     Ok(Answer::ok(&SendOk {
         errcode: 0,
         errmsg: "ok",

@@ -41,14 +41,20 @@ CREATE TABLE oa_followers (
 -- The hot join unionid -> subscribed OA openid.
 CREATE INDEX oa_followers_unionid ON oa_followers (app, unionid) WHERE unionid IS NOT NULL;
 
--- Each app's current access token, shared by every process. Only one process refreshes at a time
--- (row lock); a process that saw 40001 with token T replaces T only if it is still stored.
+-- Each app's current access token, shared by every process. One process refreshes at a time: it
+-- takes the refresh lease with a conditional update (no lock is held across the call to WeChat; a
+-- crashed holder's lease runs out). A process that saw 40001 with token T expires T only if T is
+-- still the stored token (compare and swap).
 CREATE TABLE access_tokens (
-    app         text PRIMARY KEY REFERENCES apps (name) ON DELETE CASCADE,
-    token       text NOT NULL CONSTRAINT access_tokens_token_not_empty CHECK (token <> ''),
-    expires_at  timestamptz NOT NULL,
-    fetched_at  timestamptz NOT NULL DEFAULT now(),
-    source      text NOT NULL CONSTRAINT access_tokens_source_known CHECK (source IN ('stable', 'classic'))
+    app                  text PRIMARY KEY REFERENCES apps (name) ON DELETE CASCADE,
+    token                text CONSTRAINT access_tokens_token_not_empty CHECK (token <> ''),
+    expires_at           timestamptz,
+    fetched_at           timestamptz,
+    source               text CONSTRAINT access_tokens_source_known CHECK (source IN ('stable', 'classic')),
+    refresh_holder       uuid,
+    refresh_lease_until  timestamptz,
+    refreshes            bigint NOT NULL DEFAULT 0,
+    CONSTRAINT access_tokens_token_has_expiry CHECK ((token IS NULL) = (expires_at IS NULL))
 );
 
 -- The delivery ledger: one row per job id, the single record of where a job is.

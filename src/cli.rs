@@ -37,7 +37,7 @@ pub enum Command {
     /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
     Worker(crate::delivery::WorkerArgs),
     /// Publish one job (from flags or JSON) or a file of jobs (NDJSON), with publisher confirms.
-    Enqueue(crate::queue::EnqueueArgs),
+    Enqueue(Box<crate::queue::EnqueueArgs>),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
     /// Serve the HTTP API: Mini Program login, the OA callback, notifications, metrics.
@@ -46,13 +46,15 @@ pub enum Command {
     MockWechat(crate::wechat::mock::MockArgs),
     /// Print the JSON Schema of a job (the contract for producers in any language).
     Schema,
+    /// Measure the delivery pipeline end to end on this machine (see README "Figures").
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
     /// The log filter used when RUST_LOG is not set.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Demo(_) => "warn",
+            Command::Demo(_) | Command::Bench(_) => "warn",
             _ => "info",
         }
     }
@@ -63,10 +65,11 @@ impl Cli {
             Command::Demo(args) => crate::demo::run(args).await,
             Command::Migrate => crate::queue::migrate_command().await,
             Command::Worker(args) => crate::delivery::run(args).await,
-            Command::Enqueue(args) => crate::queue::enqueue(args).await,
+            Command::Enqueue(args) => crate::queue::enqueue(*args).await,
             Command::SyncFollowers(args) => crate::followers::run(args).await,
             Command::Serve(args) => crate::http::run(args).await,
             Command::MockWechat(args) => crate::wechat::mock::run(args).await,
+            Command::Bench(args) => crate::bench::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

@@ -21,7 +21,10 @@
 //! - [`followers`]: the OA follower sync.
 //! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
 //! - [`demo`]: the main job, end to end against the fake WeChat.
+//! - [`bench`]: end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
+//!   both.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -31,5 +34,6 @@ pub mod domain;
 pub mod followers;
 pub mod http;
 pub mod queue;
+pub mod scratch;
 pub mod telemetry;
 pub mod wechat;

@@ -173,6 +173,15 @@ impl JobId {
     }
 }
 
+impl JobId {
+    /// A stable id derived from a message's bytes (UUID v5), for jobs published without one.
+    pub fn from_content(bytes: &[u8]) -> Self {
+        const NAMESPACE: uuid::Uuid =
+            uuid::Uuid::from_u128(0x5d1c_0b3e_8f3a_4c61_9e0f_6a7b_2c4d_9e10);
+        Self(uuid::Uuid::new_v5(&NAMESPACE, bytes).to_string())
+    }
+}
+
 impl AppName {
     /// The app configured by the `WXNOTIFY_OA_*` environment variables.
     pub fn default_app() -> Self {

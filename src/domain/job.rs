@@ -151,6 +151,27 @@ impl Job {
         Ok(job)
     }
 
+    /// Like [`Job::from_json`], for a consumer: a job without `id` gets a stable one, the same
+    /// on every redelivery (`message_id` when it is a valid id, else a UUID v5 of the bytes),
+    /// so the ledger recognises it when it comes again.
+    pub fn from_json_with_fallback_id(
+        bytes: &[u8],
+        message_id: Option<&str>,
+    ) -> Result<Self, JobError> {
+        #[derive(Deserialize)]
+        struct IdOnly {
+            id: Option<serde::de::IgnoredAny>,
+        }
+        let mut job = Self::from_json(bytes)?;
+        let has_id = serde_json::from_slice::<IdOnly>(bytes).is_ok_and(|j| j.id.is_some());
+        if !has_id {
+            job.id = message_id
+                .and_then(|m| JobId::parse(m).ok())
+                .unwrap_or_else(|| JobId::from_content(bytes));
+        }
+        Ok(job)
+    }
+
     /// Checks what serde's types cannot express.
     pub fn check(&self) -> Result<(), JobError> {
         if let Some(url) = &self.url
@@ -261,6 +282,18 @@ mod tests {
             let err = Job::from_json(input.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(expect), "{input} -> {err}");
         }
+    }
+
+    #[test]
+    fn a_job_without_id_gets_the_same_id_on_every_delivery() {
+        let body = br#"{"to":{"unionid":"u1"},"template_id":"t","data":{"k":"v"}}"#;
+        let a = Job::from_json_with_fallback_id(body, None).unwrap();
+        let b = Job::from_json_with_fallback_id(body, None).unwrap();
+        assert_eq!(a.id, b.id);
+        let c = Job::from_json_with_fallback_id(body, Some("m-1")).unwrap();
+        assert_eq!(c.id.as_str(), "m-1");
+        let d = Job::from_json_with_fallback_id(GOOD.as_bytes(), Some("m-1")).unwrap();
+        assert_eq!(d.id.as_str(), "order-1-shipped");
     }
 
     #[test]

@@ -62,6 +62,18 @@ pub fn classify_token_endpoint(errcode: i64) -> ErrClass {
     }
 }
 
+/// The least time to wait before retrying after a transient errcode, where WeChat says more
+/// than "later": 45011 (minute quota) means the next minute; 43117 (this openid too often) wants
+/// a long pause.
+pub fn retry_floor(errcode: i64) -> std::time::Duration {
+    use std::time::Duration;
+    match errcode {
+        45011 => Duration::from_secs(60),
+        43117 => Duration::from_secs(120),
+        _ => Duration::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

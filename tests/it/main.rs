@@ -3,6 +3,11 @@
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
 mod support;
+mod system;
 
 mod domain;
 mod mock;
+mod queue;
+mod resilience;
+mod wechat;
+mod worker;

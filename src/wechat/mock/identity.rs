@@ -24,6 +24,11 @@ pub fn unionid(i: u64, cfg: &MockConfig) -> Option<String> {
     (!every_kth(i, cfg.no_unionid_every)).then(|| format!("{UNION_PREFIX}{i:021}"))
 }
 
+/// Whether seeded person `i` follows the OA (before any [`MockWechat::unsubscribe`](super::MockWechat::unsubscribe)).
+pub fn seeded_follower(i: u64, cfg: &MockConfig) -> bool {
+    !every_kth(i, cfg.unsubscribed_every)
+}
+
 /// Whether person `i` is one of "every k-th" (persons `k-1`, `2k-1`, …); never when `k == 0`.
 pub(super) fn every_kth(i: u64, k: u64) -> bool {
     k != 0 && (i + 1).is_multiple_of(k)

@@ -53,7 +53,7 @@ pub use cli::{MockArgs, run};
 pub use config::{EndOfList, MockConfig, MockTemplate};
 pub use endpoint::Endpoint;
 pub use faults::{Fault, FaultPlan, FaultRule};
-pub use identity::{mp_openid, oa_openid, unionid};
+pub use identity::{mp_openid, oa_openid, seeded_follower, unionid};
 pub use sends::{AcceptedSend, FIRST_MSGID};
 pub use stats::MockStats;
 

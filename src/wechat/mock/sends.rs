@@ -37,6 +37,8 @@ pub struct AcceptedSend {
     pub client_msg_id: Option<String>,
     /// The msgid answered (a 64-bit integer above 2^53).
     pub msgid: u64,
+    /// When it was accepted, in milliseconds since the Unix epoch (for rate measurements).
+    pub accepted_at_ms: u64,
     /// The `data` object as sent.
     pub data: Value,
     /// The jump URL, if any.
@@ -77,11 +79,19 @@ struct RecordedBody {
     data: Value,
 }
 
-/// An accepted send as kept: the raw body (one allocation) and its msgid.
-#[derive(Debug)]
+/// An accepted send as kept: the raw body (one allocation), its msgid and when.
+#[derive(Debug, Clone)]
 struct Recorded {
     body: Box<[u8]>,
     msgid: u64,
+    accepted_at_ms: u64,
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Recorded {
@@ -92,6 +102,7 @@ impl Recorded {
             template_id: b.template_id,
             client_msg_id: b.client_msg_id,
             msgid: self.msgid,
+            accepted_at_ms: self.accepted_at_ms,
             data: b.data,
             url: b.url,
             miniprogram: b.miniprogram,
@@ -151,6 +162,7 @@ impl SendLog {
         self.record(Recorded {
             body: body.into(),
             msgid,
+            accepted_at_ms: unix_millis(),
         });
         msgid
     }
@@ -181,14 +193,9 @@ impl SendLog {
 
     /// The recorded sends, oldest first.
     pub(super) fn sends(&self) -> Vec<AcceptedSend> {
-        let recorded: Vec<(Box<[u8]>, u64)> = {
-            let log = self.log.lock();
-            log.iter().map(|r| (r.body.clone(), r.msgid)).collect()
-        };
-        recorded
-            .into_iter()
-            .filter_map(|(body, msgid)| Recorded { body, msgid }.to_send())
-            .collect()
+        // Copy the raw bodies under the lock, parse them outside it.
+        let recorded: Vec<Recorded> = self.log.lock().iter().cloned().collect();
+        recorded.iter().filter_map(Recorded::to_send).collect()
     }
 
     /// (accepted, duplicates dropped).

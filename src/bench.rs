@@ -1,0 +1,337 @@
+//! `wxnotify bench`: end-to-end figures of the delivery pipeline on this machine.
+//!
+//! Everything runs here: RabbitMQ, Postgres, the fake WeChat (in this process) and the worker
+//! (a child process, `wxnotify worker`, so its CPU time and peak RSS are its own, read from
+//! `/proc`). Each scenario makes a scratch database and queue prefix, seeds the mapping,
+//! publishes a backlog of good jobs, starts the worker and times the drain:
+//!
+//! - `throughput`: the fake answers at once and the rate limit is out of the way: jobs/s end to
+//!   end, worker CPU µs per job, worker peak RSS;
+//! - `rate`: the fake answers after 100 ms and the app is limited to 2,000 sends/s: the rate
+//!   reached as a share of the limit, and the busiest one-second window after the first;
+//! - `backlog`: like `throughput` with a large backlog (`--backlog 1000000`): RSS stays flat.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+use crate::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
+use crate::queue::Lane;
+use crate::scratch::{Scratch, seed_mapping};
+use crate::wechat::mock::{self, MockConfig, MockWechat};
+
+/// Arguments of `wxnotify bench`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary."
+)]
+pub struct BenchArgs {
+    /// Which scenario to run (`all` = throughput and rate).
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+    /// Jobs in the throughput scenario.
+    #[arg(long, default_value_t = 50_000)]
+    pub jobs: u64,
+    /// Jobs in the backlog scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: u64,
+    /// Unacked jobs per lane for the worker.
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: u16,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A benchmark scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// throughput, then rate.
+    All,
+    /// 0 ms WeChat latency, no effective rate limit.
+    Throughput,
+    /// 100 ms WeChat latency, 2,000 sends/s limit.
+    Rate,
+    /// A large backlog at 0 ms latency.
+    Backlog,
+}
+
+/// The figures of one scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    /// Which.
+    pub scenario: Scenario,
+    /// Jobs drained.
+    pub jobs: u64,
+    /// Jobs published per second (the backlog, before the worker starts).
+    pub publish_per_second: f64,
+    /// Seconds from the first to the last accepted send.
+    pub drain_seconds: f64,
+    /// Jobs per second end to end.
+    pub jobs_per_second: f64,
+    /// The configured rate limit.
+    pub rate_limit: u32,
+    /// Sends in the busiest one-second window after the first second.
+    pub max_window: u64,
+    /// The worker's CPU time per job, microseconds.
+    pub worker_cpu_us_per_job: f64,
+    /// The worker's peak resident set, MiB.
+    pub worker_peak_rss_mib: f64,
+}
+
+/// Runs `wxnotify bench`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let base = Settings::from_env()?;
+    let scenarios: &[Scenario] = match args.scenario {
+        Scenario::All => &[Scenario::Throughput, Scenario::Rate],
+        one => std::slice::from_ref(match one {
+            Scenario::Throughput => &Scenario::Throughput,
+            Scenario::Rate => &Scenario::Rate,
+            _ => &Scenario::Backlog,
+        }),
+    };
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        let result = run_scenario(&base, &args, *scenario).await?;
+        if !args.json {
+            print_result(&result);
+        }
+        results.push(result);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_scenario(
+    base: &Settings,
+    args: &BenchArgs,
+    scenario: Scenario,
+) -> anyhow::Result<BenchResult> {
+    let (jobs, latency, rate) = match scenario {
+        Scenario::Rate => (30_000, Duration::from_millis(100), 2_000),
+        Scenario::Backlog => (args.backlog, Duration::ZERO, 1_000_000),
+        _ => (args.jobs, Duration::ZERO, 1_000_000),
+    };
+    let people = jobs.min(100_000);
+    let cfg = MockConfig {
+        followers: people,
+        no_unionid_every: 0,
+        unsubscribed_every: 0,
+        latency,
+        max_recorded_sends: jobs as usize,
+        ..MockConfig::default()
+    };
+    let mock = MockWechat::start(cfg.clone()).await?;
+    let scratch = Scratch::create(base, "bench", &mock, rate).await?;
+    let result = measure(&scratch, &mock, &cfg, args, scenario, jobs, rate).await;
+    scratch.remove().await;
+    mock.shutdown().await;
+    result
+}
+
+async fn measure(
+    scratch: &Scratch,
+    mock: &MockWechat,
+    cfg: &MockConfig,
+    args: &BenchArgs,
+    scenario: Scenario,
+    jobs: u64,
+    rate: u32,
+) -> anyhow::Result<BenchResult> {
+    eprintln!(
+        "bench {scenario:?}: seeding {} people, publishing {jobs} jobs",
+        cfg.followers
+    );
+    seed_mapping(&scratch.pool, cfg.followers, cfg).await?;
+    let started = Instant::now();
+    publish_backlog(scratch, jobs, cfg.followers).await?;
+    let publish_per_second = jobs as f64 / started.elapsed().as_secs_f64();
+    let mut worker = spawn_worker(&scratch.settings, args.prefetch)?;
+    let pid = worker.id().context("the worker has a pid")?;
+    let cpu_at_start = cpu_seconds(pid)?;
+    let deadline = Instant::now() + Duration::from_secs(60 + jobs / 500);
+    while mock.stats().sends_accepted < jobs {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the worker did not drain {jobs} jobs in time"
+        );
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("the worker exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = cpu_seconds(pid)? - cpu_at_start;
+    let rss = peak_rss_mib(pid)?;
+    terminate(&mut worker).await;
+    let mut times: Vec<u64> = mock.sends().iter().map(|s| s.accepted_at_ms).collect();
+    times.sort_unstable();
+    let drain_seconds =
+        (times.last().copied().unwrap_or(0) - times.first().copied().unwrap_or(0)) as f64 / 1000.0;
+    Ok(BenchResult {
+        scenario,
+        jobs,
+        publish_per_second,
+        drain_seconds,
+        jobs_per_second: jobs as f64 / drain_seconds.max(0.001),
+        rate_limit: rate,
+        max_window: busiest_window(&times),
+        worker_cpu_us_per_job: cpu * 1e6 / jobs as f64,
+        worker_peak_rss_mib: rss,
+    })
+}
+
+async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(1000);
+    for k in 0..jobs {
+        batch.push(bench_job(k % people));
+        if batch.len() == 1000 || k + 1 == jobs {
+            for r in scratch.publisher.publish_batch(&batch, Lane::Jobs).await {
+                r?;
+            }
+            batch.clear();
+        }
+    }
+    Ok(())
+}
+
+fn bench_job(person: u64) -> Job {
+    let data = [("thing1", "订单已发货"), ("time2", "2026-11-25 10:00")]
+        .iter()
+        .map(|(k, v)| (k.parse().expect("valid key"), (*v).to_owned()))
+        .collect();
+    Job {
+        id: JobId::generate(),
+        app: AppName::default_app(),
+        to: Recipient::MpOpenid(OpenId::parse(mock::mp_openid(person)).expect("valid")),
+        template_id: "TPL_ORDER_SHIPPED".parse().expect("valid"),
+        data: TemplateData::new(data).expect("valid"),
+        url: None,
+        miniprogram: None,
+        not_after: None,
+        campaign_id: None,
+    }
+}
+
+fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe()?;
+    let app = &settings.apps[0];
+    Ok(tokio::process::Command::new(exe)
+        .arg("worker")
+        .args(["--prefetch", &prefetch.to_string(), "--lane", "jobs"])
+        .env("DATABASE_URL", settings.database_url.expose_secret())
+        .env("AMQP_URL", settings.amqp_url.expose_secret())
+        .env("WECHAT_API_BASE", settings.wechat_api_base.as_str())
+        .env("WXNOTIFY_QUEUE_PREFIX", &settings.queue_prefix)
+        .env("WXNOTIFY_OA_APPID", app.oa_appid.as_str())
+        .env("WXNOTIFY_OA_SECRET", app.oa_secret.expose_secret())
+        .env("WXNOTIFY_RATE_PER_SECOND", app.rate_per_second.to_string())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+async fn terminate(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))?;
+    // Fields after the `(comm)`, which may hold spaces: utime and stime are the 14th and 15th.
+    let after = stat.rsplit_once(')').context("malformed /proc stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions; _SC_CLK_TCK is always valid.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// Peak resident set (VmHWM) of a process, MiB.
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc status")?;
+    Ok(kib / 1024.0)
+}
+
+/// The most sends in any one-second window that starts one second or more after the first send.
+pub fn busiest_window(sorted_ms: &[u64]) -> u64 {
+    let Some(first) = sorted_ms.first() else {
+        return 0;
+    };
+    let mut best = 0;
+    let mut end = 0;
+    for (start, t) in sorted_ms.iter().enumerate() {
+        if *t < first + 1000 {
+            continue;
+        }
+        while end < sorted_ms.len() && sorted_ms[end] < t + 1000 {
+            end += 1;
+        }
+        best = best.max((end - start) as u64);
+    }
+    best
+}
+
+fn print_result(r: &BenchResult) {
+    println!("{:?}: {} jobs", r.scenario, r.jobs);
+    println!(
+        "  published        {:.0} jobs/s (confirmed, before the worker starts)",
+        r.publish_per_second
+    );
+    println!(
+        "  drained          {:.1} s, {:.0} jobs/s end to end",
+        r.drain_seconds, r.jobs_per_second
+    );
+    if r.rate_limit < 1_000_000 {
+        println!(
+            "  rate             {:.1}% of the {}/s limit; busiest 1-s window {} ({:+.1}%)",
+            r.jobs_per_second / r.rate_limit as f64 * 100.0,
+            r.rate_limit,
+            r.max_window,
+            (r.max_window as f64 / r.rate_limit as f64 - 1.0) * 100.0
+        );
+    }
+    println!(
+        "  worker CPU       {:.1} µs per job",
+        r.worker_cpu_us_per_job
+    );
+    println!("  worker peak RSS  {:.1} MiB", r.worker_peak_rss_mib);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::busiest_window;
+
+    #[test]
+    fn the_busiest_window_skips_the_first_second() {
+        let mut t: Vec<u64> = (0..100).map(|i| i * 5).collect(); // a burst in the first 0.5 s
+        t.extend((0..20).map(|i| 2000 + i * 100)); // 10 per second later
+        assert_eq!(busiest_window(&t), 10);
+    }
+}

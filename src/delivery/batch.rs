@@ -1,0 +1,107 @@
+//! Opportunistic batching of ledger statements: many tasks each ask for one row to be written;
+//! a single task takes whatever requests have piled up (at most `max` at a time) and runs one
+//! statement for all of them. Under load the batches grow by themselves; with a single request
+//! there is no added wait. This is what keeps Postgres (and the worker's CPU) from paying a round
+//! trip per job.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// A database error shared by every request of the batch that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(pub Arc<sqlx::Error>);
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError(Arc::new(e))
+    }
+}
+
+type Reply<Resp> = oneshot::Sender<Result<Resp, DbError>>;
+
+/// A handle to a batching task.
+pub struct Batcher<Req, Resp> {
+    tx: mpsc::Sender<(Req, Reply<Resp>)>,
+}
+
+impl<Req, Resp> Clone for Batcher<Req, Resp> {
+    fn clone(&self) -> Self {
+        Batcher {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// Spawns the batching task. `exec` runs one statement for a batch and returns one response
+    /// per request, in order.
+    pub fn spawn<F, Fut>(max: usize, exec: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<Resp>, sqlx::Error>> + Send,
+    {
+        let (tx, mut rx) = mpsc::channel::<(Req, Reply<Resp>)>(max * 4);
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(max);
+            while rx.recv_many(&mut buf, max).await > 0 {
+                let (reqs, replies): (Vec<Req>, Vec<Reply<Resp>>) = buf.drain(..).unzip();
+                metrics::histogram!("wxnotify_ledger_batch_size").record(reqs.len() as f64);
+                match exec(reqs).await {
+                    Ok(resps) => {
+                        debug_assert_eq!(resps.len(), replies.len());
+                        for (reply, resp) in replies.into_iter().zip(resps) {
+                            let _ = reply.send(Ok(resp));
+                        }
+                    }
+                    Err(e) => {
+                        let e = DbError::from(e);
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Batcher { tx }
+    }
+
+    /// Queues one request and waits for its response.
+    pub async fn call(&self, req: Req) -> Result<Resp, DbError> {
+        let (reply, rx) = oneshot::channel();
+        let closed = || DbError::from(sqlx::Error::PoolClosed);
+        self.tx.send((req, reply)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_that_pile_up_share_one_call() {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let b: Batcher<u32, u32> = Batcher::spawn(64, move |reqs: Vec<u32>| {
+            seen.lock().unwrap().push(reqs.len());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(reqs.into_iter().map(|r| r * 2).collect())
+            }
+        });
+        let answers = futures::future::join_all((0..100).map(|i| {
+            let b = b.clone();
+            async move { b.call(i).await.unwrap() }
+        }))
+        .await;
+        assert_eq!(answers, (0..100).map(|i| i * 2).collect::<Vec<_>>());
+        let calls = calls.lock().unwrap();
+        assert!(
+            calls.len() < 10,
+            "100 requests took {} statements",
+            calls.len()
+        );
+    }
+}

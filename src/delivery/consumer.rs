@@ -1,0 +1,383 @@
+//! The broker side of the worker: consume the lanes (and the broker's own dead letters), run
+//! each delivery through the [`Pipeline`] in its own task, and settle it: ack after the outcome
+//! is committed in Postgres, or publish the retry (with a confirm) and then ack.
+//!
+//! A lost connection is re-established with capped exponential backoff (backon): a new
+//! connection, channels, prefetch and consumers. Tasks of the old connection finish their work;
+//! their acks fail and the broker redelivers those messages, which the ledger recognises. On
+//! shutdown the consumers are cancelled first, in-flight deliveries reach a recorded outcome,
+//! then the connection closes (unstarted prefetched messages return to the queue).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use futures::stream::{SelectAll, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::batch::DbError;
+use super::outcome::{DeadReason, Failure, Outcome};
+use super::pipeline::{DB_RETRY, Decision, Pipeline};
+use crate::domain::Job;
+use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
+
+/// Broker-side settings of a worker.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Unacked deliveries per lane (and so in-flight sends per lane).
+    pub prefetch: u16,
+    /// The lanes to consume.
+    pub lanes: Vec<Lane>,
+    /// Whether to move the broker's dead letters (`{prefix}.dead`) into Postgres.
+    pub consume_dead: bool,
+    /// Queue arguments used when declaring the topology.
+    pub topology: TopologyOptions,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            prefetch: 256,
+            lanes: Lane::ALL.to_vec(),
+            consume_dead: true,
+            topology: TopologyOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Lane(Lane),
+    BrokerDead,
+}
+
+/// Consumes and settles until shut down.
+pub struct Consumer {
+    pipeline: Arc<Pipeline>,
+    amqp_url: SecretString,
+    topology: Topology,
+    options: ConsumerOptions,
+}
+
+impl Consumer {
+    /// A consumer for `topology` on the broker at `amqp_url`.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        amqp_url: SecretString,
+        topology: Topology,
+        options: ConsumerOptions,
+    ) -> Self {
+        Consumer {
+            pipeline,
+            amqp_url,
+            topology,
+            options,
+        }
+    }
+
+    /// Runs sessions (reconnecting with backoff) until `shutdown`, then waits for in-flight
+    /// deliveries.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let mut backoff = reconnect_backoff();
+        while !shutdown.is_cancelled() {
+            match self.session(&tracker, &shutdown).await {
+                Ok(()) => backoff = reconnect_backoff(),
+                Err(e) => {
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "RabbitMQ session ended; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// One connection's life. Returns `Ok` only on shutdown.
+    async fn session(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let name = format!("wxnotify-worker {}", self.topology.prefix());
+        let connection = Arc::new(connect(&self.amqp_url, &name).await?);
+        let setup = connection.create_channel().await?;
+        self.topology
+            .declare(&setup, &self.options.topology)
+            .await?;
+        let publisher = Publisher::new(
+            connection.clone(),
+            self.topology.clone(),
+            PublisherOptions::default(),
+        )
+        .await?;
+        let mut streams = SelectAll::new();
+        let mut consumers = Vec::new();
+        let mut sources: Vec<(Source, String)> = self
+            .options
+            .lanes
+            .iter()
+            .map(|l| (Source::Lane(*l), self.topology.lane_queue(*l)))
+            .collect();
+        if self.options.consume_dead {
+            sources.push((Source::BrokerDead, self.topology.dead_queue()));
+        }
+        for (source, queue) in sources {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(self.options.prefetch, BasicQosOptions::default())
+                .await?;
+            let tag = format!("wxnotify-{}-{}", queue, uuid::Uuid::new_v4().simple());
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            streams.push(consumer.map(move |d| (source, d)).boxed());
+            consumers.push((channel, tag));
+        }
+        tracing::info!(
+            prefix = self.topology.prefix(),
+            prefetch = self.options.prefetch,
+            "consuming"
+        );
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    for (channel, tag) in &consumers {
+                        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    }
+                    tracing::info!("consumers cancelled; waiting for in-flight deliveries");
+                    tracker.close();
+                    tracker.wait().await;
+                    let _ = connection.close(200, "shutdown".into()).await;
+                    return Ok(());
+                }
+                next = streams.next() => match next {
+                    Some((source, Ok(delivery))) => {
+                        let settle = Settle {
+                            pipeline: self.pipeline.clone(),
+                            publisher: publisher.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        tracker.spawn(async move { settle.handle(source, delivery).await });
+                    }
+                    Some((_, Err(e))) => return Err(e.into()),
+                    None => anyhow::bail!("the broker closed every consumer"),
+                }
+            }
+        }
+    }
+}
+
+fn reconnect_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Settles one delivery.
+struct Settle {
+    pipeline: Arc<Pipeline>,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+}
+
+impl Settle {
+    async fn handle(&self, source: Source, delivery: Delivery) {
+        let lane = match source {
+            Source::Lane(lane) => lane,
+            Source::BrokerDead => return self.handle_broker_dead(delivery).await,
+        };
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned());
+        let body = &delivery.data;
+        let Some(decision) = self
+            .until_db(|| self.pipeline.decide(lane, body, message_id.as_deref()))
+            .await
+        else {
+            return; // shut down during a database outage: the broker redelivers it
+        };
+        let Some(outcome) = self
+            .until_db(|| self.pipeline.record(&decision, body))
+            .await
+        else {
+            return;
+        };
+        self.pipeline.stats().count(&outcome);
+        match &outcome {
+            Outcome::Retry { delay, .. } | Outcome::Paused { delay, .. } => {
+                let job = decision.job.as_ref().expect("only parsed jobs are retried");
+                if let Err(e) = self
+                    .schedule_retry(job, lane, *delay, decision.attempt)
+                    .await
+                {
+                    tracing::warn!(job_id = %job.id, error = %e, "retry could not be published; returning the message to its queue");
+                    let _ = delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true })
+                        .await;
+                    return;
+                }
+            }
+            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } => {}
+        }
+        log_outcome(&decision, &outcome);
+        ack(&delivery).await;
+    }
+
+    /// Publishes the job (with its id fixed) to the retry tier that covers `delay`, trying a
+    /// few times with backoff: a reject would count toward the delivery limit.
+    async fn schedule_retry(
+        &self,
+        job: &Job,
+        lane: Lane,
+        delay: Duration,
+        attempt: u32,
+    ) -> anyhow::Result<()> {
+        let body = job.to_json();
+        let publish = || {
+            self.publisher.publish_retry(
+                &body,
+                job.id.as_str(),
+                lane,
+                attempt + 1,
+                delay,
+                FieldTable::default(),
+            )
+        };
+        publish
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_times(5)
+                    .with_jitter(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A message RabbitMQ dead-lettered (delivery limit): record it in Postgres, then ack.
+    async fn handle_broker_dead(&self, delivery: Delivery) {
+        let body = &delivery.data;
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned());
+        let broker_reason = first_death_reason(&delivery).unwrap_or_else(|| "unknown".into());
+        let reason = if broker_reason == "delivery_limit" {
+            DeadReason::DeliveryLimit
+        } else {
+            DeadReason::Rejected
+        };
+        let failure = Failure::local(format!(
+            "RabbitMQ dead-lettered the message ({broker_reason}): it failed a worker too many times"
+        ));
+        let job = Job::from_json_with_fallback_id(body, message_id.as_deref()).ok();
+        let decision = Decision {
+            job,
+            attempt: 0,
+            outcome: Outcome::dead(reason, failure.clone()),
+            oa_openid: None,
+        };
+        let recorded = self
+            .until_db(|| {
+                self.pipeline
+                    .record_dead(&decision, reason, &failure, body, "broker")
+            })
+            .await;
+        if recorded.is_some() {
+            self.pipeline.stats().count(&decision.outcome);
+            log_outcome(&decision, &decision.outcome);
+            ack(&delivery).await;
+        }
+    }
+
+    /// Runs `f` until Postgres answers, holding the message unacked meanwhile; `None` if the
+    /// worker shuts down first.
+    async fn until_db<T, F, Fut>(&self, mut f: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        loop {
+            match f().await {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Postgres unavailable; holding the message and retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(DB_RETRY) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+        // The channel is gone: the broker will redeliver, and the ledger knows the outcome.
+        tracing::debug!(error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+fn first_death_reason(delivery: &Delivery) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get("x-first-death-reason")? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+fn log_outcome(decision: &Decision, outcome: &Outcome) {
+    let job_id = decision.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-");
+    match outcome {
+        Outcome::Sent { msgid } => {
+            tracing::debug!(job_id, attempt = decision.attempt, msgid, "sent")
+        }
+        Outcome::Duplicate => {
+            tracing::debug!(job_id, "duplicate: already finished, not sent again")
+        }
+        Outcome::Retry { delay, failure } | Outcome::Paused { delay, failure } => tracing::info!(
+            job_id,
+            attempt = decision.attempt,
+            retry_in_s = delay.as_secs(),
+            errcode = failure.errcode,
+            error = %failure.message,
+            outcome = outcome.label(),
+            "will retry"
+        ),
+        Outcome::Dead { reason, failure } => tracing::warn!(
+            job_id,
+            attempt = decision.attempt,
+            reason = reason.as_str(),
+            errcode = failure.errcode,
+            error = %failure.message,
+            "dead-lettered"
+        ),
+    }
+}

@@ -1,0 +1,194 @@
+//! `wxnotify enqueue`: one job from flags or JSON, or a file of jobs (NDJSON), published with
+//! publisher confirms.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::{AsyncBufRead, BufReader};
+
+use super::connection::connect;
+use super::enqueue_args::{EnqueueArgs, single_job};
+use super::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson};
+use super::publisher::{Publisher, PublisherOptions};
+use super::topology::Topology;
+use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::config::Settings;
+
+/// How many rejections the text summary lists (`--json` lists them all).
+const SHOWN_REJECTIONS: usize = 20;
+
+/// Runs `wxnotify enqueue`.
+pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    let single = match single_job(&args, &settings) {
+        Ok(single) => single,
+        Err(reason) => return Ok(invalid_single_job(&args, reason)),
+    };
+    let connection = connect(&settings.amqp_url, "wxnotify enqueue").await?;
+    let topology = Topology::new(settings.queue_prefix.clone());
+    require_exchange(&connection, &topology).await?;
+    let publisher = Publisher::new(Arc::new(connection), topology, PublisherOptions::default())
+        .await
+        .context("cannot open a publishing channel")?;
+    let progress = progress_bar(&args);
+    let result = match &single {
+        Some(job) => run(&publisher, &args, job.to_json().as_slice(), &progress).await,
+        None => run_file(&publisher, &args, &progress).await?,
+    };
+    progress.finish_and_clear();
+    match result {
+        Ok(mut summary) => {
+            if let Some(job) = single.filter(|_| summary.accepted == 1) {
+                summary.job_ids = vec![job.id.to_string()];
+            }
+            print_summary(&summary, args.json);
+            Ok(exit_code(&summary))
+        }
+        Err(aborted) => {
+            print_summary(&aborted.summary, args.json);
+            Err(aborted.into())
+        }
+    }
+}
+
+/// Fails with a clear message (exit code 2) when the main exchange is missing: publishing
+/// would otherwise fail with the broker's NOT_FOUND on the first batch.
+async fn require_exchange(
+    connection: &lapin::Connection,
+    topology: &Topology,
+) -> anyhow::Result<()> {
+    // A failed passive declaration closes its channel: use a throwaway one.
+    let channel = connection.create_channel().await?;
+    let passive = lapin::options::ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let exchange = topology.exchange();
+    let result = channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            passive,
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    match result {
+        Ok(()) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(())
+        }
+        Err(err) if err.is_amqp_soft_error() => Err(crate::config::ConfigError::Invalid {
+            name: "WXNOTIFY_QUEUE_PREFIX".into(),
+            reason: format!("the exchange {exchange:?} does not exist on this broker"),
+            hint: "Run `wxnotify migrate` with the same settings first, or fix the prefix.",
+        }
+        .into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn run(
+    publisher: &Publisher,
+    args: &EnqueueArgs,
+    input: impl AsyncBufRead + Unpin,
+    progress: &ProgressBar,
+) -> Result<EnqueueSummary, EnqueueAborted> {
+    publish_ndjson(publisher, args.lane, input, args.batch_size, progress).await
+}
+
+async fn run_file(
+    publisher: &Publisher,
+    args: &EnqueueArgs,
+    progress: &ProgressBar,
+) -> anyhow::Result<Result<EnqueueSummary, EnqueueAborted>> {
+    let path = args.file.as_ref().expect("--file is given");
+    if path.as_os_str() == "-" {
+        let stdin = BufReader::new(tokio::io::stdin());
+        return Ok(run(publisher, args, stdin, progress).await);
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| crate::config::ConfigError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    if let Ok(meta) = file.metadata().await {
+        progress.set_length(meta.len());
+    }
+    Ok(run(
+        publisher,
+        args,
+        BufReader::with_capacity(1 << 16, file),
+        progress,
+    )
+    .await)
+}
+
+fn progress_bar(args: &EnqueueArgs) -> ProgressBar {
+    if args.file.is_none() || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+    )
+    .expect("a valid template");
+    bar.set_style(style);
+    bar
+}
+
+/// An invalid single job is a bad argument (exit code 2); `--json` still gets a summary.
+fn invalid_single_job(args: &EnqueueArgs, reason: String) -> ExitCode {
+    if args.json {
+        let summary = EnqueueSummary {
+            accepted: 0,
+            rejected: vec![super::ndjson::Rejection { line: 1, reason }],
+            job_ids: vec![],
+        };
+        print_summary(&summary, true);
+    } else {
+        eprintln!("error: the job is invalid: {reason}");
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn exit_code(summary: &EnqueueSummary) -> ExitCode {
+    if summary.rejected.is_empty() {
+        ExitCode::from(EXIT_OK)
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+fn print_summary(summary: &EnqueueSummary, json: bool) {
+    if json {
+        let out = serde_json::json!({
+            "accepted": summary.accepted,
+            "rejected": summary.rejected.len(),
+            "rejections": summary.rejected,
+            "job_ids": summary.job_ids,
+        });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "accepted {}, rejected {}",
+        summary.accepted,
+        summary.rejected.len()
+    );
+    for id in &summary.job_ids {
+        println!("job id: {id}");
+    }
+    for r in summary.rejected.iter().take(SHOWN_REJECTIONS) {
+        println!("  line {}: {}", r.line, r.reason);
+    }
+    if summary.rejected.len() > SHOWN_REJECTIONS {
+        println!(
+            "  … and {} more (use --json to list them all)",
+            summary.rejected.len() - SHOWN_REJECTIONS
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! `wxnotify migrate`: the Postgres schema, the configured apps, and the RabbitMQ topology, all
+//! idempotent, so it runs at every deploy.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::connection::connect;
+use super::topology::{Topology, TopologyError, TopologyOptions};
+use crate::config::{ConfigError, Settings};
+
+/// Runs `wxnotify migrate`: applies the migrations, registers the configured apps and
+/// declares the topology of `WXNOTIFY_QUEUE_PREFIX`, printing each step.
+pub async fn migrate_command() -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    ensure_database(&settings.database_url).await?;
+    let pool = crate::db::connect(&settings.database_url, 2).await?;
+    crate::db::migrate(&pool).await?;
+    println!("postgres: migrations applied");
+    crate::db::register_apps(&pool, &settings.apps).await?;
+    println!("postgres: {} app(s) registered", settings.apps.len());
+    pool.close().await;
+
+    let topology = Topology::new(settings.queue_prefix.clone());
+    declare_topology(&settings, &topology).await?;
+    println!(
+        "rabbitmq: declared {} exchanges and {} quorum queues with prefix {:?}",
+        topology.exchanges().len(),
+        topology.queues().len(),
+        topology.prefix()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the database of `DATABASE_URL` when it does not exist yet (a fresh machine).
+async fn ensure_database(url: &SecretString) -> anyhow::Result<()> {
+    use sqlx::migrate::MigrateDatabase;
+    let url = url.expose_secret();
+    let exists = sqlx::Postgres::database_exists(url)
+        .await
+        .context("cannot connect to Postgres (check DATABASE_URL and that the server runs)")?;
+    if !exists {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("cannot create the database of DATABASE_URL")?;
+        println!("postgres: database created");
+    }
+    Ok(())
+}
+
+async fn declare_topology(settings: &Settings, topology: &Topology) -> anyhow::Result<()> {
+    let connection = connect(&settings.amqp_url, "wxnotify migrate").await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("cannot open a channel")?;
+    let result = topology
+        .declare(&channel, &TopologyOptions::default())
+        .await;
+    let _ = connection.close(200, "migrate done".into()).await;
+    result.map_err(|err| match err {
+        // An existing queue with other arguments is a settings conflict to resolve: exit 2.
+        TopologyError::Inequivalent { .. } => {
+            let hint =
+                "Resolve the conflict as the message says, then run `wxnotify migrate` again.";
+            anyhow::Error::new(ConfigError::Invalid {
+                name: "RabbitMQ topology".into(),
+                reason: err.to_string(),
+                hint,
+            })
+        }
+        other => anyhow::Error::new(other),
+    })
+}

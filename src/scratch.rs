@@ -1,0 +1,163 @@
+//! Throw-away environments for the demo and the benchmark: a database of their own on the
+//! server of `DATABASE_URL`, a queue prefix of their own on the broker of `AMQP_URL`, and the
+//! default app pointed at a fake WeChat. Removed again by [`Scratch::remove`].
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::config::Settings;
+use crate::queue::{Publisher, PublisherOptions, Topology, TopologyOptions};
+use crate::wechat::mock::{self, MockConfig, MockWechat};
+
+/// A scratch database and queue prefix with the settings that point at them.
+pub struct Scratch {
+    /// Settings for processes working in the scratch environment.
+    pub settings: Settings,
+    /// Its database.
+    pub db_name: String,
+    /// A pool on it.
+    pub pool: PgPool,
+    /// Its topology (declared).
+    pub topology: Topology,
+    /// A publisher on it.
+    pub publisher: Publisher,
+    server: PgConnectOptions,
+    connection: Arc<lapin::Connection>,
+}
+
+impl Scratch {
+    /// Creates the database (migrated, app registered) and the topology, for the fake WeChat at
+    /// `mock` and `rate` sends per second.
+    pub async fn create(
+        base: &Settings,
+        label: &str,
+        mock: &MockWechat,
+        rate: u32,
+    ) -> anyhow::Result<Scratch> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("wxnotify_{label}_{}", &run[..12]);
+        let prefix = format!("wxnotify-{label}-{}", &run[..12]);
+        let server: PgConnectOptions = base
+            .database_url
+            .expose_secret()
+            .parse()
+            .context("DATABASE_URL is not a Postgres URL")?;
+        let mut admin = server
+            .clone()
+            .database("postgres")
+            .connect()
+            .await
+            .context("cannot reach Postgres: start it (see README) or set DATABASE_URL")?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let settings = scratch_settings(base, mock, &server, &db_name, &prefix, rate)?;
+        let pool = crate::db::connect(&settings.database_url, 8).await?;
+        crate::db::migrate(&pool).await?;
+        crate::db::register_apps(&pool, &settings.apps).await?;
+        let connection = Arc::new(
+            crate::queue::connect(&settings.amqp_url, &format!("wxnotify-{label}")).await?,
+        );
+        let topology = Topology::new(prefix);
+        topology
+            .declare(
+                &connection.create_channel().await?,
+                &TopologyOptions::default(),
+            )
+            .await?;
+        let publisher = Publisher::new(
+            connection.clone(),
+            topology.clone(),
+            PublisherOptions::default(),
+        )
+        .await?;
+        Ok(Scratch {
+            settings,
+            db_name,
+            pool,
+            topology,
+            publisher,
+            server,
+            connection,
+        })
+    }
+
+    /// Removes the queues, exchanges and database.
+    pub async fn remove(self) {
+        if let Ok(channel) = self.connection.create_channel().await {
+            let _ = self.topology.delete(&channel).await;
+        }
+        let _ = self.connection.close(200, "scratch removed".into()).await;
+        self.pool.close().await;
+        if let Ok(mut admin) = self.server.clone().database("postgres").connect().await {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+fn scratch_settings(
+    base: &Settings,
+    mock: &MockWechat,
+    server: &PgConnectOptions,
+    db_name: &str,
+    prefix: &str,
+    rate: u32,
+) -> anyhow::Result<Settings> {
+    let url = server.clone().database(db_name).to_url_lossy().to_string();
+    let amqp = base.amqp_url.expose_secret().to_owned();
+    let base_url = mock.base_url().to_string();
+    Ok(Settings::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "AMQP_URL" => Some(amqp.clone()),
+        "WECHAT_API_BASE" => Some(base_url.clone()),
+        "WXNOTIFY_QUEUE_PREFIX" => Some(prefix.to_owned()),
+        "WXNOTIFY_OA_APPID" => Some(mock::MOCK_OA_APPID.into()),
+        "WXNOTIFY_OA_SECRET" => Some(mock::MOCK_OA_SECRET.into()),
+        "WXNOTIFY_MP_APPID" => Some(mock::MOCK_MP_APPID.into()),
+        "WXNOTIFY_MP_SECRET" => Some(mock::MOCK_MP_SECRET.into()),
+        "WXNOTIFY_RATE_PER_SECOND" => Some(rate.to_string()),
+        _ => None,
+    })?)
+}
+
+/// Writes what logins and the follower sync would have learned about persons `0..n` of the
+/// fake WeChat straight into Postgres (for benchmarks and tests that are not about those paths).
+pub async fn seed_mapping(pool: &PgPool, n: u64, cfg: &MockConfig) -> Result<(), sqlx::Error> {
+    const CHUNK: u64 = 50_000;
+    for start in (0..n).step_by(CHUNK as usize) {
+        let people: Vec<u64> = (start..(start + CHUNK).min(n)).collect();
+        let mp: Vec<String> = people.iter().map(|i| mock::mp_openid(*i)).collect();
+        let oa: Vec<String> = people.iter().map(|i| mock::oa_openid(*i)).collect();
+        let union: Vec<Option<String>> = people.iter().map(|i| mock::unionid(*i, cfg)).collect();
+        let follows: Vec<bool> = people
+            .iter()
+            .map(|i| mock::seeded_follower(*i, cfg))
+            .collect();
+        sqlx::query(
+            "INSERT INTO mp_users (app, mp_openid, unionid)
+             SELECT 'default', * FROM UNNEST($1::text[], $2::text[])",
+        )
+        .bind(&mp)
+        .bind(&union)
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO oa_followers (app, oa_openid, unionid, subscribed)
+             SELECT 'default', * FROM UNNEST($1::text[], $2::text[], $3::bool[])",
+        )
+        .bind(&oa)
+        .bind(&union)
+        .bind(&follows)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}

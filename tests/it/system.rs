@@ -1,0 +1,239 @@
+//! A whole wxnotify against the fake WeChat: a fresh database, a queue prefix, the topology, a
+//! publisher and workers run in-process (`spawn_app()` style). Dropping it removes the queues.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::Connection;
+use wxnotify::config::Settings;
+use wxnotify::delivery::{StatsSnapshot, Worker, WorkerConfig};
+use wxnotify::domain::{Job, JobId};
+use wxnotify::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
+use wxnotify::wechat::mock::{self, MockConfig, MockWechat};
+
+use crate::support::{TestDb, amqp_url, queue_prefix};
+
+/// A running system under test.
+pub struct System {
+    pub db: TestDb,
+    pub mock: MockWechat,
+    pub mock_config: MockConfig,
+    pub settings: Settings,
+    pub topology: Topology,
+    pub publisher: Publisher,
+    /// Kept open for the test's lifetime (the publisher uses it).
+    _connection: Arc<Connection>,
+}
+
+/// A worker running in a task.
+pub struct RunningWorker {
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub stats: Arc<wxnotify::delivery::WorkerStats>,
+}
+
+impl RunningWorker {
+    /// Graceful stop: returns when in-flight jobs are recorded.
+    pub async fn stop(self) -> StatsSnapshot {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the worker stops within 30 s")
+            .expect("the worker task does not panic");
+        self.stats.snapshot()
+    }
+}
+
+impl System {
+    /// A system with the default app on the fake WeChat, `rate` sends per second.
+    pub async fn new(mock_config: MockConfig, rate: u32) -> System {
+        let db = TestDb::new().await;
+        let mock = MockWechat::start(mock_config.clone())
+            .await
+            .expect("fake WeChat starts");
+        let prefix = queue_prefix();
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", db.url()),
+            ("AMQP_URL", amqp_url()),
+            ("WECHAT_API_BASE", mock.base_url().to_string()),
+            ("WXNOTIFY_QUEUE_PREFIX", prefix.clone()),
+            ("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID.into()),
+            ("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET.into()),
+            ("WXNOTIFY_MP_APPID", mock::MOCK_MP_APPID.into()),
+            ("WXNOTIFY_MP_SECRET", mock::MOCK_MP_SECRET.into()),
+            ("WXNOTIFY_RATE_PER_SECOND", rate.to_string()),
+        ]);
+        let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
+        wxnotify::db::register_apps(&db.pool, &settings.apps)
+            .await
+            .unwrap();
+        let connection = Arc::new(
+            wxnotify::queue::connect(&settings.amqp_url, "wxnotify-test")
+                .await
+                .expect("RabbitMQ"),
+        );
+        let topology = Topology::new(prefix);
+        let channel = connection.create_channel().await.unwrap();
+        topology
+            .declare(&channel, &test_topology())
+            .await
+            .expect("topology");
+        let publisher = Publisher::new(
+            connection.clone(),
+            topology.clone(),
+            PublisherOptions::default(),
+        )
+        .await
+        .expect("publisher");
+        System {
+            db,
+            mock,
+            mock_config,
+            settings,
+            topology,
+            publisher,
+            _connection: connection,
+        }
+    }
+
+    /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and
+    /// the follower sync would.
+    pub async fn seed_people(&self, n: u64) {
+        wxnotify::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
+            .await
+            .unwrap();
+    }
+
+    /// Starts a worker with `config` (its topology options are the test ones).
+    pub fn start_worker(&self, mut config: WorkerConfig) -> RunningWorker {
+        config.consumer.topology = test_topology();
+        let worker = Worker::new(&self.settings, self.db.pool.clone(), config).expect("worker");
+        let stats = worker.stats();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { worker.run(token).await });
+        RunningWorker {
+            shutdown,
+            task,
+            stats,
+        }
+    }
+
+    /// Publishes jobs on the transactional lane.
+    pub async fn publish(&self, jobs: &[Job]) {
+        for r in self.publisher.publish_batch(jobs, Lane::Jobs).await {
+            r.expect("published");
+        }
+    }
+
+    /// Publishes raw bytes on a lane, as a producer in another language might.
+    pub async fn publish_raw(&self, body: &[u8]) {
+        self.publisher
+            .publish_raw(
+                &self.topology.exchange(),
+                Lane::Jobs.routing_key(),
+                body,
+                Default::default(),
+                None,
+            )
+            .await
+            .expect("published");
+    }
+
+    /// The ledger state of a job.
+    pub async fn state(&self, id: &JobId) -> Option<String> {
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE job_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `n` jobs are finished (sent or dead in the ledger, plus dead letters without
+    /// a ledger row), or panics after `timeout`.
+    pub async fn wait_finished(&self, n: i64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let done = self.finished().await;
+            if done >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {done} of {n} jobs finished in {timeout:?}: {:?}",
+                self.states().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Finished jobs: sent or dead ledger rows plus dead letters that have no ledger row.
+    pub async fn finished(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state IN ('sent', 'dead'))
+                  + (SELECT count(*) FROM dead_letters d
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.job_id = d.job_id))",
+        )
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Ledger rows by state.
+    pub async fn states(&self) -> HashMap<String, i64> {
+        sqlx::query_as::<_, (String, i64)>("SELECT state, count(*) FROM deliveries GROUP BY state")
+            .fetch_all(&self.db.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Dead letters by reason.
+    pub async fn dead_reasons(&self) -> HashMap<String, i64> {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT reason, count(*) FROM dead_letters GROUP BY reason",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let topology = self.topology.clone();
+        let url = self.settings.amqp_url.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread with a
+        // runtime (and a connection) of its own.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let Ok(connection) = wxnotify::queue::connect(&url, "wxnotify-test-cleanup").await
+                else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = topology.delete(&channel).await;
+                }
+                let _ = connection.close(200, "test over".into()).await;
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Queue arguments for tests: a small delivery limit so poison messages die quickly.
+pub fn test_topology() -> TopologyOptions {
+    TopologyOptions {
+        delivery_limit: 3,
+        ..TopologyOptions::default()
+    }
+}

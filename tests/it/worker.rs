@@ -1,0 +1,399 @@
+//! The delivery pipeline end to end: RabbitMQ, Postgres, the worker, the fake WeChat.
+
+use std::time::Duration;
+
+use wxnotify::delivery::WorkerConfig;
+use wxnotify::domain::{Job, JobId, OpenId, Recipient, TemplateData, UnionId};
+use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
+
+use crate::system::System;
+
+const SHIPPED: &str = "TPL_ORDER_SHIPPED";
+
+/// A job for `to` with the shipped template, filled correctly.
+pub fn job(to: Recipient) -> Job {
+    job_with(
+        to,
+        SHIPPED,
+        &[("thing1", "订单已发货"), ("time2", "2026-11-24 10:00")],
+    )
+}
+
+/// A job with any template and data.
+pub fn job_with(to: Recipient, template: &str, data: &[(&str, &str)]) -> Job {
+    let data = data
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.to_string()))
+        .collect();
+    Job {
+        id: JobId::generate(),
+        app: wxnotify::domain::AppName::default_app(),
+        to,
+        template_id: template.parse().unwrap(),
+        data: TemplateData::new(data).unwrap(),
+        url: None,
+        miniprogram: None,
+        not_after: None,
+        campaign_id: None,
+    }
+}
+
+fn mp(i: u64) -> Recipient {
+    Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap())
+}
+
+fn quick_retries() -> WorkerConfig {
+    let mut config = WorkerConfig::default();
+    config.retry.min_delay = Duration::from_millis(200);
+    config.retry.max_delay = Duration::from_secs(1);
+    config
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn jobs_for_each_kind_of_recipient_are_sent_to_the_oa_openid() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    let jobs = [
+        job(mp(1)),
+        job(Recipient::Unionid(
+            UnionId::parse(mock::unionid(2, &sys.mock_config).unwrap()).unwrap(),
+        )),
+        job(Recipient::OaOpenid(
+            OpenId::parse(mock::oa_openid(3)).unwrap(),
+        )),
+    ];
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(&jobs).await;
+    sys.wait_finished(3, WAIT).await;
+    let stats = worker.stop().await;
+    assert_eq!(stats.sent, 3);
+    let sends = sys.mock.sends();
+    for (job, person) in jobs.iter().zip([1, 2, 3]) {
+        let send = sends
+            .iter()
+            .find(|s| s.client_msg_id.as_deref() == Some(job.id.as_str()))
+            .expect("WeChat got the job, with client_msg_id = job id");
+        assert_eq!(send.touser, mock::oa_openid(person));
+        assert_eq!(send.data["thing1"]["value"], "订单已发货");
+        assert_eq!(sys.state(&job.id).await.as_deref(), Some("sent"));
+    }
+    let msgid: i64 = sqlx::query_scalar("SELECT msgid FROM deliveries WHERE job_id = $1")
+        .bind(jobs[0].id.as_str())
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    let sent = sends
+        .iter()
+        .find(|s| s.client_msg_id.as_deref() == Some(jobs[0].id.as_str()))
+        .unwrap();
+    assert_eq!(
+        msgid as u64, sent.msgid,
+        "the 64-bit msgid is stored exactly"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_recipients_and_bad_jobs_die_with_their_reasons() {
+    let config = MockConfig {
+        followers: 40,
+        unsubscribed_every: 15,
+        ..MockConfig::default()
+    };
+    let sys = System::new(config, 1000).await;
+    sys.seed_people(40).await;
+    // Person 9 has no unionid; person 14 has one but unfollowed.
+    let mut expired = job(mp(1));
+    expired.not_after = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let jobs = [
+        job(mp(9)),
+        job(Recipient::MpOpenid(
+            OpenId::parse("oNeverLoggedIn").unwrap(),
+        )),
+        job(Recipient::Unionid(
+            UnionId::parse(mock::unionid(14, &sys.mock_config).unwrap()).unwrap(),
+        )),
+        expired,
+        job_with(mp(2), "TPL_UNKNOWN", &[("thing1", "x")]),
+        job_with(mp(3), SHIPPED, &[("thing1", "no time2 here")]),
+    ];
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(&jobs).await;
+    sys.publish_raw(b"{not json").await;
+    sys.publish_raw(&vec![b'x'; 100_000]).await;
+    sys.publish_raw(br#"{"id":"bad-types","to":{"mp_openid":1},"template_id":"t","data":{}}"#)
+        .await;
+    sys.publish_raw("{\"id\":\"nul\\u0000\",\"to\":\"\u{202e}\"}".as_bytes())
+        .await;
+    // The worker still serves after all that.
+    let after = job(mp(4));
+    sys.publish(std::slice::from_ref(&after)).await;
+    sys.wait_finished(jobs.len() as i64 + 5, WAIT).await;
+    worker.stop().await;
+    let reasons = sys.dead_reasons().await;
+    assert_eq!(reasons.get("no_unionid"), Some(&1), "{reasons:?}");
+    assert_eq!(reasons.get("unknown_mp_user"), Some(&1), "{reasons:?}");
+    assert_eq!(reasons.get("not_following"), Some(&1), "{reasons:?}");
+    assert_eq!(reasons.get("expired"), Some(&1), "{reasons:?}");
+    assert_eq!(
+        reasons.get("payload_rejected"),
+        Some(&2),
+        "40037 and 47003: {reasons:?}"
+    );
+    assert_eq!(reasons.get("malformed"), Some(&4), "{reasons:?}");
+    assert_eq!(sys.state(&after.id).await.as_deref(), Some("sent"));
+    let (errcode, errmsg): (Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT errcode, errmsg FROM dead_letters WHERE job_id = $1")
+            .bind(jobs[4].id.as_str())
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(errcode, Some(40037));
+    assert!(
+        errmsg.unwrap().contains("rid:"),
+        "WeChat's message is kept with its rid"
+    );
+    let raw_kept: Option<String> = sqlx::query_scalar(
+        "SELECT raw FROM dead_letters WHERE reason = 'malformed' AND raw LIKE '{not json%'",
+    )
+    .fetch_optional(&sys.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(raw_kept.as_deref(), Some("{not json"));
+}
+
+#[tokio::test]
+async fn an_unfollowed_recipient_is_dead_and_marked_unsubscribed() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    sys.mock.unsubscribe(5);
+    let j = job(mp(5));
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    assert_eq!(sys.dead_reasons().await.get("recipient_rejected"), Some(&1));
+    let subscribed: bool =
+        sqlx::query_scalar("SELECT subscribed FROM oa_followers WHERE oa_openid = $1")
+            .bind(mock::oa_openid(5))
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert!(!subscribed, "43004 marks the follower unsubscribed");
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_until_sent() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![
+            FaultRule::new(Fault::Errcode(-1))
+                .on(Endpoint::TemplateSend)
+                .times(2),
+            FaultRule::new(Fault::HttpStatus(502))
+                .on(Endpoint::TemplateSend)
+                .times(1),
+            FaultRule::new(Fault::DropConnection)
+                .on(Endpoint::TemplateSend)
+                .times(1),
+        ],
+    });
+    let jobs: Vec<Job> = (0..4).map(|i| job(mp(i))).collect();
+    let worker = sys.start_worker(quick_retries());
+    sys.publish(&jobs).await;
+    sys.wait_finished(4, WAIT).await;
+    let stats = worker.stop().await;
+    assert_eq!(stats.sent, 4);
+    assert!(stats.retried >= 4, "{stats:?}");
+    assert!(sys.dead_reasons().await.is_empty());
+    let attempts: i64 = sqlx::query_scalar("SELECT sum(attempts) FROM deliveries")
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 8, "4 first attempts and 4 retries");
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM delivery_attempts WHERE outcome = 'retry'")
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(history, 4, "each failed attempt is in the history");
+}
+
+#[tokio::test]
+async fn retries_run_out_into_a_dead_letter() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
+    });
+    let mut config = quick_retries();
+    config.retry.max_attempts = 3;
+    let j = job(mp(1));
+    let worker = sys.start_worker(config);
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    let (reason, errcode, attempts): (String, Option<i64>, i32) =
+        sqlx::query_as("SELECT reason, errcode, attempts FROM dead_letters WHERE job_id = $1")
+            .bind(j.id.as_str())
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (reason.as_str(), errcode, attempts),
+        ("retries_exhausted", Some(-1), 3)
+    );
+}
+
+#[tokio::test]
+async fn a_full_daily_quota_pauses_the_app_without_spending_attempts() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![
+            FaultRule::new(Fault::Errcode(45009))
+                .on(Endpoint::TemplateSend)
+                .times(1),
+        ],
+    });
+    let mut config = quick_retries();
+    config.retry.quota_pause = Duration::from_secs(1);
+    let j = job(mp(1));
+    let worker = sys.start_worker(config);
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    let stats = worker.stop().await;
+    assert_eq!(stats.sent, 1);
+    assert!(stats.paused >= 1);
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM deliveries WHERE job_id = $1")
+        .bind(j.id.as_str())
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1, "the paused attempt was given back");
+    let paused: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT paused_until FROM apps WHERE name = 'default'")
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        paused.is_some(),
+        "the pause is shared with other workers through Postgres"
+    );
+}
+
+#[tokio::test]
+async fn tokens_invalidated_mid_run_cause_one_refresh_and_nothing_dead() {
+    let sys = System::new(
+        MockConfig {
+            followers: 200,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(200).await;
+    let worker = sys.start_worker(WorkerConfig::default());
+    let first: Vec<Job> = (0..50).map(|i| job(mp(i))).collect();
+    sys.publish(&first).await;
+    sys.wait_finished(50, WAIT).await;
+    sys.mock.invalidate_tokens();
+    let second: Vec<Job> = (50..150)
+        .filter(|i| (i + 1) % 10 != 0)
+        .map(|i| job(mp(i)))
+        .collect();
+    sys.publish(&second).await;
+    sys.wait_finished(50 + second.len() as i64, WAIT).await;
+    worker.stop().await;
+    let stats = sys.mock.stats();
+    assert_eq!(
+        stats.tokens_minted_by(Endpoint::StableToken),
+        2,
+        "one fetch, one refresh: {stats:?}"
+    );
+    let dead_first = first
+        .iter()
+        .filter(|j| {
+            j.to == mp(9) || j.to == mp(19) || j.to == mp(29) || j.to == mp(39) || j.to == mp(49)
+        })
+        .count();
+    assert_eq!(
+        sys.dead_reasons().await.values().sum::<i64>() as usize,
+        dead_first,
+        "only the people without unionid died"
+    );
+}
+
+#[tokio::test]
+async fn the_same_job_id_published_twice_is_sent_once() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    let j = job(mp(1));
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    sys.publish(std::slice::from_ref(&j)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let dups: i32 = sqlx::query_scalar("SELECT duplicates FROM deliveries WHERE job_id = $1")
+            .bind(j.id.as_str())
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+        if dups == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second copy was never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = worker.stop().await;
+    assert_eq!((stats.sent, stats.duplicate), (1, 1));
+    assert_eq!(sys.mock.stats().sends_accepted, 1, "WeChat saw one send");
+}

@@ -232,7 +232,10 @@ fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::pro
         .env("WXNOTIFY_OA_APPID", app.oa_appid.as_str())
         .env("WXNOTIFY_OA_SECRET", app.oa_secret.expose_secret())
         .env("WXNOTIFY_RATE_PER_SECOND", app.rate_per_second.to_string())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("WXNOTIFY_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()?)
 }

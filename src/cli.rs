@@ -38,6 +38,8 @@ pub enum Command {
     Worker(crate::delivery::WorkerArgs),
     /// Publish one job (from flags or JSON) or a file of jobs (NDJSON), with publisher confirms.
     Enqueue(Box<crate::queue::EnqueueArgs>),
+    /// Inspect, replay and purge dead letters.
+    Dlq(crate::dlq::DlqArgs),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
     /// Serve the HTTP API: Mini Program login, the OA callback, notifications, metrics.
@@ -70,6 +72,7 @@ impl Cli {
             Command::Serve(args) => crate::http::run(args).await,
             Command::MockWechat(args) => crate::wechat::mock::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
+            Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

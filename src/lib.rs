@@ -18,6 +18,7 @@
 //! - [`queue`]: the RabbitMQ topology, publisher (confirms) and the `enqueue` command.
 //! - [`delivery`]: the worker pipeline: decode, claim, resolve, rate-limit, send, classify, record,
 //!   ack; retries and dead letters.
+//! - [`dlq`]: `wxnotify dlq`: list, show, replay and purge dead letters.
 //! - [`followers`]: the OA follower sync.
 //! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
 //! - [`demo`]: the main job, end to end against the fake WeChat.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod demo;
+pub mod dlq;
 pub mod domain;
 pub mod followers;
 pub mod http;

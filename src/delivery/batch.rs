@@ -47,8 +47,16 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
             let mut buf = Vec::with_capacity(max);
             while rx.recv_many(&mut buf, max).await > 0 {
                 let (reqs, replies): (Vec<Req>, Vec<Reply<Resp>>) = buf.drain(..).unzip();
-                metrics::histogram!("wxnotify_ledger_batch_size").record(reqs.len() as f64);
-                match exec(reqs).await {
+                let size = reqs.len();
+                let started = std::time::Instant::now();
+                let result = exec(reqs).await;
+                metrics::histogram!("wxnotify_ledger_batch_size").record(size as f64);
+                tracing::trace!(
+                    size,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "ledger batch"
+                );
+                match result {
                     Ok(resps) => {
                         debug_assert_eq!(resps.len(), replies.len());
                         for (reply, resp) in replies.into_iter().zip(resps) {

@@ -397,3 +397,71 @@ async fn the_same_job_id_published_twice_is_sent_once() {
     assert_eq!((stats.sent, stats.duplicate), (1, 1));
     assert_eq!(sys.mock.stats().sends_accepted, 1, "WeChat saw one send");
 }
+
+#[tokio::test]
+async fn ops_replay_a_dead_letter_and_it_is_sent_once() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
+    });
+    let mut config = quick_retries();
+    config.retry.max_attempts = 2;
+    let j = job(mp(1));
+    let worker = sys.start_worker(config);
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    assert_eq!(sys.state(&j.id).await.as_deref(), Some("dead"));
+    sys.mock.clear_faults();
+    let dlq = |args: &[&str]| {
+        use secrecy::ExposeSecret;
+        std::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+            .arg("dlq")
+            .args(args)
+            .env("DATABASE_URL", sys.db.url())
+            .env("AMQP_URL", sys.settings.amqp_url.expose_secret())
+            .env("WXNOTIFY_QUEUE_PREFIX", sys.topology.prefix())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("wxnotify dlq runs")
+    };
+    let listed = dlq(&["list", "--reason", "retries_exhausted", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows[0]["job_id"], j.id.as_str());
+    assert_eq!(rows[0]["errcode"], -1);
+    let replayed = dlq(&["replay", "--reason", "retries_exhausted"]);
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sys.state(&j.id).await.as_deref() != Some("sent") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replayed job was not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.stop().await;
+    assert_eq!(sys.mock.stats().sends_accepted, 1);
+    let again = dlq(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        0,
+        "a replayed dead letter is no longer listed"
+    );
+}

@@ -12,21 +12,32 @@ fn defaults() -> MockConfig {
     MockConfig::default()
 }
 
-/// Run a fake WeChat API server that behaves like api.weixin.qq.com (see wechat-api.md).
-///
-/// It serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
-/// sns/jscode2session, message/template/send and template/get_all_private_template for one fake
-/// Official Account and one fake Mini Program, whose credentials it prints on start. Point
-/// WECHAT_API_BASE at the printed URL. Person i (0-based) has OA openid
-/// oMockOA<i as 21 digits>, MP openid oMockMP<…> and unionid oMockUN<…>.
-///
-/// Scripts drive it over HTTP: GET /mock/stats, GET /mock/sends, POST /mock/reset,
-/// POST /mock/faults {"rules":[{"endpoint":"template_send","fault":{"errcode":-1},
-/// "probability":0.1}]}, DELETE /mock/faults, POST /mock/tokens/invalidate,
-/// POST /mock/tokens/expire, POST /mock/login_code {"person":7} → {"code":"…"},
-/// POST /mock/unsubscribe and /mock/subscribe {"person":7}.
+const ABOUT: &str = "\
+Serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
+sns/jscode2session, message/template/send and template/get_all_private_template for one fake
+Official Account and one fake Mini Program, byte for byte like api.weixin.qq.com (see
+wechat-api.md). On start it prints the base URL and the (fake, public) credentials to put in
+WECHAT_API_BASE and WXNOTIFY_OA_APPID/SECRET, WXNOTIFY_MP_APPID/SECRET.
+
+Person i (0-based) has OA openid oMockOA<i as 21 digits>, MP openid oMockMP<...> and unionid
+oMockUN<...>.
+
+Scripts drive it over HTTP (JSON bodies):
+  GET    /mock/stats              counters: calls, errcodes, sends, duplicates, tokens minted
+  GET    /mock/sends              the accepted template sends
+  POST   /mock/reset              forget what happened (tokens stay valid)
+  POST   /mock/faults             {\"rules\":[{\"endpoint\":\"template_send\",\"fault\":{\"errcode\":-1},\"probability\":0.1}]}
+                                  faults: {\"latency\":MS} {\"errcode\":N} {\"http_status\":N}
+                                  \"drop_connection\" \"accept_then_drop\"; optional \"remaining\":N
+  DELETE /mock/faults             no more faults
+  POST   /mock/tokens/invalidate  every issued token answers 40001
+  POST   /mock/tokens/expire      every issued token answers 42001
+  POST   /mock/login_code         {\"person\":7} -> {\"code\":\"...\"}, a wx.login() code
+  POST   /mock/unsubscribe        {\"person\":7} (and /mock/subscribe)";
+
+/// Arguments of `wxnotify mock-wechat`.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = ABOUT)]
 pub struct MockArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "WXNOTIFY_MOCK_LISTEN", default_value = "127.0.0.1:8088")]

@@ -1,6 +1,7 @@
 //! `/mock/…`: the control and inspection API, so scripts can drive a `wxnotify mock-wechat`
-//! process the way tests drive a [`MockWechat`](super::MockWechat). Plain JSON
-//! (`application/json`); no faults, latency or counting.
+//! process the way tests drive a [`MockWechat`](super::MockWechat). Answers are plain JSON
+//! (`application/json`); request bodies are read as JSON whatever their `Content-Type` (so
+//! `curl -d` works), a bad one is 400 with the reason. No faults, latency or counting here.
 //!
 //! | call | effect |
 //! |---|---|
@@ -16,10 +17,12 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::faults::FaultPlan;
@@ -56,9 +59,18 @@ async fn reset(State(mock): Shared) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn set_faults(State(mock): Shared, Json(plan): Json<FaultPlan>) -> StatusCode {
-    mock.faults.set(plan);
-    StatusCode::NO_CONTENT
+/// Reads a JSON request body, whatever its `Content-Type`.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadBody> {
+    serde_json::from_slice(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad JSON body: {e}\n")))
+}
+
+/// A 400 answer saying what was wrong with the body.
+type BadBody = (StatusCode, String);
+
+async fn set_faults(State(mock): Shared, body: Bytes) -> Result<StatusCode, BadBody> {
+    mock.faults.set(parse::<FaultPlan>(&body)?);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn clear_faults(State(mock): Shared) -> StatusCode {
@@ -86,18 +98,19 @@ struct Code {
     code: String,
 }
 
-async fn login_code(State(mock): Shared, Json(p): Json<Person>) -> Json<Code> {
-    Json(Code {
+async fn login_code(State(mock): Shared, body: Bytes) -> Result<Json<Code>, BadBody> {
+    let p: Person = parse(&body)?;
+    Ok(Json(Code {
         code: mock.logins.issue(p.person),
-    })
+    }))
 }
 
-async fn unsubscribe(State(mock): Shared, Json(p): Json<Person>) -> StatusCode {
-    mock.followers.set(p.person, false);
-    StatusCode::NO_CONTENT
+async fn unsubscribe(State(mock): Shared, body: Bytes) -> Result<StatusCode, BadBody> {
+    mock.followers.set(parse::<Person>(&body)?.person, false);
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn subscribe(State(mock): Shared, Json(p): Json<Person>) -> StatusCode {
-    mock.followers.set(p.person, true);
-    StatusCode::NO_CONTENT
+async fn subscribe(State(mock): Shared, body: Bytes) -> Result<StatusCode, BadBody> {
+    mock.followers.set(parse::<Person>(&body)?.person, true);
+    Ok(StatusCode::NO_CONTENT)
 }

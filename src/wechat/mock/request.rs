@@ -1,7 +1,7 @@
 //! Reading what a caller sent: query parameters and JSON bodies, turned into WeChat errors
 //! (never panics) when malformed.
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// The decoded query string of a call.
 #[derive(Debug, Default)]
@@ -31,6 +31,6 @@ impl Params {
 
 /// Parses a JSON body; anything else (empty, form-encoded, wrong types) is 47001
 /// `data format error`, as the real API answers.
-pub(super) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, i64> {
+pub(super) fn json_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, i64> {
     serde_json::from_slice(body).map_err(|_| 47001)
 }

@@ -4,6 +4,7 @@
 //! This is the hot path of every benchmark: counters are atomics, the de-duplication memory is
 //! a sharded map, and the log of accepted sends is a bounded queue behind a briefly held mutex.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -46,8 +47,24 @@ pub struct AcceptedSend {
     pub miniprogram: Option<Value>,
 }
 
+/// The fields a send is checked on, borrowed from the body where possible (the hot path).
 #[derive(Deserialize)]
-struct SendRequest {
+struct SendRequest<'a> {
+    #[serde(default, borrow)]
+    touser: Cow<'a, str>,
+    #[serde(default, borrow)]
+    template_id: Cow<'a, str>,
+    #[serde(default)]
+    miniprogram: Option<Value>,
+    #[serde(default, borrow)]
+    client_msg_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    data: Value,
+}
+
+/// An accepted body, read again only when someone inspects the sends.
+#[derive(Deserialize)]
+struct RecordedBody {
     #[serde(default)]
     touser: String,
     #[serde(default)]
@@ -60,6 +77,37 @@ struct SendRequest {
     client_msg_id: Option<String>,
     #[serde(default)]
     data: Value,
+}
+
+/// An accepted send as kept: the raw body (one allocation), its msgid and when.
+#[derive(Debug, Clone)]
+struct Recorded {
+    body: Box<[u8]>,
+    msgid: u64,
+    accepted_at_ms: u64,
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Recorded {
+    fn to_send(&self) -> Option<AcceptedSend> {
+        let b: RecordedBody = serde_json::from_slice(&self.body).ok()?;
+        Some(AcceptedSend {
+            touser: b.touser,
+            template_id: b.template_id,
+            client_msg_id: b.client_msg_id,
+            msgid: self.msgid,
+            accepted_at_ms: self.accepted_at_ms,
+            data: b.data,
+            url: b.url,
+            miniprogram: b.miniprogram,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -79,8 +127,9 @@ pub(super) struct SendLog {
     max_recorded: usize,
     /// `touser` + `\n` + `client_msg_id` → (msgid, when); sharded so sends do not contend.
     recent: DashMap<String, (u64, Instant)>,
-    /// The last `max_recorded` accepted sends; the mutex is held for one push or one copy.
-    log: Mutex<VecDeque<AcceptedSend>>,
+    /// The last `max_recorded` accepted sends, as raw bodies (cheaper to keep than parsed
+    /// JSON); the mutex is held for one push, or one copy when inspected.
+    log: Mutex<VecDeque<Recorded>>,
 }
 
 impl SendLog {
@@ -98,7 +147,7 @@ impl SendLog {
 
     /// Accepts a valid send: its msgid, or the original msgid if `(touser, client_msg_id)` was
     /// accepted within the window (then nothing is recorded and a duplicate is counted).
-    fn accept(&self, req: SendRequest) -> u64 {
+    fn accept(&self, req: &SendRequest, body: &[u8]) -> u64 {
         let msgid = match req.client_msg_id.as_deref().filter(|id| !id.is_empty()) {
             Some(id) => match self.remember(format!("{}\n{id}", req.touser)) {
                 Ok(msgid) => msgid,
@@ -110,17 +159,10 @@ impl SendLog {
             None => self.next_msgid.fetch_add(1, Ordering::Relaxed),
         };
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.record(AcceptedSend {
-            touser: req.touser,
-            template_id: req.template_id,
-            client_msg_id: req.client_msg_id,
+        self.record(Recorded {
+            body: body.into(),
             msgid,
-            accepted_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            data: req.data,
-            url: req.url,
-            miniprogram: req.miniprogram,
+            accepted_at_ms: unix_millis(),
         });
         msgid
     }
@@ -138,7 +180,7 @@ impl SendLog {
         }
     }
 
-    fn record(&self, send: AcceptedSend) {
+    fn record(&self, send: Recorded) {
         if self.max_recorded == 0 {
             return;
         }
@@ -151,7 +193,9 @@ impl SendLog {
 
     /// The recorded sends, oldest first.
     pub(super) fn sends(&self) -> Vec<AcceptedSend> {
-        self.log.lock().iter().cloned().collect()
+        // Copy the raw bodies under the lock, parse them outside it.
+        let recorded: Vec<Recorded> = self.log.lock().iter().cloned().collect();
+        recorded.iter().filter_map(Recorded::to_send).collect()
     }
 
     /// (accepted, duplicates dropped).
@@ -201,7 +245,7 @@ pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result
     if mock.followers.follows_since(person).is_none() {
         return Err(43004);
     }
-    let msgid = mock.sends.accept(req);
+    let msgid = mock.sends.accept(&req, body);
     Ok(Answer::ok(&SendOk {
         errcode: 0,
         errmsg: "ok",

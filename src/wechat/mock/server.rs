@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,9 +52,10 @@ pub(super) async fn serve(listener: TcpListener, router: Router, cancel: Cancell
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(TokioIo::new(stream), service(router.clone()));
+        // No timer: hyper's per-request header timeout would cost a timer entry per request,
+        // and a test fake has no slow clients to fend off.
+        let conn =
+            http1::Builder::new().serve_connection(TokioIo::new(stream), service(router.clone()));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {

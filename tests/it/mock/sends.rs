@@ -132,3 +132,19 @@ async fn private_templates_list_every_template_with_its_placeholders() {
         assert!(list[0][field].is_string(), "{field}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_sends_with_one_client_msg_id_are_accepted_exactly_once() {
+    let fake = Fake::default().await;
+    let token = fake.oa_token().await;
+    let body = with_id(shipped(3), "burst");
+    let answers = futures::future::join_all((0..20).map(|_| fake.send(&token, &body))).await;
+    let msgids: std::collections::HashSet<u64> =
+        answers.iter().map(|raw| raw_msgid(&raw.text)).collect();
+    assert_eq!(msgids.len(), 1, "{msgids:?}");
+    let stats = fake.mock.stats();
+    assert_eq!(
+        (stats.sends_accepted, stats.duplicate_sends_dropped),
+        (1, 19)
+    );
+}

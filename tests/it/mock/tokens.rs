@@ -54,12 +54,12 @@ async fn classic_token_refuses_a_wrong_appid_secret_or_grant_type() {
 
 #[tokio::test]
 async fn a_new_classic_token_leaves_the_old_one_working_only_for_the_overlap() {
-    let fake = Fake::start(short_lived(60_000, 700)).await;
+    let fake = Fake::start(short_lived(60_000, 1000)).await;
     let old = fake.oa_token().await;
     let new = fake.oa_token().await;
     assert_ne!(old, new, "every call mints a new token");
     fake.get_with(&old, TEMPLATES, &[]).await.assert_ok();
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let msg = fake.get_with(&old, TEMPLATES, &[]).await.assert_err(40001);
     assert!(msg.contains("not latest"), "{msg}");
     fake.get_with(&new, TEMPLATES, &[]).await.assert_ok();
@@ -110,12 +110,13 @@ async fn invalidated_tokens_answer_40001_and_expired_ones_42001() {
 
 #[tokio::test]
 async fn stable_token_repeats_itself_then_hands_over_in_its_last_overlap() {
-    let fake = Fake::start(short_lived(1500, 1000)).await;
+    // Lives 3 s; from 1 s on, a call hands over to the next token.
+    let fake = Fake::start(short_lived(3000, 2000)).await;
     let first = fake.stable(false).await.assert_ok();
     let again = fake.stable(false).await.assert_ok();
     assert_eq!(first["access_token"], again["access_token"]);
-    assert_eq!(first["expires_in"], 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(first["expires_in"], 3);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let next = fake.stable(false).await.assert_ok();
     assert_ne!(next["access_token"], first["access_token"]);
     let old = first["access_token"].as_str().unwrap();

@@ -536,7 +536,8 @@ async fn health_readiness_and_metrics_answer_on_the_api_port() {
     }
 }
 
-/// Collects every log line of the test's thread.
+/// Every log line of wxnotify in this test binary (a thread-local subscriber would miss events
+/// whose callsites other tests' threads registered first).
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
@@ -550,15 +551,26 @@ impl std::io::Write for Logs {
     }
 }
 
+/// Installs the capturing subscriber once, as the process's global one.
+fn captured_logs() -> &'static Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "wxnotify::http=debug,wxnotify::followers=debug,wxnotify::wechat::client=debug,wxnotify::wechat::token=debug",
+            ))
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("no other global subscriber in the test binary");
+        logs
+    })
+}
+
 #[tokio::test]
 async fn session_keys_tokens_and_callback_secrets_never_reach_responses_or_logs() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
 
     let world = World::new(MockConfig {
         followers: 10,

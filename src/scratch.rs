@@ -13,6 +13,9 @@ use crate::config::Settings;
 use crate::queue::{Publisher, PublisherOptions, Topology, TopologyOptions};
 use crate::wechat::mock::{self, MockConfig, MockWechat};
 
+/// The OA server URL Token of scratch environments (a fake, like the fake WeChat's secrets).
+pub const SCRATCH_CALLBACK_TOKEN: &str = "scratch-callback-token";
+
 /// A scratch database and queue prefix with the settings that point at them.
 pub struct Scratch {
     /// Settings for processes working in the scratch environment.
@@ -91,6 +94,7 @@ impl Scratch {
     pub async fn remove(self) {
         if let Ok(channel) = self.connection.create_channel().await {
             let _ = self.topology.delete(&channel).await;
+            let _ = channel.close(200, "scratch removed".into()).await;
         }
         let _ = self.connection.close(200, "scratch removed".into()).await;
         self.pool.close().await;
@@ -124,6 +128,7 @@ fn scratch_settings(
         "WXNOTIFY_MP_APPID" => Some(mock::MOCK_MP_APPID.into()),
         "WXNOTIFY_MP_SECRET" => Some(mock::MOCK_MP_SECRET.into()),
         "WXNOTIFY_RATE_PER_SECOND" => Some(rate.to_string()),
+        "WXNOTIFY_CALLBACK_TOKEN" => Some(SCRATCH_CALLBACK_TOKEN.into()),
         _ => None,
     })?)
 }

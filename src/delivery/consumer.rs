@@ -116,6 +116,7 @@ impl Consumer {
         self.topology
             .declare(&setup, &self.options.topology)
             .await?;
+        setup.close(200, "topology declared".into()).await?;
         let publisher = Publisher::new(
             connection.clone(),
             self.topology.clone(),
@@ -286,7 +287,8 @@ impl Settle {
             .message_id()
             .as_ref()
             .map(|m| m.as_str().to_owned());
-        let broker_reason = first_death_reason(&delivery).unwrap_or_else(|| "unknown".into());
+        let broker_reason =
+            death_header(&delivery, "x-first-death-reason").unwrap_or_else(|| "unknown".into());
         let reason = if broker_reason == "delivery_limit" {
             DeadReason::DeliveryLimit
         } else {
@@ -296,11 +298,16 @@ impl Settle {
             "RabbitMQ dead-lettered the message ({broker_reason}): it failed a worker too many times"
         ));
         let job = Job::from_json_with_fallback_id(body, message_id.as_deref()).ok();
+        let lane = match death_header(&delivery, "x-first-death-queue") {
+            Some(queue) if queue.ends_with(".bulk") => Lane::Bulk,
+            _ => Lane::Jobs,
+        };
         let decision = Decision {
             job,
             attempt: 0,
             outcome: Outcome::dead(reason, failure.clone()),
             oa_openid: None,
+            lane,
         };
         let recorded = self
             .until_db(|| {
@@ -308,9 +315,14 @@ impl Settle {
                     .record_dead(&decision, reason, &failure, body, "broker")
             })
             .await;
-        if recorded.is_some() {
-            self.pipeline.stats().count(&decision.outcome);
-            log_outcome(&decision, &decision.outcome);
+        if let Some(recorded) = recorded {
+            let outcome = if recorded {
+                decision.outcome.clone()
+            } else {
+                Outcome::Duplicate
+            };
+            self.pipeline.stats().count(&outcome);
+            log_outcome(&decision, &outcome);
             ack(&delivery).await;
         }
     }
@@ -344,9 +356,10 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
-fn first_death_reason(delivery: &Delivery) -> Option<String> {
+/// A text header RabbitMQ sets on dead-lettered messages (`x-first-death-reason`, …).
+fn death_header(delivery: &Delivery, name: &str) -> Option<String> {
     let headers = delivery.properties.headers().as_ref()?;
-    match headers.inner().get("x-first-death-reason")? {
+    match headers.inner().get(name)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,

@@ -156,32 +156,66 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records a job's death: the ledger row (when the job parsed) and a dead letter with the
-    /// original job (or raw bytes), the reason, the error and the attempt count, in one
-    /// statement.
-    pub async fn record_dead(&self, dead: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    /// Records a job's death: its ledger row turns dead (created dead if the job was never
+    /// claimed) and a dead letter keeps the job, the reason, the error and the attempt count — in
+    /// one statement. Returns false, writing nothing, when the row was already sent or dead (a
+    /// twin delivery of the same job id finished first: this one is a duplicate).
+    pub async fn record_dead(
+        &self,
+        dead: &DeadLetter<'_>,
+        job: &Job,
+        lane: Lane,
+    ) -> Result<bool, sqlx::Error> {
+        let written: i64 = sqlx::query_scalar(
             "WITH d AS (
-                 UPDATE deliveries
-                 SET state = 'dead', dead_reason = $3, last_errcode = $4, last_errmsg = $5, updated_at = now()
-                 WHERE job_id = $1 AND state IN ('sending', 'retrying')
+                 INSERT INTO deliveries (job_id, app, recipient_kind, recipient, template_id, campaign_id,
+                                         lane, state, attempts, dead_reason, last_errcode, last_errmsg)
+                 VALUES ($1, $2, $9, $10, $11, $12, $13, 'dead', $7, $3, $4, $5)
+                 ON CONFLICT (job_id) DO UPDATE
+                     SET state = 'dead', dead_reason = $3, last_errcode = $4, last_errmsg = $5, updated_at = now()
+                     WHERE deliveries.state IN ('sending', 'retrying')
                  RETURNING job_id),
              a AS (
                  INSERT INTO delivery_attempts (job_id, attempt, outcome, errcode, errmsg)
-                 SELECT job_id, $8, 'dead', $4, $5 FROM d WHERE $8 > 0
+                 SELECT job_id, $7, 'dead', $4, $5 FROM d WHERE $7 > 0
                  ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = 'dead'
+                 RETURNING 1),
+             l AS (
+                 INSERT INTO dead_letters (job_id, app, reason, errcode, errmsg, job, attempts, source)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM d
                  RETURNING 1)
-             INSERT INTO dead_letters (job_id, app, reason, errcode, errmsg, job, raw, attempts, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT count(*) FROM l",
         )
-        .bind(dead.job_id)
-        .bind(dead.app)
+        .bind(job.id.as_str())
+        .bind(job.app.as_str())
         .bind(dead.reason.as_str())
         .bind(dead.failure.errcode)
         .bind(&dead.failure.message)
         .bind(dead.job)
-        .bind(dead.raw)
         .bind(dead.attempts as i32)
+        .bind(dead.source)
+        .bind(job.to.kind())
+        .bind(job.to.value())
+        .bind(job.template_id.as_str())
+        .bind(job.campaign_id)
+        .bind(lane.routing_key())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(written > 0)
+    }
+
+    /// Records a message that is not a job: a dead letter with its raw text (there is no ledger
+    /// row: without a valid job there is no job id to keep one under).
+    pub async fn record_malformed(&self, dead: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dead_letters (job_id, reason, errcode, errmsg, raw, attempts, source)
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        )
+        .bind(dead.job_id)
+        .bind(dead.reason.as_str())
+        .bind(dead.failure.errcode)
+        .bind(&dead.failure.message)
+        .bind(dead.raw)
         .bind(dead.source)
         .execute(&self.pool)
         .await?;

@@ -38,8 +38,10 @@ pub struct Decision {
     pub attempt: u32,
     /// The outcome.
     pub outcome: Outcome,
-    /// Where it was sent (for `Sent`).
+    /// Where it was (or would have been) sent.
     pub oa_openid: Option<OpenId>,
+    /// The lane it came from.
+    pub lane: Lane,
 }
 
 /// Everything a delivery needs; shared by all tasks of a worker.
@@ -107,6 +109,7 @@ impl Pipeline {
                     attempt: 0,
                     outcome,
                     oa_openid: None,
+                    lane,
                 });
             }
         };
@@ -118,6 +121,7 @@ impl Pipeline {
                     attempt: 0,
                     outcome,
                     oa_openid: None,
+                    lane,
                 });
             }
             Admission::Attempt { attempt, lookup } => (attempt, lookup),
@@ -128,6 +132,7 @@ impl Pipeline {
             attempt,
             outcome,
             oa_openid,
+            lane,
         })
     }
 
@@ -263,17 +268,23 @@ impl Pipeline {
                 decision.outcome.clone()
             }
             (Outcome::Dead { reason, failure }, _) => {
-                self.record_dead(decision, *reason, failure, body, "worker")
-                    .await?;
-                decision.outcome.clone()
+                if self
+                    .record_dead(decision, *reason, failure, body, "worker")
+                    .await?
+                {
+                    decision.outcome.clone()
+                } else {
+                    Outcome::Duplicate
+                }
             }
             (other, _) => other.clone(),
         };
         Ok(outcome)
     }
 
-    /// Writes a dead letter for `decision` (the ledger row too when the job parsed); 43004 also
-    /// marks the follower unsubscribed.
+    /// Writes a dead letter for `decision` (and turns its ledger row dead when the job parsed);
+    /// 43004 also marks the follower unsubscribed. Returns false when a twin delivery of the same
+    /// job id had already finished it (nothing is written: this one is a duplicate).
     pub async fn record_dead(
         &self,
         decision: &Decision,
@@ -281,42 +292,47 @@ impl Pipeline {
         failure: &Failure,
         body: &[u8],
         source: &'static str,
-    ) -> Result<(), DbError> {
-        // A job that parsed is stored as JSON; anything else as (lossy, NUL-free) text, since
-        // Postgres refuses NUL in text and jsonb.
-        let parsed: Option<Value> = decision
-            .job
-            .as_ref()
-            .and_then(|j| serde_json::to_value(j).ok());
-        let raw = parsed
-            .is_none()
-            .then(|| clean_text(&body[..body.len().min(MAX_RAW_KEPT)]));
-        let job_id = match &decision.job {
-            Some(job) => Some(job.id.as_str().to_owned()),
-            None => serde_json::from_slice::<Value>(body)
+    ) -> Result<bool, DbError> {
+        let Some(job) = &decision.job else {
+            // Not a job: kept as (lossy, NUL-free) text, since Postgres refuses NUL in text.
+            let raw = clean_text(&body[..body.len().min(MAX_RAW_KEPT)]);
+            let job_id = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|v| {
                     v.get("id")
                         .and_then(Value::as_str)
                         .map(|s| clean_text(s.as_bytes()))
                 })
-                .map(|s| s.chars().take(200).collect()),
-        };
-        let app = decision.job.as_ref().map(|j| j.app.as_str());
-        self.ledger
-            .record_dead(&DeadLetter {
+                .map(|s| s.chars().take(200).collect::<String>());
+            let dead = DeadLetter {
                 job_id: job_id.as_deref(),
-                app,
+                app: None,
                 reason,
                 failure,
-                job: parsed.as_ref(),
-                raw: raw.as_deref(),
-                attempts: decision.attempt,
+                job: None,
+                raw: Some(&raw),
+                attempts: 0,
                 source,
-            })
-            .await?;
+            };
+            self.ledger.record_malformed(&dead).await?;
+            return Ok(true);
+        };
+        let json = serde_json::to_value(job).ok();
+        let dead = DeadLetter {
+            job_id: Some(job.id.as_str()),
+            app: Some(job.app.as_str()),
+            reason,
+            failure,
+            job: json.as_ref(),
+            raw: None,
+            attempts: decision.attempt,
+            source,
+        };
+        if !self.ledger.record_dead(&dead, job, decision.lane).await? {
+            return Ok(false);
+        }
         if failure.errcode == Some(errcode::REQUIRE_SUBSCRIBE)
-            && let (Some(job), Some(openid)) = (&decision.job, &decision.oa_openid)
+            && let Some(openid) = &decision.oa_openid
         {
             sqlx::query(
                 "UPDATE oa_followers SET subscribed = false, updated_at = now() WHERE app = $1 AND oa_openid = $2",
@@ -326,7 +342,7 @@ impl Pipeline {
             .execute(self.ledger.pool())
             .await?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -465,3 +465,36 @@ async fn ops_replay_a_dead_letter_and_it_is_sent_once() {
         "a replayed dead letter is no longer listed"
     );
 }
+
+#[tokio::test]
+async fn twin_deliveries_of_one_dead_job_leave_one_dead_letter_and_one_duplicate() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    let j = job(mp(9)); // person 9 has no unionid
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(&[j.clone(), j.clone()]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while worker.stats.snapshot().finished() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both copies get an outcome"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = worker.stop().await;
+    assert_eq!(stats.duplicate, 1, "{stats:?}");
+    assert_eq!(stats.dead.values().sum::<u64>(), 1, "{stats:?}");
+    let letters: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE job_id = $1")
+        .bind(j.id.as_str())
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(letters, 1, "one job, one dead letter");
+}

@@ -21,6 +21,24 @@ impl From<sqlx::Error> for DbError {
 
 type Reply<Resp> = oneshot::Sender<Result<Resp, DbError>>;
 
+/// Hands each request its response, or the batch's error.
+fn answer<Resp>(replies: Vec<Reply<Resp>>, result: Result<Vec<Resp>, sqlx::Error>) {
+    match result {
+        Ok(resps) => {
+            debug_assert_eq!(resps.len(), replies.len());
+            for (reply, resp) in replies.into_iter().zip(resps) {
+                let _ = reply.send(Ok(resp));
+            }
+        }
+        Err(e) => {
+            let e = DbError::from(e);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 /// A handle to a batching task.
 pub struct Batcher<Req, Resp> {
     tx: mpsc::Sender<(Req, Reply<Resp>)>,
@@ -36,40 +54,34 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Spawns the batching task. `exec` runs one statement for a batch and returns one response
-    /// per request, in order.
-    pub fn spawn<F, Fut>(max: usize, exec: F) -> Self
+    /// per request, in order. Up to `in_flight` statements run at once (each its own transaction,
+    /// so a slow commit does not hold the next batch back); meanwhile the next batch fills up.
+    pub fn spawn<F, Fut>(max: usize, in_flight: usize, exec: F) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<Resp>, sqlx::Error>> + Send,
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Resp>, sqlx::Error>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<(Req, Reply<Resp>)>(max * 4);
+        let exec = Arc::new(exec);
+        let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(max);
-            while rx.recv_many(&mut buf, max).await > 0 {
-                let (reqs, replies): (Vec<Req>, Vec<Reply<Resp>>) = buf.drain(..).unzip();
-                let size = reqs.len();
-                let started = std::time::Instant::now();
-                let result = exec(reqs).await;
-                metrics::histogram!("wxnotify_ledger_batch_size").record(size as f64);
-                tracing::trace!(
-                    size,
-                    ms = started.elapsed().as_secs_f64() * 1e3,
-                    "ledger batch"
-                );
-                match result {
-                    Ok(resps) => {
-                        debug_assert_eq!(resps.len(), replies.len());
-                        for (reply, resp) in replies.into_iter().zip(resps) {
-                            let _ = reply.send(Ok(resp));
-                        }
-                    }
-                    Err(e) => {
-                        let e = DbError::from(e);
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                if rx.recv_many(&mut buf, max).await == 0 {
+                    return;
                 }
+                let (reqs, replies): (Vec<Req>, Vec<Reply<Resp>>) = buf.drain(..).unzip();
+                let exec = exec.clone();
+                tokio::spawn(async move {
+                    let size = reqs.len();
+                    let started = std::time::Instant::now();
+                    let result = exec(reqs).await;
+                    drop(slot);
+                    metrics::histogram!("wxnotify_ledger_batch_size").record(size as f64);
+                    tracing::trace!(size, ms = started.elapsed().as_secs_f64() * 1e3, "ledger batch");
+                    answer(replies, result);
+                });
             }
         });
         Batcher { tx }
@@ -92,7 +104,7 @@ mod tests {
     async fn requests_that_pile_up_share_one_call() {
         let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let b: Batcher<u32, u32> = Batcher::spawn(64, move |reqs: Vec<u32>| {
+        let b: Batcher<u32, u32> = Batcher::spawn(64, 1, move |reqs: Vec<u32>| {
             seen.lock().unwrap().push(reqs.len());
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -51,6 +51,8 @@ struct SentRequest {
 
 /// Most rows written by one batched statement.
 const MAX_BATCH: usize = 256;
+/// Batched statements of one kind running at once.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Where a job is recorded. Claims and sends of concurrent deliveries are batched into one
 /// statement each (see `batch.rs`); rarer writes run alone.
@@ -64,11 +66,11 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger on `pool`. Must be called inside a tokio runtime (it spawns the batchers).
     pub fn new(pool: PgPool) -> Self {
-        let claims = Batcher::spawn(MAX_BATCH, {
+        let claims = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, {
             let pool = pool.clone();
             move |reqs| claim_batch(pool.clone(), reqs)
         });
-        let sends = Batcher::spawn(MAX_BATCH, {
+        let sends = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, {
             let pool = pool.clone();
             move |reqs| sent_batch(pool.clone(), reqs)
         });

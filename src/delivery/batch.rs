@@ -67,7 +67,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(max);
             loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 if rx.recv_many(&mut buf, max).await == 0 {
                     return;
                 }
@@ -79,7 +81,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                     let result = exec(reqs).await;
                     drop(slot);
                     metrics::histogram!("wxnotify_ledger_batch_size").record(size as f64);
-                    tracing::trace!(size, ms = started.elapsed().as_secs_f64() * 1e3, "ledger batch");
+                    tracing::trace!(
+                        size,
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "ledger batch"
+                    );
                     answer(replies, result);
                 });
             }

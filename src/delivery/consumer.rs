@@ -15,13 +15,14 @@ use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use futures::stream::{SelectAll, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::acks::Acks;
 use super::batch::DbError;
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{DB_RETRY, Decision, Pipeline};
@@ -125,6 +126,7 @@ impl Consumer {
         .await?;
         let mut streams = SelectAll::new();
         let mut consumers = Vec::new();
+        let mut coalescers = Vec::new();
         let mut sources: Vec<(Source, String)> = self
             .options
             .lanes
@@ -148,8 +150,10 @@ impl Consumer {
                     FieldTable::default(),
                 )
                 .await?;
-            streams.push(consumer.map(move |d| (source, d)).boxed());
+            let (acks, coalescer) = Acks::spawn(channel.clone());
+            streams.push(consumer.map(move |d| (source, acks.clone(), d)).boxed());
             consumers.push((channel, tag));
+            coalescers.push(coalescer);
         }
         tracing::info!(
             prefix = self.topology.prefix(),
@@ -166,19 +170,25 @@ impl Consumer {
                     tracing::info!("consumers cancelled; waiting for in-flight deliveries");
                     tracker.close();
                     tracker.wait().await;
+                    // Every settled delivery has been reported; let the last acks go out.
+                    drop(streams);
+                    for coalescer in coalescers {
+                        let _ = coalescer.await;
+                    }
                     let _ = connection.close(200, "shutdown".into()).await;
                     return Ok(());
                 }
                 next = streams.next() => match next {
-                    Some((source, Ok(delivery))) => {
+                    Some((source, acks, Ok(delivery))) => {
                         let settle = Settle {
                             pipeline: self.pipeline.clone(),
                             publisher: publisher.clone(),
+                            acks,
                             shutdown: shutdown.clone(),
                         };
                         tracker.spawn(async move { settle.handle(source, delivery).await });
                     }
-                    Some((_, Err(e))) => return Err(e.into()),
+                    Some((_, _, Err(e))) => return Err(e.into()),
                     None => anyhow::bail!("the broker closed every consumer"),
                 }
             }
@@ -199,6 +209,8 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
 struct Settle {
     pipeline: Arc<Pipeline>,
     publisher: Publisher,
+    /// The ack coalescer of the delivery's channel.
+    acks: Acks,
     shutdown: CancellationToken,
 }
 
@@ -239,13 +251,14 @@ impl Settle {
                         .acker
                         .reject(BasicRejectOptions { requeue: true })
                         .await;
+                    self.acks.skip(delivery.delivery_tag);
                     return;
                 }
             }
             Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } => {}
         }
         log_outcome(&decision, &outcome);
-        ack(&delivery).await;
+        self.acks.ack(delivery.delivery_tag);
     }
 
     /// Publishes the job (with its id fixed) to the retry tier that covers `delay`, trying a
@@ -323,7 +336,7 @@ impl Settle {
             };
             self.pipeline.stats().count(&outcome);
             log_outcome(&decision, &outcome);
-            ack(&delivery).await;
+            self.acks.ack(delivery.delivery_tag);
         }
     }
 
@@ -346,13 +359,6 @@ impl Settle {
                 }
             }
         }
-    }
-}
-
-async fn ack(delivery: &Delivery) {
-    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-        // The channel is gone: the broker will redeliver, and the ledger knows the outcome.
-        tracing::debug!(error = %e, "ack failed; the message will be redelivered");
     }
 }
 

@@ -1,6 +1,7 @@
 //! The worker: jobs from RabbitMQ become template messages.
 //!
 //! - [`pipeline`]: decode, claim, resolve, expire, rate-limit, token, send, classify, record.
+//! - [`acks`]: coalesced `basic.ack`s.
 //! - [`consumer`]: the broker side: consume, settle (ack / retry / dead), reconnect, shut down.
 //! - [`ledger`]: the `deliveries` ledger and dead letters in Postgres.
 //! - [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid.
@@ -9,6 +10,7 @@
 //! - [`rate_limit`]: per-app rates shared across worker processes.
 //! - [`stats`]: counters for summaries.
 
+pub mod acks;
 pub mod batch;
 pub mod consumer;
 pub mod ledger;

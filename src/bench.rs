@@ -40,7 +40,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog: u64,
     /// Unacked jobs per lane for the worker.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     pub prefetch: u16,
     /// Print the results as JSON.
     #[arg(long)]
@@ -155,8 +155,19 @@ async fn measure(
     let publish_per_second = jobs as f64 / started.elapsed().as_secs_f64();
     let mut worker = spawn_worker(&scratch.settings, args.prefetch)?;
     let pid = worker.id().context("the worker has a pid")?;
-    let cpu_at_start = cpu_seconds(pid)?;
     let deadline = Instant::now() + Duration::from_secs(60 + jobs / 500);
+    // CPU is counted from the first send on, so start-up (migrations, connections) is left out.
+    let (cpu_at_start, sent_at_start) = loop {
+        let sent = mock.stats().sends_accepted;
+        if sent > 0 {
+            break (cpu_seconds(pid)?, sent);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the worker sent nothing");
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("the worker exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     while mock.stats().sends_accepted < jobs {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -182,7 +193,7 @@ async fn measure(
         jobs_per_second: jobs as f64 / drain_seconds.max(0.001),
         rate_limit: rate,
         max_window: busiest_window(&times),
-        worker_cpu_us_per_job: cpu * 1e6 / jobs as f64,
+        worker_cpu_us_per_job: cpu * 1e6 / (jobs - sent_at_start).max(1) as f64,
         worker_peak_rss_mib: rss,
     })
 }

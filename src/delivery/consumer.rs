@@ -32,7 +32,9 @@ use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions,
 /// Broker-side settings of a worker.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
-    /// Unacked deliveries per lane (and so in-flight sends per lane).
+    /// Unacked deliveries per lane (and so in-flight sends per lane). Acks are coalesced per
+    /// run of settled deliveries, so a window larger than the sends in flight keeps the queue
+    /// flowing while one slow delivery holds its run back.
     pub prefetch: u16,
     /// The lanes to consume.
     pub lanes: Vec<Lane>,
@@ -45,7 +47,7 @@ pub struct ConsumerOptions {
 impl Default for ConsumerOptions {
     fn default() -> Self {
         ConsumerOptions {
-            prefetch: 256,
+            prefetch: 512,
             lanes: Lane::ALL.to_vec(),
             consume_dead: true,
             topology: TopologyOptions::default(),

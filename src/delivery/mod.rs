@@ -46,7 +46,7 @@ use crate::wechat::{TokenStore, WechatClient};
 )]
 pub struct WorkerArgs {
     /// Unacked jobs per lane, i.e. sends in flight per lane.
-    #[arg(long, default_value_t = 256, env = "WXNOTIFY_PREFETCH")]
+    #[arg(long, default_value_t = 512, env = "WXNOTIFY_PREFETCH")]
     pub prefetch: u16,
     /// Consume only this lane (repeatable); default both.
     #[arg(long = "lane", value_enum)]

@@ -99,13 +99,28 @@ impl TemplateData {
             .map(|(_, v)| v.as_str())
     }
 
-    /// WeChat's wire form: `{"key": {"value": "..."}}`.
-    pub fn to_wechat(&self) -> serde_json::Value {
-        self.0
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::json!({ "value": v })))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
+    /// WeChat's wire form, `{"key": {"value": "..."}}`, serialised straight from this data.
+    pub fn to_wechat(&self) -> WechatData<'_> {
+        WechatData(self)
+    }
+}
+
+/// [`TemplateData`] in WeChat's wire form (see [`TemplateData::to_wechat`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WechatData<'a>(&'a TemplateData);
+
+impl Serialize for WechatData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Value<'v> {
+            value: &'v str,
+        }
+        let mut map = s.serialize_map(Some(self.0.0.len()))?;
+        for (k, v) in &self.0.0 {
+            map.serialize_entry(k.as_str(), &Value { value: v })?;
+        }
+        map.end()
     }
 }
 
@@ -172,7 +187,7 @@ mod tests {
         assert_eq!(a.get("thing1"), Some("订单已发货"));
         assert_eq!(a.get("time2"), Some("2026-11-24 10:00"));
         assert_eq!(
-            a.to_wechat(),
+            serde_json::to_value(a.to_wechat()).unwrap(),
             serde_json::json!({"thing1": {"value": "订单已发货"}, "time2": {"value": "2026-11-24 10:00"}})
         );
     }

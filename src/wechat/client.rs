@@ -442,7 +442,7 @@ impl WechatClient {
             miniprogram: Option<&'a MiniProgramLink>,
             #[serde(skip_serializing_if = "Option::is_none")]
             client_msg_id: Option<&'a str>,
-            data: serde_json::Value,
+            data: crate::domain::template::WechatData<'a>,
         }
         #[derive(Deserialize)]
         struct Raw {

@@ -38,6 +38,10 @@ pub struct AppLimiter {
     /// Transactional sends waiting for a permit; bulk sends hold back while it is not zero.
     tx_waiting: AtomicUsize,
     tx_idle: Notify,
+    /// One waiter at a time asks the limiter (FIFO): with hundreds of sends in flight, letting
+    /// all of them sleep on the GCRA and retry at the same instant costs a wake-up per waiter per
+    /// permit, and the rate falls short.
+    turn: tokio::sync::Mutex<()>,
     paused_until: RwLock<Option<DateTime<Utc>>>,
 }
 
@@ -55,6 +59,7 @@ impl AppLimiter {
             limiter: RwLock::new(Arc::new(limiter_for(rate))),
             tx_waiting: AtomicUsize::new(0),
             tx_idle: Notify::new(),
+            turn: tokio::sync::Mutex::new(()),
             paused_until: RwLock::new(None),
         }
     }
@@ -78,7 +83,7 @@ impl AppLimiter {
         match lane {
             Lane::Jobs => {
                 self.tx_waiting.fetch_add(1, Ordering::SeqCst);
-                self.current().until_ready().await;
+                self.permit().await;
                 if self.tx_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
                     self.tx_idle.notify_waiters();
                 }
@@ -86,12 +91,18 @@ impl AppLimiter {
             Lane::Bulk => loop {
                 let idle = self.tx_idle.notified();
                 if self.tx_waiting.load(Ordering::SeqCst) == 0 {
-                    self.current().until_ready().await;
+                    self.permit().await;
                     return;
                 }
                 idle.await;
             },
         }
+    }
+
+    /// Waits in line, then for the limiter.
+    async fn permit(&self) {
+        let _turn = self.turn.lock().await;
+        self.current().until_ready().await;
     }
 
     fn current(&self) -> Arc<DefaultDirectRateLimiter> {

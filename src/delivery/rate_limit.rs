@@ -99,10 +99,14 @@ impl AppLimiter {
         }
     }
 
-    /// Waits in line, then for the limiter.
+    /// Takes a permit at once if one is free; else waits in line, then for the limiter.
     async fn permit(&self) {
+        let limiter = self.current();
+        if limiter.check().is_ok() {
+            return;
+        }
         let _turn = self.turn.lock().await;
-        self.current().until_ready().await;
+        limiter.until_ready().await;
     }
 
     fn current(&self) -> Arc<DefaultDirectRateLimiter> {

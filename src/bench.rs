@@ -19,7 +19,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::config::Settings;
-use crate::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
+use crate::domain::{Job, OpenId, Recipient, TemplateData};
 use crate::queue::Lane;
 use crate::scratch::{Scratch, seed_mapping};
 use crate::wechat::mock::{self, MockConfig, MockWechat};
@@ -213,21 +213,12 @@ async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::R
 }
 
 fn bench_job(person: u64) -> Job {
-    let data = [("thing1", "订单已发货"), ("time2", "2026-11-25 10:00")]
-        .iter()
-        .map(|(k, v)| (k.parse().expect("valid key"), (*v).to_owned()))
-        .collect();
-    Job {
-        id: JobId::generate(),
-        app: AppName::default_app(),
-        to: Recipient::MpOpenid(OpenId::parse(mock::mp_openid(person)).expect("valid")),
-        template_id: "TPL_ORDER_SHIPPED".parse().expect("valid"),
-        data: TemplateData::new(data).expect("valid"),
-        url: None,
-        miniprogram: None,
-        not_after: None,
-        campaign_id: None,
-    }
+    let data = [("thing1", "订单已发货"), ("time2", "2026-11-25 10:00")];
+    Job::new(
+        Recipient::MpOpenid(OpenId::parse(mock::mp_openid(person)).expect("valid")),
+        "TPL_ORDER_SHIPPED".parse().expect("valid"),
+        TemplateData::from_pairs(&data).expect("valid"),
+    )
 }
 
 fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::process::Child> {

@@ -3,7 +3,7 @@
 use indicatif::MultiProgress;
 
 use super::bar;
-use crate::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData, UnionId};
+use crate::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
 use crate::queue::{Lane, Publisher, Topology};
 use crate::wechat::mock::{self, MockConfig};
 
@@ -119,21 +119,8 @@ fn shipped(to: Recipient) -> Job {
 }
 
 fn with(to: Recipient, template: &str, data: &[(&str, &str)]) -> Job {
-    let data = data
-        .iter()
-        .map(|(k, v)| (k.parse().expect("valid key"), (*v).to_owned()))
-        .collect();
-    Job {
-        id: JobId::generate(),
-        app: AppName::default_app(),
-        to,
-        template_id: template.parse().expect("valid template id"),
-        data: TemplateData::new(data).expect("valid data"),
-        url: None,
-        miniprogram: None,
-        not_after: None,
-        campaign_id: None,
-    }
+    let data = TemplateData::from_pairs(data).expect("valid data");
+    Job::new(to, template.parse().expect("valid template id"), data)
 }
 
 /// Publishes the plan in batches with confirms; returns how many messages were published.

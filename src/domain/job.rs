@@ -141,6 +141,21 @@ pub enum JobError {
 }
 
 impl Job {
+    /// A job for the default app with a new id and no link or deadline.
+    pub fn new(to: Recipient, template_id: TemplateId, data: TemplateData) -> Self {
+        Job {
+            id: JobId::generate(),
+            app: AppName::default_app(),
+            to,
+            template_id,
+            data,
+            url: None,
+            miniprogram: None,
+            not_after: None,
+            campaign_id: None,
+        }
+    }
+
     /// Parses and checks a job from its JSON bytes: the one way bytes become a `Job`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, JobError> {
         if bytes.len() > MAX_JOB_BYTES {

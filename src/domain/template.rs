@@ -81,6 +81,20 @@ impl TemplateData {
         Ok(Self(fields))
     }
 
+    /// Data from literal `(key, value)` pairs; the error says which key or value is wrong.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, String> {
+        let fields = pairs
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    FieldKey::parse(*k).map_err(|e| e.to_string())?,
+                    (*v).to_owned(),
+                ))
+            })
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        Self::new(fields).map_err(|e| e.to_string())
+    }
+
     /// The fields in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&FieldKey, &str)> {
         self.0.iter().map(|(k, v)| (k, v.as_str()))

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{Job, JobId, OpenId, Recipient, TemplateData, UnionId};
+use wxnotify::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
 use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
 
 use crate::system::System;
@@ -21,21 +21,11 @@ pub fn job(to: Recipient) -> Job {
 
 /// A job with any template and data.
 pub fn job_with(to: Recipient, template: &str, data: &[(&str, &str)]) -> Job {
-    let data = data
-        .iter()
-        .map(|(k, v)| (k.parse().unwrap(), v.to_string()))
-        .collect();
-    Job {
-        id: JobId::generate(),
-        app: wxnotify::domain::AppName::default_app(),
+    Job::new(
         to,
-        template_id: template.parse().unwrap(),
-        data: TemplateData::new(data).unwrap(),
-        url: None,
-        miniprogram: None,
-        not_after: None,
-        campaign_id: None,
-    }
+        template.parse().unwrap(),
+        TemplateData::from_pairs(data).unwrap(),
+    )
 }
 
 fn mp(i: u64) -> Recipient {

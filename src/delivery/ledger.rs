@@ -279,15 +279,15 @@ async fn claim_batch(pool: PgPool, reqs: Vec<ClaimRequest>) -> Result<Vec<Admiss
     let mut out: Vec<Option<Admission>> = vec![None; n];
     for round in rounds(reqs, |r| &r.job_id) {
         let (idx, reqs): (Vec<usize>, Vec<ClaimRequest>) = round.into_iter().unzip();
-        let col = |f: fn(&ClaimRequest) -> String| reqs.iter().map(f).collect::<Vec<String>>();
+        let col = |f: fn(&ClaimRequest) -> &str| reqs.iter().map(f).collect::<Vec<&str>>();
         let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_SQL)
-            .bind(col(|r| r.job_id.clone()))
-            .bind(col(|r| r.app.clone()))
-            .bind(col(|r| r.kind.to_owned()))
-            .bind(col(|r| r.recipient.clone()))
-            .bind(col(|r| r.template_id.clone()))
+            .bind(col(|r| &r.job_id))
+            .bind(col(|r| &r.app))
+            .bind(col(|r| r.kind))
+            .bind(col(|r| &r.recipient))
+            .bind(col(|r| &r.template_id))
             .bind(reqs.iter().map(|r| r.campaign_id).collect::<Vec<_>>())
-            .bind(col(|r| r.lane.to_owned()))
+            .bind(col(|r| r.lane))
             .fetch_all(&pool)
             .await?;
         let mut duplicates = Vec::new();
@@ -375,8 +375,8 @@ async fn sent_batch(pool: PgPool, reqs: Vec<SentRequest>) -> Result<Vec<bool>, s
              WHERE d.job_id = t.job_id AND d.state = 'sending'
              RETURNING d.job_id",
         )
-        .bind(reqs.iter().map(|r| r.job_id.clone()).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.oa_openid.clone()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.oa_openid.as_str()).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.msgid).collect::<Vec<_>>())
         .fetch_all(&pool)
         .await?;

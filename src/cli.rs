@@ -42,7 +42,7 @@ pub enum Command {
     Dlq(crate::dlq::DlqArgs),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
-    /// Serve the HTTP API: Mini Program login, the OA callback, notifications, metrics.
+    /// Serve the HTTP API: Mini Program login, the OA callback, health and metrics.
     Serve(crate::http::ServeArgs),
     /// Run the fake WeChat API server (development, tests, demo, benchmarks).
     MockWechat(crate::wechat::mock::MockArgs),

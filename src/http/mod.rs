@@ -3,18 +3,16 @@
 //! - [`login`]: `POST /v1/miniprogram/login`, with [`login_codes`] making each code single use;
 //! - [`callback`]: `GET|POST /wechat/callback[/{app}]`, the OA server URL (events);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
-//! - [`notifications`] and [`admin`]: reserved for `POST /v1/notifications` and `/admin/...`;
+//! - not built yet: `POST /v1/notifications` (jobs over HTTP) and `/admin/...`;
 //! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
 //!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
-pub mod admin;
 pub mod callback;
 pub mod error;
 pub mod health;
 pub mod login;
 pub mod login_codes;
-pub mod notifications;
 pub mod store;
 
 use std::collections::HashMap;
@@ -178,8 +176,7 @@ impl AppState {
     }
 }
 
-/// The whole API. `/v1/notifications` and `/admin/...` are added by [`notifications`] and
-/// [`admin`] when they are built.
+/// The whole API.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))

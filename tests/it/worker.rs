@@ -232,8 +232,11 @@ async fn transient_errors_are_retried_until_sent() {
     assert_eq!(history, 4, "each failed attempt is in the history");
 }
 
-#[tokio::test]
-async fn retries_run_out_into_a_dead_letter() {
+/// A system whose fake WeChat answers -1 to every send, and a job that has used up
+/// `max_attempts` attempts on it and died; the worker is still running.
+async fn a_job_dead_after_retries(
+    max_attempts: u32,
+) -> (System, crate::system::RunningWorker, Job) {
     let sys = System::new(
         MockConfig {
             followers: 10,
@@ -247,11 +250,17 @@ async fn retries_run_out_into_a_dead_letter() {
         rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
     });
     let mut config = quick_retries();
-    config.retry.max_attempts = 3;
+    config.retry.max_attempts = max_attempts;
     let j = job(mp(1));
     let worker = sys.start_worker(config);
     sys.publish(std::slice::from_ref(&j)).await;
     sys.wait_finished(1, WAIT).await;
+    (sys, worker, j)
+}
+
+#[tokio::test]
+async fn retries_run_out_into_a_dead_letter() {
+    let (sys, worker, j) = a_job_dead_after_retries(3).await;
     worker.stop().await;
     let (reason, errcode, attempts): (String, Option<i64>, i32) =
         sqlx::query_as("SELECT reason, errcode, attempts FROM dead_letters WHERE job_id = $1")
@@ -390,24 +399,7 @@ async fn the_same_job_id_published_twice_is_sent_once() {
 
 #[tokio::test]
 async fn ops_replay_a_dead_letter_and_it_is_sent_once() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
-    sys.mock.set_faults(FaultPlan {
-        rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
-    });
-    let mut config = quick_retries();
-    config.retry.max_attempts = 2;
-    let j = job(mp(1));
-    let worker = sys.start_worker(config);
-    sys.publish(std::slice::from_ref(&j)).await;
-    sys.wait_finished(1, WAIT).await;
+    let (sys, worker, j) = a_job_dead_after_retries(2).await;
     assert_eq!(sys.state(&j.id).await.as_deref(), Some("dead"));
     sys.mock.clear_faults();
     let dlq = |args: &[&str]| {

@@ -22,7 +22,7 @@
 //! - [`followers`]: the OA follower sync.
 //! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
 //! - [`demo`]: the main job, end to end against the fake WeChat.
-//! - [`bench`]: end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
+//! - [`bench`](mod@bench): end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
 //!   both.
 
 pub mod bench;

@@ -9,7 +9,7 @@
 //!   WeChat half (user/get, batchget, retries, rate limit); [`report`]: what a run reports;
 //! - [`store`]: its SQL, and the follower changes callback events make;
 //! - [`progress`]: the terminal progress bar;
-//! - [`bench`]: the seed method (one `user/info` per follower), for the benchmark's comparison.
+//! - [`bench`](mod@bench): the seed method (one `user/info` per follower), for the benchmark's comparison.
 
 pub mod bench;
 mod fetch;

@@ -243,3 +243,69 @@ async fn two_workers_share_the_apps_rate_limit() {
         "400 sends at {rate}/s took only {span} s"
     );
 }
+
+#[tokio::test]
+async fn a_postgres_outage_holds_jobs_and_loses_or_kills_none() {
+    let config = MockConfig {
+        followers: 300,
+        latency: Duration::from_millis(10),
+        ..MockConfig::default()
+    };
+    let sys = System::new(config, 10_000).await;
+    sys.seed_people(300).await;
+    let jobs: Vec<Job> = good_people(200).map(|i| job(mp(i))).collect();
+    let mut wc = WorkerConfig::default();
+    wc.consumer.prefetch = 20;
+    let worker = sys.start_worker(wc);
+    sys.publish(&jobs).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sys.mock.stats().sends_accepted < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // An outage of this test's database only: refuse new connections and cut the open ones.
+    set_database_reachable(&sys.db.name, false).await;
+    let before = sys.mock.stats().sends_accepted;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = sys.mock.stats().sends_accepted;
+    assert!(
+        during - before <= 20,
+        "without Postgres no new job is claimed: {} sends during the outage, prefetch 20",
+        during - before
+    );
+    set_database_reachable(&sys.db.name, true).await;
+    sys.wait_finished(200, Duration::from_secs(60)).await;
+    let stats = worker.stop().await;
+    assert!(
+        during < 200,
+        "the outage happened mid-run ({during} sent before it ended)"
+    );
+    assert_eq!(sys.states().await.get("sent"), Some(&200));
+    assert!(
+        sys.dead_reasons().await.is_empty(),
+        "nothing dead because of the outage"
+    );
+    assert_eq!(sys.mock.stats().sends_accepted, 200, "each job sent once");
+    assert_eq!(stats.sent, 200, "{stats:?}");
+}
+
+async fn set_database_reachable(name: &str, reachable: bool) {
+    use sqlx::{ConnectOptions, Connection};
+    let server: sqlx::postgres::PgConnectOptions = crate::support::server_url().parse().unwrap();
+    let mut admin = server.connect().await.unwrap();
+    let allow = if reachable { "true" } else { "false" };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if !reachable {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await.ok();
+}

@@ -370,7 +370,11 @@ async fn sent_batch(pool: PgPool, reqs: Vec<SentRequest>) -> Result<Vec<bool>, s
         let (idx, reqs): (Vec<usize>, Vec<SentRequest>) = round.into_iter().unzip();
         let updated: Vec<String> = sqlx::query_scalar(
             "UPDATE deliveries d
-             SET state = 'sent', msgid = t.msgid, oa_openid = t.oa_openid, sent_at = now(), updated_at = now()
+             SET state = 'sent', msgid = t.msgid, oa_openid = t.oa_openid, sent_at = now(), updated_at = now(),
+                 -- WeChat's receipt can arrive on the callback before the msgid is recorded.
+                 (receipt_status, receipt_at) = (
+                     SELECT r.status, r.reported_at FROM delivery_receipts r
+                     WHERE r.app = d.app AND r.msgid = t.msgid)
              FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS t(job_id, oa_openid, msgid)
              WHERE d.job_id = t.job_id AND d.state = 'sending'
              RETURNING d.job_id",

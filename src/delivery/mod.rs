@@ -61,6 +61,10 @@ pub struct WorkerArgs {
     /// queues' existing setting (change a running system with a RabbitMQ policy instead).
     #[arg(long, default_value_t = 10, env = "WXNOTIFY_DELIVERY_LIMIT")]
     pub delivery_limit: u32,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` on this address, e.g.
+    /// 127.0.0.1:9101. Off when not given.
+    #[arg(long, env = "WXNOTIFY_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A worker assembled from settings, ready to run.
@@ -150,10 +154,51 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let worker = Worker::new(&settings, pool, config).context("building the worker")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr, shutdown.clone()).await?;
+    }
     tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, "worker starting");
     worker.run(shutdown).await;
     tracing::info!(stats = ?worker.stats().snapshot(), "worker stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `/metrics` (the process's Prometheus recorder) and `/healthz` on `addr` until
+/// `shutdown`.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let handle = crate::http::health::metrics_handle();
+    let router = axum::Router::new()
+        .route("/healthz", get(crate::http::health::healthz))
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    handle.run_upkeep();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics (--metrics-listen)"))?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    });
+    Ok(())
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

@@ -480,3 +480,35 @@ async fn twin_deliveries_of_one_dead_job_leave_one_dead_letter_and_one_duplicate
         .unwrap();
     assert_eq!(letters, 1, "one job, one dead letter");
 }
+
+#[tokio::test]
+async fn a_receipt_that_arrived_before_the_send_was_recorded_lands_on_the_ledger() {
+    let sys = System::new(
+        MockConfig {
+            followers: 10,
+            ..MockConfig::default()
+        },
+        1000,
+    )
+    .await;
+    sys.seed_people(10).await;
+    // The callback stored WeChat's receipt for the msgid the fake will answer first, before the
+    // worker recorded the send (WeChat's event and the send's answer race).
+    sqlx::query("INSERT INTO delivery_receipts (app, msgid, status, reported_at) VALUES ('default', $1, 'success', now())")
+        .bind(mock::FIRST_MSGID as i64)
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    let j = job(mp(1));
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT receipt_status FROM deliveries WHERE job_id = $1")
+            .bind(j.id.as_str())
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status.as_deref(), Some("success"));
+}

@@ -14,6 +14,9 @@ use wxnotify::wechat::mock::{self, MockConfig, MockWechat};
 
 use crate::support::{TestDb, amqp_url, queue_prefix};
 
+/// The OA server URL Token of the test app.
+pub const CALLBACK_TOKEN: &str = "system-test-token";
+
 /// A running system under test.
 pub struct System {
     pub db: TestDb,
@@ -63,6 +66,7 @@ impl System {
             ("WXNOTIFY_MP_APPID", mock::MOCK_MP_APPID.into()),
             ("WXNOTIFY_MP_SECRET", mock::MOCK_MP_SECRET.into()),
             ("WXNOTIFY_RATE_PER_SECOND", rate.to_string()),
+            ("WXNOTIFY_CALLBACK_TOKEN", CALLBACK_TOKEN.into()),
         ]);
         let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
         wxnotify::db::register_apps(&db.pool, &settings.apps)

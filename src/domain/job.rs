@@ -96,7 +96,7 @@ pub struct MiniProgramLink {
 pub struct Job {
     /// Idempotency key, also WeChat's `client_msg_id`. A job id that was already sent is not
     /// sent again. Generated when the producer leaves it out.
-    #[serde(default = "JobId::generate")]
+    #[serde(default = "generated_id")]
     pub id: JobId,
     /// Which configured OA / Mini Program pair sends it.
     #[serde(default = "AppName::default_app")]
@@ -119,6 +119,19 @@ pub struct Job {
     /// Set by campaign dispatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign_id: Option<uuid::Uuid>,
+}
+
+thread_local! {
+    /// Set when deserialising a job on this thread filled in a missing `id` (deserialisation is
+    /// synchronous, so the flag belongs to the job being parsed): tells the consumer, without a
+    /// second parse, that the producer sent no id.
+    static ID_GENERATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The `id` of a job published without one.
+fn generated_id() -> JobId {
+    ID_GENERATED.set(true);
+    JobId::generate()
 }
 
 /// Why bytes were refused as a job. The message says what to fix.
@@ -173,13 +186,9 @@ impl Job {
         bytes: &[u8],
         message_id: Option<&str>,
     ) -> Result<Self, JobError> {
-        #[derive(Deserialize)]
-        struct IdOnly {
-            id: Option<serde::de::IgnoredAny>,
-        }
+        ID_GENERATED.set(false);
         let mut job = Self::from_json(bytes)?;
-        let has_id = serde_json::from_slice::<IdOnly>(bytes).is_ok_and(|j| j.id.is_some());
-        if !has_id {
+        if ID_GENERATED.get() {
             job.id = message_id
                 .and_then(|m| JobId::parse(m).ok())
                 .unwrap_or_else(|| JobId::from_content(bytes));

@@ -101,6 +101,21 @@ impl System {
         }
     }
 
+    /// A system whose fake WeChat knows `people` persons (the default mix), all of them already
+    /// known to wxnotify (logged in, synced), sending at 1,000 per second.
+    pub async fn seeded(people: u64) -> System {
+        let sys = System::new(
+            MockConfig {
+                followers: people,
+                ..MockConfig::default()
+            },
+            1000,
+        )
+        .await;
+        sys.seed_people(people).await;
+        sys
+    }
+
     /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and
     /// the follower sync would.
     pub async fn seed_people(&self, n: u64) {

@@ -43,15 +43,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn jobs_for_each_kind_of_recipient_are_sent_to_the_oa_openid() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     let jobs = [
         job(mp(1)),
         job(Recipient::Unionid(
@@ -162,15 +154,7 @@ async fn unreachable_recipients_and_bad_jobs_die_with_their_reasons() {
 
 #[tokio::test]
 async fn an_unfollowed_recipient_is_dead_and_marked_unsubscribed() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     sys.mock.unsubscribe(5);
     let j = job(mp(5));
     let worker = sys.start_worker(WorkerConfig::default());
@@ -189,15 +173,7 @@ async fn an_unfollowed_recipient_is_dead_and_marked_unsubscribed() {
 
 #[tokio::test]
 async fn transient_errors_are_retried_until_sent() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     sys.mock.set_faults(FaultPlan {
         rules: vec![
             FaultRule::new(Fault::Errcode(-1))
@@ -237,15 +213,7 @@ async fn transient_errors_are_retried_until_sent() {
 async fn a_job_dead_after_retries(
     max_attempts: u32,
 ) -> (System, crate::system::RunningWorker, Job) {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     sys.mock.set_faults(FaultPlan {
         rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
     });
@@ -276,15 +244,7 @@ async fn retries_run_out_into_a_dead_letter() {
 
 #[tokio::test]
 async fn a_full_daily_quota_pauses_the_app_without_spending_attempts() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     sys.mock.set_faults(FaultPlan {
         rules: vec![
             FaultRule::new(Fault::Errcode(45009))
@@ -320,15 +280,7 @@ async fn a_full_daily_quota_pauses_the_app_without_spending_attempts() {
 
 #[tokio::test]
 async fn tokens_invalidated_mid_run_cause_one_refresh_and_nothing_dead() {
-    let sys = System::new(
-        MockConfig {
-            followers: 200,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(200).await;
+    let sys = System::seeded(200).await;
     let worker = sys.start_worker(WorkerConfig::default());
     let first: Vec<Job> = (0..50).map(|i| job(mp(i))).collect();
     sys.publish(&first).await;
@@ -362,15 +314,7 @@ async fn tokens_invalidated_mid_run_cause_one_refresh_and_nothing_dead() {
 
 #[tokio::test]
 async fn the_same_job_id_published_twice_is_sent_once() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     let j = job(mp(1));
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(std::slice::from_ref(&j)).await;
@@ -450,15 +394,7 @@ async fn ops_replay_a_dead_letter_and_it_is_sent_once() {
 
 #[tokio::test]
 async fn twin_deliveries_of_one_dead_job_leave_one_dead_letter_and_one_duplicate() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     let j = job(mp(9)); // person 9 has no unionid
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(&[j.clone(), j.clone()]).await;
@@ -483,15 +419,7 @@ async fn twin_deliveries_of_one_dead_job_leave_one_dead_letter_and_one_duplicate
 
 #[tokio::test]
 async fn a_receipt_that_arrived_before_the_send_was_recorded_lands_on_the_ledger() {
-    let sys = System::new(
-        MockConfig {
-            followers: 10,
-            ..MockConfig::default()
-        },
-        1000,
-    )
-    .await;
-    sys.seed_people(10).await;
+    let sys = System::seeded(10).await;
     // The callback stored WeChat's receipt for the msgid the fake will answer first, before the
     // worker recorded the send (WeChat's event and the send's answer race).
     sqlx::query("INSERT INTO delivery_receipts (app, msgid, status, reported_at) VALUES ('default', $1, 'success', now())")

@@ -63,6 +63,25 @@ impl Cli {
         }
     }
 
+    /// The tokio runtime the command runs on: the worker's has `--threads` threads (one thread
+    /// is a current-thread runtime), every other command a multi-thread runtime.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let threads = match &self.command {
+            Command::Worker(args) => Some(args.threads.get()),
+            _ => None,
+        };
+        match threads {
+            Some(1) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Some(n) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build(),
+            None => tokio::runtime::Runtime::new(),
+        }
+    }
+
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
         let result = match self.command {
@@ -101,5 +120,29 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         EXIT_UNAVAILABLE
     } else {
         EXIT_FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::Cli;
+
+    fn flavor(args: &[&str]) -> RuntimeFlavor {
+        let cli = Cli::try_parse_from(args).expect("valid arguments");
+        cli.runtime().expect("a runtime").handle().runtime_flavor()
+    }
+
+    #[test]
+    fn the_worker_runs_on_one_thread_unless_told_otherwise() {
+        assert_eq!(flavor(&["wxnotify", "worker"]), RuntimeFlavor::CurrentThread);
+        assert_eq!(
+            flavor(&["wxnotify", "worker", "--threads", "4"]),
+            RuntimeFlavor::MultiThread
+        );
+        assert_eq!(flavor(&["wxnotify", "demo"]), RuntimeFlavor::MultiThread);
+        assert!(Cli::try_parse_from(["wxnotify", "worker", "--threads", "0"]).is_err());
     }
 }

@@ -2,12 +2,25 @@
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: a job's many small short-lived allocations (requests,
+/// frames, rows) cost the worker about a tenth less CPU (README "Figures"). Without
+/// transparent huge pages (`no_thp`), which would round its arenas up to 2 MiB pages and raise
+/// the worker's resident set by ~15 MiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = wxnotify::cli::Cli::parse();
     wxnotify::telemetry::init(
         wxnotify::telemetry::LogFormat::from_env(),
         cli.default_log_filter(),
     );
-    let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
+    let runtime = match cli.runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(cli.run())
 }

@@ -54,6 +54,12 @@ pub struct WorkerArgs {
     /// Attempts per job before it dies with `retries_exhausted`.
     #[arg(long, default_value_t = 8, env = "WXNOTIFY_MAX_ATTEMPTS")]
     pub max_attempts: u32,
+    /// Threads of this process's async runtime. One (the default) runs every send, statement
+    /// and ack on one thread, which spends the least CPU per job (no wake-ups across threads;
+    /// see README "Figures"); for more throughput run more worker processes, which share each
+    /// app's rate limit, or raise this.
+    #[arg(long, default_value = "1", env = "WXNOTIFY_WORKER_THREADS")]
+    pub threads: std::num::NonZeroUsize,
     /// Postgres connections of this process.
     #[arg(long, default_value_t = 16)]
     pub db_connections: u32,
@@ -88,7 +94,13 @@ pub struct WorkerConfig {
 impl Worker {
     /// Builds a worker on `pool` for the apps, broker and WeChat of `settings`.
     pub fn new(settings: &Settings, pool: PgPool, config: WorkerConfig) -> anyhow::Result<Self> {
-        let client = WechatClient::new(settings.wechat_api_base.clone(), &config.client)?;
+        // Every unacked delivery may be a send in flight: keep as many idle connections, or
+        // each burst above the pool closes connections that the next burst opens again.
+        let mut client_options = config.client.clone();
+        let in_flight = usize::from(config.consumer.prefetch) * config.consumer.lanes.len().max(1);
+        client_options.pool_max_idle_per_host =
+            client_options.pool_max_idle_per_host.max(in_flight);
+        let client = WechatClient::new(settings.wechat_api_base.clone(), &client_options)?;
         let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
         let limits = Arc::new(rate_limit::Limits::new(&settings.apps));
         let apps = settings.apps.iter().map(|a| a.name.clone()).collect();

@@ -242,6 +242,12 @@ impl WechatClient {
     /// A client for the API at `base` (`https://api.weixin.qq.com`, or the fake's address).
     pub fn new(base: Url, options: &ClientOptions) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
+            // WeChat's API does not redirect: a 3xx is an answer we cannot use (a transport
+            // error). Retries are the pipeline's (backoff, client_msg_id), not reqwest's, which
+            // would otherwise keep a copy of every request in case it resends it.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .timeout(options.timeout)
             .connect_timeout(options.connect_timeout)
             .pool_max_idle_per_host(options.pool_max_idle_per_host)

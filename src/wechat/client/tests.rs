@@ -747,6 +747,24 @@ async fn http_5xx_is_transient_even_with_an_errcode_body() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed_but_is_a_transient_transport_error() {
+    let server = MockServer::start().await;
+    Mock::given(path("/elsewhere"))
+        .respond_with(json_body(r#"{"errcode":0,"errmsg":"ok","msgid":1}"#))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let (_server, result) = send_answering(
+        ResponseTemplate::new(302).insert_header("location", format!("{}/elsewhere", server.uri())),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, WechatError::Transport { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrClass::Transient);
+    assert!(err.to_string().contains("302"), "{err}");
+}
+
+#[tokio::test]
 async fn a_timeout_is_transient() {
     let server = MockServer::start().await;
     Mock::given(path("/cgi-bin/message/template/send"))

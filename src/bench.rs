@@ -27,7 +27,7 @@ use crate::wechat::mock::{self, MockConfig, MockWechat};
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Unacked jobs per lane for the worker.
     #[arg(long, default_value_t = 512)]
     pub prefetch: u16,
+    /// Runs of each scenario; with more than one, a summary follows: the median of each figure,
+    /// the worst busiest window and peak RSS (these machines are noisy: quote medians).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -82,6 +86,8 @@ pub struct BenchResult {
     pub worker_cpu_us_per_job: f64,
     /// The worker's peak resident set, MiB.
     pub worker_peak_rss_mib: f64,
+    /// Whether this sums up several runs (medians; the worst busiest window and peak RSS).
+    pub median: bool,
 }
 
 /// Runs `wxnotify bench`.
@@ -97,16 +103,61 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut results = Vec::new();
     for scenario in scenarios {
-        let result = run_scenario(&base, &args, *scenario).await?;
-        if !args.json {
-            print_result(&result);
+        let mut runs = Vec::new();
+        for _ in 0..args.runs {
+            let result = run_scenario(&base, &args, *scenario).await?;
+            if !args.json {
+                print_result(&result);
+            }
+            runs.push(result);
         }
-        results.push(result);
+        if args.runs > 1 {
+            let summary = summary_of(&runs);
+            if !args.json {
+                println!(
+                    "median of {} runs (busiest window, peak RSS: the worst):",
+                    runs.len()
+                );
+                print_result(&summary);
+            }
+            runs.push(summary);
+        }
+        results.extend(runs);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The median of each figure over `runs` (of one scenario), marked `median: true`; for the two
+/// ceilings (busiest window, peak RSS) the worst run instead.
+fn summary_of(runs: &[BenchResult]) -> BenchResult {
+    fn median(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        }
+    }
+    let of = |f: fn(&BenchResult) -> f64| median(runs.iter().map(f).collect());
+    BenchResult {
+        scenario: runs[0].scenario,
+        jobs: runs[0].jobs,
+        publish_per_second: of(|r| r.publish_per_second),
+        drain_seconds: of(|r| r.drain_seconds),
+        jobs_per_second: of(|r| r.jobs_per_second),
+        rate_limit: runs[0].rate_limit,
+        max_window: runs.iter().map(|r| r.max_window).max().unwrap_or(0),
+        worker_cpu_us_per_job: of(|r| r.worker_cpu_us_per_job),
+        worker_peak_rss_mib: runs
+            .iter()
+            .map(|r| r.worker_peak_rss_mib)
+            .fold(0.0, f64::max),
+        median: true,
+    }
 }
 
 async fn run_scenario(
@@ -195,6 +246,7 @@ async fn measure(
         max_window: busiest_window(&times),
         worker_cpu_us_per_job: cpu * 1e6 / (jobs - sent_at_start).max(1) as f64,
         worker_peak_rss_mib: rss,
+        median: false,
     })
 }
 
@@ -331,7 +383,34 @@ fn print_result(r: &BenchResult) {
 
 #[cfg(test)]
 mod tests {
-    use super::busiest_window;
+    use super::{BenchResult, Scenario, busiest_window, summary_of};
+
+    fn run(cpu: f64, window: u64, rss: f64) -> BenchResult {
+        BenchResult {
+            scenario: Scenario::Throughput,
+            jobs: 10,
+            publish_per_second: 1.0,
+            drain_seconds: 1.0,
+            jobs_per_second: cpu * 100.0,
+            rate_limit: 1_000_000,
+            max_window: window,
+            worker_cpu_us_per_job: cpu,
+            worker_peak_rss_mib: rss,
+            median: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_takes_the_middle_run_and_the_worst_ceilings() {
+        let m = summary_of(&[run(70.0, 3, 51.0), run(50.0, 9, 49.0), run(60.0, 1, 50.0)]);
+        assert_eq!(m.worker_cpu_us_per_job, 60.0);
+        assert_eq!(m.jobs_per_second, 6000.0);
+        assert_eq!(m.max_window, 9);
+        assert_eq!(m.worker_peak_rss_mib, 51.0);
+        assert!(m.median);
+        let even = summary_of(&[run(70.0, 3, 50.0), run(50.0, 9, 50.0)]);
+        assert_eq!(even.worker_cpu_us_per_job, 60.0);
+    }
 
     #[test]
     fn the_busiest_window_skips_the_first_second() {

@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn the_worker_runs_on_one_thread_unless_told_otherwise() {
-        assert_eq!(flavor(&["wxnotify", "worker"]), RuntimeFlavor::CurrentThread);
+        assert_eq!(
+            flavor(&["wxnotify", "worker"]),
+            RuntimeFlavor::CurrentThread
+        );
         assert_eq!(
             flavor(&["wxnotify", "worker", "--threads", "4"]),
             RuntimeFlavor::MultiThread

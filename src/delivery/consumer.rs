@@ -188,7 +188,9 @@ impl Consumer {
                             acks,
                             shutdown: shutdown.clone(),
                         };
-                        tracker.spawn(async move { settle.handle(source, delivery).await });
+                        // Boxed: the task then holds a pointer, not the ~5 KB state machine
+                        // that tokio would otherwise copy on spawn and again on completion.
+                        tracker.spawn(Box::pin(async move { settle.handle(source, delivery).await }));
                     }
                     Some((_, _, Err(e))) => return Err(e.into()),
                     None => anyhow::bail!("the broker closed every consumer"),

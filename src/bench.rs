@@ -87,7 +87,7 @@ pub struct BenchResult {
     /// The worker's peak resident set, MiB.
     pub worker_peak_rss_mib: f64,
     /// Whether this sums up several runs (medians; the worst busiest window and peak RSS).
-    pub median: bool,
+    pub summary: bool,
 }
 
 /// Runs `wxnotify bench`.
@@ -130,7 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The median of each figure over `runs` (of one scenario), marked `median: true`; for the two
+/// The median of each figure over `runs` (of one scenario), marked `summary: true`; for the two
 /// ceilings (busiest window, peak RSS) the worst run instead.
 fn summary_of(runs: &[BenchResult]) -> BenchResult {
     fn median(mut values: Vec<f64>) -> f64 {
@@ -156,7 +156,7 @@ fn summary_of(runs: &[BenchResult]) -> BenchResult {
             .iter()
             .map(|r| r.worker_peak_rss_mib)
             .fold(0.0, f64::max),
-        median: true,
+        summary: true,
     }
 }
 
@@ -246,7 +246,7 @@ async fn measure(
         max_window: busiest_window(&times),
         worker_cpu_us_per_job: cpu * 1e6 / (jobs - sent_at_start).max(1) as f64,
         worker_peak_rss_mib: rss,
-        median: false,
+        summary: false,
     })
 }
 
@@ -396,7 +396,7 @@ mod tests {
             max_window: window,
             worker_cpu_us_per_job: cpu,
             worker_peak_rss_mib: rss,
-            median: false,
+            summary: false,
         }
     }
 
@@ -407,7 +407,7 @@ mod tests {
         assert_eq!(m.jobs_per_second, 6000.0);
         assert_eq!(m.max_window, 9);
         assert_eq!(m.worker_peak_rss_mib, 51.0);
-        assert!(m.median);
+        assert!(m.summary);
         let even = summary_of(&[run(70.0, 3, 50.0), run(50.0, 9, 50.0)]);
         assert_eq!(even.worker_cpu_us_per_job, 60.0);
     }

@@ -66,19 +66,17 @@ impl Cli {
     /// The tokio runtime the command runs on: the worker's has `--threads` threads (one thread
     /// is a current-thread runtime), every other command a multi-thread runtime.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        let threads = match &self.command {
-            Command::Worker(args) => Some(args.threads.get()),
-            _ => None,
-        };
-        match threads {
-            Some(1) => tokio::runtime::Builder::new_current_thread()
+        match &self.command {
+            Command::Worker(args) if args.threads.get() == 1 => {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            Command::Worker(args) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.threads.get())
                 .enable_all()
                 .build(),
-            Some(n) => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(n)
-                .enable_all()
-                .build(),
-            None => tokio::runtime::Runtime::new(),
+            _ => tokio::runtime::Runtime::new(),
         }
     }
 

@@ -20,7 +20,13 @@ pub const EXIT_UNAVAILABLE: u8 = 3;
 /// WXNOTIFY_OA_APPID / WXNOTIFY_OA_SECRET (and WXNOTIFY_MP_APPID / WXNOTIFY_MP_SECRET for
 /// logins), WXNOTIFY_QUEUE_PREFIX, WXNOTIFY_CONFIG for several apps. Start with `wxnotify demo`.
 #[derive(Debug, Parser)]
-#[command(name = "wxnotify", version, about, long_about)]
+#[command(
+    name = "wxnotify",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  wxnotify demo                       # the whole system against the fake WeChat\n  wxnotify migrate --create-database  # once per deploy (safe to repeat)\n  wxnotify worker\n  wxnotify serve --listen 0.0.0.0:8080\n  wxnotify enqueue --to-mp-openid oMP123 --template TEMPLATE_ID --data thing1=Shipped\n\nExit codes: 0 done, 1 the work failed, 2 bad configuration or arguments, 3 Postgres, RabbitMQ or WeChat unreachable (try again)."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -33,6 +39,9 @@ pub enum Command {
     /// Run the whole system against the built-in fake WeChat and print what happened.
     Demo(crate::demo::DemoArgs),
     /// Apply the Postgres migrations and declare the RabbitMQ topology (safe to repeat).
+    #[command(
+        after_help = "Examples:\n  wxnotify migrate\n  DATABASE_URL=postgres://wx@db/wxnotify AMQP_URL=amqp://wx:PASS@mq/%2f wxnotify migrate\n\nRun it at every deploy, before the workers start."
+    )]
     Migrate,
     /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
     Worker(crate::delivery::WorkerArgs),
@@ -47,6 +56,9 @@ pub enum Command {
     /// Run the fake WeChat API server (development, tests, demo, benchmarks).
     MockWechat(crate::wechat::mock::MockArgs),
     /// Print the JSON Schema of a job (the contract for producers in any language).
+    #[command(
+        after_help = "Examples:\n  wxnotify schema > job.schema.json\n  wxnotify schema | jq '.properties | keys'"
+    )]
     Schema,
     /// Measure the delivery pipeline end to end on this machine (see README "Figures").
     Bench(crate::bench::BenchArgs),
@@ -107,14 +119,24 @@ impl Cli {
     }
 }
 
-/// Maps an error to an exit code by what caused it.
+/// Maps an error to an exit code by what caused it: a setting to fix is 2, a service that
+/// could not be reached is 3, anything else 1.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<crate::config::ConfigError>()) {
+    let misconfigured = err.chain().any(|e| {
+        e.is::<crate::config::ConfigError>()
+            || matches!(
+                e.downcast_ref::<crate::queue::ConnectError>(),
+                Some(crate::queue::ConnectError::Url(_))
+            )
+    });
+    if misconfigured {
         EXIT_CONFIG
-    } else if err
-        .chain()
-        .any(|e| e.is::<sqlx::Error>() || e.is::<lapin::Error>() || e.is::<std::io::Error>())
-    {
+    } else if err.chain().any(|e| {
+        e.is::<sqlx::Error>()
+            || e.is::<lapin::Error>()
+            || e.is::<std::io::Error>()
+            || e.is::<crate::queue::ConnectError>()
+    }) {
         EXIT_UNAVAILABLE
     } else {
         EXIT_FAILURE

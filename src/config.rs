@@ -24,7 +24,7 @@ pub const DEFAULT_QUEUE_PREFIX: &str = "wxnotify";
 pub const DEFAULT_RATE_PER_SECOND: u32 = 500;
 
 /// A setting that could not be used. The message names it and says what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     /// A value did not parse.
     #[error("{name} is invalid: {reason}. {hint}")]

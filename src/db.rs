@@ -8,14 +8,56 @@ use sqlx::postgres::PgPoolOptions;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects a pool of at most `max_connections`, failing within 10 s when Postgres is away.
+///
+/// A wrong `DATABASE_URL` (not a URL, a database that does not exist, a refused login) is a
+/// [`ConfigError`](crate::config::ConfigError) naming the setting (exit code 2); a server that
+/// cannot be reached is an error to retry (exit code 3).
 pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
     use anyhow::Context;
-    PgPoolOptions::new()
+    let result = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
         .connect(url.expose_secret())
-        .await
-        .context("cannot connect to Postgres (check DATABASE_URL and that the server runs)")
+        .await;
+    match result {
+        Ok(pool) => Ok(pool),
+        Err(err) => match misconfiguration(&err) {
+            Some(config) => Err(config.into()),
+            None => Err(err).context(
+                "cannot connect to Postgres (check DATABASE_URL and that the server runs)",
+            ),
+        },
+    }
+}
+
+/// The setting to fix when connecting failed for a reason retrying cannot change.
+fn misconfiguration(err: &sqlx::Error) -> Option<crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let invalid = |reason: String, hint: &'static str| ConfigError::Invalid {
+        name: "DATABASE_URL".into(),
+        reason,
+        hint,
+    };
+    match err {
+        sqlx::Error::Configuration(e) => Some(invalid(
+            e.to_string(),
+            "Use postgres://USER[:PASSWORD]@HOST:5432/DATABASE.",
+        )),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // invalid_catalog_name: the database does not exist.
+            Some("3D000") => Some(invalid(
+                db.message().to_string(),
+                "Create it with `wxnotify migrate --create-database` (or createdb), or fix the database name in DATABASE_URL.",
+            )),
+            // invalid_password, invalid_authorization_specification (unknown role, pg_hba).
+            Some("28P01" | "28000") => Some(invalid(
+                db.message().to_string(),
+                "Check the user and password in DATABASE_URL and the server's pg_hba.conf.",
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Applies every pending migration; running it again changes nothing.

@@ -20,6 +20,7 @@
 //!   ack; retries and dead letters.
 //! - [`dlq`]: `wxnotify dlq`: list, show, replay and purge dead letters.
 //! - [`followers`]: the OA follower sync.
+//! - [`progress`]: the one style of terminal progress bars.
 //! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
 //! - [`demo`]: the main job, end to end against the fake WeChat.
 //! - [`bench`](mod@bench): end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
@@ -35,6 +36,7 @@ pub mod dlq;
 pub mod domain;
 pub mod followers;
 pub mod http;
+pub mod progress;
 pub mod queue;
 pub mod scratch;
 pub mod telemetry;

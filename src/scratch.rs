@@ -49,6 +49,10 @@ impl Scratch {
             .expose_secret()
             .parse()
             .context("DATABASE_URL is not a Postgres URL")?;
+        // RabbitMQ first: when it is down nothing has been created that would be left behind.
+        let connection = Arc::new(
+            crate::queue::connect(&base.amqp_url, &format!("wxnotify-{label}")).await?,
+        );
         let mut admin = server
             .clone()
             .database("postgres")
@@ -59,35 +63,46 @@ impl Scratch {
             .execute(&mut admin)
             .await?;
         admin.close().await?;
-        let settings = scratch_settings(base, mock, &server, &db_name, &prefix, rate)?;
-        let pool = crate::db::connect(&settings.database_url, 8).await?;
-        crate::db::migrate(&pool).await?;
-        crate::db::register_apps(&pool, &settings.apps).await?;
-        let connection = Arc::new(
-            crate::queue::connect(&settings.amqp_url, &format!("wxnotify-{label}")).await?,
-        );
-        let topology = Topology::new(prefix);
-        topology
-            .declare(
-                &connection.create_channel().await?,
-                &TopologyOptions::default(),
+        let topology = Topology::new(prefix.clone());
+        let filled = async {
+            let settings = scratch_settings(base, mock, &server, &db_name, &prefix, rate)?;
+            let pool = crate::db::connect(&settings.database_url, 8).await?;
+            crate::db::migrate(&pool).await?;
+            crate::db::register_apps(&pool, &settings.apps).await?;
+            topology
+                .declare(
+                    &connection.create_channel().await?,
+                    &TopologyOptions::default(),
+                )
+                .await?;
+            let publisher = Publisher::new(
+                connection.clone(),
+                topology.clone(),
+                PublisherOptions::default(),
             )
             .await?;
-        let publisher = Publisher::new(
-            connection.clone(),
-            topology.clone(),
-            PublisherOptions::default(),
-        )
-        .await?;
-        Ok(Scratch {
-            settings,
-            db_name,
-            pool,
-            topology,
-            publisher,
-            server,
-            connection,
-        })
+            anyhow::Ok((settings, pool, publisher))
+        }
+        .await;
+        match filled {
+            Ok((settings, pool, publisher)) => Ok(Scratch {
+                settings,
+                db_name,
+                pool,
+                topology,
+                publisher,
+                server,
+                connection,
+            }),
+            Err(err) => {
+                // Half made: take away what was made.
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = topology.delete(&channel).await;
+                }
+                drop_database(&server, &db_name).await;
+                Err(err)
+            }
+        }
     }
 
     /// Removes the queues, exchanges and database.
@@ -98,12 +113,16 @@ impl Scratch {
         }
         let _ = self.connection.close(200, "scratch removed".into()).await;
         self.pool.close().await;
-        if let Ok(mut admin) = self.server.clone().database("postgres").connect().await {
-            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                .execute(&mut admin)
-                .await;
-        }
+        drop_database(&self.server, &self.db_name).await;
+    }
+}
+
+async fn drop_database(server: &PgConnectOptions, db_name: &str) {
+    if let Ok(mut admin) = server.clone().database("postgres").connect().await {
+        let drop = format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)");
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&mut admin)
+            .await;
     }
 }
 

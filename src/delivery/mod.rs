@@ -163,6 +163,14 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     config.retry.max_attempts = args.max_attempts.max(1);
     config.consumer.topology.delivery_limit = args.delivery_limit;
+    // A refused login, a missing vhost or queues declared with other arguments never pass:
+    // exit 2 naming the setting instead of reconnecting forever.
+    crate::queue::diagnose::check_broker(
+        &settings.amqp_url,
+        &Topology::new(settings.queue_prefix.clone()),
+        &config.consumer.topology,
+    )
+    .await?;
     let worker = Worker::new(&settings, pool, config).context("building the worker")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

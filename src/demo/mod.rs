@@ -258,10 +258,8 @@ async fn check_books(
 }
 
 fn bar(len: u64, what: &'static str) -> ProgressBar {
-    let style =
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {per_sec:>12} {msg}")
-            .expect("valid template")
-            .progress_chars("=> ");
+    let style = crate::progress::style("{prefix:>10} [{bar:30}] {pos}/{len} {rate:>12} {msg}")
+        .progress_chars("=> ");
     ProgressBar::new(len).with_style(style).with_prefix(what)
 }
 

@@ -20,7 +20,7 @@ pub use store::{DeadLetterRow, Filter};
 /// Arguments of `wxnotify dlq`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify dlq list --reason retries_exhausted --since 1h\n  wxnotify dlq show 42\n  wxnotify dlq replay --reason retries_exhausted --since 2h --dry-run\n  wxnotify dlq replay 42 43\n  wxnotify dlq purge --older-than-days 30"
+    after_help = "Examples:\n  wxnotify dlq list --reason retries_exhausted --since-minutes 60\n  wxnotify dlq show 42\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run\n  wxnotify dlq replay 42 43\n  wxnotify dlq purge --older-than-days 30"
 )]
 pub struct DlqArgs {
     /// What to do.
@@ -35,13 +35,20 @@ pub struct DlqArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqAction {
     /// List dead letters, newest first.
+    #[command(
+        after_help = "Examples:\n  wxnotify dlq list\n  wxnotify dlq list --reason not_following --app shop --since-minutes 60\n  wxnotify dlq list --limit 1000 --json | jq '.[].job_id'"
+    )]
     List(FilterArgs),
     /// Show one dead letter with its job and attempt history.
+    #[command(after_help = "Examples:\n  wxnotify dlq show 42\n  wxnotify dlq show 42 --json")]
     Show {
         /// The dead letter's id (first column of `list`).
         id: i64,
     },
     /// Publish dead jobs again (same id, attempts counted from zero).
+    #[command(
+        after_help = "Examples:\n  wxnotify dlq replay 42 43\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --limit 5000\n\nWith a filter, at most --limit letters (newest first) are replayed; the summary says how many matched."
+    )]
     Replay {
         /// Dead letter ids; or use the filter flags.
         ids: Vec<i64>,
@@ -52,7 +59,10 @@ pub enum DlqAction {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Delete dead letters that were replayed or are older than a number of days.
+    /// Delete dead letters older than a number of days.
+    #[command(
+        after_help = "Examples:\n  wxnotify dlq purge --older-than-days 30\n  wxnotify dlq purge --older-than-days 90 --json"
+    )]
     Purge {
         /// Delete dead letters older than this many days.
         #[arg(long)]
@@ -109,11 +119,19 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
     let pool = crate::db::connect(&settings.database_url, 2).await?;
     match args.action {
         DlqAction::List(filter) => {
-            let rows = store::list(&pool, &Filter::from(&filter)).await?;
+            let filter = Filter::from(&filter);
+            let rows = store::list(&pool, &filter).await?;
+            let matching = store::count(&pool, &filter).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 print_table(&rows);
+                if matching > rows.len() as i64 {
+                    println!(
+                        "showing {} of {matching} matching dead letters (newest first; raise --limit or narrow the filter)",
+                        rows.len()
+                    );
+                }
             }
         }
         DlqAction::Show { id } => {
@@ -130,7 +148,16 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             dry_run,
         } => {
             let rows = if ids.is_empty() {
-                store::list(&pool, &Filter::from(&filter)).await?
+                let filter = Filter::from(&filter);
+                let rows = store::list(&pool, &filter).await?;
+                let matching = store::count(&pool, &filter).await?;
+                if matching > rows.len() as i64 {
+                    eprintln!(
+                        "{matching} dead letters match; this run takes the newest {} (--limit)",
+                        rows.len()
+                    );
+                }
+                rows
             } else {
                 store::by_ids(&pool, &ids).await?
             };

@@ -50,14 +50,30 @@ pub struct DeadLetterRow {
 const COLUMNS: &str =
     "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at";
 
-/// Dead letters matching `f`, newest first.
-pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM dead_letters
-         WHERE ($1::text IS NULL OR reason = $1)
+/// The filter as SQL, binding `$1`..`$4` (the same for the list and its count, so a count
+/// always describes exactly the letters the list shows).
+const MATCHES: &str = "($1::text IS NULL OR reason = $1)
            AND ($2::text IS NULL OR app = $2)
            AND ($3::int IS NULL OR created_at > now() - make_interval(mins => $3))
-           AND ($4 OR replayed_at IS NULL)
+           AND ($4 OR replayed_at IS NULL)";
+
+/// How many dead letters match `f`, whatever its limit.
+pub async fn count(pool: &PgPool, f: &Filter) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM dead_letters WHERE {MATCHES}"
+    )))
+    .bind(&f.reason)
+    .bind(&f.app)
+    .bind(f.since_minutes.map(|m| m as i32))
+    .bind(f.include_replayed)
+    .fetch_one(pool)
+    .await
+}
+
+/// Dead letters matching `f`, newest first, at most `f.limit`.
+pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM dead_letters WHERE {MATCHES}
          ORDER BY created_at DESC, id DESC
          LIMIT $5"
     )))

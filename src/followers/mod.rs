@@ -33,6 +33,9 @@ use crate::wechat::{TokenStore, WechatClient};
 
 /// Arguments of `wxnotify sync-followers`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  wxnotify sync-followers\n  wxnotify sync-followers --app shop --json\n  wxnotify sync-followers --max-pages 10     # spread user/get's daily quota; the next run resumes\n  wxnotify sync-followers --restart         # abandon an interrupted pass"
+)]
 pub struct SyncArgs {
     /// The app to sync (default: every configured app, one after another).
     #[arg(long, value_name = "NAME")]

@@ -22,10 +22,9 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Self::hidden();
         }
-        let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} followers  {per_sec}  ETA {eta}",
-        )
-        .expect("the progress template is valid");
+        let style = crate::progress::style(
+            "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} followers  {rate}  ETA {eta}",
+        );
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
             .with_style(style)
             .with_prefix(label.to_owned());

@@ -43,6 +43,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Arguments of `wxnotify serve`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, GET|POST /wechat/callback[/{app}], /healthz, /readyz, /metrics."
+)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WXNOTIFY_LISTEN", default_value = "127.0.0.1:8080")]

@@ -37,6 +37,7 @@
 
 mod confirms;
 mod connection;
+pub mod diagnose;
 mod enqueue;
 mod enqueue_args;
 mod migrate;

@@ -13,6 +13,11 @@ fn defaults() -> MockConfig {
 }
 
 const ABOUT: &str = "\
+Examples:
+  wxnotify mock-wechat
+  wxnotify mock-wechat --listen 127.0.0.1:0 --followers 1000000
+  curl -s localhost:8088/mock/stats
+
 Serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
 sns/jscode2session, message/template/send and template/get_all_private_template for one fake
 Official Account and one fake Mini Program, byte for byte like api.weixin.qq.com (see

@@ -1,0 +1,201 @@
+//! What a newcomer meets in the first hour: wrong settings exit 2 at once naming the setting,
+//! and every command's `--help` has examples.
+
+use std::process::Output;
+use std::time::Duration;
+
+use crate::support::{TestDb, amqp_url, queue_prefix};
+
+/// Runs `wxnotify ARGS` with `env`, failing the test if it does not exit within 30 s.
+async fn wxnotify(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"));
+    cmd.args(args)
+        .env("WXNOTIFY_OA_APPID", "wx0123456789abcdef")
+        .env("WXNOTIFY_OA_SECRET", "first-hour-secret")
+        .env("WXNOTIFY_LOG_FORMAT", "json")
+        .env_remove("WXNOTIFY_CONFIG")
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("wxnotify {args:?} did not exit within 30 s"))
+        .expect("run wxnotify")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The last line of stderr: the `error: …` line the CLI prints.
+fn error_line(out: &Output) -> String {
+    stderr(out)
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn with_broker_path(path: &str) -> String {
+    let base = amqp_url();
+    let (server, _) = base.rsplit_once('/').expect("an AMQP URL has a vhost path");
+    format!("{server}/{path}")
+}
+
+#[tokio::test]
+async fn a_worker_with_a_wrong_broker_setting_exits_2_naming_it() {
+    let db = TestDb::new().await;
+    let wrong_password = amqp_url().replacen("guest:guest", "guest:wrong-password", 1);
+    let cases = [
+        ("a refused login", wrong_password, "AMQP_URL"),
+        (
+            "a missing vhost",
+            with_broker_path("no-such-vhost"),
+            "vhost",
+        ),
+        ("not a URL", "not a url".to_string(), "AMQP_URL"),
+    ];
+    for (case, url, named) in cases {
+        let out = wxnotify(
+            &["worker"],
+            &[
+                ("DATABASE_URL", db.url()),
+                ("AMQP_URL", url),
+                ("WXNOTIFY_QUEUE_PREFIX", queue_prefix()),
+            ],
+        )
+        .await;
+        let line = error_line(&out);
+        assert_eq!(out.status.code(), Some(2), "{case}: {}", stderr(&out));
+        assert!(line.contains(named), "{case}: {line}");
+        assert!(!stderr(&out).contains("wrong-password"), "{case} leaked");
+    }
+}
+
+#[tokio::test]
+async fn a_worker_whose_queues_exist_with_another_delivery_limit_exits_2() {
+    let db = TestDb::new().await;
+    let prefix = queue_prefix();
+    let env = |limit: &str| {
+        vec![
+            ("DATABASE_URL", db.url()),
+            ("AMQP_URL", amqp_url()),
+            ("WXNOTIFY_QUEUE_PREFIX", prefix.clone()),
+            ("WXNOTIFY_DELIVERY_LIMIT", limit.to_string()),
+        ]
+    };
+    let migrated = wxnotify(&["migrate"], &env("10")).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let out = wxnotify(&["worker"], &env("5")).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(error_line(&out).contains("WXNOTIFY_DELIVERY_LIMIT"));
+    delete_queues(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_wrong_database_url_exits_2_and_a_missing_database_says_how_to_create_it() {
+    let missing = format!(
+        "{}/wxnotify_missing_{}",
+        crate::support::server_url().rsplit_once('/').unwrap().0,
+        uuid::Uuid::new_v4().simple()
+    );
+    let out = wxnotify(
+        &["worker"],
+        &[("DATABASE_URL", missing), ("AMQP_URL", amqp_url())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains("DATABASE_URL") && line.contains("wxnotify migrate"),
+        "{line}"
+    );
+
+    let out = wxnotify(
+        &["worker"],
+        &[
+            ("DATABASE_URL", "not-a-url".into()),
+            ("AMQP_URL", amqp_url()),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(error_line(&out).contains("DATABASE_URL"));
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_retried_not_a_config_error() {
+    let db = TestDb::new().await;
+    // A port nothing listens on: the worker must keep trying (and say so), not exit.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+        .arg("worker")
+        .env("WXNOTIFY_OA_APPID", "wx0123456789abcdef")
+        .env("WXNOTIFY_OA_SECRET", "s")
+        .env("WXNOTIFY_LOG_FORMAT", "json")
+        .env("DATABASE_URL", db.url())
+        .env(
+            "AMQP_URL",
+            format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        )
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let exited = tokio::time::timeout(Duration::from_secs(4), child.wait()).await;
+    assert!(
+        exited.is_err(),
+        "the worker gave up on an unreachable broker: {exited:?}"
+    );
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(stderr(&out).contains("reconnecting"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn every_command_has_examples_in_its_help() {
+    let mut commands: Vec<Vec<&str>> = vec![vec![]];
+    for c in [
+        "demo",
+        "migrate",
+        "worker",
+        "enqueue",
+        "dlq",
+        "sync-followers",
+        "serve",
+        "mock-wechat",
+        "schema",
+        "bench",
+    ] {
+        commands.push(vec![c]);
+    }
+    for sub in ["list", "show", "replay", "purge"] {
+        commands.push(vec!["dlq", sub]);
+    }
+    for mut command in commands {
+        command.push("--help");
+        let out = wxnotify(&command, &[]).await;
+        assert!(out.status.success(), "{command:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Examples:"),
+            "{command:?} has no examples:\n{help}"
+        );
+        assert!(help.contains("wxnotify"), "{command:?}");
+    }
+}
+
+async fn delete_queues(prefix: &str) {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    wxnotify::queue::Topology::new(prefix.to_string())
+        .delete(&channel)
+        .await
+        .ok();
+}

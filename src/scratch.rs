@@ -50,9 +50,8 @@ impl Scratch {
             .parse()
             .context("DATABASE_URL is not a Postgres URL")?;
         // RabbitMQ first: when it is down nothing has been created that would be left behind.
-        let connection = Arc::new(
-            crate::queue::connect(&base.amqp_url, &format!("wxnotify-{label}")).await?,
-        );
+        let connection =
+            Arc::new(crate::queue::connect(&base.amqp_url, &format!("wxnotify-{label}")).await?);
         let mut admin = server
             .clone()
             .database("postgres")

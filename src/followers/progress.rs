@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 
 /// Where the sync reports progress. Cheap to clone (the bar is shared).
 #[derive(Debug, Clone, Default)]

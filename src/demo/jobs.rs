@@ -15,10 +15,14 @@ pub enum Planned {
     Raw(Vec<u8>),
 }
 
-/// What the demo publishes.
+/// What the demo publishes, and what must become of each job.
 pub struct Plan {
     /// In publish order.
     pub messages: Vec<Planned>,
+    /// Each job id's final state on the ledger: `sent`, or the dead reason.
+    pub expected: std::collections::HashMap<String, &'static str>,
+    /// Messages that are not jobs at all (each one dead letter, `malformed`).
+    pub malformed: u64,
 }
 
 impl Plan {
@@ -26,6 +30,37 @@ impl Plan {
     pub fn expected_outcomes(&self) -> u64 {
         self.messages.len() as u64
     }
+}
+
+/// What must become of `job`, worked out from the fake WeChat's people (not from what the
+/// worker did): `sent`, or the reason it dies.
+fn expected_outcome(job: &Job, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> &'static str {
+    let who = match &job.to {
+        Recipient::MpOpenid(o) | Recipient::OaOpenid(o) => mock::person_of(o.as_ref()),
+        Recipient::Unionid(_) => None,
+    };
+    if let Some(i) = who {
+        if matches!(job.to, Recipient::MpOpenid(_)) && mock::unionid(i, cfg).is_none() {
+            return "no_unionid";
+        }
+        if !mock::seeded_follower(i, cfg) {
+            return "not_following";
+        }
+        match unfollowed.iter().find(|(p, _)| *p == i) {
+            Some((_, true)) => return "not_following",
+            // WeChat answers 43004 to a send to someone who left without wxnotify knowing.
+            Some((_, false)) => return "recipient_rejected",
+            None => {}
+        }
+    }
+    if job.not_after.is_some_and(|t| t < chrono::Utc::now()) {
+        return "expired";
+    }
+    let complete = job.data.get("thing1").is_some() && job.data.get("time2").is_some();
+    if job.template_id.as_ref() != "TPL_ORDER_SHIPPED" || !complete {
+        return "payload_rejected";
+    }
+    "sent"
 }
 
 /// `n` messages over `people` people of the fake WeChat; `unfollowed` are the people who left
@@ -57,7 +92,21 @@ pub fn plan(n: u64, people: u64, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -
         })
         .collect();
     messages.extend(dups);
-    Plan { messages }
+    let mut expected = std::collections::HashMap::new();
+    let mut malformed = 0;
+    for m in &messages {
+        match m {
+            Planned::Job(j) => {
+                expected.insert(j.id.to_string(), expected_outcome(j, cfg, unfollowed));
+            }
+            Planned::Raw(_) => malformed += 1,
+        }
+    }
+    Plan {
+        messages,
+        expected,
+        malformed,
+    }
 }
 
 fn no_unionid_person(k: u64, people: u64, cfg: &MockConfig) -> u64 {

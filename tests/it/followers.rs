@@ -85,7 +85,9 @@ async fn an_interrupted_sync_resumes_from_the_first_page_not_stored() {
     assert!(matches!(err, SyncError::Wechat { .. }), "{err}");
     assert_eq!(err.exit_code(), EXIT_UNAVAILABLE);
     world.mock.clear_faults();
-    let batch_calls_before = world.mock.stats().calls_to(Endpoint::UserInfoBatch);
+    // The failed run's other batchget calls were in flight when it gave up: they may still reach
+    // the fake after the error returned. Count from the moment they all have.
+    let batch_calls_before = settled_calls(&world, Endpoint::UserInfoBatch).await;
 
     let last = world.sync(&World::fast_options()).await.unwrap();
     assert!(last.completed && last.resumed, "{last:?}");
@@ -100,6 +102,20 @@ async fn an_interrupted_sync_resumes_from_the_first_page_not_stored() {
         .count("SELECT count(*) FROM follower_sync_passes")
         .await;
     assert_eq!(passes, 1);
+}
+
+/// The fake's call count for `endpoint` once it has stopped moving (no new call for 300 ms).
+async fn settled_calls(world: &World, endpoint: Endpoint) -> u64 {
+    let mut last = world.mock.stats().calls_to(endpoint);
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = world.mock.stats().calls_to(endpoint);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("calls to {endpoint:?} kept arriving for 15 s");
 }
 
 #[tokio::test]

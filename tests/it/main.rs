@@ -6,6 +6,7 @@ mod support;
 mod system;
 mod users_support;
 
+mod demo;
 mod domain;
 mod end_to_end;
 mod first_hour;

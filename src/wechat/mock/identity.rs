@@ -44,6 +44,11 @@ pub(super) fn oa_person(openid: &str, followers: u64) -> Option<u64> {
     parse_index(openid, OA_PREFIX).filter(|i| *i < followers)
 }
 
+/// The seeded person an OA or Mini Program openid belongs to.
+pub fn person_of(openid: &str) -> Option<u64> {
+    parse_index(openid, OA_PREFIX).or_else(|| parse_index(openid, MP_PREFIX))
+}
+
 fn parse_index(s: &str, prefix: &str) -> Option<u64> {
     let digits = s.strip_prefix(prefix)?;
     if digits.len() != 21 || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -56,7 +56,7 @@ pub use config::{EndOfList, MockConfig, MockTemplate};
 pub use endpoint::Endpoint;
 pub use events::{EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_xml};
 pub use faults::{Fault, FaultPlan, FaultRule};
-pub use identity::{mp_openid, oa_openid, seeded_follower, unionid};
+pub use identity::{mp_openid, oa_openid, person_of, seeded_follower, unionid};
 pub use sends::{AcceptedSend, FIRST_MSGID};
 pub use stats::MockStats;
 

@@ -15,5 +15,6 @@ mod http;
 mod mock;
 mod queue;
 mod resilience;
+mod signals;
 mod wechat;
 mod worker;

@@ -130,7 +130,9 @@ async fn the_worker_reconnects_when_rabbitmq_closes_its_connection() {
         latency: Duration::from_millis(10),
         ..MockConfig::default()
     };
-    let sys = System::new(config, 10_000).await;
+    // 40 sends a second: the 300 jobs take over 7 s, so the close (rabbitmqctl takes a second
+    // or two) lands mid-run.
+    let sys = System::new(config, 40).await;
     sys.seed_people(400).await;
     let jobs: Vec<Job> = good_people(300).map(|i| job(mp(i))).collect();
     let mut wc = WorkerConfig::default();
@@ -144,7 +146,17 @@ async fn the_worker_reconnects_when_rabbitmq_closes_its_connection() {
     }
     let closed = close_connections_named("wxnotify-worker", sys.topology.prefix()).await;
     assert!(closed >= 1, "found the worker's connection");
+    let sent_at_close = sys.mock.stats().sends_accepted;
+    assert!(
+        sent_at_close < 300,
+        "the connection was closed mid-run, not after the last send ({sent_at_close} sent)"
+    );
     sys.wait_finished(300, Duration::from_secs(60)).await;
+    // The sends after the close went through a new connection of the same worker.
+    assert!(
+        close_connections_named("wxnotify-worker", sys.topology.prefix()).await >= 1,
+        "the worker reconnected"
+    );
     worker.stop().await;
     assert_eq!(sys.states().await.get("sent"), Some(&300));
     assert_eq!(sys.mock.stats().sends_accepted, 300);

@@ -1,0 +1,83 @@
+//! The worker as operators run it: a process stopped with a real SIGTERM (what `docker stop`,
+//! systemd and Kubernetes send) records every job in flight and exits 0.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use wxnotify::domain::{Job, OpenId, Recipient};
+use wxnotify::wechat::mock::{self, Endpoint, MockConfig};
+
+use crate::system::System;
+use crate::worker::job;
+
+#[tokio::test]
+async fn sigterm_stops_a_worker_process_after_recording_every_job_in_flight() {
+    let config = MockConfig {
+        followers: 300,
+        latency: Duration::from_millis(400),
+        ..MockConfig::default()
+    };
+    let sys = System::new(config, 10_000).await;
+    sys.seed_people(300).await;
+    let jobs: Vec<Job> = (0..300u64)
+        .filter(|i| (i + 1) % 10 != 0)
+        .take(200)
+        .map(|i| {
+            job(Recipient::MpOpenid(
+                OpenId::parse(mock::mp_openid(i)).unwrap(),
+            ))
+        })
+        .collect();
+    sys.publish(&jobs).await;
+    let mut child = worker(&sys);
+    // Wait until sends are in flight at the fake WeChat (each takes 400 ms there).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sys.mock.stats().calls_to(Endpoint::TemplateSend) < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "no sends started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().expect("the worker runs") as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the worker exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    let states = sys.states().await;
+    assert_eq!(
+        states.get("sending"),
+        None,
+        "nothing left half done: {states:?}"
+    );
+    let sent = *states.get("sent").unwrap_or(&0);
+    assert!(sent > 0 && sent < 200, "it stopped mid-run: {states:?}");
+    assert_eq!(
+        sys.mock.stats().sends_accepted as i64,
+        sent,
+        "every send WeChat accepted is recorded"
+    );
+}
+
+fn worker(sys: &System) -> tokio::process::Child {
+    use secrecy::ExposeSecret;
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+        .args(["worker", "--prefetch", "64"])
+        .env("DATABASE_URL", sys.db.url())
+        .env("AMQP_URL", sys.settings.amqp_url.expose_secret())
+        .env("WECHAT_API_BASE", sys.mock.base_url().to_string())
+        .env("WXNOTIFY_QUEUE_PREFIX", sys.topology.prefix())
+        .env("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID)
+        .env("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET)
+        .env("WXNOTIFY_RATE_PER_SECOND", "10000")
+        // The test system declared its queues with this limit.
+        .env("WXNOTIFY_DELIVERY_LIMIT", "3")
+        .env("RUST_LOG", "warn")
+        .env_remove("WXNOTIFY_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the wxnotify binary runs")
+}

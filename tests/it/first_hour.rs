@@ -199,3 +199,70 @@ async fn delete_queues(prefix: &str) {
         .await
         .ok();
 }
+
+/// Every environment variable the code reads, found in the source: `"WXNOTIFY_…"` literals and
+/// clap's `env = "…"`, plus the three service URLs.
+fn variables_read_by_the_code() -> std::collections::BTreeSet<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut names: std::collections::BTreeSet<String> =
+        ["DATABASE_URL", "AMQP_URL", "WECHAT_API_BASE"]
+            .map(String::from)
+            .into();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices("\"WXNOTIFY_") {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            // A prefix being built (`"WXNOTIFY_" + …`) is not a variable.
+            if !name.ends_with('_') {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_readme_names_every_environment_variable_the_code_reads() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let missing: Vec<String> = variables_read_by_the_code()
+        .into_iter()
+        .filter(|name| !readme.contains(&format!("`{name}`")))
+        .collect();
+    assert!(missing.is_empty(), "the README does not name {missing:?}");
+}
+
+#[test]
+fn the_readme_points_nowhere_outside_the_repository() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (n, line) in readme.lines().enumerate() {
+        assert!(
+            !line.contains("../"),
+            "README line {} points outside the repository: {line}",
+            n + 1
+        );
+    }
+    for doc in ["docs/wechat.md", "docs/topology.md", "docs/ledger.md"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
+        assert!(path.exists(), "{doc} is missing");
+        assert!(readme.contains(doc), "the README does not link {doc}");
+    }
+}

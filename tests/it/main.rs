@@ -7,6 +7,7 @@ mod system;
 mod users_support;
 
 mod domain;
+mod edge;
 mod end_to_end;
 mod followers;
 mod http;

@@ -10,6 +10,7 @@ mod domain;
 mod edge;
 mod end_to_end;
 mod followers;
+mod fuzz;
 mod http;
 mod mock;
 mod queue;

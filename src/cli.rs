@@ -39,10 +39,7 @@ pub enum Command {
     /// Run the whole system against the built-in fake WeChat and print what happened.
     Demo(crate::demo::DemoArgs),
     /// Apply the Postgres migrations and declare the RabbitMQ topology (safe to repeat).
-    #[command(
-        after_help = "Examples:\n  wxnotify migrate\n  DATABASE_URL=postgres://wx@db/wxnotify AMQP_URL=amqp://wx:PASS@mq/%2f wxnotify migrate\n\nRun it at every deploy, before the workers start."
-    )]
-    Migrate,
+    Migrate(crate::queue::MigrateArgs),
     /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
     Worker(crate::delivery::WorkerArgs),
     /// Publish one job (from flags or JSON) or a file of jobs (NDJSON), with publisher confirms.
@@ -96,7 +93,7 @@ impl Cli {
     pub async fn run(self) -> ExitCode {
         let result = match self.command {
             Command::Demo(args) => crate::demo::run(args).await,
-            Command::Migrate => crate::queue::migrate_command().await,
+            Command::Migrate(args) => crate::queue::migrate_command(args).await,
             Command::Worker(args) => crate::delivery::run(args).await,
             Command::Enqueue(args) => crate::queue::enqueue(*args).await,
             Command::SyncFollowers(args) => crate::followers::run(args).await,

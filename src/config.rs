@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -220,6 +220,23 @@ fn parse_token_source(name: &str, v: &str) -> Result<TokenSource, ConfigError> {
     }
 }
 
+/// WeChat's rule for the callback Token: 3 to 32 characters (its console takes letters and
+/// digits; any printable ASCII is accepted here).
+fn check_callback_token(name: &str, token: String) -> Result<SecretString, ConfigError> {
+    if (3..=32).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(token.into());
+    }
+    // The value is a secret: only its length is said.
+    Err(ConfigError::Invalid {
+        name: name.into(),
+        reason: format!(
+            "a {}-character token, not 3 to 32 printable ASCII characters",
+            token.chars().count()
+        ),
+        hint: "Use the Token of the OA console's server configuration (WeChat requires 3-32 letters or digits).",
+    })
+}
+
 /// The app of the `WXNOTIFY_OA_*` / `WXNOTIFY_MP_*` variables, if they are set.
 fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig>, ConfigError> {
     let Some(oa_appid) = var("WXNOTIFY_OA_APPID") else {
@@ -245,7 +262,9 @@ fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig
         oa_secret: oa_secret.into(),
         mp_appid,
         mp_secret,
-        callback_token: var("WXNOTIFY_CALLBACK_TOKEN").map(Into::into),
+        callback_token: var("WXNOTIFY_CALLBACK_TOKEN")
+            .map(|t| check_callback_token("WXNOTIFY_CALLBACK_TOKEN", t))
+            .transpose()?,
         encoding_aes_key: var("WXNOTIFY_ENCODING_AES_KEY").map(Into::into),
         rate_per_second: var("WXNOTIFY_RATE_PER_SECOND")
             .map(|v| parse_rate("WXNOTIFY_RATE_PER_SECOND", &v))
@@ -329,7 +348,11 @@ fn apps_from_file(
                     .map(|v| parse_app_id(&key("mp_appid"), v))
                     .transpose()?,
                 mp_secret: secret("mp_secret", &a.mp_secret_env, &a.mp_secret_file)?,
-                callback_token: secret("callback_token", &a.callback_token_env, &None)?,
+                callback_token: secret("callback_token", &a.callback_token_env, &None)?
+                    .map(|t| {
+                        check_callback_token(&key("callback_token"), t.expose_secret().to_owned())
+                    })
+                    .transpose()?,
                 encoding_aes_key: secret("encoding_aes_key", &a.encoding_aes_key_env, &None)?,
                 rate_per_second: rate,
                 token_source: a.token_source.unwrap_or_default(),
@@ -365,7 +388,6 @@ fn read_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = vars
@@ -425,6 +447,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("WECHAT_API_BASE"), "{err}");
+    }
+
+    #[test]
+    fn a_callback_token_outside_wechats_3_to_32_characters_is_refused_without_showing_it() {
+        let base = [("WXNOTIFY_OA_APPID", "wx1"), ("WXNOTIFY_OA_SECRET", "s")];
+        let long = "x".repeat(33);
+        for bad in ["zq", long.as_str(), "has space", "tökén"] {
+            let mut vars = base.to_vec();
+            vars.push(("WXNOTIFY_CALLBACK_TOKEN", bad));
+            let err = settings(&vars).unwrap_err().to_string();
+            assert!(err.contains("WXNOTIFY_CALLBACK_TOKEN is invalid"), "{err}");
+            assert!(!err.contains(bad), "the token leaked: {err}");
+        }
+        for good in ["abc", "AAAAA", "tok-en", "x".repeat(32).as_str()] {
+            let mut vars = base.to_vec();
+            vars.push(("WXNOTIFY_CALLBACK_TOKEN", good));
+            let s = settings(&vars).unwrap();
+            assert_eq!(s.apps[0].callback_token.as_ref().unwrap().expose_secret(), good);
+        }
     }
 
     #[test]

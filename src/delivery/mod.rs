@@ -52,7 +52,8 @@ pub struct WorkerArgs {
     #[arg(long = "lane", value_enum)]
     pub lanes: Vec<Lane>,
     /// Attempts per job before it dies with `retries_exhausted`.
-    #[arg(long, default_value_t = 8, env = "WXNOTIFY_MAX_ATTEMPTS")]
+    #[arg(long, default_value_t = 8, env = "WXNOTIFY_MAX_ATTEMPTS",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_attempts: u32,
     /// Threads of this process's async runtime. One (the default) runs every send, statement
     /// and ack on one thread, which spends the least CPU per job (no wake-ups across threads;
@@ -61,7 +62,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "1", env = "WXNOTIFY_WORKER_THREADS")]
     pub threads: std::num::NonZeroUsize,
     /// Postgres connections of this process.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_connections: u32,
     /// The lanes' delivery limit used when this worker declares the queues; it must match the
     /// queues' existing setting (change a running system with a RabbitMQ policy instead).

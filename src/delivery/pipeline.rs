@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 
 use super::batch::DbError;
 use super::ledger::{Admission, DeadLetter, Ledger};
@@ -296,14 +295,8 @@ impl Pipeline {
         let Some(job) = &decision.job else {
             // Not a job: kept as (lossy, NUL-free) text, since Postgres refuses NUL in text.
             let raw = clean_text(&body[..body.len().min(MAX_RAW_KEPT)]);
-            let job_id = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| {
-                    v.get("id")
-                        .and_then(Value::as_str)
-                        .map(|s| clean_text(s.as_bytes()))
-                })
-                .map(|s| s.chars().take(200).collect::<String>());
+            // Not `serde_json::Value`: that costs ~10x the body, which may be far over the limit.
+            let job_id = crate::domain::id_hint::id_hint(body).map(|s| clean_text(s.as_bytes()));
             let dead = DeadLetter {
                 job_id: job_id.as_deref(),
                 app: None,

@@ -59,13 +59,13 @@ pub enum DlqAction {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Delete dead letters older than a number of days.
+    /// Delete dead letters older than a number of days, replayed or not.
     #[command(
         after_help = "Examples:\n  wxnotify dlq purge --older-than-days 30\n  wxnotify dlq purge --older-than-days 90 --json"
     )]
     Purge {
-        /// Delete dead letters older than this many days.
-        #[arg(long)]
+        /// Delete dead letters older than this many days (1 to 36500).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
         older_than_days: u32,
     },
 }
@@ -79,16 +79,25 @@ pub struct FilterArgs {
     /// Only this app.
     #[arg(long)]
     pub app: Option<String>,
-    /// Only dead letters younger than this many minutes.
-    #[arg(long, value_name = "MINUTES")]
+    /// Only dead letters younger than this many minutes (1 to 5256000, ten years).
+    #[arg(long, value_name = "MINUTES",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_MINUTES)))]
     pub since_minutes: Option<u32>,
     /// Include dead letters already replayed.
     #[arg(long)]
     pub include_replayed: bool,
-    /// At most this many.
-    #[arg(long, default_value_t = 100)]
+    /// At most this many (1 to 100000).
+    #[arg(long, default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIMIT)))]
     pub limit: u32,
 }
+
+/// The largest `--older-than-days` (a hundred years).
+pub const MAX_DAYS: u32 = 36_500;
+/// The largest `--since-minutes` (ten years).
+pub const MAX_MINUTES: u32 = 5_256_000;
+/// The largest `--limit`.
+pub const MAX_LIMIT: u32 = 100_000;
 
 fn parse_reason(s: &str) -> Result<String, String> {
     DeadReason::ALL
@@ -209,5 +218,42 @@ fn print_table(rows: &[DeadLetterRow]) {
     }
     if rows.is_empty() {
         println!("(no dead letters match)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dlq: DlqArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<DlqArgs, clap::Error> {
+        let argv = std::iter::once("dlq").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.dlq)
+    }
+
+    #[test]
+    fn numbers_that_would_wrap_in_sql_are_refused_by_the_parser() {
+        for args in [
+            &["purge", "--older-than-days", "4294967295"][..],
+            &["purge", "--older-than-days", "36501"],
+            &["purge", "--older-than-days", "0"],
+            &["purge", "--older-than-days=-1"],
+            &["list", "--since-minutes", "4294967295"],
+            &["list", "--since-minutes", "0"],
+            &["list", "--limit", "4294967295"],
+            &["replay", "--since-minutes", "2147483648"],
+        ] {
+            let err = parse(args).expect_err("out of range");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+        }
+        let ok = parse(&["purge", "--older-than-days", "36500"]).unwrap();
+        assert!(matches!(ok.action, DlqAction::Purge { older_than_days: 36500 }));
+        parse(&["list", "--since-minutes", "5256000", "--limit", "100000"]).unwrap();
     }
 }

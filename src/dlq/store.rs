@@ -79,9 +79,9 @@ pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<DeadLetterRow>, sqlx:
     )))
     .bind(&f.reason)
     .bind(&f.app)
-    .bind(f.since_minutes.map(|m| m as i32))
+    .bind(f.since_minutes.map(|m| i32::try_from(m).unwrap_or(i32::MAX)))
     .bind(f.include_replayed)
-    .bind(f.limit as i64)
+    .bind(i64::from(f.limit))
     .fetch_all(pool)
     .await
 }
@@ -168,13 +168,14 @@ pub async fn mark_replayed(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Deletes dead letters older than `days`.
+/// Deletes dead letters older than `days` (a number past `i32` saturates, so it can never wrap
+/// into a negative age that matches every row).
 pub async fn purge(pool: &PgPool, days: u32) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query(
             "DELETE FROM dead_letters WHERE created_at < now() - make_interval(days => $1)",
         )
-        .bind(days as i32)
+        .bind(i32::try_from(days).unwrap_or(i32::MAX))
         .execute(pool)
         .await?
         .rows_affected(),

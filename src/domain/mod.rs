@@ -2,6 +2,7 @@
 //! argument, config), and everything inside the crate trusts them.
 
 mod ids;
+pub mod id_hint;
 pub mod job;
 pub mod template;
 

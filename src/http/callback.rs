@@ -9,6 +9,12 @@
 //! WeChat's 5 seconds: the slow part, `user/info` for a new follower's unionid, runs in a
 //! background task after the answer. A bad signature, a bad AES payload or malformed XML is
 //! refused with a 4xx and stores nothing.
+//!
+//! Replays are refused by [`super::replay`]: a `timestamp` outside the window, or a
+//! `(timestamp, nonce)` already used for another request, gets 403. With an EncodingAESKey
+//! configured, a POST without `encrypt_type=aes` (a downgrade to plaintext, whose signature does
+//! not cover the body) gets 403 unless plaintext is explicitly allowed
+//! (`--callback-allow-plaintext`, for WeChat's compatible mode while switching).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -20,6 +26,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::error::HttpError;
+use super::replay::{self, ReplayError};
 use super::{AppEntry, AppState, store};
 use crate::domain::{AppName, OpenId};
 use crate::followers::store as followers;
@@ -50,7 +57,7 @@ pub async fn verify_default(
     Query(query): Query<CallbackQuery>,
 ) -> Result<String, HttpError> {
     let app = state.app_or_default(None)?;
-    handshake(&state, &app, &query)
+    handshake(&state, &app, &query).await
 }
 
 /// GET `/wechat/callback/{app}`: the handshake.
@@ -60,7 +67,7 @@ pub async fn verify(
     Query(query): Query<CallbackQuery>,
 ) -> Result<String, HttpError> {
     let app = state.app_or_default(Some(&app))?;
-    handshake(&state, &app, &query)
+    handshake(&state, &app, &query).await
 }
 
 /// POST `/wechat/callback`: a push to the default app.
@@ -84,13 +91,18 @@ pub async fn push(
     receive(&state, &app, &query, &body).await
 }
 
-fn handshake(state: &AppState, app: &AppName, query: &CallbackQuery) -> Result<String, HttpError> {
+async fn handshake(
+    state: &AppState,
+    app: &AppName,
+    query: &CallbackQuery,
+) -> Result<String, HttpError> {
     let entry = state.entry(app)?;
-    check_signature(entry, query)?;
+    let ts = check_signature(state, entry, query)?;
     let echostr = query
         .echostr
         .clone()
         .ok_or_else(|| HttpError::BadRequest("echostr is missing".into()))?;
+    not_replayed(state, app, ts, query, "GET", echostr.as_bytes()).await?;
     tracing::info!(app = %app, "callback URL handshake verified");
     Ok(echostr)
 }
@@ -103,15 +115,24 @@ async fn receive(
     body: &[u8],
 ) -> Result<Response, HttpError> {
     let entry = state.entry(app)?;
-    check_signature(entry, query)?;
+    let ts = check_signature(state, entry, query)?;
+    let raw = body;
     let body = std::str::from_utf8(body)
         .map_err(|_| HttpError::BadRequest("the body is not UTF-8 XML".into()))?;
     let safe = query.encrypt_type.as_deref() == Some("aes");
+    if !safe && entry.aes_key.is_some() && !state.edge().callback_allow_plaintext {
+        metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "plaintext_in_safe_mode").increment(1);
+        return Err(HttpError::Forbidden(
+            "this app is in safe mode (an EncodingAESKey is configured): plaintext pushes are refused"
+                .into(),
+        ));
+    }
     let push = if safe {
         decrypt(entry, query, body)?
     } else {
         event::parse_push(body).map_err(|e| HttpError::BadRequest(e.to_string()))?
     };
+    not_replayed(state, app, ts, query, "POST", raw).await?;
     let key = push.dedupe_key();
     tracing::Span::current().record("event", key.as_str());
     let applied = apply(state, app, &push).await?;
@@ -129,7 +150,12 @@ async fn receive(
     })
 }
 
-fn check_signature(entry: &AppEntry, query: &CallbackQuery) -> Result<(), HttpError> {
+/// Checks the signature, then the timestamp window; returns the timestamp.
+fn check_signature(
+    state: &AppState,
+    entry: &AppEntry,
+    query: &CallbackQuery,
+) -> Result<i64, HttpError> {
     let token = callback_token(entry)?;
     let (Some(sig), Some(ts), Some(nonce)) = (&query.signature, &query.timestamp, &query.nonce)
     else {
@@ -140,7 +166,38 @@ fn check_signature(entry: &AppEntry, query: &CallbackQuery) -> Result<(), HttpEr
     if !signatures_match(&signature(token, ts, nonce), sig) {
         return Err(HttpError::Forbidden("the signature does not match".into()));
     }
-    Ok(())
+    replay::check_window(ts, Utc::now().timestamp(), state.edge().callback_max_skew)
+        .map_err(|e| refused(&entry.config.name, &e))
+}
+
+/// Refuses a `(timestamp, nonce)` pair already used for another request.
+async fn not_replayed(
+    state: &AppState,
+    app: &AppName,
+    ts: i64,
+    query: &CallbackQuery,
+    method: &str,
+    carried: &[u8],
+) -> Result<(), HttpError> {
+    let nonce = query.nonce.as_deref().unwrap_or_default();
+    if nonce.len() > 128 {
+        return Err(HttpError::BadRequest("nonce is too long".into()));
+    }
+    let digest = replay::request_digest(method, carried);
+    replay::remember(state.pool(), app, ts, nonce, &digest)
+        .await?
+        .map_err(|e| refused(app, &e))
+}
+
+fn refused(app: &AppName, e: &ReplayError) -> HttpError {
+    let reason = match e {
+        ReplayError::BadTimestamp => "bad_timestamp",
+        ReplayError::OutsideWindow { .. } => "outside_window",
+        ReplayError::Replayed => "replayed",
+    };
+    metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => reason).increment(1);
+    tracing::warn!(app = %app, reason, "callback request refused");
+    HttpError::Forbidden(e.to_string())
 }
 
 fn callback_token(entry: &AppEntry) -> Result<&str, HttpError> {

@@ -3,15 +3,19 @@
 //! user, and answers `{"openid", "unionid", "notifiable"}`. `notifiable` says a subscribed OA
 //! follower with that unionid is known, i.e. template messages can reach this person now.
 //! The session key stays in Postgres; it is never in an answer or a log line.
+//! Before WeChat is called, [`super::login_limits`] checks the per-client and global limits
+//! (429 with `Retry-After` past them).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::HttpError;
 use super::login_codes::Exchanged;
+use super::login_limits::{Peer, Refused, client_ip};
 use super::store;
 use crate::domain::AppName;
 use crate::wechat::errcode::{CODE_BLOCKED, MINUTE_QUOTA};
@@ -68,9 +72,24 @@ pub enum LoginFailure {
 /// The handler.
 pub async fn login(
     State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
     Query(query): Query<LoginQuery>,
     body: Bytes,
 ) -> Result<Json<LoginResponse>, HttpError> {
+    let limiter = state.login_limiter();
+    let client = client_ip(limiter.limits().client_ip_header.as_ref(), &headers, peer);
+    if let Err(refused) = limiter.check(client) {
+        let (scope, message) = match refused {
+            Refused::Client(_) => ("client", "too many logins from this client; retry later"),
+            Refused::Global(_) => ("global", "too many logins right now; retry later"),
+        };
+        metrics::counter!("wxnotify_login_limited_total", "scope" => scope).increment(1);
+        return Err(HttpError::TooManyRequests {
+            message: message.into(),
+            retry_after: refused.retry_after_secs(),
+        });
+    }
     let request: LoginRequest = serde_json::from_slice(&body).map_err(|_| {
         HttpError::BadRequest(
             "the body must be JSON like {\"code\": \"<the code wx.login() returned>\"}".into(),

@@ -6,11 +6,12 @@
 //! client that hangs up cannot leave a consumed code without its user row.
 //!
 //! Codes are kept as SHA-1 digests (with the app name), never as the code itself. The map is
-//! per process: WeChat itself refuses a reused code (40163) across processes.
+//! per process: WeChat itself refuses a reused code (40163) across processes. It is a bounded
+//! `moka` cache: an entry expires ten minutes after its last change (expiry runs in time order,
+//! with no sweep under a lock), and at most [`CAPACITY`] codes are kept (the login limits keep
+//! the real number far below it).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -20,23 +21,16 @@ use crate::domain::AppName;
 
 /// How long a used code is remembered.
 const REMEMBER: Duration = Duration::from_secs(600);
-/// Entries kept before expired ones are swept.
-const SWEEP_ABOVE: usize = 4096;
+/// The most codes remembered at once.
+pub const CAPACITY: u64 = 65_536;
 
 type Key = [u8; 20];
 type SharedExchange<T, E> = Shared<BoxFuture<'static, Result<T, E>>>;
 
+#[derive(Clone)]
 enum Slot<T: Clone, E: Clone> {
-    InFlight(SharedExchange<T, E>, Instant),
-    Used(Instant),
-}
-
-impl<T: Clone, E: Clone> Slot<T, E> {
-    fn since(&self) -> Instant {
-        match self {
-            Slot::InFlight(_, at) | Slot::Used(at) => *at,
-        }
-    }
+    InFlight(SharedExchange<T, E>),
+    Used,
 }
 
 /// What happened to a code.
@@ -50,8 +44,8 @@ pub enum Exchanged<T, E> {
 
 /// The single-flight map of login codes. Cheap to clone.
 pub struct LoginCodes<T: Clone, E: Clone> {
-    /// Held only to look up or change a slot, never across an await.
-    slots: Arc<Mutex<HashMap<Key, Slot<T, E>>>>,
+    /// Shared by clones (a moka cache is a handle).
+    slots: moka::sync::Cache<Key, Slot<T, E>>,
 }
 
 impl<T: Clone, E: Clone> Clone for LoginCodes<T, E> {
@@ -62,11 +56,13 @@ impl<T: Clone, E: Clone> Clone for LoginCodes<T, E> {
     }
 }
 
-impl<T: Clone, E: Clone> Default for LoginCodes<T, E> {
+impl<T, E> Default for LoginCodes<T, E>
+where
+    T: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
     fn default() -> Self {
-        Self {
-            slots: Arc::default(),
-        }
+        Self::with_capacity(CAPACITY)
     }
 }
 
@@ -75,6 +71,16 @@ where
     T: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
+    /// A map that remembers at most `capacity` codes.
+    pub fn with_capacity(capacity: u64) -> Self {
+        Self {
+            slots: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(REMEMBER)
+                .build(),
+        }
+    }
+
     /// Runs `exchange` for this code unless it runs already (then waits for it) or ran recently.
     /// `on_panic` is the answer if the exchange task dies.
     pub async fn exchange<F>(
@@ -88,33 +94,35 @@ where
         F: Future<Output = Result<T, E>> + Send + 'static,
     {
         let key = digest(app, code);
-        let shared = {
-            let mut slots = self.slots.lock().expect("login code map");
-            match slots.get(&key) {
-                Some(Slot::InFlight(shared, _)) => shared.clone(),
-                Some(Slot::Used(at)) if at.elapsed() < REMEMBER => return Exchanged::AlreadyUsed,
-                _ => {
-                    sweep(&mut slots);
-                    let shared = self.spawn(key, exchange, on_panic);
-                    slots.insert(key, Slot::InFlight(shared.clone(), Instant::now()));
-                    shared
-                }
-            }
-        };
-        Exchanged::Done(shared.await)
+        // `or_insert_with` runs the closure for one caller only; the others see its slot. The
+        // exchange waits for `registered` so its `Used` cannot land before its `InFlight`.
+        let (registered, wait) = tokio::sync::oneshot::channel();
+        let entry = self
+            .slots
+            .entry(key)
+            .or_insert_with(|| Slot::InFlight(self.spawn(key, wait, exchange, on_panic)));
+        let _ = registered.send(());
+        match entry.into_value() {
+            Slot::InFlight(shared) => Exchanged::Done(shared.await),
+            Slot::Used => Exchanged::AlreadyUsed,
+        }
     }
 
-    fn spawn<F>(&self, key: Key, exchange: F, on_panic: E) -> SharedExchange<T, E>
+    fn spawn<F>(
+        &self,
+        key: Key,
+        registered: tokio::sync::oneshot::Receiver<()>,
+        exchange: F,
+        on_panic: E,
+    ) -> SharedExchange<T, E>
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
     {
         let slots = self.slots.clone();
         let task = tokio::spawn(async move {
+            let _ = registered.await;
             let result = exchange.await;
-            slots
-                .lock()
-                .expect("login code map")
-                .insert(key, Slot::Used(Instant::now()));
+            slots.insert(key, Slot::Used);
             result
         });
         async move { task.await.unwrap_or(Err(on_panic)) }
@@ -122,9 +130,10 @@ where
             .shared()
     }
 
-    /// How many codes are remembered (for tests).
+    /// How many codes are remembered (approximate until pending work runs; for tests).
     pub fn len(&self) -> usize {
-        self.slots.lock().expect("login code map").len()
+        self.slots.run_pending_tasks();
+        usize::try_from(self.slots.entry_count()).unwrap_or(usize::MAX)
     }
 
     /// Whether no code is remembered.
@@ -141,18 +150,23 @@ fn digest(app: &AppName, code: &str) -> Key {
     h.finalize().into()
 }
 
-/// Drops entries older than [`REMEMBER`] once the map is large (in-flight ones that old belong
-/// to a stuck exchange and are dropped too).
-fn sweep<T: Clone, E: Clone>(slots: &mut HashMap<Key, Slot<T, E>>) {
-    if slots.len() > SWEEP_ABOVE {
-        slots.retain(|_, slot| slot.since().elapsed() < REMEMBER);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn the_map_is_bounded_whatever_the_number_of_codes() {
+        let codes: LoginCodes<u32, String> = LoginCodes::with_capacity(100);
+        let app = AppName::default_app();
+        for i in 0..5_000u32 {
+            let code = format!("code-{i}");
+            let done = codes.exchange(&app, &code, async { Ok(1) }, "panic".into()).await;
+            assert_eq!(done, Exchanged::Done(Ok(1)));
+        }
+        assert!(codes.len() <= 100, "{} codes kept", codes.len());
+    }
 
     #[tokio::test]
     async fn concurrent_requests_with_one_code_share_one_exchange_and_a_used_code_is_refused() {

@@ -6,6 +6,11 @@
 //! - not built yet: `POST /v1/notifications` (jobs over HTTP) and `/admin/...`;
 //! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
 //!
+//! The public edge: [`server`] (timeouts, connection limit, graceful shutdown), [`replay`]
+//! (the callback's timestamp window and nonce cache), [`login_limits`] (per-client and global
+//! login limits). With `--metrics-listen`, `/metrics` moves to that address (keep it private;
+//! expose only `--listen`).
+//!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
 pub mod callback;
@@ -13,10 +18,14 @@ pub mod error;
 pub mod health;
 pub mod login;
 pub mod login_codes;
+pub mod login_limits;
+pub mod replay;
+pub mod server;
 pub mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +46,8 @@ use crate::wechat::{TokenStore, WechatClient};
 use error::HttpError;
 use login::{LoginFailure, LoginResponse};
 use login_codes::LoginCodes;
+use login_limits::{LoginLimiter, LoginLimits};
+use server::{ServerArgs, ServerLimits};
 
 /// The largest request body accepted (WeChat's pushes are a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -47,9 +58,72 @@ pub const BODY_LIMIT: usize = 64 * 1024;
     after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, GET|POST /wechat/callback[/{app}], /healthz, /readyz, /metrics."
 )]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (the public one: login and the OA callback).
     #[arg(long, env = "WXNOTIFY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// A second, private address for `/metrics` (and `/healthz`, `/readyz`); when set,
+    /// `/metrics` is not served on `--listen`.
+    #[arg(long, env = "WXNOTIFY_SERVE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds a callback's `timestamp` may differ from this server's clock.
+    #[arg(long, env = "WXNOTIFY_CALLBACK_MAX_SKEW_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(30..=3600))]
+    pub callback_max_skew_secs: u64,
+    /// Accept plaintext pushes for apps with an EncodingAESKey (WeChat's compatible mode, while
+    /// switching to safe mode); otherwise they are refused.
+    #[arg(long, env = "WXNOTIFY_CALLBACK_ALLOW_PLAINTEXT")]
+    pub callback_allow_plaintext: bool,
+    /// Logins per minute from one client address (an IPv6 /64).
+    #[arg(long, env = "WXNOTIFY_LOGIN_PER_CLIENT_PER_MINUTE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub login_per_client_per_minute: u32,
+    /// Logins per minute from all clients (keep it below WeChat's jscode2session quota).
+    #[arg(long, env = "WXNOTIFY_LOGIN_PER_MINUTE", default_value_t = 3000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub login_per_minute: u32,
+    /// Header in which a trusted reverse proxy puts the client's address (e.g.
+    /// X-Forwarded-For; its last value is used). Only set it behind such a proxy.
+    #[arg(long, env = "WXNOTIFY_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Timeouts and the connection limit.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The policies of the public edge shared by the handlers.
+#[derive(Debug, Clone)]
+pub struct EdgeOptions {
+    /// How far a callback's `timestamp` may be from this server's clock.
+    pub callback_max_skew: Duration,
+    /// Accept plaintext pushes for apps in safe mode (compatible mode).
+    pub callback_allow_plaintext: bool,
+    /// The login limits.
+    pub login: LoginLimits,
+}
+
+impl Default for EdgeOptions {
+    fn default() -> Self {
+        Self {
+            callback_max_skew: replay::DEFAULT_MAX_SKEW,
+            callback_allow_plaintext: false,
+            login: LoginLimits::default(),
+        }
+    }
+}
+
+impl From<&ServeArgs> for EdgeOptions {
+    fn from(a: &ServeArgs) -> Self {
+        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Self {
+            callback_max_skew: Duration::from_secs(a.callback_max_skew_secs),
+            callback_allow_plaintext: a.callback_allow_plaintext,
+            login: LoginLimits {
+                per_client_per_minute: nz(a.login_per_client_per_minute),
+                global_per_minute: nz(a.login_per_minute),
+                client_ip_header: a.client_ip_header.clone(),
+            },
+        }
+    }
 }
 
 /// One configured app, with its EncodingAESKey decoded once.
@@ -68,6 +142,8 @@ struct Inner {
     apps: HashMap<AppName, AppEntry>,
     default_app: Option<AppName>,
     logins: LoginCodes<LoginResponse, LoginFailure>,
+    login_limiter: LoginLimiter,
+    edge: EdgeOptions,
     metrics: PrometheusHandle,
     /// Work that outlives a request (user/info after a subscribe); waited for at shutdown.
     background: TaskTracker,
@@ -80,13 +156,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for `apps`. Fails when an EncodingAESKey is not a valid key.
+    /// The state for `apps` with the default [`EdgeOptions`]. Fails when an EncodingAESKey is
+    /// not a valid key.
     pub fn new(
         pool: PgPool,
         client: WechatClient,
         tokens: TokenStore,
         apps: &[AppConfig],
         metrics: PrometheusHandle,
+    ) -> Result<Self, ConfigError> {
+        Self::with_edge(pool, client, tokens, apps, metrics, EdgeOptions::default())
+    }
+
+    /// The state for `apps` with the edge policies `edge`.
+    pub fn with_edge(
+        pool: PgPool,
+        client: WechatClient,
+        tokens: TokenStore,
+        apps: &[AppConfig],
+        metrics: PrometheusHandle,
+        edge: EdgeOptions,
     ) -> Result<Self, ConfigError> {
         let mut entries = HashMap::new();
         for app in apps {
@@ -119,6 +208,8 @@ impl AppState {
                 apps: entries,
                 default_app,
                 logins: LoginCodes::default(),
+                login_limiter: LoginLimiter::new(edge.login.clone()),
+                edge,
                 metrics,
                 background: TaskTracker::new(),
             }),
@@ -154,6 +245,16 @@ impl AppState {
         &self.inner.logins
     }
 
+    /// The login limits' buckets.
+    pub fn login_limiter(&self) -> &LoginLimiter {
+        &self.inner.login_limiter
+    }
+
+    /// The edge policies.
+    pub fn edge(&self) -> &EdgeOptions {
+        &self.inner.edge
+    }
+
     /// The named app (404 if unknown), or the default app (`default`, else the first).
     fn app_or_default(&self, name: Option<&str>) -> Result<AppName, HttpError> {
         match name {
@@ -179,12 +280,35 @@ impl AppState {
     }
 }
 
-/// The whole API.
+/// The whole API on one address (what `serve` runs without `--metrics-listen`, and tests).
 pub fn router(state: AppState) -> Router {
+    public_routes()
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The public address's API when metrics have their own address: all but `/metrics`.
+pub fn public_router(state: AppState) -> Router {
+    public_routes()
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The private address's API: `/metrics`, `/healthz`, `/readyz`.
+pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .with_state(state)
+}
+
+/// The routes of the public address (add new public endpoints here).
+fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/v1/miniprogram/login", post(login::login))
         .route(
             "/wechat/callback",
@@ -194,8 +318,6 @@ pub fn router(state: AppState) -> Router {
             "/wechat/callback/{app}",
             get(callback::verify).post(callback::push),
         )
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }
 
 /// Runs `wxnotify serve` until SIGTERM or Ctrl-C; in-flight requests and background work finish
@@ -207,20 +329,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::db::register_apps(&pool, &settings.apps).await?;
     let client = WechatClient::new(settings.wechat_api_base.clone(), &ClientOptions::default())?;
     let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
-    let state = AppState::new(
+    let edge = EdgeOptions::from(&args);
+    let state = AppState::with_edge(
         pool.clone(),
         client,
         tokens,
         &settings.apps,
         health::metrics_handle(),
+        edge,
     )?;
+    let limits = ServerLimits::from(&args.server);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving the HTTP API");
-    let pruner = tokio::spawn(prune_events(pool));
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    pruner.abort();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let ops = match args.metrics_listen {
+        Some(addr) => {
+            let ops_listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(listen = %ops_listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+            let (router, limits, stop) = (ops_router(state.clone()), limits.clone(), stop.clone());
+            Some(tokio::spawn(async move {
+                server::serve(ops_listener, router, &limits, stop.cancelled_owned()).await
+            }))
+        }
+        None => None,
+    };
+    let public = if args.metrics_listen.is_some() {
+        public_router(state.clone())
+    } else {
+        router(state.clone())
+    };
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    };
+    server::serve(listener, public, &limits, signal).await?;
+    if let Some(ops) = ops {
+        ops.await??;
+    }
+    housekeeping.abort();
     state.background().close();
     if tokio::time::timeout(Duration::from_secs(10), state.background().wait())
         .await
@@ -231,15 +381,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes old callback event keys every ten minutes.
-async fn prune_events(pool: PgPool) {
-    let mut every = tokio::time::interval(Duration::from_secs(600));
+/// Deletes old callback event keys and nonces every ten minutes; forgets idle login clients
+/// every ten seconds.
+async fn housekeeping(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    let mut ticks: u64 = 0;
     loop {
         every.tick().await;
-        match store::prune_events(&pool).await {
-            Ok(n) => tracing::debug!(pruned = n, "old callback event keys deleted"),
-            Err(e) => tracing::warn!(error = %e, "pruning callback event keys failed"),
+        state.login_limiter().forget_idle();
+        if ticks.is_multiple_of(60) {
+            match store::prune_events(state.pool()).await {
+                Ok(n) => tracing::debug!(pruned = n, "old callback event keys deleted"),
+                Err(e) => tracing::warn!(error = %e, "pruning callback event keys failed"),
+            }
+            match replay::prune(state.pool(), state.edge().callback_max_skew).await {
+                Ok(n) => tracing::debug!(pruned = n, "old callback nonces deleted"),
+                Err(e) => tracing::warn!(error = %e, "pruning callback nonces failed"),
+            }
         }
+        ticks = ticks.wrapping_add(1);
     }
 }
 

@@ -10,11 +10,23 @@ use super::connection::connect;
 use super::topology::{Topology, TopologyError, TopologyOptions};
 use crate::config::{ConfigError, Settings};
 
+/// Arguments of `wxnotify migrate`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  wxnotify migrate\n  DATABASE_URL=postgres://postgres@127.0.0.1/wxnotify wxnotify migrate --create-database"
+)]
+pub struct MigrateArgs {
+    /// Create the database of DATABASE_URL when it does not exist (otherwise a missing
+    /// database is an error, so a mistyped URL cannot make a new empty one).
+    #[arg(long)]
+    pub create_database: bool,
+}
+
 /// Runs `wxnotify migrate`: applies the migrations, registers the configured apps and
 /// declares the topology of `WXNOTIFY_QUEUE_PREFIX`, printing each step.
-pub async fn migrate_command() -> anyhow::Result<ExitCode> {
+pub async fn migrate_command(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    ensure_database(&settings.database_url).await?;
+    ensure_database(&settings.database_url, args.create_database).await?;
     let pool = crate::db::connect(&settings.database_url, 2).await?;
     crate::db::migrate(&pool).await?;
     println!("postgres: migrations applied");
@@ -33,13 +45,26 @@ pub async fn migrate_command() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the database of `DATABASE_URL` when it does not exist yet (a fresh machine).
-async fn ensure_database(url: &SecretString) -> anyhow::Result<()> {
+/// Checks the database of `DATABASE_URL` exists; creates it only when `create` says so (a
+/// fresh machine), else a missing one is a settings error (exit 2).
+async fn ensure_database(url: &SecretString, create: bool) -> anyhow::Result<()> {
     use sqlx::migrate::MigrateDatabase;
     let url = url.expose_secret();
     let exists = sqlx::Postgres::database_exists(url)
         .await
         .context("cannot connect to Postgres (check DATABASE_URL and that the server runs)")?;
+    if !exists && !create {
+        let name = url::Url::parse(url)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        return Err(ConfigError::Invalid {
+            name: "DATABASE_URL".into(),
+            reason: format!("the database {name:?} does not exist"),
+            hint: "Check DATABASE_URL for a typo; to create the database, run `wxnotify migrate --create-database`.",
+        }
+        .into());
+    }
     if !exists {
         sqlx::Postgres::create_database(url)
             .await

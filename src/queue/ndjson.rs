@@ -240,3 +240,65 @@ mod tests {
         assert!(err.contains(&format!("{}", MAX_JOB_BYTES + 10)), "{err}");
     }
 }
+
+/// Property tests of the NDJSON reader: any bytes, in any chunking, give lines or clear
+/// rejections, never a panic, and no line buffer past the cap.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads every line of `input` (delivered `chunk` bytes at a time) like `publish_ndjson`.
+    fn read_all(input: &[u8], chunk: usize) -> Vec<Result<Option<Job>, String>> {
+        let reader = tokio::io::BufReader::with_capacity(chunk.max(1), input);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let mut reader = reader;
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            while let Some(len) = read_line_capped(&mut reader, &mut buf, MAX_JOB_BYTES)
+                .await
+                .expect("reading a slice cannot fail")
+            {
+                assert!(buf.len() <= MAX_JOB_BYTES + 1, "buffer grew to {}", buf.len());
+                out.push(parse_line(&buf, len));
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_give_lines_or_rejections(
+            input in proptest::collection::vec(any::<u8>(), 0..4096),
+            chunk in 1usize..64,
+        ) {
+            let lines = read_all(&input, chunk);
+            let newlines = input.iter().filter(|b| **b == b'\n').count();
+            prop_assert!(lines.len() == newlines || lines.len() == newlines + 1);
+            for line in lines {
+                if let Err(reason) = line {
+                    prop_assert!(!reason.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn an_overlong_line_is_rejected_and_the_next_one_still_read(
+            extra in 1usize..20_000,
+            chunk in 1usize..8192,
+        ) {
+            let mut input = vec![b'x'; MAX_JOB_BYTES + extra];
+            input.extend_from_slice(b"\n\n{}\n");
+            let lines = read_all(&input, chunk);
+            prop_assert_eq!(lines.len(), 3);
+            prop_assert!(lines[0].as_ref().unwrap_err().contains("at most"));
+            prop_assert!(matches!(lines[1], Ok(None)));
+            prop_assert!(lines[2].is_err());
+        }
+    }
+}

@@ -8,9 +8,11 @@ mod users_support;
 
 mod demo;
 mod domain;
+mod edge;
 mod end_to_end;
 mod first_hour;
 mod followers;
+mod fuzz;
 mod http;
 mod mock;
 mod queue;

@@ -10,7 +10,7 @@ use url::Url;
 use wxnotify::config::Settings;
 use wxnotify::domain::AppName;
 use wxnotify::followers::{Progress, SyncError, SyncOptions, SyncReport};
-use wxnotify::http::{AppState, health, router};
+use wxnotify::http::{AppState, EdgeOptions, health, router};
 use wxnotify::wechat::client::ClientOptions;
 use wxnotify::wechat::mock::{self, MockConfig, MockWechat, PushMode};
 use wxnotify::wechat::{TokenStore, WechatClient};
@@ -86,14 +86,26 @@ impl World {
         .await
     }
 
-    /// Serves the API on port 0; returns its base URL and state.
+    /// Serves the API on port 0; returns its base URL and state. Plaintext pushes are allowed
+    /// (WeChat's compatible mode), since the test app has an EncodingAESKey and the tests push
+    /// in both modes.
     pub async fn serve(&self) -> (Url, AppState) {
-        let state = AppState::new(
+        self.serve_with(EdgeOptions {
+            callback_allow_plaintext: true,
+            ..EdgeOptions::default()
+        })
+        .await
+    }
+
+    /// Serves the API on port 0 with `edge`; returns its base URL and state.
+    pub async fn serve_with(&self, edge: EdgeOptions) -> (Url, AppState) {
+        let state = AppState::with_edge(
             self.db.pool.clone(),
             self.client.clone(),
             self.tokens.clone(),
             &self.settings.apps,
             health::metrics_handle(),
+            edge,
         )
         .expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

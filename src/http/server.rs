@@ -1,0 +1,166 @@
+//! The HTTP server under `wxnotify serve`'s routers: hyper's HTTP/1 connection driver with the
+//! limits a public port needs, a connection limit, and a graceful shutdown.
+//!
+//! - **header timeout** (hyper's `header_read_timeout`): a request's headers must arrive within
+//!   it, counted from the accept or, on a kept-alive connection, from the end of the previous
+//!   response, so it is also the **idle keep-alive timeout**;
+//! - **body timeout** (tower-http's `RequestBodyTimeoutLayer`): the gap between two pieces of a
+//!   body; a dripping body ends the request with 408 and the connection with it;
+//! - **request timeout** (tower-http's `TimeoutLayer`): a whole request, handler included
+//!   (408);
+//! - **connection limit**: at most that many connections at once; past it, new connections wait
+//!   in the listen backlog until one closes (a semaphore taken before `accept`);
+//! - headers of at most [`MAX_HEADER_BYTES`];
+//! - **graceful shutdown**: on the signal the listener closes, idle connections close, requests
+//!   in flight finish within the grace period, then the rest are dropped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+/// The largest request head (request line and headers) read.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The limits of one listening port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to send a request's headers, from the accept or the previous response (so also the
+    /// idle keep-alive timeout).
+    pub header_timeout: Duration,
+    /// Longest gap while a request body arrives.
+    pub body_timeout: Duration,
+    /// Longest time for a whole request, handler included.
+    pub request_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// How long requests in flight may finish after the shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The flags of [`ServerLimits`] (part of `wxnotify serve`'s arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Seconds a client has to send a request's headers; also how long an idle kept-alive
+    /// connection stays open.
+    #[arg(long, env = "WXNOTIFY_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout_secs: u64,
+    /// Seconds allowed between two pieces of a request body.
+    #[arg(long, env = "WXNOTIFY_BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub body_timeout_secs: u64,
+    /// Seconds allowed for a whole request, handler included.
+    #[arg(long, env = "WXNOTIFY_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout_secs: u64,
+    /// Connections open at once (per listening address); more wait in the backlog.
+    #[arg(long, env = "WXNOTIFY_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_connections: u64,
+}
+
+impl From<&ServerArgs> for ServerLimits {
+    fn from(a: &ServerArgs) -> Self {
+        Self {
+            header_timeout: Duration::from_secs(a.header_timeout_secs),
+            body_timeout: Duration::from_secs(a.body_timeout_secs),
+            request_timeout: Duration::from_secs(a.request_timeout_secs),
+            max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+            ..ServerLimits::default()
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then shuts down
+/// gracefully. Handlers can read the peer with `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = app
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_headers(64);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = limits.shutdown_grace.as_secs(),
+            "connections still open after the grace period; closing them"
+        );
+    }
+    Ok(())
+}

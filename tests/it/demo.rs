@@ -16,7 +16,12 @@ async fn the_demo_runs_and_every_job_ends_in_the_state_it_must_have() {
         .expect("the demo finishes within 4 minutes")
         .expect("the demo runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json output");
     assert_eq!(report["consistent"], true, "{report:#}");
     assert_eq!(report["mismatches"], serde_json::json!([]));

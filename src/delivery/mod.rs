@@ -1,9 +1,14 @@
 //! The worker: jobs from RabbitMQ become template messages.
 //!
-//! - [`pipeline`]: decode, claim, resolve, expire, rate-limit, token, send, classify, record.
+//! - [`pipeline`]: decode, claim, resolve, expire, rate-limit, token, send, classify: a typed
+//!   decision.
+//! - [`settle`]: the one place a decision becomes ledger writes (one transaction per outcome).
 //! - [`acks`]: coalesced `basic.ack`s.
-//! - [`consumer`]: the broker side: consume, settle (ack / retry / dead), reconnect, shut down.
-//! - [`ledger`]: the `deliveries` ledger and dead letters in Postgres.
+//! - [`consumer`]: the broker side: consume, then pipeline → settle → ack or retry tier,
+//!   reconnect, shut down.
+//! - [`death`]: why RabbitMQ dead-lettered a message (its last death).
+//! - [`ledger`]: the `deliveries` ledger (claims with a lease) and dead letters in Postgres.
+//! - [`pause`]: this process's own record of 45009 pauses.
 //! - [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid.
 //! - [`outcome`]: the outcome enum and dead reasons.
 //! - [`retry`]: the retry policy (backoff with jitter, attempts, quota pause).
@@ -13,12 +18,15 @@
 pub mod acks;
 pub mod batch;
 pub mod consumer;
+pub mod death;
 pub mod ledger;
 pub mod outcome;
+pub mod pause;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod resolve;
 pub mod retry;
+pub mod settle;
 pub mod stats;
 
 use std::process::ExitCode;
@@ -105,7 +113,7 @@ impl Worker {
         let limits = Arc::new(rate_limit::Limits::new(&settings.apps));
         let apps = settings.apps.iter().map(|a| a.name.clone()).collect();
         let pipeline = Arc::new(Pipeline::new(
-            ledger::Ledger::new(pool.clone()),
+            ledger::Ledger::for_worker(pool.clone(), limits.worker_id()),
             tokens,
             client,
             limits,

@@ -36,12 +36,14 @@ pub struct DlqArgs {
 pub enum DlqAction {
     /// List dead letters, newest first.
     List(FilterArgs),
-    /// Show one dead letter with its job and attempt history.
+    /// Show one dead letter with its job, its attempt history and every life of the job (each
+    /// replay starts a new life; attempts keep counting across them).
     Show {
         /// The dead letter's id (first column of `list`).
         id: i64,
     },
-    /// Publish dead jobs again (same id, attempts counted from zero).
+    /// Publish dead jobs again (same id; a new life of the job: its attempts keep counting, the
+    /// retry policy's limit applies to the new life).
     Replay {
         /// Dead letter ids; or use the filter flags.
         ids: Vec<i64>,
@@ -121,7 +123,9 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 .await?
                 .with_context(|| format!("no dead letter {id}; see `wxnotify dlq list`"))?;
             let history = store::history(&pool, row.job_id.as_deref()).await?;
-            let shown = serde_json::json!({ "dead_letter": row, "attempts": history });
+            let lives = store::lives(&pool, row.job_id.as_deref()).await?;
+            let shown =
+                serde_json::json!({ "dead_letter": row, "attempts": history, "lives": lives });
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         DlqAction::Replay {

@@ -8,6 +8,7 @@ mod users_support;
 
 mod domain;
 mod end_to_end;
+mod exactly_once;
 mod followers;
 mod http;
 mod mock;

@@ -285,6 +285,8 @@ impl Ledger {
              ON CONFLICT (job_id) DO UPDATE
                  SET state = 'dead', dead_reason = $3, last_errcode = $4, last_errmsg = $5,
                      attempts = deliveries.attempts + CASE WHEN $12 THEN 1 ELSE 0 END,
+                     uncertain_since = CASE WHEN $13 THEN COALESCE(deliveries.uncertain_since, deliveries.claimed_at, now())
+                                            ELSE deliveries.uncertain_since END,
                      claimed_until = NULL, updated_at = now()
                  WHERE deliveries.state IN ('sending', 'retrying')
                    AND ($6::uuid IS NULL OR deliveries.claim_id = $6)
@@ -302,6 +304,7 @@ impl Ledger {
         .bind(job.campaign_id)
         .bind(dead.lane.routing_key())
         .bind(dead.sent)
+        .bind(dead.uncertain)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((attempts, life)) = row else {
@@ -376,6 +379,8 @@ pub struct DeadJob<'a> {
     pub claim: Option<Uuid>,
     /// Whether a send was made in this attempt (it counts).
     pub sent: bool,
+    /// Whether that send may have reached the person though no answer said so.
+    pub uncertain: bool,
     /// Why it died.
     pub reason: DeadReason,
     /// The last error.

@@ -433,3 +433,20 @@ fn log_outcome(decision: &Decision, outcome: &Outcome) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_succeeded_resets_the_reconnect_backoff() {
+        let mut r = Reconnect::default();
+        // A long outage: the waits grow to their cap.
+        for _ in 0..20 {
+            assert!(r.next_wait() <= RECONNECT_MAX * 2, "never past about a second");
+        }
+        // The broker answered; the session ended again later: the next try comes at once.
+        r.connected();
+        assert!(r.next_wait() <= Duration::from_millis(200));
+    }
+}

@@ -561,7 +561,17 @@ async fn a_refresh_whose_lease_was_taken_over_does_not_overwrite_the_token() {
     let app = fx.name().clone();
     let refresh = tokio::spawn(async move { store.get(&app).await });
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !fx.row().await.2 {
+    let leased = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT refresh_holder IS NOT NULL FROM access_tokens WHERE app = $1",
+        )
+        .bind(fx.name().as_str())
+        .fetch_optional(&fx.db.pool)
+        .await
+        .unwrap()
+        .unwrap_or(false)
+    };
+    while !leased().await {
         assert!(Instant::now() < deadline, "the refresh never took the lease");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -24,8 +24,8 @@ use tokio_util::task::TaskTracker;
 
 use super::acks::Acks;
 use super::batch::DbError;
-use super::outcome::{DeadReason, Failure, Outcome};
 use super::death::Death;
+use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{BrokerDead, DB_RETRY, Decision, Pipeline, message_key};
 use crate::domain::Job;
 use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
@@ -383,8 +383,13 @@ fn broker_dead(delivery: &Delivery, message_id: Option<&str>) -> Decision {
         .as_ref()
         .and_then(Death::lane)
         .or_else(|| {
-            job.as_ref()
-                .map(|j| if j.campaign_id.is_some() { Lane::Bulk } else { Lane::Jobs })
+            job.as_ref().map(|j| {
+                if j.campaign_id.is_some() {
+                    Lane::Bulk
+                } else {
+                    Lane::Jobs
+                }
+            })
         })
         .unwrap_or(Lane::Jobs);
     let count = death.as_ref().map(|d| d.count).unwrap_or(1);
@@ -443,7 +448,10 @@ mod tests {
         let mut r = Reconnect::default();
         // A long outage: the waits grow to their cap.
         for _ in 0..20 {
-            assert!(r.next_wait() <= RECONNECT_MAX * 2, "never past about a second");
+            assert!(
+                r.next_wait() <= RECONNECT_MAX * 2,
+                "never past about a second"
+            );
         }
         // The broker answered; the session ended again later: the next try comes at once.
         r.connected();

@@ -91,8 +91,14 @@ mod tests {
 
     fn entry(queue: &str, reason: &str, count: i64) -> AMQPValue {
         let mut t = FieldTable::default();
-        t.insert("queue".into(), AMQPValue::LongString(LongString::from(queue)));
-        t.insert("reason".into(), AMQPValue::LongString(LongString::from(reason)));
+        t.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from(queue)),
+        );
+        t.insert(
+            "reason".into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
         t.insert("count".into(), AMQPValue::LongLongInt(count));
         AMQPValue::FieldTable(t)
     }

@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::batch::DbError;
 use super::ledger::{Admission, Claim, Ledger};
 use super::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
-use super::rate_limit::Limits;
 use super::pause::Pauses;
+use super::rate_limit::Limits;
 use super::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
 use super::stats::WorkerStats;
@@ -188,14 +188,22 @@ impl Pipeline {
     ) -> Result<Decision, DbError> {
         let job = match Job::from_json_with_fallback_id(body, message_id) {
             Ok(job) => job,
-            Err(e) => return Ok(Decision::Malformed(malformed(body, message_id, e.to_string()))),
+            Err(e) => {
+                return Ok(Decision::Malformed(malformed(
+                    body,
+                    message_id,
+                    e.to_string(),
+                )));
+            }
         };
         let (claim, lookup) = match self.ledger.claim(&job, lane).await? {
             Admission::Duplicate => return Ok(Decision::Duplicate { job }),
             Admission::Held => return Ok(Decision::Held { job, lane }),
             Admission::Attempt { claim, lookup } => (claim, lookup),
         };
-        Ok(Decision::Attempted(self.attempt(job, lane, claim, lookup).await))
+        Ok(Decision::Attempted(
+            self.attempt(job, lane, claim, lookup).await,
+        ))
     }
 
     /// Everything after the claim. Nothing here touches Postgres before the send, and nothing
@@ -237,14 +245,16 @@ impl Pipeline {
         if let Some(delay) = limiter.paused_for().max(self.pauses.paused_for(&job.app)) {
             let failure =
                 Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
-            let outcome = self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
+            let outcome =
+                self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
             return unsent(job, outcome, None);
         }
         limiter.acquire(lane).await;
         let started = Instant::now();
         let result = self.send(&job, &openid).await;
         self.stats.record_send_latency(started.elapsed());
-        let uncertain = matches!(&result, Err(TokenError::Wechat(e)) if e.may_have_been_delivered());
+        let uncertain =
+            matches!(&result, Err(TokenError::Wechat(e)) if e.may_have_been_delivered());
         let outcome = self.classify(&job, &claim, uncertain, result).await;
         // A 45009 answer is not an attempt: WeChat did not take the message.
         let sent = !matches!(outcome, Outcome::Paused { .. });
@@ -262,7 +272,12 @@ impl Pipeline {
     /// `outcome` if the job may still be sent again after its delay, else dead
     /// `outcome_unknown`: an uncertain send is resent only while WeChat's `client_msg_id`
     /// window (with a margin) is open.
-    fn unless_window_closes(&self, claim: &Claim, uncertain_now: bool, outcome: Outcome) -> Outcome {
+    fn unless_window_closes(
+        &self,
+        claim: &Claim,
+        uncertain_now: bool,
+        outcome: Outcome,
+    ) -> Outcome {
         let delay = match &outcome {
             Outcome::Retry { delay, .. } | Outcome::Paused { delay, .. } => *delay,
             _ => return outcome,
@@ -317,9 +332,11 @@ impl Pipeline {
                     .map(errcode::retry_floor)
                     .unwrap_or_default();
                 match self.retry.next_delay(claim.life_attempt, floor) {
-                    Some(delay) => {
-                        self.unless_window_closes(claim, uncertain, Outcome::Retry { delay, failure })
-                    }
+                    Some(delay) => self.unless_window_closes(
+                        claim,
+                        uncertain,
+                        Outcome::Retry { delay, failure },
+                    ),
                     None => Outcome::dead(DeadReason::RetriesExhausted, failure),
                 }
             }

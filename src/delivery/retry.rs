@@ -86,7 +86,8 @@ impl RetryPolicy {
     /// Whether a job whose outcome has been uncertain since `since` may be sent again after
     /// waiting `delay`: only inside the resend window.
     pub fn may_resend(&self, since: DateTime<Utc>, delay: Duration) -> bool {
-        let window = chrono::Duration::from_std(self.resend_window).unwrap_or(chrono::Duration::MAX);
+        let window =
+            chrono::Duration::from_std(self.resend_window).unwrap_or(chrono::Duration::MAX);
         let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         Utc::now() + delay < since + window
     }
@@ -94,7 +95,12 @@ impl RetryPolicy {
     /// The schedule in words, for logs and `--help`.
     pub fn describe(&self) -> String {
         let steps: Vec<String> = (1..self.max_attempts)
-            .map(|n| format!("{:?}", self.next_delay(n, Duration::ZERO).unwrap_or_default()))
+            .map(|n| {
+                format!(
+                    "{:?}",
+                    self.next_delay(n, Duration::ZERO).unwrap_or_default()
+                )
+            })
             .collect();
         format!(
             "{} attempts; waits {}; uncertain sends resent only within {:?}",
@@ -118,7 +124,15 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(
             waits,
-            [ms(500), ms(1000), ms(2000), ms(4000), ms(8000), ms(16_000), ms(32_000)],
+            [
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16_000),
+                ms(32_000)
+            ],
             "a busy WeChat gets its first retry within a second"
         );
         assert_eq!(p.next_delay(8, Duration::ZERO), None);
@@ -133,9 +147,18 @@ mod tests {
             max_delay: Duration::from_secs(120),
             ..RetryPolicy::default()
         };
-        assert_eq!(p.next_delay(1, Duration::ZERO), Some(Duration::from_millis(500)));
-        assert_eq!(p.next_delay(2, Duration::ZERO), Some(Duration::from_secs(1)));
-        assert_eq!(p.next_delay(15, Duration::ZERO), Some(Duration::from_secs(120)));
+        assert_eq!(
+            p.next_delay(1, Duration::ZERO),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            p.next_delay(2, Duration::ZERO),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.next_delay(15, Duration::ZERO),
+            Some(Duration::from_secs(120))
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -40,7 +43,11 @@ async fn scalar_i64(sys: &System, sql: &str) -> i64 {
         .unwrap()
 }
 
-async fn wait_stats(worker: &RunningWorker, what: &str, done: impl Fn(&wxnotify::delivery::StatsSnapshot) -> bool) {
+async fn wait_stats(
+    worker: &RunningWorker,
+    what: &str,
+    done: impl Fn(&wxnotify::delivery::StatsSnapshot) -> bool,
+) {
     eventually(what, || {
         let s = worker.stats.snapshot();
         let ok = done(&s);
@@ -55,10 +62,16 @@ async fn a_job_id_published_three_times_back_to_back_is_sent_once() {
     let j = job(mp(1));
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(&[j.clone(), j.clone(), j.clone()]).await;
-    wait_stats(&worker, "all three copies settled", |s| s.sent + s.duplicate >= 3).await;
+    wait_stats(&worker, "all three copies settled", |s| {
+        s.sent + s.duplicate >= 3
+    })
+    .await;
     let stats = worker.stop().await;
     assert_eq!((stats.sent, stats.duplicate), (1, 2), "{stats:?}");
-    assert!(stats.held >= 1, "a twin waited for the live claim: {stats:?}");
+    assert!(
+        stats.held >= 1,
+        "a twin waited for the live claim: {stats:?}"
+    );
     let wechat = sys.mock.stats();
     assert_eq!(
         wechat.calls_to(Endpoint::TemplateSend),
@@ -100,7 +113,11 @@ async fn an_uncertain_send_past_the_resend_window_ends_outcome_unknown() {
     .unwrap();
     assert_eq!((attempts, uncertain), (1, true));
     let wechat = sys.mock.stats();
-    assert_eq!(wechat.calls_to(Endpoint::TemplateSend), 1, "never resent: {wechat:?}");
+    assert_eq!(
+        wechat.calls_to(Endpoint::TemplateSend),
+        1,
+        "never resent: {wechat:?}"
+    );
     assert_eq!(wechat.sends_accepted, 1);
 }
 
@@ -120,7 +137,11 @@ async fn an_uncertain_send_inside_the_window_is_resent_and_counted_once() {
     sys.wait_finished(1, WAIT).await;
     let stats = worker.stop().await;
     assert_eq!(stats.sent, 1, "{stats:?}");
-    assert_eq!(sys.mock.stats().sends_accepted, 1, "WeChat dropped the resend");
+    assert_eq!(
+        sys.mock.stats().sends_accepted,
+        1,
+        "WeChat dropped the resend"
+    );
     let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM deliveries WHERE job_id = $1")
         .bind(j.id.as_str())
         .fetch_one(&sys.db.pool)
@@ -183,7 +204,11 @@ async fn a_live_claim_makes_a_twin_wait_instead_of_sending() {
         .await
         .unwrap();
     let openid = OpenId::parse(mock::oa_openid(1)).unwrap();
-    assert!(live.record_sent(j.id.as_str(), &claim, &openid, 42).await.unwrap());
+    assert!(
+        live.record_sent(j.id.as_str(), &claim, &openid, 42)
+            .await
+            .unwrap()
+    );
     wait_stats(&worker, "the twin is a duplicate", |s| s.duplicate >= 1).await;
     let stats = worker.stop().await;
     assert_eq!(stats.sent, 0, "{stats:?}");
@@ -199,10 +224,18 @@ async fn a_write_whose_reply_was_lost_is_not_counted_twice() {
         panic!("the first claim is an attempt");
     };
     let openid = OpenId::parse(mock::oa_openid(1)).unwrap();
-    assert!(ledger.record_sent(j.id.as_str(), &claim, &openid, 7).await.unwrap());
+    assert!(
+        ledger
+            .record_sent(j.id.as_str(), &claim, &openid, 7)
+            .await
+            .unwrap()
+    );
     // The same write again, as the consumer retries it when the commit's reply was lost.
     assert!(
-        ledger.record_sent(j.id.as_str(), &claim, &openid, 7).await.unwrap(),
+        ledger
+            .record_sent(j.id.as_str(), &claim, &openid, 7)
+            .await
+            .unwrap(),
         "this claim's own committed write is recognised"
     );
     let (dups, attempts): (i32, i32) =
@@ -213,7 +246,10 @@ async fn a_write_whose_reply_was_lost_is_not_counted_twice() {
             .unwrap();
     assert_eq!((dups, attempts), (0, 1));
     // Another delivery's claim finds it sent: a duplicate.
-    assert_eq!(ledger.claim(&j, Lane::Jobs).await.unwrap(), Admission::Duplicate);
+    assert_eq!(
+        ledger.claim(&j, Lane::Jobs).await.unwrap(),
+        Admission::Duplicate
+    );
 }
 
 #[tokio::test]
@@ -258,7 +294,10 @@ async fn a_bulk_job_retried_once_then_over_the_delivery_limit_is_dead_delivery_l
         if dead == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dead-lettered"
+        );
         match channel
             .basic_get(bulk.as_str().into(), BasicGetOptions::default())
             .await
@@ -318,7 +357,11 @@ async fn the_same_malformed_message_delivered_again_is_one_dead_letter() {
     .await;
     worker.stop().await;
     assert_eq!(
-        scalar_i64(&sys, "SELECT count(*) FROM dead_letters WHERE reason = 'malformed'").await,
+        scalar_i64(
+            &sys,
+            "SELECT count(*) FROM dead_letters WHERE reason = 'malformed'"
+        )
+        .await,
         1
     );
 }
@@ -343,7 +386,12 @@ async fn a_43004_dead_letter_and_the_unsubscribe_commit_together() {
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(std::slice::from_ref(&j)).await;
     eventually("the unsubscribe failed once", || async {
-        scalar_i64(&sys, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM unsubscribe_failures").await > 0
+        scalar_i64(
+            &sys,
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM unsubscribe_failures",
+        )
+        .await
+            > 0
     })
     .await;
     assert_eq!(
@@ -396,10 +444,12 @@ async fn a_quota_pause_that_failed_to_reach_postgres_is_not_undone_by_the_heartb
     wait_stats(&worker, "the first job paused", |s| s.paused >= 1).await;
     // Two heartbeats pass (each reads the apps' pauses back from Postgres: none).
     let beat = || async {
-        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT max(heartbeat_at) FROM workers")
-            .fetch_one(&sys.db.pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT max(heartbeat_at) FROM workers",
+        )
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap()
     };
     let before = beat().await;
     eventually("two heartbeats", || async {
@@ -408,7 +458,10 @@ async fn a_quota_pause_that_failed_to_reach_postgres_is_not_undone_by_the_heartb
     .await;
     let second = job(mp(2));
     sys.publish(std::slice::from_ref(&second)).await;
-    wait_stats(&worker, "the second job settled", |s| s.paused + s.sent >= 2).await;
+    wait_stats(&worker, "the second job settled", |s| {
+        s.paused + s.sent >= 2
+    })
+    .await;
     let stats = worker.stop().await;
     assert_eq!((stats.paused, stats.sent), (2, 0), "{stats:?}");
     assert_eq!(sys.mock.stats().calls_to(Endpoint::TemplateSend), 1);
@@ -437,7 +490,11 @@ async fn a_replayed_job_keeps_counting_attempts_and_dlq_show_shows_both_lives() 
             .env("RUST_LOG", "warn")
             .output()
             .expect("wxnotify dlq runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     dlq(&["replay", "--reason", "retries_exhausted"]);
@@ -453,12 +510,13 @@ async fn a_replayed_job_keeps_counting_attempts_and_dlq_show_shows_both_lives() 
             .await
             .unwrap();
     assert_eq!((attempts, life), (4, 2), "two lives of two attempts");
-    let history: Vec<(i32, i32)> =
-        sqlx::query_as("SELECT attempt, life FROM delivery_attempts WHERE job_id = $1 ORDER BY attempt")
-            .bind(j.id.as_str())
-            .fetch_all(&sys.db.pool)
-            .await
-            .unwrap();
+    let history: Vec<(i32, i32)> = sqlx::query_as(
+        "SELECT attempt, life FROM delivery_attempts WHERE job_id = $1 ORDER BY attempt",
+    )
+    .bind(j.id.as_str())
+    .fetch_all(&sys.db.pool)
+    .await
+    .unwrap();
     assert_eq!(history, [(1, 1), (2, 1), (3, 2), (4, 2)]);
     let newest: i64 = scalar_i64(&sys, "SELECT max(id) FROM dead_letters").await;
     let shown: serde_json::Value =
@@ -466,5 +524,3 @@ async fn a_replayed_job_keeps_counting_attempts_and_dlq_show_shows_both_lives() 
     assert_eq!(shown["attempts"].as_array().unwrap().len(), 4, "{shown:#}");
     assert_eq!(shown["lives"].as_array().unwrap().len(), 2, "{shown:#}");
 }
-
-

@@ -572,7 +572,10 @@ async fn a_refresh_whose_lease_was_taken_over_does_not_overwrite_the_token() {
         .unwrap_or(false)
     };
     while !leased().await {
-        assert!(Instant::now() < deadline, "the refresh never took the lease");
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never took the lease"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Another process takes the lease over (as if ours had lapsed) and stores its token.
@@ -587,6 +590,10 @@ async fn a_refresh_whose_lease_was_taken_over_does_not_overwrite_the_token() {
     .await
     .unwrap();
     let got = refresh.await.unwrap().unwrap();
-    assert_eq!(fx.row().await.0.as_deref(), Some("NEWER"), "the new holder's token stays");
+    assert_eq!(
+        fx.row().await.0.as_deref(),
+        Some("NEWER"),
+        "the new holder's token stays"
+    );
     assert_eq!(got.expose(), "NEWER", "the fresh stored token is used");
 }

@@ -22,12 +22,12 @@ use crate::config::Settings;
 use crate::domain::{Job, OpenId, Recipient, TemplateData};
 use crate::queue::Lane;
 use crate::scratch::{Scratch, seed_mapping};
-use crate::wechat::mock::{self, MockConfig, MockWechat};
+use crate::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockWechat};
 
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -63,6 +63,12 @@ pub enum Scenario {
     Rate,
     /// A large backlog at 0 ms latency.
     Backlog,
+    /// 5,000 jobs drained under WeChat faults (2 % errcode -1, 1 % HTTP 502, 1 % dropped
+    /// connections, 1 % answers lost after WeChat accepted), after the same drain without faults
+    /// (`clean`): time to 99 % of the jobs done, and duplicate sends.
+    Faults,
+    /// The faults scenario's drain without faults (run by `faults` first).
+    Clean,
 }
 
 /// The figures of one scenario.
@@ -86,6 +92,12 @@ pub struct BenchResult {
     pub worker_cpu_us_per_job: f64,
     /// The worker's peak resident set, MiB.
     pub worker_peak_rss_mib: f64,
+    /// Seconds from the first accepted send until 99 % of the jobs were accepted.
+    pub p99_done_seconds: f64,
+    /// Jobs WeChat accepted more than once (a person got them twice).
+    pub duplicate_sends: u64,
+    /// Resends WeChat dropped by their `client_msg_id`.
+    pub resends_dropped: u64,
     /// Whether this sums up several runs (medians; the worst busiest window and peak RSS).
     pub summary: bool,
 }
@@ -95,6 +107,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let base = Settings::from_env()?;
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],
+        Scenario::Faults | Scenario::Clean => &[Scenario::Clean, Scenario::Faults],
         one => std::slice::from_ref(match one {
             Scenario::Throughput => &Scenario::Throughput,
             Scenario::Rate => &Scenario::Rate,
@@ -156,6 +169,9 @@ fn summary_of(runs: &[BenchResult]) -> BenchResult {
             .iter()
             .map(|r| r.worker_peak_rss_mib)
             .fold(0.0, f64::max),
+        p99_done_seconds: of(|r| r.p99_done_seconds),
+        duplicate_sends: runs.iter().map(|r| r.duplicate_sends).max().unwrap_or(0),
+        resends_dropped: runs.iter().map(|r| r.resends_dropped).max().unwrap_or(0),
         summary: true,
     }
 }
@@ -168,6 +184,7 @@ async fn run_scenario(
     let (jobs, latency, rate) = match scenario {
         Scenario::Rate => (30_000, Duration::from_millis(100), 2_000),
         Scenario::Backlog => (args.backlog, Duration::ZERO, 1_000_000),
+        Scenario::Faults | Scenario::Clean => (5_000, Duration::ZERO, 1_000_000),
         _ => (args.jobs, Duration::ZERO, 1_000_000),
     };
     let people = jobs.min(100_000);
@@ -180,6 +197,9 @@ async fn run_scenario(
         ..MockConfig::default()
     };
     let mock = MockWechat::start(cfg.clone()).await?;
+    if scenario == Scenario::Faults {
+        mock.set_faults(fault_mix());
+    }
     let scratch = Scratch::create(base, "bench", &mock, rate).await?;
     let result = measure(&scratch, &mock, &cfg, args, scenario, jobs, rate).await;
     scratch.remove().await;
@@ -219,7 +239,7 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    while mock.stats().sends_accepted < jobs {
+    while (mock.stats().sends_accepted as usize) < jobs as usize {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the worker did not drain {jobs} jobs in time"
@@ -236,6 +256,17 @@ async fn measure(
     times.sort_unstable();
     let drain_seconds =
         (times.last().copied().unwrap_or(0) - times.first().copied().unwrap_or(0)) as f64 / 1000.0;
+    let p99 = times
+        .get(((jobs as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0);
+    let p99_done_seconds = (p99 - times.first().copied().unwrap_or(0)) as f64 / 1000.0;
+    let mut per_job: std::collections::HashMap<Option<String>, u64> = Default::default();
+    for send in mock.sends() {
+        *per_job.entry(send.client_msg_id).or_default() += 1;
+    }
+    let duplicate_sends = per_job.values().filter(|n| **n > 1).count() as u64;
+    let resends_dropped = mock.stats().duplicate_sends_dropped;
     Ok(BenchResult {
         scenario,
         jobs,
@@ -246,8 +277,29 @@ async fn measure(
         max_window: busiest_window(&times),
         worker_cpu_us_per_job: cpu * 1e6 / (jobs - sent_at_start).max(1) as f64,
         worker_peak_rss_mib: rss,
+        p99_done_seconds,
+        duplicate_sends,
+        resends_dropped,
         summary: false,
     })
+}
+
+/// The faults scenario's WeChat: 2 % errcode -1, 1 % HTTP 502, 1 % dropped connections and
+/// 1 % answers lost after the send was accepted, on template sends.
+fn fault_mix() -> FaultPlan {
+    let on_sends = |fault, p| {
+        FaultRule::new(fault)
+            .on(Endpoint::TemplateSend)
+            .probability(p)
+    };
+    FaultPlan {
+        rules: vec![
+            on_sends(Fault::Errcode(-1), 0.02),
+            on_sends(Fault::HttpStatus(502), 0.01),
+            on_sends(Fault::DropConnection, 0.01),
+            on_sends(Fault::AcceptThenDrop, 0.01),
+        ],
+    }
 }
 
 async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
@@ -379,6 +431,10 @@ fn print_result(r: &BenchResult) {
         r.worker_cpu_us_per_job
     );
     println!("  worker peak RSS  {:.1} MiB", r.worker_peak_rss_mib);
+    println!(
+        "  99 % done after  {:.2} s; {} jobs sent twice; {} resends dropped by client_msg_id",
+        r.p99_done_seconds, r.duplicate_sends, r.resends_dropped
+    );
 }
 
 #[cfg(test)]
@@ -396,6 +452,9 @@ mod tests {
             max_window: window,
             worker_cpu_us_per_job: cpu,
             worker_peak_rss_mib: rss,
+            p99_done_seconds: 1.0,
+            duplicate_sends: 0,
+            resends_dropped: 0,
             summary: false,
         }
     }

@@ -17,15 +17,16 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::acks::Acks;
 use super::batch::DbError;
+use super::death::Death;
 use super::outcome::{DeadReason, Failure, Outcome};
-use super::pipeline::{DB_RETRY, Decision, Pipeline};
+use super::pipeline::{BrokerDead, DB_RETRY, Decision, Pipeline, message_key};
 use crate::domain::Job;
 use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
 
@@ -89,12 +90,12 @@ impl Consumer {
     /// deliveries.
     pub async fn run(&self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
-        let mut backoff = reconnect_backoff();
+        let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self.session(&tracker, &shutdown).await {
-                Ok(()) => backoff = reconnect_backoff(),
+            match self.session(&tracker, &shutdown, &mut reconnect).await {
+                Ok(()) => reconnect.connected(),
                 Err(e) => {
-                    let wait = backoff.next().unwrap_or(Duration::from_secs(10));
+                    let wait = reconnect.next_wait();
                     tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "RabbitMQ session ended; reconnecting");
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
@@ -112,9 +113,12 @@ impl Consumer {
         &self,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
+        reconnect: &mut Reconnect,
     ) -> anyhow::Result<()> {
         let name = format!("wxnotify-worker {}", self.topology.prefix());
         let connection = Arc::new(connect(&self.amqp_url, &name).await?);
+        // The broker answers: the next loss starts the backoff from its shortest wait again.
+        reconnect.connected();
         let setup = connection.create_channel().await?;
         self.topology
             .declare(&setup, &self.options.topology)
@@ -200,10 +204,41 @@ impl Consumer {
     }
 }
 
-fn reconnect_backoff() -> impl Iterator<Item = Duration> {
+/// The waits between connection attempts: 100 ms doubling up to 1 s (jittered), so a broker that
+/// comes back is reached within about a second; reset each time a connection succeeds, so a
+/// broker that drops the connection again is retried at once rather than after the waits that
+/// piled up before.
+struct Reconnect {
+    backoff: backon::ExponentialBackoff,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            backoff: reconnect_backoff(),
+        }
+    }
+}
+
+impl Reconnect {
+    /// A connection succeeded.
+    fn connected(&mut self) {
+        self.backoff = reconnect_backoff();
+    }
+
+    /// How long to wait before the next attempt.
+    fn next_wait(&mut self) -> Duration {
+        self.backoff.next().unwrap_or(RECONNECT_MAX)
+    }
+}
+
+/// The longest wait between connection attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+fn reconnect_backoff() -> backon::ExponentialBackoff {
     ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(RECONNECT_MAX)
         .with_jitter()
         .without_max_times()
         .build()
@@ -219,47 +254,55 @@ struct Settle {
 }
 
 impl Settle {
+    /// The straight path of one delivery: the pipeline decides, `settle` records, then the
+    /// message is acked (after publishing its retry, when it waits).
     async fn handle(&self, source: Source, delivery: Delivery) {
-        let lane = match source {
-            Source::Lane(lane) => lane,
-            Source::BrokerDead => return self.handle_broker_dead(delivery).await,
-        };
         let message_id = delivery
             .properties
             .message_id()
             .as_ref()
             .map(|m| m.as_str().to_owned());
         let body = &delivery.data;
-        let Some(decision) = self
-            .until_db(|| self.pipeline.decide(lane, body, message_id.as_deref()))
-            .await
-        else {
-            return; // shut down during a database outage: the broker redelivers it
+        let decision = match source {
+            Source::Lane(lane) => {
+                let Some(decision) = self
+                    .until_db(|| self.pipeline.decide(lane, body, message_id.as_deref()))
+                    .await
+                else {
+                    return; // shut down during a database outage: the broker redelivers it
+                };
+                decision
+            }
+            Source::BrokerDead => broker_dead(&delivery, message_id.as_deref()),
         };
-        let Some(outcome) = self
-            .until_db(|| self.pipeline.record(&decision, body))
-            .await
-        else {
+        let Some(outcome) = self.until_db(|| self.pipeline.settle(&decision)).await else {
             return;
         };
         self.pipeline.stats().count(&outcome);
-        match &outcome {
-            Outcome::Retry { delay, .. } | Outcome::Paused { delay, .. } => {
-                let job = decision.job.as_ref().expect("only parsed jobs are retried");
-                if let Err(e) = self
-                    .schedule_retry(job, lane, *delay, decision.attempt)
-                    .await
-                {
-                    tracing::warn!(job_id = %job.id, error = %e, "retry could not be published; returning the message to its queue");
-                    let _ = delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: true })
-                        .await;
-                    self.acks.skip(delivery.delivery_tag);
-                    return;
-                }
+        let wait = match &outcome {
+            Outcome::Retry { delay, .. }
+            | Outcome::Paused { delay, .. }
+            | Outcome::Held { delay } => Some(*delay),
+            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } => None,
+        };
+        if let Some(delay) = wait {
+            let (job, lane) = match &decision {
+                Decision::Attempted(a) => (&a.job, a.lane),
+                Decision::Held { job, lane } => (job, *lane),
+                _ => unreachable!("only claimed or held jobs wait"),
+            };
+            if let Err(e) = self
+                .schedule_retry(job, lane, delay, decision.attempt())
+                .await
+            {
+                tracing::warn!(job_id = %job.id, error = %e, "retry could not be published; returning the message to its queue");
+                let _ = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: true })
+                    .await;
+                self.acks.skip(delivery.delivery_tag);
+                return;
             }
-            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } => {}
         }
         log_outcome(&decision, &outcome);
         self.acks.ack(delivery.delivery_tag);
@@ -296,54 +339,6 @@ impl Settle {
         Ok(())
     }
 
-    /// A message RabbitMQ dead-lettered (delivery limit): record it in Postgres, then ack.
-    async fn handle_broker_dead(&self, delivery: Delivery) {
-        let body = &delivery.data;
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.as_str().to_owned());
-        let broker_reason =
-            death_header(&delivery, "x-first-death-reason").unwrap_or_else(|| "unknown".into());
-        let reason = if broker_reason == "delivery_limit" {
-            DeadReason::DeliveryLimit
-        } else {
-            DeadReason::Rejected
-        };
-        let failure = Failure::local(format!(
-            "RabbitMQ dead-lettered the message ({broker_reason}): it failed a worker too many times"
-        ));
-        let job = Job::from_json_with_fallback_id(body, message_id.as_deref()).ok();
-        let lane = match death_header(&delivery, "x-first-death-queue") {
-            Some(queue) if queue.ends_with(".bulk") => Lane::Bulk,
-            _ => Lane::Jobs,
-        };
-        let decision = Decision {
-            job,
-            attempt: 0,
-            outcome: Outcome::dead(reason, failure.clone()),
-            oa_openid: None,
-            lane,
-        };
-        let recorded = self
-            .until_db(|| {
-                self.pipeline
-                    .record_dead(&decision, reason, &failure, body, "broker")
-            })
-            .await;
-        if let Some(recorded) = recorded {
-            let outcome = if recorded {
-                decision.outcome.clone()
-            } else {
-                Outcome::Duplicate
-            };
-            self.pipeline.stats().count(&outcome);
-            log_outcome(&decision, &outcome);
-            self.acks.ack(delivery.delivery_tag);
-        }
-    }
-
     /// Runs `f` until Postgres answers, holding the message unacked meanwhile; `None` if the
     /// worker shuts down first.
     async fn until_db<T, F, Fut>(&self, mut f: F) -> Option<T>
@@ -366,29 +361,68 @@ impl Settle {
     }
 }
 
-/// A text header RabbitMQ sets on dead-lettered messages (`x-first-death-reason`, …).
-fn death_header(delivery: &Delivery, name: &str) -> Option<String> {
-    let headers = delivery.properties.headers().as_ref()?;
-    match headers.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-        _ => None,
-    }
+/// The decision for a message RabbitMQ dead-lettered: classified by its last death (see
+/// `death.rs`), keyed by its id, body and how often it died, so a redelivery from the dead queue
+/// is recorded once.
+fn broker_dead(delivery: &Delivery, message_id: Option<&str>) -> Decision {
+    let body = &delivery.data;
+    let death = Death::from_headers(delivery.properties.headers().as_ref());
+    let broker_reason = death
+        .as_ref()
+        .map(|d| d.reason.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let reason = death
+        .as_ref()
+        .map(Death::dead_reason)
+        .unwrap_or(DeadReason::Rejected);
+    let failure = Failure::local(format!(
+        "RabbitMQ dead-lettered the message ({broker_reason}): it failed a worker too many times"
+    ));
+    let job = Job::from_json_with_fallback_id(body, message_id).ok();
+    let lane = death
+        .as_ref()
+        .and_then(Death::lane)
+        .or_else(|| {
+            job.as_ref().map(|j| {
+                if j.campaign_id.is_some() {
+                    Lane::Bulk
+                } else {
+                    Lane::Jobs
+                }
+            })
+        })
+        .unwrap_or(Lane::Jobs);
+    let count = death.as_ref().map(|d| d.count).unwrap_or(1);
+    let key = format!("{}:{count}", message_key("broker", body, message_id));
+    let raw = String::from_utf8_lossy(&body[..body.len().min(4096)]).replace('\0', "\u{fffd}");
+    Decision::BrokerDead(BrokerDead {
+        job,
+        lane,
+        reason,
+        failure,
+        key,
+        raw,
+    })
 }
 
 fn log_outcome(decision: &Decision, outcome: &Outcome) {
-    let job_id = decision.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-");
+    let job_id = decision.job_id();
     match outcome {
         Outcome::Sent { msgid } => {
-            tracing::debug!(job_id, attempt = decision.attempt, msgid, "sent")
+            tracing::debug!(job_id, attempt = decision.attempt(), msgid, "sent")
         }
         Outcome::Duplicate => {
             tracing::debug!(job_id, "duplicate: already finished, not sent again")
         }
+        Outcome::Held { delay } => tracing::debug!(
+            job_id,
+            retry_in_ms = delay.as_millis() as u64,
+            "another delivery of this job id holds a live claim: waiting"
+        ),
         Outcome::Retry { delay, failure } | Outcome::Paused { delay, failure } => tracing::info!(
             job_id,
-            attempt = decision.attempt,
-            retry_in_s = delay.as_secs(),
+            attempt = decision.attempt(),
+            retry_in_ms = delay.as_millis() as u64,
             errcode = failure.errcode,
             error = %failure.message,
             outcome = outcome.label(),
@@ -396,11 +430,31 @@ fn log_outcome(decision: &Decision, outcome: &Outcome) {
         ),
         Outcome::Dead { reason, failure } => tracing::warn!(
             job_id,
-            attempt = decision.attempt,
+            attempt = decision.attempt(),
             reason = reason.as_str(),
             errcode = failure.errcode,
             error = %failure.message,
             "dead-lettered"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_succeeded_resets_the_reconnect_backoff() {
+        let mut r = Reconnect::default();
+        // A long outage: the waits grow to their cap.
+        for _ in 0..20 {
+            assert!(
+                r.next_wait() <= RECONNECT_MAX * 2,
+                "never past about a second"
+            );
+        }
+        // The broker answered; the session ended again later: the next try comes at once.
+        r.connected();
+        assert!(r.next_wait() <= Duration::from_millis(200));
     }
 }

@@ -1,9 +1,14 @@
 //! The worker: jobs from RabbitMQ become template messages.
 //!
-//! - [`pipeline`]: decode, claim, resolve, expire, rate-limit, token, send, classify, record.
+//! - [`pipeline`]: decode, claim, resolve, expire, rate-limit, token, send, classify: a typed
+//!   decision.
+//! - [`settle`]: the one place a decision becomes ledger writes (one transaction per outcome).
 //! - [`acks`]: coalesced `basic.ack`s.
-//! - [`consumer`]: the broker side: consume, settle (ack / retry / dead), reconnect, shut down.
-//! - [`ledger`]: the `deliveries` ledger and dead letters in Postgres.
+//! - [`consumer`]: the broker side: consume, then pipeline → settle → ack or retry tier,
+//!   reconnect, shut down.
+//! - [`death`]: why RabbitMQ dead-lettered a message (its last death).
+//! - [`ledger`]: the `deliveries` ledger (claims with a lease) and dead letters in Postgres.
+//! - [`pause`]: this process's own record of 45009 pauses.
 //! - [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid.
 //! - [`outcome`]: the outcome enum and dead reasons.
 //! - [`retry`]: the retry policy (backoff with jitter, attempts, quota pause).
@@ -13,16 +18,20 @@
 pub mod acks;
 pub mod batch;
 pub mod consumer;
+pub mod death;
 pub mod ledger;
 pub mod outcome;
+pub mod pause;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod resolve;
 pub mod retry;
+pub mod settle;
 pub mod stats;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -42,7 +51,7 @@ use crate::wechat::{TokenStore, WechatClient};
 /// Arguments of `wxnotify worker`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded."
+    after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  wxnotify worker --retry-first-delay-ms 500 --retry-factor 2 --retry-max-delay-secs 600 --max-attempts 8\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded."
 )]
 pub struct WorkerArgs {
     /// Unacked jobs per lane, i.e. sends in flight per lane.
@@ -51,10 +60,27 @@ pub struct WorkerArgs {
     /// Consume only this lane (repeatable); default both.
     #[arg(long = "lane", value_enum)]
     pub lanes: Vec<Lane>,
-    /// Attempts per job before it dies with `retries_exhausted`.
+    /// Attempts per job before it dies with `retries_exhausted` (per life: `dlq replay` starts
+    /// a new one).
     #[arg(long, default_value_t = 8, env = "WXNOTIFY_MAX_ATTEMPTS",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_attempts: u32,
+    /// The retry schedule's first delay, in milliseconds (then × factor, up to the cap; each
+    /// delay is served by the smallest retry tier at least that long: 500ms, 1s, 2s, 4s, 8s,
+    /// 16s, 32s, 1m, 2m, 5m, 10m, 1h).
+    #[arg(long, default_value_t = 500, env = "WXNOTIFY_RETRY_FIRST_DELAY_MS")]
+    pub retry_first_delay_ms: u64,
+    /// The retry schedule's factor (at least 1).
+    #[arg(long, default_value_t = 2.0, env = "WXNOTIFY_RETRY_FACTOR", value_parser = parse_factor)]
+    pub retry_factor: f64,
+    /// The retry schedule's longest delay, in seconds.
+    #[arg(long, default_value_t = 600, env = "WXNOTIFY_RETRY_MAX_DELAY_SECS")]
+    pub retry_max_delay_secs: u64,
+    /// How long after a send whose answer never came the job may still be sent again, in
+    /// seconds (WeChat drops a resend with the same client_msg_id for about 10 minutes; keep a
+    /// margin). Past it the job dies `outcome_unknown`.
+    #[arg(long, default_value_t = 480, env = "WXNOTIFY_RESEND_WINDOW_SECS")]
+    pub resend_window_secs: u64,
     /// Threads of this process's async runtime. One (the default) runs every send, statement
     /// and ack on one thread, which spends the least CPU per job (no wake-ups across threads;
     /// see README "Figures"); for more throughput run more worker processes, which share each
@@ -106,7 +132,7 @@ impl Worker {
         let limits = Arc::new(rate_limit::Limits::new(&settings.apps));
         let apps = settings.apps.iter().map(|a| a.name.clone()).collect();
         let pipeline = Arc::new(Pipeline::new(
-            ledger::Ledger::new(pool.clone()),
+            ledger::Ledger::for_worker(pool.clone(), limits.worker_id()),
             tokens,
             client,
             limits,
@@ -163,6 +189,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         config.consumer.lanes = args.lanes;
     }
     config.retry.max_attempts = args.max_attempts.max(1);
+    config.retry.min_delay = Duration::from_millis(args.retry_first_delay_ms);
+    config.retry.factor = args.retry_factor;
+    config.retry.max_delay = Duration::from_secs(args.retry_max_delay_secs);
+    config.retry.resend_window = Duration::from_secs(args.resend_window_secs);
     config.consumer.topology.delivery_limit = args.delivery_limit;
     // A refused login, a missing vhost or queues declared with other arguments never pass:
     // exit 2 naming the setting instead of reconnecting forever.
@@ -172,16 +202,25 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         &config.consumer.topology,
     )
     .await?;
+    let config_retry = config.retry.describe();
     let worker = Worker::new(&settings, pool, config).context("building the worker")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, shutdown.clone()).await?;
     }
-    tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, "worker starting");
+    tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, retries = %config_retry, "worker starting");
     worker.run(shutdown).await;
     tracing::info!(stats = ?worker.stats().snapshot(), "worker stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A retry factor: a number, at least 1.
+fn parse_factor(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 1.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a factor of at least 1 (e.g. 2)")),
+    }
 }
 
 /// Serves `/metrics` (the process's Prometheus recorder) and `/healthz` on `addr` until

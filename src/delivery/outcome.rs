@@ -1,5 +1,5 @@
 //! What became of one delivery: the enum every step of the pipeline returns, and the reasons a
-//! job dies. Exactly one function (`Worker::settle`) turns an outcome into ack / retry / dead.
+//! job dies. Exactly one function (`Pipeline::settle`) turns a decision into ledger writes and ack / retry.
 
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub enum DeadReason {
     RetriesExhausted,
     /// RabbitMQ dead-lettered it (delivery limit: it kept failing a worker).
     DeliveryLimit,
+    /// A send may have reached the person (its answer never came) and WeChat's `client_msg_id`
+    /// window has closed: not sent again, so no one gets it twice; ops decide.
+    OutcomeUnknown,
 }
 
 impl DeadReason {
@@ -51,11 +54,12 @@ impl DeadReason {
             DeadReason::Rejected => "rejected",
             DeadReason::RetriesExhausted => "retries_exhausted",
             DeadReason::DeliveryLimit => "delivery_limit",
+            DeadReason::OutcomeUnknown => "outcome_unknown",
         }
     }
 
     /// Every reason, for summaries and `--help`.
-    pub const ALL: [DeadReason; 12] = [
+    pub const ALL: [DeadReason; 13] = [
         DeadReason::Malformed,
         DeadReason::UnknownApp,
         DeadReason::UnknownMpUser,
@@ -68,6 +72,7 @@ impl DeadReason {
         DeadReason::Rejected,
         DeadReason::RetriesExhausted,
         DeadReason::DeliveryLimit,
+        DeadReason::OutcomeUnknown,
     ];
 }
 
@@ -129,6 +134,12 @@ pub enum Outcome {
         /// What WeChat said.
         failure: Failure,
     },
+    /// Another delivery of the same job id holds a live claim: wait `delay`, then look again
+    /// (no attempt spent, nothing sent).
+    Held {
+        /// How long to wait.
+        delay: Duration,
+    },
     /// Give up, with a reason.
     Dead {
         /// Why.
@@ -151,6 +162,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Retry { .. } => "retry",
             Outcome::Paused { .. } => "paused",
+            Outcome::Held { .. } => "held",
             Outcome::Dead { .. } => "dead",
         }
     }

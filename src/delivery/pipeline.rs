@@ -1,7 +1,7 @@
 //! The pipeline of one delivery, without the broker: decode and validate, claim in the ledger,
-//! expire, resolve the recipient, wait for the app's rate limit, take a token, send, classify the
-//! answer into one [`Outcome`], and record it. The consumer (`consumer.rs`) then acks, or
-//! publishes the retry and acks.
+//! expire, resolve the recipient, wait for the app's rate limit, take a token, send, and classify
+//! the answer into one typed [`Decision`]. [`Pipeline::settle`] (`settle.rs`) then records it;
+//! the consumer (`consumer.rs`) acks, or publishes the retry and acks.
 //!
 //! Database errors are returned, not turned into outcomes: the consumer keeps the message
 //! unacked and tries again once Postgres answers, so an outage neither loses nor dead-letters a
@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 
 use super::batch::DbError;
-use super::ledger::{Admission, DeadLetter, Ledger};
+use super::ledger::{Admission, Claim, Ledger};
 use super::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
+use super::pause::Pauses;
 use super::rate_limit::Limits;
 use super::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
@@ -28,19 +29,97 @@ use crate::wechat::{TokenError, TokenStore, WechatClient};
 /// How much of a malformed message's bytes are kept in its dead letter.
 const MAX_RAW_KEPT: usize = 4096;
 
-/// What the pipeline decided for one message.
+/// What the pipeline decided for one message: the typed input of [`Pipeline::settle`]
+/// (`settle.rs`), the one place where a decision becomes ledger writes and a broker action.
 #[derive(Debug)]
-pub struct Decision {
-    /// The job, when the message was one.
-    pub job: Option<Job>,
-    /// The attempt this was (0 when nothing was claimed).
-    pub attempt: u32,
-    /// The outcome.
+pub enum Decision {
+    /// Not a job: dead at once, keyed so a redelivery of the same message is recognised.
+    Malformed(Malformed),
+    /// The job id was already sent or dead (counted on its row by the claim).
+    Duplicate {
+        /// The job.
+        job: Job,
+    },
+    /// Another delivery of the job id holds a live claim: this one waits in a retry tier.
+    Held {
+        /// The job.
+        job: Job,
+        /// Its lane.
+        lane: Lane,
+    },
+    /// The job was claimed and this attempt ended with an outcome.
+    Attempted(Attempt),
+    /// RabbitMQ dead-lettered the message (its delivery limit).
+    BrokerDead(BrokerDead),
+}
+
+/// A message that is not a job.
+#[derive(Debug)]
+pub struct Malformed {
+    /// The job id, when the JSON had one.
+    pub job_id: Option<String>,
+    /// What is wrong.
+    pub error: String,
+    /// The bytes as text (truncated, NUL-free).
+    pub raw: String,
+    /// Recognises a redelivery: a hash of the message id and the body.
+    pub key: String,
+}
+
+/// A claimed job's attempt.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The job.
+    pub job: Job,
+    /// Its lane.
+    pub lane: Lane,
+    /// The claim it ran under.
+    pub claim: Claim,
+    /// What happened.
     pub outcome: Outcome,
     /// Where it was (or would have been) sent.
     pub oa_openid: Option<OpenId>,
-    /// The lane it came from.
+    /// Whether a send was made (an attempt is counted only then).
+    pub sent: bool,
+    /// Whether the send may have reached the person though no answer said so.
+    pub uncertain: bool,
+}
+
+/// A message RabbitMQ dead-lettered.
+#[derive(Debug)]
+pub struct BrokerDead {
+    /// The job, when the message is one.
+    pub job: Option<Job>,
+    /// The lane it died on.
     pub lane: Lane,
+    /// Why.
+    pub reason: DeadReason,
+    /// The broker's explanation.
+    pub failure: Failure,
+    /// The dead letter's key (recognises a redelivery from the dead queue).
+    pub key: String,
+    /// The message as text when it is not a job.
+    pub raw: String,
+}
+
+impl Decision {
+    /// The job id, for logs.
+    pub fn job_id(&self) -> &str {
+        match self {
+            Decision::Duplicate { job } | Decision::Held { job, .. } => job.id.as_str(),
+            Decision::Attempted(a) => a.job.id.as_str(),
+            Decision::BrokerDead(b) => b.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-"),
+            Decision::Malformed(m) => m.job_id.as_deref().unwrap_or("-"),
+        }
+    }
+
+    /// The attempt number, for logs (0 when nothing was attempted).
+    pub fn attempt(&self) -> u32 {
+        match self {
+            Decision::Attempted(a) => a.claim.attempt,
+            _ => 0,
+        }
+    }
 }
 
 /// Everything a delivery needs; shared by all tasks of a worker.
@@ -52,6 +131,7 @@ pub struct Pipeline {
     apps: HashSet<AppName>,
     retry: RetryPolicy,
     stats: Arc<WorkerStats>,
+    pauses: Pauses,
 }
 
 impl Pipeline {
@@ -73,7 +153,13 @@ impl Pipeline {
             apps,
             retry,
             stats,
+            pauses: Pauses::default(),
         }
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// The counters.
@@ -91,7 +177,7 @@ impl Pipeline {
         &self.ledger
     }
 
-    /// Runs every step up to the outcome. Only database errors are errors.
+    /// Runs every step up to the decision. Only database errors are errors.
     /// `message_id` is the AMQP property, used as the job id when the body has none.
     pub async fn decide(
         &self,
@@ -102,82 +188,106 @@ impl Pipeline {
         let job = match Job::from_json_with_fallback_id(body, message_id) {
             Ok(job) => job,
             Err(e) => {
-                let outcome = Outcome::dead(DeadReason::Malformed, Failure::local(e.to_string()));
-                return Ok(Decision {
-                    job: None,
-                    attempt: 0,
-                    outcome,
-                    oa_openid: None,
-                    lane,
-                });
+                return Ok(Decision::Malformed(malformed(
+                    body,
+                    message_id,
+                    e.to_string(),
+                )));
             }
         };
-        let (attempt, lookup) = match self.ledger.claim(&job, lane).await? {
-            Admission::Duplicate => {
-                let outcome = Outcome::Duplicate;
-                return Ok(Decision {
-                    job: Some(job),
-                    attempt: 0,
-                    outcome,
-                    oa_openid: None,
-                    lane,
-                });
-            }
-            Admission::Attempt { attempt, lookup } => (attempt, lookup),
+        let (claim, lookup) = match self.ledger.claim(&job, lane).await? {
+            Admission::Duplicate => return Ok(Decision::Duplicate { job }),
+            Admission::Held => return Ok(Decision::Held { job, lane }),
+            Admission::Attempt { claim, lookup } => (claim, lookup),
         };
-        let (outcome, oa_openid) = self.attempt(&job, lane, attempt, lookup).await;
-        Ok(Decision {
-            job: Some(job),
-            attempt,
-            outcome,
-            oa_openid,
-            lane,
-        })
+        Ok(Decision::Attempted(
+            self.attempt(job, lane, claim, lookup).await,
+        ))
     }
 
     /// Everything after the claim. Nothing here touches Postgres before the send, and nothing
     /// after the send may fail, so a decision is never taken twice for one send.
-    async fn attempt(
-        &self,
-        job: &Job,
-        lane: Lane,
-        attempt: u32,
-        lookup: Lookup,
-    ) -> (Outcome, Option<OpenId>) {
-        let dead = |reason, why: String| (Outcome::dead(reason, Failure::local(why)), None);
+    async fn attempt(&self, job: Job, lane: Lane, claim: Claim, lookup: Lookup) -> Attempt {
+        let unsent = |job, outcome, oa_openid| Attempt {
+            job,
+            lane,
+            claim: claim.clone(),
+            outcome,
+            oa_openid,
+            sent: false,
+            uncertain: false,
+        };
+        let dead = |reason, why: String| Outcome::dead(reason, Failure::local(why));
         if !self.apps.contains(&job.app) {
-            return dead(
-                DeadReason::UnknownApp,
-                format!("app {} is not configured in this worker", job.app),
-            );
+            let why = format!("app {} is not configured in this worker", job.app);
+            return unsent(job, dead(DeadReason::UnknownApp, why), None);
         }
         if let Some(not_after) = job.not_after
             && chrono::Utc::now() > not_after
         {
-            return dead(
-                DeadReason::Expired,
-                format!("not_after {not_after} has passed"),
-            );
+            let why = format!("not_after {not_after} has passed");
+            return unsent(job, dead(DeadReason::Expired, why), None);
+        }
+        if let Some(since) = claim.uncertain_since
+            && !self.retry.may_resend(since, Duration::ZERO)
+        {
+            return unsent(job, outcome_unknown(since), None);
         }
         let openid = match decide(&job.to, lookup) {
             Resolved::Follower(openid) => openid,
-            Resolved::Unreachable(reason, why) => return dead(reason, why),
+            Resolved::Unreachable(reason, why) => return unsent(job, dead(reason, why), None),
         };
         let limiter = self
             .limits
             .app(&job.app)
             .expect("every configured app has a limiter");
-        if let Some(delay) = limiter.paused_for() {
+        if let Some(delay) = limiter.paused_for().max(self.pauses.paused_for(&job.app)) {
             let failure =
                 Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
-            return (Outcome::Paused { delay, failure }, None);
+            let outcome =
+                self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
+            return unsent(job, outcome, None);
         }
         limiter.acquire(lane).await;
         let started = Instant::now();
-        let result = self.send(job, &openid).await;
+        let result = self.send(&job, &openid).await;
         self.stats.record_send_latency(started.elapsed());
-        let outcome = self.classify(job, attempt, result).await;
-        (outcome, Some(openid))
+        let uncertain =
+            matches!(&result, Err(TokenError::Wechat(e)) if e.may_have_been_delivered());
+        let outcome = self.classify(&job, &claim, uncertain, result).await;
+        // A 45009 answer is not an attempt: WeChat did not take the message.
+        let sent = !matches!(outcome, Outcome::Paused { .. });
+        Attempt {
+            job,
+            lane,
+            claim,
+            outcome,
+            oa_openid: Some(openid),
+            sent,
+            uncertain,
+        }
+    }
+
+    /// `outcome` if the job may still be sent again after its delay, else dead
+    /// `outcome_unknown`: an uncertain send is resent only while WeChat's `client_msg_id`
+    /// window (with a margin) is open.
+    fn unless_window_closes(
+        &self,
+        claim: &Claim,
+        uncertain_now: bool,
+        outcome: Outcome,
+    ) -> Outcome {
+        let delay = match &outcome {
+            Outcome::Retry { delay, .. } | Outcome::Paused { delay, .. } => *delay,
+            _ => return outcome,
+        };
+        let since = claim
+            .uncertain_since
+            .or(uncertain_now.then_some(claim.claimed_at));
+        match since {
+            Some(since) if !self.retry.may_resend(since, delay) => outcome_unknown(since),
+            _ => outcome,
+        }
     }
 
     async fn send(&self, job: &Job, openid: &OpenId) -> Result<i64, TokenError> {
@@ -199,7 +309,13 @@ impl Pipeline {
     }
 
     /// Turns WeChat's answer into the outcome: the one place where answers become actions.
-    async fn classify(&self, job: &Job, attempt: u32, result: Result<i64, TokenError>) -> Outcome {
+    async fn classify(
+        &self,
+        job: &Job,
+        claim: &Claim,
+        uncertain: bool,
+        result: Result<i64, TokenError>,
+    ) -> Outcome {
         let err = match result {
             Ok(msgid) => return Outcome::Sent { msgid },
             Err(err) => err,
@@ -214,15 +330,21 @@ impl Pipeline {
                     .errcode
                     .map(errcode::retry_floor)
                     .unwrap_or_default();
-                match self.retry.next_delay(attempt, floor) {
-                    Some(delay) => Outcome::Retry { delay, failure },
+                match self.retry.next_delay(claim.life_attempt, floor) {
+                    Some(delay) => self.unless_window_closes(
+                        claim,
+                        uncertain,
+                        Outcome::Retry { delay, failure },
+                    ),
                     None => Outcome::dead(DeadReason::RetriesExhausted, failure),
                 }
             }
             ErrClass::QuotaExhausted => {
                 let pause = self.retry.quota_pause;
                 // Nothing after the send may fail the decision (that would send again): the
-                // pause is shared on a best-effort basis; this process pauses regardless.
+                // pause is shared on a best-effort basis; this process pauses regardless, and
+                // its own record of the pause outlives a heartbeat that reads no pause back.
+                self.pauses.pause(&job.app, pause);
                 if let Err(e) = self
                     .limits
                     .pause(self.ledger.pool(), &job.app, pause, &failure.message)
@@ -230,113 +352,57 @@ impl Pipeline {
                 {
                     tracing::warn!(error = %e, app = %job.app, "could not share the quota pause through Postgres");
                 }
-                Outcome::Paused {
-                    delay: pause,
-                    failure,
-                }
+                self.unless_window_closes(
+                    claim,
+                    uncertain,
+                    Outcome::Paused {
+                        delay: pause,
+                        failure,
+                    },
+                )
             }
             ErrClass::Permanent(kind) => Outcome::dead(dead_reason_for(kind), failure),
         }
     }
+}
 
-    /// Records the decision in Postgres and returns the final outcome: a send that another
-    /// delivery of the same job id recorded first becomes `Duplicate`. Safe to call again after
-    /// an error.
-    pub async fn record(&self, decision: &Decision, body: &[u8]) -> Result<Outcome, DbError> {
-        let job_id = decision.job.as_ref().map(|j| j.id.as_str());
-        let outcome = match (&decision.outcome, job_id) {
-            (Outcome::Sent { msgid }, Some(id)) => {
-                let openid = decision
-                    .oa_openid
-                    .as_ref()
-                    .expect("a sent job has its recipient");
-                if self.ledger.record_sent(id, openid, *msgid).await? {
-                    decision.outcome.clone()
-                } else {
-                    Outcome::Duplicate
-                }
-            }
-            (Outcome::Retry { failure, .. }, Some(id)) => {
-                self.ledger
-                    .record_retry(id, decision.attempt, failure)
-                    .await?;
-                decision.outcome.clone()
-            }
-            (Outcome::Paused { .. }, Some(id)) => {
-                self.ledger.unclaim(id).await?;
-                decision.outcome.clone()
-            }
-            (Outcome::Dead { reason, failure }, _) => {
-                if self
-                    .record_dead(decision, *reason, failure, body, "worker")
-                    .await?
-                {
-                    decision.outcome.clone()
-                } else {
-                    Outcome::Duplicate
-                }
-            }
-            (other, _) => other.clone(),
-        };
-        Ok(outcome)
-    }
+/// The dead outcome of a job whose send may have reached the person and whose resend window
+/// has closed.
+fn outcome_unknown(since: chrono::DateTime<chrono::Utc>) -> Outcome {
+    Outcome::dead(
+        DeadReason::OutcomeUnknown,
+        Failure::local(format!(
+            "a send since {since} may have reached the person (no answer came) and WeChat's \
+             client_msg_id window has closed: not sent again; check before replaying"
+        )),
+    )
+}
 
-    /// Writes a dead letter for `decision` (and turns its ledger row dead when the job parsed);
-    /// 43004 also marks the follower unsubscribed. Returns false when a twin delivery of the same
-    /// job id had already finished it (nothing is written: this one is a duplicate).
-    pub async fn record_dead(
-        &self,
-        decision: &Decision,
-        reason: DeadReason,
-        failure: &Failure,
-        body: &[u8],
-        source: &'static str,
-    ) -> Result<bool, DbError> {
-        let Some(job) = &decision.job else {
-            // Not a job: kept as (lossy, NUL-free) text, since Postgres refuses NUL in text.
-            let raw = clean_text(&body[..body.len().min(MAX_RAW_KEPT)]);
-            // Not `serde_json::Value`: that costs ~10x the body, which may be far over the limit.
-            let job_id = crate::domain::id_hint::id_hint(body).map(|s| clean_text(s.as_bytes()));
-            let dead = DeadLetter {
-                job_id: job_id.as_deref(),
-                app: None,
-                reason,
-                failure,
-                job: None,
-                raw: Some(&raw),
-                attempts: 0,
-                source,
-            };
-            self.ledger.record_malformed(&dead).await?;
-            return Ok(true);
-        };
-        let json = serde_json::to_value(job).ok();
-        let dead = DeadLetter {
-            job_id: Some(job.id.as_str()),
-            app: Some(job.app.as_str()),
-            reason,
-            failure,
-            job: json.as_ref(),
-            raw: None,
-            attempts: decision.attempt,
-            source,
-        };
-        if !self.ledger.record_dead(&dead, job, decision.lane).await? {
-            return Ok(false);
-        }
-        if failure.errcode == Some(errcode::REQUIRE_SUBSCRIBE)
-            && let Some(openid) = &decision.oa_openid
-        {
-            sqlx::query(
-                "UPDATE oa_followers SET subscribed = false, updated_at = now() WHERE app = $1 AND oa_openid = $2",
-            )
-            .bind(job.app.as_str())
-            .bind(openid.as_str())
-            .execute(self.ledger.pool())
-            .await?;
-        }
-        Ok(true)
+/// A message that is not a job, ready to record.
+fn malformed(body: &[u8], message_id: Option<&str>, error: String) -> Malformed {
+    // Kept as (lossy, NUL-free) text, since Postgres refuses NUL in text.
+    let raw = clean_text(&body[..body.len().min(MAX_RAW_KEPT)]);
+    // Not `serde_json::Value`: that costs ~10x the body, which may be far over the limit.
+    let job_id = crate::domain::id_hint::id_hint(body)
+        .map(|s| clean_text(s.as_bytes()))
+        .map(|s| s.chars().take(200).collect::<String>());
+    Malformed {
+        job_id,
+        error,
+        raw,
+        key: message_key("malformed", body, message_id),
     }
+}
+
+/// A key for a message: `kind`, then a SHA-1 of its message id and body. Two deliveries of one
+/// message share it.
+pub fn message_key(kind: &str, body: &[u8], message_id: Option<&str>) -> String {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(message_id.unwrap_or("").as_bytes());
+    h.update([0u8]);
+    h.update(body);
+    format!("{kind}:{}", hex::encode(h.finalize()))
 }
 
 /// Bytes as text Postgres accepts: invalid UTF-8 and NUL become U+FFFD.

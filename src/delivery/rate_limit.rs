@@ -142,6 +142,11 @@ impl Limits {
         }
     }
 
+    /// The id this process heartbeats under in `workers` (its claims on jobs name it).
+    pub fn worker_id(&self) -> Uuid {
+        self.me
+    }
+
     /// The app's limiter.
     pub fn app(&self, app: &AppName) -> Option<&AppLimiter> {
         self.apps.get(app)

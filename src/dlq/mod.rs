@@ -39,13 +39,15 @@ pub enum DlqAction {
         after_help = "Examples:\n  wxnotify dlq list\n  wxnotify dlq list --reason not_following --app shop --since-minutes 60\n  wxnotify dlq list --limit 1000 --json | jq '.[].job_id'"
     )]
     List(FilterArgs),
-    /// Show one dead letter with its job and attempt history.
+    /// Show one dead letter with its job, its attempt history and every life of the job (each
+    /// replay starts a new life; attempts keep counting across them).
     #[command(after_help = "Examples:\n  wxnotify dlq show 42\n  wxnotify dlq show 42 --json")]
     Show {
         /// The dead letter's id (first column of `list`).
         id: i64,
     },
-    /// Publish dead jobs again (same id, attempts counted from zero).
+    /// Publish dead jobs again (same id; a new life of the job: its attempts keep counting, the
+    /// retry policy's limit applies to the new life).
     #[command(
         after_help = "Examples:\n  wxnotify dlq replay 42 43\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --limit 5000\n\nWith a filter, at most --limit letters (newest first) are replayed; the summary says how many matched."
     )]
@@ -148,7 +150,9 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 .await?
                 .with_context(|| format!("no dead letter {id}; see `wxnotify dlq list`"))?;
             let history = store::history(&pool, row.job_id.as_deref()).await?;
-            let shown = serde_json::json!({ "dead_letter": row, "attempts": history });
+            let lives = store::lives(&pool, row.job_id.as_deref()).await?;
+            let shown =
+                serde_json::json!({ "dead_letter": row, "attempts": history, "lives": lives });
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         DlqAction::Replay {

@@ -109,8 +109,10 @@ pub async fn by_ids(pool: &PgPool, ids: &[i64]) -> Result<Vec<DeadLetterRow>, sq
 /// One failed attempt of a job.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AttemptRow {
-    /// 1-based.
+    /// 1-based, counted across lives.
     pub attempt: i32,
+    /// The life it belonged to (1, then +1 per replay).
+    pub life: i32,
     /// `retry` or `dead`.
     pub outcome: String,
     /// WeChat's errcode.
@@ -127,17 +129,53 @@ pub async fn history(pool: &PgPool, job_id: Option<&str>) -> Result<Vec<AttemptR
         return Ok(Vec::new());
     };
     sqlx::query_as(
-        "SELECT attempt, outcome, errcode, errmsg, at FROM delivery_attempts WHERE job_id = $1 ORDER BY attempt",
+        "SELECT attempt, life, outcome, errcode, errmsg, at FROM delivery_attempts WHERE job_id = $1 ORDER BY attempt",
     )
     .bind(job_id)
     .fetch_all(pool)
     .await
 }
 
-/// Re-opens the ledger row of a dead job so its replay is accepted (attempts start again).
+/// One life of a job: how it ended (each dead letter ends one).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct LifeRow {
+    /// 1, then +1 per replay.
+    pub life: i32,
+    /// The dead letter that ended it.
+    pub dead_letter_id: i64,
+    /// Why it ended.
+    pub reason: String,
+    /// Attempts made up to its end (counted across lives).
+    pub attempts: i32,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// When it was replayed (started the next life), if it was.
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// Every life of a job that ended in a dead letter, oldest first.
+pub async fn lives(pool: &PgPool, job_id: Option<&str>) -> Result<Vec<LifeRow>, sqlx::Error> {
+    let Some(job_id) = job_id else {
+        return Ok(Vec::new());
+    };
+    sqlx::query_as(
+        "SELECT life, id AS dead_letter_id, reason, attempts, created_at AS ended_at, replayed_at
+         FROM dead_letters WHERE job_id = $1 ORDER BY id",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Re-opens the ledger row of a dead job so its replay is accepted: a new life. Attempts keep
+/// counting (their numbers stay unique in the history); the retry policy counts from the new
+/// life's start. An `outcome_unknown` job replayed by ops is sent again: the uncertainty is
+/// theirs to have weighed.
 pub async fn reopen(pool: &PgPool, job_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'retrying', attempts = 0, dead_reason = NULL, updated_at = now()
+        "UPDATE deliveries
+         SET state = 'retrying', dead_reason = NULL, life = life + 1, life_attempts_base = attempts,
+             uncertain_since = NULL, claim_id = NULL, claimed_until = NULL, updated_at = now()
          WHERE job_id = $1 AND state = 'dead'",
     )
     .bind(job_id)
@@ -149,8 +187,8 @@ pub async fn reopen(pool: &PgPool, job_id: &str) -> Result<(), sqlx::Error> {
 /// Undoes [`reopen`] when the publish failed.
 pub async fn close_again(pool: &PgPool, job_id: &str, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'dead', dead_reason = $2, updated_at = now()
-         WHERE job_id = $1 AND state = 'retrying'",
+        "UPDATE deliveries SET state = 'dead', dead_reason = $2, life = life - 1, updated_at = now()
+         WHERE job_id = $1 AND state = 'retrying' AND claim_id IS NULL",
     )
     .bind(job_id)
     .bind(reason)

@@ -24,11 +24,19 @@ use lapin::{Channel, ExchangeKind};
 
 /// The delayed-retry tiers, shortest first: name (part of the exchange and queue names) and
 /// how long a message waits in it. A worker picks one with [`tier_for`].
+/// They are the default retry schedule's steps (500 ms doubling to 32 s, see
+/// `delivery::retry`), then coarser ones for WeChat's own floors (45011: a minute) and pauses.
 pub const RETRY_TIERS: &[(&str, Duration)] = &[
+    ("500ms", Duration::from_millis(500)),
     ("1s", Duration::from_secs(1)),
-    ("5s", Duration::from_secs(5)),
-    ("30s", Duration::from_secs(30)),
+    ("2s", Duration::from_secs(2)),
+    ("4s", Duration::from_secs(4)),
+    ("8s", Duration::from_secs(8)),
+    ("16s", Duration::from_secs(16)),
+    ("32s", Duration::from_secs(32)),
+    ("1m", Duration::from_secs(60)),
     ("2m", Duration::from_secs(2 * 60)),
+    ("5m", Duration::from_secs(5 * 60)),
     ("10m", Duration::from_secs(10 * 60)),
     ("1h", Duration::from_secs(60 * 60)),
 ];
@@ -417,10 +425,11 @@ mod tests {
     #[test]
     fn a_delay_gets_the_smallest_tier_that_covers_it() {
         let s = Duration::from_secs;
-        assert_eq!(tier_for(Duration::ZERO).0, "1s");
+        assert_eq!(tier_for(Duration::ZERO).0, "500ms");
         assert_eq!(tier_for(s(1)).0, "1s");
-        assert_eq!(tier_for(Duration::from_millis(1001)).0, "5s");
-        assert_eq!(tier_for(s(31)).0, "2m");
+        assert_eq!(tier_for(Duration::from_millis(1001)).0, "2s");
+        assert_eq!(tier_for(s(31)).0, "32s");
+        assert_eq!(tier_for(s(33)).0, "1m");
         assert_eq!(tier_for(s(600)), ("10m", s(600)));
         assert_eq!(tier_for(s(86_400)), ("1h", s(3600)));
     }

@@ -77,6 +77,9 @@ pub enum WechatError {
         endpoint: &'static str,
         /// What happened (no secrets).
         detail: String,
+        /// Whether the request may have reached WeChat (anything but a failed connect): for a
+        /// send, its outcome is then unknown.
+        maybe_delivered: bool,
     },
     /// The request was refused before sending (e.g. more than 100 openids for batchget).
     #[error("invalid request to WeChat {endpoint}: {detail}")]
@@ -87,6 +90,9 @@ pub enum WechatError {
         detail: String,
     },
 }
+
+/// The template send endpoint's path.
+const TEMPLATE_SEND: &str = "cgi-bin/message/template/send";
 
 impl WechatError {
     /// What the caller should do about it.
@@ -106,6 +112,17 @@ impl WechatError {
             WechatError::Api { errcode, .. } => Some(*errcode),
             _ => None,
         }
+    }
+
+    /// Whether this error leaves a template send's outcome unknown: the request may have
+    /// reached WeChat but no answer said what became of it (timeout, dropped connection, a
+    /// gateway error, an unreadable body).
+    pub fn may_have_been_delivered(&self) -> bool {
+        matches!(
+            self,
+            WechatError::Transport { endpoint, maybe_delivered: true, .. }
+                if *endpoint == TEMPLATE_SEND
+        )
     }
 
     /// The errmsg (WeChat answers) or the transport detail.
@@ -332,6 +349,7 @@ impl WechatClient {
                 Some(OpenId::parse(next).map_err(|e| WechatError::Transport {
                     endpoint: EP,
                     detail: format!("bad next_openid: {e}"),
+                    maybe_delivered: true,
                 })?)
             }
             _ => None,
@@ -437,7 +455,7 @@ impl WechatClient {
         token: &AccessToken,
         msg: &TemplateMessage<'_>,
     ) -> Result<i64, WechatError> {
-        const EP: &str = "cgi-bin/message/template/send";
+        const EP: &str = TEMPLATE_SEND;
         #[derive(Serialize)]
         struct Body<'a> {
             touser: &'a str,
@@ -535,11 +553,16 @@ impl WechatClient {
         request: reqwest::RequestBuilder,
         classify: fn(i64) -> ErrClass,
     ) -> Result<T, WechatError> {
-        let transport = |detail: String| WechatError::Transport { endpoint, detail };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport(redact_error(e)))?;
+        let transport = |detail: String| WechatError::Transport {
+            endpoint,
+            detail,
+            maybe_delivered: true,
+        };
+        let response = request.send().await.map_err(|e| WechatError::Transport {
+            endpoint,
+            maybe_delivered: !e.is_connect(),
+            detail: redact_error(e),
+        })?;
         let status = response.status();
         if !status.is_success() {
             return Err(transport(format!(

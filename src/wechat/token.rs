@@ -345,19 +345,35 @@ impl TokenStore {
             TokenSource::Stable => "stable",
             TokenSource::Classic => "classic",
         };
-        sqlx::query(
+        // Fenced on the lease: a holder whose lease lapsed and was taken over (a slow call to
+        // WeChat) must not overwrite the token of the process that holds it now.
+        let stored = sqlx::query(
             "UPDATE access_tokens
              SET token = $2, fetched_at = now(), expires_at = now() + make_interval(secs => $3),
                  source = $4, refresh_holder = NULL, refresh_lease_until = NULL,
                  refreshes = refreshes + 1
-             WHERE app = $1",
+             WHERE app = $1 AND refresh_holder = $5",
         )
         .bind(app.as_str())
         .bind(fetched.token.expose())
         .bind(fetched.expires_in.as_secs_f64())
         .bind(source)
+        .bind(self.inner.me)
         .execute(&self.inner.pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if stored == 0 {
+            tracing::warn!(app = %app, "the refresh lease was taken over during the call to WeChat; the token it got is not stored");
+            if let Some(fresh) = self.stored(app).await?.and_then(Stored::fresh) {
+                return Ok(fresh);
+            }
+            // Nothing fresh stored yet: the token WeChat just gave is valid; use it for now and
+            // look at the store again soon.
+            return Ok(Cached {
+                token: fetched.token,
+                refresh_at: Utc::now() + RETRY_FAILED_REFRESH.min(fetched.expires_in),
+            });
+        }
         tracing::info!(app = %app, source, expires_in_s = fetched.expires_in.as_secs(), "access token refreshed");
         metrics::counter!("wxnotify_token_refreshes_total", "app" => app.to_string()).increment(1);
         let now = Utc::now();

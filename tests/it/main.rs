@@ -11,6 +11,7 @@ mod domain;
 mod edge;
 mod end_to_end;
 mod first_hour;
+mod exactly_once;
 mod followers;
 mod fuzz;
 mod http;

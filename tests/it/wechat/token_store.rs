@@ -547,3 +547,53 @@ async fn an_invalidated_token_is_not_kept_when_the_refresh_fails() {
     assert_eq!(err.class(), ErrClass::QuotaExhausted, "{err}");
     assert_eq!(fx.calls(), 2);
 }
+
+/// A refresher whose lease lapsed and was taken over while it waited for WeChat does not
+/// overwrite the new holder's token: the write is fenced on the lease holder.
+#[tokio::test]
+async fn a_refresh_whose_lease_was_taken_over_does_not_overwrite_the_token() {
+    let fx = Fixture::answering(
+        TokenSource::Stable,
+        Arc::new(|n| token_answer(n, 7200).set_delay(Duration::from_millis(1500))),
+    )
+    .await;
+    let store = fx.store().await;
+    let app = fx.name().clone();
+    let refresh = tokio::spawn(async move { store.get(&app).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leased = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT refresh_holder IS NOT NULL FROM access_tokens WHERE app = $1",
+        )
+        .bind(fx.name().as_str())
+        .fetch_optional(&fx.db.pool)
+        .await
+        .unwrap()
+        .unwrap_or(false)
+    };
+    while !leased().await {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another process takes the lease over (as if ours had lapsed) and stores its token.
+    sqlx::query(
+        "UPDATE access_tokens SET refresh_holder = gen_random_uuid(),
+             refresh_lease_until = now() + interval '1 minute',
+             token = 'NEWER', fetched_at = now(), expires_at = now() + interval '2 hours'
+         WHERE app = $1",
+    )
+    .bind(fx.name().as_str())
+    .execute(&fx.db.pool)
+    .await
+    .unwrap();
+    let got = refresh.await.unwrap().unwrap();
+    assert_eq!(
+        fx.row().await.0.as_deref(),
+        Some("NEWER"),
+        "the new holder's token stays"
+    );
+    assert_eq!(got.expose(), "NEWER", "the fresh stored token is used");
+}

@@ -1,0 +1,53 @@
+//! This process's own record of 45009 quota pauses.
+//!
+//! A pause is shared with other workers through `apps.paused_until` (see `rate_limit.rs`), and
+//! the heartbeat copies what Postgres says into the limiters every second. When the pause could
+//! not be written to Postgres, the heartbeat would read "no pause" back and lift it within a
+//! second; so the pipeline also keeps the pauses it decided itself here, where no heartbeat
+//! overwrites them, and an app stays paused until the later of the two ends.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::domain::AppName;
+
+/// Pauses this process decided, by app.
+#[derive(Debug, Default)]
+pub struct Pauses {
+    until: Mutex<HashMap<AppName, Instant>>,
+}
+
+impl Pauses {
+    /// Pauses `app` for `pause` from now (never shortens a longer pause).
+    pub fn pause(&self, app: &AppName, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut map = self.until.lock().expect("pause lock");
+        let entry = map.entry(app.clone()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// How long `app` stays paused by this process's own decision, if it does.
+    pub fn paused_for(&self, app: &AppName) -> Option<Duration> {
+        let map = self.until.lock().expect("pause lock");
+        let left = map.get(app)?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_holds_until_it_ends_and_is_never_shortened() {
+        let p = Pauses::default();
+        let app = AppName::parse("shop").unwrap();
+        assert_eq!(p.paused_for(&app), None);
+        p.pause(&app, Duration::from_secs(60));
+        p.pause(&app, Duration::from_secs(1));
+        assert!(p.paused_for(&app).unwrap() > Duration::from_secs(50));
+        p.pause(&app, Duration::ZERO);
+        assert!(p.paused_for(&app).is_some());
+    }
+}

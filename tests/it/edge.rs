@@ -334,6 +334,8 @@ async fn three_hundred_slow_connections_are_closed_in_time_and_a_normal_request_
         body_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
         max_connections: 400,
+        // All 300 come from 127.0.0.1; the per-client limit has a test of its own.
+        max_connections_per_client: 0,
         shutdown_grace: Duration::from_secs(1),
     };
     let addr = serve_hardened(router(state), limits).await;
@@ -411,6 +413,50 @@ async fn the_connection_limit_holds_new_connections_until_one_closes() {
         "the sixth connection was served after {waited:?}, before a slot was free"
     );
     drop(held);
+}
+
+#[tokio::test]
+async fn one_host_cannot_take_every_connection() {
+    let world = World::new(world_config()).await;
+    let (_, state) = world.serve().await;
+    let limits = ServerLimits {
+        header_timeout: Duration::from_secs(30),
+        max_connections: 100,
+        max_connections_per_client: 10,
+        ..ServerLimits::default()
+    };
+    let addr = serve_hardened(router(state), limits).await;
+    // 127.0.0.1 opens 50 connections that never finish their headers.
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+        held.push(c);
+    }
+    // The server closes the 40 past its share at once (read: EOF or reset).
+    let mut closed = 0;
+    for c in &mut held {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(500), c.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 40);
+    // Another host (127.0.0.2) is answered at once.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        other.get(format!("http://{addr}/healthz")).send(),
+    )
+    .await
+    .expect("another host is served while one holds its share")
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
 }
 
 #[tokio::test]

@@ -464,7 +464,10 @@ mod tests {
             let mut vars = base.to_vec();
             vars.push(("WXNOTIFY_CALLBACK_TOKEN", good));
             let s = settings(&vars).unwrap();
-            assert_eq!(s.apps[0].callback_token.as_ref().unwrap().expose_secret(), good);
+            assert_eq!(
+                s.apps[0].callback_token.as_ref().unwrap().expose_secret(),
+                good
+            );
         }
     }
 

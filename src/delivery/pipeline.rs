@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use super::batch::DbError;
 use super::ledger::{Admission, Claim, Ledger};
 use super::outcome::{DeadReason, Failure, Outcome, dead_reason_for};

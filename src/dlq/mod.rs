@@ -254,10 +254,19 @@ mod tests {
             &["replay", "--since-minutes", "2147483648"],
         ] {
             let err = parse(args).expect_err("out of range");
-            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
         }
         let ok = parse(&["purge", "--older-than-days", "36500"]).unwrap();
-        assert!(matches!(ok.action, DlqAction::Purge { older_than_days: 36500 }));
+        assert!(matches!(
+            ok.action,
+            DlqAction::Purge {
+                older_than_days: 36500
+            }
+        ));
         parse(&["list", "--since-minutes", "5256000", "--limit", "100000"]).unwrap();
     }
 }

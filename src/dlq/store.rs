@@ -79,7 +79,10 @@ pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<DeadLetterRow>, sqlx:
     )))
     .bind(&f.reason)
     .bind(&f.app)
-    .bind(f.since_minutes.map(|m| i32::try_from(m).unwrap_or(i32::MAX)))
+    .bind(
+        f.since_minutes
+            .map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
+    )
     .bind(f.include_replayed)
     .bind(i64::from(f.limit))
     .fetch_all(pool)

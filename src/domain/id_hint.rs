@@ -152,7 +152,7 @@ mod tests {
     }
 
     fn huge_message(id: &str, items: usize) -> Vec<u8> {
-        let mut body = format!(r#"{{"data":["#).into_bytes();
+        let mut body = br#"{"data":["#.to_vec();
         for i in 0..items {
             if i > 0 {
                 body.push(b',');
@@ -169,7 +169,11 @@ mod tests {
         assert!(body.len() > 2_000_000);
         let (hint, peak) = peak_of(|| id_hint(&body));
         assert_eq!(hint.as_deref(), Some("order-42"));
-        assert!(peak < 64 * 1024, "id_hint allocated {peak} bytes for {} bytes", body.len());
+        assert!(
+            peak < 64 * 1024,
+            "id_hint allocated {peak} bytes for {} bytes",
+            body.len()
+        );
         // What the old way (a serde_json::Value) costs, to show the measure sees it.
         let (value, value_peak) = peak_of(|| serde_json::from_slice::<serde_json::Value>(&body));
         drop(value);
@@ -182,7 +186,15 @@ mod tests {
         let body = format!(r#"{{"id":"{long}"}}"#);
         assert_eq!(id_hint(body.as_bytes()).unwrap().len(), MAX_ID_HINT_CHARS);
         assert_eq!(id_hint(br#"{"id":"a\"b"}"#).as_deref(), Some("a\"b"));
-        for none in [&br#"{"id":7}"#[..], b"[1,2]", b"\"id\"", b"{", b"", b"{\"id\":\"x\"", b"\xff"] {
+        for none in [
+            &br#"{"id":7}"#[..],
+            b"[1,2]",
+            b"\"id\"",
+            b"{",
+            b"",
+            b"{\"id\":\"x\"",
+            b"\xff",
+        ] {
             assert_eq!(id_hint(none), None, "{:?}", String::from_utf8_lossy(none));
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));

@@ -1,8 +1,8 @@
 //! Domain types: raw input becomes one of these once, at the edge (HTTP body, AMQP bytes, CLI
 //! argument, config), and everything inside the crate trusts them.
 
-mod ids;
 pub mod id_hint;
+mod ids;
 pub mod job;
 pub mod template;
 

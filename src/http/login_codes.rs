@@ -162,7 +162,9 @@ mod tests {
         let app = AppName::default_app();
         for i in 0..5_000u32 {
             let code = format!("code-{i}");
-            let done = codes.exchange(&app, &code, async { Ok(1) }, "panic".into()).await;
+            let done = codes
+                .exchange(&app, &code, async { Ok(1) }, "panic".into())
+                .await;
             assert_eq!(done, Exchanged::Done(Ok(1)));
         }
         assert!(codes.len() <= 100, "{} codes kept", codes.len());

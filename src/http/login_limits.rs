@@ -102,7 +102,7 @@ impl LoginLimiter {
     pub fn check(&self, client: Option<IpAddr>) -> Result<(), Refused> {
         if let Some(ip) = client {
             self.per_client
-                .check_key(&bucket_key(ip))
+                .check_key(&client_key(ip))
                 .map_err(|n| Refused::Client(n.wait_time_from(self.clock.now())))?;
         }
         self.global
@@ -122,8 +122,8 @@ impl LoginLimiter {
     }
 }
 
-/// IPv4 as is; IPv6 by its /64 (an IPv4-mapped address as IPv4).
-fn bucket_key(ip: IpAddr) -> IpAddr {
+/// The key of a client address: IPv4 as is; IPv6 by its /64 (an IPv4-mapped address as IPv4).
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -31,7 +31,9 @@ pub enum ReplayError {
     #[error("timestamp must be Unix seconds")]
     BadTimestamp,
     /// `timestamp` is outside the window.
-    #[error("timestamp is {skew_secs} s away from this server's clock; at most {max_secs} s are accepted")]
+    #[error(
+        "timestamp is {skew_secs} s away from this server's clock; at most {max_secs} s are accepted"
+    )]
     OutsideWindow {
         /// How far off it is.
         skew_secs: u64,
@@ -141,8 +143,19 @@ mod tests {
                 Err(ReplayError::OutsideWindow { .. })
             ));
         }
-        for bad in ["", "not-a-time", "-1800000000", "+1800000000", "1e9", "99999999999999999999"] {
-            assert_eq!(check_window(bad, now, w), Err(ReplayError::BadTimestamp), "{bad}");
+        for bad in [
+            "",
+            "not-a-time",
+            "-1800000000",
+            "+1800000000",
+            "1e9",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                check_window(bad, now, w),
+                Err(ReplayError::BadTimestamp),
+                "{bad}"
+            );
         }
     }
 

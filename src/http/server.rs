@@ -10,13 +10,18 @@
 //!   (408);
 //! - **connection limit**: at most that many connections at once; past it, new connections wait
 //!   in the listen backlog until one closes (a semaphore taken before `accept`);
+//! - **per-client connection limit**: one address (an IPv6 /64) holds at most that many of
+//!   them; a connection past it is closed at once, so one host cannot fill the global limit
+//!   and lock WeChat's pushes out (behind a reverse proxy every connection comes from the proxy:
+//!   raise it or turn it off with 0);
 //! - headers of at most [`MAX_HEADER_BYTES`];
 //! - **graceful shutdown**: on the signal the listener closes, idle connections close, requests
 //!   in flight finish within the grace period, then the rest are dropped.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -46,6 +51,8 @@ pub struct ServerLimits {
     pub request_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
+    /// Connections open at once from one client address (0: no such limit).
+    pub max_connections_per_client: usize,
     /// How long requests in flight may finish after the shutdown signal.
     pub shutdown_grace: Duration,
 }
@@ -57,6 +64,7 @@ impl Default for ServerLimits {
             body_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_connections_per_client: 64,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -82,6 +90,11 @@ pub struct ServerArgs {
     #[arg(long, env = "WXNOTIFY_MAX_CONNECTIONS", default_value_t = 512,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_connections: u64,
+    /// Connections open at once from one client address (an IPv6 /64); 0 turns the limit off
+    /// (behind a reverse proxy, where every connection comes from the proxy).
+    #[arg(long, env = "WXNOTIFY_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub max_connections_per_client: u64,
 }
 
 impl From<&ServerArgs> for ServerLimits {
@@ -91,6 +104,8 @@ impl From<&ServerArgs> for ServerLimits {
             body_timeout: Duration::from_secs(a.body_timeout_secs),
             request_timeout: Duration::from_secs(a.request_timeout_secs),
             max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+            max_connections_per_client: usize::try_from(a.max_connections_per_client)
+                .unwrap_or(usize::MAX),
             ..ServerLimits::default()
         }
     }
@@ -118,6 +133,7 @@ pub async fn serve(
         .max_headers(64);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_client = PerClient::new(limits.max_connections_per_client);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -136,6 +152,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(client_slot) = per_client.take(peer.ip()) else {
+            tracing::debug!(peer = %peer, "too many connections from this client; closed");
+            metrics::counter!("wxnotify_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -149,6 +171,7 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
             }
+            drop(client_slot);
             drop(permit);
         });
     }
@@ -163,4 +186,77 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Open connections per client address.
+#[derive(Clone)]
+struct PerClient {
+    max: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's place in [`PerClient`]; given back on drop.
+struct ClientSlot {
+    key: IpAddr,
+    open: Option<Arc<Mutex<HashMap<IpAddr, usize>>>>,
+}
+
+impl PerClient {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for `ip`, or `None` when it holds `max` connections already.
+    fn take(&self, ip: IpAddr) -> Option<ClientSlot> {
+        let key = crate::http::login_limits::client_key(ip);
+        if self.max == 0 {
+            return Some(ClientSlot { key, open: None });
+        }
+        let mut open = self.open.lock().expect("connection counts");
+        let count = open.entry(key).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            key,
+            open: Some(self.open.clone()),
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            let mut open = open.lock().expect("connection counts");
+            if let Some(count) = open.get_mut(&self.key) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_holds_at_most_its_share_and_gets_it_back() {
+        let limit = PerClient::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = limit.take(a).unwrap();
+        let _second = limit.take(a).unwrap();
+        assert!(limit.take(a).is_none());
+        assert!(limit.take("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        assert!(limit.take(a).is_some());
+        let off = PerClient::new(0);
+        assert!((0..1000).all(|_| off.take(a).is_some()));
+    }
 }

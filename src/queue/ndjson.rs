@@ -262,7 +262,11 @@ mod fuzz {
                 .await
                 .expect("reading a slice cannot fail")
             {
-                assert!(buf.len() <= MAX_JOB_BYTES + 1, "buffer grew to {}", buf.len());
+                assert!(
+                    buf.len() <= MAX_JOB_BYTES + 1,
+                    "buffer grew to {}",
+                    buf.len()
+                );
                 out.push(parse_line(&buf, len));
             }
             out

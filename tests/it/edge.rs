@@ -82,15 +82,28 @@ async fn a_captured_plaintext_query_cannot_carry_a_forged_unsubscribe() {
     let world = World::new(world_config()).await;
     let (base, state) = world.serve().await;
     let (ts, nonce) = (now().to_string(), "40001".to_string());
-    let subscribe = world.mock.event(&MockEvent::Subscribe { person: 3 }).unwrap();
+    let subscribe = world
+        .mock
+        .event(&MockEvent::Subscribe { person: 3 })
+        .unwrap();
     let url = signed(&base, &ts, &nonce);
-    assert_eq!(post(url.clone(), subscribe.xml.clone()).await, (200, "success".into()));
+    assert_eq!(
+        post(url.clone(), subscribe.xml.clone()).await,
+        (200, "success".into())
+    );
     assert_eq!(subscribed(&world, 3).await, Some(true));
 
     // The attacker read the query string (an access log) and posts an unsubscribe with it.
-    let forged = world.mock.event(&MockEvent::Unsubscribe { person: 3 }).unwrap();
+    let forged = world
+        .mock
+        .event(&MockEvent::Unsubscribe { person: 3 })
+        .unwrap();
     assert_eq!(post(url.clone(), forged.xml).await.0, 403);
-    assert_eq!(subscribed(&world, 3).await, Some(true), "the forged event changed nothing");
+    assert_eq!(
+        subscribed(&world, 3).await,
+        Some(true),
+        "the forged event changed nothing"
+    );
     // WeChat retrying the very same request is still answered (and changes nothing again).
     assert_eq!(post(url, subscribe.xml).await, (200, "success".into()));
     state.background().close();
@@ -106,7 +119,10 @@ async fn the_handshake_query_cannot_be_reused_for_a_push() {
     handshake.query_pairs_mut().append_pair("echostr", "hello");
     let r = reqwest::get(handshake).await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let forged = world.mock.event(&MockEvent::Unsubscribe { person: 1 }).unwrap();
+    let forged = world
+        .mock
+        .event(&MockEvent::Unsubscribe { person: 1 })
+        .unwrap();
     assert_eq!(post(signed(&base, &ts, &nonce), forged.xml).await.0, 403);
     assert_eq!(world.count("SELECT count(*) FROM callback_events").await, 0);
 }
@@ -115,12 +131,25 @@ async fn the_handshake_query_cannot_be_reused_for_a_push() {
 async fn timestamps_outside_the_window_or_not_unix_seconds_are_refused_in_both_modes() {
     let world = World::new(world_config()).await;
     let (base, _) = world.serve().await;
-    let push = world.mock.event(&MockEvent::Unsubscribe { person: 2 }).unwrap();
+    let push = world
+        .mock
+        .event(&MockEvent::Unsubscribe { person: 2 })
+        .unwrap();
     let too_old = (now() - 400).to_string();
     let too_new = (now() + 400).to_string();
-    for ts in ["1", "1600000000", "not-a-time", too_old.as_str(), too_new.as_str()] {
+    for ts in [
+        "1",
+        "1600000000",
+        "not-a-time",
+        too_old.as_str(),
+        too_new.as_str(),
+    ] {
         let nonce = rand::random::<u32>().to_string();
-        assert_eq!(post(signed(&base, ts, &nonce), push.xml.clone()).await.0, 403, "{ts}");
+        assert_eq!(
+            post(signed(&base, ts, &nonce), push.xml.clone()).await.0,
+            403,
+            "{ts}"
+        );
         assert_eq!(safe_post(&base, ts, &nonce, &push.xml).await.0, 403, "{ts}");
     }
     assert_eq!(world.count("SELECT count(*) FROM callback_events").await, 0);
@@ -130,7 +159,10 @@ async fn timestamps_outside_the_window_or_not_unix_seconds_are_refused_in_both_m
 async fn a_safe_mode_push_replayed_a_day_later_is_refused() {
     let world = World::new(world_config()).await;
     let (base, _) = world.serve().await;
-    let push = world.mock.event(&MockEvent::Unsubscribe { person: 4 }).unwrap();
+    let push = world
+        .mock
+        .event(&MockEvent::Unsubscribe { person: 4 })
+        .unwrap();
     // The push was captured whole (query and encrypted body) a day and a minute ago, after the
     // event keys of a day were pruned.
     let ts = (now() - 86_460).to_string();
@@ -138,8 +170,14 @@ async fn a_safe_mode_push_replayed_a_day_later_is_refused() {
     // Within the window WeChat's retry of the same request is answered, and applied once.
     let ts = now().to_string();
     let sealed = encrypt(&push.xml);
-    assert_eq!(safe_post_encrypted(&base, &ts, "40004", &sealed).await.0, 200);
-    assert_eq!(safe_post_encrypted(&base, &ts, "40004", &sealed).await.0, 200);
+    assert_eq!(
+        safe_post_encrypted(&base, &ts, "40004", &sealed).await.0,
+        200
+    );
+    assert_eq!(
+        safe_post_encrypted(&base, &ts, "40004", &sealed).await.0,
+        200
+    );
     assert_eq!(world.count("SELECT count(*) FROM callback_events").await, 1);
     // The same pair with another ciphertext (even of the same event) is a replay.
     assert_eq!(safe_post(&base, &ts, "40004", &push.xml).await.0, 403);
@@ -149,9 +187,16 @@ async fn a_safe_mode_push_replayed_a_day_later_is_refused() {
 async fn safe_mode_refuses_plaintext_pushes_unless_compatibility_is_set() {
     let world = World::new(world_config()).await;
     let (strict, _) = world.serve_with(EdgeOptions::default()).await;
-    let push = world.mock.event(&MockEvent::Unsubscribe { person: 5 }).unwrap();
+    let push = world
+        .mock
+        .event(&MockEvent::Unsubscribe { person: 5 })
+        .unwrap();
     let nonce = rand::random::<u32>().to_string();
-    let (status, body) = post(signed(&strict, &now().to_string(), &nonce), push.xml.clone()).await;
+    let (status, body) = post(
+        signed(&strict, &now().to_string(), &nonce),
+        push.xml.clone(),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("safe mode"), "{body}");
     assert_eq!(world.count("SELECT count(*) FROM callback_events").await, 0);
@@ -205,7 +250,10 @@ async fn a_login_flood_from_one_client_gets_429_with_retry_after_and_spends_no_q
         }
     }
     let calls = world.mock.stats().calls_to(Endpoint::JsCode2Session);
-    assert!(calls <= 4, "{calls} jscode2session calls for one client's flood");
+    assert!(
+        calls <= 4,
+        "{calls} jscode2session calls for one client's flood"
+    );
     assert!(limited >= 196, "{limited} answers were 429");
     let secs: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&secs), "Retry-After: {secs}");
@@ -221,7 +269,10 @@ async fn metrics_move_to_their_own_address_when_asked() {
     assert_eq!(status(format!("http://{public}/metrics")).await, 404);
     assert_eq!(status(format!("http://{public}/healthz")).await, 200);
     assert_eq!(status(format!("http://{ops}/metrics")).await, 200);
-    assert_eq!(status(format!("http://{ops}/v1/miniprogram/login")).await, 404);
+    assert_eq!(
+        status(format!("http://{ops}/v1/miniprogram/login")).await,
+        404
+    );
 }
 
 /// How a slow client misbehaves.
@@ -283,6 +334,8 @@ async fn three_hundred_slow_connections_are_closed_in_time_and_a_normal_request_
         body_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
         max_connections: 400,
+        // All 300 come from 127.0.0.1; the per-client limit has a test of its own.
+        max_connections_per_client: 0,
         shutdown_grace: Duration::from_secs(1),
     };
     let addr = serve_hardened(router(state), limits).await;
@@ -339,7 +392,9 @@ async fn the_connection_limit_holds_new_connections_until_one_closes() {
     let mut held = Vec::new();
     for _ in 0..5 {
         let mut c = TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         held.push(c);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -358,6 +413,50 @@ async fn the_connection_limit_holds_new_connections_until_one_closes() {
         "the sixth connection was served after {waited:?}, before a slot was free"
     );
     drop(held);
+}
+
+#[tokio::test]
+async fn one_host_cannot_take_every_connection() {
+    let world = World::new(world_config()).await;
+    let (_, state) = world.serve().await;
+    let limits = ServerLimits {
+        header_timeout: Duration::from_secs(30),
+        max_connections: 100,
+        max_connections_per_client: 10,
+        ..ServerLimits::default()
+    };
+    let addr = serve_hardened(router(state), limits).await;
+    // 127.0.0.1 opens 50 connections that never finish their headers.
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+        held.push(c);
+    }
+    // The server closes the 40 past its share at once (read: EOF or reset).
+    let mut closed = 0;
+    for c in &mut held {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(500), c.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 40);
+    // Another host (127.0.0.2) is answered at once.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        other.get(format!("http://{addr}/healthz")).send(),
+    )
+    .await
+    .expect("another host is served while one holds its share")
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
 }
 
 #[tokio::test]
@@ -392,7 +491,10 @@ async fn migrate_does_not_create_a_missing_database_unless_asked() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--create-database"), "{stderr}");
-    assert!(!exists(name.clone()).await, "a mistyped URL made a database");
+    assert!(
+        !exists(name.clone()).await,
+        "a mistyped URL made a database"
+    );
     // With the flag it is created (the broker is unreachable here, so the run ends with 3 after
     // the Postgres steps).
     let out = run(true).await.unwrap();
@@ -400,10 +502,12 @@ async fn migrate_does_not_create_a_missing_database_unless_asked() {
     assert!(stdout.contains("database created"), "{stdout}");
     assert!(exists(name.clone()).await);
     let pool = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
 }
 
 fn admin_url() -> String {

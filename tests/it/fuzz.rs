@@ -32,7 +32,10 @@ fn xmlish() -> impl Strategy<Value = String> {
         Just("<CreateTime>1714036504</CreateTime>".to_owned()),
         Just("<MsgType><![CDATA[event]]></MsgType>".to_owned()),
         Just("<Event><![CDATA[subscribe]]></Event>".to_owned()),
-        Just("<Event>TEMPLATESENDJOBFINISH</Event><MsgID>99</MsgID><Status>success</Status>".to_owned()),
+        Just(
+            "<Event>TEMPLATESENDJOBFINISH</Event><MsgID>99</MsgID><Status>success</Status>"
+                .to_owned()
+        ),
         Just("<!DOCTYPE x [<!ENTITY a \"aaaa\">]>".to_owned()),
         Just("&a;&amp;&#0;&#xFFFFFF;".to_owned()),
         Just("<![CDATA[".to_owned()),
@@ -145,7 +148,11 @@ fn a_deeply_nested_or_huge_job_is_refused_quickly() {
         let started = Instant::now();
         assert!(Job::from_json(body).is_err());
         let _ = id_hint(body);
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
     assert_eq!(id_hint(huge.as_bytes()).as_deref(), Some("j"));
 }

@@ -104,7 +104,10 @@ impl Worker {
             client_options.pool_max_idle_per_host.max(in_flight);
         let client = WechatClient::new(settings.wechat_api_base.clone(), &client_options)?;
         let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
-        let limits = Arc::new(rate_limit::Limits::new(&settings.apps, pool.clone()));
+        let limits = Arc::new(rate_limit::Limits::new(
+            &settings.apps,
+            rate_limit::dedicated_pool(&pool),
+        ));
         let apps = settings.apps.iter().map(|a| a.name.clone()).collect();
         let pipeline = Arc::new(Pipeline::new(
             ledger::Ledger::new(pool.clone()),

@@ -16,9 +16,10 @@
 //!
 //! - **Exact sum.** Whatever the number of processes, the permits granted in any window of
 //!   length t are at most t × rate + burst (the GCRA bound, held by one row lock), and a permit
-//!   is never spent before its slot minus the tolerance, nor more than half the tolerance (at
-//!   least two ticks) after its slot (a process that stalls drops the permits it came to late, [`LimiterCounters::expired`]). Sends are therefore at most
-//!   rate × t + burst (+ the permits that a release tick bunches, rate × 3 ms) in any window,
+//!   is never spent before its slot minus the tolerance, nor more than the tolerance (at least
+//!   two ticks) after its slot (a process that stalls drops the permits it came to late, [`LimiterCounters::expired`]). Sends are therefore at most
+//!   rate × t + 2 × burst in any window (a permit spent late, within its tolerance, can meet
+//!   the next ones),
 //!   give or take the difference between processes' estimates of the database's clock (the
 //!   smallest statement delay each has seen, well under a millisecond on a LAN).
 //! - **A dead worker** loses at most its unspent lease: permits up to `burst + LEASE_AHEAD`
@@ -350,7 +351,7 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
     let mut clock = ClockMap::new();
     // A permit's slot is `due + burst`; it may still be spent up to `grace` after its slot.
     let tolerance = Duration::from_micros(params.burst_us as u64);
-    let grace = tolerance + (tolerance / 2).max(RELEASE_TICK * 2);
+    let grace = tolerance + tolerance.max(RELEASE_TICK * 2);
     loop {
         let now = Instant::now();
         let (due, expired) = schedule.release(now, grace);
@@ -425,6 +426,16 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// A pool of its own for the limiter, on the database of `pool`: two connections, so a lease
+/// never queues behind the pipeline's statements (hundreds of sends in flight share the worker's
+/// pool), which would leave the rate unused.
+pub fn dedicated_pool(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(LEASE_TIMEOUT)
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// The limiters of every app, and this process's line in the ops view of workers.
 pub struct Limits {
     apps: HashMap<AppName, AppLimiter>,
@@ -433,8 +444,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Limiters for `apps` at their configured rates, leasing from `pool`. Nothing is leased
-    /// before the first send waits.
+    /// Limiters for `apps` at their configured rates, leasing from `pool` (best a pool of the
+    /// limiter's own, [`dedicated_pool`]). Nothing is leased before the first send waits.
     pub fn new(apps: &[AppConfig], pool: PgPool) -> Self {
         Limits {
             apps: apps

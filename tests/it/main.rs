@@ -7,6 +7,7 @@ mod system;
 mod users_support;
 
 mod cluster;
+mod deploy;
 mod domain;
 mod end_to_end;
 mod followers;

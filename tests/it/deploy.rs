@@ -28,11 +28,18 @@ fn services(compose: &str) -> HashMap<String, Vec<String>> {
             && line.starts_with("  ")
             && !line.starts_with("   ")
             && !line.trim_start().starts_with('#')
-            && let Some(name) = line.trim().strip_suffix(':').or_else(|| {
-                line.trim().split_once(": ").map(|(n, _)| n)
-            })
+            && let Some(name) = line
+                .trim()
+                .strip_suffix(':')
+                .or_else(|| line.trim().split_once(": ").map(|(n, _)| n))
         {
-            current = Some(name.trim_end_matches(':').split(':').next().unwrap().to_owned());
+            current = Some(
+                name.trim_end_matches(':')
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         if let Some(name) = &current {
             out.entry(name.clone()).or_default().push(line.to_owned());
@@ -61,7 +68,10 @@ fn known_variables(values: &HashMap<String, String>) -> BTreeSet<String> {
         read.lock().unwrap().insert(k.to_owned());
         values.get(k).cloned()
     });
-    assert!(settings.is_ok(), "the compose settings are valid: {settings:?}");
+    assert!(
+        settings.is_ok(),
+        "the compose settings are valid: {settings:?}"
+    );
     known.extend(read.into_inner().unwrap());
     known.insert("WXNOTIFY_LOG_FORMAT".into());
     known.insert("RUST_LOG".into());
@@ -76,7 +86,8 @@ fn compose_variables(compose: &str) -> HashMap<String, String> {
             let (k, v) = l.trim().split_once(": ")?;
             let k = k.trim();
             let upper = !k.is_empty()
-                && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             let image_own = k.starts_with("POSTGRES_") || k.starts_with("RABBITMQ_");
             (upper && !image_own).then(|| (k.to_owned(), substitute(v.trim())))
         })
@@ -86,7 +97,10 @@ fn compose_variables(compose: &str) -> HashMap<String, String> {
 /// `${NAME:-default}` -> default (what compose uses when NAME is not set).
 fn substitute(v: &str) -> String {
     match v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        Some(inner) => inner.split_once(":-").map(|(_, d)| d.to_owned()).unwrap_or_default(),
+        Some(inner) => inner
+            .split_once(":-")
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default(),
         None => v.to_owned(),
     }
 }
@@ -94,7 +108,10 @@ fn substitute(v: &str) -> String {
 fn ports_after(lines: &[String], marker: &str) -> BTreeSet<u16> {
     lines
         .iter()
-        .flat_map(|l| l.match_indices(marker).map(move |(i, _)| &l[i + marker.len()..]))
+        .flat_map(|l| {
+            l.match_indices(marker)
+                .map(move |(i, _)| &l[i + marker.len()..])
+        })
         .filter_map(|rest| {
             rest.chars()
                 .take_while(char::is_ascii_digit)
@@ -120,10 +137,19 @@ fn every_command_and_flag_in_the_compose_file_exists() {
         }
         commands += 1;
     }
-    assert!(commands >= 4, "migrate, worker, serve, mock-wechat: {commands}");
+    assert!(
+        commands >= 4,
+        "migrate, worker, serve, mock-wechat: {commands}"
+    );
     let services = services(&compose);
-    for name in ["postgres", "rabbitmq", "migrate", "worker-1", "worker-2", "serve"] {
-        assert!(services.contains_key(name), "service {name}: {:?}", services.keys());
+    for name in [
+        "postgres", "rabbitmq", "migrate", "worker-1", "worker-2", "serve",
+    ] {
+        assert!(
+            services.contains_key(name),
+            "service {name}: {:?}",
+            services.keys()
+        );
     }
 }
 
@@ -133,7 +159,10 @@ fn every_variable_in_the_compose_file_is_read_by_the_binary() {
     let values = compose_variables(&compose);
     let known = known_variables(&values);
     let unknown: Vec<_> = values.keys().filter(|k| !known.contains(*k)).collect();
-    assert!(unknown.is_empty(), "variables no wxnotify command reads: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "variables no wxnotify command reads: {unknown:?}"
+    );
 }
 
 #[test]
@@ -147,7 +176,10 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
         let listen = ports_after(lines, "0.0.0.0:");
         let checked = ports_after(lines, "/dev/tcp/127.0.0.1/");
         assert!(!checked.is_empty(), "{name} has a health check");
-        assert!(checked.is_subset(&listen), "{name}: checks {checked:?}, listens {listen:?}");
+        assert!(
+            checked.is_subset(&listen),
+            "{name}: checks {checked:?}, listens {listen:?}"
+        );
         let paths_ok = lines
             .iter()
             .filter(|l| l.contains("GET /"))
@@ -160,21 +192,29 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
         .filter_map(|l| l.strip_prefix("EXPOSE "))
         .flat_map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()))
         .collect();
-    assert!(exposed.is_subset(&listened), "EXPOSE {exposed:?}, listened {listened:?}");
+    assert!(
+        exposed.is_subset(&listened),
+        "EXPOSE {exposed:?}, listened {listened:?}"
+    );
     // The worker's drain (its in-flight sends, at most the WeChat timeout) fits its grace period.
     let grace = services["worker-1"]
         .iter()
         .find_map(|l| l.trim().strip_prefix("stop_grace_period: "))
         .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
         .expect("the workers have a stop_grace_period in seconds");
-    let drain = wxnotify::wechat::client::ClientOptions::default().timeout.as_secs();
+    let drain = wxnotify::wechat::client::ClientOptions::default()
+        .timeout
+        .as_secs();
     assert!(grace > drain * 2, "grace {grace} s, drain up to {drain} s");
 }
 
 #[test]
 fn the_image_runs_the_one_binary_as_a_non_root_user() {
     let dockerfile = read("Dockerfile");
-    let stages = dockerfile.lines().filter(|l| l.starts_with("FROM ")).count();
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
     assert!(stages >= 2, "multi-stage");
     let bin = env!("CARGO_PKG_NAME");
     assert!(dockerfile.contains(&format!("--bin {bin}")));
@@ -184,7 +224,10 @@ fn the_image_runs_the_one_binary_as_a_non_root_user() {
         .rev()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER");
-    assert!(!user.starts_with("root") && !user.starts_with("0"), "USER {user}");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "USER {user}"
+    );
     // The CMD is a valid invocation.
     let cmd = dockerfile
         .lines()

@@ -87,7 +87,7 @@ case "${1:-}" in
   leader)
     q=${2:?queue name}
     for node in "${NODES[@]}"; do
-      if out=$(ctl "$node" list_queues name leader --formatter tsv --quiet 2>/dev/null); then
+      if out=$(ctl "$node" list_queues name leader --quiet --no-table-headers 2>/dev/null); then
         echo "$out" | awk -v q="$q" '$1 == q { split($2, a, "@"); print a[1]; exit }'
         exit 0
       fi
@@ -97,7 +97,7 @@ case "${1:-}" in
   members)
     q=${2:?queue name}
     for node in "${NODES[@]}"; do
-      as_node "$node" "$QUEUES" -n "$node@$HOST" quorum_status "$q" 2>/dev/null && exit 0
+      as_node "$node" "$QUEUES" -n "$node@$HOST" quorum_status "$q" --formatter json --quiet 2>/dev/null && exit 0
     done
     exit 1
     ;;

@@ -12,7 +12,8 @@
 //! - [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid.
 //! - [`outcome`]: the outcome enum and dead reasons.
 //! - [`retry`]: the retry policy (backoff with jitter, attempts, quota pause).
-//! - [`rate_limit`]: per-app rates shared across worker processes.
+//! - [`rate_limit`]: per-app rates, exact across worker processes (permits leased from Postgres,
+//!   [`rate_lease`]).
 //! - [`stats`]: counters for summaries.
 
 pub mod acks;
@@ -23,6 +24,7 @@ pub mod ledger;
 pub mod outcome;
 pub mod pause;
 pub mod pipeline;
+pub mod rate_lease;
 pub mod rate_limit;
 pub mod resolve;
 pub mod retry;
@@ -129,7 +131,10 @@ impl Worker {
             client_options.pool_max_idle_per_host.max(in_flight);
         let client = WechatClient::new(settings.wechat_api_base.clone(), &client_options)?;
         let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
-        let limits = Arc::new(rate_limit::Limits::new(&settings.apps));
+        let limits = Arc::new(rate_limit::Limits::new(
+            &settings.apps,
+            rate_limit::dedicated_pool(&pool),
+        ));
         let apps = settings.apps.iter().map(|a| a.name.clone()).collect();
         let pipeline = Arc::new(Pipeline::new(
             ledger::Ledger::for_worker(pool.clone(), limits.worker_id()),
@@ -167,7 +172,7 @@ impl Worker {
                 .clone()
                 .run_heartbeat(self.pool.clone(), shutdown.clone()),
         );
-        // Take this process's share of the rate before the first send.
+        // Appear in the ops view of workers and read the apps' pauses before the first send.
         if let Err(e) = self.pipeline.limits().heartbeat(&self.pool).await {
             tracing::warn!(error = %e, "first heartbeat failed");
         }

@@ -1,5 +1,11 @@
 //! Opening the AMQP connection without ever showing the URL's password.
+//!
+//! `AMQP_URL` may name several nodes of a cluster, comma separated
+//! (`amqp://u:p@rabbit-1:5672/%2f,amqp://u:p@rabbit-2:5672/%2f`). [`connect`] tries them in
+//! turn, starting with the node that answered last time, and returns the first connection made:
+//! when a node is lost, the worker's reconnect (and any later command) lands on the next one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::uri::AMQPUri;
@@ -39,17 +45,44 @@ pub enum ConnectError {
     },
 }
 
-/// Connects to the broker at `url`, naming the connection `connection_name` (shown in the
-/// management UI's connection list, e.g. `wxnotify enqueue` or `wxnotify worker host-1`).
+/// The node that answered last (an index into the list of `AMQP_URL`): the next connection
+/// starts there, so a reconnect after losing it moves on to the next node at once.
+static LAST_GOOD: AtomicUsize = AtomicUsize::new(0);
+
+/// Connects to the broker at `url` (one node, or several comma separated: the first that
+/// answers), naming the connection `connection_name` (shown in the management UI's connection
+/// list, e.g. `wxnotify enqueue` or `wxnotify worker host-1`).
 ///
-/// Fails within [`CONNECT_TIMEOUT`]. Errors and logs show the URL with its password replaced
-/// by `***`.
+/// Each node gets [`CONNECT_TIMEOUT`]. Errors and logs show URLs with their password replaced
+/// by `***`; when every node fails, the error is the last node's.
 #[tracing::instrument(skip(url), err)]
 pub async fn connect(
     url: &SecretString,
     connection_name: &str,
 ) -> Result<Connection, ConnectError> {
-    let uri = parse_amqp_url(url)?;
+    let nodes = parse_amqp_urls(url)?;
+    let start = LAST_GOOD.load(Ordering::Relaxed) % nodes.len();
+    let mut last_error = None;
+    for k in 0..nodes.len() {
+        let index = (start + k) % nodes.len();
+        match connect_node(nodes[index].clone(), connection_name).await {
+            Ok(connection) => {
+                LAST_GOOD.store(index, Ordering::Relaxed);
+                return Ok(connection);
+            }
+            Err(e) => {
+                if nodes.len() > 1 {
+                    tracing::warn!(error = %e, "RabbitMQ node unavailable; trying the next one");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.expect("at least one node"))
+}
+
+/// Connects to one node.
+async fn connect_node(uri: AMQPUri, connection_name: &str) -> Result<Connection, ConnectError> {
     let target = redacted(&uri);
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
     let attempt = Connection::connect_uri(uri, properties);
@@ -65,6 +98,25 @@ pub async fn connect(
             source: std::io::ErrorKind::TimedOut.into(),
         }),
     }
+}
+
+/// Parses `AMQP_URL`: one URL or several, comma separated (blanks around commas are ignored).
+pub fn parse_amqp_urls(url: &SecretString) -> Result<Vec<AMQPUri>, ConfigError> {
+    let nodes = url
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| parse_amqp_url(&SecretString::from(u.to_owned())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if nodes.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: "AMQP_URL".into(),
+            reason: "it names no node".into(),
+            hint: "Use amqp://USER:PASSWORD@HOST:5672/VHOST, several comma separated for a cluster.",
+        });
+    }
+    Ok(nodes)
 }
 
 /// Parses `AMQP_URL`. lapin's own parser repeats the whole URL in some errors, so the URL is
@@ -114,6 +166,21 @@ mod tests {
             assert!(err.contains("AMQP_URL"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn several_nodes_are_comma_separated() {
+        let nodes = parse_amqp_urls(
+            &"amqp://g:hunter2@rabbit-1:5672/%2f, amqp://g:hunter2@rabbit-2:5673/%2f".into(),
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(redacted(&nodes[1]), "amqp://g:***@rabbit-2:5673/%2F");
+        let err = parse_amqp_urls(&"amqp://g:hunter2@h/%2f,http://g:hunter2@h/".into())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(parse_amqp_urls(&" , ".into()).is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod system;
 mod users_support;
 
 mod demo;
+mod cluster;
+mod deploy;
 mod domain;
 mod edge;
 mod end_to_end;
@@ -19,5 +21,6 @@ mod mock;
 mod queue;
 mod resilience;
 mod signals;
+mod shared_rate;
 mod wechat;
 mod worker;

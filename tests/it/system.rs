@@ -51,6 +51,16 @@ impl RunningWorker {
 impl System {
     /// A system with the default app on the fake WeChat, `rate` sends per second.
     pub async fn new(mock_config: MockConfig, rate: u32) -> System {
+        System::new_on(mock_config, rate, amqp_url(), test_topology()).await
+    }
+
+    /// The same on the broker(s) of `amqp_url`, with queues declared with `queues`.
+    pub async fn new_on(
+        mock_config: MockConfig,
+        rate: u32,
+        amqp_url: String,
+        queues: TopologyOptions,
+    ) -> System {
         let db = TestDb::new().await;
         let mock = MockWechat::start(mock_config.clone())
             .await
@@ -58,7 +68,7 @@ impl System {
         let prefix = queue_prefix();
         let vars: HashMap<&str, String> = HashMap::from([
             ("DATABASE_URL", db.url()),
-            ("AMQP_URL", amqp_url()),
+            ("AMQP_URL", amqp_url),
             ("WECHAT_API_BASE", mock.base_url().to_string()),
             ("WXNOTIFY_QUEUE_PREFIX", prefix.clone()),
             ("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID.into()),
@@ -79,10 +89,7 @@ impl System {
         );
         let topology = Topology::new(prefix);
         let channel = connection.create_channel().await.unwrap();
-        topology
-            .declare(&channel, &test_topology())
-            .await
-            .expect("topology");
+        topology.declare(&channel, &queues).await.expect("topology");
         let publisher = Publisher::new(
             connection.clone(),
             topology.clone(),

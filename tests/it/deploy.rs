@@ -1,0 +1,242 @@
+//! The deployment files (`Dockerfile`, `docker-compose.yml`) against the binary: nothing here can
+//! run Docker, so every command, flag, variable and port they use is checked to exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use clap::{CommandFactory, Parser};
+use wxnotify::cli::Cli;
+use wxnotify::config::Settings;
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| format!("cannot read {file}: {e}"))
+}
+
+/// The compose file's services: name -> its lines (the file uses two-space indentation).
+fn services(compose: &str) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let mut current = None;
+    let mut in_services = false;
+    for line in compose.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            in_services = line.starts_with("services:");
+            current = None;
+            continue;
+        }
+        if in_services
+            && line.starts_with("  ")
+            && !line.starts_with("   ")
+            && !line.trim_start().starts_with('#')
+            && let Some(name) = line
+                .trim()
+                .strip_suffix(':')
+                .or_else(|| line.trim().split_once(": ").map(|(n, _)| n))
+        {
+            current = Some(
+                name.trim_end_matches(':')
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        if let Some(name) = &current {
+            out.entry(name.clone()).or_default().push(line.to_owned());
+        }
+    }
+    out
+}
+
+/// Every variable name a wxnotify command can read: clap's `env` of every argument of every
+/// subcommand, the settings (recorded while they are read) and the log settings.
+fn known_variables(values: &HashMap<String, String>) -> BTreeSet<String> {
+    let mut known = BTreeSet::new();
+    fn walk(cmd: &clap::Command, known: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                known.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, known);
+        }
+    }
+    walk(&Cli::command(), &mut known);
+    let read = Mutex::new(BTreeSet::new());
+    let settings = Settings::from_lookup(|k| {
+        read.lock().unwrap().insert(k.to_owned());
+        values.get(k).cloned()
+    });
+    assert!(
+        settings.is_ok(),
+        "the compose settings are valid: {settings:?}"
+    );
+    known.extend(read.into_inner().unwrap());
+    known.insert("WXNOTIFY_LOG_FORMAT".into());
+    known.insert("RUST_LOG".into());
+    known
+}
+
+/// `KEY: value` lines of wxnotify's environment (the image's own variables excluded).
+fn compose_variables(compose: &str) -> HashMap<String, String> {
+    compose
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(": ")?;
+            let k = k.trim();
+            let upper = !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let image_own = k.starts_with("POSTGRES_") || k.starts_with("RABBITMQ_");
+            (upper && !image_own).then(|| (k.to_owned(), substitute(v.trim())))
+        })
+        .collect()
+}
+
+/// `${NAME:-default}` -> default (what compose uses when NAME is not set).
+fn substitute(v: &str) -> String {
+    match v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(inner) => inner
+            .split_once(":-")
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default(),
+        None => v.to_owned(),
+    }
+}
+
+fn ports_after(lines: &[String], marker: &str) -> BTreeSet<u16> {
+    lines
+        .iter()
+        .flat_map(|l| {
+            l.match_indices(marker)
+                .map(move |(i, _)| &l[i + marker.len()..])
+        })
+        .filter_map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn every_command_and_flag_in_the_compose_file_exists() {
+    let compose = read("docker-compose.yml");
+    let mut commands = 0;
+    for line in compose.lines() {
+        let Some(list) = line.trim().strip_prefix("command: ") else {
+            continue;
+        };
+        let args: Vec<String> = serde_json::from_str(list).expect("command is a JSON-style list");
+        let argv = std::iter::once("wxnotify".to_owned()).chain(args.clone());
+        if let Err(e) = Cli::try_parse_from(argv) {
+            panic!("compose command {args:?} is not accepted by the binary: {e}");
+        }
+        commands += 1;
+    }
+    assert!(
+        commands >= 4,
+        "migrate, worker, serve, mock-wechat: {commands}"
+    );
+    let services = services(&compose);
+    for name in [
+        "postgres", "rabbitmq", "migrate", "worker-1", "worker-2", "serve",
+    ] {
+        assert!(
+            services.contains_key(name),
+            "service {name}: {:?}",
+            services.keys()
+        );
+    }
+}
+
+#[test]
+fn every_variable_in_the_compose_file_is_read_by_the_binary() {
+    let compose = read("docker-compose.yml");
+    let values = compose_variables(&compose);
+    let known = known_variables(&values);
+    let unknown: Vec<_> = values.keys().filter(|k| !known.contains(*k)).collect();
+    assert!(
+        unknown.is_empty(),
+        "variables no wxnotify command reads: {unknown:?}"
+    );
+}
+
+#[test]
+fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
+    let compose = read("docker-compose.yml");
+    let dockerfile = read("Dockerfile");
+    let services = services(&compose);
+    let mut listened = BTreeSet::new();
+    for name in ["worker-1", "serve"] {
+        let lines = &services[name];
+        let listen = ports_after(lines, "0.0.0.0:");
+        let checked = ports_after(lines, "/dev/tcp/127.0.0.1/");
+        assert!(!checked.is_empty(), "{name} has a health check");
+        assert!(
+            checked.is_subset(&listen),
+            "{name}: checks {checked:?}, listens {listen:?}"
+        );
+        let paths_ok = lines
+            .iter()
+            .filter(|l| l.contains("GET /"))
+            .all(|l| l.contains("GET /healthz") || l.contains("GET /readyz"));
+        assert!(paths_ok, "{name} checks /healthz or /readyz");
+        listened.extend(listen);
+    }
+    let exposed: BTreeSet<u16> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()))
+        .collect();
+    assert!(
+        exposed.is_subset(&listened),
+        "EXPOSE {exposed:?}, listened {listened:?}"
+    );
+    // The worker's drain (its in-flight sends, at most the WeChat timeout) fits its grace period.
+    let grace = services["worker-1"]
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("stop_grace_period: "))
+        .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
+        .expect("the workers have a stop_grace_period in seconds");
+    let drain = wxnotify::wechat::client::ClientOptions::default()
+        .timeout
+        .as_secs();
+    assert!(grace > drain * 2, "grace {grace} s, drain up to {drain} s");
+}
+
+#[test]
+fn the_image_runs_the_one_binary_as_a_non_root_user() {
+    let dockerfile = read("Dockerfile");
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "multi-stage");
+    let bin = env!("CARGO_PKG_NAME");
+    assert!(dockerfile.contains(&format!("--bin {bin}")));
+    assert!(dockerfile.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")));
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "USER {user}"
+    );
+    // The CMD is a valid invocation.
+    let cmd = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD");
+    let args: Vec<String> = serde_json::from_str(cmd).unwrap();
+    let parsed = Cli::try_parse_from(std::iter::once(bin.to_owned()).chain(args));
+    assert!(
+        matches!(&parsed, Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp),
+        "CMD shows the help"
+    );
+}

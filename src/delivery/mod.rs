@@ -140,12 +140,18 @@ impl Worker {
                 .clone()
                 .run_heartbeat(self.pool.clone(), shutdown.clone()),
         );
+        // Issue 14: the stored template catalog before the first check; then its upkeep task.
+        if let Err(e) = self.pipeline.rules().load().await {
+            tracing::warn!(error = %e, "loading the template catalog failed");
+        }
+        let upkeep = tokio::spawn(self.pipeline.rules().clone().run(shutdown.clone()));
         // Take this process's share of the rate before the first send.
         if let Err(e) = self.pipeline.limits().heartbeat(&self.pool).await {
             tracing::warn!(error = %e, "first heartbeat failed");
         }
         self.consumer.run(shutdown).await;
         let _ = heartbeat.await;
+        let _ = upkeep.await;
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Pipeline {
     apps: HashSet<AppName>,
     retry: RetryPolicy,
     stats: Arc<WorkerStats>,
+    /// Template catalog, quota and blocked messages (issue 14): checked before each send.
+    rules: Arc<crate::upkeep::Rules>,
 }
 
 impl Pipeline {
@@ -66,6 +68,13 @@ impl Pipeline {
         retry: RetryPolicy,
         stats: Arc<WorkerStats>,
     ) -> Self {
+        let rules = Arc::new(crate::upkeep::Rules::new(
+            ledger.pool().clone(),
+            tokens.clone(),
+            client.clone(),
+            apps.iter().cloned().collect(),
+            crate::upkeep::UpkeepOptions::default(),
+        ));
         Pipeline {
             ledger,
             tokens,
@@ -74,7 +83,13 @@ impl Pipeline {
             apps,
             retry,
             stats,
+            rules,
         }
+    }
+
+    /// The template catalog, quota and blocked-message upkeep (run by the worker).
+    pub fn rules(&self) -> &Arc<crate::upkeep::Rules> {
+        &self.rules
     }
 
     /// The counters.
@@ -173,6 +188,21 @@ impl Pipeline {
                 Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
             return (Outcome::Paused { delay, failure }, None);
         }
+        // Issue 14: the template check (and an asked-for truncation, recorded) before the send.
+        let truncated = match self.rules.before_send(job).await {
+            Ok(truncated) => truncated,
+            Err(crate::upkeep::Stop::Refused(refusal)) => {
+                return dead(DeadReason::PayloadRejected, refusal.to_string());
+            }
+            Err(unrecorded) => {
+                let failure = Failure::local(unrecorded.to_string());
+                return match self.retry.next_delay(attempt, Duration::ZERO) {
+                    Some(delay) => (Outcome::Retry { delay, failure }, None),
+                    None => (Outcome::dead(DeadReason::RetriesExhausted, failure), None),
+                };
+            }
+        };
+        let job = truncated.as_ref().unwrap_or(job);
         limiter.acquire(lane).await;
         let started = Instant::now();
         let result = self.send(job, &openid).await;
@@ -205,10 +235,11 @@ impl Pipeline {
             Ok(msgid) => return Outcome::Sent { msgid },
             Err(err) => err,
         };
-        let failure = match &err {
+        let mut failure = match &err {
             TokenError::Wechat(e) => Failure::from(e),
             other => Failure::local(other.to_string()),
         };
+        self.rules.observe(&job.app, &mut failure);
         match err.class() {
             ErrClass::Ok | ErrClass::TokenInvalid | ErrClass::Transient => {
                 let floor = failure

@@ -66,12 +66,13 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BlockedMessage>, D
     enum Raw {
         Many(Vec<BlockedMessage>),
         One(BlockedMessage),
-        Nothing(serde_json::Value),
+        // Anything else (null, an empty object): no records.
+        Nothing(serde::de::IgnoredAny),
     }
     Ok(match Raw::deserialize(d)? {
         Raw::Many(v) => v,
         Raw::One(m) => vec![m],
-        Raw::Nothing(_) => Vec::new(),
+        Raw::Nothing(serde::de::IgnoredAny) => Vec::new(),
     })
 }
 

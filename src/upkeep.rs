@@ -112,11 +112,31 @@ impl Rules {
         }
     }
 
-    /// Loads the stored catalog (no WeChat call): done before the worker consumes.
+    /// Loads the stored catalog (no WeChat call).
     pub async fn load(&self) -> Result<(), sqlx::Error> {
         let catalog = Catalog::load(&self.pool).await?;
         *self.catalog.write() = catalog;
         Ok(())
+    }
+
+    /// What the worker does before it consumes: loads the stored catalog, then syncs every
+    /// app's templates from WeChat, for at most `within` (a WeChat that cannot be reached
+    /// leaves the stored catalog in use; the background round tries again). So the first job
+    /// is checked against today's templates.
+    pub async fn prepare(&self, within: Duration) {
+        if let Err(e) = self.load().await {
+            tracing::warn!(error = %e, "loading the template catalog failed");
+        }
+        let sync_all = async {
+            for app in &self.apps {
+                if let Err(e) = self.sync(app, SyncTrigger::Schedule).await {
+                    tracing::warn!(app = %app, error = %e, "template catalog sync failed");
+                }
+            }
+        };
+        if tokio::time::timeout(within, sync_all).await.is_err() {
+            tracing::warn!("template catalog sync at start timed out; using the stored catalog");
+        }
     }
 
     /// Checks `job` against the catalog in memory.
@@ -196,7 +216,13 @@ impl Rules {
     /// are logged; the next round tries again.
     pub async fn round(&self) {
         for app in &self.apps {
-            if let Err(e) = self.sync(app, SyncTrigger::Schedule).await {
+            // Skipped when `prepare` (or a 40037) synced it moments ago.
+            let fresh = self
+                .synced
+                .lock()
+                .get(app)
+                .is_some_and(|at| at.elapsed() < self.options.every / 2);
+            if !fresh && let Err(e) = self.sync(app, SyncTrigger::Schedule).await {
                 tracing::warn!(app = %app, error = %e, "template catalog sync failed");
             }
             self.read_quota(app, crate::quota::ReadTrigger::Schedule)

@@ -140,10 +140,11 @@ impl Worker {
                 .clone()
                 .run_heartbeat(self.pool.clone(), shutdown.clone()),
         );
-        // Issue 14: the stored template catalog before the first check; then its upkeep task.
-        if let Err(e) = self.pipeline.rules().load().await {
-            tracing::warn!(error = %e, "loading the template catalog failed");
-        }
+        // Issue 14: today's template catalog before the first check; then its upkeep task.
+        self.pipeline
+            .rules()
+            .prepare(std::time::Duration::from_secs(10))
+            .await;
         let upkeep = tokio::spawn(self.pipeline.rules().clone().run(shutdown.clone()));
         // Take this process's share of the rate before the first send.
         if let Err(e) = self.pipeline.limits().heartbeat(&self.pool).await {

@@ -13,5 +13,6 @@ mod http;
 mod mock;
 mod queue;
 mod resilience;
+mod rules;
 mod wechat;
 mod worker;

@@ -271,7 +271,7 @@ mod tests {
         assert!(check(FieldType::Number, &"1".repeat(33)).is_some());
         assert!(check(FieldType::PhoneNumber, "021-12345678").is_none());
         assert!(check(FieldType::PhoneNumber, "call me").is_some());
-        assert!(check(FieldType::CarNumber, "粤B123456").is_some());
+        assert!(check(FieldType::CarNumber, "粤B1234567").is_some());
         assert!(check(FieldType::Name, "张三").is_none());
         assert!(check(FieldType::Name, &"张".repeat(11)).is_some());
         assert!(!FieldType::Time.confirmed());

@@ -372,9 +372,9 @@ async fn templates_sync_and_list_show_each_template_with_its_placeholders() {
     assert_eq!(code, Some(0));
     let templates = listing[0]["templates"].as_array().unwrap();
     assert_eq!(templates.len(), 2);
-    assert_eq!(templates[1]["template_id"], SHIPPED);
+    assert_eq!(templates[0]["template_id"], SHIPPED, "sorted by id");
     assert_eq!(
-        templates[1]["placeholders"],
+        templates[0]["placeholders"],
         serde_json::json!(["thing1", "time2"])
     );
     sys.mock.delete_template(SHIPPED);

@@ -152,7 +152,7 @@ impl Rules {
         let mut checked = self.check(job);
         if let Err(refusal) = &checked
             && refusal.names_unknown_template()
-            && self.may_resync(&job.app)
+            && self.claim_resync(&job.app)
         {
             if let Err(e) = self.sync(&job.app, SyncTrigger::UnknownTemplate).await {
                 tracing::warn!(app = %job.app, error = %e, "template catalog refresh failed");
@@ -278,10 +278,16 @@ impl Rules {
         Ok(())
     }
 
-    fn may_resync(&self, app: &AppName) -> bool {
-        self.synced
-            .lock()
+    /// Whether this delivery may refresh `app`'s catalog now; if so, the refresh is claimed
+    /// (under the lock), so concurrent deliveries of unknown templates refresh it once.
+    fn claim_resync(&self, app: &AppName) -> bool {
+        let mut synced = self.synced.lock();
+        let due = synced
             .get(app)
-            .is_none_or(|at| at.elapsed() >= self.options.min_resync)
+            .is_none_or(|at| at.elapsed() >= self.options.min_resync);
+        if due {
+            synced.insert(app.clone(), Instant::now());
+        }
+        due
     }
 }

@@ -4,6 +4,7 @@
 //! - [`sync`]: fetching them from WeChat (`get_all_private_template`).
 //! - [`check`]: the one check every entry point calls ([`check_job`], [`check_job_in`],
 //!   [`check_message`]).
+//! - [`findings`]: what a check finds ([`Refusal`], [`Warning`], [`Checked`]).
 //! - [`types`]: the value rules of category-template keys.
 //!
 //! `wxnotify templates sync|list` is the command line of it; the worker keeps the catalog fresh
@@ -11,6 +12,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod findings;
 pub mod sync;
 pub mod types;
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::outcome::Failure;
 use crate::domain::{AppName, Job};
-use crate::templates::{Catalog, Checked, Refusal, SyncTrigger, check_job};
+use crate::templates::{AppCatalog, Catalog, Checked, Refusal, SyncTrigger, check_job};
 use crate::wechat::errcode::{DAILY_QUOTA, UNKNOWN_TEMPLATE};
 use crate::wechat::{TokenError, TokenStore, WechatClient};
 
@@ -268,13 +268,12 @@ impl Rules {
     /// Syncs `app`'s templates from WeChat and swaps them into the catalog in memory.
     async fn sync(&self, app: &AppName, trigger: SyncTrigger) -> Result<(), UpkeepError> {
         self.synced.lock().insert(app.clone(), Instant::now());
-        crate::templates::sync_app(&self.pool, &self.tokens, &self.client, app, trigger).await?;
-        let fresh = Catalog::load_app(&self.pool, app).await?;
-        if let Some(app_catalog) = fresh.app(app) {
-            self.catalog
-                .write()
-                .insert(app.clone(), app_catalog.clone());
-        }
+        let list = crate::templates::sync::fetch(&self.tokens, &self.client, app).await?;
+        // Memory first: once Postgres shows the new list, this worker checks against it too.
+        let fresh = AppCatalog::from_list(&list, chrono::Utc::now());
+        self.catalog.write().insert(app.clone(), fresh);
+        crate::templates::catalog::store(&self.pool, app, &list, trigger).await?;
+        tracing::info!(app = %app, templates = list.len(), "template catalog synced");
         Ok(())
     }
 

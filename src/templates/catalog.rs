@@ -61,6 +61,28 @@ impl SyncTrigger {
     }
 }
 
+impl AppCatalog {
+    /// The catalog of a list just fetched from WeChat at `synced_at`.
+    pub fn from_list(list: &[PrivateTemplate], synced_at: DateTime<Utc>) -> AppCatalog {
+        let templates = list
+            .iter()
+            .map(|t| {
+                let template = CatalogTemplate {
+                    template_id: t.template_id.clone(),
+                    title: t.title.clone(),
+                    content: t.content.clone(),
+                    placeholders: t.keys.clone(),
+                };
+                (t.template_id.clone(), template)
+            })
+            .collect();
+        AppCatalog {
+            synced_at: Some(synced_at),
+            templates,
+        }
+    }
+}
+
 impl Catalog {
     /// The catalog of `app`, if it was ever synced.
     pub fn app(&self, app: &AppName) -> Option<&AppCatalog> {

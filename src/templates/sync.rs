@@ -26,3 +26,16 @@ pub async fn sync_app(
     tracing::info!(templates = list.len(), "template catalog synced");
     Ok(list)
 }
+
+/// Lists `app`'s private templates on WeChat, without storing them.
+pub async fn fetch(
+    tokens: &TokenStore,
+    client: &WechatClient,
+    app: &AppName,
+) -> Result<Vec<PrivateTemplate>, UpkeepError> {
+    Ok(tokens
+        .with_token(app, |token| async move {
+            client.private_templates(&token).await
+        })
+        .await?)
+}

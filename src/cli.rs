@@ -57,6 +57,10 @@ pub enum Command {
         after_help = "Examples:\n  wxnotify schema > job.schema.json\n  wxnotify schema | jq '.properties | keys'"
     )]
     Schema,
+    /// The OA's template catalog: sync it from WeChat, list it.
+    Templates(crate::templates::TemplatesArgs),
+    /// Apps (paused, today's quota), queue depths and live workers.
+    Status(crate::quota::status::StatusArgs),
     /// Measure the delivery pipeline end to end on this machine (see README "Figures").
     Bench(crate::bench::BenchArgs),
 }
@@ -101,6 +105,8 @@ impl Cli {
             Command::MockWechat(args) => crate::wechat::mock::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
             Command::Dlq(args) => crate::dlq::run(args).await,
+            Command::Templates(args) => crate::templates::run(args).await,
+            Command::Status(args) => crate::quota::status::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

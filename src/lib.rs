@@ -22,11 +22,15 @@
 //! - [`followers`]: the OA follower sync.
 //! - [`progress`]: the one style of terminal progress bars.
 //! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
+//! - [`templates`]: each app's template catalog and the checks before sending;
+//!   [`quota`]: the real daily quota and `wxnotify status`; [`blocks`]: messages WeChat
+//!   intercepted after accepting them; [`upkeep`]: the worker's view of all three.
 //! - [`demo`]: the main job, end to end against the fake WeChat.
 //! - [`bench`](mod@bench): end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
 //!   both.
 
 pub mod bench;
+pub mod blocks;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -38,6 +42,9 @@ pub mod followers;
 pub mod http;
 pub mod progress;
 pub mod queue;
+pub mod quota;
 pub mod scratch;
 pub mod telemetry;
+pub mod templates;
+pub mod upkeep;
 pub mod wechat;

@@ -172,12 +172,19 @@ impl Worker {
                 .clone()
                 .run_heartbeat(self.pool.clone(), shutdown.clone()),
         );
+        // Issue 14: today's template catalog before the first check; then its upkeep task.
+        self.pipeline
+            .rules()
+            .prepare(std::time::Duration::from_secs(10))
+            .await;
+        let upkeep = tokio::spawn(self.pipeline.rules().clone().run(shutdown.clone()));
         // Appear in the ops view of workers and read the apps' pauses before the first send.
         if let Err(e) = self.pipeline.limits().heartbeat(&self.pool).await {
             tracing::warn!(error = %e, "first heartbeat failed");
         }
         self.consumer.run(shutdown).await;
         let _ = heartbeat.await;
+        let _ = upkeep.await;
     }
 }
 

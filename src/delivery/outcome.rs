@@ -25,6 +25,8 @@ pub enum DeadReason {
     RecipientRejected,
     /// WeChat refused the template or content (40037, 47003, 40165 …).
     PayloadRejected,
+    /// WeChat blocked the message for illegal content (40249).
+    ContentBlocked,
     /// WeChat refused the account's configuration (48001, 40164 …).
     ConfigRejected,
     /// WeChat refused for another permanent reason.
@@ -50,6 +52,7 @@ impl DeadReason {
             DeadReason::Expired => "expired",
             DeadReason::RecipientRejected => "recipient_rejected",
             DeadReason::PayloadRejected => "payload_rejected",
+            DeadReason::ContentBlocked => "content_blocked",
             DeadReason::ConfigRejected => "config_rejected",
             DeadReason::Rejected => "rejected",
             DeadReason::RetriesExhausted => "retries_exhausted",
@@ -59,7 +62,7 @@ impl DeadReason {
     }
 
     /// Every reason, for summaries and `--help`.
-    pub const ALL: [DeadReason; 13] = [
+    pub const ALL: [DeadReason; 14] = [
         DeadReason::Malformed,
         DeadReason::UnknownApp,
         DeadReason::UnknownMpUser,
@@ -68,6 +71,7 @@ impl DeadReason {
         DeadReason::Expired,
         DeadReason::RecipientRejected,
         DeadReason::PayloadRejected,
+        DeadReason::ContentBlocked,
         DeadReason::ConfigRejected,
         DeadReason::Rejected,
         DeadReason::RetriesExhausted,
@@ -173,6 +177,7 @@ pub fn dead_reason_for(kind: PermanentKind) -> DeadReason {
     match kind {
         PermanentKind::Recipient => DeadReason::RecipientRejected,
         PermanentKind::Payload => DeadReason::PayloadRejected,
+        PermanentKind::Content => DeadReason::ContentBlocked,
         PermanentKind::Config => DeadReason::ConfigRejected,
         PermanentKind::Code | PermanentKind::Other => DeadReason::Rejected,
     }

@@ -131,6 +131,8 @@ pub struct Pipeline {
     retry: RetryPolicy,
     stats: Arc<WorkerStats>,
     pauses: Pauses,
+    /// Template catalog, quota and blocked messages (issue 14): checked before each send.
+    rules: Arc<crate::upkeep::Rules>,
 }
 
 impl Pipeline {
@@ -144,6 +146,13 @@ impl Pipeline {
         retry: RetryPolicy,
         stats: Arc<WorkerStats>,
     ) -> Self {
+        let rules = Arc::new(crate::upkeep::Rules::new(
+            ledger.pool().clone(),
+            tokens.clone(),
+            client.clone(),
+            apps.iter().cloned().collect(),
+            crate::upkeep::UpkeepOptions::default(),
+        ));
         Pipeline {
             ledger,
             tokens,
@@ -153,12 +162,18 @@ impl Pipeline {
             retry,
             stats,
             pauses: Pauses::default(),
+            rules,
         }
     }
 
     /// The retry policy.
     pub fn retry(&self) -> &RetryPolicy {
         &self.retry
+    }
+
+    /// The template catalog, quota and blocked-message upkeep (run by the worker).
+    pub fn rules(&self) -> &Arc<crate::upkeep::Rules> {
+        &self.rules
     }
 
     /// The counters.
@@ -247,6 +262,28 @@ impl Pipeline {
                 self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
             return unsent(job, outcome, None);
         }
+        // The template check (and an asked-for truncation, recorded) before the send.
+        let job = match self.rules.before_send(&job).await {
+            Ok(Some(truncated)) => truncated,
+            Ok(None) => job,
+            Err(crate::upkeep::Stop::Refused(refusal)) => {
+                let outcome = dead(DeadReason::PayloadRejected, refusal.to_string());
+                return unsent(job, outcome, None);
+            }
+            Err(unrecorded) => {
+                // The truncation could not be recorded: never send what the ledger does not say.
+                let failure = Failure::local(unrecorded.to_string());
+                let outcome = match self.retry.next_delay(claim.life_attempt, Duration::ZERO) {
+                    Some(delay) => self.unless_window_closes(
+                        &claim,
+                        false,
+                        Outcome::Retry { delay, failure },
+                    ),
+                    None => Outcome::dead(DeadReason::RetriesExhausted, failure),
+                };
+                return unsent(job, outcome, None);
+            }
+        };
         limiter.acquire(lane).await;
         let started = Instant::now();
         let result = self.send(&job, &openid).await;
@@ -319,10 +356,11 @@ impl Pipeline {
             Ok(msgid) => return Outcome::Sent { msgid },
             Err(err) => err,
         };
-        let failure = match &err {
+        let mut failure = match &err {
             TokenError::Wechat(e) => Failure::from(e),
             other => Failure::local(other.to_string()),
         };
+        self.rules.observe(&job.app, &mut failure);
         match err.class() {
             ErrClass::Ok | ErrClass::TokenInvalid | ErrClass::Transient => {
                 let floor = failure

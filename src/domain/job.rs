@@ -119,6 +119,11 @@ pub struct Job {
     /// Set by campaign dispatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign_id: Option<uuid::Uuid>,
+    /// Shorten values that break their field type's length rule (`thing` > 20 characters …)
+    /// instead of refusing the job. Off by default: never silent, and every cut is recorded on
+    /// the ledger (`deliveries.truncated`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncate: bool,
 }
 
 thread_local! {
@@ -166,6 +171,7 @@ impl Job {
             miniprogram: None,
             not_after: None,
             campaign_id: None,
+            truncate: false,
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufRead, BufReader};
 
 use super::connection::connect;
 use super::enqueue_args::{EnqueueArgs, single_job};
-use super::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson};
+use super::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
 use super::publisher::{Publisher, PublisherOptions};
 use super::topology::Topology;
 use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
@@ -27,6 +27,24 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         Ok(single) => single,
         Err(reason) => return Ok(invalid_single_job(&args, reason)),
     };
+    // Issue 14: every job is checked against its template before it is published.
+    let catalog = load_catalog(&settings).await;
+    if let (Some(job), Some(catalog)) = (&single, &catalog) {
+        match crate::templates::check_job(catalog, job) {
+            Ok(checked) => {
+                for warning in &checked.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                for t in &checked.truncations {
+                    eprintln!(
+                        "note: data.{} will be shortened from {} to {} characters",
+                        t.key, t.from, t.to
+                    );
+                }
+            }
+            Err(refusal) => return Ok(invalid_single_job(&args, refusal.to_string())),
+        }
+    }
     let connection = connect(&settings.amqp_url, "wxnotify enqueue").await?;
     let topology = Topology::new(settings.queue_prefix.clone());
     require_exchange(&connection, &topology).await?;
@@ -35,8 +53,8 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         .context("cannot open a publishing channel")?;
     let progress = progress_bar(&args);
     let result = match &single {
-        Some(job) => run(&publisher, &args, job.to_json().as_slice(), &progress).await,
-        None => run_file(&publisher, &args, &progress).await?,
+        Some(job) => run(&publisher, &args, job.to_json().as_slice(), &progress, None).await,
+        None => run_file(&publisher, &args, &progress, catalog.as_ref()).await?,
     };
     progress.finish_and_clear();
     match result {
@@ -90,24 +108,60 @@ async fn require_exchange(
     }
 }
 
+/// The template catalog of every app, or `None` (with a warning) when Postgres cannot be asked:
+/// then jobs are published unchecked and the worker's check is the only one.
+async fn load_catalog(settings: &Settings) -> Option<crate::templates::Catalog> {
+    use secrecy::ExposeSecret;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(settings.database_url.expose_secret())
+        .await;
+    let loaded = match pool {
+        Ok(pool) => {
+            let catalog = crate::templates::Catalog::load(&pool).await;
+            pool.close().await;
+            catalog
+        }
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok(catalog) => Some(catalog),
+        Err(e) => {
+            eprintln!("warning: jobs are not checked against their templates (Postgres: {e})");
+            None
+        }
+    }
+}
+
 async fn run(
     publisher: &Publisher,
     args: &EnqueueArgs,
     input: impl AsyncBufRead + Unpin,
     progress: &ProgressBar,
+    catalog: Option<&crate::templates::Catalog>,
 ) -> Result<EnqueueSummary, EnqueueAborted> {
-    publish_ndjson(publisher, args.lane, input, args.batch_size, progress).await
+    publish_ndjson_checked(
+        publisher,
+        args.lane,
+        input,
+        args.batch_size,
+        progress,
+        catalog,
+    )
+    .await
 }
 
 async fn run_file(
     publisher: &Publisher,
     args: &EnqueueArgs,
     progress: &ProgressBar,
+    catalog: Option<&crate::templates::Catalog>,
 ) -> anyhow::Result<Result<EnqueueSummary, EnqueueAborted>> {
     let path = args.file.as_ref().expect("--file is given");
     if path.as_os_str() == "-" {
         let stdin = BufReader::new(tokio::io::stdin());
-        return Ok(run(publisher, args, stdin, progress).await);
+        return Ok(run(publisher, args, stdin, progress, catalog).await);
     }
     let file = tokio::fs::File::open(path)
         .await
@@ -123,6 +177,7 @@ async fn run_file(
         args,
         BufReader::with_capacity(1 << 16, file),
         progress,
+        catalog,
     )
     .await)
 }

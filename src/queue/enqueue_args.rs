@@ -22,6 +22,12 @@ Examples:
   wxnotify enqueue --file jobs.ndjson --lane bulk --json
   producer | wxnotify enqueue --file -
 
+Every job is checked against its app's template catalog (`wxnotify templates sync`) when
+Postgres (DATABASE_URL) can be reached: unknown template, missing or unknown data keys, and the
+confirmed value rules (thing ≤ 20 characters, character_string ≤ 32 without Chinese, phrase ≤ 5
+Chinese characters) refuse the job with the key named; add --truncate (or \"truncate\": true)
+to shorten over-long values instead. Unconfirmed rules only warn.
+
 Give jobs an `id` (an idempotency key, e.g. order-1-shipped): a job id already sent is never
 sent twice, so re-running an interrupted enqueue is safe. Jobs without one get a fresh id.
 
@@ -78,6 +84,10 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "TIME", help_heading = "One job from flags",
         conflicts_with_all = ["job", "file"])]
     pub not_after: Option<DateTime<Utc>>,
+    /// Shorten values that break their field type's length rule (`thing` over 20 characters
+    /// …) instead of refusing the job; the worker records what it cut on the ledger.
+    #[arg(long, help_heading = "One job from flags", conflicts_with_all = ["job", "file"])]
+    pub truncate: bool,
 
     /// One job as JSON (see `wxnotify schema`).
     #[arg(long, value_name = "JSON")]
@@ -142,6 +152,9 @@ fn job_from_flags(args: &EnqueueArgs, settings: &Settings) -> Result<Job, String
         if let Some(value) = value {
             job[name] = value.into();
         }
+    }
+    if args.truncate {
+        job["truncate"] = true.into();
     }
     if let Some(page) = &args.page {
         let appid = page_appid(args, settings)?;

@@ -49,6 +49,8 @@ pub use connection::{CONNECT_TIMEOUT, ConnectError, connect};
 pub use enqueue::enqueue;
 pub use enqueue_args::EnqueueArgs;
 pub use migrate::{MigrateArgs, migrate_command};
-pub use ndjson::{EnqueueAborted, EnqueueSummary, Rejection, publish_ndjson};
+pub use ndjson::{
+    EnqueueAborted, EnqueueSummary, Rejection, publish_ndjson, publish_ndjson_checked,
+};
 pub use publisher::{ATTEMPT_HEADER, PublishError, Publisher, PublisherOptions, attempt_headers};
 pub use topology::{Lane, RETRY_TIERS, Topology, TopologyError, TopologyOptions, tier_for};

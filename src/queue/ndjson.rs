@@ -58,9 +58,22 @@ pub struct EnqueueAborted {
 pub async fn publish_ndjson<R: AsyncBufRead + Unpin>(
     publisher: &Publisher,
     lane: Lane,
+    input: R,
+    batch_size: usize,
+    progress: &ProgressBar,
+) -> Result<EnqueueSummary, EnqueueAborted> {
+    publish_ndjson_checked(publisher, lane, input, batch_size, progress, None).await
+}
+
+/// Like [`publish_ndjson`], and every job is first checked against its template in `catalog`
+/// (`crate::templates::check_job`): a refused job is a rejection naming the keys at fault.
+pub async fn publish_ndjson_checked<R: AsyncBufRead + Unpin>(
+    publisher: &Publisher,
+    lane: Lane,
     mut input: R,
     batch_size: usize,
     progress: &ProgressBar,
+    catalog: Option<&crate::templates::Catalog>,
 ) -> Result<EnqueueSummary, EnqueueAborted> {
     let mut summary = EnqueueSummary::default();
     let mut batch = Batch::default();
@@ -82,7 +95,13 @@ pub async fn publish_ndjson<R: AsyncBufRead + Unpin>(
         };
         line_no += 1;
         progress.inc(line_len as u64 + 1);
-        match parse_line(&buf, line_len) {
+        let parsed = parse_line(&buf, line_len).and_then(|job| match (job, catalog) {
+            (Some(job), Some(catalog)) => crate::templates::check_job(catalog, &job)
+                .map(|_| Some(job))
+                .map_err(|refusal| refusal.to_string()),
+            (job, _) => Ok(job),
+        });
+        match parsed {
             Ok(None) => {}
             Ok(Some(job)) => batch.push(line_no, job),
             Err(reason) => summary.rejected.push(Rejection {

@@ -15,6 +15,8 @@ use super::redact::{redact_error, redact_url};
 use super::response::{self, Envelope};
 use crate::domain::{AppId, MiniProgramLink, OpenId, TemplateData, TemplateId, UnionId};
 
+pub use rules::{ApiQuota, BlockedMessage, TEMPLATE_SEND_CGI_PATH};
+
 /// The most openids `user/info/batchget` takes in one call.
 pub const BATCHGET_MAX: usize = 100;
 
@@ -634,6 +636,8 @@ impl From<RawUserInfo> for UserInfo {
         }
     }
 }
+
+pub mod rules;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,9 @@ pub enum PermanentKind {
     Recipient,
     /// The template or the message content (unknown template, bad field, bad pagepath …).
     Payload,
+    /// WeChat blocked the message for its content (40249): a reason of its own, since no
+    /// field is wrong and only other wording can help.
+    Content,
     /// The account's configuration (secret, IP whitelist, account type …); an operator must act.
     Config,
     /// A single-use input such as a login code is invalid, used or blocked.
@@ -43,6 +46,13 @@ pub const MINUTE_QUOTA: i64 = 45011;
 /// WeChat blocked a login of a high-risk user (`code blocked`): a fresh code will not help.
 pub const CODE_BLOCKED: i64 = 40226;
 
+/// The template id is unknown to WeChat (deleted, another account's, or its category was
+/// removed): the template catalog is refreshed when a send gets it.
+pub const UNKNOWN_TEMPLATE: i64 = 40037;
+
+/// The daily quota of the API is used up: the real quota is read again when a send gets it.
+pub const DAILY_QUOTA: i64 = 45009;
+
 /// Classifies an errcode.
 pub fn classify(errcode: i64) -> ErrClass {
     use ErrClass::*;
@@ -53,7 +63,8 @@ pub fn classify(errcode: i64) -> ErrClass {
         -1 | 45011 | 43117 => Transient,
         45009 => QuotaExhausted,
         40003 | 43004 | 43019 | 43101 | 46004 | 50002 => Permanent(Recipient),
-        40036 | 40037 | 40165 | 40249 | 43116 | 47003 | 40032 | 47001 => Permanent(Payload),
+        40249 => Permanent(Content),
+        40036 | 40037 | 40165 | 43116 | 47003 | 40032 | 47001 => Permanent(Payload),
         40002 | 40013 | 40125 | 40164 | 48001 | 48004 | 89503 | 45103 | 45109 => Permanent(Config),
         40029 | 40163 | 40226 => Permanent(Code),
         _ => Permanent(Other),
@@ -101,6 +112,7 @@ mod tests {
         );
         assert_eq!(classify(40037), ErrClass::Permanent(PermanentKind::Payload));
         assert_eq!(classify(47003), ErrClass::Permanent(PermanentKind::Payload));
+        assert_eq!(classify(40249), ErrClass::Permanent(PermanentKind::Content));
         assert_eq!(classify(48001), ErrClass::Permanent(PermanentKind::Config));
         assert_eq!(classify(40163), ErrClass::Permanent(PermanentKind::Code));
         assert_eq!(classify(99999), ErrClass::Permanent(PermanentKind::Other));

@@ -22,5 +22,6 @@ mod queue;
 mod resilience;
 mod signals;
 mod shared_rate;
+mod rules;
 mod wechat;
 mod worker;

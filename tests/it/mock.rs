@@ -5,6 +5,7 @@ mod control;
 mod faults;
 mod followers;
 mod logins;
+mod rules;
 mod sends;
 mod support;
 mod tokens;

@@ -581,7 +581,7 @@ async fn every_errcode_lands_in_its_class() {
         (40036, Permanent(Payload)),
         (40037, Permanent(Payload)),
         (40165, Permanent(Payload)),
-        (40249, Permanent(Payload)),
+        (40249, Permanent(Content)),
         (43116, Permanent(Payload)),
         (47003, Permanent(Payload)),
         (47001, Permanent(Payload)),

@@ -77,6 +77,16 @@ pub struct MockArgs {
     /// Fault rules to start with, as the JSON of POST /mock/faults.
     #[arg(long, value_name = "JSON", value_parser = parse_plan)]
     pub faults: Option<FaultPlan>,
+    /// A word that makes a send answer 40249 (content blocked); repeatable.
+    #[arg(long = "blocked-word", value_name = "WORD")]
+    pub blocked_words: Vec<String>,
+    /// A word that makes a send accepted, then intercepted (listed by queryblocktmplmsg);
+    /// repeatable.
+    #[arg(long = "intercepted-word", value_name = "WORD")]
+    pub intercepted_words: Vec<String>,
+    /// Template sends accepted before 45009; also quota/get's daily_limit.
+    #[arg(long, default_value_t = defaults().daily_quota)]
+    pub daily_quota: u64,
 }
 
 fn parse_plan(s: &str) -> Result<FaultPlan, String> {
@@ -96,6 +106,9 @@ impl MockArgs {
             token_overlap: Duration::from_secs(self.token_overlap),
             latency: Duration::from_millis(self.latency_ms),
             max_recorded_sends: self.max_recorded_sends,
+            blocked_words: self.blocked_words.clone(),
+            intercepted_words: self.intercepted_words.clone(),
+            daily_quota: self.daily_quota,
             ..MockConfig::default()
         }
     }

@@ -46,6 +46,15 @@ pub struct MockConfig {
     pub latency: Duration,
     /// The OA's private templates.
     pub templates: Vec<MockTemplate>,
+    /// A send whose `data` holds one of these words is refused with 40249 (content blocked).
+    pub blocked_words: Vec<String>,
+    /// A send whose `data` holds one of these words is accepted, then intercepted: listed by
+    /// `queryblocktmplmsg`.
+    pub intercepted_words: Vec<String>,
+    /// Template sends accepted before 45009 (counted since start or the last reset); also
+    /// `daily_limit` of `openapi/quota/get`. The default is generous so benchmarks never reach
+    /// it; WeChat's base figure is 100,000.
+    pub daily_quota: u64,
 }
 
 impl Default for MockConfig {
@@ -64,6 +73,9 @@ impl Default for MockConfig {
             max_recorded_sends: 100_000,
             latency: Duration::ZERO,
             templates: MockTemplate::defaults(),
+            blocked_words: Vec::new(),
+            intercepted_words: Vec::new(),
+            daily_quota: 100_000_000,
         }
     }
 }

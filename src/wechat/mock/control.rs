@@ -14,6 +14,9 @@
 //! | `POST /mock/tokens/expire` | every issued token answers 42001 |
 //! | `POST /mock/login_code` `{"person":i}` | `{"code":"…"}`, a `wx.login()` code of person i |
 //! | `POST /mock/unsubscribe` / `POST /mock/subscribe` `{"person":i}` | change who follows |
+//! | `POST /mock/templates` `{"id","title","keys":[…]}` | add (or replace) a template |
+//! | `DELETE /mock/templates/{id}` | delete a template (sends with it answer 40037); 404 if absent |
+//! | `GET /mock/intercepted` | messages accepted then intercepted ([`InterceptedMessage`](super::InterceptedMessage)s) |
 
 use std::sync::Arc;
 
@@ -44,6 +47,33 @@ pub(super) fn control() -> Router<Arc<Mock>> {
         .route("/mock/login_code", post(login_code))
         .route("/mock/unsubscribe", post(unsubscribe))
         .route("/mock/subscribe", post(subscribe))
+        .route("/mock/templates", post(add_template))
+        .route(
+            "/mock/templates/{id}",
+            axum::routing::delete(delete_template),
+        )
+        .route("/mock/intercepted", get(intercepted))
+}
+
+async fn add_template(State(mock): Shared, body: Bytes) -> Result<StatusCode, BadBody> {
+    mock.templates
+        .add(parse::<super::config::MockTemplate>(&body)?);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_template(
+    State(mock): Shared,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> StatusCode {
+    if mock.templates.delete(&id) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn intercepted(State(mock): Shared) -> Json<Vec<super::rules::InterceptedMessage>> {
+    Json(mock.content.all())
 }
 
 async fn stats(State(mock): Shared) -> Json<MockStats> {

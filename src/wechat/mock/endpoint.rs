@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One of the fake WeChat's APIs (for fault rules and statistics). In JSON, snake_case names:
 /// `token`, `stable_token`, `user_get`, `user_info`, `user_info_batch`, `jscode2session`,
-/// `template_send`, `private_templates`.
+/// `template_send`, `private_templates`, `quota_get`, `query_blocked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
@@ -25,11 +25,15 @@ pub enum Endpoint {
     TemplateSend,
     /// `GET /cgi-bin/template/get_all_private_template`.
     PrivateTemplates,
+    /// `POST /cgi-bin/openapi/quota/get`.
+    QuotaGet,
+    /// `POST /wxa/sec/queryblocktmplmsg`.
+    QueryBlocked,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Token,
         Endpoint::StableToken,
         Endpoint::UserGet,
@@ -38,6 +42,8 @@ impl Endpoint {
         Endpoint::JsCode2Session,
         Endpoint::TemplateSend,
         Endpoint::PrivateTemplates,
+        Endpoint::QuotaGet,
+        Endpoint::QueryBlocked,
     ];
 
     /// The URL path, relative to the API base.
@@ -51,6 +57,8 @@ impl Endpoint {
             Endpoint::JsCode2Session => "/sns/jscode2session",
             Endpoint::TemplateSend => "/cgi-bin/message/template/send",
             Endpoint::PrivateTemplates => "/cgi-bin/template/get_all_private_template",
+            Endpoint::QuotaGet => "/cgi-bin/openapi/quota/get",
+            Endpoint::QueryBlocked => "/wxa/sec/queryblocktmplmsg",
         }
     }
 
@@ -58,7 +66,11 @@ impl Endpoint {
     pub fn is_post(self) -> bool {
         matches!(
             self,
-            Endpoint::StableToken | Endpoint::UserInfoBatch | Endpoint::TemplateSend
+            Endpoint::StableToken
+                | Endpoint::UserInfoBatch
+                | Endpoint::TemplateSend
+                | Endpoint::QuotaGet
+                | Endpoint::QueryBlocked
         )
     }
 

@@ -20,7 +20,8 @@
 //!   parsing.
 //! - One file per API family: `credentials` + `tokens` (access tokens), `followers` (user/get,
 //!   user/info, batchget), `login` (jscode2session), `templates` (template list and data
-//!   rules), `sends` (template/send, dedupe, msgids).
+//!   rules; deleted and added at run time), `sends` (template/send, dedupe, msgids), `rules`
+//!   (`openapi/quota/get`, blocked and intercepted content, `queryblocktmplmsg`).
 //! - `faults` ([`FaultPlan`]), `stats` ([`MockStats`]), `state` (all of it together).
 //! - `events`: pushing signed (and, in safe mode, encrypted) events to a callback URL.
 
@@ -36,6 +37,7 @@ mod identity;
 mod login;
 mod request;
 mod routes;
+mod rules;
 mod sends;
 mod server;
 mod state;
@@ -57,6 +59,7 @@ pub use endpoint::Endpoint;
 pub use events::{EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_xml};
 pub use faults::{Fault, FaultPlan, FaultRule};
 pub use identity::{mp_openid, oa_openid, person_of, seeded_follower, unionid};
+pub use rules::InterceptedMessage;
 pub use sends::{AcceptedSend, FIRST_MSGID};
 pub use stats::MockStats;
 
@@ -156,6 +159,22 @@ impl MockWechat {
     /// Person `person` follows the OA again, as of now (ignored outside `0..followers`).
     pub fn subscribe(&self, person: u64) {
         self.mock.followers.set(person, true);
+    }
+
+    /// Deletes a template on "WeChat's side": sends with it answer 40037 and
+    /// `get_all_private_template` no longer lists it. True if it existed.
+    pub fn delete_template(&self, id: &str) -> bool {
+        self.mock.templates.delete(id)
+    }
+
+    /// Adds (or replaces) a template.
+    pub fn add_template(&self, template: MockTemplate) {
+        self.mock.templates.add(template);
+    }
+
+    /// The messages intercepted after acceptance so far (what `queryblocktmplmsg` lists).
+    pub fn intercepted(&self) -> Vec<InterceptedMessage> {
+        self.mock.content.all()
     }
 
     /// A snapshot of the counters.

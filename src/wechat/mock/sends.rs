@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use super::config::MockConfig;
 use super::request::{Params, json_body};
+use super::rules::Verdict;
 use super::state::Mock;
-use super::templates::{check_data, find};
+use super::templates::check_data;
 use super::tokens::App;
 use super::wire::Answer;
 
@@ -225,13 +226,15 @@ impl SendLog {
 ///
 /// Checks, in order: token; JSON (47001); `touser` is one of the OA's people (40003); the
 /// template exists (40037); `data` (47003, naming the field); `miniprogram.pagepath` has no
-/// leading `/` (40165); the recipient follows (43004). Then de-duplicates and accepts.
+/// leading `/` (40165); the recipient follows (43004); no blocked word (40249); the daily
+/// quota is not used up (45009). Then de-duplicates and accepts; a value with an intercepted
+/// word is accepted and listed by `queryblocktmplmsg`.
 pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result<Answer, i64> {
     mock.tokens.check(params.get("access_token"), App::Oa)?;
     let req: SendRequest = json_body(body)?;
     let person = mock.followers.person(&req.touser).ok_or(40003)?;
-    let template = find(&mock.cfg.templates, &req.template_id).ok_or(40037)?;
-    if let Err(detail) = check_data(template, &req.data) {
+    let template = mock.templates.find(&req.template_id).ok_or(40037)?;
+    if let Err(detail) = check_data(&template, &req.data) {
         // 47003 is the one error whose errmsg names the offending field.
         return Ok(Answer::err_with(47003, detail));
     }
@@ -245,7 +248,18 @@ pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result
     if mock.followers.follows_since(person).is_none() {
         return Err(43004);
     }
+    let content = mock.content.judge(&mock.cfg, &req.data);
+    if content == Verdict::Blocked {
+        return Err(40249);
+    }
+    if mock.sends.counts().0 >= mock.cfg.daily_quota {
+        return Err(45009);
+    }
     let msgid = mock.sends.accept(&req, body);
+    if content == Verdict::Intercepted {
+        mock.content
+            .intercept(&req.template_id, &template.title, &req.touser);
+    }
     Ok(Answer::ok(&SendOk {
         errcode: 0,
         errmsg: "ok",

@@ -6,8 +6,10 @@ use super::config::MockConfig;
 use super::faults::Faults;
 use super::followers::Followers;
 use super::login::Logins;
+use super::rules::Content;
 use super::sends::SendLog;
 use super::stats::{MockStats, Stats};
+use super::templates::Templates;
 use super::tokens::Tokens;
 
 /// Everything the fake knows.
@@ -20,6 +22,8 @@ pub(super) struct Mock {
     pub(super) sends: SendLog,
     pub(super) faults: Faults,
     pub(super) stats: Stats,
+    pub(super) templates: Templates,
+    pub(super) content: Content,
 }
 
 impl Mock {
@@ -31,6 +35,8 @@ impl Mock {
             sends: SendLog::new(&cfg),
             faults: Faults::default(),
             stats: Stats::default(),
+            templates: Templates::new(&cfg.templates),
+            content: Content::default(),
             cfg,
         }
     }
@@ -51,6 +57,7 @@ impl Mock {
         self.followers.reset();
         self.logins.reset();
         self.tokens.reset_counters();
+        self.content.reset();
     }
 
     /// Drops memory nobody can use any more (expired de-duplication keys, old codes, long-dead

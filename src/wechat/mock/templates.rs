@@ -16,9 +16,40 @@ use super::state::Mock;
 use super::tokens::App;
 use super::wire::Answer;
 
-/// The template with id `id`, if the OA has it.
-pub(super) fn find<'a>(templates: &'a [MockTemplate], id: &str) -> Option<&'a MockTemplate> {
-    templates.iter().find(|t| t.id == id)
+/// The OA's templates now: seeded from the configuration, changed by the control API (a
+/// template deleted on WeChat's side answers 40037 from then on).
+#[derive(Debug)]
+pub(super) struct Templates(parking_lot::RwLock<Vec<MockTemplate>>);
+
+impl Templates {
+    pub(super) fn new(seed: &[MockTemplate]) -> Templates {
+        Templates(parking_lot::RwLock::new(seed.to_vec()))
+    }
+
+    /// The template with id `id`, if the OA has it.
+    pub(super) fn find(&self, id: &str) -> Option<MockTemplate> {
+        self.0.read().iter().find(|t| t.id == id).cloned()
+    }
+
+    /// Every template.
+    pub(super) fn all(&self) -> Vec<MockTemplate> {
+        self.0.read().clone()
+    }
+
+    /// Adds (or replaces) a template.
+    pub(super) fn add(&self, template: MockTemplate) {
+        let mut list = self.0.write();
+        list.retain(|t| t.id != template.id);
+        list.push(template);
+    }
+
+    /// Deletes a template; true if it existed.
+    pub(super) fn delete(&self, id: &str) -> bool {
+        let mut list = self.0.write();
+        let before = list.len();
+        list.retain(|t| t.id != id);
+        list.len() != before
+    }
 }
 
 /// Checks a send's `data` against `template`; the error is the 47003 detail, e.g.
@@ -116,7 +147,7 @@ fn describe(template: &MockTemplate) -> TemplateInfo {
 /// `GET /cgi-bin/template/get_all_private_template?access_token=…`.
 pub(super) fn private_templates(mock: &Mock, params: &Params) -> Result<Answer, i64> {
     mock.tokens.check(params.get("access_token"), App::Oa)?;
-    let template_list = mock.cfg.templates.iter().map(describe).collect();
+    let template_list = mock.templates.all().iter().map(describe).collect();
     Ok(Answer::ok(&TemplateList { template_list }))
 }
 

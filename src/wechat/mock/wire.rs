@@ -152,6 +152,8 @@ pub(super) const CANONICAL: &[(i64, &str)] = &[
     (48001, "api unauthorized"),
     (48004, "api forbidden for irregularities"),
     (50002, "user limited"),
+    (76021, "cgi_path not found, please check"),
+    (76022, "could not use this cgi_path，no permission"),
     (89503, "this call needs the admin's confirmation"),
 ];
 

@@ -1,0 +1,216 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::templates::catalog::{AppCatalog, CatalogTemplate};
+
+fn catalog() -> Catalog {
+    let t = |id: &str, keys: &[&str]| {
+        (
+            id.to_owned(),
+            CatalogTemplate {
+                template_id: id.into(),
+                title: id.into(),
+                content: String::new(),
+                placeholders: keys.iter().map(|k| (*k).to_owned()).collect(),
+            },
+        )
+    };
+    let mut c = Catalog::default();
+    c.insert(
+        AppName::default_app(),
+        AppCatalog {
+            synced_at: Some(chrono::Utc::now()),
+            templates: HashMap::from([
+                t(
+                    "T_CAT",
+                    &["thing1", "character_string2", "phrase3", "time4"],
+                ),
+                t("T_OLD", &["keyword1", "keyword2"]),
+            ]),
+        },
+    );
+    c
+}
+
+fn data(pairs: &[(&str, &str)]) -> TemplateData {
+    TemplateData::from_pairs(pairs).unwrap()
+}
+
+fn check(template: &str, pairs: &[(&str, &str)], truncate: bool) -> Result<Checked, Refusal> {
+    check_message(
+        &catalog(),
+        &AppName::default_app(),
+        &TemplateId::parse(template).unwrap(),
+        &data(pairs),
+        truncate,
+    )
+}
+
+fn good() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("thing1", "订单已发货"),
+        ("character_string2", "A20261124001"),
+        ("phrase3", "已发货"),
+        ("time4", "2026-11-24 10:00"),
+    ]
+}
+
+fn with(key: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut d = good();
+    d.retain(|(k, _)| *k != key);
+    d.push((key, value));
+    d
+}
+
+#[test]
+fn a_message_that_fits_its_template_passes_without_warnings() {
+    let checked = check("T_CAT", &good(), false).unwrap();
+    assert_eq!(checked, Checked::default());
+}
+
+#[test]
+fn thing_of_20_characters_passes_and_21_is_refused_with_the_key_named() {
+    let twenty: &'static str = "一二三四五六七八九十一二三四五六七八九十";
+    assert!(check("T_CAT", &with("thing1", twenty), false).is_ok());
+    let twenty_one: &'static str = "一二三四五六七八九十一二三四五六七八九十一";
+    let refusal = check("T_CAT", &with("thing1", twenty_one), false).unwrap_err();
+    let text = refusal.to_string();
+    assert!(text.contains("data.thing1.value"), "{text}");
+    assert!(
+        text.contains("at most 20 characters, this value has 21"),
+        "{text}"
+    );
+    assert!(text.contains("truncate"), "{text}");
+}
+
+#[test]
+fn chinese_in_character_string_is_refused_even_with_truncate() {
+    let refusal = check("T_CAT", &with("character_string2", "编号A1"), true).unwrap_err();
+    assert!(
+        refusal
+            .to_string()
+            .contains("character_string allows no Chinese"),
+        "{refusal}"
+    );
+}
+
+#[test]
+fn six_chinese_characters_of_phrase_are_refused() {
+    let refusal = check("T_CAT", &with("phrase3", "已发货待收货"), false).unwrap_err();
+    assert!(
+        refusal.to_string().contains("data.phrase3.value"),
+        "{refusal}"
+    );
+    assert!(check("T_CAT", &with("phrase3", "已发货待收"), false).is_ok());
+}
+
+#[test]
+fn missing_and_unknown_keys_are_named() {
+    let mut d = good();
+    d.retain(|(k, _)| *k != "time4");
+    d.push(("thing9", "x"));
+    let refusal = check("T_CAT", &d, false).unwrap_err();
+    assert_eq!(
+        refusal.problems,
+        vec![
+            Problem::MissingKeys {
+                keys: vec!["time4".into()]
+            },
+            Problem::UnknownKeys {
+                keys: vec!["thing9".into()]
+            },
+        ]
+    );
+    let text = refusal.to_string();
+    assert!(text.contains("missing data keys: time4"), "{text}");
+    assert!(
+        text.contains("unknown data keys (not placeholders of the template): thing9"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_template_is_refused_and_an_unsynced_app_only_warned_about() {
+    let refusal = check("T_GONE", &good(), false).unwrap_err();
+    assert_eq!(
+        refusal.problems,
+        vec![Problem::UnknownTemplate { known: 2 }]
+    );
+    let unsynced = check_message(
+        &Catalog::default(),
+        &AppName::default_app(),
+        &TemplateId::parse("T_GONE").unwrap(),
+        &data(&good()),
+        false,
+    )
+    .unwrap();
+    assert_eq!(unsynced.warnings, vec![Warning::CatalogNotSynced]);
+}
+
+#[test]
+fn first_and_remark_are_reported_as_ignored() {
+    let mut d = good();
+    d.push(("first", "您好"));
+    d.push(("remark", "谢谢"));
+    let checked = check("T_CAT", &d, false).unwrap();
+    assert_eq!(
+        checked.warnings,
+        vec![
+            Warning::Ignored {
+                key: "first".into()
+            },
+            Warning::Ignored {
+                key: "remark".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn unconfirmed_rules_warn_and_do_not_refuse() {
+    let checked = check("T_CAT", &with("time4", "tomorrow morning"), false).unwrap();
+    assert!(matches!(
+        &checked.warnings[..],
+        [Warning::Unconfirmed { key, .. }] if key == "time4"
+    ));
+}
+
+#[test]
+fn historical_templates_have_no_type_rules_but_long_values_are_flagged_as_folded() {
+    let long: &'static str = "这是一个超过二十个字符的很长很长很长的关键词内容";
+    let checked = check("T_OLD", &[("keyword1", long), ("keyword2", "x")], false).unwrap();
+    assert!(matches!(&checked.warnings[..], [Warning::Folded { key, .. }] if key == "keyword1"));
+}
+
+#[test]
+fn truncation_happens_only_when_asked_and_says_what_was_cut() {
+    let long: &'static str = "一二三四五六七八九十一二三四五六七八九十一二三";
+    assert!(check("T_CAT", &with("thing1", long), false).is_err());
+    let checked = check("T_CAT", &with("thing1", long), true).unwrap();
+    assert_eq!(
+        checked.truncations,
+        vec![Truncation {
+            key: "thing1".into(),
+            from: 23,
+            to: 20
+        }]
+    );
+    let sent = checked.data.as_ref().unwrap().get("thing1").unwrap();
+    assert_eq!(sent.chars().count(), 20);
+    assert_eq!(
+        checked.truncations_json().unwrap(),
+        serde_json::json!({"thing1": {"from": 23, "to": 20}})
+    );
+}
+
+#[test]
+fn line_breaks_are_refused() {
+    // TemplateData refuses control characters already; U+2028 is a line break that is not one.
+    let refusal = check("T_CAT", &with("thing1", "a\u{2028}b"), false).unwrap_err();
+    assert_eq!(
+        refusal.problems,
+        vec![Problem::LineBreak {
+            key: "thing1".into()
+        }]
+    );
+}

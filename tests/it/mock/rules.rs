@@ -1,0 +1,120 @@
+//! WeChat's rules in the fake, on the wire: `openapi/quota/get` and 45009, 40249 and
+//! interception for configured words, `queryblocktmplmsg` paging, templates deleted at run time.
+
+use serde_json::json;
+use wxnotify::wechat::mock::MockConfig;
+
+use super::support::{Fake, Raw, shipped};
+
+/// An answer with `"errcode":0` (template/send, quota/get and queryblocktmplmsg carry it).
+#[track_caller]
+fn ok0(raw: Raw) -> serde_json::Value {
+    let v = raw.json();
+    assert_eq!(v["errcode"], 0, "{}", raw.text);
+    v
+}
+
+fn with_thing(person: u64, thing: &str) -> serde_json::Value {
+    let mut body = shipped(person);
+    body["data"]["thing1"] = json!({ "value": thing });
+    body
+}
+
+#[tokio::test]
+async fn quota_get_counts_template_sends_and_refuses_unknown_or_sns_paths() {
+    let fake = Fake::start(MockConfig {
+        daily_quota: 2,
+        ..MockConfig::default()
+    })
+    .await;
+    let token = fake.oa_token().await;
+    let quota = |path: &'static str| {
+        let token = token.clone();
+        let fake = &fake;
+        async move {
+            fake.post(
+                "/cgi-bin/openapi/quota/get",
+                &[("access_token", &token)],
+                &json!({ "cgi_path": path }).to_string(),
+            )
+            .await
+        }
+    };
+    ok0(fake.send(&token, &shipped(0)).await);
+    let answer = ok0(quota("/cgi-bin/message/template/send").await);
+    assert_eq!(
+        answer["quota"],
+        json!({"daily_limit": 2, "used": 1, "remain": 1})
+    );
+    ok0(fake.send(&token, &shipped(1)).await);
+    let msg = fake.send(&token, &shipped(2)).await.assert_err(45009);
+    assert!(msg.starts_with("reach max api daily quota limit"), "{msg}");
+    quota("/cgi-bin/nope").await.assert_err(76021);
+    quota("/sns/jscode2session").await.assert_err(76022);
+}
+
+#[tokio::test]
+async fn a_blocked_word_is_40249_and_an_intercepted_one_is_accepted_then_listed() {
+    let fake = Fake::start(MockConfig {
+        blocked_words: vec!["违禁".into()],
+        intercepted_words: vec!["促销".into()],
+        ..MockConfig::default()
+    })
+    .await;
+    let token = fake.oa_token().await;
+    fake.send(&token, &with_thing(0, "违禁品"))
+        .await
+        .assert_err(40249);
+    for person in 0..3 {
+        ok0(fake.send(&token, &with_thing(person, "大促销")).await);
+    }
+    ok0(fake.send(&token, &shipped(4)).await);
+    let page = |largest_id: i64, limit: u32| {
+        let token = token.clone();
+        let fake = &fake;
+        async move {
+            ok0(fake
+                .post(
+                    "/wxa/sec/queryblocktmplmsg",
+                    &[("access_token", &token)],
+                    &json!({"tmpl_msg_id": "TPL_ORDER_SHIPPED", "largest_id": largest_id, "limit": limit})
+                        .to_string(),
+                )
+                .await)
+        }
+    };
+    let first = page(0, 2).await;
+    let records = first["msginfo"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["openid"], wxnotify::wechat::mock::oa_openid(0));
+    let last = records[1]["id"].as_i64().unwrap();
+    let rest = page(last, 100).await;
+    assert_eq!(rest["msginfo"].as_array().unwrap().len(), 1);
+    assert_eq!(fake.mock.intercepted().len(), 3);
+}
+
+#[tokio::test]
+async fn a_template_deleted_over_http_answers_40037_and_leaves_the_list() {
+    let fake = Fake::default().await;
+    let token = fake.oa_token().await;
+    let url = format!("{}mock/templates/TPL_ORDER_SHIPPED", fake.mock.base_url());
+    let deleted = reqwest::Client::new().delete(&url).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    fake.send(&token, &shipped(0)).await.assert_err(40037);
+    let list = fake
+        .get_with(&token, "/cgi-bin/template/get_all_private_template", &[])
+        .await
+        .assert_ok();
+    assert_eq!(list["template_list"].as_array().unwrap().len(), 1);
+    let again = reqwest::Client::new().delete(&url).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    let added = fake
+        .post(
+            "/mock/templates",
+            &[],
+            r#"{"id":"TPL_ORDER_SHIPPED","title":"订单发货提醒","keys":["thing1","time2"]}"#,
+        )
+        .await;
+    assert_eq!(added.status, 204);
+    ok0(fake.send(&token, &shipped(0)).await);
+}

@@ -349,9 +349,9 @@ impl Ledger {
 
     /// Records a message that is not a job: a dead letter with its raw text (no ledger row:
     /// without a valid job there is no job id to keep one under). A redelivery of a message
-    /// already recorded finds its key and writes nothing.
-    pub async fn record_malformed(&self, m: &MalformedLetter<'_>) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    /// already recorded finds its key and writes nothing: [`Written::Superseded`].
+    pub async fn record_malformed(&self, m: &MalformedLetter<'_>) -> Result<Written, sqlx::Error> {
+        let inserted = sqlx::query(
             "INSERT INTO dead_letters (job_id, reason, errcode, errmsg, raw, attempts, source, dedupe_key)
              VALUES ($1, $2, NULL, $3, $4, 0, $5, $6)
              ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
@@ -363,8 +363,9 @@ impl Ledger {
         .bind(m.source)
         .bind(m.key)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(Written::from_recorded(inserted > 0))
     }
 }
 

@@ -34,7 +34,8 @@ impl Pipeline {
         m: &Malformed,
         source: &'static str,
     ) -> Result<Outcome, DbError> {
-        self.ledger()
+        let written = self
+            .ledger()
             .record_malformed(&MalformedLetter {
                 job_id: m.job_id.as_deref(),
                 reason: DeadReason::Malformed,
@@ -44,6 +45,10 @@ impl Pipeline {
                 key: &m.key,
             })
             .await?;
+        if written == Written::Superseded {
+            // The same message again: already a dead letter.
+            return Ok(Outcome::Duplicate);
+        }
         Ok(Outcome::dead(
             DeadReason::Malformed,
             super::outcome::Failure::local(m.error.clone()),
@@ -104,7 +109,8 @@ impl Pipeline {
 
     async fn settle_broker_dead(&self, b: &BrokerDead) -> Result<Outcome, DbError> {
         let Some(job) = &b.job else {
-            self.ledger()
+            let written = self
+                .ledger()
                 .record_malformed(&MalformedLetter {
                     job_id: None,
                     reason: b.reason,
@@ -114,7 +120,10 @@ impl Pipeline {
                     key: &b.key,
                 })
                 .await?;
-            return Ok(Outcome::dead(b.reason, b.failure.clone()));
+            return Ok(match written {
+                Written::Recorded => Outcome::dead(b.reason, b.failure.clone()),
+                Written::Superseded => Outcome::Duplicate,
+            });
         };
         let json = serde_json::to_value(job).ok();
         let written = self

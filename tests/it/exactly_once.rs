@@ -352,10 +352,15 @@ async fn the_same_malformed_message_delivered_again_is_one_dead_letter() {
             .unwrap();
     }
     wait_stats(&worker, "both deliveries settled", |s| {
-        s.dead.values().sum::<u64>() >= 2
+        s.dead.values().sum::<u64>() + s.duplicate >= 2
     })
     .await;
-    worker.stop().await;
+    let stats = worker.stop().await;
+    assert_eq!(
+        (stats.dead.values().sum::<u64>(), stats.duplicate),
+        (1, 1),
+        "{stats:?}"
+    );
     assert_eq!(
         scalar_i64(
             &sys,

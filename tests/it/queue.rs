@@ -395,7 +395,8 @@ async fn a_message_in_the_1s_tier_returns_to_its_lane_after_about_a_second() {
             "retry-1",
             Lane::Bulk,
             2,
-            Duration::from_millis(500),
+            // Longer than the 500 ms tier: served by the 1 s tier.
+            Duration::from_millis(800),
             headers,
         )
         .await

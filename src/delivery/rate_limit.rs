@@ -15,13 +15,14 @@
 //! What this guarantees:
 //!
 //! - **Exact sum.** Whatever the number of processes, the permits granted in any window of
-//!   length t are at most t × rate + burst (the GCRA bound, held by one row lock), and a permit
-//!   is never spent before its slot minus the tolerance, nor more than the tolerance (at least
-//!   two ticks) after its slot (a process that stalls drops the permits it came to late, [`LimiterCounters::expired`]). Sends are therefore at most
-//!   rate × t + 2 × burst in any window (a permit spent late, within its tolerance, can meet
-//!   the next ones),
-//!   give or take the difference between processes' estimates of the database's clock (the
-//!   smallest statement delay each has seen, well under a millisecond on a LAN).
+//!   length t are at most t × rate + burst (the GCRA bound, held by one row lock). A permit is
+//!   never spent before its slot minus the tolerance, nor more than the tolerance (at least two
+//!   ticks) after its slot: a process that stalls drops the permits it comes to late
+//!   ([`LimiterCounters::expired`]) rather than spend them on top of later ones. So the sends
+//!   are at most rate × t + 2 × burst in any window, give or take the difference between the
+//!   processes' estimates of the database's clock (each takes the smallest statement delay it
+//!   has seen: well under a millisecond on a LAN). The cost of that strictness: on a machine so
+//!   loaded that a process stalls for longer than the tolerance (10 ms), permits are lost.
 //! - **A dead worker** loses at most its unspent lease: permits up to `burst + LEASE_AHEAD`
 //!   (50 ms at any rate) ahead of the database's clock. Nothing has to time out; the next lease
 //!   of any other process simply starts after them.
@@ -33,8 +34,8 @@
 //! - **Transactional before bulk, across processes.** A transactional lease that gets fewer
 //!   permits than it asked for marks the row `tx_starved_until = now + 2 × (burst +
 //!   LEASE_AHEAD)` (two horizons, so a transactional pacer that comes back a little late still
-//!   finds the mark); until then every bulk lease, in any process, is granted nothing. So a bulk lease never takes
-//!   permits that a transactional send somewhere is waiting for; at worst the transactional send
+//!   finds the mark); until then every bulk lease, in any process, is granted nothing. So a
+//!   bulk lease never takes permits that a transactional send somewhere is waiting for; at worst the transactional send
 //!   waits behind bulk permits already leased (one horizon, 50 ms). When the transactional lane
 //!   uses less than the rate, its leases are granted in full, nothing is marked, and bulk gets
 //!   the rest. Inside a process, every permit that comes due goes to a waiting transactional send

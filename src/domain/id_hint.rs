@@ -177,6 +177,10 @@ mod tests {
         // What the old way (a serde_json::Value) costs, to show the measure sees it.
         let (value, value_peak) = peak_of(|| serde_json::from_slice::<serde_json::Value>(&body));
         drop(value);
+        eprintln!(
+            "body {} bytes: id_hint peak {peak} bytes, serde_json::Value peak {value_peak} bytes",
+            body.len()
+        );
         assert!(value_peak > 4 * body.len(), "Value took {value_peak}");
     }
 

@@ -3,12 +3,15 @@
 //! - [`login`]: `POST /v1/miniprogram/login`, with [`login_codes`] making each code single use;
 //! - [`callback`]: `GET|POST /wechat/callback[/{app}]`, the OA server URL (events);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
-//! - not built yet: `POST /v1/notifications` (jobs over HTTP) and `/admin/...`;
+//! - [`admin`]: the admin API at `/admin/api/...` and [`console`], the ops console at `/admin`;
+//! - not built yet: `POST /v1/notifications` (jobs over HTTP);
 //! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
 //!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
+pub mod admin;
 pub mod callback;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod login;
@@ -213,8 +216,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving the HTTP API");
-    let pruner = tokio::spawn(prune_events(pool));
-    axum::serve(listener, router(state.clone()))
+    let pruner = tokio::spawn(prune_events(pool.clone()));
+    let app = router(state.clone()).merge(admin::start(pool.clone(), &settings)?);
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     pruner.abort();

@@ -2,10 +2,13 @@
 //! RabbitMQ of `WXNOTIFY_TEST_DATABASE_URL` / `AMQP_URL` (defaults: the local services) and to
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
+mod admin_support;
 mod support;
 mod system;
 mod users_support;
 
+mod admin;
+mod console;
 mod domain;
 mod end_to_end;
 mod followers;

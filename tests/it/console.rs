@@ -253,6 +253,12 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
     b.click("#find").await;
     assert!(b.text("#deliveries td.state").await.starts_with("sent"));
     b.screenshot("07-job-lookup").await;
+    b.click("header a[href='/admin']").await;
+    assert!(
+        b.count("#sends-chart rect").await >= 1,
+        "the replayed sends are on the chart"
+    );
+    b.screenshot("07b-overview-after-replay").await;
 
     // One dead letter's page, with its attempts.
     let id: i64 =

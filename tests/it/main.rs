@@ -8,6 +8,7 @@ mod system;
 mod users_support;
 
 mod admin;
+mod admin_bench;
 mod console;
 mod domain;
 mod end_to_end;

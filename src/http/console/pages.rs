@@ -28,7 +28,8 @@ main{padding:1rem;max-width:1200px;margin:0 auto}
 h1{font-size:1.35rem;margin:.2rem 0 1rem}
 h2{font-size:1.05rem;margin:1.2rem 0 .5rem}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:1rem}
-.card{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem 1rem}
+.card{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem 1rem;overflow-x:auto;min-width:0}
+td.name{white-space:normal;word-break:break-all}
 .scroll{overflow-x:auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #eef0f3;vertical-align:top;white-space:nowrap}
@@ -178,7 +179,7 @@ pub fn overview(s: &Session, o: &Overview, notice: Option<&str>) -> Markup {
                     h2 { "Queues" }
                     @match &o.queues {
                         Ok(qs) => table #queues { tr { th { "queue" } th { "ready" } th { "consumers" } }
-                            @for q in qs { tr { td { (q.name) } td { (opt(&q.messages)) } td { (opt(&q.consumers)) } } } },
+                            @for q in qs { tr { td.name { (q.name) } td { (opt(&q.messages)) } td { (opt(&q.consumers)) } } } },
                         Err(e) => p.error { "RabbitMQ did not answer: " (e) },
                     }
                 }

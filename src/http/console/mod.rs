@@ -85,7 +85,22 @@ fn error_page(e: AdminError) -> Response {
         .into_response()
 }
 
-type PageResult = Result<Response, Response>;
+/// A page that answers an error (boxed: a response is large).
+pub struct PageError(Box<Response>);
+
+impl From<Response> for PageError {
+    fn from(r: Response) -> Self {
+        PageError(Box::new(r))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+type PageResult = Result<Response, PageError>;
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
@@ -133,9 +148,9 @@ async fn login(
     match (sent, expected) {
         (Some(a), Some(b)) if session::same_secret(a, b) => {}
         _ => {
-            return Err(pages::refused(
+            return Err(PageError::from(pages::refused(
                 "The login form expired or did not come from the console (CSRF token missing or wrong). Reload the login page.",
-            ));
+            )));
         }
     }
     let token = value(&form, "token").unwrap_or("").trim();
@@ -267,7 +282,7 @@ async fn letters(
 }
 
 /// The operation of a dead-letter form: `replay|purge` and `selected|filter`.
-fn operation(form: &[(String, String)]) -> Result<(&'static str, &'static str), Response> {
+fn operation(form: &[(String, String)]) -> Result<(&'static str, &'static str), PageError> {
     match value(form, "op") {
         Some("replay:selected") => Ok(("replay", "selected")),
         Some("replay:filter") => Ok(("replay", "filter")),
@@ -275,19 +290,20 @@ fn operation(form: &[(String, String)]) -> Result<(&'static str, &'static str), 
         Some("purge:filter") => Ok(("purge", "filter")),
         _ => Err(error_page(AdminError::BadRequest(
             "unknown operation; use the buttons of the dead-letter list".into(),
-        ))),
+        ))
+        .into()),
     }
 }
 
 fn target(
     form: &[(String, String)],
     scope: &str,
-) -> Result<(Target, Vec<i64>, FilterForm), Response> {
+) -> Result<(Target, Vec<i64>, FilterForm), PageError> {
     let filter = FilterForm::from_pairs(form);
     if scope == "filter" {
         let q = filter
             .to_query()
-            .map_err(|e| error_page(AdminError::BadRequest(e)))?;
+            .map_err(|e| PageError::from(error_page(AdminError::BadRequest(e))))?;
         return Ok((Target::Filter(q), Vec::new(), filter));
     }
     let ids: Vec<i64> = form
@@ -299,17 +315,18 @@ fn target(
     if ids.is_empty() {
         return Err(error_page(AdminError::BadRequest(
             "no dead letter selected: tick some in the list first".into(),
-        )));
+        ))
+        .into());
     }
     Ok((Target::Ids(ids.clone()), ids, filter))
 }
 
-fn acting(s: &Session, form: &[(String, String)]) -> Result<(), Response> {
+fn acting(s: &Session, form: &[(String, String)]) -> Result<(), PageError> {
     s.check_csrf(value(form, "csrf"))?;
     if s.principal.role != Role::Admin {
-        return Err(pages::refused(
+        return Err(PageError::from(pages::refused(
             "The viewer role reads only; log in with the admin token to change anything.",
-        ));
+        )));
     }
     Ok(())
 }
@@ -413,9 +430,7 @@ async fn app_op(
         "pause" => Some(60),
         "resume" => None,
         _ => {
-            return Err(error_page(AdminError::NotFound(
-                "use pause or resume".into(),
-            )));
+            return Err(error_page(AdminError::NotFound("use pause or resume".into())).into());
         }
     };
     admin_api::set_pause(&state, &s.principal, &name, minutes)

@@ -62,24 +62,66 @@ pub struct DeadLetterQuery {
 impl DeadLetterQuery {
     /// Pushes ` WHERE …` for this query onto `qb` (always a complete clause).
     pub fn push_where(&self, qb: &mut QueryBuilder<Postgres>) {
+        self.push_where_leading(qb, None);
+    }
+
+    /// The indexed column a page walks, when the query pins one: `(sql, value)` of the first of
+    /// errcode, template, campaign, reason, app that is set. Each has a `(column, id DESC)` index
+    /// of open letters.
+    fn lead(&self) -> Option<(&'static str, Lead)> {
+        if let Some(e) = self.errcode {
+            return Some(("errcode", Lead::Int(e)));
+        }
+        let text = [
+            ("(job ->> 'template_id')", &self.template),
+            ("(job ->> 'campaign_id')", &self.campaign),
+            ("reason", &self.reason),
+            ("app", &self.app),
+        ];
+        text.into_iter()
+            .find_map(|(sql, v)| v.as_ref().map(|v| (sql, Lead::Text(v.clone()))))
+    }
+
+    /// Like [`push_where`](Self::push_where), but the `lead` column's equality is written as the
+    /// range `[v, v]` (the same rows): the planner then keeps `lead` in the page's order and
+    /// walks that column's index instead of scanning the newest-first index for matches.
+    fn push_where_leading(&self, qb: &mut QueryBuilder<Postgres>, lead: Option<&'static str>) {
+        let lead_is = |sql: &str| lead == Some(sql);
         qb.push(" WHERE TRUE");
+        if let Some((sql, value)) = lead.and_then(|_| self.lead()) {
+            for op in [" >= ", " <= "] {
+                qb.push(" AND ").push(sql).push(op);
+                match &value {
+                    Lead::Int(v) => qb.push_bind(*v),
+                    Lead::Text(v) => qb.push_bind(v.clone()),
+                };
+            }
+        }
         if !self.include_replayed {
             qb.push(" AND replayed_at IS NULL");
         }
-        if let Some(app) = &self.app {
+        if let Some(app) = self.app.as_ref().filter(|_| !lead_is("app")) {
             qb.push(" AND app = ").push_bind(app.clone());
         }
-        if let Some(reason) = &self.reason {
+        if let Some(reason) = self.reason.as_ref().filter(|_| !lead_is("reason")) {
             qb.push(" AND reason = ").push_bind(reason.clone());
         }
-        if let Some(errcode) = self.errcode {
+        if let Some(errcode) = self.errcode.filter(|_| !lead_is("errcode")) {
             qb.push(" AND errcode = ").push_bind(errcode);
         }
-        if let Some(template) = &self.template {
+        if let Some(template) = self
+            .template
+            .as_ref()
+            .filter(|_| !lead_is("(job ->> 'template_id')"))
+        {
             qb.push(" AND job ->> 'template_id' = ")
                 .push_bind(template.clone());
         }
-        if let Some(campaign) = &self.campaign {
+        if let Some(campaign) = self
+            .campaign
+            .as_ref()
+            .filter(|_| !lead_is("(job ->> 'campaign_id')"))
+        {
             qb.push(" AND job ->> 'campaign_id' = ")
                 .push_bind(campaign.clone());
         }
@@ -103,6 +145,12 @@ impl DeadLetterQuery {
             qb.push(" AND id <= ").push_bind(max_id);
         }
     }
+}
+
+/// The value of a page's lead column.
+enum Lead {
+    Int(i64),
+    Text(String),
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE` pattern.
@@ -138,11 +186,18 @@ pub async fn page(
 ) -> Result<Page, sqlx::Error> {
     let limit = limit.clamp(1, 1000) as i64;
     let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM dead_letters"));
-    q.push_where(&mut qb);
+    let lead = q.lead().map(|(sql, _)| sql);
+    q.push_where_leading(&mut qb, lead);
     if let Some(after) = after {
         qb.push(" AND id < ").push_bind(after);
     }
-    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit + 1);
+    // With the lead column pinned to one value, ordering by it first changes nothing in the
+    // result and everything in the plan.
+    match lead {
+        Some(sql) => qb.push(format!(" ORDER BY {sql}, id DESC LIMIT ")),
+        None => qb.push(" ORDER BY id DESC LIMIT "),
+    };
+    qb.push_bind(limit + 1);
     let mut letters: Vec<DeadLetterRow> = qb.build_query_as().fetch_all(pool).await?;
     let next_after = if letters.len() as i64 > limit {
         letters.truncate(limit as usize);

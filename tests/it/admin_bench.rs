@@ -71,7 +71,10 @@ async fn dead_letter_list_with_a_million_letters() {
         ("app", "app=shop".into()),
         ("reason", "reason=retries_exhausted".into()),
         ("errcode", "errcode=40037".into()),
-        ("errcode whose letters were all replayed", "errcode=43101".into()),
+        (
+            "errcode whose letters were all replayed",
+            "errcode=43101".into(),
+        ),
         (
             "app + reason + errcode",
             "app=shop&reason=not_following&errcode=40037".into(),

@@ -139,6 +139,15 @@ impl Browser {
             .unwrap();
     }
 
+    /// Asserts the current path, showing the page's text when it is another.
+    async fn expect_path(&self, path: &str) {
+        let now = self.path().await;
+        if now != path {
+            let text = self.text("body").await;
+            panic!("on {now}, not {path}; the page says:\n{text}");
+        }
+    }
+
     async fn path(&self) -> String {
         let u = self.c().current_url().await.unwrap();
         u.path().to_owned()
@@ -180,7 +189,7 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
 
     // Log in with the token.
     b.c().goto(w.url("admin").as_str()).await.unwrap();
-    assert_eq!(b.path().await, "/admin/login");
+    b.expect_path("/admin/login").await;
     b.screenshot("01-login").await;
     b.fill("#token", "not-the-token").await;
     b.click("#login").await;
@@ -191,7 +200,7 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
     );
     b.fill("#token", ADMIN_TOKEN).await;
     b.click("#login").await;
-    assert_eq!(b.path().await, "/admin");
+    b.expect_path("/admin").await;
     assert_eq!(b.text("#role").await, "admin");
     assert!(b.text("#queues").await.contains(".jobs"));
     assert_eq!(b.count("#workers tr").await, 2, "one live worker");
@@ -217,7 +226,7 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
 
     // Replay all matching: first the dry run's count, and nothing has changed yet.
     b.click("#replay-all").await;
-    assert_eq!(b.path().await, "/admin/dead-letters/confirm");
+    b.expect_path("/admin/dead-letters/confirm").await;
     assert_eq!(b.text("#dry-run-count").await, "4");
     b.screenshot("05-confirm-replay").await;
     assert_eq!(
@@ -229,7 +238,7 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
 
     // Confirm: they leave the list, and the worker sends them.
     b.click("#confirm").await;
-    assert_eq!(b.path().await, "/admin/dead-letters");
+    b.expect_path("/admin/dead-letters").await;
     assert!(b.text("#notice").await.contains("Replayed 4 dead letters"));
     assert_eq!(
         b.count("tr.letter").await,
@@ -388,8 +397,7 @@ async fn console_in_chromium_a_viewer_sees_no_replay_button_and_cannot_post() {
         assert_eq!(b.count(button).await, 0, "a viewer sees no {button}");
     }
     b.screenshot("12-viewer-dead-letters").await;
-    let first = b.c().find(Locator::Css("tr.letter a")).await.unwrap();
-    first.click().await.unwrap();
+    b.click("tr.letter a").await;
     assert_eq!(b.count("#replay-one").await, 0);
     assert_eq!(b.count("#purge-one").await, 0);
     b.screenshot("13-viewer-dead-letter").await;

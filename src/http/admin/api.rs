@@ -397,3 +397,66 @@ pub async fn audit(
         store::audit_log(state.pool(), p.limit.unwrap_or(100)).await?,
     ))
 }
+
+/// The OpenAPI description of the admin API (merge it into the service's document).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list_dead_letters,
+        dead_letter_groups,
+        dead_letter,
+        replay,
+        purge,
+        deliveries,
+        apps,
+        pause,
+        resume,
+        workers,
+        queues,
+        audit
+    ),
+    modifiers(&AdminTokenScheme),
+    tags((name = "admin", description = "Dead letters, deliveries, apps, workers and queues for ops; bearer token of role admin or viewer"))
+)]
+pub struct AdminApiDoc;
+
+/// Declares the `admin_token` bearer scheme the paths name.
+struct AdminTokenScheme;
+
+impl utoipa::Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_openapi_document_lists_every_admin_endpoint() {
+        let doc = super::AdminApiDoc::openapi().to_json().unwrap();
+        for path in [
+            "/admin/api/dead-letters",
+            "/admin/api/dead-letters/groups",
+            "/admin/api/dead-letters/{id}",
+            "/admin/api/dead-letters/replay",
+            "/admin/api/dead-letters/purge",
+            "/admin/api/deliveries",
+            "/admin/api/apps",
+            "/admin/api/apps/{name}/pause",
+            "/admin/api/apps/{name}/resume",
+            "/admin/api/workers",
+            "/admin/api/queues",
+            "/admin/api/audit",
+        ] {
+            assert!(doc.contains(&format!("\"{path}\"")), "{path} missing");
+        }
+        assert!(doc.contains("\"admin_token\""));
+    }
+}

@@ -5,6 +5,7 @@
 //! Replaying a dead letter re-opens its ledger row and publishes the job to its lane again with
 //! the same id (so it is sent at most once more); malformed messages cannot be replayed.
 
+pub mod query;
 mod replay;
 mod store;
 
@@ -15,7 +16,9 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::delivery::DeadReason;
 
-pub use store::{DeadLetterRow, Filter};
+pub use query::DeadLetterQuery;
+pub use replay::{ReplayReport, replay, replay_query};
+pub use store::{AttemptRow, DeadLetterRow, Filter, by_ids, get, history, purge};
 
 /// Arguments of `wxnotify dlq`.
 #[derive(Debug, clap::Args)]

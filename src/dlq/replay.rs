@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use super::query::{self, DeadLetterQuery};
 use super::store::{self, DeadLetterRow};
 use crate::config::Settings;
 use crate::domain::Job;
@@ -46,6 +47,91 @@ pub async fn replay(
     dry_run: bool,
 ) -> anyhow::Result<ReplayReport> {
     let mut report = ReplayReport::default();
+    let mut replayer = None;
+    replay_rows(settings, pool, rows, dry_run, &mut replayer, &mut report).await?;
+    if let Some(r) = replayer {
+        r.close().await;
+    }
+    Ok(report)
+}
+
+/// Replays every letter matching `q` (pinned to the letters that match now: ones that die
+/// meanwhile are not included), a page at a time over one broker connection.
+pub async fn replay_query(
+    settings: &Settings,
+    pool: &PgPool,
+    q: &DeadLetterQuery,
+    dry_run: bool,
+) -> anyhow::Result<ReplayReport> {
+    let mut q = q.clone();
+    if q.max_id.is_none() {
+        let (_, max_id) = query::count(pool, &q).await?;
+        let Some(max_id) = max_id else {
+            return Ok(ReplayReport::default());
+        };
+        q.max_id = Some(max_id);
+    }
+    let mut report = ReplayReport::default();
+    let mut replayer = None;
+    let mut after = None;
+    let result = async {
+        loop {
+            let page = query::page(pool, &q, after, 500).await?;
+            replay_rows(
+                settings,
+                pool,
+                page.letters,
+                dry_run,
+                &mut replayer,
+                &mut report,
+            )
+            .await?;
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return anyhow::Ok(()),
+            }
+        }
+    }
+    .await;
+    if let Some(r) = replayer {
+        r.close().await;
+    }
+    result.map(|()| report)
+}
+
+/// A publisher on a connection of its own, opened at the first letter that needs it.
+struct Replayer {
+    connection: Arc<lapin::Connection>,
+    publisher: Publisher,
+}
+
+impl Replayer {
+    async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        let connection =
+            Arc::new(crate::queue::connect(&settings.amqp_url, "wxnotify dlq replay").await?);
+        let topology = Topology::new(settings.queue_prefix.clone());
+        let publisher =
+            Publisher::new(connection.clone(), topology, PublisherOptions::default()).await?;
+        Ok(Replayer {
+            connection,
+            publisher,
+        })
+    }
+
+    async fn close(self) {
+        let _ = self.connection.close(200, "replay done".into()).await;
+    }
+}
+
+/// The one place that decides and does the replay of some rows, adding to `report`.
+async fn replay_rows(
+    settings: &Settings,
+    pool: &PgPool,
+    rows: Vec<DeadLetterRow>,
+    dry_run: bool,
+    replayer: &mut Option<Replayer>,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
     let mut todo = Vec::new();
     for row in rows {
         match replayable(&row) {
@@ -54,14 +140,13 @@ pub async fn replay(
         }
     }
     if dry_run || todo.is_empty() {
-        report.replayed = todo.iter().map(|(r, _)| r.id).collect();
-        return Ok(report);
+        report.replayed.extend(todo.iter().map(|(r, _)| r.id));
+        return Ok(());
     }
-    let connection =
-        Arc::new(crate::queue::connect(&settings.amqp_url, "wxnotify dlq replay").await?);
-    let topology = Topology::new(settings.queue_prefix.clone());
-    let publisher =
-        Publisher::new(connection.clone(), topology, PublisherOptions::default()).await?;
+    if replayer.is_none() {
+        *replayer = Some(Replayer::open(settings).await?);
+    }
+    let publisher = &replayer.as_ref().expect("opened above").publisher;
     for (row, job) in todo {
         let lane = if job.campaign_id.is_some() {
             Lane::Bulk
@@ -80,8 +165,7 @@ pub async fn replay(
             }
         }
     }
-    let _ = connection.close(200, "replay done".into()).await;
-    Ok(report)
+    Ok(())
 }
 
 fn replayable(row: &DeadLetterRow) -> Result<Job, String> {

@@ -19,7 +19,7 @@ pub struct Filter {
 }
 
 /// One dead letter.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetterRow {
     /// Its id.
     pub id: i64,
@@ -110,7 +110,7 @@ pub async fn by_ids(pool: &PgPool, ids: &[i64]) -> Result<Vec<DeadLetterRow>, sq
 }
 
 /// One failed attempt of a job.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttemptRow {
     /// 1-based, counted across lives.
     pub attempt: i32,

@@ -3,7 +3,8 @@
 //! - [`login`]: `POST /v1/miniprogram/login`, with [`login_codes`] making each code single use;
 //! - [`callback`]: `GET|POST /wechat/callback[/{app}]`, the OA server URL (events);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
-//! - not built yet: `POST /v1/notifications` (jobs over HTTP) and `/admin/...`;
+//! - [`admin`]: the admin API at `/admin/api/...` and [`console`], the ops console at `/admin`;
+//! - not built yet: `POST /v1/notifications` (jobs over HTTP);
 //! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
 //!
 //! The public edge: [`server`] (timeouts, connection limit, graceful shutdown), [`replay`]
@@ -13,7 +14,9 @@
 //!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
+pub mod admin;
 pub mod callback;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod login;
@@ -358,7 +361,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_router(state.clone())
     } else {
         router(state.clone())
-    };
+    }
+    .merge(admin::start(pool.clone(), &settings)?);
     let signal = {
         let stop = stop.clone();
         async move {

@@ -2,6 +2,7 @@
 //! RabbitMQ of `WXNOTIFY_TEST_DATABASE_URL` / `AMQP_URL` (defaults: the local services) and to
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
+mod admin_support;
 mod support;
 mod system;
 mod users_support;
@@ -9,6 +10,9 @@ mod users_support;
 mod demo;
 mod cluster;
 mod deploy;
+mod admin;
+mod admin_bench;
+mod console;
 mod domain;
 mod edge;
 mod end_to_end;

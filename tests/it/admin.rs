@@ -1,0 +1,459 @@
+//! The admin API on the real system: tokens and roles, the dead-letter filter, replay and purge
+//! by filter and by ids with their dry runs, the audit trail, apps, workers and queues.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::admin_support::{ADMIN_TOKEN, AdminWorld, VIEWER_TOKEN, serve_admin};
+use crate::system::System;
+use wxnotify::wechat::mock::MockConfig;
+
+#[tokio::test]
+async fn admin_api_without_a_token_or_with_a_wrong_one_is_401_and_off_without_configured_tokens() {
+    let sys = System::new(MockConfig::default(), 100).await;
+    let (base, _) = serve_admin(&sys, Some(ADMIN_TOKEN), Some(VIEWER_TOKEN)).await;
+    let http = reqwest::Client::new();
+    let url = base.join("admin/api/dead-letters").unwrap();
+
+    let none = http.get(url.clone()).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert!(none.headers().contains_key("www-authenticate"));
+    let body = none.text().await.unwrap();
+    assert!(!body.contains(ADMIN_TOKEN));
+    for wrong in ["nope", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1], ""] {
+        let r = http
+            .get(url.clone())
+            .bearer_auth(wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "token {wrong:?}");
+    }
+    let basic = http
+        .get(url.clone())
+        .basic_auth("admin", Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401, "only bearer tokens are accepted");
+    for token in [ADMIN_TOKEN, VIEWER_TOKEN] {
+        let r = http
+            .get(url.clone())
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The console without a session goes to its login page.
+    let console = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(base.join("admin/dead-letters").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 303);
+    assert_eq!(console.headers()["location"], "/admin/login");
+
+    // No token configured: the admin surface does not exist.
+    let (off, _) = serve_admin(&sys, None, None).await;
+    for path in ["admin/api/dead-letters", "admin", "admin/login"] {
+        let r = http
+            .get(off.join(path).unwrap())
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn viewer_reads_everything_but_cannot_replay_purge_or_pause() {
+    let w = AdminWorld::new().await;
+    let (status, page) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters",
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["letters"].as_array().unwrap().len(), 6);
+    for (path, body) in [
+        ("admin/api/dead-letters/replay", json!({ "filter": {} })),
+        ("admin/api/dead-letters/purge", json!({ "filter": {} })),
+        ("admin/api/dead-letters/replay", json!({ "ids": [1] })),
+    ] {
+        let (status, body) = w
+            .call(Method::POST, path, Some(VIEWER_TOKEN), Some(body))
+            .await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("viewer"));
+    }
+    let (status, _) = w
+        .call(
+            Method::POST,
+            "admin/api/apps/default/pause",
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        6
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM admin_audit WHERE dry_run = false")
+            .await,
+        0
+    );
+    assert_eq!(w.states(&w.refused).await, vec!["dead"; 4]);
+}
+
+#[tokio::test]
+async fn replay_by_filter_touches_exactly_the_filtered_letters_after_a_dry_run_that_changes_nothing()
+ {
+    let w = AdminWorld::new().await;
+    let filter = json!({ "errcode": 43101 });
+
+    // Groups and the filtered list.
+    let (status, groups) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters/groups",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{groups}");
+    assert_eq!(groups["total"], 6);
+    let by_errcode: Vec<(Value, Value)> = groups["by_errcode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["key"].clone(), g["count"].clone()))
+        .collect();
+    assert_eq!(
+        by_errcode,
+        vec![(json!("43101"), json!(4)), (json!("40037"), json!(2))]
+    );
+    let (_, page) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters?errcode=43101&limit=3",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(page["letters"].as_array().unwrap().len(), 3);
+    let after = page["next_after"].as_i64().expect("a second page");
+    let (_, rest) = w
+        .call(
+            Method::GET,
+            &format!("admin/api/dead-letters?errcode=43101&limit=3&after={after}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(rest["letters"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_after"], Value::Null);
+    let (_, text) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters?text=invalid%20template",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        text["letters"].as_array().unwrap().len(),
+        2,
+        "text search in WeChat's message"
+    );
+
+    // Dry run: the count, and nothing changes.
+    let queued_before = w
+        .count("SELECT count(*) FROM deliveries WHERE state = 'dead'")
+        .await;
+    let (status, dry) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "filter": filter, "dry_run": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (
+            dry["matched"].as_i64(),
+            dry["affected"].as_i64(),
+            dry["dry_run"].as_bool()
+        ),
+        (Some(4), Some(4), Some(true))
+    );
+    let max_id = dry["max_id"].as_i64().expect("the snapshot to act on");
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        6
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM deliveries WHERE state = 'dead'")
+            .await,
+        queued_before
+    );
+    assert_eq!(w.states(&w.refused).await, vec!["dead"; 4]);
+
+    // The real thing, pinned to the dry run's snapshot.
+    let (status, done) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "filter": { "errcode": 43101, "max_id": max_id } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["affected"], 4);
+    assert_eq!(done["failed"], json!([]));
+    w.wait_state(&w.refused, "sent").await;
+    assert_eq!(
+        w.states(&w.unknown_template).await,
+        vec!["dead"; 2],
+        "letters outside the filter stay dead"
+    );
+    assert_eq!(
+        w.count(
+            "SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL AND errcode = 43101"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL AND errcode = 40037")
+            .await,
+        2
+    );
+    let (_, open) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters?errcode=43101",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        open["letters"],
+        json!([]),
+        "replayed letters leave the (open) list"
+    );
+
+    // The audit trail: the dry run and the replay, with who, what, filter and how many.
+    let (_, audit) = w
+        .call(Method::GET, "admin/api/audit", Some(VIEWER_TOKEN), None)
+        .await;
+    let rows = audit.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{audit}");
+    let (real, dry) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (
+            real["who"].as_str(),
+            real["action"].as_str(),
+            real["dry_run"].as_bool(),
+            real["affected"].as_i64()
+        ),
+        (Some("api:admin"), Some("replay"), Some(false), Some(4))
+    );
+    assert_eq!(real["filter"]["errcode"], 43101);
+    assert_eq!(real["filter"]["max_id"], max_id);
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["affected"].as_i64()),
+        (Some(true), Some(4))
+    );
+}
+
+#[tokio::test]
+async fn one_letter_in_full_lookup_by_job_and_recipient_and_purge_by_ids() {
+    let w = AdminWorld::new().await;
+    let job = &w.unknown_template[0];
+    let id: i64 = sqlx::query_scalar("SELECT id FROM dead_letters WHERE job_id = $1")
+        .bind(job.id.as_str())
+        .fetch_one(&w.sys.db.pool)
+        .await
+        .unwrap();
+    let (status, detail) = w
+        .call(
+            Method::GET,
+            &format!("admin/api/dead-letters/{id}"),
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["dead_letter"]["job"]["id"], job.id.as_str());
+    assert_eq!(detail["delivery"]["state"], "dead");
+    let attempt = &detail["attempts"][0];
+    assert_eq!(attempt["errcode"], 40037);
+    assert!(
+        attempt["rid"].as_str().is_some_and(|r| !r.is_empty()),
+        "{attempt}"
+    );
+    let (status, _) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters/999999",
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    let (_, found) = w
+        .call(
+            Method::GET,
+            &format!("admin/api/deliveries?job_id={}", job.id.as_str()),
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(found["deliveries"][0]["state"], "dead");
+    assert_eq!(found["dead_letter_ids"], json!([id]));
+    let (_, by_recipient) = w
+        .call(
+            Method::GET,
+            &format!(
+                "admin/api/deliveries?recipient={}",
+                wxnotify::wechat::mock::mp_openid(5)
+            ),
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(by_recipient["deliveries"][0]["job_id"], job.id.as_str());
+
+    let (_, dry) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/purge",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "ids": [id, 999999], "dry_run": true })),
+        )
+        .await;
+    assert_eq!(
+        (dry["matched"].as_i64(), dry["affected"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(w.count("SELECT count(*) FROM dead_letters").await, 6);
+    let (_, done) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/purge",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "ids": [id] })),
+        )
+        .await;
+    assert_eq!(done["affected"], 1);
+    assert_eq!(w.count("SELECT count(*) FROM dead_letters").await, 5);
+    let (status, bad) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/purge",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "ids": [1], "filter": {} })),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(
+        w.count("SELECT count(*) FROM admin_audit WHERE action = 'purge'")
+            .await,
+        2
+    );
+
+    // Retention: letters older than the setting go, and the audit trail says so.
+    sqlx::query(
+        "UPDATE dead_letters SET created_at = now() - interval '31 days' WHERE errcode = 40037",
+    )
+    .execute(&w.sys.db.pool)
+    .await
+    .unwrap();
+    let deleted = wxnotify::http::admin::retention::pass(&w.sys.db.pool, 30)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(w.count("SELECT count(*) FROM dead_letters").await, 4);
+    assert_eq!(w.count("SELECT affected FROM admin_audit WHERE action = 'retention' AND who = 'system:retention'").await, 1);
+}
+
+#[tokio::test]
+async fn apps_pause_and_resume_by_hand_workers_and_queue_depths() {
+    let w = AdminWorld::new().await;
+    let (_, apps) = w
+        .call(Method::GET, "admin/api/apps", Some(VIEWER_TOKEN), None)
+        .await;
+    assert_eq!(apps[0]["name"], "default");
+    assert_eq!(apps[0]["paused_until"], Value::Null);
+    assert_eq!(apps[0]["dead_today"], 6);
+    let (status, paused) = w
+        .call(
+            Method::POST,
+            "admin/api/apps/default/pause?minutes=30",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{paused}");
+    assert!(paused[0]["paused_until"].is_string());
+    assert!(
+        paused[0]["pause_reason"]
+            .as_str()
+            .unwrap()
+            .contains("api:admin")
+    );
+    let (_, resumed) = w
+        .call(
+            Method::POST,
+            "admin/api/apps/default/resume",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(resumed[0]["paused_until"], Value::Null);
+    let (status, _) = w
+        .call(
+            Method::POST,
+            "admin/api/apps/nope/pause",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        w.count("SELECT count(*) FROM admin_audit WHERE action IN ('pause', 'resume')")
+            .await,
+        2
+    );
+
+    let (_, workers) = w
+        .call(Method::GET, "admin/api/workers", Some(VIEWER_TOKEN), None)
+        .await;
+    assert_eq!(workers.as_array().unwrap().len(), 1, "{workers}");
+    let (status, queues) = w
+        .call(Method::GET, "admin/api/queues", Some(VIEWER_TOKEN), None)
+        .await;
+    assert_eq!(status, 200, "{queues}");
+    let jobs = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"].as_str().unwrap().ends_with(".jobs"))
+        .expect("the jobs lane");
+    assert_eq!(jobs["messages"], 0);
+    assert_eq!(jobs["consumers"], 1, "the running worker consumes the lane");
+}

@@ -1,0 +1,437 @@
+//! The ops console in a real headless Chromium, driven through WebDriver (chromedriver, started
+//! here on a free port, with a fresh profile): log in, filter dead letters, replay the filtered
+//! ones after the dry-run count, see them leave the list and their jobs become sent; a viewer
+//! sees no button that changes anything; a POST without the CSRF token is refused.
+//!
+//! Every page visited is saved as a PNG under `target/console-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::admin_support::{ADMIN_TOKEN, AdminWorld, VIEWER_TOKEN};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver and one browser session; both end when this is dropped.
+struct Browser {
+    client: Option<Client>,
+    _driver: tokio::process::Child,
+    profile: PathBuf,
+    shots: PathBuf,
+    shot: u32,
+}
+
+impl Browser {
+    async fn start(name: &str) -> Browser {
+        assert!(
+            std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
+            "the console tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)"
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let webdriver = format!("http://127.0.0.1:{port}");
+        // Ready when its status endpoint answers.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = reqwest::get(format!("{webdriver}/status"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not answer in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = std::env::temp_dir().join(format!(
+            "wxnotify-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&webdriver)
+            .await
+            .expect("a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("console-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let _ = name;
+        Browser {
+            client: Some(client),
+            _driver: driver,
+            profile,
+            shots,
+            shot: 0,
+        }
+    }
+
+    fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    /// Saves a screenshot of the current page as `target/console-screenshots/{name}.png`.
+    async fn screenshot(&mut self, name: &str) {
+        self.shot += 1;
+        let png = self.c().screenshot().await.expect("screenshot");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.c().find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let e = self
+            .c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Asserts the current path, showing the page's text when it is another.
+    async fn expect_path(&self, path: &str) {
+        let now = self.path().await;
+        if now != path {
+            let text = self.text("body").await;
+            panic!("on {now}, not {path}; the page says:\n{text}");
+        }
+    }
+
+    async fn path(&self) -> String {
+        let u = self.c().current_url().await.unwrap();
+        u.path().to_owned()
+    }
+
+    async fn login(&self, base: &url::Url, token: &str) {
+        self.c()
+            .goto(base.join("admin").unwrap().as_str())
+            .await
+            .unwrap();
+        assert_eq!(
+            self.path().await,
+            "/admin/login",
+            "no session: the login page"
+        );
+        self.fill("#token", token).await;
+        self.click("#login").await;
+        assert_eq!(self.path().await, "/admin");
+    }
+
+    async fn close(mut self) {
+        if let Some(c) = self.client.take() {
+            c.close().await.ok();
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+#[tokio::test]
+async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
+    let w = AdminWorld::new().await;
+    let mut b = Browser::start("admin").await;
+
+    // Log in with the token.
+    b.c().goto(w.url("admin").as_str()).await.unwrap();
+    b.expect_path("/admin/login").await;
+    b.screenshot("01-login").await;
+    b.fill("#token", "not-the-token").await;
+    b.click("#login").await;
+    assert!(
+        b.text("#login-error")
+            .await
+            .contains("not an admin or viewer token")
+    );
+    b.fill("#token", ADMIN_TOKEN).await;
+    b.click("#login").await;
+    b.expect_path("/admin").await;
+    assert_eq!(b.text("#role").await, "admin");
+    assert!(b.text("#queues").await.contains(".jobs"));
+    assert_eq!(b.count("#workers tr").await, 2, "one live worker");
+    b.screenshot("02-overview").await;
+    let cookie = b
+        .c()
+        .get_named_cookie("wxn_session")
+        .await
+        .expect("the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+
+    // Dead letters: all six, then filtered by errcode.
+    b.click("header a[href='/admin/dead-letters']").await;
+    assert_eq!(b.count("tr.letter").await, 6);
+    assert!(b.text("#by-errcode").await.contains("43101 4"));
+    b.screenshot("03-dead-letters").await;
+    b.fill("#filter input[name=errcode]", "43101").await;
+    b.click("#apply").await;
+    assert_eq!(b.count("tr.letter").await, 4);
+    assert_eq!(b.text("#total-count").await, "4");
+    b.screenshot("04-dead-letters-filtered").await;
+
+    // Replay all matching: first the dry run's count, and nothing has changed yet.
+    b.click("#replay-all").await;
+    b.expect_path("/admin/dead-letters/confirm").await;
+    assert_eq!(b.text("#dry-run-count").await, "4");
+    b.screenshot("05-confirm-replay").await;
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        6
+    );
+    assert_eq!(w.states(&w.refused).await, vec!["dead"; 4]);
+
+    // Confirm: they leave the list, and the worker sends them.
+    b.click("#confirm").await;
+    b.expect_path("/admin/dead-letters").await;
+    assert!(b.text("#notice").await.contains("Replayed 4 dead letters"));
+    assert_eq!(
+        b.count("tr.letter").await,
+        0,
+        "the filtered letters left the list"
+    );
+    b.screenshot("06-after-replay").await;
+    w.wait_state(&w.refused, "sent").await;
+    assert_eq!(w.states(&w.unknown_template).await, vec!["dead"; 2]);
+    b.click("a[href='/admin/dead-letters']").await;
+    assert_eq!(
+        b.count("tr.letter").await,
+        2,
+        "only the letters outside the filter remain"
+    );
+
+    // The job's page says sent.
+    let job = w.refused[0].id.as_str().to_owned();
+    b.click("header a[href='/admin/jobs']").await;
+    b.fill("#q", &job).await;
+    b.click("#find").await;
+    assert!(b.text("#deliveries td.state").await.starts_with("sent"));
+    b.screenshot("07-job-lookup").await;
+    b.click("header a[href='/admin']").await;
+    assert!(
+        b.count("#sends-chart rect").await >= 1,
+        "the replayed sends are on the chart"
+    );
+    b.screenshot("07b-overview-after-replay").await;
+
+    // One dead letter's page, with its attempts.
+    let id: i64 =
+        sqlx::query_scalar("SELECT id FROM dead_letters WHERE errcode = 40037 ORDER BY id LIMIT 1")
+            .fetch_one(&w.sys.db.pool)
+            .await
+            .unwrap();
+    b.c()
+        .goto(w.url(&format!("admin/dead-letters/{id}")).as_str())
+        .await
+        .unwrap();
+    assert!(b.text("#attempts").await.contains("40037"));
+    assert!(b.text("#job").await.contains("TPL_UNKNOWN"));
+    b.screenshot("08-dead-letter").await;
+
+    // On a phone.
+    b.c().set_window_size(390, 844).await.unwrap();
+    b.c()
+        .goto(w.url("admin/dead-letters").as_str())
+        .await
+        .unwrap();
+    b.screenshot("09-dead-letters-phone").await;
+    b.c().set_window_size(1280, 900).await.unwrap();
+
+    // A POST without the CSRF token, with the browser's own session cookie, is refused.
+    let session = b
+        .c()
+        .get_named_cookie("wxn_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let before = w
+        .count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let forged = http
+        .post(w.url("admin/dead-letters/act"))
+        .header("cookie", format!("wxn_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("op", "replay:filter")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let wrong = http
+        .post(w.url("admin/dead-letters/act"))
+        .header("cookie", format!("wxn_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("op", "purge:filter"), ("csrf", "0000")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        before
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters").await,
+        6,
+        "nothing purged"
+    );
+    // And in the browser itself: the list's form with its CSRF field removed.
+    b.c()
+        .goto(w.url("admin/dead-letters").as_str())
+        .await
+        .unwrap();
+    b.c()
+        .execute(
+            "document.querySelector('#letters-form input[name=csrf]').remove()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.click("#purge-all").await;
+    assert!(b.text("#refused").await.contains("CSRF"));
+    b.screenshot("10-csrf-refused").await;
+    assert_eq!(w.count("SELECT count(*) FROM dead_letters").await, 6);
+
+    // The audit trail has the login, the dry run and the replay.
+    let actions: Vec<(String, String, bool, i64)> =
+        sqlx::query_as("SELECT who, action, dry_run, affected FROM admin_audit ORDER BY id")
+            .fetch_all(&w.sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        vec![
+            ("console:admin".into(), "login".into(), false, 0),
+            ("console:admin".into(), "replay".into(), true, 4),
+            ("console:admin".into(), "replay".into(), false, 4),
+        ]
+    );
+    b.close().await;
+}
+
+#[tokio::test]
+async fn console_in_chromium_a_viewer_sees_no_replay_button_and_cannot_post() {
+    let w = AdminWorld::new().await;
+    let mut b = Browser::start("viewer").await;
+    b.login(&w.base, VIEWER_TOKEN).await;
+    assert_eq!(b.text("#role").await, "viewer");
+    assert_eq!(
+        b.count("#apps form").await,
+        0,
+        "no pause / resume for a viewer"
+    );
+    b.screenshot("11-viewer-overview").await;
+    b.c()
+        .goto(w.url("admin/dead-letters").as_str())
+        .await
+        .unwrap();
+    assert_eq!(b.count("tr.letter").await, 6);
+    for button in [
+        "#replay-all",
+        "#replay-selected",
+        "#purge-all",
+        "#purge-selected",
+        "input[name=id]",
+        "form[action='/admin/dead-letters/confirm'] button",
+    ] {
+        assert_eq!(b.count(button).await, 0, "a viewer sees no {button}");
+    }
+    b.screenshot("12-viewer-dead-letters").await;
+    b.click("tr.letter a").await;
+    assert_eq!(b.count("#replay-one").await, 0);
+    assert_eq!(b.count("#purge-one").await, 0);
+    b.screenshot("13-viewer-dead-letter").await;
+
+    // Even with a valid CSRF token, a viewer's POST is refused.
+    let csrf = b
+        .c()
+        .find(Locator::Css("header form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let session = b
+        .c()
+        .get_named_cookie("wxn_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let r = reqwest::Client::new()
+        .post(w.url("admin/dead-letters/act"))
+        .header("cookie", format!("wxn_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("op", "replay:filter"), ("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        w.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        6
+    );
+    b.close().await;
+}

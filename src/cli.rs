@@ -42,7 +42,7 @@ pub enum Command {
     Dlq(crate::dlq::DlqArgs),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
-    /// Serve the HTTP API: Mini Program login, the OA callback, health and metrics.
+    /// Serve the HTTP API: Mini Program login, the OA callback, the producer API, health and metrics.
     Serve(crate::http::ServeArgs),
     /// Run the fake WeChat API server (development, tests, demo, benchmarks).
     MockWechat(crate::wechat::mock::MockArgs),
@@ -50,6 +50,10 @@ pub enum Command {
     Schema,
     /// Measure the delivery pipeline end to end on this machine (see README "Figures").
     Bench(crate::bench::BenchArgs),
+    /// Producer API keys per app: create (shown once), list, revoke.
+    ApiKey(crate::http::api_keys::ApiKeyArgs),
+    /// Signed outcome webhooks per app: set, list, remove.
+    Webhook(crate::http::webhooks::WebhookArgs),
 }
 
 impl Cli {
@@ -92,6 +96,8 @@ impl Cli {
             Command::MockWechat(args) => crate::wechat::mock::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
             Command::Dlq(args) => crate::dlq::run(args).await,
+            Command::ApiKey(args) => crate::http::api_keys::run(args).await,
+            Command::Webhook(args) => crate::http::webhooks::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

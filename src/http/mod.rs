@@ -3,17 +3,29 @@
 //! - [`login`]: `POST /v1/miniprogram/login`, with [`login_codes`] making each code single use;
 //! - [`callback`]: `GET|POST /wechat/callback[/{app}]`, the OA server URL (events);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
-//! - not built yet: `POST /v1/notifications` (jobs over HTTP) and `/admin/...`;
+//! - [`notifications`]: the producer API, `POST /v1/notifications[/batch]` and
+//!   `GET /v1/notifications/{id}`, with [`api_keys`] (bearer keys per app), [`job_input`]
+//!   (422 with JSON pointers), [`notification_store`] (idempotency, status), [`producer`] (the
+//!   RabbitMQ link) and [`webhooks`] (signed outcome events); [`openapi`]: `GET /openapi.json`;
+//! - not built yet: `/admin/...`;
 //! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
 //!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
+pub mod api_error;
+pub mod api_keys;
 pub mod callback;
 pub mod error;
 pub mod health;
+pub mod job_input;
 pub mod login;
 pub mod login_codes;
+pub mod notification_store;
+pub mod notifications;
+pub mod openapi;
+pub mod producer;
 pub mod store;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +86,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
+    /// The producer API (`/v1/notifications`); its routes are served only when set.
+    producer: Option<producer::ProducerApi>,
 }
 
 impl AppState {
@@ -119,7 +133,14 @@ impl AppState {
                 metrics,
                 background: TaskTracker::new(),
             }),
+            producer: None,
         })
+    }
+
+    /// Serves the producer API (`/v1/notifications…`) with `api` too.
+    pub fn with_producer(mut self, api: producer::ProducerApi) -> Self {
+        self.producer = Some(api);
+        self
     }
 
     /// The Postgres pool.
@@ -178,7 +199,8 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let producer = state.producer.clone();
+    let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -191,8 +213,14 @@ pub fn router(state: AppState) -> Router {
             "/wechat/callback/{app}",
             get(callback::verify).post(callback::push),
         )
+        .route("/openapi.json", get(openapi::serve_openapi))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state);
+    match producer {
+        // Its own body limits (a batch is up to 8 MiB).
+        Some(producer) => api.merge(notifications::router(producer)),
+        None => api,
+    }
 }
 
 /// Runs `wxnotify serve` until SIGTERM or Ctrl-C; in-flight requests and background work finish
@@ -204,13 +232,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::db::register_apps(&pool, &settings.apps).await?;
     let client = WechatClient::new(settings.wechat_api_base.clone(), &ClientOptions::default())?;
     let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+    let producer = producer::ProducerApi::new(
+        pool.clone(),
+        settings.amqp_url.clone(),
+        crate::queue::Topology::new(settings.queue_prefix.clone()),
+        &settings.apps,
+        producer::ProducerOptions::default(),
+    );
     let state = AppState::new(
         pool.clone(),
         client,
         tokens,
         &settings.apps,
         health::metrics_handle(),
-    )?;
+    )?
+    .with_producer(producer);
+    let webhooks_stop = tokio_util::sync::CancellationToken::new();
+    let webhooks = tokio::spawn(webhooks::run_dispatcher(
+        pool.clone(),
+        webhooks::WebhookOptions::default(),
+        webhooks_stop.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving the HTTP API");
     let pruner = tokio::spawn(prune_events(pool));
@@ -218,6 +260,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     pruner.abort();
+    webhooks_stop.cancel();
+    let _ = webhooks.await;
     state.background().close();
     if tokio::time::timeout(Duration::from_secs(10), state.background().wait())
         .await

@@ -356,7 +356,7 @@ mod tests {
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
         for expected in [
             "/jobs/2/id",
-            "/jobs/2/to",
+            "/jobs/2/to/email",
             "/jobs/2/template_id",
             "/jobs/2/data/thing1",
             "/jobs/2/data/bad key",

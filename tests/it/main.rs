@@ -3,6 +3,7 @@
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
 mod support;
+mod producer_support;
 mod system;
 mod users_support;
 
@@ -11,6 +12,7 @@ mod end_to_end;
 mod followers;
 mod http;
 mod mock;
+mod producer_api;
 mod queue;
 mod resilience;
 mod wechat;

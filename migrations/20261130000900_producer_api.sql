@@ -67,60 +67,57 @@ CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at)
 
 -- The event rows of changed ledger rows. Statement-level triggers with transition tables: one
 -- INSERT ... SELECT per ledger statement (the worker's statements change up to 256 rows each),
--- and nothing but one probe of the (tiny) app_webhooks table when no app has a webhook.
-CREATE FUNCTION webhook_outbox_events(changed_new deliveries[], changed_old deliveries[])
-RETURNS integer LANGUAGE plpgsql AS $$
+-- and nothing but one probe of the (tiny) app_webhooks table when no app has a webhook. One
+-- function serves both triggers; `old_rows` exists only for UPDATE.
+CREATE FUNCTION deliveries_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     added integer;
 BEGIN
-    INSERT INTO webhook_outbox (app, job_id, event, payload)
-    SELECT n.app, n.job_id, e.event,
-           jsonb_strip_nulls(jsonb_build_object(
-               'event', e.event,
-               'id', n.job_id,
-               'app', n.app,
-               'state', n.state,
-               'reason', n.dead_reason,
-               'errcode', n.last_errcode,
-               'errmsg', n.last_errmsg,
-               'attempts', n.attempts,
-               'msgid', n.msgid::text,
-               'sent_at', n.sent_at,
-               'receipt', CASE WHEN n.receipt_status IS NOT NULL THEN
-                   jsonb_build_object('status', n.receipt_status, 'at', n.receipt_at) END,
-               'campaign_id', n.campaign_id,
-               'occurred_at', now()))
-    FROM unnest(changed_new) AS n
-    JOIN app_webhooks w ON w.app = n.app
-    LEFT JOIN unnest(changed_old) AS o ON o.job_id = n.job_id
-    CROSS JOIN LATERAL (VALUES
-        (CASE WHEN n.state = 'dead' AND o.state IS DISTINCT FROM 'dead' THEN 'dead' END),
-        (CASE WHEN w.send_sent AND n.state = 'sent' AND o.state IS DISTINCT FROM 'sent' THEN 'sent' END),
-        (CASE WHEN n.receipt_status IS NOT NULL AND n.receipt_status <> 'success'
-                   AND n.receipt_status IS DISTINCT FROM o.receipt_status THEN 'receipt_failed' END)
-    ) AS e(event)
-    WHERE e.event IS NOT NULL;
+    IF NOT EXISTS (SELECT 1 FROM app_webhooks) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO webhook_outbox (app, job_id, event, payload)
+        SELECT n.app, n.job_id, e.event,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'event', e.event, 'id', n.job_id, 'app', n.app, 'state', n.state,
+                   'reason', n.dead_reason, 'errcode', n.last_errcode, 'errmsg', n.last_errmsg,
+                   'attempts', n.attempts, 'msgid', n.msgid::text, 'sent_at', n.sent_at,
+                   'receipt', CASE WHEN n.receipt_status IS NOT NULL THEN
+                       jsonb_build_object('status', n.receipt_status, 'at', n.receipt_at) END,
+                   'campaign_id', n.campaign_id, 'occurred_at', now()))
+        FROM new_rows n
+        JOIN app_webhooks w ON w.app = n.app
+        JOIN old_rows o ON o.job_id = n.job_id
+        CROSS JOIN LATERAL (VALUES
+            (CASE WHEN n.state = 'dead' AND o.state <> 'dead' THEN 'dead' END),
+            (CASE WHEN w.send_sent AND n.state = 'sent' AND o.state <> 'sent' THEN 'sent' END),
+            (CASE WHEN n.receipt_status IS NOT NULL AND n.receipt_status <> 'success'
+                       AND n.receipt_status IS DISTINCT FROM o.receipt_status THEN 'receipt_failed' END)
+        ) AS e(event)
+        WHERE e.event IS NOT NULL;
+    ELSE
+        INSERT INTO webhook_outbox (app, job_id, event, payload)
+        SELECT n.app, n.job_id, e.event,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'event', e.event, 'id', n.job_id, 'app', n.app, 'state', n.state,
+                   'reason', n.dead_reason, 'errcode', n.last_errcode, 'errmsg', n.last_errmsg,
+                   'attempts', n.attempts, 'msgid', n.msgid::text, 'sent_at', n.sent_at,
+                   'receipt', CASE WHEN n.receipt_status IS NOT NULL THEN
+                       jsonb_build_object('status', n.receipt_status, 'at', n.receipt_at) END,
+                   'campaign_id', n.campaign_id, 'occurred_at', now()))
+        FROM new_rows n
+        JOIN app_webhooks w ON w.app = n.app
+        CROSS JOIN LATERAL (VALUES
+            (CASE WHEN n.state = 'dead' THEN 'dead' END),
+            (CASE WHEN w.send_sent AND n.state = 'sent' THEN 'sent' END),
+            (CASE WHEN n.receipt_status IS NOT NULL AND n.receipt_status <> 'success' THEN 'receipt_failed' END)
+        ) AS e(event)
+        WHERE e.event IS NOT NULL;
+    END IF;
     GET DIAGNOSTICS added = ROW_COUNT;
     IF added > 0 THEN
         PERFORM pg_notify('wxnotify_webhooks', '');
-    END IF;
-    RETURN added;
-END $$;
-
-CREATE FUNCTION deliveries_webhooks_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM app_webhooks) THEN
-        PERFORM webhook_outbox_events(
-            (SELECT array_agg(n) FROM new_rows n),
-            (SELECT array_agg(o) FROM old_rows o));
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION deliveries_webhooks_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM app_webhooks) THEN
-        PERFORM webhook_outbox_events((SELECT array_agg(n) FROM new_rows n), ARRAY[]::deliveries[]);
     END IF;
     RETURN NULL;
 END $$;
@@ -128,9 +125,9 @@ END $$;
 CREATE TRIGGER deliveries_webhooks_update
     AFTER UPDATE ON deliveries
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_webhooks_on_update();
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_webhook_events();
 
 CREATE TRIGGER deliveries_webhooks_insert
     AFTER INSERT ON deliveries
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_webhooks_on_insert();
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_webhook_events();

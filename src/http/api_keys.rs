@@ -117,13 +117,12 @@ pub async fn list(pool: &PgPool, app: Option<&AppName>) -> Result<Vec<KeyRow>, s
 
 /// Revokes a key by id; `false` when there is no such key or it was revoked already.
 pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let n =
+        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected();
     Ok(n == 1)
 }
 
@@ -143,10 +142,9 @@ impl FromRequestParts<ProducerApi> for Caller {
         parts: &mut Parts,
         api: &ProducerApi,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("send the API key as `Authorization: Bearer wxn_…`".into()))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("send the API key as `Authorization: Bearer wxn_…`".into())
+        })?;
         let key = header
             .to_str()
             .ok()
@@ -241,7 +239,10 @@ pub async fn run(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
-                println!("API key for app {} (shown once; store it now):", created.app);
+                println!(
+                    "API key for app {} (shown once; store it now):",
+                    created.app
+                );
                 println!("  {}", created.key);
                 println!("id {}  prefix {}", created.id, created.prefix);
             }
@@ -289,10 +290,13 @@ pub async fn run(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
             } else if revoked {
                 println!("revoked {id}");
             } else {
-                eprintln!("no active key {id}{}", match &app {
-                    Some(app) => format!(" for app {app}"),
-                    None => String::new(),
-                });
+                eprintln!(
+                    "no active key {id}{}",
+                    match &app {
+                        Some(app) => format!(" for app {app}"),
+                        None => String::new(),
+                    }
+                );
             }
             if !revoked {
                 return Ok(ExitCode::from(crate::cli::EXIT_FAILURE));

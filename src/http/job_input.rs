@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use super::api_error::FieldError;
 use crate::domain::job::{MAX_JOB_BYTES, MAX_PAGEPATH_BYTES, MAX_URL_BYTES};
 use crate::domain::template::{MAX_FIELDS, MAX_VALUE_CHARS};
-use crate::domain::{AppName, FieldKey, Job, JobId, MiniProgramLink, Recipient, TemplateData, TemplateId};
+use crate::domain::{
+    AppName, FieldKey, Job, JobId, MiniProgramLink, Recipient, TemplateData, TemplateId,
+};
 
 /// The fields of a job, in the order the schema lists them.
 const FIELDS: &[&str] = &[
@@ -67,7 +69,11 @@ pub fn escape(token: &str) -> String {
 }
 
 /// Checks the job at `pointer` (`""` for a whole body, `/jobs/3` in a batch).
-pub fn check_job(value: &Value, pointer: &str, cx: Context<'_>) -> Result<AcceptedInput, Rejection> {
+pub fn check_job(
+    value: &Value,
+    pointer: &str,
+    cx: Context<'_>,
+) -> Result<AcceptedInput, Rejection> {
     let Some(obj) = value.as_object() else {
         return Err(Rejection::Invalid(vec![FieldError::new(
             pointer,
@@ -88,11 +94,26 @@ pub fn check_job(value: &Value, pointer: &str, cx: Context<'_>) -> Result<Accept
     }
     let id: Option<JobId> = field(obj, "id", pointer, &mut errors);
     let app = check_app(obj, pointer, cx, &mut errors)?;
-    let to: Option<Recipient> = required(obj, "to", pointer, &mut errors, "who to notify: {\"mp_openid\": …}, {\"unionid\": …} or {\"oa_openid\": …}");
-    let template_id: Option<TemplateId> = required(obj, "template_id", pointer, &mut errors, "the OA template's id");
+    let to: Option<Recipient> = required(
+        obj,
+        "to",
+        pointer,
+        &mut errors,
+        "who to notify: {\"mp_openid\": …}, {\"unionid\": …} or {\"oa_openid\": …}",
+    );
+    let template_id: Option<TemplateId> = required(
+        obj,
+        "template_id",
+        pointer,
+        &mut errors,
+        "the OA template's id",
+    );
     let data = match obj.get("data") {
         None => {
-            errors.push(FieldError::new(at("data"), "required: the template's fields, e.g. {\"thing1\": \"订单已发货\"}"));
+            errors.push(FieldError::new(
+                at("data"),
+                "required: the template's fields, e.g. {\"thing1\": \"订单已发货\"}",
+            ));
             None
         }
         Some(v) => check_data(v, &at("data"), &mut errors),
@@ -101,7 +122,10 @@ pub fn check_job(value: &Value, pointer: &str, cx: Context<'_>) -> Result<Accept
     if let Some(u) = &url
         && (!matches!(u.scheme(), "http" | "https") || u.as_str().len() > MAX_URL_BYTES)
     {
-        errors.push(FieldError::new(at("url"), format!("must be an http or https URL of at most {MAX_URL_BYTES} bytes")));
+        errors.push(FieldError::new(
+            at("url"),
+            format!("must be an http or https URL of at most {MAX_URL_BYTES} bytes"),
+        ));
     }
     let miniprogram: Option<MiniProgramLink> = field(obj, "miniprogram", pointer, &mut errors);
     if let Some(mp) = &miniprogram {
@@ -127,9 +151,14 @@ pub fn check_job(value: &Value, pointer: &str, cx: Context<'_>) -> Result<Accept
         ));
     }
     if obj.contains_key("campaign_id") {
-        errors.push(FieldError::new(at("campaign_id"), "set by campaign dispatch; leave it out of API requests"));
+        errors.push(FieldError::new(
+            at("campaign_id"),
+            "set by campaign dispatch; leave it out of API requests",
+        ));
     }
-    let (Some(to), Some(template_id), Some(data), true) = (to, template_id, data, errors.is_empty()) else {
+    let (Some(to), Some(template_id), Some(data), true) =
+        (to, template_id, data, errors.is_empty())
+    else {
         return Err(Rejection::Invalid(errors));
     };
     let job = Job {
@@ -145,7 +174,10 @@ pub fn check_job(value: &Value, pointer: &str, cx: Context<'_>) -> Result<Accept
     };
     // The same checks the worker makes, so nothing accepted here is dead `malformed` there.
     if let Err(e) = job.check() {
-        return Err(Rejection::Invalid(vec![FieldError::new(pointer, e.to_string())]));
+        return Err(Rejection::Invalid(vec![FieldError::new(
+            pointer,
+            e.to_string(),
+        )]));
     }
     let template_errors = template_check(&job, pointer);
     if !template_errors.is_empty() {
@@ -155,7 +187,10 @@ pub fn check_job(value: &Value, pointer: &str, cx: Context<'_>) -> Result<Accept
     if body.len() > MAX_JOB_BYTES {
         return Err(Rejection::Invalid(vec![FieldError::new(
             pointer,
-            format!("the job is {} bytes as JSON; at most {MAX_JOB_BYTES} are allowed", body.len()),
+            format!(
+                "the job is {} bytes as JSON; at most {MAX_JOB_BYTES} are allowed",
+                body.len()
+            ),
         )]));
     }
     let content_sha256 = Sha256::digest(&body).into();
@@ -191,7 +226,11 @@ fn check_app(
         known.sort_unstable();
         errors.push(FieldError::new(
             at,
-            format!("unknown app {:?}; this server has: {}", app.as_str(), known.join(", ")),
+            format!(
+                "unknown app {:?}; this server has: {}",
+                app.as_str(),
+                known.join(", ")
+            ),
         ));
         return Ok(cx.caller_app.clone());
     }
@@ -212,7 +251,10 @@ fn check_app(
 /// Checks `data` field by field, so that every bad field is reported at its own pointer.
 fn check_data(value: &Value, at: &str, errors: &mut Vec<FieldError>) -> Option<TemplateData> {
     let Some(obj) = value.as_object() else {
-        errors.push(FieldError::new(at, "must be an object of template fields, e.g. {\"thing1\": \"订单已发货\"}"));
+        errors.push(FieldError::new(
+            at,
+            "must be an object of template fields, e.g. {\"thing1\": \"订单已发货\"}",
+        ));
         return None;
     };
     let before = errors.len();
@@ -220,7 +262,10 @@ fn check_data(value: &Value, at: &str, errors: &mut Vec<FieldError>) -> Option<T
         errors.push(FieldError::new(at, "needs at least one template field"));
     }
     if obj.len() > MAX_FIELDS {
-        errors.push(FieldError::new(at, format!("has {} fields; at most {MAX_FIELDS} are allowed", obj.len())));
+        errors.push(FieldError::new(
+            at,
+            format!("has {} fields; at most {MAX_FIELDS} are allowed", obj.len()),
+        ));
     }
     let mut fields = std::collections::BTreeMap::new();
     for (key, v) in obj {
@@ -228,7 +273,10 @@ fn check_data(value: &Value, at: &str, errors: &mut Vec<FieldError>) -> Option<T
         let key = match FieldKey::parse(key.as_str()) {
             Ok(k) => k,
             Err(e) => {
-                errors.push(FieldError::new(&field_at, format!("{e} (template placeholders look like thing1, time2)")));
+                errors.push(FieldError::new(
+                    &field_at,
+                    format!("{e} (template placeholders look like thing1, time2)"),
+                ));
                 continue;
             }
         };
@@ -241,17 +289,29 @@ fn check_data(value: &Value, at: &str, errors: &mut Vec<FieldError>) -> Option<T
                 (s, format!("{field_at}/value"))
             }
             _ => {
-                errors.push(FieldError::new(field_at, "must be a string or {\"value\": \"…\"}"));
+                errors.push(FieldError::new(
+                    field_at,
+                    "must be a string or {\"value\": \"…\"}",
+                ));
                 continue;
             }
         };
         let chars = text.chars().count();
         if text.trim().is_empty() {
-            errors.push(FieldError::new(value_at, "is empty; WeChat refuses empty template values (47003)"));
+            errors.push(FieldError::new(
+                value_at,
+                "is empty; WeChat refuses empty template values (47003)",
+            ));
         } else if chars > MAX_VALUE_CHARS {
-            errors.push(FieldError::new(value_at, format!("is {chars} characters long; at most {MAX_VALUE_CHARS} are allowed")));
+            errors.push(FieldError::new(
+                value_at,
+                format!("is {chars} characters long; at most {MAX_VALUE_CHARS} are allowed"),
+            ));
         } else if text.chars().any(char::is_control) {
-            errors.push(FieldError::new(value_at, "contains a control character (line breaks are not shown by WeChat)"));
+            errors.push(FieldError::new(
+                value_at,
+                "contains a control character (line breaks are not shown by WeChat)",
+            ));
         } else {
             fields.insert(key, text.clone());
         }
@@ -286,7 +346,9 @@ fn field<T: DeserializeOwned>(
             let mut at = format!("{pointer}/{name}");
             for segment in e.path().iter() {
                 match segment {
-                    serde_path_to_error::Segment::Seq { index } => at.push_str(&format!("/{index}")),
+                    serde_path_to_error::Segment::Seq { index } => {
+                        at.push_str(&format!("/{index}"))
+                    }
                     serde_path_to_error::Segment::Map { key } => {
                         at.push('/');
                         at.push_str(&escape(key));
@@ -313,7 +375,10 @@ fn required<T: DeserializeOwned>(
     what: &str,
 ) -> Option<T> {
     if obj.get(name).is_none_or(Value::is_null) {
-        errors.push(FieldError::new(format!("{pointer}/{name}"), format!("required: {what}")));
+        errors.push(FieldError::new(
+            format!("{pointer}/{name}"),
+            format!("required: {what}"),
+        ));
         return None;
     }
     field(obj, name, pointer, errors)
@@ -334,7 +399,10 @@ mod tests {
     }
 
     fn apps() -> HashSet<AppName> {
-        ["default", "shop"].into_iter().map(|a| AppName::parse(a).unwrap()).collect()
+        ["default", "shop"]
+            .into_iter()
+            .map(|a| AppName::parse(a).unwrap())
+            .collect()
     }
 
     #[test]
@@ -350,7 +418,8 @@ mod tests {
             "not_after": "2000-01-01T00:00:00Z",
             "extra/field": 1
         });
-        let Err(Rejection::Invalid(errors)) = check_job(&body, "/jobs/2", cx(&caller, &apps)) else {
+        let Err(Rejection::Invalid(errors)) = check_job(&body, "/jobs/2", cx(&caller, &apps))
+        else {
             panic!("must be invalid");
         };
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
@@ -366,7 +435,10 @@ mod tests {
             "/jobs/2/not_after",
             "/jobs/2/extra~1field",
         ] {
-            assert!(pointers.contains(&expected), "{expected} missing from {errors:#?}");
+            assert!(
+                pointers.contains(&expected),
+                "{expected} missing from {errors:#?}"
+            );
         }
     }
 
@@ -386,8 +458,11 @@ mod tests {
         let apps = apps();
         let caller = AppName::default_app();
         let job = |app: &str| json!({"app": app, "to": {"unionid": "u"}, "template_id": "t", "data": {"a": "x"}});
-        assert!(matches!(check_job(&job("shop"), "", cx(&caller, &apps)), Err(Rejection::ForbiddenApp(e)) if e.pointer == "/app"));
-        let Err(Rejection::Invalid(errors)) = check_job(&job("nope"), "", cx(&caller, &apps)) else {
+        assert!(
+            matches!(check_job(&job("shop"), "", cx(&caller, &apps)), Err(Rejection::ForbiddenApp(e)) if e.pointer == "/app")
+        );
+        let Err(Rejection::Invalid(errors)) = check_job(&job("nope"), "", cx(&caller, &apps))
+        else {
             panic!("unknown app is invalid");
         };
         assert_eq!(errors[0].pointer, "/app");

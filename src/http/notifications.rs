@@ -333,7 +333,9 @@ async fn submit(
     let mut same_as: Vec<(usize, usize)> = Vec::new();
     for (i, (pointer, value)) in items.into_iter().enumerate() {
         match job_input::check_job(&value, &pointer, cx) {
-            Err(Rejection::Invalid(errors)) => outcomes.push(Some(Outcome::Refused(ApiError::Invalid(errors)))),
+            Err(Rejection::Invalid(errors)) => {
+                outcomes.push(Some(Outcome::Refused(ApiError::Invalid(errors))))
+            }
             Err(Rejection::ForbiddenApp(e)) => {
                 outcomes.push(Some(Outcome::Refused(ApiError::Forbidden(e.message))))
             }
@@ -375,7 +377,9 @@ async fn submit(
             match claim {
                 Claim::New | Claim::Retry => to_publish.push((i, input.job)),
                 Claim::Existing => existing.push((i, input.job.id.as_str().to_owned())),
-                Claim::Conflict => outcomes[i] = Some(Outcome::Refused(conflict(input.job.id.as_str()))),
+                Claim::Conflict => {
+                    outcomes[i] = Some(Outcome::Refused(conflict(input.job.id.as_str())))
+                }
             }
         }
         publish(api, &mut outcomes, to_publish).await?;
@@ -410,7 +414,9 @@ async fn publish(
         Err(e) => {
             tracing::warn!(error = %e, jobs = jobs.len(), "RabbitMQ unavailable: jobs refused with 503");
             for (i, _) in &to_publish {
-                outcomes[*i] = Some(Outcome::Refused(ApiError::Unavailable(anyhow::anyhow!("{e}"))));
+                outcomes[*i] = Some(Outcome::Refused(ApiError::Unavailable(anyhow::anyhow!(
+                    "{e}"
+                ))));
             }
             return Ok(());
         }

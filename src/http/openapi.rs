@@ -93,8 +93,8 @@ pub struct BatchDocument {
 /// The whole document as pretty JSON (what `schemas/openapi.json` holds).
 pub fn openapi_json() -> String {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
-    let mut job: Value = serde_json::from_str(&crate::domain::job::schema_json())
-        .expect("the job schema is JSON");
+    let mut job: Value =
+        serde_json::from_str(&crate::domain::job::schema_json()).expect("the job schema is JSON");
     let defs = job
         .as_object_mut()
         .and_then(|o| o.remove("$defs"))

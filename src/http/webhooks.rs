@@ -78,7 +78,10 @@ impl Default for WebhookOptions {
 
 /// The signature header's value for `body` at `timestamp` (unix seconds).
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body)))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, body))
+    )
 }
 
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
@@ -318,11 +321,13 @@ async fn settle(
         }
         Err(error) if event.attempts as u32 >= options.max_attempts => {
             tracing::warn!(id = event.id, attempts = event.attempts, %error, "webhook event given up");
-            sqlx::query("UPDATE webhook_outbox SET failed_at = now(), last_error = $2 WHERE id = $1")
-                .bind(event.id)
-                .bind(error)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE webhook_outbox SET failed_at = now(), last_error = $2 WHERE id = $1",
+            )
+            .bind(event.id)
+            .bind(error)
+            .execute(pool)
+            .await?;
         }
         Err(error) => {
             let delay = retry_delay(options, event.attempts as u32);
@@ -423,7 +428,10 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
                     serde_json::json!({"app": app, "url": url, "sent": sent, "secret": secret})
                 );
             } else {
-                println!("webhook of app {app}: {url} (events: dead, receipt_failed{})", if sent { ", sent" } else { "" });
+                println!(
+                    "webhook of app {app}: {url} (events: dead, receipt_failed{})",
+                    if sent { ", sent" } else { "" }
+                );
                 match secret {
                     Some(s) => println!("signing secret (shown once; store it now):\n  {s}"),
                     None => println!("signing secret unchanged (--rotate-secret makes a new one)"),
@@ -448,7 +456,10 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:<12}  {:<5}  {:>8}  {:>7}  url", "app", "sent", "pending", "failed");
+                println!(
+                    "{:<12}  {:<5}  {:>8}  {:>7}  url",
+                    "app", "sent", "pending", "failed"
+                );
                 for (app, url, sent, pending, failed) in rows {
                     println!("{app:<12}  {sent:<5}  {pending:>8}  {failed:>7}  {url}");
                 }
@@ -498,7 +509,10 @@ mod tests {
         };
         let first = retry_delay(&options, 1);
         let fifth = retry_delay(&options, 5);
-        assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2), "{first:?}");
+        assert!(
+            first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
+            "{first:?}"
+        );
         assert!(fifth >= Duration::from_secs(16), "{fifth:?}");
         assert!(retry_delay(&options, 40) <= Duration::from_secs(120));
     }

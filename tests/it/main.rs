@@ -2,8 +2,8 @@
 //! RabbitMQ of `WXNOTIFY_TEST_DATABASE_URL` / `AMQP_URL` (defaults: the local services) and to
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
-mod support;
 mod producer_support;
+mod support;
 mod system;
 mod users_support;
 

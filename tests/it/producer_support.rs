@@ -56,7 +56,9 @@ impl Api {
     ) -> Api {
         let mut apps = sys.settings.apps.clone();
         apps.extend_from_slice(extra_apps);
-        wxnotify::db::register_apps(&sys.db.pool, &apps).await.unwrap();
+        wxnotify::db::register_apps(&sys.db.pool, &apps)
+            .await
+            .unwrap();
         let client = WechatClient::new(sys.mock.base_url(), &ClientOptions::default()).unwrap();
         let tokens = TokenStore::new(sys.db.pool.clone(), client.clone(), &apps);
         let producer = ProducerApi::new(

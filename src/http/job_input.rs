@@ -218,6 +218,15 @@ fn check_app(
     errors: &mut Vec<FieldError>,
 ) -> Result<AppName, Rejection> {
     let Some(app) = field::<AppName>(obj, "app", pointer, errors) else {
+        if !cx.apps.contains(cx.caller_app) {
+            errors.push(FieldError::new(
+                format!("{pointer}/app"),
+                format!(
+                    "this API key's app {:?} is not configured on this server; configure it or use a key of a configured app",
+                    cx.caller_app.as_str()
+                ),
+            ));
+        }
         return Ok(cx.caller_app.clone());
     };
     let at = format!("{pointer}/app");

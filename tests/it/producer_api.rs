@@ -653,21 +653,19 @@ async fn outcome_webhooks_are_signed_and_retried_with_backoff_until_accepted() {
         "backoff grows: {first_gap:?} then {second_gap:?}"
     );
     // The sent job made no event (not asked for), and the dead one is settled.
-    let outbox: Vec<(String, String, i32, bool)> = sqlx::query_as(
-        "SELECT job_id, event, attempts, delivered_at IS NOT NULL FROM webhook_outbox ORDER BY id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut outbox = outbox;
-    while !outbox.iter().all(|r| r.3) && tokio::time::Instant::now() < deadline {
+    let outbox = loop {
+        let rows: Vec<(String, String, i32, bool)> = sqlx::query_as(
+            "SELECT job_id, event, attempts, delivered_at IS NOT NULL FROM webhook_outbox ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if rows.iter().all(|r| r.3) || tokio::time::Instant::now() >= deadline {
+            break rows;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        outbox = sqlx::query_as("SELECT job_id, event, attempts, delivered_at IS NOT NULL FROM webhook_outbox ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    }
+    };
     assert_eq!(
         outbox,
         [("hook-dead".to_owned(), "dead".to_owned(), 3, true)]

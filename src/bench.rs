@@ -27,7 +27,7 @@ use crate::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfi
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -49,6 +49,12 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Scenario `api`: batches of 1,000 jobs to post.
+    #[arg(long, default_value_t = 20)]
+    pub api_batches: usize,
+    /// Scenario `api`: seconds of single POSTs at 500 requests/s.
+    #[arg(long, default_value_t = 10)]
+    pub api_seconds: u64,
 }
 
 /// A benchmark scenario.
@@ -69,6 +75,8 @@ pub enum Scenario {
     Faults,
     /// The faults scenario's drain without faults (run by `faults` first).
     Clean,
+    /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/http/api_bench.rs`).
+    Api,
 }
 
 /// The figures of one scenario.
@@ -105,6 +113,10 @@ pub struct BenchResult {
 /// Runs `wxnotify bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let base = Settings::from_env()?;
+    if args.scenario == Scenario::Api {
+        return crate::http::api_bench::run(&base, args.api_batches, args.api_seconds, args.json)
+            .await;
+    }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],
         Scenario::Faults | Scenario::Clean => &[Scenario::Clean, Scenario::Faults],

@@ -48,7 +48,7 @@ pub enum Command {
     Dlq(crate::dlq::DlqArgs),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
-    /// Serve the HTTP API: Mini Program login, the OA callback, health and metrics.
+    /// Serve the HTTP API: Mini Program login, the OA callback, the producer API, health and metrics.
     Serve(crate::http::ServeArgs),
     /// Run the fake WeChat API server (development, tests, demo, benchmarks).
     MockWechat(crate::wechat::mock::MockArgs),
@@ -63,6 +63,10 @@ pub enum Command {
     Status(crate::quota::status::StatusArgs),
     /// Measure the delivery pipeline end to end on this machine (see README "Figures").
     Bench(crate::bench::BenchArgs),
+    /// Producer API keys per app: create (shown once), list, revoke.
+    ApiKey(crate::http::api_keys::ApiKeyArgs),
+    /// Signed outcome webhooks per app: set, list, remove.
+    Webhook(crate::http::webhooks::WebhookArgs),
 }
 
 impl Cli {
@@ -107,6 +111,8 @@ impl Cli {
             Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Templates(args) => crate::templates::run(args).await,
             Command::Status(args) => crate::quota::status::run(args).await,
+            Command::ApiKey(args) => crate::http::api_keys::run(args).await,
+            Command::Webhook(args) => crate::http::webhooks::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

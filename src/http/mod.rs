@@ -4,7 +4,10 @@
 //! - [`callback`]: `GET|POST /wechat/callback[/{app}]`, the OA server URL (events);
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`admin`]: the admin API at `/admin/api/...` and [`console`], the ops console at `/admin`;
-//! - not built yet: `POST /v1/notifications` (jobs over HTTP);
+//! - [`notifications`]: the producer API, `POST /v1/notifications[/batch]` and
+//!   `GET /v1/notifications/{id}`, with [`api_keys`] (bearer keys per app), [`job_input`]
+//!   (422 with JSON pointers), [`notification_store`] (idempotency, status), [`producer`] (the
+//!   RabbitMQ link) and [`webhooks`] (signed outcome events); [`openapi`]: `GET /openapi.json`;
 //! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
 //!
 //! The public edge: [`server`] (timeouts, connection limit, graceful shutdown), [`replay`]
@@ -15,16 +18,25 @@
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
 pub mod admin;
+pub mod api_bench;
+pub mod api_error;
+pub mod api_keys;
 pub mod callback;
 pub mod console;
 pub mod error;
 pub mod health;
+pub mod job_input;
 pub mod login;
 pub mod login_codes;
 pub mod login_limits;
 pub mod replay;
 pub mod server;
+pub mod notification_store;
+pub mod notifications;
+pub mod openapi;
+pub mod producer;
 pub mod store;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -156,6 +168,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
+    /// The producer API (`/v1/notifications`); its routes are served only when set.
+    producer: Option<producer::ProducerApi>,
 }
 
 impl AppState {
@@ -216,7 +230,14 @@ impl AppState {
                 metrics,
                 background: TaskTracker::new(),
             }),
+            producer: None,
         })
+    }
+
+    /// Serves the producer API (`/v1/notifications…`) with `api` too.
+    pub fn with_producer(mut self, api: producer::ProducerApi) -> Self {
+        self.producer = Some(api);
+        self
     }
 
     /// The Postgres pool.
@@ -285,17 +306,34 @@ impl AppState {
 
 /// The whole API on one address (what `serve` runs without `--metrics-listen`, and tests).
 pub fn router(state: AppState) -> Router {
-    public_routes()
-        .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    let producer = state.producer.clone();
+    with_producer(
+        public_routes()
+            .route("/metrics", get(health::metrics))
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(state),
+        producer,
+    )
+}
+
+/// `api` and, when a producer is configured, the producer API (with its own body limits: a
+/// batch is up to 8 MiB).
+fn with_producer(api: Router, producer: Option<producer::ProducerApi>) -> Router {
+    match producer {
+        Some(producer) => api.merge(notifications::router(producer)),
+        None => api,
+    }
 }
 
 /// The public address's API when metrics have their own address: all but `/metrics`.
 pub fn public_router(state: AppState) -> Router {
-    public_routes()
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    let producer = state.producer.clone();
+    with_producer(
+        public_routes()
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(state),
+        producer,
+    )
 }
 
 /// The private address's API: `/metrics`, `/healthz`, `/readyz`.
@@ -321,6 +359,7 @@ fn public_routes() -> Router<AppState> {
             "/wechat/callback/{app}",
             get(callback::verify).post(callback::push),
         )
+        .route("/openapi.json", get(openapi::serve_openapi))
 }
 
 /// Runs `wxnotify serve` until SIGTERM or Ctrl-C; in-flight requests and background work finish
@@ -332,6 +371,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::db::register_apps(&pool, &settings.apps).await?;
     let client = WechatClient::new(settings.wechat_api_base.clone(), &ClientOptions::default())?;
     let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+    let producer = producer::ProducerApi::new(
+        pool.clone(),
+        settings.amqp_url.clone(),
+        crate::queue::Topology::new(settings.queue_prefix.clone()),
+        &settings.apps,
+        producer::ProducerOptions::default(),
+    );
     let edge = EdgeOptions::from(&args);
     let state = AppState::with_edge(
         pool.clone(),
@@ -340,7 +386,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &settings.apps,
         health::metrics_handle(),
         edge,
-    )?;
+    )?
+    .with_producer(producer);
+    let webhooks_stop = tokio_util::sync::CancellationToken::new();
+    let webhooks = tokio::spawn(webhooks::run_dispatcher(
+        pool.clone(),
+        webhooks::WebhookOptions::default(),
+        webhooks_stop.clone(),
+    ));
     let limits = ServerLimits::from(&args.server);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving the HTTP API");
@@ -375,6 +428,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ops.await??;
     }
     housekeeping.abort();
+    webhooks_stop.cancel();
+    let _ = webhooks.await;
     state.background().close();
     if tokio::time::timeout(Duration::from_secs(10), state.background().wait())
         .await

@@ -3,6 +3,7 @@
 //! the fake WeChat on port 0. Each test makes its own database and queue prefix.
 
 mod admin_support;
+mod producer_support;
 mod support;
 mod system;
 mod users_support;
@@ -22,6 +23,7 @@ mod followers;
 mod fuzz;
 mod http;
 mod mock;
+mod producer_api;
 mod queue;
 mod resilience;
 mod signals;

@@ -1,0 +1,214 @@
+//! `wxnotify bench --scenario api`: figures of the producer API on this machine. A scratch
+//! database and queue prefix, `serve`'s router on port 0 in this process, an API key, then:
+//!
+//! - **batch**: `--api-batches` sequential `POST /v1/notifications/batch` of 1,000 jobs each;
+//!   jobs accepted per second per batch (202 after RabbitMQ confirmed all 1,000), median;
+//! - **single**: `POST /v1/notifications` at a fixed 500 requests/s for `--api-seconds`, each
+//!   request sent at its scheduled time whatever the earlier ones do (open loop), latency
+//!   measured from that time (no coordinated omission): p50, p99, max.
+//!
+//! No worker runs: the jobs wait in the scratch queue, which is deleted at the end.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::producer::{ProducerApi, ProducerOptions};
+use super::{AppState, api_keys, health, router};
+use crate::config::Settings;
+use crate::domain::AppName;
+use crate::scratch::Scratch;
+use crate::wechat::client::ClientOptions;
+use crate::wechat::mock::{self, MockConfig, MockWechat};
+use crate::wechat::{TokenStore, WechatClient};
+
+/// The figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiBenchResult {
+    /// Batches of 1,000 posted.
+    pub batches: usize,
+    /// Median jobs accepted per second within one batch request.
+    pub batch_jobs_per_second_median: f64,
+    /// The slowest batch, jobs per second.
+    pub batch_jobs_per_second_min: f64,
+    /// Single POSTs sent.
+    pub single_requests: u64,
+    /// Their rate, requests per second.
+    pub single_rate: u32,
+    /// Latency percentiles of the single POSTs, milliseconds.
+    pub single_p50_ms: f64,
+    /// 99th percentile.
+    pub single_p99_ms: f64,
+    /// Slowest.
+    pub single_max_ms: f64,
+    /// Single POSTs not answered 202.
+    pub single_errors: u64,
+}
+
+/// Runs the scenario and prints its figures.
+pub async fn run(
+    base: &Settings,
+    batches: usize,
+    seconds: u64,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    let mock = MockWechat::start(MockConfig {
+        followers: 100,
+        ..MockConfig::default()
+    })
+    .await?;
+    let scratch = Scratch::create(base, "apibench", &mock, 1000).await?;
+    let result = measure(&scratch, &mock, batches, seconds).await;
+    scratch.remove().await;
+    mock.shutdown().await;
+    let r = result?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "api batch:  {} batches of 1,000: median {:.0} jobs/s accepted (slowest batch {:.0} jobs/s)",
+            r.batches, r.batch_jobs_per_second_median, r.batch_jobs_per_second_min
+        );
+        println!(
+            "api single: {} POSTs at {}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} not 202",
+            r.single_requests,
+            r.single_rate,
+            r.single_p50_ms,
+            r.single_p99_ms,
+            r.single_max_ms,
+            r.single_errors
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(
+    scratch: &Scratch,
+    mock: &MockWechat,
+    batches: usize,
+    seconds: u64,
+) -> anyhow::Result<ApiBenchResult> {
+    let settings = &scratch.settings;
+    let client = WechatClient::new(mock.base_url(), &ClientOptions::default())?;
+    let tokens = TokenStore::new(scratch.pool.clone(), client.clone(), &settings.apps);
+    let producer = ProducerApi::new(
+        scratch.pool.clone(),
+        settings.amqp_url.clone(),
+        scratch.topology.clone(),
+        &settings.apps,
+        ProducerOptions::default(),
+    );
+    let state = AppState::new(
+        scratch.pool.clone(),
+        client,
+        tokens,
+        &settings.apps,
+        health::metrics_handle(),
+    )?
+    .with_producer(producer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let key = api_keys::create(&scratch.pool, &AppName::default_app(), Some("bench"))
+        .await?
+        .key;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let job = |id: String, person: u64| {
+        json!({
+            "id": id,
+            "to": {"mp_openid": mock::mp_openid(person % 100)},
+            "template_id": "TPL_ORDER_SHIPPED",
+            "data": {"thing1": "订单已发货", "time2": "2026-11-24 10:00"}
+        })
+    };
+
+    // Batches, one at a time (one warm-up batch first: connections and channels open).
+    let batch_url = format!("http://{addr}/v1/notifications/batch");
+    let mut rates = Vec::new();
+    for b in 0..=batches {
+        let body =
+            json!({"jobs": (0..1000).map(|i| job(format!("b{b}-{i}"), i)).collect::<Vec<_>>()});
+        let body = serde_json::to_vec(&body)?;
+        let started = Instant::now();
+        let response = http
+            .post(&batch_url)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await?;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(
+            status == 200 && answer["accepted"] == 1000,
+            "batch {b} not fully accepted: {status} {}",
+            answer["accepted"]
+        );
+        if b > 0 {
+            rates.push(1000.0 / elapsed.as_secs_f64());
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+
+    // Single POSTs at a fixed rate, open loop.
+    let rate = 500u32;
+    let total = u64::from(rate) * seconds;
+    let single_url = Arc::new(format!("http://{addr}/v1/notifications"));
+    let key = Arc::new(key);
+    let histogram = Arc::new(parking_lot::Mutex::new(
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+    ));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let interval = Duration::from_secs(1) / rate;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..total {
+        let at = start + interval * n as u32;
+        let body = serde_json::to_vec(&job(format!("s-{n}"), n))?;
+        let (http, url, key, histogram, errors) = (
+            http.clone(),
+            single_url.clone(),
+            key.clone(),
+            histogram.clone(),
+            errors.clone(),
+        );
+        tasks.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let ok = http
+                .post(url.as_str())
+                .bearer_auth(key.as_str())
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 202)
+                .unwrap_or(false);
+            let micros = at.elapsed().as_micros() as u64;
+            histogram.lock().record(micros.max(1)).ok();
+            if !ok {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    server.abort();
+    let h = histogram.lock();
+    let ms = |v: u64| v as f64 / 1000.0;
+    Ok(ApiBenchResult {
+        batches,
+        batch_jobs_per_second_median: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
+        batch_jobs_per_second_min: rates.first().copied().unwrap_or(0.0),
+        single_requests: total,
+        single_rate: rate,
+        single_p50_ms: ms(h.value_at_quantile(0.5)),
+        single_p99_ms: ms(h.value_at_quantile(0.99)),
+        single_max_ms: ms(h.max()),
+        single_errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}

@@ -1,0 +1,248 @@
+//! The SQL of the producer API: claiming job ids with their content hash (idempotency), marking
+//! them accepted once RabbitMQ confirmed, and a notification's status from the ledger.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::domain::AppName;
+
+/// What a job id already stands for, when a request brings it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time: this request publishes it.
+    New,
+    /// Seen with the same content, never confirmed (an earlier publish failed): publish again.
+    Retry,
+    /// Seen with the same content and accepted: answer with its status.
+    Existing,
+    /// Seen with other content (or for another app): 409.
+    Conflict,
+}
+
+/// Claims each `(job_id, app, sha256)`, in one statement for the new ids and one look-up for
+/// the others. The rows are written before publishing so that two requests with one id and
+/// different content cannot both be published.
+pub async fn claim(
+    pool: &PgPool,
+    key_id: uuid::Uuid,
+    jobs: &[(&str, &str, [u8; 32])],
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let ids: Vec<&str> = jobs.iter().map(|j| j.0).collect();
+    let apps: Vec<&str> = jobs.iter().map(|j| j.1).collect();
+    let hashes: Vec<&[u8]> = jobs.iter().map(|j| &j.2[..]).collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO api_notifications (job_id, app, content_sha256, api_key_id)
+         SELECT job_id, app, sha, $4 FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS t(job_id, app, sha)
+         ON CONFLICT (job_id) DO NOTHING
+         RETURNING job_id",
+    )
+    .bind(&ids)
+    .bind(&apps)
+    .bind(&hashes)
+    .bind(key_id)
+    .fetch_all(pool)
+    .await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let others: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !inserted.contains(*id))
+        .collect();
+    let mut known = std::collections::HashMap::new();
+    if !others.is_empty() {
+        let rows: Vec<(String, String, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT job_id, app, content_sha256, accepted_at IS NOT NULL FROM api_notifications
+             WHERE job_id = ANY($1)",
+        )
+        .bind(&others)
+        .fetch_all(pool)
+        .await?;
+        for (id, app, sha, accepted) in rows {
+            known.insert(id, (app, sha, accepted));
+        }
+    }
+    Ok(jobs
+        .iter()
+        .map(|(id, app, sha)| {
+            if inserted.contains(*id) {
+                return Claim::New;
+            }
+            match known.get(*id) {
+                // Deleted in between (nothing deletes these rows today): treat as a retry.
+                None => Claim::Retry,
+                Some((a, s, _)) if a != app || s[..] != sha[..] => Claim::Conflict,
+                Some((_, _, true)) => Claim::Existing,
+                Some((_, _, false)) => Claim::Retry,
+            }
+        })
+        .collect())
+}
+
+/// Marks jobs accepted (RabbitMQ confirmed them); the first acceptance time is kept.
+pub async fn mark_accepted(pool: &PgPool, ids: &[&str]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE api_notifications SET accepted_at = now()
+         WHERE job_id = ANY($1) AND accepted_at IS NULL",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Where a notification is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Accepted and waiting for (or between) attempts.
+    Queued,
+    /// WeChat accepted it (`msgid`, `sent_at`; `receipt` once WeChat reports delivery).
+    Sent,
+    /// Not sent because its id had already been used by a job that finished before this one
+    /// was accepted (the fields describe that earlier job).
+    Duplicate,
+    /// Will not be sent: `reason`, and WeChat's `errcode` and `errmsg` when WeChat refused.
+    Dead,
+    /// Its campaign was cancelled before it was sent.
+    Cancelled,
+}
+
+/// WeChat's delivery receipt (TEMPLATESENDJOBFINISH).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Receipt {
+    /// `success`, `failed:user block` or `failed: system failed`, as WeChat reports it.
+    pub status: String,
+    /// When WeChat says it happened.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The status of one notification (`GET /v1/notifications/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NotificationStatus {
+    /// The job id.
+    pub id: String,
+    /// The app.
+    pub app: String,
+    /// Where it is.
+    pub state: State,
+    /// Attempts made at WeChat so far.
+    pub attempts: i32,
+    /// Why it is dead (`not_following`, `retries_exhausted`, `payload_rejected` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// WeChat's errcode of the last failed attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i64>,
+    /// WeChat's message of the last failed attempt (with its `rid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errmsg: Option<String>,
+    /// WeChat's message id, as a string (it exceeds 2^53, which JSON numbers in JavaScript
+    /// cannot hold exactly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<String>,
+    /// When WeChat accepted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// WeChat's delivery receipt, once it arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+    /// When RabbitMQ confirmed it (jobs published straight to RabbitMQ have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// The last change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Where to ask again.
+    pub status_url: String,
+}
+
+/// The path of a notification's status.
+pub fn status_url(id: &str) -> String {
+    format!("/v1/notifications/{id}")
+}
+
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    job_id: String,
+    app: String,
+    api_created_at: Option<DateTime<Utc>>,
+    accepted_at: Option<DateTime<Utc>>,
+    ledger_created_at: Option<DateTime<Utc>>,
+    state: Option<String>,
+    attempts: Option<i32>,
+    dead_reason: Option<String>,
+    last_errcode: Option<i64>,
+    last_errmsg: Option<String>,
+    msgid: Option<i64>,
+    sent_at: Option<DateTime<Utc>>,
+    receipt_status: Option<String>,
+    receipt_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+/// The statuses of `ids` that belong to `app` and were accepted (over HTTP, or reached the
+/// ledger some other way). Ids not found are left out.
+pub async fn statuses(
+    pool: &PgPool,
+    app: &AppName,
+    ids: &[&str],
+) -> Result<Vec<NotificationStatus>, sqlx::Error> {
+    let rows: Vec<StatusRow> = sqlx::query_as(
+        "SELECT COALESCE(a.job_id, d.job_id) AS job_id, COALESCE(d.app, a.app) AS app,
+                a.created_at AS api_created_at, a.accepted_at, d.created_at AS ledger_created_at,
+                d.state, d.attempts, d.dead_reason, d.last_errcode, d.last_errmsg, d.msgid,
+                d.sent_at, d.receipt_status, d.receipt_at, d.updated_at
+         FROM (SELECT * FROM api_notifications WHERE job_id = ANY($1)) a
+         FULL JOIN (SELECT * FROM deliveries WHERE job_id = ANY($1)) d ON d.job_id = a.job_id
+         WHERE COALESCE(d.app, a.app) = $2",
+    )
+    .bind(ids)
+    .bind(app.as_str())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(status_of).collect())
+}
+
+fn status_of(r: StatusRow) -> Option<NotificationStatus> {
+    let state = match r.state.as_deref() {
+        // Never confirmed and never seen by a worker: it was not accepted.
+        None if r.accepted_at.is_none() => return None,
+        None | Some("sending" | "retrying") => State::Queued,
+        Some(finished @ ("sent" | "dead" | "cancelled")) => {
+            let earlier = matches!(
+                (r.ledger_created_at, r.api_created_at),
+                (Some(ledger), Some(api)) if ledger < api
+            );
+            match finished {
+                _ if earlier && finished != "cancelled" => State::Duplicate,
+                "sent" => State::Sent,
+                "dead" => State::Dead,
+                _ => State::Cancelled,
+            }
+        }
+        // A state a newer wxnotify added: not finished as far as this version knows.
+        Some(_) => State::Queued,
+    };
+    Some(NotificationStatus {
+        status_url: status_url(&r.job_id),
+        id: r.job_id,
+        app: r.app,
+        state,
+        attempts: r.attempts.unwrap_or(0),
+        reason: r.dead_reason,
+        errcode: r.last_errcode,
+        errmsg: r.last_errmsg,
+        msgid: r.msgid.map(|m| m.to_string()),
+        sent_at: r.sent_at,
+        receipt: r.receipt_status.map(|status| Receipt {
+            status,
+            at: r.receipt_at,
+        }),
+        accepted_at: r.accepted_at,
+        updated_at: r.updated_at,
+    })
+}

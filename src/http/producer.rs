@@ -1,0 +1,185 @@
+//! What the producer API's handlers share: Postgres, the configured apps, and a link to
+//! RabbitMQ that (re)connects on demand. `serve` starts even when RabbitMQ is away (logins and
+//! the OA callback do not need it); producer requests then answer 503 with `Retry-After`, and
+//! the first request after the broker is back reconnects (at most one attempt per
+//! [`ProducerOptions::reconnect_every`], so a down broker costs requests nothing but a check).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::Connection;
+use parking_lot::RwLock;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+use crate::config::AppConfig;
+use crate::domain::AppName;
+use crate::queue::{Lane, PublishError, Publisher, PublisherOptions, Topology};
+
+/// How the producer API talks to RabbitMQ.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Channels in the publisher's pool: publishes (or batches) waiting for confirms at once.
+    pub channels: usize,
+    /// How long a request may wait for a (re)connection before it is answered 503.
+    pub connect_timeout: Duration,
+    /// At most one connection attempt per this interval while the broker is away.
+    pub reconnect_every: Duration,
+    /// How long to wait for RabbitMQ's confirms of one request's jobs before answering 503.
+    pub confirm_timeout: Duration,
+    /// The lane jobs from the API go to.
+    pub lane: Lane,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            channels: 16,
+            connect_timeout: Duration::from_secs(3),
+            reconnect_every: Duration::from_secs(1),
+            confirm_timeout: Duration::from_secs(10),
+            lane: Lane::Jobs,
+        }
+    }
+}
+
+/// Why no job can be published right now.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerUnavailable {
+    /// The last connection attempt failed moments ago; not tried again yet.
+    #[error("RabbitMQ was unreachable moments ago; not retried yet")]
+    RecentlyFailed,
+    /// Connecting failed now.
+    #[error("cannot connect to RabbitMQ")]
+    Connect(#[source] anyhow::Error),
+}
+
+/// A RabbitMQ connection and confirming publisher, replaced when the connection dies.
+pub struct BrokerLink {
+    url: SecretString,
+    topology: Topology,
+    options: ProducerOptions,
+    current: RwLock<Option<(Arc<Connection>, Publisher)>>,
+    /// Held while connecting; holds the time of the last attempt.
+    reconnect: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl BrokerLink {
+    /// A link to the broker at `url`, publishing to `topology`; nothing is connected yet.
+    pub fn new(url: SecretString, topology: Topology, options: ProducerOptions) -> Self {
+        BrokerLink {
+            url,
+            topology,
+            options,
+            current: RwLock::new(None),
+            reconnect: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The publisher of a live connection, connecting first when there is none.
+    pub async fn publisher(&self) -> Result<Publisher, BrokerUnavailable> {
+        if let Some(p) = self.live() {
+            return Ok(p);
+        }
+        let mut last_attempt = self.reconnect.lock().await;
+        if let Some(p) = self.live() {
+            return Ok(p);
+        }
+        if let Some(at) = *last_attempt
+            && at.elapsed() < self.options.reconnect_every
+        {
+            return Err(BrokerUnavailable::RecentlyFailed);
+        }
+        *last_attempt = Some(Instant::now());
+        let connected = tokio::time::timeout(self.options.connect_timeout, async {
+            let connection =
+                Arc::new(crate::queue::connect(&self.url, "wxnotify serve (producer API)").await?);
+            let publisher = Publisher::new(
+                connection.clone(),
+                self.topology.clone(),
+                PublisherOptions {
+                    channels: self.options.channels,
+                    confirm_timeout: self.options.confirm_timeout,
+                },
+            )
+            .await?;
+            anyhow::Ok((connection, publisher))
+        })
+        .await;
+        match connected {
+            Ok(Ok((connection, publisher))) => {
+                *self.current.write() = Some((connection, publisher.clone()));
+                Ok(publisher)
+            }
+            Ok(Err(e)) => Err(BrokerUnavailable::Connect(e)),
+            Err(_) => Err(BrokerUnavailable::Connect(anyhow::anyhow!(
+                "no connection within {:?}",
+                self.options.connect_timeout
+            ))),
+        }
+    }
+
+    fn live(&self) -> Option<Publisher> {
+        let current = self.current.read();
+        let (connection, publisher) = current.as_ref()?;
+        connection.status().connected().then(|| publisher.clone())
+    }
+
+    /// Publishes `jobs` to the API's lane with confirms: one result per job, in order; every
+    /// job fails alike when the broker cannot be reached.
+    pub async fn publish(
+        &self,
+        jobs: &[crate::domain::Job],
+    ) -> Result<Vec<Result<(), PublishError>>, BrokerUnavailable> {
+        let publisher = self.publisher().await?;
+        Ok(publisher.publish_batch(jobs, self.options.lane).await)
+    }
+}
+
+struct Inner {
+    pool: PgPool,
+    broker: BrokerLink,
+    apps: HashSet<AppName>,
+}
+
+/// The state of the producer API's handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct ProducerApi {
+    inner: Arc<Inner>,
+}
+
+impl ProducerApi {
+    /// The API for `apps`, publishing to `topology` on the broker at `amqp_url`.
+    pub fn new(
+        pool: PgPool,
+        amqp_url: SecretString,
+        topology: Topology,
+        apps: &[AppConfig],
+        options: ProducerOptions,
+    ) -> Self {
+        ProducerApi {
+            inner: Arc::new(Inner {
+                pool,
+                broker: BrokerLink::new(amqp_url, topology, options),
+                apps: apps.iter().map(|a| a.name.clone()).collect(),
+            }),
+        }
+    }
+
+    /// The Postgres pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The link to RabbitMQ.
+    pub fn broker(&self) -> &BrokerLink {
+        &self.inner.broker
+    }
+
+    /// The configured apps.
+    pub fn apps(&self) -> &HashSet<AppName> {
+        &self.inner.apps
+    }
+}

@@ -1,0 +1,717 @@
+//! The producer API (`/v1/notifications`) against real RabbitMQ and Postgres, a real worker
+//! and the fake WeChat: accepted only after confirm, 503 when the broker is gone, batches,
+//! idempotency, 422 pointers, every status, API keys, signed webhooks, the OpenAPI document.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use wxnotify::config::AppConfig;
+use wxnotify::delivery::WorkerConfig;
+use wxnotify::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
+use wxnotify::http::{api_keys, webhooks};
+use wxnotify::queue::{Lane, Topology};
+use wxnotify::wechat::mock::{self, MockEvent, PushMode};
+
+use crate::producer_support::{Api, PrivateBroker, declare, job_body, queue_depth};
+use crate::support::queue_prefix;
+use crate::system::{CALLBACK_TOKEN, System};
+
+#[tokio::test]
+async fn a_job_is_answered_202_once_rabbitmq_confirmed_it_and_is_then_in_the_queue() {
+    let api = Api::start().await;
+    let jobs_queue = api.sys.topology.lane_queue(Lane::Jobs);
+    assert_eq!(
+        queue_depth(&api.sys.settings.amqp_url, &jobs_queue).await,
+        0
+    );
+
+    let a = api
+        .post("v1/notifications", Some(&api.key), &job_body("order-1", 1))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(
+        a.body,
+        json!({"id": "order-1", "status_url": "/v1/notifications/order-1", "state": "queued"})
+    );
+    assert_eq!(a.headers["location"], "/v1/notifications/order-1");
+    // The 202 came after the confirm: the message is in the queue (no worker runs).
+    assert_eq!(
+        queue_depth(&api.sys.settings.amqp_url, &jobs_queue).await,
+        1
+    );
+
+    // Without an id, one is made and answered.
+    let mut body = job_body("x", 2);
+    body.as_object_mut().unwrap().remove("id");
+    let a = api.post("v1/notifications", Some(&api.key), &body).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    assert!(JobId::parse(id.as_str()).is_ok());
+    assert_eq!(
+        queue_depth(&api.sys.settings.amqp_url, &jobs_queue).await,
+        2
+    );
+
+    let s = api.status("order-1").await;
+    assert_eq!(
+        (s.status, &s.body["state"]),
+        (200, &json!("queued")),
+        "{}",
+        s.body
+    );
+    assert!(s.body["accepted_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_stopped_broker_answers_503_with_retry_after_and_nothing_accepted_is_lost() {
+    let sys = System::seeded(5).await;
+    let broker = PrivateBroker::start().await;
+    let topology = Topology::new(queue_prefix());
+    declare(&broker.url(), &topology).await;
+    let api = Api::serve(sys, broker.url(), topology.clone(), &[]).await;
+    let jobs_queue = topology.lane_queue(Lane::Jobs);
+
+    for i in 0..5 {
+        let a = api
+            .post(
+                "v1/notifications",
+                Some(&api.key),
+                &job_body(&format!("before-{i}"), i),
+            )
+            .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+    let batch =
+        json!({"jobs": [job_body("batch-0", 1), job_body("batch-1", 2), job_body("batch-2", 3)]});
+    let a = api
+        .post("v1/notifications/batch", Some(&api.key), &batch)
+        .await;
+    assert_eq!(
+        (a.status, &a.body["accepted"]),
+        (200, &json!(3)),
+        "{}",
+        a.body
+    );
+
+    broker.stop();
+
+    let a = api
+        .post("v1/notifications", Some(&api.key), &job_body("during", 4))
+        .await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.headers["retry-after"], "5");
+    assert_eq!(a.body["code"], "unavailable");
+    let batch = json!({"jobs": [job_body("during-b0", 1), job_body("during-b1", 2)]});
+    let a = api
+        .post("v1/notifications/batch", Some(&api.key), &batch)
+        .await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.headers["retry-after"], "5");
+    // Never reported accepted.
+    assert_eq!(api.status("during").await.status, 404);
+    assert_eq!(api.status("during-b0").await.status, 404);
+
+    broker.launch().await;
+    // Everything answered 202 survived the stop; nothing answered 503 is there.
+    assert_eq!(queue_depth(&broker.url(), &jobs_queue).await, 8);
+
+    // The same request again, once the broker is back: accepted (the link reconnects).
+    let a = api
+        .post("v1/notifications", Some(&api.key), &job_body("during", 4))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(queue_depth(&broker.url(), &jobs_queue).await, 9);
+    assert_eq!(api.status("during").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_item_good_or_bad() {
+    let api = Api::start().await;
+    let mut bad = job_body("b-bad", 2);
+    bad.as_object_mut().unwrap().remove("template_id");
+    let mut other_content = job_body("b-0", 3);
+    other_content["data"]["thing1"] = json!("另一个内容");
+    let batch = json!({"jobs": [
+        job_body("b-0", 1),
+        bad,
+        job_body("b-1", 2),
+        json!({"app": "shop", "to": {"unionid": "u"}, "template_id": "t", "data": {"a": "x"}}),
+        job_body("b-0", 1),
+        other_content,
+        "not a job",
+    ]});
+    let a = api
+        .post("v1/notifications/batch", Some(&api.key), &batch)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = &a.body["results"];
+    let statuses: Vec<u64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 422, 202, 422, 202, 409, 422], "{}", a.body);
+    assert_eq!(r[0]["id"], "b-0");
+    assert_eq!(r[0]["status_url"], "/v1/notifications/b-0");
+    assert_eq!(r[1]["error"]["errors"][0]["pointer"], "/jobs/1/template_id");
+    assert_eq!(
+        r[3]["error"]["errors"][0]["pointer"], "/jobs/3/app",
+        "unknown app"
+    );
+    assert_eq!(r[5]["error"]["code"], "conflict");
+    assert_eq!(r[6]["error"]["errors"][0]["pointer"], "/jobs/6");
+    assert_eq!(
+        (&a.body["accepted"], &a.body["rejected"]),
+        (&json!(3), &json!(4))
+    );
+    // b-0 twice with the same content is one job.
+    assert_eq!(
+        queue_depth(
+            &api.sys.settings.amqp_url,
+            &api.sys.topology.lane_queue(Lane::Jobs)
+        )
+        .await,
+        2
+    );
+
+    let too_many =
+        json!({"jobs": (0..1001).map(|i| job_body(&format!("m-{i}"), 1)).collect::<Vec<_>>()});
+    let a = api
+        .post("v1/notifications/batch", Some(&api.key), &too_many)
+        .await;
+    assert_eq!(a.status, 422);
+    assert_eq!(a.body["errors"][0]["pointer"], "/jobs");
+}
+
+#[tokio::test]
+async fn the_same_id_with_the_same_content_answers_its_status_and_other_content_409() {
+    let api = Api::start().await;
+    let a = api
+        .post("v1/notifications", Some(&api.key), &job_body("idem-1", 1))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    // The same job, written differently (WeChat's value form, explicit app, other key order).
+    let same = json!({
+        "data": {"time2": "2026-11-24 10:00", "thing1": {"value": "订单已发货"}},
+        "template_id": "TPL_ORDER_SHIPPED",
+        "app": "default",
+        "to": {"mp_openid": mock::mp_openid(1)},
+        "id": "idem-1"
+    });
+    let a = api.post("v1/notifications", Some(&api.key), &same).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        (&a.body["id"], &a.body["state"]),
+        (&json!("idem-1"), &json!("queued"))
+    );
+    let mut other = job_body("idem-1", 1);
+    other["data"]["thing1"] = json!("订单已取消");
+    let a = api.post("v1/notifications", Some(&api.key), &other).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.body["code"], "conflict");
+    // Published once.
+    assert_eq!(
+        queue_depth(
+            &api.sys.settings.amqp_url,
+            &api.sys.topology.lane_queue(Lane::Jobs)
+        )
+        .await,
+        1
+    );
+
+    // After it was sent, the repeat answers "sent".
+    let worker = api.sys.start_worker(WorkerConfig::default());
+    api.wait_status("idem-1", |s| s["state"] == "sent").await;
+    let a = api.post("v1/notifications", Some(&api.key), &same).await;
+    assert_eq!(
+        (a.status, &a.body["state"]),
+        (200, &json!("sent")),
+        "{}",
+        a.body
+    );
+    worker.stop().await;
+    assert_eq!(api.sys.mock.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_jobs_are_422_with_a_json_pointer_and_an_actionable_message_per_error() {
+    let api = Api::start().await;
+    let body = json!({
+        "id": "has space",
+        "to": {"mp_openid": "o1", "unionid": "u1"},
+        "template_id": "TPL_ORDER_SHIPPED",
+        "data": {"thing1": "", "time2": {"value": "x\ny"}},
+        "not_after": "2020-01-01T00:00:00Z",
+        "colour": "red"
+    });
+    let a = api.post("v1/notifications", Some(&api.key), &body).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.body["code"], "validation_failed");
+    let errors: Vec<(String, String)> = a.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().into(),
+                e["message"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let message = |p: &str| {
+        errors
+            .iter()
+            .find(|(ptr, _)| ptr == p)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| panic!("no error at {p}: {errors:?}"))
+    };
+    assert!(message("/id").contains("job id contains ' '"));
+    assert!(message("/to").contains("exactly one of"));
+    assert!(message("/data/thing1").contains("empty"));
+    assert!(message("/data/time2/value").contains("control character"));
+    assert!(message("/not_after").contains("already past"));
+    assert!(message("/colour").contains("unknown field"));
+    assert_eq!(errors.len(), 6, "{errors:?}");
+
+    let unknown_app =
+        json!({"app": "nope", "to": {"unionid": "u"}, "template_id": "t", "data": {"a": "x"}});
+    let a = api
+        .post("v1/notifications", Some(&api.key), &unknown_app)
+        .await;
+    assert_eq!(
+        (a.status, &a.body["errors"][0]["pointer"]),
+        (422, &json!("/app"))
+    );
+    assert!(
+        a.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this server has: default")
+    );
+
+    let raw = api
+        .http
+        .post(api.base.join("v1/notifications").unwrap())
+        .bearer_auth(&api.key)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    assert_eq!(
+        queue_depth(
+            &api.sys.settings.amqp_url,
+            &api.sys.topology.lane_queue(Lane::Jobs)
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_status_follows_each_outcome_queued_sent_receipt_dead_and_duplicate() {
+    let api = Api::start().await;
+    // A job id first used on the AMQP path, finished before the API sees it.
+    let mut earlier = Job::new(
+        Recipient::MpOpenid(OpenId::parse(mock::mp_openid(3)).unwrap()),
+        "TPL_ORDER_SHIPPED".parse().unwrap(),
+        TemplateData::from_pairs(&[("thing1", "早先"), ("time2", "2026-11-24 10:00")]).unwrap(),
+    );
+    earlier.id = JobId::parse("dup-1").unwrap();
+    let worker = api.sys.start_worker(WorkerConfig::default());
+    api.sys.publish(&[earlier]).await;
+    api.sys.wait_finished(1, Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    let mut unknown_template = job_body("dead-40037", 2);
+    unknown_template["template_id"] = json!("TPL_NO_SUCH");
+    for body in [
+        job_body("ok-1", 1),
+        unknown_template,
+        job_body("dead-no-unionid", 9),
+        job_body("dup-1", 4),
+    ] {
+        let a = api.post("v1/notifications", Some(&api.key), &body).await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+    let queued = api.status("ok-1").await.body;
+    assert_eq!(
+        (&queued["state"], &queued["attempts"]),
+        (&json!("queued"), &json!(0))
+    );
+
+    let worker = api.sys.start_worker(WorkerConfig::default());
+    let sent = api.wait_status("ok-1", |s| s["state"] == "sent").await;
+    let msgid: u64 = sent["msgid"].as_str().unwrap().parse().unwrap();
+    assert!(
+        msgid > 1 << 53,
+        "the msgid is a string because it exceeds 2^53: {sent}"
+    );
+    assert!(sent["sent_at"].is_string());
+    assert_eq!(sent["attempts"], 1);
+
+    let dead = api
+        .wait_status("dead-40037", |s| s["state"] == "dead")
+        .await;
+    assert_eq!(
+        (&dead["reason"], &dead["errcode"]),
+        (&json!("payload_rejected"), &json!(40037)),
+        "{dead}"
+    );
+    assert!(
+        dead["errmsg"].as_str().unwrap().contains("rid"),
+        "WeChat's message with its rid: {dead}"
+    );
+    let dead = api
+        .wait_status("dead-no-unionid", |s| s["state"] == "dead")
+        .await;
+    assert_eq!(dead["reason"], "no_unionid");
+    let dup = api
+        .wait_status("dup-1", |s| s["state"] == "duplicate")
+        .await;
+    assert_eq!(dup["id"], "dup-1");
+    api.sys.wait_finished(4, Duration::from_secs(30)).await;
+    // The API's dup-1 reached the worker and was counted as a duplicate, not sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i32>("SELECT duplicates FROM deliveries WHERE job_id = 'dup-1'")
+        .fetch_one(&api.sys.db.pool)
+        .await
+        .unwrap()
+        < 1
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dup-1 never came back as a duplicate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.stop().await;
+    // The duplicate was not sent again: person 3's earlier job and ok-1 only.
+    assert_eq!(api.sys.mock.sends().len(), 2);
+
+    // WeChat's receipt arrives on the OA callback of the same serve.
+    api.sys
+        .mock
+        .push_event(
+            &api.base.join("wechat/callback").unwrap(),
+            &MockEvent::TemplateSendJobFinish {
+                msgid,
+                status: "failed:user block".into(),
+            },
+            &PushMode::Plain {
+                token: CALLBACK_TOKEN.into(),
+            },
+        )
+        .await
+        .unwrap();
+    let with_receipt = api.wait_status("ok-1", |s| !s["receipt"].is_null()).await;
+    assert_eq!(with_receipt["receipt"]["status"], "failed:user block");
+    assert_eq!(with_receipt["state"], "sent");
+}
+
+fn shop(sys: &System) -> AppConfig {
+    let mut app = sys.settings.apps[0].clone();
+    app.name = AppName::parse("shop").unwrap();
+    app
+}
+
+#[tokio::test]
+async fn api_keys_are_per_app_a_foreign_app_is_403_and_a_revoked_key_401() {
+    let sys = System::seeded(5).await;
+    let amqp = sys.settings.amqp_url.clone();
+    let topology = sys.topology.clone();
+    let shop = shop(&sys);
+    let api = Api::serve(sys, amqp, topology, &[shop]).await;
+    let pool = &api.sys.db.pool;
+    let shop_key = api_keys::create(pool, &AppName::parse("shop").unwrap(), None)
+        .await
+        .unwrap();
+
+    let none = api
+        .post("v1/notifications", None, &job_body("k-1", 1))
+        .await;
+    assert_eq!(none.status, 401);
+    assert!(none.headers.contains_key("www-authenticate"));
+    let unknown = api
+        .post(
+            "v1/notifications",
+            Some("wxn_not-a-key"),
+            &job_body("k-1", 1),
+        )
+        .await;
+    assert_eq!(unknown.status, 401);
+
+    // The shop key sending for the default app.
+    let mut for_default = job_body("k-1", 1);
+    for_default["app"] = json!("default");
+    let a = api
+        .post("v1/notifications", Some(&shop_key.key), &for_default)
+        .await;
+    assert_eq!(
+        (a.status, &a.body["code"]),
+        (403, &json!("forbidden_app")),
+        "{}",
+        a.body
+    );
+    // Without `app`, a job goes to the key's app.
+    let a = api
+        .post(
+            "v1/notifications",
+            Some(&shop_key.key),
+            &job_body("k-shop", 1),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let job: Value = sqlx::query_scalar::<_, String>(
+        "SELECT app FROM api_notifications WHERE job_id = 'k-shop'",
+    )
+    .fetch_one(pool)
+    .await
+    .map(Value::from)
+    .unwrap();
+    assert_eq!(job, "shop");
+    // Another app's notification is not found with this key.
+    assert_eq!(api.status("k-shop").await.status, 404);
+    assert_eq!(
+        api.get("v1/notifications/k-shop", Some(&shop_key.key))
+            .await
+            .status,
+        200
+    );
+
+    assert!(api_keys::revoke(pool, shop_key.id).await.unwrap());
+    let a = api
+        .post("v1/notifications", Some(&shop_key.key), &job_body("k-2", 1))
+        .await;
+    assert_eq!(a.status, 401);
+    assert!(a.body["error"].as_str().unwrap().contains("revoked"));
+    assert_eq!(
+        api.get("v1/notifications/k-shop", Some(&shop_key.key))
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_api_key_command_creates_lists_and_revokes_keys_showing_a_key_once() {
+    let api = Api::start().await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+            .args(args)
+            .env("DATABASE_URL", api.sys.db.url())
+            .env("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID)
+            .env("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET)
+            .env("WXNOTIFY_CONFIG", "")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, out) = run(&[
+        "api-key", "create", "--app", "default", "--label", "cli", "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let a = api
+        .post("v1/notifications", Some(&key), &job_body("cli-1", 1))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+
+    let (code, out) = run(&["api-key", "list", "--app", "default", "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(!out.contains(&key), "list never shows a key");
+    assert!(out.contains(created["prefix"].as_str().unwrap()));
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT key_sha256 FROM api_keys WHERE id = $1::uuid")
+        .bind(created["id"].as_str().unwrap())
+        .fetch_one(&api.sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, api_keys::key_hash(&key), "only the hash is stored");
+
+    let (code, _) = run(&["api-key", "revoke", created["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let a = api
+        .post("v1/notifications", Some(&key), &job_body("cli-2", 1))
+        .await;
+    assert_eq!(a.status, 401);
+    let (code, _) = run(&["api-key", "create", "--app", "nope"]);
+    assert_eq!(code, Some(2), "an unknown app is a configuration error");
+}
+
+/// What the webhook receiver saw.
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+    at: tokio::time::Instant,
+}
+
+#[tokio::test]
+async fn outcome_webhooks_are_signed_and_retried_with_backoff_until_accepted() {
+    let api = Api::start().await;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Received>();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let calls = calls.clone();
+            move |headers: HeaderMap, body: Bytes| {
+                let tx = tx.clone();
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let _ = tx.send(Received {
+                        headers,
+                        body,
+                        at: tokio::time::Instant::now(),
+                    });
+                    // The first two posts fail.
+                    if n < 2 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = url::Url::parse(&format!("http://{}/hook", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let pool = api.sys.db.pool.clone();
+    let secret = webhooks::set(&pool, &AppName::default_app(), &hook, false, false)
+        .await
+        .unwrap()
+        .expect("a new webhook gets a secret");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = webhooks::WebhookOptions {
+        min_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(2),
+        idle_poll: Duration::from_millis(50),
+        ..webhooks::WebhookOptions::default()
+    };
+    let dispatcher = tokio::spawn(webhooks::run_dispatcher(
+        pool.clone(),
+        options,
+        stop.clone(),
+    ));
+
+    let worker = api.sys.start_worker(WorkerConfig::default());
+    for body in [job_body("hook-sent", 1), job_body("hook-dead", 9)] {
+        assert_eq!(
+            api.post("v1/notifications", Some(&api.key), &body)
+                .await
+                .status,
+            202
+        );
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("the webhook is posted (and retried) within 20 s")
+            .unwrap();
+        got.push(r);
+    }
+    worker.stop().await;
+    let now = chrono::Utc::now().timestamp();
+    for r in &got {
+        let signature = r.headers[webhooks::SIGNATURE_HEADER].to_str().unwrap();
+        assert!(
+            webhooks::verify(&secret, signature, &r.body, now, Duration::from_secs(300)),
+            "the signature verifies: {signature}"
+        );
+        assert!(!webhooks::verify(
+            "whsec_wrong",
+            signature,
+            &r.body,
+            now,
+            Duration::from_secs(300)
+        ));
+        assert_eq!(r.headers[webhooks::EVENT_HEADER], "dead");
+        assert_eq!(
+            r.headers[webhooks::DELIVERY_HEADER],
+            got[0].headers[webhooks::DELIVERY_HEADER],
+            "one event, retried"
+        );
+        let event: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (&event["event"], &event["id"], &event["reason"]),
+            (&json!("dead"), &json!("hook-dead"), &json!("no_unionid"))
+        );
+    }
+    let first_gap = got[1].at - got[0].at;
+    let second_gap = got[2].at - got[1].at;
+    assert!(first_gap >= Duration::from_millis(200), "{first_gap:?}");
+    assert!(
+        second_gap >= Duration::from_millis(400),
+        "backoff grows: {first_gap:?} then {second_gap:?}"
+    );
+    // The sent job made no event (not asked for), and the dead one is settled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let outbox = loop {
+        let rows: Vec<(String, String, i32, bool)> = sqlx::query_as(
+            "SELECT job_id, event, attempts, delivered_at IS NOT NULL FROM webhook_outbox ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if rows.iter().all(|r| r.3) || tokio::time::Instant::now() >= deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        outbox,
+        [("hook-dead".to_owned(), "dead".to_owned(), 3, true)]
+    );
+    stop.cancel();
+    dispatcher.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_generated_from_the_code_committed_and_served() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.json");
+    let generated = wxnotify::http::openapi::openapi_json();
+    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).expect("schemas/openapi.json exists");
+    assert!(
+        committed == generated,
+        "schemas/openapi.json is stale: run `UPDATE_SCHEMAS=1 cargo nextest run -E 'test(openapi)'`"
+    );
+    let doc: Value = serde_json::from_str(&generated).unwrap();
+    for p in [
+        "/v1/notifications",
+        "/v1/notifications/batch",
+        "/v1/notifications/{id}",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} is described");
+    }
+    assert_eq!(
+        doc["paths"]["/v1/notifications"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/Job"
+    );
+    assert!(doc["components"]["schemas"]["Job"]["properties"]["template_id"].is_object());
+    assert!(
+        !generated.contains("#/$defs/"),
+        "every reference points into components"
+    );
+
+    let api = Api::start().await;
+    let served = api
+        .http
+        .get(api.base.join("openapi.json").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap(), generated);
+}

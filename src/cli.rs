@@ -40,6 +40,8 @@ pub enum Command {
     Enqueue(Box<crate::queue::EnqueueArgs>),
     /// Inspect, replay and purge dead letters.
     Dlq(crate::dlq::DlqArgs),
+    /// Bulk campaigns: create, preview, start, pause, resume, cancel, status, list, dispatch.
+    Campaign(crate::campaigns::CampaignArgs),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
     /// Serve the HTTP API: Mini Program login, the OA callback, health and metrics.
@@ -92,6 +94,7 @@ impl Cli {
             Command::MockWechat(args) => crate::wechat::mock::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
             Command::Dlq(args) => crate::dlq::run(args).await,
+            Command::Campaign(args) => crate::campaigns::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

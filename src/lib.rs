@@ -18,6 +18,7 @@
 //! - [`queue`]: the RabbitMQ topology, publisher (confirms) and the `enqueue` command.
 //! - [`delivery`]: the worker pipeline: decode, claim, resolve, rate-limit, send, classify, record,
 //!   ack; retries and dead letters.
+//! - [`campaigns`]: bulk campaigns: audience snapshot, dispatcher, pacing, control, status.
 //! - [`dlq`]: `wxnotify dlq`: list, show, replay and purge dead letters.
 //! - [`followers`]: the OA follower sync.
 //! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
@@ -26,6 +27,7 @@
 //!   both.
 
 pub mod bench;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -259,7 +259,10 @@ impl Settle {
                     return;
                 }
             }
-            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } => {}
+            Outcome::Sent { .. }
+            | Outcome::Duplicate
+            | Outcome::Dead { .. }
+            | Outcome::Cancelled => {}
         }
         log_outcome(&decision, &outcome);
         self.acks.ack(delivery.delivery_tag);
@@ -385,6 +388,7 @@ fn log_outcome(decision: &Decision, outcome: &Outcome) {
         Outcome::Duplicate => {
             tracing::debug!(job_id, "duplicate: already finished, not sent again")
         }
+        Outcome::Cancelled => tracing::debug!(job_id, "campaign cancelled: not sent"),
         Outcome::Retry { delay, failure } | Outcome::Paused { delay, failure } => tracing::info!(
             job_id,
             attempt = decision.attempt,

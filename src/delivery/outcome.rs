@@ -129,6 +129,8 @@ pub enum Outcome {
         /// What WeChat said.
         failure: Failure,
     },
+    /// A job of a cancelled campaign: recorded `cancelled`, not sent.
+    Cancelled,
     /// Give up, with a reason.
     Dead {
         /// Why.
@@ -151,6 +153,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Retry { .. } => "retry",
             Outcome::Paused { .. } => "paused",
+            Outcome::Cancelled => "cancelled",
             Outcome::Dead { .. } => "dead",
         }
     }

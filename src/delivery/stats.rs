@@ -16,6 +16,7 @@ pub struct WorkerStats {
     duplicate: AtomicU64,
     retried: AtomicU64,
     paused: AtomicU64,
+    cancelled: AtomicU64,
     dead: Mutex<BTreeMap<String, u64>>,
     /// WeChat call latency, microseconds.
     send_latency: Mutex<Histogram<u64>>,
@@ -28,6 +29,7 @@ impl Default for WorkerStats {
             duplicate: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             paused: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             dead: Mutex::default(),
             send_latency: Mutex::new(
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
@@ -47,6 +49,8 @@ pub struct StatsSnapshot {
     pub retried: u64,
     /// Deferred because the app's quota was used up.
     pub paused: u64,
+    /// Jobs of cancelled campaigns, recorded and not sent.
+    pub cancelled: u64,
     /// Dead letters by reason.
     pub dead: BTreeMap<String, u64>,
     /// WeChat call latency percentiles (p50, p90, p99, max), milliseconds.
@@ -68,6 +72,7 @@ impl WorkerStats {
             Outcome::Duplicate => &self.duplicate,
             Outcome::Retry { .. } => &self.retried,
             Outcome::Paused { .. } => &self.paused,
+            Outcome::Cancelled => &self.cancelled,
             Outcome::Dead { reason, .. } => {
                 *self
                     .dead
@@ -100,6 +105,7 @@ impl WorkerStats {
             duplicate: self.duplicate.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             paused: self.paused.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
             dead: self.dead.lock().expect("stats lock").clone(),
             send_latency_ms: [ms(0.5), ms(0.9), ms(0.99), h.max() as f64 / 1000.0],
         }

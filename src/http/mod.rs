@@ -8,7 +8,9 @@
 //!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
+pub mod admin_token;
 pub mod callback;
+pub mod campaigns;
 pub mod error;
 pub mod health;
 pub mod login;
@@ -213,8 +215,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving the HTTP API");
-    let pruner = tokio::spawn(prune_events(pool));
-    axum::serve(listener, router(state.clone()))
+    let pruner = tokio::spawn(prune_events(pool.clone()));
+    let mut app = router(state.clone());
+    if let Some(campaigns) = campaigns::router(pool.clone(), &settings) {
+        app = app.merge(campaigns);
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     pruner.abort();

@@ -263,10 +263,16 @@ impl Dispatcher {
             lease.cap_day,
             lease.cap_day_dispatched.max(0) as u64,
         );
+        let backlog_room = (rate * self.options.backlog_seconds) as u64;
         let remaining_quota =
             pacing::remaining_quota_today(&self.pool, &self.quota, &c.app).await?;
-        let quota_left = pacing::quota_left(&self.quota, &c.app, remaining_quota, depth);
-        let backlog_room = (rate * self.options.backlog_seconds) as u64;
+        let mut quota_left = pacing::quota_left(&self.quota, &c.app, remaining_quota, depth);
+        if quota_left < backlog_room.saturating_mul(2) {
+            // Near the reserve, count exactly what this campaign has dispatched and not yet
+            // finished (the lane's depth misses jobs a worker holds unacked).
+            let unfinished = self.unfinished(c.id, lease.cursor).await?;
+            quota_left = pacing::quota_left(&self.quota, &c.app, remaining_quota, unfinished);
+        }
         let n = (driven.tokens.floor() as u64)
             .min(backlog_room.saturating_sub(depth))
             .min(cap_left)
@@ -329,6 +335,17 @@ impl Dispatcher {
         Ok(n)
     }
 
+    /// Dispatched jobs of campaign `id` not in a final state yet.
+    async fn unfinished(&self, id: Uuid, cursor: i64) -> anyhow::Result<u64> {
+        let finished: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state IN ('sent', 'dead', 'cancelled')",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((cursor - finished).max(0) as u64)
+    }
+
     /// Completes a fully dispatched campaign once every recipient reached a final state
     /// (checked at most once a second).
     async fn maybe_complete(&self, c: &Campaign, driven: &mut Driven) -> anyhow::Result<()> {
@@ -339,13 +356,7 @@ impl Dispatcher {
             return Ok(());
         }
         driven.last_completion_check = Some(Instant::now());
-        let finished: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state IN ('sent', 'dead', 'cancelled')",
-        )
-        .bind(c.id)
-        .fetch_one(&self.pool)
-        .await?;
-        if finished >= c.reachable {
+        if self.unfinished(c.id, c.reachable).await? == 0 {
             let mut conn = self.pool.acquire().await?;
             if store::change_state(
                 &mut conn,

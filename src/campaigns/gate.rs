@@ -17,7 +17,7 @@ use crate::domain::Job;
 /// How long a campaign's state is trusted before it is read again.
 const FRESH: Duration = Duration::from_millis(500);
 /// How long a job of a paused campaign waits before it is looked at again.
-pub const PAUSED_JOB_DELAY: Duration = Duration::from_secs(30);
+pub const PAUSED_JOB_DELAY: Duration = Duration::from_secs(5);
 
 /// Campaign id → (state, when it was read). Campaign ids are UUIDs, unique across databases, so
 /// one cache serves every pipeline of the process.

@@ -6,6 +6,7 @@ mod support;
 mod system;
 mod users_support;
 
+mod campaigns;
 mod domain;
 mod end_to_end;
 mod followers;

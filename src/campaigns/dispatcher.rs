@@ -269,8 +269,11 @@ impl Dispatcher {
         let mut quota_left = pacing::quota_left(&self.quota, &c.app, remaining_quota, depth);
         if quota_left < backlog_room.saturating_mul(2) {
             // Near the reserve, count exactly what this campaign has dispatched and not yet
-            // finished (the lane's depth misses jobs a worker holds unacked).
+            // finished (the lane's depth misses jobs a worker holds unacked). Counted before
+            // the quota is read again, so a send recorded in between is never counted twice.
             let unfinished = self.unfinished(c.id, lease.cursor).await?;
+            let remaining_quota =
+                pacing::remaining_quota_today(&self.pool, &self.quota, &c.app).await?;
             quota_left = pacing::quota_left(&self.quota, &c.app, remaining_quota, unfinished);
         }
         let n = (driven.tokens.floor() as u64)

@@ -27,7 +27,7 @@ use crate::wechat::mock::{self, MockConfig, MockWechat};
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// the worst busiest window and peak RSS (these machines are noisy: quote medians).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+    /// Recipients in the campaign scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub recipients: u64,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +66,8 @@ pub enum Scenario {
     Rate,
     /// A large backlog at 0 ms latency.
     Backlog,
+    /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
+    Campaign,
 }
 
 /// The figures of one scenario.
@@ -93,6 +98,9 @@ pub struct BenchResult {
 /// Runs `wxnotify bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let base = Settings::from_env()?;
+    if args.scenario == Scenario::Campaign {
+        return crate::campaigns::bench::run(&base, args.recipients, args.json).await;
+    }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],
         one => std::slice::from_ref(match one {

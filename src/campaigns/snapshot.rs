@@ -61,6 +61,10 @@ pub async fn recipients(
     )
     .execute(&mut **tx)
     .await?;
+    // Sorts and hashes of a million rows stay in memory (this transaction only).
+    sqlx::query("SET LOCAL work_mem = '256MB'")
+        .execute(&mut **tx)
+        .await?;
     let mut snap = copy_items(tx, items).await?;
     sqlx::query("ANALYZE campaign_staging")
         .execute(&mut **tx)
@@ -128,14 +132,11 @@ fn csv_quote(buf: &mut Vec<u8>, s: &str) {
 
 /// Resolves the staged recipients in one statement. Hash joins against `mp_users` and the
 /// subscribed followers by unionid (the newest follower row of a unionid wins); repeats of an
-/// address, and addresses that lead to one follower, are kept once (the first line).
+/// address, and addresses that lead to one follower, are kept once (the first line): one
+/// window over the follower reached (or the address, for the unreachable).
 /// An OA openid wxnotify has never seen is kept as reachable (the worker sends it as asked).
 const RESOLVE_SQL: &str = "
-WITH staged AS (
-    SELECT DISTINCT ON (kind, recipient) line, kind, recipient, data
-    FROM campaign_staging ORDER BY kind, recipient, line
-),
-subscribed AS (
+WITH subscribed AS (
     SELECT DISTINCT ON (unionid) unionid, oa_openid
     FROM oa_followers WHERE app = $2 AND subscribed AND unionid IS NOT NULL
     ORDER BY unionid, updated_at DESC
@@ -151,7 +152,7 @@ resolved AS (
             WHEN s.kind = 'mp_openid' AND m.unionid IS NULL THEN 'no_unionid'
             WHEN fs.oa_openid IS NULL THEN 'not_following'
         END AS unreachable
-    FROM staged s
+    FROM campaign_staging s
     LEFT JOIN mp_users m ON s.kind = 'mp_openid' AND m.app = $2 AND m.mp_openid = s.recipient
     LEFT JOIN oa_followers fo ON s.kind = 'oa_openid' AND fo.app = $2 AND fo.oa_openid = s.recipient
     LEFT JOIN subscribed fs
@@ -159,8 +160,8 @@ resolved AS (
        AND fs.unionid = CASE s.kind WHEN 'mp_openid' THEN m.unionid ELSE s.recipient END
 ),
 kept AS (
-    SELECT *, CASE WHEN oa_openid IS NULL THEN 1
-                   ELSE row_number() OVER (PARTITION BY oa_openid ORDER BY line) END AS nth
+    SELECT *, row_number() OVER (
+                  PARTITION BY COALESCE(oa_openid, kind || ':' || recipient) ORDER BY line) AS nth
     FROM resolved
 )
 INSERT INTO campaign_recipients

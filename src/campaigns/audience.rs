@@ -99,34 +99,31 @@ pub fn read_file(path: &Path) -> std::io::Result<Box<dyn Iterator<Item = Item> +
 
 /// Items of an NDJSON stream. Blank lines are skipped without a report.
 pub fn ndjson<R: BufRead + Send>(reader: R) -> impl Iterator<Item = Item> + Send {
-    reader
-        .split(b'\n')
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let line_no = i as u64 + 1;
-            let bad = |error: String| {
-                Some(Err(BadLine {
-                    line: line_no,
-                    error,
-                }))
-            };
-            let bytes = match line {
-                Ok(b) => b,
-                Err(e) => return bad(format!("cannot read: {e}")),
-            };
-            let text = match std::str::from_utf8(&bytes) {
-                Ok(t) => t.trim(),
-                Err(_) => return bad("not UTF-8".into()),
-            };
-            if text.is_empty() {
-                return None;
-            }
-            let value: Map<String, Value> = match serde_json::from_str(text) {
-                Ok(v) => v,
-                Err(e) => return bad(format!("not a JSON object: {e}")),
-            };
-            Some(entry_of_object(line_no, value))
-        })
+    reader.split(b'\n').enumerate().filter_map(|(i, line)| {
+        let line_no = i as u64 + 1;
+        let bad = |error: String| {
+            Some(Err(BadLine {
+                line: line_no,
+                error,
+            }))
+        };
+        let bytes = match line {
+            Ok(b) => b,
+            Err(e) => return bad(format!("cannot read: {e}")),
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t.trim(),
+            Err(_) => return bad("not UTF-8".into()),
+        };
+        if text.is_empty() {
+            return None;
+        }
+        let value: Map<String, Value> = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return bad(format!("not a JSON object: {e}")),
+        };
+        Some(entry_of_object(line_no, value))
+    })
 }
 
 /// Builds an entry from a JSON object with one address key and an optional `data` object.
@@ -179,7 +176,9 @@ fn finish(line: u64, key: &str, value: String, data: Option<Map<String, Value>>)
 }
 
 /// Items of a CSV stream with a header row.
-pub fn csv_items<R: std::io::Read + Send + 'static>(reader: R) -> impl Iterator<Item = Item> + Send {
+pub fn csv_items<R: std::io::Read + Send + 'static>(
+    reader: R,
+) -> impl Iterator<Item = Item> + Send {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -240,14 +239,10 @@ pub fn csv_items<R: std::io::Read + Send + 'static>(reader: R) -> impl Iterator<
 
 /// Items of an explicit list (positions are 1-based).
 pub fn list_items(entries: Vec<ListEntry>) -> impl Iterator<Item = Item> + Send {
-    entries.into_iter().enumerate().map(|(i, e)| {
-        finish(
-            i as u64 + 1,
-            e.to.kind(),
-            e.to.value().to_owned(),
-            e.data,
-        )
-    })
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| finish(i as u64 + 1, e.to.kind(), e.to.value().to_owned(), e.data))
 }
 
 #[cfg(test)]

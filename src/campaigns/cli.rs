@@ -90,7 +90,11 @@ pub struct CreateArgs {
     #[arg(long, requires = "miniprogram_appid")]
     pub pagepath: Option<String>,
     /// Every subscribed follower of the app's OA.
-    #[arg(long, conflicts_with = "recipients", required_unless_present = "recipients")]
+    #[arg(
+        long,
+        conflicts_with = "recipients",
+        required_unless_present = "recipients"
+    )]
     pub followers: bool,
     /// A recipients file, `.ndjson` or `.csv`.
     #[arg(long)]
@@ -165,7 +169,10 @@ fn actor(by: &Option<String>) -> String {
 }
 
 /// Builds a new campaign from flags (shared by the HTTP API through [`pacing_from`]).
-fn new_campaign(args: &CreateArgs, settings: &Settings) -> Result<(NewCampaign, u32), CampaignError> {
+fn new_campaign(
+    args: &CreateArgs,
+    settings: &Settings,
+) -> Result<(NewCampaign, u32), CampaignError> {
     let app = match &args.app {
         Some(a) => AppName::parse(a.clone()).map_err(|e| CampaignError::Invalid(e.to_string()))?,
         None => settings
@@ -232,7 +239,11 @@ pub fn pacing_from(
         })?,
         start_at,
         daily_cap: match daily_cap {
-            Some(0) => return Err(CampaignError::Invalid("the daily cap must be positive".into())),
+            Some(0) => {
+                return Err(CampaignError::Invalid(
+                    "the daily cap must be positive".into(),
+                ));
+            }
             other => other,
         },
     })
@@ -296,7 +307,10 @@ async fn command(
                     &report.unreachable,
                 );
                 if report.repeats > 0 {
-                    s.push_str(&format!("\n  {} repeated recipients kept once", report.repeats));
+                    s.push_str(&format!(
+                        "\n  {} repeated recipients kept once",
+                        report.repeats
+                    ));
                 }
                 if report.bad_lines.count > 0 {
                     s.push_str(&format!(
@@ -307,7 +321,10 @@ async fn command(
                         s.push_str(&format!("\n    line {}: {}", b.line, b.error));
                     }
                 }
-                s.push_str(&format!("\nstart it with: wxnotify campaign start {}", report.id));
+                s.push_str(&format!(
+                    "\nstart it with: wxnotify campaign start {}",
+                    report.id
+                ));
                 s
             });
             Ok(ExitCode::SUCCESS)
@@ -335,11 +352,18 @@ async fn command(
         CampaignCommand::List(args) => {
             let list = store::list(pool, args.limit).await?;
             print(args.json, &list, || {
-                let mut s = String::from("id                                    state      app       audience  reachable  dispatched  created");
+                let mut s = String::from(
+                    "id                                    state      app       audience  reachable  dispatched  created",
+                );
                 for c in &list {
                     s.push_str(&format!(
                         "\n{}  {:<9}  {:<8}  {:>8}  {:>9}  {:>10}  {}",
-                        c.id, c.state.as_str(), c.app, c.audience, c.reachable, c.dispatched,
+                        c.id,
+                        c.state.as_str(),
+                        c.app,
+                        c.audience,
+                        c.reachable,
+                        c.dispatched,
                         c.created_at.format("%Y-%m-%d %H:%M")
                     ));
                 }

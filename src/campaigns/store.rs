@@ -175,7 +175,10 @@ impl Campaign {
     pub fn pacing(&self) -> Pacing {
         Pacing {
             rate_per_second: self.rate_per_second,
-            window: self.window.as_deref().and_then(|w| SendWindow::parse(w).ok()),
+            window: self
+                .window
+                .as_deref()
+                .and_then(|w| SendWindow::parse(w).ok()),
             time_zone: self.time_zone.parse().unwrap_or(chrono_tz::UTC),
             start_at: self.start_at,
             daily_cap: self.daily_cap.map(|c| c.max(0) as u64),
@@ -183,7 +186,8 @@ impl Campaign {
     }
 }
 
-const COLUMNS: &str = "id, app, template_id, data, url, miniprogram, not_after, audience_kind, state,
+const COLUMNS: &str =
+    "id, app, template_id, data, url, miniprogram, not_after, audience_kind, state,
     rate_per_second, window_start, window_end, time_zone, start_at, daily_cap, audience, reachable,
     unreachable, cursor, created_by, created_at";
 

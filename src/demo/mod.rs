@@ -10,6 +10,7 @@
 //! mid-run), runs the worker until every job has its outcome, delivers some receipts, checks the
 //! books against what the fake WeChat saw, prints a summary and removes what it made.
 
+mod campaign;
 mod jobs;
 mod populate;
 
@@ -46,6 +47,9 @@ pub struct DemoArgs {
     /// Latency the fake WeChat adds to every call, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,
+    /// Followers who get the demo's campaign (on the bulk lane, beside the jobs); 0: none.
+    #[arg(long, default_value_t = 300)]
+    pub campaign: u64,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -80,6 +84,8 @@ pub struct DemoReport {
     pub tokens_minted: u64,
     /// Delivery receipts (TEMPLATESENDJOBFINISH) pushed and stored on the ledger.
     pub receipts_stored: u64,
+    /// The campaign sent beside the jobs, as `campaign status --json` shows it.
+    pub campaign: Option<crate::campaigns::Status>,
     /// Every job ended in exactly one recorded state and the books match WeChat's.
     pub consistent: bool,
 }
@@ -163,15 +169,29 @@ async fn demo(
         ],
     });
     let started = Instant::now();
+    let campaign = match args.campaign {
+        0 => None,
+        n => Some(campaign::start(scratch, n, 200).await?),
+    };
     let plan = jobs::plan(args.jobs, args.people, mock_config, &unfollowed);
     let published = jobs::publish(&scratch.publisher, &scratch.topology, &plan, bars).await?;
-    let expected = plan.expected_outcomes();
+    // Each reachable recipient of the campaign ends sent or dead too.
+    let expected = plan.expected_outcomes() + campaign.as_ref().map_or(0, |c| c.reachable);
     let snapshot = drain(&worker, mock, expected, bars).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let campaign = match campaign {
+        Some(c) => Some(c.finish(&scratch.pool).await?),
+        None => None,
+    };
     shutdown.cancel();
     running.await?;
     mock.clear_faults();
     let receipts_stored = populate::receipts(&api, mock, &scratch.pool, 200).await?;
+    // Read again: some of the receipts may be the campaign's.
+    let campaign = match campaign {
+        Some(c) => Some(crate::campaigns::status(&scratch.pool, c.id).await?),
+        None => None,
+    };
     api.stop().await;
     let wechat = mock.stats();
     let consistent = check_books(&scratch.pool, &snapshot, &wechat, expected).await?;
@@ -189,7 +209,11 @@ async fn demo(
         wechat_dropped_duplicates: wechat.duplicate_sends_dropped,
         tokens_minted: wechat.tokens_minted_by(Endpoint::StableToken),
         receipts_stored,
-        consistent,
+        consistent: consistent
+            && campaign
+                .as_ref()
+                .is_none_or(|c| c.finished() == c.reachable && c.state.is_final()),
+        campaign,
     })
 }
 
@@ -323,4 +347,7 @@ fn print_report(r: &DemoReport) {
         "  delivery receipts     {} pushed to /wechat/callback and stored",
         r.receipts_stored
     );
+    if let Some(c) = &r.campaign {
+        println!("  {}", c.line());
+    }
 }

@@ -103,7 +103,10 @@ async fn list(State(s): State<CampaignsState>) -> Result<Response, ApiError> {
     Ok(Json(store::list(&s.pool, 100).await?).into_response())
 }
 
-async fn status(State(s): State<CampaignsState>, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+async fn status(
+    State(s): State<CampaignsState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
     Ok(Json(progress::status(&s.pool, id).await?).into_response())
 }
 
@@ -220,9 +223,7 @@ async fn create(
                 "audience {n:?}: use \"followers\" or {{\"recipients\": [...]}}"
             )));
         }
-        AudienceBody::List { recipients } => {
-            AudienceSource::List(Box::new(list_items(recipients)))
-        }
+        AudienceBody::List { recipients } => AudienceSource::List(Box::new(list_items(recipients))),
     };
     let report = store::create(&s.pool, &new, app_rate, source).await?;
     Ok((StatusCode::CREATED, Json(report)).into_response())

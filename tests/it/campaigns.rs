@@ -156,8 +156,7 @@ fn worker(sys: &System) -> RunningWorker {
 }
 
 #[tokio::test]
-async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reasons_before_sending()
-{
+async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reasons_before_sending() {
     let sys = System::seeded(20).await;
     // Person 1 unfollowed since the sync; person 9 has no unionid (every 10th).
     sqlx::query("UPDATE oa_followers SET subscribed = false WHERE oa_openid = $1")
@@ -283,17 +282,26 @@ async fn a_dispatcher_killed_mid_campaign_and_restarted_sends_every_recipient_ex
     let reachable = store::get(&sys.db.pool, id).await.unwrap().reachable;
     assert!(at_crash < reachable, "the crash came mid-campaign");
     let second = spawn(dispatcher(&sys, QuotaSettings::default(), fast()).await);
-    until(Duration::from_secs(30), "the campaign completes", || async {
-        state(&sys, id).await == CampaignState::Completed
-    })
+    until(
+        Duration::from_secs(30),
+        "the campaign completes",
+        || async { state(&sys, id).await == CampaignState::Completed },
+    )
     .await;
-    assert!(second.published.load(Ordering::Relaxed) > 0, "the second one took over");
+    assert!(
+        second.published.load(Ordering::Relaxed) > 0,
+        "the second one took over"
+    );
     second.stop().await;
     w.stop().await;
     assert_each_sent_once(&sys, id).await;
     let s = progress::status(&sys.db.pool, id).await.unwrap();
     assert_eq!(s.sent, reachable as u64);
-    assert_eq!(s.finished(), s.reachable, "every recipient in exactly one state");
+    assert_eq!(
+        s.finished(),
+        s.reachable,
+        "every recipient in exactly one state"
+    );
 }
 
 #[tokio::test]
@@ -306,9 +314,11 @@ async fn two_dispatchers_on_one_campaign_only_one_drives_it() {
         .unwrap();
     let a = spawn(dispatcher(&sys, QuotaSettings::default(), fast()).await);
     let b = spawn(dispatcher(&sys, QuotaSettings::default(), fast()).await);
-    until(Duration::from_secs(30), "the campaign completes", || async {
-        state(&sys, id).await == CampaignState::Completed
-    })
+    until(
+        Duration::from_secs(30),
+        "the campaign completes",
+        || async { state(&sys, id).await == CampaignState::Completed },
+    )
     .await;
     let (pa, pb) = (
         a.published.load(Ordering::Relaxed),
@@ -347,15 +357,21 @@ async fn pause_stops_sending_within_seconds_and_resume_finishes_the_campaign() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_pause = sys.mock.sends().len();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(sys.mock.sends().len(), after_pause, "nothing sent while paused");
+    assert_eq!(
+        sys.mock.sends().len(),
+        after_pause,
+        "nothing sent while paused"
+    );
     let reachable = store::get(&sys.db.pool, id).await.unwrap().reachable;
     assert!((after_pause as i64) < reachable);
     store::apply(&sys.db.pool, id, Action::Resume, "ops")
         .await
         .unwrap();
-    until(Duration::from_secs(40), "the campaign completes", || async {
-        state(&sys, id).await == CampaignState::Completed
-    })
+    until(
+        Duration::from_secs(40),
+        "the campaign completes",
+        || async { state(&sys, id).await == CampaignState::Completed },
+    )
     .await;
     d.stop().await;
     w.stop().await;
@@ -401,7 +417,11 @@ async fn cancel_with_jobs_on_the_lane_records_them_cancelled_and_sends_none() {
     })
     .await;
     let stats = w.stop().await;
-    assert_eq!(sys.mock.sends().len(), 0, "nothing of a cancelled campaign is sent");
+    assert_eq!(
+        sys.mock.sends().len(),
+        0,
+        "nothing of a cancelled campaign is sent"
+    );
     assert_eq!(stats.cancelled, dispatched);
     let s = progress::status(&sys.db.pool, id).await.unwrap();
     assert_eq!(s.state, CampaignState::Cancelled);
@@ -472,23 +492,31 @@ async fn the_daily_cap_and_the_transactional_reserve_hold_a_campaign_back() {
         })
         .collect();
     sys.publish(&jobs).await;
-    until(Duration::from_secs(20), "transactional jobs sent", || async {
-        sys.states().await.get("sent").copied().unwrap_or(0) >= 40
-    })
+    until(
+        Duration::from_secs(20),
+        "transactional jobs sent",
+        || async { sys.states().await.get("sent").copied().unwrap_or(0) >= 40 },
+    )
     .await;
     let id2 = followers_campaign(&sys, &new_campaign(1000)).await;
     let d = spawn(dispatcher(&sys, QuotaSettings::uniform(Some(100), 50), fast()).await);
     store::apply(&sys.db.pool, id2, Action::Start, "test")
         .await
         .unwrap();
-    until(Duration::from_secs(20), "the campaign's share sent", || async {
-        progress::status(&sys.db.pool, id2).await.unwrap().sent == 10
-    })
+    until(
+        Duration::from_secs(20),
+        "the campaign's share sent",
+        || async { progress::status(&sys.db.pool, id2).await.unwrap().sent == 10 },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     d.stop().await;
     w.stop().await;
-    assert_eq!(cursor(&sys, id2).await, 10, "the reserve is left for transactional sends");
+    assert_eq!(
+        cursor(&sys, id2).await,
+        10,
+        "the reserve is left for transactional sends"
+    );
 }
 
 #[tokio::test]
@@ -515,9 +543,11 @@ async fn a_45009_during_a_campaign_pauses_the_app_and_the_campaign_resumes_after
         }
         .into(),
     );
-    until(Duration::from_secs(40), "the campaign completes", || async {
-        state(&sys, id).await == CampaignState::Completed
-    })
+    until(
+        Duration::from_secs(40),
+        "the campaign completes",
+        || async { state(&sys, id).await == CampaignState::Completed },
+    )
     .await;
     d.stop().await;
     let stats = w.stop().await;
@@ -534,9 +564,11 @@ async fn receipts_are_joined_to_the_campaigns_numbers() {
     store::apply(&sys.db.pool, id, Action::Start, "test")
         .await
         .unwrap();
-    until(Duration::from_secs(20), "the campaign completes", || async {
-        state(&sys, id).await == CampaignState::Completed
-    })
+    until(
+        Duration::from_secs(20),
+        "the campaign completes",
+        || async { state(&sys, id).await == CampaignState::Completed },
+    )
     .await;
     d.stop().await;
     w.stop().await;
@@ -563,7 +595,11 @@ async fn receipts_are_joined_to_the_campaigns_numbers() {
     }
     let s = progress::status(&sys.db.pool, id).await.unwrap();
     assert_eq!(
-        (s.receipts.success, s.receipts.user_block, s.receipts.system_failed),
+        (
+            s.receipts.success,
+            s.receipts.user_block,
+            s.receipts.system_failed
+        ),
         (2, 2, 1)
     );
     assert_eq!(s.sent, s.reachable);
@@ -593,7 +629,9 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
         .unwrap();
         app.clone().oneshot(req)
     };
-    let r = call("GET", "/admin/api/campaigns", None, None).await.unwrap();
+    let r = call("GET", "/admin/api/campaigns", None, None)
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = call("GET", "/admin/api/campaigns", Some("wrong"), None)
         .await
@@ -622,13 +660,23 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
     assert_eq!(report["reachable"], 1);
     assert_eq!(report["unreachable"]["unknown_mp_user"], 1);
     let id = report["id"].as_str().unwrap().to_owned();
-    let r = call("POST", &format!("/admin/api/campaigns/{id}/start"), ok, None)
-        .await
-        .unwrap();
+    let r = call(
+        "POST",
+        &format!("/admin/api/campaigns/{id}/start"),
+        ok,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = call("POST", &format!("/admin/api/campaigns/{id}/start"), ok, None)
-        .await
-        .unwrap();
+    let r = call(
+        "POST",
+        &format!("/admin/api/campaigns/{id}/start"),
+        ok,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let r = call("GET", &format!("/admin/api/campaigns/{id}"), ok, None)
         .await
@@ -637,7 +685,17 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
     let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status["state"], "running");
-    for key in ["audience", "reachable", "dispatched", "sent", "duplicate", "dead", "receipts", "send_rate", "eta_s"] {
+    for key in [
+        "audience",
+        "reachable",
+        "dispatched",
+        "sent",
+        "duplicate",
+        "dead",
+        "receipts",
+        "send_rate",
+        "eta_s",
+    ] {
         assert!(status.get(key).is_some(), "status has {key}");
     }
     let r = call(

@@ -312,8 +312,14 @@ async fn two_dispatchers_on_one_campaign_only_one_drives_it() {
     store::apply(&sys.db.pool, id, Action::Start, "test")
         .await
         .unwrap();
-    let a = spawn(dispatcher(&sys, QuotaSettings::default(), fast()).await);
-    let b = spawn(dispatcher(&sys, QuotaSettings::default(), fast()).await);
+    // The default 10 s lease: a loaded test machine must not stall a step past the lease (that
+    // hand-over is the crash test's subject).
+    let options = DispatcherOptions {
+        lease: Duration::from_secs(10),
+        ..fast()
+    };
+    let a = spawn(dispatcher(&sys, QuotaSettings::default(), options.clone()).await);
+    let b = spawn(dispatcher(&sys, QuotaSettings::default(), options).await);
     until(
         Duration::from_secs(30),
         "the campaign completes",

@@ -27,7 +27,7 @@ use crate::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfi
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// the worst busiest window and peak RSS (these machines are noisy: quote medians).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+    /// Recipients in the campaign scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub recipients: u64,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -77,6 +80,8 @@ pub enum Scenario {
     Clean,
     /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/http/api_bench.rs`).
     Api,
+    /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
+    Campaign,
 }
 
 /// The figures of one scenario.
@@ -116,6 +121,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.scenario == Scenario::Api {
         return crate::http::api_bench::run(&base, args.api_batches, args.api_seconds, args.json)
             .await;
+    }
+    if args.scenario == Scenario::Campaign {
+        return crate::campaigns::bench::run(&base, args.recipients, args.json).await;
     }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],

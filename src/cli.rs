@@ -46,6 +46,8 @@ pub enum Command {
     Enqueue(Box<crate::queue::EnqueueArgs>),
     /// Inspect, replay and purge dead letters.
     Dlq(crate::dlq::DlqArgs),
+    /// Bulk campaigns: create, preview, start, pause, resume, cancel, status, list, dispatch.
+    Campaign(crate::campaigns::CampaignArgs),
     /// Pull every OA follower and their unionid into Postgres.
     SyncFollowers(crate::followers::SyncArgs),
     /// Serve the HTTP API: Mini Program login, the OA callback, the producer API, health and metrics.
@@ -113,6 +115,7 @@ impl Cli {
             Command::Status(args) => crate::quota::status::run(args).await,
             Command::ApiKey(args) => crate::http::api_keys::run(args).await,
             Command::Webhook(args) => crate::http::webhooks::run(args).await,
+            Command::Campaign(args) => crate::campaigns::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

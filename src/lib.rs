@@ -18,6 +18,7 @@
 //! - [`queue`]: the RabbitMQ topology, publisher (confirms) and the `enqueue` command.
 //! - [`delivery`]: the worker pipeline: decode, claim, resolve, rate-limit, send, classify, record,
 //!   ack; retries and dead letters.
+//! - [`campaigns`]: bulk campaigns: audience snapshot, dispatcher, pacing, control, status.
 //! - [`dlq`]: `wxnotify dlq`: list, show, replay and purge dead letters.
 //! - [`followers`]: the OA follower sync.
 //! - [`progress`]: the one style of terminal progress bars.
@@ -31,6 +32,7 @@
 
 pub mod bench;
 pub mod blocks;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -283,7 +283,9 @@ impl Settle {
             Outcome::Retry { delay, .. }
             | Outcome::Paused { delay, .. }
             | Outcome::Held { delay } => Some(*delay),
-            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } => None,
+            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } | Outcome::Cancelled => {
+                None
+            }
         };
         if let Some(delay) = wait {
             let (job, lane) = match &decision {
@@ -419,6 +421,7 @@ fn log_outcome(decision: &Decision, outcome: &Outcome) {
             retry_in_ms = delay.as_millis() as u64,
             "another delivery of this job id holds a live claim: waiting"
         ),
+        Outcome::Cancelled => tracing::debug!(job_id, "campaign cancelled: not sent"),
         Outcome::Retry { delay, failure } | Outcome::Paused { delay, failure } => tracing::info!(
             job_id,
             attempt = decision.attempt(),

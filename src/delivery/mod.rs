@@ -100,6 +100,10 @@ pub struct WorkerArgs {
     /// 127.0.0.1:9101. Off when not given.
     #[arg(long, env = "WXNOTIFY_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Do not run the campaign dispatcher in this process (run `wxnotify campaign dispatch`
+    /// elsewhere, or let other workers drive campaigns).
+    #[arg(long)]
+    pub no_campaign_dispatcher: bool,
 }
 
 /// A worker assembled from settings, ready to run.
@@ -222,7 +226,18 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         serve_metrics(addr, shutdown.clone()).await?;
     }
     tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, retries = %config_retry, "worker starting");
+    let dispatcher = (!args.no_campaign_dispatcher).then(|| {
+        tokio::spawn(crate::campaigns::dispatcher::run_until(
+            settings.clone(),
+            worker.pool.clone(),
+            Default::default(),
+            shutdown.clone(),
+        ))
+    });
     worker.run(shutdown).await;
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
     tracing::info!(stats = ?worker.stats().snapshot(), "worker stopped");
     Ok(ExitCode::SUCCESS)
 }

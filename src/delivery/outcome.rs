@@ -144,6 +144,8 @@ pub enum Outcome {
         /// How long to wait.
         delay: Duration,
     },
+    /// A job of a cancelled campaign: recorded `cancelled`, not sent.
+    Cancelled,
     /// Give up, with a reason.
     Dead {
         /// Why.
@@ -167,6 +169,7 @@ impl Outcome {
             Outcome::Retry { .. } => "retry",
             Outcome::Paused { .. } => "paused",
             Outcome::Held { .. } => "held",
+            Outcome::Cancelled => "cancelled",
             Outcome::Dead { .. } => "dead",
         }
     }

@@ -285,6 +285,10 @@ impl Pipeline {
             }
         };
         limiter.acquire(lane).await;
+        // Campaign jobs: a paused campaign's job waits, a cancelled one's is not sent (issue 8).
+        if let Some(held) = crate::campaigns::gate::before_send(self.ledger.pool(), &job).await {
+            return unsent(job, held, None);
+        }
         let started = Instant::now();
         let result = self.send(&job, &openid).await;
         self.stats.record_send_latency(started.elapsed());

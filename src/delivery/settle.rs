@@ -99,7 +99,8 @@ impl Pipeline {
                     })
                     .await?
             }
-            Outcome::Duplicate => Written::Recorded,
+            // The campaign gate recorded the cancellation itself.
+            Outcome::Duplicate | Outcome::Cancelled => Written::Recorded,
         };
         Ok(match written {
             Written::Recorded => a.outcome.clone(),

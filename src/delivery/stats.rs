@@ -17,6 +17,7 @@ pub struct WorkerStats {
     retried: AtomicU64,
     paused: AtomicU64,
     held: AtomicU64,
+    cancelled: AtomicU64,
     dead: Mutex<BTreeMap<String, u64>>,
     /// WeChat call latency, microseconds.
     send_latency: Mutex<Histogram<u64>>,
@@ -30,6 +31,7 @@ impl Default for WorkerStats {
             retried: AtomicU64::new(0),
             paused: AtomicU64::new(0),
             held: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             dead: Mutex::default(),
             send_latency: Mutex::new(
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
@@ -51,6 +53,8 @@ pub struct StatsSnapshot {
     pub paused: u64,
     /// Waited because another delivery of the same job id held a live claim.
     pub held: u64,
+    /// Jobs of cancelled campaigns, recorded and not sent.
+    pub cancelled: u64,
     /// Dead letters by reason.
     pub dead: BTreeMap<String, u64>,
     /// WeChat call latency percentiles (p50, p90, p99, max), milliseconds.
@@ -73,6 +77,7 @@ impl WorkerStats {
             Outcome::Retry { .. } => &self.retried,
             Outcome::Paused { .. } => &self.paused,
             Outcome::Held { .. } => &self.held,
+            Outcome::Cancelled => &self.cancelled,
             Outcome::Dead { reason, .. } => {
                 *self
                     .dead
@@ -106,6 +111,7 @@ impl WorkerStats {
             retried: self.retried.load(Ordering::Relaxed),
             paused: self.paused.load(Ordering::Relaxed),
             held: self.held.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
             dead: self.dead.lock().expect("stats lock").clone(),
             send_latency_ms: [ms(0.5), ms(0.9), ms(0.99), h.max() as f64 / 1000.0],
         }

@@ -10,6 +10,7 @@
 //! mid-run), runs the worker until every job has its outcome, delivers some receipts, checks the
 //! books against what the fake WeChat saw, prints a summary and removes what it made.
 
+mod campaign;
 mod jobs;
 mod populate;
 
@@ -46,6 +47,9 @@ pub struct DemoArgs {
     /// Latency the fake WeChat adds to every call, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,
+    /// Followers who get the demo's campaign (on the bulk lane, beside the jobs); 0: none.
+    #[arg(long, default_value_t = 300)]
+    pub campaign: u64,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -82,6 +86,8 @@ pub struct DemoReport {
     pub receipts_stored: u64,
     /// Jobs whose recorded state is not what must have become of them (at most 20 shown).
     pub mismatches: Vec<String>,
+    /// The campaign sent beside the jobs, as `campaign status --json` shows it.
+    pub campaign: Option<crate::campaigns::Status>,
     /// Every job ended in exactly the state it must have (checked job by job), nothing is left
     /// in flight, and the ledger's totals match what WeChat accepted.
     pub consistent: bool,
@@ -166,15 +172,29 @@ async fn demo(
         ],
     });
     let started = Instant::now();
+    let campaign = match args.campaign {
+        0 => None,
+        n => Some(campaign::start(scratch, n, 200).await?),
+    };
     let plan = jobs::plan(args.jobs, args.people, mock_config, &unfollowed);
     let published = jobs::publish(&scratch.publisher, &scratch.topology, &plan, bars).await?;
-    let expected = plan.expected_outcomes();
+    // Each reachable recipient of the campaign ends sent or dead too.
+    let expected = plan.expected_outcomes() + campaign.as_ref().map_or(0, |c| c.reachable);
     let snapshot = drain(&worker, mock, expected, bars).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let campaign = match campaign {
+        Some(c) => Some(c.finish(&scratch.pool).await?),
+        None => None,
+    };
     shutdown.cancel();
     running.await?;
     mock.clear_faults();
     let receipts_stored = populate::receipts(&api, mock, &scratch.pool, 200).await?;
+    // Read again: some of the receipts may be the campaign's.
+    let campaign = match campaign {
+        Some(c) => Some(crate::campaigns::status(&scratch.pool, c.id).await?),
+        None => None,
+    };
     api.stop().await;
     let wechat = mock.stats();
     let totals_match = check_books(&scratch.pool, &snapshot, &wechat, expected).await?;
@@ -195,16 +215,21 @@ async fn demo(
         tokens_minted: wechat.tokens_minted_by(Endpoint::StableToken),
         receipts_stored,
         mismatches,
-        consistent,
+        consistent: consistent
+            && campaign
+                .as_ref()
+                .is_none_or(|c| c.finished() == c.reachable && c.state.is_final()),
+        campaign,
     })
 }
 
 /// Each job's state on the ledger against what must have become of it (worked out from the
 /// fake's people, not from the worker): the jobs that differ, at most 20, as
-/// `job id: expected X, ledger says Y`. Malformed messages are counted in the dead letters.
+/// `job id: expected X, ledger says Y`. Malformed messages are counted in the dead letters; the
+/// campaign's jobs are checked by its own status.
 async fn check_each_job(pool: &PgPool, plan: &jobs::Plan) -> anyhow::Result<Vec<String>> {
     let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT job_id, state, dead_reason FROM deliveries")
+        sqlx::query_as("SELECT job_id, state, dead_reason FROM deliveries WHERE campaign_id IS NULL")
             .fetch_all(pool)
             .await?;
     let ledger: std::collections::HashMap<String, String> = rows
@@ -370,4 +395,7 @@ fn print_report(r: &DemoReport) {
         "  delivery receipts     {} pushed to /wechat/callback and stored",
         r.receipts_stored
     );
+    if let Some(c) = &r.campaign {
+        println!("  {}", c.line());
+    }
 }

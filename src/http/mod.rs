@@ -23,6 +23,8 @@ pub mod api_error;
 pub mod api_keys;
 pub mod callback;
 pub mod console;
+pub mod admin_token;
+pub mod campaigns;
 pub mod error;
 pub mod health;
 pub mod job_input;
@@ -416,6 +418,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         router(state.clone())
     }
     .merge(admin::start(pool.clone(), &settings)?);
+    let public = match campaigns::router(pool.clone(), &settings) {
+        Some(campaigns) => public.merge(campaigns),
+        None => public,
+    };
     let signal = {
         let stop = stop.clone();
         async move {

@@ -14,6 +14,7 @@ mod deploy;
 mod admin;
 mod admin_bench;
 mod console;
+mod campaigns;
 mod domain;
 mod edge;
 mod end_to_end;

@@ -1,0 +1,138 @@
+//! `wxnotify bench --scenario campaign`: how long the audience snapshot of a large campaign
+//! takes on this machine (a recipients file of Mini Program openids, each with its own template
+//! field, and the followers audience), and the memory it needs.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::audience;
+use super::model::Pacing;
+use super::store::{self, AudienceSource, NewCampaign};
+use crate::config::Settings;
+use crate::domain::{AppName, TemplateData, TemplateId};
+use crate::scratch::{Scratch, seed_mapping};
+use crate::wechat::mock::{self, MockConfig, MockWechat};
+
+/// The figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignBench {
+    /// Recipients in the file (and followers seeded).
+    pub recipients: u64,
+    /// Seconds to seed the mapping (not part of the snapshot).
+    pub seed_seconds: f64,
+    /// Seconds to create a campaign from the NDJSON file: parse, COPY, resolve, insert.
+    pub snapshot_file_seconds: f64,
+    /// Of the file's recipients, reachable.
+    pub reachable: u64,
+    /// Unreachable.
+    pub unreachable: u64,
+    /// Seconds to create a campaign for every subscribed follower.
+    pub snapshot_followers_seconds: f64,
+    /// Followers in it.
+    pub followers: u64,
+    /// Peak resident set of this process (which parsed the file and streamed the COPY), MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Runs the snapshot benchmark with `n` recipients.
+pub async fn run(base: &Settings, n: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = MockConfig {
+        followers: n,
+        ..MockConfig::default()
+    };
+    let mock = MockWechat::start(cfg.clone()).await?;
+    let scratch = Scratch::create(base, "campaign", &mock, 2000).await?;
+    let result = measure(&scratch, &cfg, n).await;
+    scratch.remove().await;
+    mock.shutdown().await;
+    let r = result?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "campaign snapshot: {} recipients from an NDJSON file in {:.1} s ({} reachable, {} unreachable); {} followers in {:.1} s; peak RSS {:.0} MiB (mapping seeded in {:.1} s)",
+            r.recipients,
+            r.snapshot_file_seconds,
+            r.reachable,
+            r.unreachable,
+            r.followers,
+            r.snapshot_followers_seconds,
+            r.peak_rss_mib,
+            r.seed_seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(scratch: &Scratch, cfg: &MockConfig, n: u64) -> anyhow::Result<CampaignBench> {
+    let started = Instant::now();
+    seed_mapping(&scratch.pool, n, cfg).await?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    let path = std::env::temp_dir().join(format!("wxnotify-bench-{}.ndjson", uuid::Uuid::new_v4()));
+    {
+        let file = std::fs::File::create(&path).context("writing the recipients file")?;
+        let mut w = std::io::BufWriter::new(file);
+        for i in 0..n {
+            writeln!(
+                w,
+                "{{\"mp_openid\":\"{}\",\"data\":{{\"thing1\":\"Order {i}\"}}}}",
+                mock::mp_openid(i)
+            )?;
+        }
+        w.flush()?;
+    }
+    let new = NewCampaign {
+        app: AppName::default_app(),
+        template_id: TemplateId::parse("TPL_ORDER_SHIPPED")?,
+        data: TemplateData::from_pairs(&[("thing1", "Winter sale"), ("time2", "2026-12-12")])
+            .map_err(anyhow::Error::msg)?,
+        url: None,
+        miniprogram: None,
+        not_after: None,
+        pacing: Pacing {
+            rate_per_second: 2000,
+            window: None,
+            time_zone: chrono_tz::UTC,
+            start_at: None,
+            daily_cap: None,
+        },
+        created_by: "bench".into(),
+    };
+    let started = Instant::now();
+    let items = audience::read_file(&path)?;
+    let file_report = store::create(&scratch.pool, &new, 2000, AudienceSource::File(items)).await;
+    let snapshot_file_seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).ok();
+    let file_report = file_report?;
+    let started = Instant::now();
+    let followers = store::create(&scratch.pool, &new, 2000, AudienceSource::Followers).await?;
+    let snapshot_followers_seconds = started.elapsed().as_secs_f64();
+    Ok(CampaignBench {
+        recipients: n,
+        seed_seconds,
+        snapshot_file_seconds,
+        reachable: file_report.reachable,
+        unreachable: file_report.audience - file_report.reachable,
+        snapshot_followers_seconds,
+        followers: followers.reachable,
+        peak_rss_mib: self_peak_rss_mib().unwrap_or(0.0),
+    })
+}
+
+/// Peak resident set (VmHWM) of this process, MiB.
+fn self_peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}

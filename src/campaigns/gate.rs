@@ -1,0 +1,87 @@
+//! The worker's check before it sends a campaign job: a job of a paused campaign waits (it goes
+//! to a retry tier without spending an attempt), a job of a cancelled campaign is recorded
+//! `cancelled` and not sent. Campaign states are cached for a fraction of a second, so a pause
+//! or cancel acts within about a second while the check costs no statement per job.
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::model::CampaignState;
+use crate::delivery::outcome::{Failure, Outcome};
+use crate::domain::Job;
+
+/// How long a campaign's state is trusted before it is read again.
+const FRESH: Duration = Duration::from_millis(500);
+/// How long a job of a paused campaign waits before it is looked at again.
+pub const PAUSED_JOB_DELAY: Duration = Duration::from_secs(5);
+
+/// Campaign id → (state, when it was read). Campaign ids are UUIDs, unique across databases, so
+/// one cache serves every pipeline of the process.
+static STATES: LazyLock<DashMap<Uuid, (Option<CampaignState>, Instant)>> =
+    LazyLock::new(DashMap::new);
+
+/// Decides whether `job` may be sent now. `None`: go on and send. `Some(outcome)`: settle the
+/// job with that outcome instead (a cancelled job's ledger row is already `cancelled`).
+pub async fn before_send(pool: &PgPool, job: &Job) -> Option<Outcome> {
+    let id = job.campaign_id?;
+    match state(pool, id).await? {
+        CampaignState::Paused => Some(Outcome::Paused {
+            delay: PAUSED_JOB_DELAY,
+            failure: Failure::local(format!("campaign {id} is paused")),
+        }),
+        CampaignState::Cancelled => match record_cancelled(pool, job).await {
+            Ok(()) => Some(Outcome::Cancelled),
+            Err(e) => {
+                // Not recorded: keep the job waiting rather than send it.
+                tracing::warn!(error = %e, job_id = %job.id, "could not record a cancelled campaign job");
+                Some(Outcome::Paused {
+                    delay: Duration::from_secs(1),
+                    failure: Failure::local(format!("campaign {id} is cancelled")),
+                })
+            }
+        },
+        _ => None,
+    }
+}
+
+/// The campaign's state, from the cache when fresh. `None` for an unknown campaign (sent as any
+/// job) or when Postgres cannot tell (then the pipeline goes on; its own writes will wait).
+async fn state(pool: &PgPool, id: Uuid) -> Option<CampaignState> {
+    if let Some(entry) = STATES.get(&id)
+        && entry.1.elapsed() < FRESH
+    {
+        return entry.0;
+    }
+    let read: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await;
+    match read {
+        Ok(state) => {
+            let state = state.as_deref().and_then(CampaignState::parse);
+            STATES.insert(id, (state, Instant::now()));
+            state
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, campaign = %id, "could not read the campaign's state");
+            STATES.get(&id).and_then(|e| e.0)
+        }
+    }
+}
+
+/// Marks the job's ledger row `cancelled` (it was claimed just before).
+async fn record_cancelled(pool: &PgPool, job: &Job) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'cancelled', updated_at = now()
+         WHERE job_id = $1 AND state IN ('sending', 'retrying')",
+    )
+    .bind(job.id.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -140,18 +140,21 @@ impl QuotaSettings {
     }
 }
 
-/// What is left today of `app`'s daily quota, or `None` when no quota is known.
-///
-/// ISSUE-14 PLUGS IN HERE: issue 14 reads WeChat's real quota (`openapi/quota/get`) and exposes
-/// "remaining quota today"; replace the body with that figure. Until then: the configured daily
-/// quota less today's sends of the app in the ledger (WeChat's day, Beijing time).
+/// What is left today of `app`'s daily quota, or `None` when no quota is known. A configured
+/// daily quota (`WXNOTIFY_DAILY_QUOTA`) is what operators plan against: it less today's sends
+/// (WeChat's day, Beijing time). Without one, WeChat's own figure (`openapi/quota/get`, read by
+/// the worker, plus the sends since that read) when it has been read.
 pub async fn remaining_quota_today(
     pool: &PgPool,
     settings: &QuotaSettings,
     app: &str,
 ) -> Result<Option<u64>, sqlx::Error> {
     let Some(quota) = settings.daily_quota(app) else {
-        return Ok(None);
+        let Ok(name) = crate::domain::AppName::parse(app.to_string()) else {
+            return Ok(None);
+        };
+        let remaining = crate::quota::remaining_today(pool, &name).await?;
+        return Ok(remaining.map(|r| r.max(0) as u64));
     };
     let sent: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM deliveries

@@ -191,16 +191,28 @@ const COLUMNS: &str =
     rate_per_second, window_start, window_end, time_zone, start_at, daily_cap, audience, reachable,
     unreachable, cursor, created_by, created_at";
 
-/// The single place where the template check of issue 14 plugs in: campaign create and preview
-/// call it before anything is written. Until that check exists every template passes.
-// ISSUE-14: template check (template exists for the app, data keys match its fields).
+/// The template check before anything is written: the template exists in the app's catalog,
+/// the shared data's keys are placeholders of it, and each value keeps its key type's rules.
+/// Missing keys are not refused here, since per-recipient data may fill them; the worker checks
+/// every job again before its send.
 pub async fn check_template(
-    _pool: &PgPool,
-    _app: &AppName,
-    _template_id: &TemplateId,
-    _data: &TemplateData,
+    pool: &PgPool,
+    app: &AppName,
+    template_id: &TemplateId,
+    data: &TemplateData,
 ) -> Result<(), CampaignError> {
-    Ok(())
+    use crate::templates::{Catalog, Problem, check_message};
+    let catalog = Catalog::load_app(pool, app).await?;
+    let Err(mut refusal) = check_message(&catalog, app, template_id, data, false) else {
+        return Ok(());
+    };
+    refusal
+        .problems
+        .retain(|p| !matches!(p, Problem::MissingKeys { .. }));
+    if refusal.problems.is_empty() {
+        return Ok(());
+    }
+    Err(CampaignError::Invalid(refusal.to_string()))
 }
 
 /// Creates a campaign in `draft` with its audience snapshot, in one transaction. `app_rate` is

@@ -283,9 +283,10 @@ impl Settle {
             Outcome::Retry { delay, .. }
             | Outcome::Paused { delay, .. }
             | Outcome::Held { delay } => Some(*delay),
-            Outcome::Sent { .. } | Outcome::Duplicate | Outcome::Dead { .. } | Outcome::Cancelled => {
-                None
-            }
+            Outcome::Sent { .. }
+            | Outcome::Duplicate
+            | Outcome::Dead { .. }
+            | Outcome::Cancelled => None,
         };
         if let Some(delay) = wait {
             let (job, lane) = match &decision {

@@ -190,3 +190,19 @@ pub fn dead_reason_for(kind: PermanentKind) -> DeadReason {
 pub fn is_retryable(class: ErrClass) -> bool {
     matches!(class, ErrClass::Transient | ErrClass::TokenInvalid)
 }
+
+#[cfg(test)]
+mod sql_rules {
+    use super::DeadReason;
+
+    /// The migration that CHECKs dead reasons names exactly the reasons the code knows.
+    #[test]
+    fn the_dead_reason_check_lists_every_reason_and_no_other() {
+        let sql = include_str!("../../migrations/20261130002000_ledger_rules.sql");
+        let check = &sql[sql.find("deliveries_dead_reason_known").unwrap()..];
+        let check = &check[..check.find(");").unwrap()];
+        let listed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();
+        let known: Vec<&str> = DeadReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(listed, known);
+    }
+}

@@ -274,11 +274,9 @@ impl Pipeline {
                 // The truncation could not be recorded: never send what the ledger does not say.
                 let failure = Failure::local(unrecorded.to_string());
                 let outcome = match self.retry.next_delay(claim.life_attempt, Duration::ZERO) {
-                    Some(delay) => self.unless_window_closes(
-                        &claim,
-                        false,
-                        Outcome::Retry { delay, failure },
-                    ),
+                    Some(delay) => {
+                        self.unless_window_closes(&claim, false, Outcome::Retry { delay, failure })
+                    }
                     None => Outcome::dead(DeadReason::RetriesExhausted, failure),
                 };
                 return unsent(job, outcome, None);

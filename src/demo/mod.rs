@@ -228,10 +228,11 @@ async fn demo(
 /// `job id: expected X, ledger says Y`. Malformed messages are counted in the dead letters; the
 /// campaign's jobs are checked by its own status.
 async fn check_each_job(pool: &PgPool, plan: &jobs::Plan) -> anyhow::Result<Vec<String>> {
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT job_id, state, dead_reason FROM deliveries WHERE campaign_id IS NULL")
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT job_id, state, dead_reason FROM deliveries WHERE campaign_id IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
     let ledger: std::collections::HashMap<String, String> = rows
         .into_iter()
         .map(|(id, state, reason)| (id, reason.unwrap_or(state)))

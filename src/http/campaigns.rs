@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::admin_token::{self, AdminToken};
+use super::admin::auth::AdminAuth;
 use crate::campaigns::audience::{ListEntry, list_items};
 use crate::campaigns::cli::{pacing_from, preview};
 use crate::campaigns::store::{self, AudienceSource, NewCampaign};
@@ -45,7 +45,14 @@ pub struct CampaignsState {
 
 /// The campaign routes, or `None` when no admin token is configured (the endpoints are off).
 pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
-    let token = AdminToken(settings.admin_token.clone()?);
+    let viewer = super::admin::AdminOptions::from_env().ok()?.viewer_token;
+    let auth = Arc::new(AdminAuth::new(
+        settings.admin_token.as_ref(),
+        viewer.as_ref(),
+    ));
+    if !auth.enabled() {
+        return None;
+    }
     let state = CampaignsState {
         pool,
         apps: Arc::new(
@@ -64,12 +71,30 @@ pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
             .route("/admin/api/campaigns/{id}/preview", get(preview_handler))
             .route("/admin/api/campaigns/{id}/{action}", post(act))
             .layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT))
-            .layer(axum::middleware::from_fn_with_state(
-                token,
-                admin_token::require,
-            ))
+            .layer(axum::middleware::from_fn_with_state(auth, require_role))
             .with_state(state),
     )
+}
+
+/// The shared admin check: any role reads (GET), only `admin` acts; no or a wrong token 401,
+/// a viewer acting 403 (constant-time comparison in [`AdminAuth`]).
+async fn require_role(
+    axum::extract::State(auth): axum::extract::State<Arc<AdminAuth>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let principal = match auth.authenticate(&parts) {
+        Ok(principal) => principal,
+        Err(e) => return e.into_response(),
+    };
+    if parts.method != axum::http::Method::GET
+        && let Err(e) = principal.require_admin()
+    {
+        return e.into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Who did it, as recorded in a campaign's history.

@@ -61,6 +61,9 @@ pub struct Context<'a> {
     pub apps: &'a HashSet<AppName>,
     /// Now, for `not_after`.
     pub now: DateTime<Utc>,
+    /// The caller's app's template catalog (`None` when it could not be read: then the worker's
+    /// own check is the only one).
+    pub catalog: Option<&'a crate::templates::Catalog>,
 }
 
 /// Escapes one reference token of a JSON pointer (RFC 6901).
@@ -181,7 +184,7 @@ pub fn check_job(
             e.to_string(),
         )]));
     }
-    let template_errors = template_check(&job, pointer);
+    let template_errors = template_check(&job, pointer, cx.catalog);
     if !template_errors.is_empty() {
         return Err(Rejection::Invalid(template_errors));
     }
@@ -203,12 +206,54 @@ pub fn check_job(
     })
 }
 
-/// TEMPLATE CHECK (issue 14): the single place where a job's `data` is checked against the
-/// app's synced template (field names WeChat's template has, value rules per field type).
-/// Issue 14 builds the template store (`src/templates/…`); until it is wired in here, nothing
-/// is checked and this returns no errors. Report each problem at `{pointer}/data/{key}`.
-fn template_check(_job: &Job, _pointer: &str) -> Vec<FieldError> {
-    Vec::new()
+/// The job against its app's template catalog (the check the worker makes again before
+/// sending): each problem at the JSON pointer of what to change.
+fn template_check(
+    job: &Job,
+    pointer: &str,
+    catalog: Option<&crate::templates::Catalog>,
+) -> Vec<FieldError> {
+    use crate::templates::Problem;
+    let Some(catalog) = catalog else {
+        return Vec::new();
+    };
+    let Err(refusal) = crate::templates::check_job(catalog, job) else {
+        return Vec::new();
+    };
+    let data_key = |key: &str| format!("{pointer}/data/{}", escape(key));
+    refusal
+        .problems
+        .iter()
+        .flat_map(|problem| match problem {
+            Problem::UnknownTemplate { .. } => {
+                vec![FieldError::new(
+                    format!("{pointer}/template_id"),
+                    problem.to_string(),
+                )]
+            }
+            Problem::MissingKeys { .. } => {
+                vec![FieldError::new(
+                    format!("{pointer}/data"),
+                    problem.to_string(),
+                )]
+            }
+            Problem::UnknownKeys { keys } => keys
+                .iter()
+                .map(|k| {
+                    FieldError::new(
+                        data_key(k),
+                        format!(
+                            "not a placeholder of template {}: remove it",
+                            job.template_id
+                        ),
+                    )
+                })
+                .collect(),
+            Problem::LineBreak { key } | Problem::TypeRule { key, .. } => {
+                vec![FieldError::new(data_key(key), problem.to_string())]
+            }
+        })
+        .collect()
 }
 
 /// The job's app: its `app` field, or the caller's app when there is none. An app this server
@@ -406,6 +451,7 @@ mod tests {
             caller_app: caller,
             apps,
             now: Utc::now(),
+            catalog: None,
         }
     }
 

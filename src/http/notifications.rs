@@ -321,10 +321,19 @@ async fn submit(
     caller: &Caller,
     items: Vec<(String, Value)>,
 ) -> Result<Vec<Outcome>, ApiError> {
+    // The caller's templates, read once per request; unreadable: the worker checks again.
+    let catalog = match crate::templates::Catalog::load_app(api.pool(), &caller.app).await {
+        Ok(catalog) => Some(catalog),
+        Err(e) => {
+            tracing::warn!(error = %e, app = %caller.app, "template catalog unreadable; jobs are checked by the worker only");
+            None
+        }
+    };
     let cx = Context {
         caller_app: &caller.app,
         apps: api.apps(),
         now: Utc::now(),
+        catalog: catalog.as_ref(),
     };
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
     let mut valid: Vec<(usize, AcceptedInput)> = Vec::new();

@@ -109,7 +109,10 @@ pub struct BatchDocument {
 
 /// The whole document as pretty JSON (what `schemas/openapi.json` holds).
 pub fn openapi_json() -> String {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    let mut api = ApiDoc::openapi();
+    // The admin API (dead letters, deliveries, apps, workers, queues, audit) documents itself.
+    api.merge(super::admin::api::AdminApiDoc::openapi());
+    let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
     let mut job: Value =
         serde_json::from_str(&crate::domain::job::schema_json()).expect("the job schema is JSON");
     let defs = job

@@ -9,7 +9,7 @@ use url::Url;
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{Job, OpenId, Recipient, TemplateData};
 use wxnotify::http::admin::{self, AdminOptions, AdminState};
-use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule};
+use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockTemplate};
 
 use crate::system::{RunningWorker, System};
 
@@ -68,10 +68,22 @@ impl AdminWorld {
                 .on(Endpoint::TemplateSend)
                 .times(4),
         ));
+        // A template the worker's catalog knows (so its own check lets the jobs through) and
+        // that WeChat answers 40037 to, as it does for a template deleted on its side.
+        sys.mock.add_template(MockTemplate::new(
+            "TPL_UNKNOWN",
+            "Retired",
+            &["thing1", "time2"],
+        ));
         let worker = sys.start_worker(WorkerConfig::default());
         let refused: Vec<Job> = (1..=4).map(|p| job(p, "TPL_ORDER_SHIPPED")).collect();
         sys.publish(&refused).await;
         sys.wait_finished(4, WAIT).await;
+        sys.mock.set_faults(FaultPlan::from(
+            FaultRule::new(Fault::Errcode(40037))
+                .on(Endpoint::TemplateSend)
+                .times(2),
+        ));
         let unknown_template: Vec<Job> = (5..=6).map(|p| job(p, "TPL_UNKNOWN")).collect();
         sys.publish(&unknown_template).await;
         sys.wait_finished(6, WAIT).await;

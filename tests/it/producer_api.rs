@@ -328,11 +328,23 @@ async fn the_status_follows_each_outcome_queued_sent_receipt_dead_and_duplicate(
     api.sys.wait_finished(1, Duration::from_secs(30)).await;
     worker.stop().await;
 
-    let mut unknown_template = job_body("dead-40037", 2);
+    // A template WeChat's catalog (synced by the worker) does not have is refused up front.
+    let mut unknown_template = job_body("no-such-template", 2);
     unknown_template["template_id"] = json!("TPL_NO_SUCH");
+    let refused = api
+        .post("v1/notifications", Some(&api.key), &unknown_template)
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(
+        refused.body["errors"][0]["pointer"], "/template_id",
+        "{}",
+        refused.body
+    );
+    // Person 2 left the OA without wxnotify hearing of it: WeChat answers 43004.
+    api.sys.mock.unsubscribe(2);
     for body in [
         job_body("ok-1", 1),
-        unknown_template,
+        job_body("dead-43004", 2),
         job_body("dead-no-unionid", 9),
         job_body("dup-1", 4),
     ] {
@@ -356,11 +368,11 @@ async fn the_status_follows_each_outcome_queued_sent_receipt_dead_and_duplicate(
     assert_eq!(sent["attempts"], 1);
 
     let dead = api
-        .wait_status("dead-40037", |s| s["state"] == "dead")
+        .wait_status("dead-43004", |s| s["state"] == "dead")
         .await;
     assert_eq!(
         (&dead["reason"], &dead["errcode"]),
-        (&json!("payload_rejected"), &json!(40037)),
+        (&json!("recipient_rejected"), &json!(43004)),
         "{dead}"
     );
     assert!(

@@ -21,6 +21,9 @@ use crate::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
 
 /// Arguments of `wxnotify campaign`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wxnotify campaign create --app shop --template-id T --data '{\"thing1\":\"Sale\"}' --followers --json\n  wxnotify campaign create --app shop --template-id T --data '{\"thing1\":\"Sale\"}' --recipients people.csv --window 09:00-21:00 --time-zone Asia/Shanghai\n  wxnotify campaign start 0193…\n  wxnotify campaign status 0193…\n  wxnotify campaign list --json\n\nThe dispatcher runs inside `wxnotify worker` (or alone: `wxnotify campaign dispatch`)."
+)]
 pub struct CampaignArgs {
     /// What to do.
     #[command(subcommand)]

@@ -119,6 +119,23 @@ impl Browser {
         self.c().find_all(Locator::Css(css)).await.unwrap().len()
     }
 
+    /// Waits (at most 10 s) until `css` matches `n` elements: a click's page load may still
+    /// be under way when the click returns.
+    async fn wait_count(&self, css: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = self.count(css).await;
+            if now == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css}: {now} elements, not {n}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let e = self
             .c()
@@ -215,12 +232,12 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
 
     // Dead letters: all six, then filtered by errcode.
     b.click("header a[href='/admin/dead-letters']").await;
-    assert_eq!(b.count("tr.letter").await, 6);
+    b.wait_count("tr.letter", 6).await;
     assert!(b.text("#by-errcode").await.contains("43101 4"));
     b.screenshot("03-dead-letters").await;
     b.fill("#filter input[name=errcode]", "43101").await;
     b.click("#apply").await;
-    assert_eq!(b.count("tr.letter").await, 4);
+    b.wait_count("tr.letter", 4).await;
     assert_eq!(b.text("#total-count").await, "4");
     b.screenshot("04-dead-letters-filtered").await;
 

@@ -170,11 +170,19 @@ async fn every_command_has_examples_in_its_help() {
         "mock-wechat",
         "schema",
         "bench",
+        "templates",
+        "status",
+        "campaign",
+        "api-key",
+        "webhook",
     ] {
         commands.push(vec![c]);
     }
     for sub in ["list", "show", "replay", "purge"] {
         commands.push(vec!["dlq", sub]);
+    }
+    for sub in ["create", "status"] {
+        commands.push(vec!["campaign", sub]);
     }
     for mut command in commands {
         command.push("--help");

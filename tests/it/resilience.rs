@@ -102,7 +102,9 @@ async fn a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice() {
     );
 }
 
-fn worker_process(sys: &System) -> tokio::process::Child {
+/// `wxnotify worker` as a child process on `sys` (prefetch 64, the test topology's delivery
+/// limit), killed when dropped.
+pub fn worker_process(sys: &System) -> tokio::process::Child {
     use secrecy::ExposeSecret;
     tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
         .arg("worker")

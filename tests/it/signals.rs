@@ -1,7 +1,6 @@
 //! The worker as operators run it: a process stopped with a real SIGTERM (what `docker stop`,
 //! systemd and Kubernetes send) records every job in flight and exits 0.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use wxnotify::domain::{Job, OpenId, Recipient};
@@ -29,7 +28,7 @@ async fn sigterm_stops_a_worker_process_after_recording_every_job_in_flight() {
         })
         .collect();
     sys.publish(&jobs).await;
-    let mut child = worker(&sys);
+    let mut child = crate::resilience::worker_process(&sys);
     // Wait until sends are in flight at the fake WeChat (each takes 400 ms there).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while sys.mock.stats().calls_to(Endpoint::TemplateSend) < 20 {
@@ -58,26 +57,4 @@ async fn sigterm_stops_a_worker_process_after_recording_every_job_in_flight() {
         sent,
         "every send WeChat accepted is recorded"
     );
-}
-
-fn worker(sys: &System) -> tokio::process::Child {
-    use secrecy::ExposeSecret;
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
-        .args(["worker", "--prefetch", "64"])
-        .env("DATABASE_URL", sys.db.url())
-        .env("AMQP_URL", sys.settings.amqp_url.expose_secret())
-        .env("WECHAT_API_BASE", sys.mock.base_url().to_string())
-        .env("WXNOTIFY_QUEUE_PREFIX", sys.topology.prefix())
-        .env("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID)
-        .env("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET)
-        .env("WXNOTIFY_RATE_PER_SECOND", "10000")
-        // The test system declared its queues with this limit.
-        .env("WXNOTIFY_DELIVERY_LIMIT", "3")
-        .env("RUST_LOG", "warn")
-        .env_remove("WXNOTIFY_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the wxnotify binary runs")
 }

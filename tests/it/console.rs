@@ -105,9 +105,21 @@ impl Browser {
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn text(&self, css: &str) -> String {
+    /// The element `css`, waiting up to 10 s for it to appear (a click's page load may still
+    /// be under way when the click returns).
+    async fn find(
+        &self,
+        css: &str,
+    ) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
         self.c()
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(std::time::Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css)
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
             .text()
@@ -138,8 +150,7 @@ impl Browser {
 
     async fn fill(&self, css: &str, value: &str) {
         let e = self
-            .c()
-            .find(Locator::Css(css))
+            .find(css)
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"));
         e.clear().await.unwrap();
@@ -147,8 +158,7 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.c()
-            .find(Locator::Css(css))
+        self.find(css)
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
             .click()
@@ -156,12 +166,20 @@ impl Browser {
             .unwrap();
     }
 
-    /// Asserts the current path, showing the page's text when it is another.
+    /// Asserts the current path (waiting up to 10 s for a click's navigation to finish), showing
+    /// the page's text when it is another.
     async fn expect_path(&self, path: &str) {
-        let now = self.path().await;
-        if now != path {
-            let text = self.text("body").await;
-            panic!("on {now}, not {path}; the page says:\n{text}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = self.path().await;
+            if now == path {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let text = self.text("body").await;
+                panic!("on {now}, not {path}; the page says:\n{text}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -182,7 +200,7 @@ impl Browser {
         );
         self.fill("#token", token).await;
         self.click("#login").await;
-        assert_eq!(self.path().await, "/admin");
+        self.expect_path("/admin").await;
     }
 
     async fn close(mut self) {

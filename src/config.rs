@@ -177,6 +177,18 @@ impl Settings {
         })
     }
 
+    /// The configured app a command's `--app NAME` flag names: a name that does not parse or
+    /// an app that is not configured is a [`ConfigError`] (exit code 2).
+    pub fn app_flag(&self, name: &str) -> Result<AppName, ConfigError> {
+        let app = AppName::parse(name).map_err(|e| ConfigError::Invalid {
+            name: "--app".into(),
+            reason: e.to_string(),
+            hint: "Name a configured app (`default` for the WXNOTIFY_OA_* variables).",
+        })?;
+        self.app(&app)?;
+        Ok(app)
+    }
+
     /// Fails unless at least one app is configured (commands that talk to WeChat need one).
     pub fn require_apps(&self) -> Result<(), ConfigError> {
         if self.apps.is_empty() {

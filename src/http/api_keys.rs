@@ -221,15 +221,7 @@ pub async fn run(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     let pool = crate::db::connect(&settings.database_url, 2).await?;
     crate::db::register_apps(&pool, &settings.apps).await?;
-    let parse_app = |name: &str| -> anyhow::Result<AppName> {
-        let app = AppName::parse(name).map_err(|e| crate::config::ConfigError::Invalid {
-            name: "--app".into(),
-            reason: e.to_string(),
-            hint: "Name a configured app (`default` for the WXNOTIFY_OA_* variables).",
-        })?;
-        settings.app(&app)?;
-        Ok(app)
-    };
+    let parse_app = |name: &str| settings.app_flag(name);
     match args.action {
         ApiKeyAction::Create { app, label } => {
             let app = parse_app(&app)?;

@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole system against the built-in fake WeChat and print what happened.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::sandbox::demo::DemoArgs),
     /// Apply the Postgres migrations and declare the RabbitMQ topology (safe to repeat).
     Migrate(crate::queue::MigrateArgs),
     /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
@@ -53,7 +53,7 @@ pub enum Command {
     /// Serve the HTTP API: Mini Program login, the OA callback, the producer API, health and metrics.
     Serve(crate::http::ServeArgs),
     /// Run the fake WeChat API server (development, tests, demo, benchmarks).
-    MockWechat(crate::wechat::mock::MockArgs),
+    MockWechat(crate::sandbox::mock_wechat::MockArgs),
     /// Print the JSON Schema of a job (the contract for producers in any language).
     #[command(
         after_help = "Examples:\n  wxnotify schema > job.schema.json\n  wxnotify schema | jq '.properties | keys'"
@@ -64,7 +64,7 @@ pub enum Command {
     /// Apps (paused, today's quota), queue depths and live workers.
     Status(crate::quota::status::StatusArgs),
     /// Measure the delivery pipeline end to end on this machine (see README "Figures").
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::sandbox::bench::BenchArgs),
     /// Producer API keys per app: create (shown once), list, revoke.
     ApiKey(crate::http::api_keys::ApiKeyArgs),
     /// Signed outcome webhooks per app: set, list, remove.
@@ -102,14 +102,14 @@ impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
         let result = match self.command {
-            Command::Demo(args) => crate::demo::run(args).await,
+            Command::Demo(args) => crate::sandbox::demo::run(args).await,
             Command::Migrate(args) => crate::queue::migrate_command(args).await,
             Command::Worker(args) => crate::delivery::run(args).await,
             Command::Enqueue(args) => crate::queue::enqueue(*args).await,
             Command::SyncFollowers(args) => crate::followers::run(args).await,
             Command::Serve(args) => crate::http::run(args).await,
-            Command::MockWechat(args) => crate::wechat::mock::run(args).await,
-            Command::Bench(args) => crate::bench::run(args).await,
+            Command::MockWechat(args) => crate::sandbox::mock_wechat::run(args).await,
+            Command::Bench(args) => crate::sandbox::bench::run(args).await,
             Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Templates(args) => crate::templates::run(args).await,
             Command::Status(args) => crate::quota::status::run(args).await,

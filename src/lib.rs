@@ -13,8 +13,7 @@
 //! - [`telemetry`]: tracing set-up (readable in a terminal, JSON in production).
 //! - [`db`]: the Postgres pool and the embedded migrations.
 //! - [`domain`]: newtypes (`OpenId`, `UnionId`, `AppId`, `TemplateId`, `JobId` …) and the [`Job`](domain::Job).
-//! - [`wechat`]: the WeChat API client, errcode classification, the shared access-token store,
-//!   and `mock`, the faithful fake WeChat server.
+//! - [`wechat`]: the WeChat API client, errcode classification, the shared access-token store.
 //! - [`queue`]: the RabbitMQ topology, publisher (confirms) and the `enqueue` command.
 //! - [`delivery`]: the worker pipeline: decode, claim, resolve, rate-limit, send, classify, record,
 //!   ack; retries and dead letters.
@@ -26,18 +25,16 @@
 //! - [`templates`]: each app's template catalog and the checks before sending;
 //!   [`quota`]: the real daily quota and `wxnotify status`; [`blocks`]: messages WeChat
 //!   intercepted after accepting them; [`upkeep`]: the worker's view of all three.
-//! - [`demo`]: the main job, end to end against the fake WeChat.
-//! - [`bench`](mod@bench): end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
-//!   both.
+//! - [`sandbox`]: the wing for development, tests, the demo and benchmarks: the fake WeChat
+//!   server, `wxnotify demo`, `wxnotify bench` and throw-away databases and queues. The service
+//!   modules above never import it.
 
-pub mod bench;
 pub mod blocks;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod delivery;
-pub mod demo;
 pub mod dlq;
 pub mod domain;
 pub mod followers;
@@ -45,7 +42,7 @@ pub mod http;
 pub mod progress;
 pub mod queue;
 pub mod quota;
-pub mod scratch;
+pub mod sandbox;
 pub mod telemetry;
 pub mod templates;
 pub mod upkeep;

@@ -10,10 +10,9 @@
 //! - [`dispatcher`]: snapshot → jobs on the bulk lane, under a lease, from a cursor in Postgres.
 //! - [`gate`]: the worker's check before a campaign job is sent (paused waits, cancelled is not
 //!   sent).
-//! - [`cli`]: `wxnotify campaign …`; [`bench`](mod@bench): the snapshot benchmark.
+//! - [`cli`]: `wxnotify campaign …` (the snapshot benchmark is in `sandbox::bench::campaigns`).
 
 pub mod audience;
-pub mod bench;
 pub mod cli;
 pub mod dispatcher;
 pub mod gate;

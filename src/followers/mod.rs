@@ -9,9 +9,9 @@
 //!   WeChat half (user/get, batchget, retries, rate limit); [`report`]: what a run reports;
 //! - [`store`]: its SQL, and the follower changes callback events make;
 //! - [`progress`]: the terminal progress bar;
-//! - [`bench`](mod@bench): the seed method (one `user/info` per follower), for the benchmark's comparison.
+//! - the seed method (one `user/info` per follower), for the benchmark's comparison, is in
+//!   `sandbox::bench::followers`.
 
-pub mod bench;
 mod fetch;
 pub mod progress;
 pub mod report;
@@ -93,7 +93,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(sample) = args.bench_per_user_sample {
-            let seed = bench::per_user(&pool, &client, &tokens, app, sample).await?;
+            let seed =
+                crate::sandbox::bench::followers::per_user(&pool, &client, &tokens, app, sample)
+                    .await?;
             println!("{}", serde_json::to_string(&seed)?);
         }
     }

@@ -18,7 +18,6 @@
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
 
 pub mod admin;
-pub mod api_bench;
 pub mod api_error;
 pub mod api_keys;
 pub mod callback;

@@ -1,12 +1,11 @@
 //! Everything that speaks to WeChat: the HTTP client, the errcode classification, the shared
-//! access-token store, secret redaction, the push XML and its cryptography (`event`, `crypto`),
-//! and the fake WeChat server.
+//! access-token store, secret redaction, the push XML and its cryptography (`event`, `crypto`).
+//! The fake WeChat server is in the sandbox wing (`sandbox::mock_wechat`).
 
 pub mod client;
 pub mod crypto;
 pub mod errcode;
 pub mod event;
-pub mod mock;
 pub mod redact;
 pub mod response;
 pub mod token;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::admin_support::{ADMIN_TOKEN, AdminWorld, VIEWER_TOKEN, serve_admin};
 use crate::system::System;
-use wxnotify::wechat::mock::MockConfig;
+use wxnotify::sandbox::mock_wechat::MockConfig;
 
 #[tokio::test]
 async fn admin_api_without_a_token_or_with_a_wrong_one_is_401_and_off_without_configured_tokens() {
@@ -330,7 +330,7 @@ async fn one_letter_in_full_lookup_by_job_and_recipient_and_purge_by_ids() {
             Method::GET,
             &format!(
                 "admin/api/deliveries?recipient={}",
-                wxnotify::wechat::mock::mp_openid(5)
+                wxnotify::sandbox::mock_wechat::mp_openid(5)
             ),
             Some(VIEWER_TOKEN),
             None,

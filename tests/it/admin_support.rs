@@ -9,7 +9,7 @@ use url::Url;
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{Job, OpenId, Recipient, TemplateData};
 use wxnotify::http::admin::{self, AdminOptions, AdminState};
-use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockTemplate};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockTemplate};
 
 use crate::system::{RunningWorker, System};
 
@@ -31,7 +31,7 @@ pub struct AdminWorld {
 
 fn job(person: u64, template: &str) -> Job {
     Job::new(
-        Recipient::MpOpenid(OpenId::parse(mock::mp_openid(person)).unwrap()),
+        Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(person)).unwrap()),
         template.parse().unwrap(),
         TemplateData::from_pairs(&[("thing1", "订单已发货"), ("time2", "2026-11-24 10:00")])
             .unwrap(),

@@ -21,7 +21,7 @@ use wxnotify::campaigns::{
 };
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{AppName, Job, OpenId, Recipient, TemplateData, TemplateId, UnionId};
-use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
 
 use crate::system::{RunningWorker, System};
 
@@ -160,11 +160,11 @@ async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reason
     let sys = System::seeded(20).await;
     // Person 1 unfollowed since the sync; person 9 has no unionid (every 10th).
     sqlx::query("UPDATE oa_followers SET subscribed = false WHERE oa_openid = $1")
-        .bind(mock::oa_openid(1))
+        .bind(mock_wechat::oa_openid(1))
         .execute(&sys.db.pool)
         .await
         .unwrap();
-    let mp = |i: u64| Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap());
+    let mp = |i: u64| Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).unwrap());
     let mut list: Vec<ListEntry> = (0..10)
         .map(|i| ListEntry {
             to: mp(i),
@@ -181,7 +181,7 @@ async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reason
     });
     // Person 3 again, by OA openid: one person, kept once.
     list.push(ListEntry {
-        to: Recipient::OaOpenid(OpenId::parse(mock::oa_openid(3)).unwrap()),
+        to: Recipient::OaOpenid(OpenId::parse(mock_wechat::oa_openid(3)).unwrap()),
         data: None,
     });
     let report = store::create(
@@ -208,8 +208,8 @@ async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reason
     .into_iter()
     .collect();
     assert_eq!(reasons["oNeverLoggedIn"], "unknown_mp_user");
-    assert_eq!(reasons[&mock::mp_openid(9)], "no_unionid");
-    assert_eq!(reasons[&mock::mp_openid(1)], "not_following");
+    assert_eq!(reasons[&mock_wechat::mp_openid(9)], "no_unionid");
+    assert_eq!(reasons[&mock_wechat::mp_openid(1)], "not_following");
     assert_eq!(reasons["uNobodyFollows"], "not_following");
     let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
         .fetch_one(&sys.db.pool)
@@ -232,9 +232,9 @@ async fn a_recipients_file_with_bad_lines_reports_them_by_line_and_keeps_the_res
         &path,
         format!(
             "mp_openid,thing1\n{},Order 1\n{},a,b\n{},\"Order 3\"\nnot an openid!,x\n",
-            mock::mp_openid(0),
-            mock::mp_openid(1),
-            mock::mp_openid(2),
+            mock_wechat::mp_openid(0),
+            mock_wechat::mp_openid(1),
+            mock_wechat::mp_openid(2),
         ),
     )
     .unwrap();
@@ -255,7 +255,7 @@ async fn a_recipients_file_with_bad_lines_reports_them_by_line_and_keeps_the_res
         "SELECT data FROM campaign_recipients WHERE campaign_id = $1 AND recipient = $2",
     )
     .bind(report.id)
-    .bind(mock::mp_openid(2))
+    .bind(mock_wechat::mp_openid(2))
     .fetch_one(&sys.db.pool)
     .await
     .unwrap();
@@ -491,7 +491,7 @@ async fn the_daily_cap_and_the_transactional_reserve_hold_a_campaign_back() {
         .filter(|i| *i != 9)
         .map(|i| {
             Job::new(
-                Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap()),
+                Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).unwrap()),
                 TemplateId::parse(TEMPLATE).unwrap(),
                 TemplateData::from_pairs(&[("thing1", "Shipped"), ("time2", "now")]).unwrap(),
             )
@@ -652,7 +652,7 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
         "template_id": TEMPLATE,
         "data": {"thing1": "Sale", "time2": "today"},
         "audience": {"recipients": [
-            {"to": {"mp_openid": mock::mp_openid(0)}, "data": {"thing1": "Yours"}},
+            {"to": {"mp_openid": mock_wechat::mp_openid(0)}, "data": {"thing1": "Yours"}},
             {"to": {"mp_openid": "oNeverLoggedIn"}}
         ]},
         "rate": 10

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use wxnotify::delivery::{Worker, WorkerConfig};
 use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::wechat::mock;
+use wxnotify::sandbox::mock_wechat;
 
 use crate::support::amqp_url;
 use crate::system::{System, test_topology};
@@ -27,7 +27,7 @@ async fn a_dead_first_node_in_amqp_url_the_worker_uses_the_second() {
     let jobs: Vec<Job> = (0..20)
         .map(|i| {
             crate::worker::job(Recipient::MpOpenid(
-                OpenId::parse(mock::mp_openid(i)).unwrap(),
+                OpenId::parse(mock_wechat::mp_openid(i)).unwrap(),
             ))
         })
         .collect();
@@ -74,10 +74,10 @@ async fn a_cluster_that_loses_the_jobs_queue_leader_loses_nothing() {
     let rate = 500;
     let queues = wxnotify::queue::TopologyOptions::default();
     let sys = System::new_on(
-        mock::MockConfig {
+        mock_wechat::MockConfig {
             followers: jobs_n * 2,
             latency: Duration::from_millis(20),
-            ..mock::MockConfig::default()
+            ..mock_wechat::MockConfig::default()
         },
         rate,
         url,
@@ -104,7 +104,7 @@ async fn a_cluster_that_loses_the_jobs_queue_leader_loses_nothing() {
     let jobs: Vec<Job> = (0..jobs_n)
         .map(|i| {
             crate::worker::job(Recipient::MpOpenid(
-                OpenId::parse(mock::mp_openid(i + i / 9)).unwrap(),
+                OpenId::parse(mock_wechat::mp_openid(i + i / 9)).unwrap(),
             ))
         })
         .collect();

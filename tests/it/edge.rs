@@ -9,9 +9,9 @@ use url::Url;
 use wxnotify::http::login_limits::LoginLimits;
 use wxnotify::http::server::{ServerLimits, serve};
 use wxnotify::http::{AppState, EdgeOptions, ops_router, public_router, router};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, MockConfig, MockEvent};
 use wxnotify::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify::wechat::event::encrypted_envelope;
-use wxnotify::wechat::mock::{self, Endpoint, MockConfig, MockEvent};
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World};
 
@@ -42,7 +42,7 @@ async fn post(url: Url, body: String) -> (u16, String) {
 /// `xml` encrypted with the test app's key.
 fn encrypt(xml: &str) -> String {
     let key = AesKey::from_encoding_aes_key(AES_KEY).unwrap();
-    key.encrypt(xml.as_bytes(), mock::MOCK_OA_APPID)
+    key.encrypt(xml.as_bytes(), mock_wechat::MOCK_OA_APPID)
 }
 
 /// A safe-mode POST of `xml` for `(ts, nonce)`.
@@ -59,12 +59,16 @@ async fn safe_post_encrypted(base: &Url, ts: &str, nonce: &str, encrypt: &str) -
             "msg_signature",
             &msg_signature(CALLBACK_TOKEN, ts, nonce, encrypt),
         );
-    post(url, encrypted_envelope(mock::MOCK_OA_ORIGINAL_ID, encrypt)).await
+    post(
+        url,
+        encrypted_envelope(mock_wechat::MOCK_OA_ORIGINAL_ID, encrypt),
+    )
+    .await
 }
 
 async fn subscribed(world: &World, person: u64) -> Option<bool> {
     sqlx::query_scalar("SELECT subscribed FROM oa_followers WHERE oa_openid = $1")
-        .bind(mock::oa_openid(person))
+        .bind(mock_wechat::oa_openid(person))
         .fetch_optional(&world.db.pool)
         .await
         .unwrap()

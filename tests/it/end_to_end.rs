@@ -6,8 +6,8 @@ use std::time::Duration;
 use url::Url;
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{OpenId, Recipient};
+use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockEvent, PushMode};
 use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::mock::{self, MockConfig, MockEvent, PushMode};
 use wxnotify::wechat::{TokenStore, WechatClient};
 
 use crate::system::{CALLBACK_TOKEN, System};
@@ -67,7 +67,7 @@ async fn a_user_logs_in_follows_is_notified_and_the_receipt_arrives() {
         .json()
         .await
         .unwrap();
-    assert_eq!(login["openid"], mock::mp_openid(person));
+    assert_eq!(login["openid"], mock_wechat::mp_openid(person));
     assert_eq!(login["notifiable"], false, "not a follower yet");
 
     // 2. The user follows the OA: WeChat pushes `subscribe` to the callback.
@@ -84,17 +84,17 @@ async fn a_user_logs_in_follows_is_notified_and_the_receipt_arrives() {
     eventually("the follower and their unionid are known", async || {
         let row: Option<(bool, Option<String>)> =
             sqlx::query_as("SELECT subscribed, unionid FROM oa_followers WHERE oa_openid = $1")
-                .bind(mock::oa_openid(person))
+                .bind(mock_wechat::oa_openid(person))
                 .fetch_optional(&sys.db.pool)
                 .await
                 .unwrap();
-        row == Some((true, mock::unionid(person, &sys.mock_config)))
+        row == Some((true, mock_wechat::unionid(person, &sys.mock_config)))
     })
     .await;
 
     // 3. A job addressed by the Mini Program openid reaches the OA openid.
     let j = job(Recipient::MpOpenid(
-        OpenId::parse(mock::mp_openid(person)).unwrap(),
+        OpenId::parse(mock_wechat::mp_openid(person)).unwrap(),
     ));
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(std::slice::from_ref(&j)).await;
@@ -107,7 +107,7 @@ async fn a_user_logs_in_follows_is_notified_and_the_receipt_arrives() {
         .into_iter()
         .find(|s| s.client_msg_id.as_deref() == Some(j.id.as_str()))
         .unwrap();
-    assert_eq!(send.touser, mock::oa_openid(person));
+    assert_eq!(send.touser, mock_wechat::oa_openid(person));
 
     // 4. WeChat reports the delivery; the receipt lands on the ledger row.
     let receipt = MockEvent::TemplateSendJobFinish {

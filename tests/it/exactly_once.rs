@@ -9,7 +9,7 @@ use wxnotify::delivery::WorkerConfig;
 use wxnotify::delivery::ledger::{Admission, Ledger};
 use wxnotify::domain::{OpenId, Recipient};
 use wxnotify::queue::Lane;
-use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule};
 
 use crate::system::{RunningWorker, System};
 use crate::worker::job;
@@ -17,7 +17,7 @@ use crate::worker::job;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn mp(i: u64) -> Recipient {
-    Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap())
+    Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).unwrap())
 }
 
 /// Polls `check` (a query) every 50 ms until it holds, or panics after [`WAIT`].
@@ -203,7 +203,7 @@ async fn a_live_claim_makes_a_twin_wait_instead_of_sending() {
         .execute(&sys.db.pool)
         .await
         .unwrap();
-    let openid = OpenId::parse(mock::oa_openid(1)).unwrap();
+    let openid = OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
     assert!(
         live.record_sent(j.id.as_str(), &claim, &openid, 42)
             .await
@@ -223,7 +223,7 @@ async fn a_write_whose_reply_was_lost_is_not_counted_twice() {
     let Admission::Attempt { claim, .. } = ledger.claim(&j, Lane::Jobs).await.unwrap() else {
         panic!("the first claim is an attempt");
     };
-    let openid = OpenId::parse(mock::oa_openid(1)).unwrap();
+    let openid = OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
     assert!(
         ledger
             .record_sent(j.id.as_str(), &claim, &openid, 7)
@@ -414,7 +414,7 @@ async fn a_43004_dead_letter_and_the_unsubscribe_commit_together() {
     assert_eq!(sys.dead_reasons().await.get("recipient_rejected"), Some(&1));
     let subscribed: bool =
         sqlx::query_scalar("SELECT subscribed FROM oa_followers WHERE oa_openid = $1")
-            .bind(mock::oa_openid(5))
+            .bind(mock_wechat::oa_openid(5))
             .fetch_one(&sys.db.pool)
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 use wxnotify::cli::EXIT_UNAVAILABLE;
 use wxnotify::followers::{SyncError, SyncOptions};
-use wxnotify::wechat::mock::{self, EndOfList, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify::sandbox::mock_wechat::{self, EndOfList, Endpoint, Fault, FaultRule, MockConfig};
 
 use crate::users_support::{World, expected_followers};
 
@@ -148,7 +148,7 @@ async fn followers_who_left_between_two_syncs_are_marked_unsubscribed_only_after
     let left: Vec<String> = sqlx::query_scalar(
         "SELECT oa_openid FROM oa_followers WHERE NOT subscribed AND oa_openid = ANY($1) ORDER BY 1",
     )
-    .bind(vec![mock::oa_openid(0), mock::oa_openid(1_500), mock::oa_openid(2_300)])
+    .bind(vec![mock_wechat::oa_openid(0), mock_wechat::oa_openid(1_500), mock_wechat::oa_openid(2_300)])
     .fetch_all(&world.db.pool)
     .await
     .unwrap();
@@ -166,19 +166,21 @@ async fn transient_errors_and_a_rejected_token_are_retried_without_losing_follow
     let world = World::new(cfg).await;
     world.tokens.get(&world.app).await.unwrap();
     world.mock.invalidate_tokens();
-    world.mock.set_faults(wxnotify::wechat::mock::FaultPlan {
-        rules: vec![
-            FaultRule::new(Fault::Errcode(-1))
-                .on(Endpoint::UserInfoBatch)
-                .times(3),
-            FaultRule::new(Fault::HttpStatus(502))
-                .on(Endpoint::UserGet)
-                .times(2),
-            FaultRule::new(Fault::DropConnection)
-                .on(Endpoint::UserInfoBatch)
-                .times(1),
-        ],
-    });
+    world
+        .mock
+        .set_faults(wxnotify::sandbox::mock_wechat::FaultPlan {
+            rules: vec![
+                FaultRule::new(Fault::Errcode(-1))
+                    .on(Endpoint::UserInfoBatch)
+                    .times(3),
+                FaultRule::new(Fault::HttpStatus(502))
+                    .on(Endpoint::UserGet)
+                    .times(2),
+                FaultRule::new(Fault::DropConnection)
+                    .on(Endpoint::UserInfoBatch)
+                    .times(1),
+            ],
+        });
     let report = world
         .sync(&World::fast_options())
         .await

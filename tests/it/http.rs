@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use url::Url;
+use wxnotify::sandbox::mock_wechat::{
+    self, Endpoint, Fault, FaultRule, MockConfig, MockEvent, PushMode, deliver_xml,
+};
 use wxnotify::wechat::client::TemplateMessage;
 use wxnotify::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify::wechat::event::encrypted_envelope;
-use wxnotify::wechat::mock::{
-    self, Endpoint, Fault, FaultRule, MockConfig, MockEvent, PushMode, deliver_xml,
-};
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World, eventually, plain, safe};
 
@@ -36,7 +36,7 @@ fn callback(base: &Url) -> Url {
 
 async fn follower(world: &World, person: u64) -> Option<(bool, Option<String>)> {
     sqlx::query_as("SELECT subscribed, unionid FROM oa_followers WHERE oa_openid = $1")
-        .bind(mock::oa_openid(person))
+        .bind(mock_wechat::oa_openid(person))
         .fetch_optional(&world.db.pool)
         .await
         .unwrap()
@@ -56,15 +56,15 @@ async fn login_with_a_fresh_code_answers_openid_unionid_and_notifiable() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({ "openid": mock::mp_openid(3), "unionid": mock::unionid(3, world.mock.config()), "notifiable": true })
+        json!({ "openid": mock_wechat::mp_openid(3), "unionid": mock_wechat::unionid(3, world.mock.config()), "notifiable": true })
     );
     let stored: (Option<String>, Option<String>) =
         sqlx::query_as("SELECT unionid, session_key FROM mp_users WHERE mp_openid = $1")
-            .bind(mock::mp_openid(3))
+            .bind(mock_wechat::mp_openid(3))
             .fetch_one(&world.db.pool)
             .await
             .unwrap();
-    assert_eq!(stored.0, mock::unionid(3, world.mock.config()));
+    assert_eq!(stored.0, mock_wechat::unionid(3, world.mock.config()));
     let session_key = stored.1.expect("the session key is kept server side");
     assert!(!body.to_string().contains(&session_key));
 }
@@ -149,7 +149,7 @@ async fn concurrent_logins_with_one_code_share_one_exchange() {
         futures::future::join_all((0..5).map(|_| login(&base, json!({ "code": code })))).await;
     for (status, body, _) in &answers {
         assert_eq!(*status, 200, "{body}");
-        assert_eq!(body["openid"], json!(mock::mp_openid(2)));
+        assert_eq!(body["openid"], json!(mock_wechat::mp_openid(2)));
     }
     assert_eq!(world.mock.stats().calls_to(Endpoint::JsCode2Session), 1);
 }
@@ -265,7 +265,7 @@ async fn a_subscribe_records_the_follower_at_once_and_its_unionid_in_the_backgro
         };
         assert_eq!((answer.status, answer.body.as_str()), (200, expected_body));
         assert_eq!(follower(&world, 7).await.map(|f| f.0), Some(true));
-        let unionid = mock::unionid(7, world.mock.config());
+        let unionid = mock_wechat::unionid(7, world.mock.config());
         eventually("the unionid of the new follower", || async {
             follower(&world, 7).await.and_then(|f| f.1) == unionid
         })
@@ -305,7 +305,7 @@ async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
     .await;
     let (base, _) = world.serve().await;
     let token = world.tokens.get(&world.app).await.unwrap();
-    let touser = wxnotify::domain::OpenId::parse(mock::oa_openid(1)).unwrap();
+    let touser = wxnotify::domain::OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
     let template = wxnotify::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap();
     let data: wxnotify::domain::TemplateData =
         serde_json::from_value(json!({ "thing1": "shipped", "time2": "2026-11-24 10:00" }))
@@ -459,7 +459,7 @@ async fn a_bad_signature_a_tampered_aes_payload_or_malformed_xml_is_refused_and_
 
     // A payload tampered with after encryption, signed again by someone who knows the token.
     let key = AesKey::from_encoding_aes_key(AES_KEY).unwrap();
-    let encrypt = key.encrypt(push.xml.as_bytes(), mock::MOCK_OA_APPID);
+    let encrypt = key.encrypt(push.xml.as_bytes(), mock_wechat::MOCK_OA_APPID);
     let mut bytes = base64_decode(&encrypt);
     bytes[40] ^= 1;
     let tampered = base64_encode(&bytes);
@@ -515,7 +515,10 @@ async fn safe_post(url: &Url, encrypt: &str, msg_sig: Option<String>) -> u16 {
         );
     reqwest::Client::new()
         .post(url)
-        .body(encrypted_envelope(mock::MOCK_OA_ORIGINAL_ID, encrypt))
+        .body(encrypted_envelope(
+            mock_wechat::MOCK_OA_ORIGINAL_ID,
+            encrypt,
+        ))
         .send()
         .await
         .unwrap()
@@ -640,8 +643,8 @@ async fn session_keys_tokens_and_callback_secrets_never_reach_responses_or_logs(
     let mut secrets = session_keys;
     secrets.extend(tokens);
     secrets.extend([
-        mock::MOCK_MP_SECRET.into(),
-        mock::MOCK_OA_SECRET.into(),
+        mock_wechat::MOCK_MP_SECRET.into(),
+        mock_wechat::MOCK_OA_SECRET.into(),
         AES_KEY.into(),
     ]);
     for secret in &secrets {

@@ -14,7 +14,7 @@ use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
 use wxnotify::http::{api_keys, webhooks};
 use wxnotify::queue::{Lane, Topology};
-use wxnotify::wechat::mock::{self, MockEvent, PushMode};
+use wxnotify::sandbox::mock_wechat::{self, MockEvent, PushMode};
 
 use crate::producer_support::{Api, PrivateBroker, declare, job_body, queue_depth};
 use crate::support::queue_prefix;
@@ -200,7 +200,7 @@ async fn the_same_id_with_the_same_content_answers_its_status_and_other_content_
         "data": {"time2": "2026-11-24 10:00", "thing1": {"value": "订单已发货"}},
         "template_id": "TPL_ORDER_SHIPPED",
         "app": "default",
-        "to": {"mp_openid": mock::mp_openid(1)},
+        "to": {"mp_openid": mock_wechat::mp_openid(1)},
         "id": "idem-1"
     });
     let a = api.post("v1/notifications", Some(&api.key), &same).await;
@@ -318,7 +318,7 @@ async fn the_status_follows_each_outcome_queued_sent_receipt_dead_and_duplicate(
     let api = Api::start().await;
     // A job id first used on the AMQP path, finished before the API sees it.
     let mut earlier = Job::new(
-        Recipient::MpOpenid(OpenId::parse(mock::mp_openid(3)).unwrap()),
+        Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(3)).unwrap()),
         "TPL_ORDER_SHIPPED".parse().unwrap(),
         TemplateData::from_pairs(&[("thing1", "早先"), ("time2", "2026-11-24 10:00")]).unwrap(),
     );
@@ -517,8 +517,8 @@ async fn the_api_key_command_creates_lists_and_revokes_keys_showing_a_key_once()
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
             .args(args)
             .env("DATABASE_URL", api.sys.db.url())
-            .env("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID)
-            .env("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET)
+            .env("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID)
+            .env("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET)
             .env("WXNOTIFY_CONFIG", "")
             .output()
             .unwrap();

@@ -155,7 +155,7 @@ async fn answer(response: reqwest::Response) -> Answer {
 pub fn job_body(id: &str, person: u64) -> Value {
     serde_json::json!({
         "id": id,
-        "to": {"mp_openid": wxnotify::wechat::mock::mp_openid(person)},
+        "to": {"mp_openid": wxnotify::sandbox::mock_wechat::mp_openid(person)},
         "template_id": "TPL_ORDER_SHIPPED",
         "data": {"thing1": "订单已发货", "time2": {"value": "2026-11-24 10:00"}}
     })

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
 
 use crate::system::System;
 use crate::worker::job;
 
 fn mp(i: u64) -> Recipient {
-    Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap())
+    Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).unwrap())
 }
 
 /// Persons with a unionid who follow (not every 10th, not every 20th).
@@ -113,8 +113,8 @@ pub fn worker_process(sys: &System) -> tokio::process::Child {
         .env("AMQP_URL", sys.settings.amqp_url.expose_secret())
         .env("WECHAT_API_BASE", sys.mock.base_url().to_string())
         .env("WXNOTIFY_QUEUE_PREFIX", sys.topology.prefix())
-        .env("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID)
-        .env("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET)
+        .env("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID)
+        .env("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET)
         .env("WXNOTIFY_RATE_PER_SECOND", "10000")
         .env("WXNOTIFY_DELIVERY_LIMIT", "3")
         .env("RUST_LOG", "warn")

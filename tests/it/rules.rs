@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{AppName, Job, OpenId, Recipient, TemplateData};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, MockConfig};
 use wxnotify::templates::SyncTrigger;
 use wxnotify::wechat::client::{ApiQuota, ClientOptions};
-use wxnotify::wechat::mock::{self, Endpoint, MockConfig};
 use wxnotify::wechat::{TokenStore, WechatClient};
 
 use crate::system::System;
@@ -18,7 +18,7 @@ const SHIPPED: &str = "TPL_ORDER_SHIPPED";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn mp(i: u64) -> Recipient {
-    Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap())
+    Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).unwrap())
 }
 
 fn shipped(person: u64, thing1: &str) -> Job {
@@ -348,8 +348,8 @@ fn command(sys: &System) -> tokio::process::Command {
         .env("AMQP_URL", crate::support::amqp_url())
         .env("WECHAT_API_BASE", sys.mock.base_url().to_string())
         .env("WXNOTIFY_QUEUE_PREFIX", sys.topology.prefix())
-        .env("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID)
-        .env("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET)
+        .env("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID)
+        .env("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET)
         .env("RUST_LOG", "warn")
         .env_remove("WXNOTIFY_CONFIG");
     cmd

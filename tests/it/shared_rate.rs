@@ -12,15 +12,18 @@ use wxnotify::delivery::WorkerConfig;
 use wxnotify::delivery::rate_limit::Limits;
 use wxnotify::domain::{Job, OpenId, Recipient};
 use wxnotify::queue::Lane;
-use wxnotify::wechat::mock::{self, MockConfig};
+use wxnotify::sandbox::mock_wechat::{self, MockConfig};
 
 use crate::support::TestDb;
 use crate::system::System;
 
 fn apps(rate: u32) -> Vec<AppConfig> {
     let vars: HashMap<&str, String> = HashMap::from([
-        ("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID.to_string()),
-        ("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET.to_string()),
+        ("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID.to_string()),
+        (
+            "WXNOTIFY_OA_SECRET",
+            mock_wechat::MOCK_OA_SECRET.to_string(),
+        ),
         ("WXNOTIFY_RATE_PER_SECOND", rate.to_string()),
     ]);
     Settings::from_lookup(|k| vars.get(k).cloned())
@@ -375,7 +378,7 @@ async fn postgres_unreachable_for_the_limiter_sends_nothing_unmetered() {
 fn job(i: u64) -> Job {
     let person = i + i / 9;
     crate::worker::job(Recipient::MpOpenid(
-        OpenId::parse(mock::mp_openid(person)).unwrap(),
+        OpenId::parse(mock_wechat::mp_openid(person)).unwrap(),
     ))
 }
 
@@ -413,7 +416,7 @@ async fn workers_never_exceed_the_rate_at_the_fake(workers: usize) {
     let mut times: Vec<u64> = sys.mock.sends().iter().map(|s| s.accepted_at_ms).collect();
     times.sort_unstable();
     assert_eq!(times.len() as u64, jobs_n, "every job was sent once");
-    let busiest = wxnotify::bench::busiest_window(&times);
+    let busiest = wxnotify::sandbox::bench::busiest_window(&times);
     assert!(
         busiest as f64 <= rate as f64 * 1.02 + 2.0,
         "{busiest} sends in one second at the fake, limit {rate} ({workers} workers: {sent_by:?})"

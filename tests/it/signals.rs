@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::wechat::mock::{self, Endpoint, MockConfig};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, MockConfig};
 
 use crate::system::System;
 use crate::worker::job;
@@ -23,7 +23,7 @@ async fn sigterm_stops_a_worker_process_after_recording_every_job_in_flight() {
         .take(200)
         .map(|i| {
             job(Recipient::MpOpenid(
-                OpenId::parse(mock::mp_openid(i)).unwrap(),
+                OpenId::parse(mock_wechat::mp_openid(i)).unwrap(),
             ))
         })
         .collect();

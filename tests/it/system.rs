@@ -10,7 +10,7 @@ use wxnotify::config::Settings;
 use wxnotify::delivery::{StatsSnapshot, Worker, WorkerConfig};
 use wxnotify::domain::{Job, JobId};
 use wxnotify::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
-use wxnotify::wechat::mock::{self, MockConfig, MockWechat};
+use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockWechat};
 
 use crate::support::{TestDb, amqp_url, queue_prefix};
 
@@ -71,10 +71,10 @@ impl System {
             ("AMQP_URL", amqp_url),
             ("WECHAT_API_BASE", mock.base_url().to_string()),
             ("WXNOTIFY_QUEUE_PREFIX", prefix.clone()),
-            ("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID.into()),
-            ("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET.into()),
-            ("WXNOTIFY_MP_APPID", mock::MOCK_MP_APPID.into()),
-            ("WXNOTIFY_MP_SECRET", mock::MOCK_MP_SECRET.into()),
+            ("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID.into()),
+            ("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET.into()),
+            ("WXNOTIFY_MP_APPID", mock_wechat::MOCK_MP_APPID.into()),
+            ("WXNOTIFY_MP_SECRET", mock_wechat::MOCK_MP_SECRET.into()),
             ("WXNOTIFY_RATE_PER_SECOND", rate.to_string()),
             ("WXNOTIFY_CALLBACK_TOKEN", CALLBACK_TOKEN.into()),
         ]);
@@ -126,7 +126,7 @@ impl System {
     /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and
     /// the follower sync would.
     pub async fn seed_people(&self, n: u64) {
-        wxnotify::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
+        wxnotify::sandbox::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
             .await
             .unwrap();
     }

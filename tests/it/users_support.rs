@@ -11,8 +11,8 @@ use wxnotify::config::Settings;
 use wxnotify::domain::AppName;
 use wxnotify::followers::{Progress, SyncError, SyncOptions, SyncReport};
 use wxnotify::http::{AppState, EdgeOptions, health, router};
+use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockWechat, PushMode};
 use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::mock::{self, MockConfig, MockWechat, PushMode};
 use wxnotify::wechat::{TokenStore, WechatClient};
 
 use crate::support::TestDb;
@@ -40,10 +40,10 @@ impl World {
         let vars: HashMap<&str, String> = HashMap::from([
             ("DATABASE_URL", db.url()),
             ("WECHAT_API_BASE", mock.base_url().to_string()),
-            ("WXNOTIFY_OA_APPID", mock::MOCK_OA_APPID.into()),
-            ("WXNOTIFY_OA_SECRET", mock::MOCK_OA_SECRET.into()),
-            ("WXNOTIFY_MP_APPID", mock::MOCK_MP_APPID.into()),
-            ("WXNOTIFY_MP_SECRET", mock::MOCK_MP_SECRET.into()),
+            ("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID.into()),
+            ("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET.into()),
+            ("WXNOTIFY_MP_APPID", mock_wechat::MOCK_MP_APPID.into()),
+            ("WXNOTIFY_MP_SECRET", mock_wechat::MOCK_MP_SECRET.into()),
             ("WXNOTIFY_CALLBACK_TOKEN", CALLBACK_TOKEN.into()),
             ("WXNOTIFY_ENCODING_AES_KEY", AES_KEY.into()),
         ]);
@@ -163,7 +163,7 @@ pub fn expected_followers(cfg: &MockConfig) -> (u64, u64) {
         .collect();
     let with_unionid = following
         .iter()
-        .filter(|i| mock::unionid(**i, cfg).is_some())
+        .filter(|i| mock_wechat::unionid(**i, cfg).is_some())
         .count();
     (following.len() as u64, with_unionid as u64)
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
-use wxnotify::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
+use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
 
 use crate::system::System;
 
@@ -29,7 +29,7 @@ pub fn job_with(to: Recipient, template: &str, data: &[(&str, &str)]) -> Job {
 }
 
 fn mp(i: u64) -> Recipient {
-    Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).unwrap())
+    Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).unwrap())
 }
 
 fn quick_retries() -> WorkerConfig {
@@ -47,10 +47,10 @@ async fn jobs_for_each_kind_of_recipient_are_sent_to_the_oa_openid() {
     let jobs = [
         job(mp(1)),
         job(Recipient::Unionid(
-            UnionId::parse(mock::unionid(2, &sys.mock_config).unwrap()).unwrap(),
+            UnionId::parse(mock_wechat::unionid(2, &sys.mock_config).unwrap()).unwrap(),
         )),
         job(Recipient::OaOpenid(
-            OpenId::parse(mock::oa_openid(3)).unwrap(),
+            OpenId::parse(mock_wechat::oa_openid(3)).unwrap(),
         )),
     ];
     let worker = sys.start_worker(WorkerConfig::default());
@@ -64,7 +64,7 @@ async fn jobs_for_each_kind_of_recipient_are_sent_to_the_oa_openid() {
             .iter()
             .find(|s| s.client_msg_id.as_deref() == Some(job.id.as_str()))
             .expect("WeChat got the job, with client_msg_id = job id");
-        assert_eq!(send.touser, mock::oa_openid(person));
+        assert_eq!(send.touser, mock_wechat::oa_openid(person));
         assert_eq!(send.data["thing1"]["value"], "订单已发货");
         assert_eq!(sys.state(&job.id).await.as_deref(), Some("sent"));
     }
@@ -101,7 +101,7 @@ async fn unreachable_recipients_and_bad_jobs_die_with_their_reasons() {
             OpenId::parse("oNeverLoggedIn").unwrap(),
         )),
         job(Recipient::Unionid(
-            UnionId::parse(mock::unionid(14, &sys.mock_config).unwrap()).unwrap(),
+            UnionId::parse(mock_wechat::unionid(14, &sys.mock_config).unwrap()).unwrap(),
         )),
         expired,
         job_with(mp(2), "TPL_UNKNOWN", &[("thing1", "x")]),
@@ -167,7 +167,7 @@ async fn an_unfollowed_recipient_is_dead_and_marked_unsubscribed() {
     assert_eq!(sys.dead_reasons().await.get("recipient_rejected"), Some(&1));
     let subscribed: bool =
         sqlx::query_scalar("SELECT subscribed FROM oa_followers WHERE oa_openid = $1")
-            .bind(mock::oa_openid(5))
+            .bind(mock_wechat::oa_openid(5))
             .fetch_one(&sys.db.pool)
             .await
             .unwrap();
@@ -426,7 +426,7 @@ async fn a_receipt_that_arrived_before_the_send_was_recorded_lands_on_the_ledger
     // The callback stored WeChat's receipt for the msgid the fake will answer first, before the
     // worker recorded the send (WeChat's event and the send's answer race).
     sqlx::query("INSERT INTO delivery_receipts (app, msgid, status, reported_at) VALUES ('default', $1, 'success', now())")
-        .bind(mock::FIRST_MSGID as i64)
+        .bind(mock_wechat::FIRST_MSGID as i64)
         .execute(&sys.db.pool)
         .await
         .unwrap();

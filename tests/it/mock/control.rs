@@ -1,7 +1,9 @@
 //! `/mock/…` over HTTP, and the counters.
 
 use serde_json::json;
-use wxnotify::wechat::mock::{Endpoint, MOCK_MP_APPID, MOCK_MP_SECRET, MockStats, mp_openid};
+use wxnotify::sandbox::mock_wechat::{
+    Endpoint, MOCK_MP_APPID, MOCK_MP_SECRET, MockStats, mp_openid,
+};
 
 use super::support::{Fake, raw_msgid, shipped};
 

@@ -2,7 +2,7 @@
 //! interception for configured words, `queryblocktmplmsg` paging, templates deleted at run time.
 
 use serde_json::json;
-use wxnotify::wechat::mock::MockConfig;
+use wxnotify::sandbox::mock_wechat::MockConfig;
 
 use super::support::{Fake, Raw, shipped};
 
@@ -86,7 +86,10 @@ async fn a_blocked_word_is_40249_and_an_intercepted_one_is_accepted_then_listed(
     let first = page(0, 2).await;
     let records = first["msginfo"].as_array().unwrap();
     assert_eq!(records.len(), 2);
-    assert_eq!(records[0]["openid"], wxnotify::wechat::mock::oa_openid(0));
+    assert_eq!(
+        records[0]["openid"],
+        wxnotify::sandbox::mock_wechat::oa_openid(0)
+    );
     let last = records[1]["id"].as_i64().unwrap();
     let rest = page(last, 100).await;
     assert_eq!(rest["msginfo"].as_array().unwrap().len(), 1);

@@ -1,7 +1,7 @@
 //! `message/template/send`: the success body, every refusal, dedupe, the templates list.
 
 use serde_json::json;
-use wxnotify::wechat::mock::{FIRST_MSGID, MOCK_MP_APPID, mp_openid, oa_openid};
+use wxnotify::sandbox::mock_wechat::{FIRST_MSGID, MOCK_MP_APPID, mp_openid, oa_openid};
 
 use super::support::{Fake, raw_msgid, shipped, with_id};
 

@@ -10,11 +10,11 @@ use wxnotify::config::{AppConfig, TokenSource};
 use wxnotify::domain::{
     AppId, AppName, FieldKey, MiniProgramLink, OpenId, TemplateData, TemplateId,
 };
-use wxnotify::wechat::client::{ClientOptions, TemplateMessage};
-use wxnotify::wechat::mock::{
+use wxnotify::sandbox::mock_wechat::{
     EndOfList, Endpoint, FIRST_MSGID, Fault, FaultRule, MOCK_MP_APPID, MOCK_MP_SECRET,
     MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig, MockWechat, mp_openid, oa_openid, unionid,
 };
+use wxnotify::wechat::client::{ClientOptions, TemplateMessage};
 use wxnotify::wechat::{
     AccessToken, ErrClass, PermanentKind, TokenStore, WechatClient, WechatError,
 };

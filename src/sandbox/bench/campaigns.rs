@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::audience;
-use super::model::Pacing;
-use super::store::{self, AudienceSource, NewCampaign};
+use crate::campaigns::audience;
+use crate::campaigns::model::Pacing;
+use crate::campaigns::store::{self, AudienceSource, NewCampaign};
 use crate::config::Settings;
 use crate::domain::{AppName, TemplateData, TemplateId};
-use crate::scratch::{Scratch, seed_mapping};
-use crate::wechat::mock::{self, MockConfig, MockWechat};
+use crate::sandbox::mock_wechat::{self, MockConfig, MockWechat};
+use crate::sandbox::scratch::{Scratch, seed_mapping};
 
 /// The figures.
 #[derive(Debug, Clone, Serialize)]
@@ -80,7 +80,7 @@ async fn measure(scratch: &Scratch, cfg: &MockConfig, n: u64) -> anyhow::Result<
             writeln!(
                 w,
                 "{{\"mp_openid\":\"{}\",\"data\":{{\"thing1\":\"Order {i}\"}}}}",
-                mock::mp_openid(i)
+                mock_wechat::mp_openid(i)
             )?;
         }
         w.flush()?;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use super::producer::{ProducerApi, ProducerOptions};
-use super::{AppState, api_keys, health, router};
 use crate::config::Settings;
 use crate::domain::AppName;
-use crate::scratch::Scratch;
+use crate::http::producer::{ProducerApi, ProducerOptions};
+use crate::http::{AppState, api_keys, health, router};
+use crate::sandbox::mock_wechat::{self, MockConfig, MockWechat};
+use crate::sandbox::scratch::Scratch;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::mock::{self, MockConfig, MockWechat};
 use crate::wechat::{TokenStore, WechatClient};
 
 /// The figures.
@@ -121,7 +121,7 @@ async fn measure(
     let job = |id: String, person: u64| {
         json!({
             "id": id,
-            "to": {"mp_openid": mock::mp_openid(person % 100)},
+            "to": {"mp_openid": mock_wechat::mp_openid(person % 100)},
             "template_id": "TPL_ORDER_SHIPPED",
             "data": {"thing1": "订单已发货", "time2": "2026-11-24 10:00"}
         })

@@ -11,6 +11,10 @@
 //!   reached as a share of the limit, and the busiest one-second window after the first;
 //! - `backlog`: like `throughput` with a large backlog (`--backlog 1000000`): RSS stays flat.
 
+pub mod api;
+pub mod campaigns;
+pub mod followers;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,8 +25,10 @@ use secrecy::ExposeSecret;
 use crate::config::Settings;
 use crate::domain::{Job, OpenId, Recipient, TemplateData};
 use crate::queue::Lane;
-use crate::scratch::{Scratch, seed_mapping};
-use crate::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockWechat};
+use crate::sandbox::mock_wechat::{
+    self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockWechat,
+};
+use crate::sandbox::scratch::{Scratch, seed_mapping};
 
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,7 +84,7 @@ pub enum Scenario {
     Faults,
     /// The faults scenario's drain without faults (run by `faults` first).
     Clean,
-    /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/http/api_bench.rs`).
+    /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/sandbox/bench/api.rs`).
     Api,
     /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
     Campaign,
@@ -119,11 +125,16 @@ pub struct BenchResult {
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let base = Settings::from_env()?;
     if args.scenario == Scenario::Api {
-        return crate::http::api_bench::run(&base, args.api_batches, args.api_seconds, args.json)
-            .await;
+        return crate::sandbox::bench::api::run(
+            &base,
+            args.api_batches,
+            args.api_seconds,
+            args.json,
+        )
+        .await;
     }
     if args.scenario == Scenario::Campaign {
-        return crate::campaigns::bench::run(&base, args.recipients, args.json).await;
+        return crate::sandbox::bench::campaigns::run(&base, args.recipients, args.json).await;
     }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],
@@ -339,7 +350,7 @@ async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::R
 fn bench_job(person: u64) -> Job {
     let data = [("thing1", "订单已发货"), ("time2", "2026-11-25 10:00")];
     Job::new(
-        Recipient::MpOpenid(OpenId::parse(mock::mp_openid(person)).expect("valid")),
+        Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(person)).expect("valid")),
         "TPL_ORDER_SHIPPED".parse().expect("valid"),
         TemplateData::from_pairs(&data).expect("valid"),
     )

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::config::Settings;
 use crate::queue::{Publisher, PublisherOptions, Topology, TopologyOptions};
-use crate::wechat::mock::{self, MockConfig, MockWechat};
+use crate::sandbox::mock_wechat::{self, MockConfig, MockWechat};
 
 /// The OA server URL Token of scratch environments (a fake, like the fake WeChat's secrets).
 pub const SCRATCH_CALLBACK_TOKEN: &str = "scratch-callback-token";
@@ -141,10 +141,10 @@ fn scratch_settings(
         "AMQP_URL" => Some(amqp.clone()),
         "WECHAT_API_BASE" => Some(base_url.clone()),
         "WXNOTIFY_QUEUE_PREFIX" => Some(prefix.to_owned()),
-        "WXNOTIFY_OA_APPID" => Some(mock::MOCK_OA_APPID.into()),
-        "WXNOTIFY_OA_SECRET" => Some(mock::MOCK_OA_SECRET.into()),
-        "WXNOTIFY_MP_APPID" => Some(mock::MOCK_MP_APPID.into()),
-        "WXNOTIFY_MP_SECRET" => Some(mock::MOCK_MP_SECRET.into()),
+        "WXNOTIFY_OA_APPID" => Some(mock_wechat::MOCK_OA_APPID.into()),
+        "WXNOTIFY_OA_SECRET" => Some(mock_wechat::MOCK_OA_SECRET.into()),
+        "WXNOTIFY_MP_APPID" => Some(mock_wechat::MOCK_MP_APPID.into()),
+        "WXNOTIFY_MP_SECRET" => Some(mock_wechat::MOCK_MP_SECRET.into()),
         "WXNOTIFY_RATE_PER_SECOND" => Some(rate.to_string()),
         "WXNOTIFY_CALLBACK_TOKEN" => Some(SCRATCH_CALLBACK_TOKEN.into()),
         _ => None,
@@ -157,12 +157,15 @@ pub async fn seed_mapping(pool: &PgPool, n: u64, cfg: &MockConfig) -> Result<(),
     const CHUNK: u64 = 50_000;
     for start in (0..n).step_by(CHUNK as usize) {
         let people: Vec<u64> = (start..(start + CHUNK).min(n)).collect();
-        let mp: Vec<String> = people.iter().map(|i| mock::mp_openid(*i)).collect();
-        let oa: Vec<String> = people.iter().map(|i| mock::oa_openid(*i)).collect();
-        let union: Vec<Option<String>> = people.iter().map(|i| mock::unionid(*i, cfg)).collect();
+        let mp: Vec<String> = people.iter().map(|i| mock_wechat::mp_openid(*i)).collect();
+        let oa: Vec<String> = people.iter().map(|i| mock_wechat::oa_openid(*i)).collect();
+        let union: Vec<Option<String>> = people
+            .iter()
+            .map(|i| mock_wechat::unionid(*i, cfg))
+            .collect();
         let follows: Vec<bool> = people
             .iter()
-            .map(|i| mock::seeded_follower(*i, cfg))
+            .map(|i| mock_wechat::seeded_follower(*i, cfg))
             .collect();
         sqlx::query(
             "INSERT INTO mp_users (app, mp_openid, unionid)

@@ -5,7 +5,7 @@ use indicatif::MultiProgress;
 use super::bar;
 use crate::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
 use crate::queue::{Lane, Publisher, Topology};
-use crate::wechat::mock::{self, MockConfig};
+use crate::sandbox::mock_wechat::{self, MockConfig};
 
 /// One message to publish.
 pub enum Planned {
@@ -37,14 +37,14 @@ impl Plan {
 /// worker did): `sent`, or the reason it dies.
 fn expected_outcome(job: &Job, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> &'static str {
     let who = match &job.to {
-        Recipient::MpOpenid(o) | Recipient::OaOpenid(o) => mock::person_of(o.as_ref()),
+        Recipient::MpOpenid(o) | Recipient::OaOpenid(o) => mock_wechat::person_of(o.as_ref()),
         Recipient::Unionid(_) => None,
     };
     if let Some(i) = who {
-        if matches!(job.to, Recipient::MpOpenid(_)) && mock::unionid(i, cfg).is_none() {
+        if matches!(job.to, Recipient::MpOpenid(_)) && mock_wechat::unionid(i, cfg).is_none() {
             return "no_unionid";
         }
-        if !mock::seeded_follower(i, cfg) {
+        if !mock_wechat::seeded_follower(i, cfg) {
             return "not_following";
         }
         match unfollowed.iter().find(|(p, _)| *p == i) {
@@ -70,7 +70,9 @@ fn expected_outcome(job: &Job, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> 
 /// after the sync (with whether wxnotify was told).
 pub fn plan(n: u64, people: u64, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> Plan {
     let good: Vec<u64> = (0..people)
-        .filter(|i| mock::unionid(*i, cfg).is_some() && mock::seeded_follower(*i, cfg))
+        .filter(|i| {
+            mock_wechat::unionid(*i, cfg).is_some() && mock_wechat::seeded_follower(*i, cfg)
+        })
         .filter(|i| !unfollowed.iter().any(|(p, _)| p == i))
         .collect();
     let left: Vec<u64> = unfollowed.iter().map(|(p, _)| *p).collect();
@@ -142,11 +144,11 @@ fn troubled_or_good(
             j
         }
         8..=11 => {
-            let unionid = mock::unionid(person, cfg).expect("good people have one");
+            let unionid = mock_wechat::unionid(person, cfg).expect("good people have one");
             shipped(Recipient::Unionid(UnionId::parse(unionid).expect("valid")))
         }
         12..=15 => shipped(Recipient::OaOpenid(
-            OpenId::parse(mock::oa_openid(person)).expect("valid"),
+            OpenId::parse(mock_wechat::oa_openid(person)).expect("valid"),
         )),
         _ => shipped(mp(person)),
     }
@@ -159,7 +161,7 @@ fn unfollowed_person(k: u64, people: u64, cfg: &MockConfig) -> u64 {
 }
 
 fn mp(i: u64) -> Recipient {
-    Recipient::MpOpenid(OpenId::parse(mock::mp_openid(i)).expect("valid"))
+    Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(i)).expect("valid"))
 }
 
 fn shipped(to: Recipient) -> Job {

@@ -12,7 +12,7 @@ use crate::campaigns::pacing::QuotaSettings;
 use crate::campaigns::store::{self, AudienceSource, NewCampaign};
 use crate::campaigns::{Action, CampaignState, Dispatcher, DispatcherOptions, Pacing, Status};
 use crate::domain::{AppName, OpenId, Recipient, TemplateData, TemplateId};
-use crate::scratch::Scratch;
+use crate::sandbox::scratch::Scratch;
 
 /// A running demo campaign.
 pub struct DemoCampaign {

@@ -1,14 +1,14 @@
 //! The seed method, for the benchmark only: one `user/info` call and one single-row upsert per
 //! follower, in sequence. `bench/sync-followers.sh` times it on a sample and extrapolates, to
-//! show what the batched pipeline of [`super::sync`] saves.
+//! show what the batched pipeline of [`crate::followers::sync`] saves.
 
 use std::time::Instant;
 
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::store;
 use crate::domain::AppName;
+use crate::followers::store;
 use crate::wechat::{TokenStore, WechatClient};
 
 /// The seed method's timing on a sample.

@@ -24,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::delivery::{StatsSnapshot, Worker, WorkerConfig};
-use crate::scratch::Scratch;
-use crate::wechat::mock::{
+use crate::sandbox::mock_wechat::{
     Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockStats, MockWechat,
 };
+use crate::sandbox::scratch::Scratch;
 
 /// Arguments of `wxnotify demo`.
 #[derive(Debug, Clone, clap::Args)]

@@ -12,9 +12,9 @@ use crate::config::Settings;
 use crate::domain::AppName;
 use crate::followers::{Progress, SyncOptions, SyncReport, sync_followers};
 use crate::http::AppState;
-use crate::scratch::SCRATCH_CALLBACK_TOKEN;
+use crate::sandbox::mock_wechat::{self, MockConfig, MockEvent, MockWechat, PushMode};
+use crate::sandbox::scratch::SCRATCH_CALLBACK_TOKEN;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::mock::{self, MockConfig, MockEvent, MockWechat, PushMode};
 use crate::wechat::{TokenStore, WechatClient};
 
 /// `wxnotify serve`'s router, running in this process on a free port.
@@ -156,7 +156,9 @@ pub async fn unfollow(
     };
     let leaving: Vec<u64> = (0..people)
         .filter(|i| {
-            i % 97 == 3 && mock::seeded_follower(*i, cfg) && mock::unionid(*i, cfg).is_some()
+            i % 97 == 3
+                && mock_wechat::seeded_follower(*i, cfg)
+                && mock_wechat::unionid(*i, cfg).is_some()
         })
         .collect();
     let mut out = Vec::new();

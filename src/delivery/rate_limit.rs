@@ -560,9 +560,7 @@ impl Limits {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

@@ -125,14 +125,6 @@ async fn measure(scratch: &Scratch, cfg: &MockConfig, n: u64) -> anyhow::Result<
 
 /// Peak resident set (VmHWM) of this process, MiB.
 fn self_peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    let status = procfs::process::Process::myself().ok()?.status().ok()?;
+    Some(status.vmhwm? as f64 / 1024.0)
 }

@@ -15,7 +15,6 @@ pub mod api;
 pub mod campaigns;
 pub mod followers;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -394,29 +393,15 @@ async fn terminate(child: &mut tokio::process::Child) {
 
 /// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))?;
-    // Fields after the `(comm)`, which may hold spaces: utime and stime are the 14th and 15th.
-    let after = stat.rsplit_once(')').context("malformed /proc stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / clock_ticks_per_second())
-}
-
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions; _SC_CLK_TCK is always valid.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+    let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// Peak resident set (VmHWM) of a process, MiB.
 fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc status")?;
-    Ok(kib / 1024.0)
+    let status = procfs::process::Process::new(i32::try_from(pid)?)?.status()?;
+    let kib = status.vmhwm.context("no VmHWM in /proc status")?;
+    Ok(kib as f64 / 1024.0)
 }
 
 /// The most sends in any one-second window that starts one second or more after the first send.

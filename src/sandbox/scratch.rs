@@ -1,6 +1,11 @@
-//! Throw-away environments for the demo and the benchmark: a database of their own on the
-//! server of `DATABASE_URL`, a queue prefix of their own on the broker of `AMQP_URL`, and the
-//! default app pointed at a fake WeChat. Removed again by [`Scratch::remove`].
+//! Throw-away environments for the demo, the benchmarks and the integration tests: a database
+//! of their own on the server of `DATABASE_URL`, a queue prefix of their own on the broker of
+//! `AMQP_URL`, and the default app pointed at a fake WeChat. Removed again by
+//! [`Scratch::remove`].
+//!
+//! The pieces ([`database_name`], [`queue_prefix`], [`create_database`], [`drop_database`]) are
+//! public too: the test harness (`tests/it/support.rs`) makes its per-test databases and queue
+//! prefixes with them.
 
 use std::sync::Arc;
 
@@ -41,9 +46,9 @@ impl Scratch {
         mock: &MockWechat,
         rate: u32,
     ) -> anyhow::Result<Scratch> {
-        let run = uuid::Uuid::new_v4().simple().to_string();
-        let db_name = format!("wxnotify_{label}_{}", &run[..12]);
-        let prefix = format!("wxnotify-{label}-{}", &run[..12]);
+        let run = unique_suffix();
+        let db_name = format!("wxnotify_{label}_{run}");
+        let prefix = format!("wxnotify-{label}-{run}");
         let server: PgConnectOptions = base
             .database_url
             .expose_secret()
@@ -52,16 +57,7 @@ impl Scratch {
         // RabbitMQ first: when it is down nothing has been created that would be left behind.
         let connection =
             Arc::new(crate::queue::connect(&base.amqp_url, &format!("wxnotify-{label}")).await?);
-        let mut admin = server
-            .clone()
-            .database("postgres")
-            .connect()
-            .await
-            .context("cannot reach Postgres: start it (see README) or set DATABASE_URL")?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-            .execute(&mut admin)
-            .await?;
-        admin.close().await?;
+        create_database(&server, &db_name).await?;
         let topology = Topology::new(prefix.clone());
         let filled = async {
             let settings = scratch_settings(base, mock, &server, &db_name, &prefix, rate)?;
@@ -116,7 +112,42 @@ impl Scratch {
     }
 }
 
-async fn drop_database(server: &PgConnectOptions, db_name: &str) {
+fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A database name no one else uses: `wxnotify_{label}_` and 12 random hex digits. `label` must be
+/// lower-case letters, digits and `_` (it is spliced into SQL as an identifier).
+pub fn database_name(label: &str) -> String {
+    format!("wxnotify_{label}_{}", unique_suffix())
+}
+
+/// A queue prefix no one else uses: `wxnotify-{label}-` and 12 random hex digits, so runs share
+/// a broker without seeing each other's messages.
+pub fn queue_prefix(label: &str) -> String {
+    format!("wxnotify-{label}-{}", unique_suffix())
+}
+
+/// Creates the empty database `db_name` on the server of `server` (connecting to its `postgres`
+/// database). `db_name` comes from [`database_name`]; it is spliced into SQL.
+pub async fn create_database(server: &PgConnectOptions, db_name: &str) -> anyhow::Result<()> {
+    let mut admin = server
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("cannot reach Postgres: start it (see README) or set DATABASE_URL")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("CREATE DATABASE {db_name}"))?;
+    admin.close().await?;
+    Ok(())
+}
+
+/// Drops the database `db_name` (its connections closed by force); best effort: a server that
+/// cannot be reached leaves it.
+pub async fn drop_database(server: &PgConnectOptions, db_name: &str) {
     if let Ok(mut admin) = server.clone().database("postgres").connect().await {
         let drop = format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)");
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
@@ -134,11 +165,24 @@ fn scratch_settings(
     rate: u32,
 ) -> anyhow::Result<Settings> {
     let url = server.clone().database(db_name).to_url_lossy().to_string();
-    let amqp = base.amqp_url.expose_secret().to_owned();
+    fake_wechat_settings(&url, base.amqp_url.expose_secret(), mock, prefix, rate)
+}
+
+/// Settings for a process of a throw-away environment: the database at `database_url`, the
+/// queues under `prefix` on the broker at `amqp_url`, and the default app on the fake WeChat
+/// `mock`, sending at most `rate` per second, its OA server URL Token
+/// [`SCRATCH_CALLBACK_TOKEN`].
+pub fn fake_wechat_settings(
+    database_url: &str,
+    amqp_url: &str,
+    mock: &MockWechat,
+    prefix: &str,
+    rate: u32,
+) -> anyhow::Result<Settings> {
     let base_url = mock.base_url().to_string();
     Ok(Settings::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "AMQP_URL" => Some(amqp.clone()),
+        "DATABASE_URL" => Some(database_url.to_owned()),
+        "AMQP_URL" => Some(amqp_url.to_owned()),
         "WECHAT_API_BASE" => Some(base_url.clone()),
         "WXNOTIFY_QUEUE_PREFIX" => Some(prefix.to_owned()),
         "WXNOTIFY_OA_APPID" => Some(mock_wechat::MOCK_OA_APPID.into()),

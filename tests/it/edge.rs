@@ -505,13 +505,8 @@ async fn migrate_does_not_create_a_missing_database_unless_asked() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("database created"), "{stdout}");
     assert!(exists(name.clone()).await);
-    let pool = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    let server: sqlx::postgres::PgConnectOptions = admin_url().parse().unwrap();
+    wxnotify::sandbox::scratch::drop_database(&server, &name).await;
 }
 
 fn admin_url() -> String {

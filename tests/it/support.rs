@@ -1,9 +1,11 @@
 #![allow(dead_code)] // not every test module uses every helper
 //! Test isolation: a fresh, migrated database per test (dropped afterwards, even when the test
-//! panics) and a random queue prefix per test.
+//! panics) and a random queue prefix per test. Both are made by the sandbox's scratch
+//! environments ([`wxnotify::sandbox::scratch`]); this file holds only what tests add to them.
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use wxnotify::sandbox::scratch;
 
 /// The server tests create their databases on.
 pub fn server_url() -> String {
@@ -18,7 +20,7 @@ pub fn amqp_url() -> String {
 
 /// A random queue prefix, so tests share the broker without seeing each other's messages.
 pub fn queue_prefix() -> String {
-    format!("wxtest-{}", uuid::Uuid::new_v4().simple())
+    scratch::queue_prefix("test")
 }
 
 /// A database of one test's own, dropped with this value.
@@ -37,16 +39,10 @@ impl TestDb {
         let server: PgConnectOptions = server_url()
             .parse()
             .expect("bad WXNOTIFY_TEST_DATABASE_URL");
-        let name = format!("wxnotify_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = server
-            .connect()
+        let name = scratch::database_name("test");
+        scratch::create_database(&server, &name)
             .await
-            .expect("cannot reach the test Postgres");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("CREATE DATABASE");
-        admin.close().await.ok();
+            .expect("cannot make the test database");
         let options = server.database(&name);
         let pool = PgPoolOptions::new()
             .max_connections(10)
@@ -89,13 +85,7 @@ impl Drop for TestDb {
                 .unwrap();
             rt.block_on(async move {
                 let server: PgConnectOptions = server_url().parse().unwrap();
-                if let Ok(mut admin) = server.connect().await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
-                }
+                scratch::drop_database(&server, &name).await;
             });
         })
         .join()

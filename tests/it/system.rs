@@ -10,12 +10,13 @@ use wxnotify::config::Settings;
 use wxnotify::delivery::{StatsSnapshot, Worker, WorkerConfig};
 use wxnotify::domain::{Job, JobId};
 use wxnotify::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
-use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockWechat};
+use wxnotify::sandbox::mock_wechat::{MockConfig, MockWechat};
+use wxnotify::sandbox::scratch;
 
 use crate::support::{TestDb, amqp_url, queue_prefix};
 
 /// The OA server URL Token of the test app.
-pub const CALLBACK_TOKEN: &str = "system-test-token";
+pub const CALLBACK_TOKEN: &str = scratch::SCRATCH_CALLBACK_TOKEN;
 
 /// A running system under test.
 pub struct System {
@@ -66,19 +67,8 @@ impl System {
             .await
             .expect("fake WeChat starts");
         let prefix = queue_prefix();
-        let vars: HashMap<&str, String> = HashMap::from([
-            ("DATABASE_URL", db.url()),
-            ("AMQP_URL", amqp_url),
-            ("WECHAT_API_BASE", mock.base_url().to_string()),
-            ("WXNOTIFY_QUEUE_PREFIX", prefix.clone()),
-            ("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID.into()),
-            ("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET.into()),
-            ("WXNOTIFY_MP_APPID", mock_wechat::MOCK_MP_APPID.into()),
-            ("WXNOTIFY_MP_SECRET", mock_wechat::MOCK_MP_SECRET.into()),
-            ("WXNOTIFY_RATE_PER_SECOND", rate.to_string()),
-            ("WXNOTIFY_CALLBACK_TOKEN", CALLBACK_TOKEN.into()),
-        ]);
-        let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
+        let settings = scratch::fake_wechat_settings(&db.url(), &amqp_url, &mock, &prefix, rate)
+            .expect("test settings");
         wxnotify::db::register_apps(&db.pool, &settings.apps)
             .await
             .unwrap();

@@ -1,11 +1,16 @@
 //! The job: "notify user X with template Y". Its JSON form is the contract for producers in any
 //! language; `schemas/job.schema.json` is generated from these types (`wxnotify schema`).
+//! Who it is for is [`Recipient`] (in `recipient`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{AppId, AppName, JobId, OpenId, TemplateData, TemplateId, UnionId};
+use super::{AppId, AppName, JobId, TemplateData, TemplateId};
+
+mod recipient;
+
+pub use recipient::Recipient;
 
 /// The largest encoded job accepted, in bytes. A template message is small; anything larger is
 /// a bug or an attack and is refused (or dead-lettered as `malformed`).
@@ -14,70 +19,6 @@ pub const MAX_JOB_BYTES: usize = 16 * 1024;
 pub const MAX_URL_BYTES: usize = 1024;
 /// The longest `miniprogram.pagepath`, in bytes.
 pub const MAX_PAGEPATH_BYTES: usize = 256;
-
-/// Who a job is for. Written as exactly one of `{"mp_openid": …}`, `{"unionid": …}` or
-/// `{"oa_openid": …}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Recipient {
-    /// The person's Mini Program openid (from `wx.login` → jscode2session).
-    MpOpenid(OpenId),
-    /// The person's unionid.
-    Unionid(UnionId),
-    /// The person's OA openid (sent to as is, no mapping needed).
-    OaOpenid(OpenId),
-}
-
-impl Recipient {
-    /// The kind of address, as stored in the ledger (`mp_openid`, `unionid`, `oa_openid`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Recipient::MpOpenid(_) => "mp_openid",
-            Recipient::Unionid(_) => "unionid",
-            Recipient::OaOpenid(_) => "oa_openid",
-        }
-    }
-
-    /// The address itself.
-    pub fn value(&self) -> &str {
-        match self {
-            Recipient::MpOpenid(id) | Recipient::OaOpenid(id) => id.as_str(),
-            Recipient::Unionid(id) => id.as_str(),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Recipient {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            mp_openid: Option<OpenId>,
-            unionid: Option<UnionId>,
-            oa_openid: Option<OpenId>,
-        }
-        match Raw::deserialize(d)? {
-            Raw {
-                mp_openid: Some(id),
-                unionid: None,
-                oa_openid: None,
-            } => Ok(Recipient::MpOpenid(id)),
-            Raw {
-                mp_openid: None,
-                unionid: Some(id),
-                oa_openid: None,
-            } => Ok(Recipient::Unionid(id)),
-            Raw {
-                mp_openid: None,
-                unionid: None,
-                oa_openid: Some(id),
-            } => Ok(Recipient::OaOpenid(id)),
-            _ => Err(serde::de::Error::custom(
-                "`to` must hold exactly one of mp_openid, unionid or oa_openid",
-            )),
-        }
-    }
-}
 
 /// Where a tap on the message opens a Mini Program page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -245,6 +186,7 @@ pub fn schema_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::OpenId;
 
     const GOOD: &str = r#"{
         "id": "order-1-shipped",

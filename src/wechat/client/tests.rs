@@ -8,9 +8,11 @@ use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use secrecy::{ExposeSecret, SecretString};
+
 use super::*;
-use crate::domain::FieldKey;
-use crate::wechat::PermanentKind;
+use crate::domain::{AppId, FieldKey, MiniProgramLink, OpenId, TemplateData, TemplateId, UnionId};
+use crate::wechat::{ErrClass, PermanentKind};
 
 mod redaction;
 

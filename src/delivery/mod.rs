@@ -170,11 +170,15 @@ impl Worker {
 
     /// Consumes until `shutdown`, then lets in-flight jobs reach a recorded outcome.
     pub async fn run(&self, shutdown: CancellationToken) {
+        // The heartbeat outlives the drain: a claim of a send still in flight must not look like
+        // a dead worker's (another worker would take it over and send a twin). It stops, and the
+        // worker leaves the `workers` table, only once the consumer has recorded every outcome.
+        let drained = CancellationToken::new();
         let heartbeat = tokio::spawn(
             self.pipeline
                 .limits()
                 .clone()
-                .run_heartbeat(self.pool.clone(), shutdown.clone()),
+                .run_heartbeat(self.pool.clone(), drained.clone()),
         );
         // Issue 14: today's template catalog before the first check; then its upkeep task.
         self.pipeline
@@ -187,6 +191,7 @@ impl Worker {
             tracing::warn!(error = %e, "first heartbeat failed");
         }
         self.consumer.run(shutdown).await;
+        drained.cancel();
         let _ = heartbeat.await;
         let _ = upkeep.await;
     }

@@ -203,8 +203,11 @@ impl Publisher {
 
     /// Schedules a retry: publishes `body` to the retry tier that fits `delay` (see
     /// [`tier_for`]) with `lane` as routing key, so that it comes back to `lane` when the
-    /// tier's TTL expires. `headers` are kept, with [`ATTEMPT_HEADER`] set to `attempt`.
-    /// Returns the tier's real delay. Ack the delivery being retried only after this succeeds.
+    /// tier's TTL expires. A `delay` shorter than the tier's TTL (a jittered one) is the
+    /// message's own `expiration`: the tier expires messages from its head, so the message
+    /// waits between `delay` and the TTL. `headers` are kept, with [`ATTEMPT_HEADER`] set to
+    /// `attempt`. Returns the tier's real (longest) delay. Ack the delivery being retried only
+    /// after this succeeds.
     ///
     /// Prefer this to [`Publisher::publish_raw`]: a tier's exchange is a fanout, so it accepts
     /// any routing key, but a message whose key is not a lane could never leave the tier
@@ -225,14 +228,22 @@ impl Publisher {
             AMQPValue::LongLongInt(attempt.into()),
         );
         let exchange = self.inner.topology.retry_exchange(tier);
-        self.publish_raw(
-            &exchange,
-            lane.routing_key(),
+        let mut properties =
+            job_properties_without_id(headers).with_message_id(ShortString::from(message_id));
+        if delay < real_delay {
+            let ms = delay.as_millis().max(1).to_string();
+            properties = properties.with_expiration(ShortString::from(ms));
+        }
+        let message = Outgoing {
             body,
-            headers,
-            Some(message_id),
-        )
-        .await?;
+            properties,
+            message_id: Some(message_id),
+        };
+        let mut results = self
+            .inner
+            .publish_all(&exchange, lane.routing_key(), vec![message])
+            .await;
+        results.pop().expect("one result per message")?;
         Ok(real_delay)
     }
 }

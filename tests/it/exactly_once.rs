@@ -529,3 +529,44 @@ async fn a_replayed_job_keeps_counting_attempts_and_dlq_show_shows_both_lives() 
     assert_eq!(shown["attempts"].as_array().unwrap().len(), 4, "{shown:#}");
     assert_eq!(shown["lives"].as_array().unwrap().len(), 2, "{shown:#}");
 }
+
+/// Shutdown with a send in flight: the worker keeps heartbeating until the send's outcome is
+/// recorded, so its claim never looks like a dead worker's (a twin would be sent); it leaves the
+/// `workers` table only after the drain.
+#[tokio::test]
+async fn a_stopping_worker_heartbeats_until_its_in_flight_sends_are_recorded() {
+    let sys = System::seeded(10).await;
+    sys.mock.set_faults(FaultPlan {
+        rules: vec![
+            FaultRule::new(Fault::Latency(Duration::from_secs(3)))
+                .on(Endpoint::TemplateSend)
+                .times(1),
+        ],
+    });
+    let j = job(mp(1));
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&j)).await;
+    eventually("the send is in flight", || async {
+        sys.mock.stats().calls_to(Endpoint::TemplateSend) >= 1
+    })
+    .await;
+    worker.shutdown.cancel();
+    // More than a heartbeat period later the send is still in flight: the worker still
+    // heartbeats.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(!worker.task.is_finished(), "the send is still in flight");
+    let fresh = scalar_i64(
+        &sys,
+        "SELECT count(*) FROM workers WHERE heartbeat_at > now() - interval '1500 milliseconds'",
+    )
+    .await;
+    assert_eq!(fresh, 1, "the draining worker's heartbeat is fresh");
+    let stats = worker.stop().await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!(sys.state(&j.id).await.as_deref(), Some("sent"));
+    assert_eq!(
+        scalar_i64(&sys, "SELECT count(*) FROM workers").await,
+        0,
+        "the worker left the table after the drain"
+    );
+}

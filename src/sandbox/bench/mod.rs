@@ -29,6 +29,8 @@ use crate::sandbox::mock_wechat::{
 };
 use crate::sandbox::scratch::{Scratch, seed_mapping};
 
+pub mod crash;
+
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
@@ -63,6 +65,9 @@ pub struct BenchArgs {
     /// Scenario `api`: seconds of single POSTs at 500 requests/s.
     #[arg(long, default_value_t = 10)]
     pub api_seconds: u64,
+    /// Scenario `crash` (`src/bench/crash.rs`).
+    #[command(flatten)]
+    pub crash: crash::CrashArgs,
 }
 
 /// A benchmark scenario.
@@ -87,6 +92,9 @@ pub enum Scenario {
     Api,
     /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
     Campaign,
+    /// 20,000 jobs under the faults scenario's faults with the worker killed -9 five times,
+    /// twice: WeChat's usual `client_msg_id` window, then none (`src/bench/crash.rs`).
+    Crash,
 }
 
 /// The figures of one scenario.
@@ -134,6 +142,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.scenario == Scenario::Campaign {
         return crate::sandbox::bench::campaigns::run(&base, args.recipients, args.json).await;
+    }
+    if args.scenario == Scenario::Crash {
+        return crash::run(&base, &args.crash, args.prefetch, args.json).await;
     }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],
@@ -316,7 +327,7 @@ async fn measure(
 
 /// The faults scenario's WeChat: 2 % errcode -1, 1 % HTTP 502, 1 % dropped connections and
 /// 1 % answers lost after the send was accepted, on template sends.
-fn fault_mix() -> FaultPlan {
+pub(crate) fn fault_mix() -> FaultPlan {
     let on_sends = |fault, p| {
         FaultRule::new(fault)
             .on(Endpoint::TemplateSend)
@@ -346,7 +357,7 @@ async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::R
     Ok(())
 }
 
-fn bench_job(person: u64) -> Job {
+pub(crate) fn bench_job(person: u64) -> Job {
     let data = [("thing1", "订单已发货"), ("time2", "2026-11-25 10:00")];
     Job::new(
         Recipient::MpOpenid(OpenId::parse(mock_wechat::mp_openid(person)).expect("valid")),
@@ -356,9 +367,18 @@ fn bench_job(person: u64) -> Job {
 }
 
 fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::process::Child> {
+    Ok(worker_command(settings, prefetch)?.spawn()?)
+}
+
+/// `wxnotify worker` (this binary) on the lane `jobs` of `settings`, not yet spawned.
+pub(crate) fn worker_command(
+    settings: &Settings,
+    prefetch: u16,
+) -> anyhow::Result<tokio::process::Command> {
     let exe = std::env::current_exe()?;
     let app = &settings.apps[0];
-    Ok(tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    command
         .arg("worker")
         .args(["--prefetch", &prefetch.to_string(), "--lane", "jobs"])
         .env("DATABASE_URL", settings.database_url.expose_secret())
@@ -372,11 +392,11 @@ fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::pro
             "RUST_LOG",
             std::env::var("WXNOTIFY_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .kill_on_drop(true)
-        .spawn()?)
+        .kill_on_drop(true);
+    Ok(command)
 }
 
-async fn terminate(child: &mut tokio::process::Child) {
+pub(crate) async fn terminate(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])

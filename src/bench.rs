@@ -11,6 +11,8 @@
 //!   reached as a share of the limit, and the busiest one-second window after the first;
 //! - `backlog`: like `throughput` with a large backlog (`--backlog 1000000`): RSS stays flat.
 
+mod shared_rate;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use crate::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfi
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n  cargo run --release -- bench --scenario shared-rate --runs 3\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -82,6 +84,8 @@ pub enum Scenario {
     Api,
     /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
     Campaign,
+    /// One app's 2,000/s shared by three worker processes (`src/bench/shared_rate.rs`).
+    SharedRate,
 }
 
 /// The figures of one scenario.
@@ -121,6 +125,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.scenario == Scenario::Api {
         return crate::http::api_bench::run(&base, args.api_batches, args.api_seconds, args.json)
             .await;
+    }
+    if args.scenario == Scenario::SharedRate {
+        shared_rate::run(&base, args.runs, args.prefetch, args.json).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     if args.scenario == Scenario::Campaign {
         return crate::campaigns::bench::run(&base, args.recipients, args.json).await;
@@ -322,7 +330,7 @@ fn fault_mix() -> FaultPlan {
     }
 }
 
-async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
+pub(super) async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(1000);
     for k in 0..jobs {
         batch.push(bench_job(k % people));
@@ -366,7 +374,7 @@ fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::pro
         .spawn()?)
 }
 
-async fn terminate(child: &mut tokio::process::Child) {
+pub(super) async fn terminate(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -382,7 +390,7 @@ async fn terminate(child: &mut tokio::process::Child) {
 }
 
 /// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))?;
     // Fields after the `(comm)`, which may hold spaces: utime and stime are the 14th and 15th.
     let after = stat.rsplit_once(')').context("malformed /proc stat")?.1;

@@ -15,6 +15,8 @@ pub mod api;
 pub mod campaigns;
 pub mod followers;
 
+mod shared_rate;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ pub mod crash;
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n  cargo run --release -- bench --scenario shared-rate --runs 3\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -65,7 +67,7 @@ pub struct BenchArgs {
     /// Scenario `api`: seconds of single POSTs at 500 requests/s.
     #[arg(long, default_value_t = 10)]
     pub api_seconds: u64,
-    /// Scenario `crash` (`src/bench/crash.rs`).
+    /// Scenario `crash` (`src/sandbox/bench/crash.rs`).
     #[command(flatten)]
     pub crash: crash::CrashArgs,
 }
@@ -93,8 +95,10 @@ pub enum Scenario {
     /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
     Campaign,
     /// 20,000 jobs under the faults scenario's faults with the worker killed -9 five times,
-    /// twice: WeChat's usual `client_msg_id` window, then none (`src/bench/crash.rs`).
+    /// twice: WeChat's usual `client_msg_id` window, then none (`src/sandbox/bench/crash.rs`).
     Crash,
+    /// One app's 2,000/s shared by three worker processes (`src/sandbox/bench/shared_rate.rs`).
+    SharedRate,
 }
 
 /// The figures of one scenario.
@@ -139,6 +143,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             args.json,
         )
         .await;
+    }
+    if args.scenario == Scenario::SharedRate {
+        shared_rate::run(&base, args.runs, args.prefetch, args.json).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     if args.scenario == Scenario::Campaign {
         return crate::sandbox::bench::campaigns::run(&base, args.recipients, args.json).await;
@@ -343,7 +351,7 @@ pub(crate) fn fault_mix() -> FaultPlan {
     }
 }
 
-async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
+pub(super) async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(1000);
     for k in 0..jobs {
         batch.push(bench_job(k % people));
@@ -412,7 +420,7 @@ pub(crate) async fn terminate(child: &mut tokio::process::Child) {
 }
 
 /// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
     Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }

@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Recipients in the campaign scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub recipients: u64,
+    /// Scenario `campaign`: seconds of measured sending (0: the snapshot only).
+    #[arg(long, default_value_t = 60)]
+    pub send_seconds: u64,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -80,7 +83,8 @@ pub enum Scenario {
     Clean,
     /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/http/api_bench.rs`).
     Api,
-    /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
+    /// A campaign: its audience snapshot (`--recipients`, default 1,000,000), then sending
+    /// beside 100 transactional jobs/s, pause, resume, cancel (`--send-seconds`).
     Campaign,
 }
 
@@ -123,7 +127,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .await;
     }
     if args.scenario == Scenario::Campaign {
-        return crate::campaigns::bench::run(&base, args.recipients, args.json).await;
+        return crate::campaigns::bench::run(&base, args.recipients, args.send_seconds, args.json)
+            .await;
     }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],

@@ -10,7 +10,8 @@
 //! - [`dispatcher`]: snapshot → jobs on the bulk lane, under a lease, from a cursor in Postgres.
 //! - [`gate`]: the worker's check before a campaign job is sent (paused waits, cancelled is not
 //!   sent).
-//! - [`cli`]: `wxnotify campaign …`; [`bench`](mod@bench): the snapshot benchmark.
+//! - [`cli`]: `wxnotify campaign …`; [`bench`](mod@bench) and [`send_bench`]: the campaign
+//!   benchmark (snapshot, then sending beside transactional jobs, pause, resume, cancel).
 
 pub mod audience;
 pub mod bench;
@@ -20,6 +21,7 @@ pub mod gate;
 pub mod model;
 pub mod pacing;
 pub mod progress;
+pub mod send_bench;
 pub mod snapshot;
 pub mod store;
 

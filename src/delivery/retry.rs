@@ -48,6 +48,9 @@ pub struct RetryPolicy {
     pub resend_window: Duration,
     /// How long a delivery waits when another delivery of the same job id holds a live claim.
     pub held_wait: Duration,
+    /// How long a job of a paused campaign waits in a retry tier before it is looked at again
+    /// (no claim, no attempt, no rate permit spent; see `campaigns::gate`).
+    pub campaign_paused_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -60,6 +63,7 @@ impl Default for RetryPolicy {
             quota_pause: Duration::from_secs(600),
             resend_window: Duration::from_secs(8 * 60),
             held_wait: Duration::from_secs(2),
+            campaign_paused_wait: crate::campaigns::gate::PAUSED_JOB_WAIT,
         }
     }
 }

@@ -46,6 +46,14 @@ pub enum Decision {
         /// Its lane.
         lane: Lane,
     },
+    /// A job of a paused campaign, seen before its claim: it waits in a retry tier (nothing
+    /// written, no attempt or rate permit spent).
+    CampaignPaused {
+        /// The job.
+        job: Job,
+        /// Its lane.
+        lane: Lane,
+    },
     /// The job was claimed and this attempt ended with an outcome.
     Attempted(Attempt),
     /// RabbitMQ dead-lettered the message (its delivery limit).
@@ -105,7 +113,9 @@ impl Decision {
     /// The job id, for logs.
     pub fn job_id(&self) -> &str {
         match self {
-            Decision::Duplicate { job } | Decision::Held { job, .. } => job.id.as_str(),
+            Decision::Duplicate { job }
+            | Decision::Held { job, .. }
+            | Decision::CampaignPaused { job, .. } => job.id.as_str(),
             Decision::Attempted(a) => a.job.id.as_str(),
             Decision::BrokerDead(b) => b.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-"),
             Decision::Malformed(m) => m.job_id.as_deref().unwrap_or("-"),
@@ -209,6 +219,11 @@ impl Pipeline {
                 )));
             }
         };
+        // A paused campaign's job waits before it is claimed (issue 8): pausing costs no
+        // ledger writes and no rate permits.
+        if crate::campaigns::gate::is_paused(self.ledger.pool(), &job).await {
+            return Ok(Decision::CampaignPaused { job, lane });
+        }
         let (claim, lookup) = match self.ledger.claim(&job, lane).await? {
             Admission::Duplicate => return Ok(Decision::Duplicate { job }),
             Admission::Held => return Ok(Decision::Held { job, lane }),
@@ -284,7 +299,11 @@ impl Pipeline {
         };
         limiter.acquire(lane).await;
         // Campaign jobs: a paused campaign's job waits, a cancelled one's is not sent (issue 8).
-        if let Some(held) = crate::campaigns::gate::before_send(self.ledger.pool(), &job).await {
+        // Checked again after the permit: a pause may have come while the job waited for it.
+        let paused_wait = self.retry.campaign_paused_wait;
+        if let Some(held) =
+            crate::campaigns::gate::before_send(self.ledger.pool(), &job, paused_wait).await
+        {
             return unsent(job, held, None);
         }
         let started = Instant::now();

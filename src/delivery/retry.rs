@@ -56,6 +56,9 @@ pub struct RetryPolicy {
     /// The share of its tier by which a retry's wait may be shortened at random (0 = none,
     /// at most 1); never below the previous tier or WeChat's floor.
     pub jitter: f64,
+    /// How long a job of a paused campaign waits in a retry tier before it is looked at again
+    /// (no claim, no attempt, no rate permit spent; see `campaigns::gate`).
+    pub campaign_paused_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -69,6 +72,7 @@ impl Default for RetryPolicy {
             resend_window: Duration::from_secs(8 * 60),
             held_wait: Duration::from_secs(2),
             jitter: 0.2,
+            campaign_paused_wait: crate::campaigns::gate::PAUSED_JOB_WAIT,
         }
     }
 }

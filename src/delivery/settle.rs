@@ -10,7 +10,7 @@
 
 use super::batch::DbError;
 use super::ledger::{DeadJob, MalformedLetter, RetryRecord, Written};
-use super::outcome::{DeadReason, Outcome};
+use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{Attempt, BrokerDead, Decision, Malformed, Pipeline};
 use crate::wechat::errcode;
 
@@ -23,6 +23,13 @@ impl Pipeline {
             Decision::Duplicate { .. } => Outcome::Duplicate,
             Decision::Held { .. } => Outcome::Held {
                 delay: self.retry().held_wait,
+            },
+            Decision::CampaignPaused { job, .. } => Outcome::Paused {
+                delay: self.retry().campaign_paused_wait,
+                failure: Failure::local(format!(
+                    "campaign {} is paused",
+                    job.campaign_id.unwrap_or_default()
+                )),
             },
             Decision::Attempted(a) => self.settle_attempt(a).await?,
             Decision::BrokerDead(b) => self.settle_broker_dead(b).await?,

@@ -347,7 +347,11 @@ async fn two_dispatchers_on_one_campaign_only_one_drives_it() {
 async fn pause_stops_sending_within_seconds_and_resume_finishes_the_campaign() {
     let sys = System::seeded(400).await;
     let id = followers_campaign(&sys, &new_campaign(100)).await;
-    let w = worker(&sys);
+    // A small prefetch, so most of the campaign waits on the lane (not claimed) when it pauses.
+    let mut config = WorkerConfig::default();
+    config.consumer.prefetch = 20;
+    config.retry.campaign_paused_wait = Duration::from_secs(1);
+    let w = sys.start_worker(config);
     let d = spawn(dispatcher(&sys, QuotaSettings::default(), fast()).await);
     store::apply(&sys.db.pool, id, Action::Start, "test")
         .await
@@ -370,6 +374,20 @@ async fn pause_stops_sending_within_seconds_and_resume_finishes_the_campaign() {
     );
     let reachable = store::get(&sys.db.pool, id).await.unwrap().reachable;
     assert!((after_pause as i64) < reachable);
+    // Pausing is cheap: the jobs on the lane wait unclaimed (no ledger row, no attempt, no rate
+    // permit), cycling through the paused-job wait without touching the ledger.
+    let (dispatched, rows): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT cursor FROM campaigns WHERE id = $1),
+                (SELECT count(*) FROM deliveries WHERE campaign_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&sys.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        rows < dispatched && rows <= after_pause as i64 + 20,
+        "paused jobs wait unclaimed: {rows} ledger rows for {dispatched} dispatched, {after_pause} sent"
+    );
     store::apply(&sys.db.pool, id, Action::Resume, "ops")
         .await
         .unwrap();
@@ -380,8 +398,17 @@ async fn pause_stops_sending_within_seconds_and_resume_finishes_the_campaign() {
     )
     .await;
     d.stop().await;
-    w.stop().await;
+    let stats = w.stop().await;
+    assert!(stats.paused >= 1, "jobs waited out the pause: {stats:?}");
     assert_each_sent_once(&sys, id).await;
+    let retried: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND attempts <> 1",
+    )
+    .bind(id)
+    .fetch_one(&sys.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(retried, 0, "the pause spent no attempts");
     let history = store::history(&sys.db.pool, id).await.unwrap();
     let steps: Vec<(&str, &str)> = history
         .iter()
@@ -722,5 +749,58 @@ fn the_fake_has_the_test_template() {
             .templates
             .iter()
             .any(|t| t.id == TEMPLATE)
+    );
+}
+
+#[tokio::test]
+async fn preview_reruns_the_template_check_against_todays_catalog() {
+    let sys = System::seeded(20).await;
+    let id = followers_campaign(&sys, &new_campaign(100)).await;
+    let p = wxnotify::campaigns::cli::preview(&sys.db.pool, id)
+        .await
+        .unwrap();
+    assert!(p.template.ok, "{:?}", p.template);
+    // The catalog is synced now, and the template lost its `time2` placeholder.
+    sqlx::query(
+        "INSERT INTO template_syncs (app, templates, trigger) VALUES ('default', 1, 'command')
+         ON CONFLICT (app) DO UPDATE SET templates = 1",
+    )
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM templates WHERE app = 'default'")
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO templates (app, template_id, title, content, placeholders)
+         VALUES ('default', $1, 'Shipped', '{{thing1.DATA}} {{thing3.DATA}}', ARRAY['thing1', 'thing3'])",
+    )
+    .bind(TEMPLATE)
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    let p = wxnotify::campaigns::cli::preview(&sys.db.pool, id)
+        .await
+        .unwrap();
+    assert!(!p.template.ok);
+    assert!(
+        p.template.problems.iter().any(|m| m.contains("time2")),
+        "{:?}",
+        p.template
+    );
+    assert_eq!(p.template.missing_keys, ["thing3"]);
+    // The template deleted on WeChat's side.
+    sqlx::query("DELETE FROM templates WHERE app = 'default'")
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    let p = wxnotify::campaigns::cli::preview(&sys.db.pool, id)
+        .await
+        .unwrap();
+    assert!(
+        p.template.problems.iter().any(|m| m.contains("not among")),
+        "{:?}",
+        p.template
     );
 }

@@ -66,7 +66,9 @@ impl Settle {
         if let Some(delay) = wait {
             let (job, lane) = match &decision {
                 Decision::Attempted(a) => (&a.job, a.lane),
-                Decision::Held { job, lane } => (job, *lane),
+                Decision::Held { job, lane } | Decision::CampaignPaused { job, lane } => {
+                    (job, *lane)
+                }
                 _ => unreachable!("only claimed or held jobs wait"),
             };
             if let Err(e) = self

@@ -180,7 +180,7 @@ async fn drain(
     let fake_window = cfg.client_msg_id_window.as_secs();
     let total = jobs + TRIPLED as u64;
     let spawn = || -> anyhow::Result<tokio::process::Child> {
-        let mut command = worker_command(&scratch.settings, prefetch)?;
+        let mut command = worker_command(&scratch.settings, prefetch, Some("jobs"))?;
         command.env("WXNOTIFY_RESEND_WINDOW_SECS", resend_window.to_string());
         Ok(command.spawn()?)
     };

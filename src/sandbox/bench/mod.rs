@@ -12,6 +12,7 @@
 //! - `backlog`: like `throughput` with a large backlog (`--backlog 1000000`): RSS stays flat.
 
 pub mod api;
+pub mod campaign_sends;
 pub mod campaigns;
 pub mod followers;
 
@@ -58,6 +59,9 @@ pub struct BenchArgs {
     /// Recipients in the campaign scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub recipients: u64,
+    /// Scenario `campaign`: seconds of measured sending (0: the snapshot only).
+    #[arg(long, default_value_t = 60)]
+    pub send_seconds: u64,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -92,7 +96,8 @@ pub enum Scenario {
     Clean,
     /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/sandbox/bench/api.rs`).
     Api,
-    /// A campaign's audience snapshot (`--recipients`, default 1,000,000).
+    /// A campaign: its audience snapshot (`--recipients`, default 1,000,000), then sending
+    /// beside 100 transactional jobs/s, pause, resume, cancel (`--send-seconds`).
     Campaign,
     /// 20,000 jobs under the faults scenario's faults with the worker killed -9 five times,
     /// twice: WeChat's usual `client_msg_id` window, then none (`src/sandbox/bench/crash.rs`).
@@ -149,7 +154,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.scenario == Scenario::Campaign {
-        return crate::sandbox::bench::campaigns::run(&base, args.recipients, args.json).await;
+        return crate::sandbox::bench::campaigns::run(
+            &base,
+            args.recipients,
+            args.send_seconds,
+            args.json,
+        )
+        .await;
     }
     if args.scenario == Scenario::Crash {
         return crash::run(&base, &args.crash, args.prefetch, args.json).await;
@@ -375,20 +386,24 @@ pub(crate) fn bench_job(person: u64) -> Job {
 }
 
 fn spawn_worker(settings: &Settings, prefetch: u16) -> anyhow::Result<tokio::process::Child> {
-    Ok(worker_command(settings, prefetch)?.spawn()?)
+    Ok(worker_command(settings, prefetch, Some("jobs"))?.spawn()?)
 }
 
-/// `wxnotify worker` (this binary) on the lane `jobs` of `settings`, not yet spawned.
+/// `wxnotify worker` (this binary) for `settings`' first app, on `lane` (both lanes and the
+/// campaign dispatcher when `None`), not yet spawned.
 pub(crate) fn worker_command(
     settings: &Settings,
     prefetch: u16,
+    lane: Option<&str>,
 ) -> anyhow::Result<tokio::process::Command> {
     let exe = std::env::current_exe()?;
     let app = &settings.apps[0];
     let mut command = tokio::process::Command::new(exe);
+    command.arg("worker").args(["--prefetch", &prefetch.to_string()]);
+    if let Some(lane) = lane {
+        command.args(["--lane", lane]);
+    }
     command
-        .arg("worker")
-        .args(["--prefetch", &prefetch.to_string(), "--lane", "jobs"])
         .env("DATABASE_URL", settings.database_url.expose_secret())
         .env("AMQP_URL", settings.amqp_url.expose_secret())
         .env("WECHAT_API_BASE", settings.wechat_api_base.as_str())
@@ -426,7 +441,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// Peak resident set (VmHWM) of a process, MiB.
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = procfs::process::Process::new(i32::try_from(pid)?)?.status()?;
     let kib = status.vmhwm.context("no VmHWM in /proc status")?;
     Ok(kib as f64 / 1024.0)

@@ -17,7 +17,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 
 use super::{busiest_window, cpu_seconds, publish_backlog, terminate};
 use crate::config::Settings;
@@ -232,24 +231,7 @@ async fn db_counters(scratch: &Scratch) -> anyhow::Result<(i64, i64)> {
 }
 
 fn spawn(settings: &Settings, prefetch: u16, lane: &str) -> anyhow::Result<tokio::process::Child> {
-    let exe = std::env::current_exe()?;
-    let app = &settings.apps[0];
-    Ok(tokio::process::Command::new(exe)
-        .arg("worker")
-        .args(["--prefetch", &prefetch.to_string(), "--lane", lane])
-        .env("DATABASE_URL", settings.database_url.expose_secret())
-        .env("AMQP_URL", settings.amqp_url.expose_secret())
-        .env("WECHAT_API_BASE", settings.wechat_api_base.as_str())
-        .env("WXNOTIFY_QUEUE_PREFIX", &settings.queue_prefix)
-        .env("WXNOTIFY_OA_APPID", app.oa_appid.as_str())
-        .env("WXNOTIFY_OA_SECRET", app.oa_secret.expose_secret())
-        .env("WXNOTIFY_RATE_PER_SECOND", app.rate_per_second.to_string())
-        .env(
-            "RUST_LOG",
-            std::env::var("WXNOTIFY_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .kill_on_drop(true)
-        .spawn()?)
+    Ok(super::worker_command(settings, prefetch, Some(lane))?.spawn()?)
 }
 
 /// The median of each figure; the busiest window of the worst run.

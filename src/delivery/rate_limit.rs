@@ -7,18 +7,10 @@
 //! that has sends waiting for an app *leases* a block of permits with one statement
 //! ([`rate_lease::lease`], the `rate_lease()` function): the row is locked, the GCRA grants as
 //! many permits as fit below `now + burst + LEASE_AHEAD` and moves the TAT past them. Each granted
-//! permit has a slot on the database's clock (`base + k × interval`), converted to the local
-//! clock at the moment the statement answered: permit k may be spent from its slot minus the
-//! burst tolerance until a little after its slot, never outside that window.
-//!
-//! The lease decides *which* permits this process owns; **governor** spends them. The worker's
-//! *pacer* task holds a direct `governor` limiter at the app's rate ([`local_meter`]: one permit
-//! per interval, a burst of two release ticks). A permit is handed to a waiting send only when it
-//! is leased, due, and the meter lets one cell through: the lease keeps the sum over processes
-//! exact, the meter keeps this process's own spending smooth (after a stall, the permits that
-//! came due together are not sent as one burst: those the meter cannot pass before they go stale
-//! are dropped). One pacer wake-up passes every permit that has come due (a tick of at least
-//! [`RELEASE_TICK`]), so there is no timer per send.
+//! permit has a slot on the database's clock (`base + k × interval`); the worker's *pacer* task
+//! hands permit k to a waiting send when the slot minus the burst tolerance has come, converted to
+//! the local clock at the moment the statement answered. One pacer wake-up releases every permit
+//! that has come due (a tick of at least [`RELEASE_TICK`]), so there is no timer per send.
 //!
 //! What this guarantees:
 //!
@@ -63,14 +55,11 @@
 //! is there for the ops view of live workers only.
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
@@ -146,12 +135,6 @@ impl Shared {
         }
     }
 
-    /// Sends waiting for a permit now (both lanes).
-    fn waiting(&self) -> u64 {
-        let w = self.waiters.lock().expect("waiters lock");
-        (w.tx.len() + w.bulk.len()) as u64
-    }
-
     /// Sends waiting (transactional, all), minus the permits already leased for them.
     fn needs(&self, unreleased: u64) -> (u64, u64) {
         let w = self.waiters.lock().expect("waiters lock");
@@ -195,28 +178,19 @@ impl Block {
         (elapsed / self.interval.as_micros().max(1) + 1).min(u128::from(self.count)) as u32
     }
 
-    /// The first permit not yet stale at `now` (every one before it is released or stale).
-    fn stale_by(&self, now: Instant, grace: Duration) -> u32 {
-        now.checked_sub(grace)
+    /// Releases the permits due at `now`; returns how many may be spent and how many expired:
+    /// a permit more than `grace` past its due time (its slot minus the burst tolerance) is
+    /// dropped, since spending it late would put
+    /// it on top of later permits (a stalled process loses permits rather than bunching them).
+    fn release(&mut self, now: Instant, grace: Duration) -> (u32, u32) {
+        let due = self.due_by(now);
+        let stale = now
+            .checked_sub(grace)
             .map_or(0, |t| self.due_by(t))
-            .max(self.released)
-    }
-
-    /// Permits due at `now`, not stale and not released yet: what may be spent now.
-    fn spendable(&self, now: Instant, grace: Duration) -> u32 {
-        self.due_by(now).saturating_sub(self.stale_by(now, grace))
-    }
-
-    /// Releases at most `cap` of the permits due at `now`; returns how many may be spent and how
-    /// many expired: a permit more than `grace` past its due time (its slot minus the burst
-    /// tolerance) is dropped, since spending it late would put it on top of later permits (a
-    /// stalled process loses permits rather than bunching them). Due permits beyond `cap` stay
-    /// for the next call (until they go stale).
-    fn release(&mut self, now: Instant, grace: Duration, cap: u32) -> (u32, u32) {
-        let stale = self.stale_by(now, grace);
+            .max(self.released);
         let expired = stale - self.released;
-        let n = self.due_by(now).saturating_sub(stale).min(cap);
-        self.released = stale + n;
+        let n = due.saturating_sub(stale);
+        self.released = self.released.max(due);
         (n, expired)
     }
 }
@@ -266,17 +240,10 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Permits that may be spent now (due, not stale).
-    fn spendable(&self, now: Instant, grace: Duration) -> u32 {
-        self.blocks.iter().map(|b| b.spendable(now, grace)).sum()
-    }
-
-    /// Releases at most `cap` due permits, oldest block first (see [`Block::release`]).
-    fn release(&mut self, now: Instant, grace: Duration, mut cap: u32) -> (u32, u32) {
+    fn release(&mut self, now: Instant, grace: Duration) -> (u32, u32) {
         let (mut n, mut expired) = (0, 0);
         for b in &mut self.blocks {
-            let (due, late) = b.release(now, grace, cap);
-            cap -= due;
+            let (due, late) = b.release(now, grace);
             n += due;
             expired += late;
         }
@@ -376,43 +343,9 @@ impl AppLimiter {
     }
 }
 
-/// The local meter that spends leased permits: a direct governor limiter at the app's rate (one
-/// cell per emission interval) with a burst of two release ticks' worth of permits, so one pacer
-/// wake-up can pass what came due since the last one, but no more.
-pub fn local_meter(params: &LeaseParams) -> DefaultDirectRateLimiter {
-    let interval = params.interval();
-    let burst = (RELEASE_TICK * 2).as_micros() / interval.as_micros().max(1);
-    let burst =
-        NonZeroU32::new(u32::try_from(burst).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(interval)
-        .expect("the emission interval is not zero")
-        .allow_burst(burst);
-    RateLimiter::direct(quota)
-}
-
-/// Lets up to `n` cells through `meter`; returns how many passed and, when fewer than `n`, how
-/// long until the next one may.
-fn meter_pass(meter: &DefaultDirectRateLimiter, n: u32) -> (u32, Option<Duration>) {
-    let mut passed = 0;
-    while passed < n {
-        match meter.check() {
-            Ok(()) => passed += 1,
-            Err(not_until) => {
-                return (
-                    passed,
-                    Some(not_until.wait_time_from(DefaultClock::default().now())),
-                );
-            }
-        }
-    }
-    (passed, None)
-}
-
-/// The pacer of one app: leases for waiting sends, spends the leased permits through the
-/// [`local_meter`] within their slots.
+/// The pacer of one app: leases for waiting sends, releases permits on their slots.
 async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
     let params = shared.params;
-    let meter = local_meter(&params);
     let mut schedule = Schedule::default();
     let mut next_lease = Instant::now();
     let mut backoff = MIN_BACKOFF;
@@ -422,10 +355,7 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
     let grace = tolerance + tolerance.max(RELEASE_TICK * 2);
     loop {
         let now = Instant::now();
-        // Leased, due and waited for: what the meter may pass now.
-        let ready = u64::from(schedule.spendable(now, grace)).min(shared.waiting()) as u32;
-        let (passed, meter_wait) = meter_pass(&meter, ready);
-        let (due, expired) = schedule.release(now, grace, passed);
+        let (due, expired) = schedule.release(now, grace);
         if due > 0 {
             shared.hand_out(due);
         }
@@ -482,11 +412,6 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
             continue;
         }
         let mut wake_at = schedule.next_due().map(|d| d.max(now + RELEASE_TICK));
-        if let Some(wait) = meter_wait {
-            // Due permits the meter held back: look again when it lets one through.
-            let at = now + wait.max(RELEASE_TICK);
-            wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
-        }
         if all_need > 0 {
             wake_at = Some(wake_at.map_or(next_lease, |w| w.min(next_lease)));
         }
@@ -652,19 +577,12 @@ mod tests {
             released: 0,
         };
         let grace = Duration::from_millis(2);
-        let all = u32::MAX;
-        assert_eq!(b.release(t0, grace, all), (1, 0));
-        assert_eq!(
-            b.release(t0 + Duration::from_micros(2500), grace, all),
-            (2, 0)
-        );
+        assert_eq!(b.release(t0, grace), (1, 0));
+        assert_eq!(b.release(t0 + Duration::from_micros(2500), grace), (2, 0));
         assert_eq!(b.next_due(), t0 + Duration::from_millis(3));
         // A stall: permits more than the grace late are dropped, the rest released.
-        assert_eq!(
-            b.release(t0 + Duration::from_micros(6500), grace, all),
-            (2, 2)
-        );
-        assert_eq!(b.release(t0 + Duration::from_secs(2), grace, all), (0, 3));
+        assert_eq!(b.release(t0 + Duration::from_micros(6500), grace), (2, 2));
+        assert_eq!(b.release(t0 + Duration::from_secs(2), grace), (0, 3));
     }
 
     #[test]
@@ -676,40 +594,6 @@ mod tests {
             count: 3,
             released: 0,
         };
-        assert_eq!(b.release(t0, Duration::ZERO, u32::MAX), (0, 0));
-    }
-
-    #[test]
-    fn due_permits_the_meter_holds_back_wait_until_they_go_stale() {
-        let t0 = Instant::now();
-        let mut b = Block {
-            first_due: t0,
-            interval: Duration::from_millis(1),
-            count: 10,
-            released: 0,
-        };
-        let grace = Duration::from_millis(2);
-        let at = t0 + Duration::from_micros(1500);
-        assert_eq!(b.spendable(at, grace), 2);
-        assert_eq!(b.release(at, grace, 1), (1, 0));
-        assert_eq!(b.spendable(at, grace), 1);
-        // Permit 1 (due at 1 ms) is still spendable at 2.5 ms; permit 0 went out.
-        let later = t0 + Duration::from_micros(2500);
-        assert_eq!(b.release(later, grace, 1), (1, 0));
-        // At 5.5 ms permits 2 and 3 (due at 2 and 3 ms) are stale: dropped, never spent late.
-        let stall = t0 + Duration::from_micros(5500);
-        assert_eq!(b.release(stall, grace, 0), (0, 2));
-        assert_eq!(b.spendable(stall, grace), 2);
-    }
-
-    #[test]
-    fn the_local_meter_passes_two_ticks_then_the_rate() {
-        let params = LeaseParams::for_rate(2000);
-        let meter = local_meter(&params);
-        // 6 ms at 500 µs per permit: a burst of 12, then one per interval.
-        let (passed, wait) = meter_pass(&meter, 100);
-        assert_eq!(passed, 12);
-        let wait = wait.expect("the meter holds the rest back");
-        assert!(wait <= params.interval(), "{wait:?}");
+        assert_eq!(b.release(t0, Duration::ZERO), (0, 0));
     }
 }

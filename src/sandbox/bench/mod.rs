@@ -362,7 +362,11 @@ pub(crate) fn fault_mix() -> FaultPlan {
     }
 }
 
-pub(super) async fn publish_backlog(scratch: &Scratch, jobs: u64, people: u64) -> anyhow::Result<()> {
+pub(super) async fn publish_backlog(
+    scratch: &Scratch,
+    jobs: u64,
+    people: u64,
+) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(1000);
     for k in 0..jobs {
         batch.push(bench_job(k % people));

@@ -267,7 +267,10 @@ fn print(r: &SharedRateResult) {
         r.churn.jobs, r.rate_limit
     );
     for (name, p) in [
-        ("three workers, one killed (SIGKILL) and one started mid-run", &r.churn),
+        (
+            "three workers, one killed (SIGKILL) and one started mid-run",
+            &r.churn,
+        ),
         ("three workers, one with jobs", &r.one_busy),
     ] {
         println!("  {name}:");
@@ -307,7 +310,11 @@ mod tests {
 
     #[test]
     fn the_median_phase_takes_the_worst_window() {
-        let m = median_phase(vec![phase(90.0, 2010), phase(99.0, 2050), phase(95.0, 2000)]);
+        let m = median_phase(vec![
+            phase(90.0, 2010),
+            phase(99.0, 2050),
+            phase(95.0, 2000),
+        ]);
         assert_eq!(m.worker_cpu_us_per_job, 95.0);
         assert_eq!(m.max_window, 2050);
         assert!((m.max_window_over_limit_percent - 2.5).abs() < 1e-9);

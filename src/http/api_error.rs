@@ -43,6 +43,11 @@ pub struct ErrorBody {
     pub errors: Vec<FieldError>,
 }
 
+/// Whole seconds for `Retry-After` (at least 1).
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// An error answer of the producer API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -64,6 +69,9 @@ pub enum ApiError {
     /// 409: the job id was used before with other content.
     #[error("{0}")]
     Conflict(String),
+    /// 429: this API key made more requests than its rate allows; `Retry-After` is set.
+    #[error("too many requests for this API key")]
+    TooManyRequests(std::time::Duration),
     /// 503: RabbitMQ (or Postgres) is away; nothing was accepted. `Retry-After` is set.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -97,6 +105,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +120,13 @@ impl ApiError {
             ApiError::BadRequest(m) => ("bad_request", m.clone()),
             ApiError::Invalid(_) => ("validation_failed", self.to_string()),
             ApiError::Conflict(m) => ("conflict", m.clone()),
+            ApiError::TooManyRequests(wait) => (
+                "rate_limited",
+                format!(
+                    "this API key is over its request rate; nothing was accepted, retry after {} s (or send jobs in batches)",
+                    retry_after_secs(*wait)
+                ),
+            ),
             ApiError::Unavailable(_) => (
                 "unavailable",
                 format!(
@@ -146,6 +162,12 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            ApiError::TooManyRequests(wait) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(wait)),
+                );
             }
             ApiError::Unauthorized(_) => {
                 headers.insert(

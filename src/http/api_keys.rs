@@ -167,6 +167,8 @@ impl FromRequestParts<ProducerApi> for Caller {
             None => Err(ApiError::Unauthorized("unknown API key".into())),
             Some((_, _, true)) => Err(ApiError::Unauthorized("this API key was revoked".into())),
             Some((key_id, app, false)) => {
+                api.check_key_rate(key_id)
+                    .map_err(ApiError::TooManyRequests)?;
                 let app = AppName::parse(app).map_err(ApiError::internal)?;
                 Ok(Caller { key_id, app })
             }

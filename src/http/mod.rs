@@ -22,6 +22,7 @@ pub mod api_error;
 pub mod api_keys;
 pub mod callback;
 pub mod campaigns;
+pub mod campaigns_openapi;
 pub mod console;
 pub mod error;
 pub mod health;
@@ -96,6 +97,9 @@ pub struct ServeArgs {
     #[arg(long, env = "WXNOTIFY_LOGIN_PER_MINUTE", default_value_t = 3000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub login_per_minute: u32,
+    /// Producer API requests per second per API key (429 with Retry-After past it); 0: no limit.
+    #[arg(long, env = "WXNOTIFY_API_KEY_RATE", default_value_t = producer::DEFAULT_KEY_REQUESTS_PER_SECOND)]
+    pub api_key_rate: u32,
     /// Header in which a trusted reverse proxy puts the client's address (e.g.
     /// X-Forwarded-For; its last value is used). Only set it behind such a proxy.
     #[arg(long, env = "WXNOTIFY_CLIENT_IP_HEADER")]
@@ -376,8 +380,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         settings.amqp_url.clone(),
         crate::queue::Topology::new(settings.queue_prefix.clone()),
         &settings.apps,
-        producer::ProducerOptions::default(),
+        producer::ProducerOptions {
+            key_requests_per_second: NonZeroU32::new(args.api_key_rate),
+            ..producer::ProducerOptions::default()
+        },
     );
+    {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                producer.forget_idle_keys();
+            }
+        });
+    }
     let edge = EdgeOptions::from(&args);
     let state = AppState::with_edge(
         pool.clone(),

@@ -112,6 +112,8 @@ pub fn openapi_json() -> String {
     let mut api = ApiDoc::openapi();
     // The admin API (dead letters, deliveries, apps, workers, queues, audit) documents itself.
     api.merge(super::admin::api::AdminApiDoc::openapi());
+    // So do the campaign endpoints (`/admin/api/campaigns`).
+    api.merge(super::campaigns_openapi::CampaignsApiDoc::openapi());
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
     let mut job: Value =
         serde_json::from_str(&crate::domain::job::schema_json()).expect("the job schema is JSON");

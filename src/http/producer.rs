@@ -5,6 +5,7 @@
 //! [`ProducerOptions::reconnect_every`], so a down broker costs requests nothing but a check).
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use tokio::time::Instant;
 use crate::config::AppConfig;
 use crate::domain::AppName;
 use crate::queue::{Lane, PublishError, Publisher, PublisherOptions, Topology};
+
+/// Default of [`ProducerOptions::key_requests_per_second`].
+pub const DEFAULT_KEY_REQUESTS_PER_SECOND: u32 = 1000;
 
 /// How the producer API talks to RabbitMQ.
 #[derive(Debug, Clone)]
@@ -31,6 +35,9 @@ pub struct ProducerOptions {
     pub confirm_timeout: Duration,
     /// The lane jobs from the API go to.
     pub lane: Lane,
+    /// Requests per second one API key may make (a burst of one second's worth); `None`: no
+    /// limit. Past it a request is answered 429 with `Retry-After`.
+    pub key_requests_per_second: Option<NonZeroU32>,
 }
 
 impl Default for ProducerOptions {
@@ -41,6 +48,7 @@ impl Default for ProducerOptions {
             reconnect_every: Duration::from_secs(1),
             confirm_timeout: Duration::from_secs(10),
             lane: Lane::Jobs,
+            key_requests_per_second: NonZeroU32::new(DEFAULT_KEY_REQUESTS_PER_SECOND),
         }
     }
 }
@@ -142,6 +150,7 @@ struct Inner {
     pool: PgPool,
     broker: BrokerLink,
     apps: HashSet<AppName>,
+    key_limiter: Option<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
 }
 
 /// The state of the producer API's handlers. Cheap to clone.
@@ -159,9 +168,13 @@ impl ProducerApi {
         apps: &[AppConfig],
         options: ProducerOptions,
     ) -> Self {
+        let key_limiter = options.key_requests_per_second.map(|rate| {
+            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(rate))
+        });
         ProducerApi {
             inner: Arc::new(Inner {
                 pool,
+                key_limiter,
                 broker: BrokerLink::new(amqp_url, topology, options),
                 apps: apps.iter().map(|a| a.name.clone()).collect(),
             }),
@@ -181,5 +194,23 @@ impl ProducerApi {
     /// The configured apps.
     pub fn apps(&self) -> &HashSet<AppName> {
         &self.inner.apps
+    }
+
+    /// Takes one request from API key `key_id`'s bucket; `Err(wait)` when it is empty.
+    pub fn check_key_rate(&self, key_id: uuid::Uuid) -> Result<(), Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        match &self.inner.key_limiter {
+            None => Ok(()),
+            Some(l) => l
+                .check_key(&key_id)
+                .map_err(|n| n.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Forgets keys whose bucket is full again (run periodically to bound the map).
+    pub fn forget_idle_keys(&self) {
+        if let Some(l) = &self.inner.key_limiter {
+            l.retain_recent();
+        }
     }
 }

@@ -16,6 +16,8 @@ use crate::support::TestDb;
 
 const LETTERS: i64 = 1_000_000;
 const RUNS: usize = 21;
+/// The md5 of letter 777,777's number: its errmsg alone contains it.
+const RARE: &str = "f63f4fbc9f8c";
 
 async fn fill(db: &TestDb) {
     sqlx::query(
@@ -98,6 +100,11 @@ async fn dead_letter_list_with_a_million_letters() {
             format!("errcode=40037&{deep}"),
         ),
         ("text in job or message", "text=rid:%20ab".into()),
+        ("rare text (one letter)", "text=rid:%20".to_owned() + RARE),
+        (
+            "text that matches nothing",
+            "text=no-such-text-anywhere".into(),
+        ),
     ];
     println!("| filter | median ms | max ms | letters on the page |");
     println!("|---|---:|---:|---:|");
@@ -129,12 +136,10 @@ async fn dead_letter_list_with_a_million_letters() {
         medians.insert(*name, median);
     }
     for (name, median) in &medians {
-        if *name != "text in job or message" {
-            assert!(
-                *median < Duration::from_millis(100),
-                "{name}: a filtered page took {median:?}"
-            );
-        }
+        assert!(
+            *median < Duration::from_millis(100),
+            "{name}: a filtered page took {median:?}"
+        );
     }
 }
 

@@ -470,3 +470,193 @@ async fn console_in_chromium_a_viewer_sees_no_replay_button_and_cannot_post() {
     );
     b.close().await;
 }
+
+/// A running campaign of the world's followers (no dispatcher runs here, so it stays running
+/// until someone changes it).
+async fn running_campaign(w: &AdminWorld) -> uuid::Uuid {
+    use wxnotify::campaigns::store::{self, AudienceSource, NewCampaign};
+    use wxnotify::campaigns::{Action, Pacing};
+    let new = NewCampaign {
+        app: wxnotify::domain::AppName::default_app(),
+        template_id: wxnotify::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap(),
+        data: wxnotify::domain::TemplateData::from_pairs(&[
+            ("thing1", "Winter sale"),
+            ("time2", "2026-12-12"),
+        ])
+        .unwrap(),
+        url: None,
+        miniprogram: None,
+        not_after: None,
+        pacing: Pacing {
+            rate_per_second: 5,
+            window: None,
+            time_zone: chrono_tz::UTC,
+            start_at: None,
+            daily_cap: None,
+        },
+        created_by: "test".into(),
+    };
+    let report = store::create(&w.sys.db.pool, &new, 1000, AudienceSource::Followers)
+        .await
+        .unwrap();
+    assert!(report.reachable > 0, "{report:?}");
+    store::apply(&w.sys.db.pool, report.id, Action::Start, "test")
+        .await
+        .unwrap();
+    report.id
+}
+
+async fn campaign_state(w: &AdminWorld, id: uuid::Uuid) -> String {
+    sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+        .bind(id)
+        .fetch_one(&w.sys.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn console_in_chromium_campaigns_pause_resume_cancel_and_a_viewer_sees_no_buttons() {
+    let w = AdminWorld::new().await;
+    let first = running_campaign(&w).await;
+    let second = running_campaign(&w).await;
+    let status = wxnotify::campaigns::progress::status(&w.sys.db.pool, first)
+        .await
+        .unwrap();
+    let mut b = Browser::start("campaigns").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+
+    // The list, from the navigation.
+    b.click("header a[href='/admin/campaigns']").await;
+    b.expect_path("/admin/campaigns").await;
+    b.wait_count("tr.campaign", 2).await;
+    assert!(b.text("#campaigns").await.contains("running"));
+    b.screenshot("14-campaigns").await;
+
+    // One campaign's numbers are the status the API gives.
+    b.click(&format!("tr.campaign[data-id='{first}'] a")).await;
+    b.expect_path(&format!("/admin/campaigns/{first}")).await;
+    assert_eq!(b.text("#campaign-state").await, "running");
+    assert_eq!(b.text("#n-audience").await, status.audience.to_string());
+    assert_eq!(b.text("#n-reachable").await, status.reachable.to_string());
+    assert_eq!(b.text("#n-sent").await, "0");
+    assert_eq!(b.count("#campaign-resume").await, 0, "not paused");
+    b.screenshot("15-campaign").await;
+
+    // Pause, then resume: the state changes in Postgres, by the console's admin.
+    b.click("#campaign-pause").await;
+    assert!(b.text("#notice").await.contains("now paused"));
+    assert_eq!(b.text("#campaign-state").await, "paused");
+    assert_eq!(campaign_state(&w, first).await, "paused");
+    assert_eq!(b.count("#campaign-pause").await, 0);
+    b.screenshot("16-campaign-paused").await;
+    b.click("#campaign-resume").await;
+    assert!(b.text("#notice").await.contains("now running"));
+    assert_eq!(campaign_state(&w, first).await, "running");
+    let actors: Vec<(String, String)> = sqlx::query_as(
+        "SELECT to_state, actor FROM campaign_state_changes WHERE campaign_id = $1 AND actor LIKE 'console:%' ORDER BY id",
+    )
+    .bind(first)
+    .fetch_all(&w.sys.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        actors,
+        vec![
+            ("paused".into(), "console:admin".into()),
+            ("running".into(), "console:admin".into()),
+        ]
+    );
+    assert_eq!(
+        w.count(
+            "SELECT count(*) FROM admin_audit WHERE action IN ('campaign_pause', 'campaign_resume')"
+        )
+        .await,
+        2
+    );
+
+    // Cancel asks first; "No" keeps it running, "Yes" cancels it.
+    b.click("#campaign-cancel").await;
+    assert!(b.text("#cancel-warning").await.contains("final"));
+    b.screenshot("17-campaign-confirm-cancel").await;
+    assert_eq!(campaign_state(&w, first).await, "running");
+    b.click("#keep-campaign").await;
+    b.expect_path(&format!("/admin/campaigns/{first}")).await;
+    assert_eq!(campaign_state(&w, first).await, "running");
+    b.click("#campaign-cancel").await;
+    b.click("#confirm-cancel").await;
+    assert!(b.text("#notice").await.contains("now cancelled"));
+    assert_eq!(campaign_state(&w, first).await, "cancelled");
+    assert_eq!(
+        b.count("#campaign-actions form").await,
+        0,
+        "final: no action"
+    );
+
+    // A POST without the CSRF token is refused and changes nothing.
+    let session = b
+        .c()
+        .get_named_cookie("wxn_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let r = reqwest::Client::new()
+        .post(w.url(&format!("admin/campaigns/{second}/pause")))
+        .header("cookie", format!("wxn_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("op", "x")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(campaign_state(&w, second).await, "running");
+
+    // The admin sees the buttons of the second campaign; a viewer does not.
+    b.c()
+        .goto(w.url(&format!("admin/campaigns/{second}")).as_str())
+        .await
+        .unwrap();
+    assert_eq!(b.count("#campaign-pause").await, 1);
+    b.click("header form button").await;
+    b.expect_path("/admin/login").await;
+    b.login(&w.base, VIEWER_TOKEN).await;
+    b.c()
+        .goto(w.url(&format!("admin/campaigns/{second}")).as_str())
+        .await
+        .unwrap();
+    assert_eq!(b.text("#campaign-state").await, "running");
+    assert_eq!(
+        b.count("form[action^='/admin/campaigns/']").await,
+        0,
+        "a viewer sees no campaign button"
+    );
+    b.screenshot("18-viewer-campaign").await;
+    // Even with its valid CSRF token, a viewer's pause is refused.
+    let csrf = b
+        .c()
+        .find(Locator::Css("header form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let session = b
+        .c()
+        .get_named_cookie("wxn_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let r = reqwest::Client::new()
+        .post(w.url(&format!("admin/campaigns/{second}/pause")))
+        .header("cookie", format!("wxn_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(campaign_state(&w, second).await, "running");
+    b.close().await;
+}

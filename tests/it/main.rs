@@ -22,6 +22,7 @@ mod exactly_once;
 mod first_hour;
 mod followers;
 mod fuzz;
+mod hostile;
 mod http;
 mod mock;
 mod producer_api;

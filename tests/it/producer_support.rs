@@ -54,6 +54,18 @@ impl Api {
         topology: Topology,
         extra_apps: &[AppConfig],
     ) -> Api {
+        let rate = ProducerOptions::default().key_requests_per_second;
+        Api::serve_with_key_rate(sys, amqp, topology, extra_apps, rate).await
+    }
+
+    /// [`Api::serve`] with `key_rate` requests per second per API key.
+    pub async fn serve_with_key_rate(
+        sys: System,
+        amqp: SecretString,
+        topology: Topology,
+        extra_apps: &[AppConfig],
+        key_rate: Option<std::num::NonZeroU32>,
+    ) -> Api {
         let mut apps = sys.settings.apps.clone();
         apps.extend_from_slice(extra_apps);
         wxnotify::db::register_apps(&sys.db.pool, &apps)
@@ -70,6 +82,7 @@ impl Api {
                 reconnect_every: Duration::from_millis(100),
                 connect_timeout: Duration::from_secs(2),
                 confirm_timeout: Duration::from_secs(5),
+                key_requests_per_second: key_rate,
                 ..ProducerOptions::default()
             },
         );

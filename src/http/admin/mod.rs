@@ -73,6 +73,7 @@ struct Inner {
     settings: Settings,
     queues: QueueProbe,
     options: AdminOptions,
+    login_guard: crate::http::console::login_guard::LoginGuard,
 }
 
 /// What the admin API and the console share. Cheap to clone.
@@ -102,6 +103,7 @@ impl AdminState {
                 settings: settings.clone(),
                 queues,
                 options,
+                login_guard: Default::default(),
             }),
         }
     }
@@ -129,6 +131,11 @@ impl AdminState {
     /// The options.
     pub fn options(&self) -> &AdminOptions {
         &self.inner.options
+    }
+
+    /// Failed console logins per client address.
+    pub fn login_guard(&self) -> &crate::http::console::login_guard::LoginGuard {
+        &self.inner.login_guard
     }
 }
 

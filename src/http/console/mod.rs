@@ -5,12 +5,16 @@
 //! - `/admin/dead-letters`: the filter form, counts by errcode and reason, select or "all
 //!   matching", then a confirmation page with the dry run's count before anything changes;
 //! - `/admin/dead-letters/{id}`: one letter, its attempts (errcode, errmsg, rid) and job;
-//! - `/admin/jobs?q=`: a job by id, or a recipient's latest jobs.
+//! - `/admin/jobs?q=`: a job by id, or a recipient's latest jobs;
+//! - `/admin/campaigns`, `/admin/campaigns/{id}`: campaigns, their progress, pause / resume /
+//!   cancel ([`campaigns`]).
 //!
 //! Every POST carries the session's CSRF token; a viewer sees no button that changes anything
 //! and is refused (403) if it posts anyway. Pages answer with a strict Content-Security-Policy.
 
+pub mod campaigns;
 pub mod filter;
+pub mod login_guard;
 pub mod pages;
 pub mod session;
 
@@ -50,6 +54,9 @@ pub fn router() -> Router<AdminState> {
         .route("/admin/dead-letters/{id}", get(letter))
         .route("/admin/jobs", get(jobs))
         .route("/admin/apps/{name}/{op}", post(app_op))
+        .route("/admin/campaigns", get(campaigns::list))
+        .route("/admin/campaigns/{id}", get(campaigns::show))
+        .route("/admin/campaigns/{id}/{action}", post(campaigns::act))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -140,6 +147,7 @@ fn login_form(headers: &HeaderMap, error: Option<&str>) -> Response {
 
 async fn login(
     State(state): State<AdminState>,
+    peer: crate::http::login_limits::Peer,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -153,8 +161,23 @@ async fn login(
             )));
         }
     }
+    let client = peer.0.map(|a| a.ip());
+    if let Err(wait) = state.login_guard().check(client) {
+        let secs = login_guard::retry_after_secs(wait);
+        let mut r = login_form(
+            &headers,
+            Some(&format!(
+                "Too many failed logins from your address: try again in {secs} s."
+            )),
+        );
+        *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(r);
+    }
     let token = value(&form, "token").unwrap_or("").trim();
     let Some(role) = state.auth().role_of(token) else {
+        state.login_guard().failed(client);
         return Ok(login_form(
             &headers,
             Some("That is not an admin or viewer token."),

@@ -84,6 +84,7 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/admin" { "Overview" }
                         a href="/admin/dead-letters" { "Dead letters" }
                         a href="/admin/jobs" { "Job lookup" }
+                        a href="/admin/campaigns" { "Campaigns" }
                         span.me {
                             span #role { (s.principal.role.as_str()) }
                             form method="post" action="/admin/logout" {

@@ -30,10 +30,11 @@
 //! - [`bench`](mod@bench): end-to-end benchmark figures; [`scratch`]: throw-away databases and queues for
 //!   both.
 
+pub mod app;
 pub mod bench;
 pub mod blocks;
 pub mod campaigns;
-pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod delivery;
@@ -42,6 +43,7 @@ pub mod dlq;
 pub mod domain;
 pub mod followers;
 pub mod http;
+pub mod ops_http;
 pub mod progress;
 pub mod queue;
 pub mod quota;

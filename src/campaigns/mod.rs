@@ -10,22 +10,23 @@
 //! - [`dispatcher`]: snapshot → jobs on the bulk lane, under a lease, from a cursor in Postgres.
 //! - [`gate`]: the worker's check before a campaign job is sent (paused waits, cancelled is not
 //!   sent).
-//! - [`cli`]: `wxnotify campaign …`; [`bench`](mod@bench): the snapshot benchmark.
+//! - [`preview`]: a campaign's figures and pacing from text; [`bench`](mod@bench): the snapshot
+//!   benchmark. The command is `crate::commands::campaign`.
 
 pub mod audience;
 pub mod bench;
-pub mod cli;
 pub mod dispatcher;
 pub mod gate;
 pub mod model;
 pub mod pacing;
+pub mod preview;
 pub mod progress;
 pub mod snapshot;
 pub mod store;
 
-pub use cli::{CampaignArgs, run};
 pub use dispatcher::{Dispatcher, DispatcherOptions};
 pub use model::{Action, CampaignState, Pacing, SendWindow, Unreachable};
+pub use preview::{Preview, pacing_from, preview};
 pub use progress::{Status, status};
 pub use store::{AudienceSource, Campaign, CreateReport, NewCampaign};
 

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use super::acks::Acks;
 use super::batch::DbError;
 use super::death::Death;
+use super::link::BrokerLink;
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{BrokerDead, DB_RETRY, Decision, Pipeline, message_key};
 use crate::domain::Job;
@@ -68,6 +69,7 @@ pub struct Consumer {
     amqp_url: SecretString,
     topology: Topology,
     options: ConsumerOptions,
+    link: BrokerLink,
 }
 
 impl Consumer {
@@ -83,7 +85,13 @@ impl Consumer {
             amqp_url,
             topology,
             options,
+            link: BrokerLink::default(),
         }
+    }
+
+    /// Whether this consumer is consuming now (for `/healthz`).
+    pub fn link(&self) -> BrokerLink {
+        self.link.clone()
     }
 
     /// Runs sessions (reconnecting with backoff) until `shutdown`, then waits for in-flight
@@ -92,7 +100,9 @@ impl Consumer {
         let tracker = TaskTracker::new();
         let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self.session(&tracker, &shutdown, &mut reconnect).await {
+            let session = self.session(&tracker, &shutdown, &mut reconnect).await;
+            self.link.set_consuming(false);
+            match session {
                 Ok(()) => reconnect.connected(),
                 Err(e) => {
                     let wait = reconnect.next_wait();
@@ -166,6 +176,7 @@ impl Consumer {
             prefetch = self.options.prefetch,
             "consuming"
         );
+        self.link.set_consuming(true);
         loop {
             tokio::select! {
                 biased;

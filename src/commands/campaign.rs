@@ -11,11 +11,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::audience;
-use super::model::{Action, Pacing, SendWindow};
-use super::store::{self, AudienceSource, NewCampaign};
-use super::{CampaignError, progress};
-use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
+use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
+use crate::campaigns::model::Action;
+use crate::campaigns::store::{self, AudienceSource, NewCampaign};
+use crate::campaigns::{CampaignError, audience, pacing_from, preview, progress};
 use crate::config::Settings;
 use crate::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
 
@@ -221,37 +220,6 @@ fn new_campaign(
     ))
 }
 
-/// Pacing from its textual parts (CLI flags and HTTP fields).
-pub fn pacing_from(
-    rate: u32,
-    window: Option<&str>,
-    time_zone: &str,
-    start_at: Option<DateTime<Utc>>,
-    daily_cap: Option<u64>,
-) -> Result<Pacing, CampaignError> {
-    Ok(Pacing {
-        rate_per_second: rate,
-        window: window
-            .map(SendWindow::parse)
-            .transpose()
-            .map_err(CampaignError::Invalid)?,
-        time_zone: time_zone.parse().map_err(|_| {
-            CampaignError::Invalid(format!(
-                "unknown time zone {time_zone:?} (use an IANA name such as Asia/Shanghai)"
-            ))
-        })?,
-        start_at,
-        daily_cap: match daily_cap {
-            Some(0) => {
-                return Err(CampaignError::Invalid(
-                    "the daily cap must be positive".into(),
-                ));
-            }
-            other => other,
-        },
-    })
-}
-
 /// Runs `wxnotify campaign …`.
 pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
@@ -261,8 +229,8 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
     crate::db::register_apps(&pool, &settings.apps).await?;
     if let CampaignCommand::Dispatch = args.command {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(crate::delivery::cancel_on_signal(shutdown.clone()));
-        super::dispatcher::run_until(settings, pool, Default::default(), shutdown).await;
+        tokio::spawn(super::cancel_on_signal(shutdown.clone()));
+        crate::campaigns::dispatcher::run_until(settings, pool, Default::default(), shutdown).await;
         return Ok(ExitCode::SUCCESS);
     }
     match command(args.command, &settings, &pool).await {
@@ -378,33 +346,6 @@ async fn command(
     }
 }
 
-/// `campaign preview --json`: the snapshot's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct Preview {
-    /// The campaign.
-    pub id: Uuid,
-    /// Its state.
-    pub state: super::CampaignState,
-    /// Distinct recipients.
-    pub audience: u64,
-    /// Reachable.
-    pub reachable: u64,
-    /// Unreachable by reason.
-    pub unreachable: std::collections::BTreeMap<String, u64>,
-}
-
-/// The snapshot's figures of campaign `id`.
-pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> {
-    let c = store::get(pool, id).await?;
-    Ok(Preview {
-        id,
-        state: c.state,
-        audience: c.audience as u64,
-        reachable: c.reachable as u64,
-        unreachable: serde_json::from_value(c.unreachable).unwrap_or_default(),
-    })
-}
-
 fn preview_text<K: std::fmt::Display>(
     id: Uuid,
     audience: u64,
@@ -432,7 +373,7 @@ async fn act(pool: &PgPool, args: IdArgs, action: Action) -> Result<ExitCode, Ca
     #[derive(Serialize)]
     struct Out {
         id: Uuid,
-        state: super::CampaignState,
+        state: crate::campaigns::CampaignState,
     }
     print(args.json, &Out { id: args.id, state }, || {
         format!("campaign {} is {state}", args.id)

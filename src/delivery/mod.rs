@@ -49,7 +49,6 @@ pub use stats::{StatsSnapshot, WorkerStats};
 use crate::config::Settings;
 use crate::queue::Topology;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::{TokenStore, WechatClient};
 
 /// A worker assembled from settings, ready to run.
 pub struct Worker {
@@ -78,8 +77,8 @@ impl Worker {
         let in_flight = usize::from(config.consumer.prefetch) * config.consumer.lanes.len().max(1);
         client_options.pool_max_idle_per_host =
             client_options.pool_max_idle_per_host.max(in_flight);
-        let client = WechatClient::new(settings.wechat_api_base.clone(), &client_options)?;
-        let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+        let crate::app::Wechat { client, tokens } =
+            crate::app::Wechat::build(settings, &pool, &client_options)?;
         let limits = Arc::new(rate_limit::Limits::new(
             &settings.apps,
             rate_limit::dedicated_pool(&pool),

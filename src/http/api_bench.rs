@@ -18,12 +18,12 @@ use serde_json::json;
 
 use super::producer::{ProducerApi, ProducerOptions};
 use super::{AppState, api_keys, health, router};
+use crate::app::Wechat;
 use crate::config::Settings;
 use crate::domain::AppName;
 use crate::scratch::Scratch;
 use crate::wechat::client::ClientOptions;
 use crate::wechat::mock::{self, MockConfig, MockWechat};
-use crate::wechat::{TokenStore, WechatClient};
 
 /// The figures.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -92,8 +92,10 @@ async fn measure(
     seconds: u64,
 ) -> anyhow::Result<ApiBenchResult> {
     let settings = &scratch.settings;
-    let client = WechatClient::new(mock.base_url(), &ClientOptions::default())?;
-    let tokens = TokenStore::new(scratch.pool.clone(), client.clone(), &settings.apps);
+    let mut settings_here = settings.clone();
+    settings_here.wechat_api_base = mock.base_url();
+    let Wechat { client, tokens } =
+        Wechat::build(&settings_here, &scratch.pool, &ClientOptions::default())?;
     let producer = ProducerApi::new(
         scratch.pool.clone(),
         settings.amqp_url.clone(),

@@ -55,7 +55,7 @@ pub enum ConfigError {
 }
 
 /// Where access tokens come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     /// `POST cgi-bin/stable_token` (default): several holders never invalidate each other.

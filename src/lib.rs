@@ -7,21 +7,28 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap); `main.rs` only parses it and dispatches.
+//! - [`commands`]: the front door: the command line (clap), one module per command (parse → call
+//!   the library → print → exit code); `main.rs` only parses and dispatches. Nothing below it
+//!   imports clap or knows exit codes.
+//! - [`app`]: the composition root: the Postgres pool, the WeChat client and token store, the
+//!   producer's RabbitMQ link, built in one place from the settings.
+//! - [`ops_http`]: a process's `/metrics` and the worker's `/healthz` (RabbitMQ connected?).
 //! - [`config`]: settings from the environment and an optional TOML file; secrets as
 //!   `SecretString`.
 //! - [`telemetry`]: tracing set-up (readable in a terminal, JSON in production).
 //! - [`db`]: the Postgres pool and the embedded migrations.
-//! - [`domain`]: newtypes (`OpenId`, `UnionId`, `AppId`, `TemplateId`, `JobId` …) and the [`Job`](domain::Job).
+//! - [`domain`]: newtypes (`OpenId`, `UnionId`, `AppId`, `TemplateId`, `JobId` …), the
+//!   [`Job`](domain::Job) and the [`Lane`](domain::Lane).
 //! - [`wechat`]: the WeChat API client, errcode classification, the shared access-token store.
-//! - [`queue`]: the RabbitMQ topology, publisher (confirms) and the `enqueue` command.
+//! - [`queue`]: the RabbitMQ topology and publisher (confirms).
 //! - [`delivery`]: the worker pipeline: decode, claim, resolve, rate-limit, send, classify, record,
 //!   ack; retries and dead letters.
 //! - [`campaigns`]: bulk campaigns: audience snapshot, dispatcher, pacing, control, status.
-//! - [`dlq`]: `wxnotify dlq`: list, show, replay and purge dead letters.
+//! - [`dlq`]: dead letters: list, show, replay and purge.
 //! - [`followers`]: the OA follower sync.
 //! - [`progress`]: the one style of terminal progress bars.
-//! - [`http`]: `wxnotify serve`: Mini Program login, the OA event callback, notifications, admin.
+//! - [`http`]: the HTTP API ([`http::serve`]): Mini Program login, the OA event callback,
+//!   notifications, admin.
 //! - [`templates`]: each app's template catalog and the checks before sending;
 //!   [`quota`]: the real daily quota and `wxnotify status`; [`blocks`]: messages WeChat
 //!   intercepted after accepting them; [`upkeep`]: the worker's view of all three.
@@ -29,9 +36,10 @@
 //!   server, `wxnotify demo`, `wxnotify bench` and throw-away databases and queues. The service
 //!   modules above never import it.
 
+pub mod app;
 pub mod blocks;
 pub mod campaigns;
-pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod delivery;
@@ -39,6 +47,7 @@ pub mod dlq;
 pub mod domain;
 pub mod followers;
 pub mod http;
+pub mod ops_http;
 pub mod progress;
 pub mod queue;
 pub mod quota;

@@ -10,7 +10,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = wxnotify::cli::Cli::parse();
+    let cli = wxnotify::commands::Cli::parse();
     wxnotify::telemetry::init(
         wxnotify::telemetry::LogFormat::from_env(),
         cli.default_log_filter(),

@@ -10,21 +10,22 @@
 //! - [`dispatcher`]: snapshot → jobs on the bulk lane, under a lease, from a cursor in Postgres.
 //! - [`gate`]: the worker's check before a campaign job is sent (paused waits, cancelled is not
 //!   sent).
-//! - [`cli`]: `wxnotify campaign …` (the snapshot benchmark is in `sandbox::bench::campaigns`).
+//! - [`preview`]: a campaign's figures and pacing from text. The command is
+//!   `crate::commands::campaign`; the benchmark is `sandbox::bench::campaigns`.
 
 pub mod audience;
-pub mod cli;
 pub mod dispatcher;
 pub mod gate;
 pub mod model;
 pub mod pacing;
+pub mod preview;
 pub mod progress;
 pub mod snapshot;
 pub mod store;
 
-pub use cli::{CampaignArgs, run};
 pub use dispatcher::{Dispatcher, DispatcherOptions};
 pub use model::{Action, CampaignState, Pacing, SendWindow, Unreachable};
+pub use preview::{Preview, pacing_from, preview};
 pub use progress::{Status, status};
 pub use store::{AudienceSource, Campaign, CreateReport, NewCampaign};
 

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::acks::Acks;
+use super::link::BrokerLink;
 use super::pipeline::Pipeline;
 use crate::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
 use handle::Settle;
@@ -72,6 +73,7 @@ pub struct Consumer {
     amqp_url: SecretString,
     topology: Topology,
     options: ConsumerOptions,
+    link: BrokerLink,
 }
 
 impl Consumer {
@@ -87,7 +89,13 @@ impl Consumer {
             amqp_url,
             topology,
             options,
+            link: BrokerLink::default(),
         }
+    }
+
+    /// Whether this consumer is consuming now (for `/healthz`).
+    pub fn link(&self) -> BrokerLink {
+        self.link.clone()
     }
 
     /// Runs sessions (reconnecting with backoff) until `shutdown`, then waits for in-flight
@@ -96,7 +104,9 @@ impl Consumer {
         let tracker = TaskTracker::new();
         let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self.session(&tracker, &shutdown, &mut reconnect).await {
+            let session = self.session(&tracker, &shutdown, &mut reconnect).await;
+            self.link.set_consuming(false);
+            match session {
                 Ok(()) => reconnect.connected(),
                 Err(e) => {
                     let wait = reconnect.next_wait();
@@ -131,6 +141,7 @@ impl Consumer {
             prefetch = self.options.prefetch,
             "consuming"
         );
+        self.link.set_consuming(true);
         loop {
             tokio::select! {
                 biased;

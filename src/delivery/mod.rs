@@ -14,13 +14,16 @@
 //! - [`retry`]: the retry policy (backoff with jitter, attempts, quota pause).
 //! - [`rate_limit`]: per-app rates, exact across worker processes (permits leased from Postgres,
 //!   [`rate_lease`]).
-//! - [`stats`]: counters for summaries.
+//! - [`stats`]: counters for summaries; [`link`]: whether the consumer is connected.
+//!
+//! The command (`wxnotify worker`) is `crate::commands::worker`.
 
 pub mod acks;
 pub mod batch;
 pub mod consumer;
 pub mod death;
 pub mod ledger;
+pub mod link;
 pub mod outcome;
 pub mod pause;
 pub mod pipeline;
@@ -31,80 +34,21 @@ pub mod retry;
 pub mod settle;
 pub mod stats;
 
-use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use consumer::{Consumer, ConsumerOptions};
+pub use link::BrokerLink;
 pub use outcome::{DeadReason, Outcome};
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use stats::{StatsSnapshot, WorkerStats};
 
 use crate::config::Settings;
-use crate::queue::{Lane, Topology};
+use crate::queue::Topology;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::{TokenStore, WechatClient};
-
-/// Arguments of `wxnotify worker`.
-#[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  wxnotify worker --retry-first-delay-ms 500 --retry-factor 2 --retry-max-delay-secs 600 --max-attempts 8\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded."
-)]
-pub struct WorkerArgs {
-    /// Unacked jobs per lane, i.e. sends in flight per lane.
-    #[arg(long, default_value_t = 512, env = "WXNOTIFY_PREFETCH")]
-    pub prefetch: u16,
-    /// Consume only this lane (repeatable); default both.
-    #[arg(long = "lane", value_enum)]
-    pub lanes: Vec<Lane>,
-    /// Attempts per job before it dies with `retries_exhausted` (per life: `dlq replay` starts
-    /// a new one).
-    #[arg(long, default_value_t = 8, env = "WXNOTIFY_MAX_ATTEMPTS",
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub max_attempts: u32,
-    /// The retry schedule's first delay, in milliseconds (then × factor, up to the cap; each
-    /// delay is served by the smallest retry tier at least that long: 500ms, 1s, 2s, 4s, 8s,
-    /// 16s, 32s, 1m, 2m, 5m, 10m, 1h).
-    #[arg(long, default_value_t = 500, env = "WXNOTIFY_RETRY_FIRST_DELAY_MS")]
-    pub retry_first_delay_ms: u64,
-    /// The retry schedule's factor (at least 1).
-    #[arg(long, default_value_t = 2.0, env = "WXNOTIFY_RETRY_FACTOR", value_parser = parse_factor)]
-    pub retry_factor: f64,
-    /// The retry schedule's longest delay, in seconds.
-    #[arg(long, default_value_t = 600, env = "WXNOTIFY_RETRY_MAX_DELAY_SECS")]
-    pub retry_max_delay_secs: u64,
-    /// How long after a send whose answer never came the job may still be sent again, in
-    /// seconds (WeChat drops a resend with the same client_msg_id for about 10 minutes; keep a
-    /// margin). Past it the job dies `outcome_unknown`.
-    #[arg(long, default_value_t = 480, env = "WXNOTIFY_RESEND_WINDOW_SECS")]
-    pub resend_window_secs: u64,
-    /// Threads of this process's async runtime. One (the default) runs every send, statement
-    /// and ack on one thread, which spends the least CPU per job (no wake-ups across threads;
-    /// see README "Figures"); for more throughput run more worker processes, which share each
-    /// app's rate limit, or raise this.
-    #[arg(long, default_value = "1", env = "WXNOTIFY_WORKER_THREADS")]
-    pub threads: std::num::NonZeroUsize,
-    /// Postgres connections of this process.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub db_connections: u32,
-    /// The lanes' delivery limit used when this worker declares the queues; it must match the
-    /// queues' existing setting (change a running system with a RabbitMQ policy instead).
-    #[arg(long, default_value_t = 10, env = "WXNOTIFY_DELIVERY_LIMIT")]
-    pub delivery_limit: u32,
-    /// Serve Prometheus metrics (`/metrics`) and `/healthz` on this address, e.g.
-    /// 127.0.0.1:9101. Off when not given.
-    #[arg(long, env = "WXNOTIFY_METRICS_LISTEN")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    /// Do not run the campaign dispatcher in this process (run `wxnotify campaign dispatch`
-    /// elsewhere, or let other workers drive campaigns).
-    #[arg(long)]
-    pub no_campaign_dispatcher: bool,
-}
 
 /// A worker assembled from settings, ready to run.
 pub struct Worker {
@@ -133,8 +77,8 @@ impl Worker {
         let in_flight = usize::from(config.consumer.prefetch) * config.consumer.lanes.len().max(1);
         client_options.pool_max_idle_per_host =
             client_options.pool_max_idle_per_host.max(in_flight);
-        let client = WechatClient::new(settings.wechat_api_base.clone(), &client_options)?;
-        let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+        let crate::app::Wechat { client, tokens } =
+            crate::app::Wechat::build(settings, &pool, &client_options)?;
         let limits = Arc::new(rate_limit::Limits::new(
             &settings.apps,
             rate_limit::dedicated_pool(&pool),
@@ -161,6 +105,16 @@ impl Worker {
             consumer,
             pool,
         })
+    }
+
+    /// Whether the worker is consuming from RabbitMQ now (its `/healthz`).
+    pub fn broker_link(&self) -> BrokerLink {
+        self.consumer.link()
+    }
+
+    /// The worker's Postgres pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// The worker's counters.
@@ -195,118 +149,4 @@ impl Worker {
         let _ = heartbeat.await;
         let _ = upkeep.await;
     }
-}
-
-/// Runs `wxnotify worker`.
-pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::from_env()?;
-    settings.require_apps()?;
-    let pool = crate::db::connect(&settings.database_url, args.db_connections).await?;
-    crate::db::migrate(&pool).await?;
-    crate::db::register_apps(&pool, &settings.apps).await?;
-    let mut config = WorkerConfig::default();
-    config.consumer.prefetch = args.prefetch;
-    if !args.lanes.is_empty() {
-        config.consumer.lanes = args.lanes;
-    }
-    config.retry.max_attempts = args.max_attempts.max(1);
-    config.retry.min_delay = Duration::from_millis(args.retry_first_delay_ms);
-    config.retry.factor = args.retry_factor;
-    config.retry.max_delay = Duration::from_secs(args.retry_max_delay_secs);
-    config.retry.resend_window = Duration::from_secs(args.resend_window_secs);
-    config.consumer.topology.delivery_limit = args.delivery_limit;
-    // A refused login, a missing vhost or queues declared with other arguments never pass:
-    // exit 2 naming the setting instead of reconnecting forever.
-    crate::queue::diagnose::check_broker(
-        &settings.amqp_url,
-        &Topology::new(settings.queue_prefix.clone()),
-        &config.consumer.topology,
-    )
-    .await?;
-    let config_retry = config.retry.describe();
-    let worker = Worker::new(&settings, pool, config).context("building the worker")?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    if let Some(addr) = args.metrics_listen {
-        serve_metrics(addr, shutdown.clone()).await?;
-    }
-    tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, retries = %config_retry, "worker starting");
-    let dispatcher = (!args.no_campaign_dispatcher).then(|| {
-        tokio::spawn(crate::campaigns::dispatcher::run_until(
-            settings.clone(),
-            worker.pool.clone(),
-            Default::default(),
-            shutdown.clone(),
-        ))
-    });
-    worker.run(shutdown).await;
-    if let Some(dispatcher) = dispatcher {
-        let _ = dispatcher.await;
-    }
-    tracing::info!(stats = ?worker.stats().snapshot(), "worker stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A retry factor: a number, at least 1.
-fn parse_factor(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && f >= 1.0 => Ok(f),
-        _ => Err(format!("{s:?} is not a factor of at least 1 (e.g. 2)")),
-    }
-}
-
-/// Serves `/metrics` (the process's Prometheus recorder) and `/healthz` on `addr` until
-/// `shutdown`.
-async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use axum::routing::get;
-    let handle = crate::http::health::metrics_handle();
-    let router = axum::Router::new()
-        .route("/healthz", get(crate::http::health::healthz))
-        .route(
-            "/metrics",
-            get(move || {
-                let handle = handle.clone();
-                async move {
-                    handle.run_upkeep();
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        handle.render(),
-                    )
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for metrics (--metrics-listen)"))?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-    });
-    Ok(())
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("cannot listen for SIGTERM");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
-    token.cancel();
 }

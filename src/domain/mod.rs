@@ -4,8 +4,10 @@
 pub mod id_hint;
 mod ids;
 pub mod job;
+pub mod lane;
 pub mod template;
 
 pub use ids::{AppId, AppName, IdError, JobId, OpenId, UnionId};
 pub use job::{Job, JobError, MiniProgramLink, Recipient};
+pub use lane::Lane;
 pub use template::{FieldKey, TemplateData, TemplateId};

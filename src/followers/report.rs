@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::domain::AppName;
-use crate::wechat::{ErrClass, PermanentKind, TokenError};
+use crate::wechat::TokenError;
 
 /// What a run did. `followers` etc. count the whole pass, including earlier runs of it.
 #[derive(Debug, Clone, Serialize)]
@@ -80,20 +80,4 @@ pub enum SyncError {
     /// Postgres failed.
     #[error("Postgres failed during the follower sync: {0}")]
     Db(#[from] sqlx::Error),
-}
-
-impl SyncError {
-    /// The exit code of `sync-followers` for this error (`src/cli.rs`).
-    pub fn exit_code(&self) -> u8 {
-        use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
-        match self {
-            SyncError::Busy(_) => EXIT_FAILURE,
-            SyncError::Db(_) => EXIT_UNAVAILABLE,
-            SyncError::Wechat { source, .. } => match source.class() {
-                ErrClass::Transient | ErrClass::QuotaExhausted => EXIT_UNAVAILABLE,
-                ErrClass::Permanent(PermanentKind::Config) => EXIT_CONFIG,
-                _ => EXIT_FAILURE,
-            },
-        }
-    }
 }

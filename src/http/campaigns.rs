@@ -25,9 +25,9 @@ use uuid::Uuid;
 
 use super::admin::auth::AdminAuth;
 use crate::campaigns::audience::{ListEntry, list_items};
-use crate::campaigns::cli::{pacing_from, preview};
 use crate::campaigns::store::{self, AudienceSource, NewCampaign};
 use crate::campaigns::{Action, CampaignError, progress};
+use crate::campaigns::{pacing_from, preview};
 use crate::config::Settings;
 use crate::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
 

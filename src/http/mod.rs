@@ -40,9 +40,6 @@ pub mod store;
 pub mod webhooks;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,60 +51,18 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{AppConfig, ConfigError, Settings};
+use crate::config::{AppConfig, ConfigError};
 use crate::domain::AppName;
-use crate::wechat::client::ClientOptions;
 use crate::wechat::crypto::AesKey;
 use crate::wechat::{TokenStore, WechatClient};
 use error::HttpError;
 use login::{LoginFailure, LoginResponse};
 use login_codes::LoginCodes;
 use login_limits::{LoginLimiter, LoginLimits};
-use server::{ServerArgs, ServerLimits};
+pub use server::ServerLimits;
 
 /// The largest request body accepted (WeChat's pushes are a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// Arguments of `wxnotify serve`.
-#[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, GET|POST /wechat/callback[/{app}], /healthz, /readyz, /metrics."
-)]
-pub struct ServeArgs {
-    /// Address to listen on (the public one: login and the OA callback).
-    #[arg(long, env = "WXNOTIFY_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// A second, private address for `/metrics` (and `/healthz`, `/readyz`); when set,
-    /// `/metrics` is not served on `--listen`.
-    #[arg(long, env = "WXNOTIFY_SERVE_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Seconds a callback's `timestamp` may differ from this server's clock.
-    #[arg(long, env = "WXNOTIFY_CALLBACK_MAX_SKEW_SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(30..=3600))]
-    pub callback_max_skew_secs: u64,
-    /// Accept plaintext pushes for apps with an EncodingAESKey (WeChat's compatible mode, while
-    /// switching to safe mode); otherwise they are refused.
-    #[arg(long, env = "WXNOTIFY_CALLBACK_ALLOW_PLAINTEXT")]
-    pub callback_allow_plaintext: bool,
-    /// Logins per minute from one client address (an IPv6 /64).
-    #[arg(long, env = "WXNOTIFY_LOGIN_PER_CLIENT_PER_MINUTE", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub login_per_client_per_minute: u32,
-    /// Logins per minute from all clients (keep it below WeChat's jscode2session quota).
-    #[arg(long, env = "WXNOTIFY_LOGIN_PER_MINUTE", default_value_t = 3000,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub login_per_minute: u32,
-    /// Producer API requests per second per API key (429 with Retry-After past it); 0: no limit.
-    #[arg(long, env = "WXNOTIFY_API_KEY_RATE", default_value_t = producer::DEFAULT_KEY_REQUESTS_PER_SECOND)]
-    pub api_key_rate: u32,
-    /// Header in which a trusted reverse proxy puts the client's address (e.g.
-    /// X-Forwarded-For; its last value is used). Only set it behind such a proxy.
-    #[arg(long, env = "WXNOTIFY_CLIENT_IP_HEADER")]
-    pub client_ip_header: Option<axum::http::HeaderName>,
-    /// Timeouts and the connection limit.
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
 
 /// The policies of the public edge shared by the handlers.
 #[derive(Debug, Clone)]
@@ -126,21 +81,6 @@ impl Default for EdgeOptions {
             callback_max_skew: replay::DEFAULT_MAX_SKEW,
             callback_allow_plaintext: false,
             login: LoginLimits::default(),
-        }
-    }
-}
-
-impl From<&ServeArgs> for EdgeOptions {
-    fn from(a: &ServeArgs) -> Self {
-        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Self {
-            callback_max_skew: Duration::from_secs(a.callback_max_skew_secs),
-            callback_allow_plaintext: a.callback_allow_plaintext,
-            login: LoginLimits {
-                per_client_per_minute: nz(a.login_per_client_per_minute),
-                global_per_minute: nz(a.login_per_minute),
-                client_ip_header: a.client_ip_header.clone(),
-            },
         }
     }
 }
@@ -366,26 +306,33 @@ fn public_routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi::serve_openapi))
 }
 
-/// Runs `wxnotify serve` until SIGTERM or Ctrl-C; in-flight requests and background work finish
-/// first.
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::from_env()?;
-    settings.require_apps()?;
-    let pool = crate::db::connect(&settings.database_url, 16).await?;
-    crate::db::register_apps(&pool, &settings.apps).await?;
-    let client = WechatClient::new(settings.wechat_api_base.clone(), &ClientOptions::default())?;
-    let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
-    let producer = producer::ProducerApi::new(
-        pool.clone(),
-        settings.amqp_url.clone(),
-        crate::queue::Topology::new(settings.queue_prefix.clone()),
-        &settings.apps,
-        producer::ProducerOptions {
-            key_requests_per_second: NonZeroU32::new(args.api_key_rate),
-            ..producer::ProducerOptions::default()
-        },
-    );
-    {
+/// The listeners and policies of [`serve`].
+pub struct ServeOptions {
+    /// The public address (login, callback, producer API, admin).
+    pub listener: tokio::net::TcpListener,
+    /// The private address for `/metrics`, `/healthz`, `/readyz`; when given, `/metrics` is
+    /// not served on `listener`.
+    pub ops_listener: Option<tokio::net::TcpListener>,
+    /// The public edge's policies.
+    pub edge: EdgeOptions,
+    /// Timeouts and connection limits.
+    pub limits: ServerLimits,
+    /// The producer API's link to RabbitMQ and its per-key request limit.
+    pub producer: producer::ProducerOptions,
+}
+
+/// Serves the whole HTTP API of `app` until `shutdown` resolves; in-flight requests and
+/// background work (webhooks, receipts) finish first.
+pub async fn serve(
+    app: &crate::app::Application,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = &app.settings;
+    let pool = app.pool.clone();
+    let wechat = app.wechat()?;
+    let producer = app.producer(options.producer.clone());
+    let forget_idle_keys = {
         let producer = producer.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -393,16 +340,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 every.tick().await;
                 producer.forget_idle_keys();
             }
-        });
-    }
-    let edge = EdgeOptions::from(&args);
+        })
+    };
     let state = AppState::with_edge(
         pool.clone(),
-        client,
-        tokens,
+        wechat.client,
+        wechat.tokens,
         &settings.apps,
         health::metrics_handle(),
-        edge,
+        options.edge,
     )?
     .with_producer(producer);
     let webhooks_stop = tokio_util::sync::CancellationToken::new();
@@ -411,14 +357,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         webhooks::WebhookOptions::default(),
         webhooks_stop.clone(),
     ));
-    let limits = ServerLimits::from(&args.server);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let limits = options.limits;
+    let listener = options.listener;
     tracing::info!(listen = %listener.local_addr()?, "serving the HTTP API");
     let stop = tokio_util::sync::CancellationToken::new();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
-    let ops = match args.metrics_listen {
-        Some(addr) => {
-            let ops_listener = tokio::net::TcpListener::bind(addr).await?;
+    let separate_ops = options.ops_listener.is_some();
+    let ops = match options.ops_listener {
+        Some(ops_listener) => {
             tracing::info!(listen = %ops_listener.local_addr()?, "serving /metrics, /healthz, /readyz");
             let (router, limits, stop) = (ops_router(state.clone()), limits.clone(), stop.clone());
             Some(tokio::spawn(async move {
@@ -427,20 +373,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let public = if args.metrics_listen.is_some() {
+    let public = if separate_ops {
         public_router(state.clone())
     } else {
         router(state.clone())
     }
-    .merge(admin::start(pool.clone(), &settings)?);
-    let public = match campaigns::router(pool.clone(), &settings) {
+    .merge(admin::start(pool.clone(), settings)?);
+    let public = match campaigns::router(pool.clone(), settings) {
         Some(campaigns) => public.merge(campaigns),
         None => public,
     };
     let signal = {
         let stop = stop.clone();
         async move {
-            shutdown_signal().await;
+            shutdown.await;
             stop.cancel();
         }
     };
@@ -449,6 +395,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ops.await??;
     }
     housekeeping.abort();
+    forget_idle_keys.abort();
     webhooks_stop.cancel();
     let _ = webhooks.await;
     state.background().close();
@@ -458,7 +405,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     {
         tracing::warn!("background work still running after 10 s; exiting anyway");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Deletes old callback event keys and nonces every ten minutes; forgets idle login clients
@@ -481,23 +428,4 @@ async fn housekeeping(state: AppState) {
         }
         ticks = ticks.wrapping_add(1);
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }

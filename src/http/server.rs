@@ -70,47 +70,6 @@ impl Default for ServerLimits {
     }
 }
 
-/// The flags of [`ServerLimits`] (part of `wxnotify serve`'s arguments).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServerArgs {
-    /// Seconds a client has to send a request's headers; also how long an idle kept-alive
-    /// connection stays open.
-    #[arg(long, env = "WXNOTIFY_HEADER_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub header_timeout_secs: u64,
-    /// Seconds allowed between two pieces of a request body.
-    #[arg(long, env = "WXNOTIFY_BODY_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub body_timeout_secs: u64,
-    /// Seconds allowed for a whole request, handler included.
-    #[arg(long, env = "WXNOTIFY_REQUEST_TIMEOUT_SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub request_timeout_secs: u64,
-    /// Connections open at once (per listening address); more wait in the backlog.
-    #[arg(long, env = "WXNOTIFY_MAX_CONNECTIONS", default_value_t = 512,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_connections: u64,
-    /// Connections open at once from one client address (an IPv6 /64); 0 turns the limit off
-    /// (behind a reverse proxy, where every connection comes from the proxy).
-    #[arg(long, env = "WXNOTIFY_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
-          value_parser = clap::value_parser!(u64).range(0..=100_000))]
-    pub max_connections_per_client: u64,
-}
-
-impl From<&ServerArgs> for ServerLimits {
-    fn from(a: &ServerArgs) -> Self {
-        Self {
-            header_timeout: Duration::from_secs(a.header_timeout_secs),
-            body_timeout: Duration::from_secs(a.body_timeout_secs),
-            request_timeout: Duration::from_secs(a.request_timeout_secs),
-            max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
-            max_connections_per_client: usize::try_from(a.max_connections_per_client)
-                .unwrap_or(usize::MAX),
-            ..ServerLimits::default()
-        }
-    }
-}
-
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then shuts down
 /// gracefully. Handlers can read the peer with `ConnectInfo<SocketAddr>`.
 pub async fn serve(

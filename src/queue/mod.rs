@@ -1,4 +1,5 @@
-//! RabbitMQ: the topology, publishing with confirms, and the `enqueue` / `migrate` commands.
+//! RabbitMQ: the topology and publishing with confirms (the `enqueue` and `migrate` commands
+//! are in `crate::commands`).
 //!
 //! # The topology, and why it looks like this
 //!
@@ -38,17 +39,11 @@
 mod confirms;
 mod connection;
 pub mod diagnose;
-mod enqueue;
-mod enqueue_args;
-mod migrate;
 pub mod ndjson;
 mod publisher;
 pub mod topology;
 
 pub use connection::{CONNECT_TIMEOUT, ConnectError, connect};
-pub use enqueue::enqueue;
-pub use enqueue_args::EnqueueArgs;
-pub use migrate::{MigrateArgs, migrate_command};
 pub use ndjson::{
     EnqueueAborted, EnqueueSummary, Rejection, publish_ndjson, publish_ndjson_checked,
 };

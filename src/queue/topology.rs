@@ -44,42 +44,7 @@ pub const RETRY_TIERS: &[(&str, Duration)] = &[
 /// default of 20.
 pub const DEAD_QUEUE_DELIVERY_LIMIT: u32 = 1_000;
 
-/// One of the two job queues. Separate queues rather than priorities: campaign traffic cannot
-/// starve transactional messages, each lane gets its own consumers and prefetch, and quorum
-/// queues on RabbitMQ 3.10 refuse `x-max-priority`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Lane {
-    /// Transactional notifications (an order shipped): consumed first.
-    Jobs,
-    /// Campaign / bulk sends: whatever rate is left.
-    Bulk,
-}
-
-impl Lane {
-    /// Both lanes, transactional first.
-    pub const ALL: [Lane; 2] = [Lane::Jobs, Lane::Bulk];
-
-    /// The routing key that reaches this lane's queue from the main exchange (also the
-    /// queue's name suffix): `jobs` or `bulk`.
-    pub fn routing_key(self) -> &'static str {
-        match self {
-            Lane::Jobs => "jobs",
-            Lane::Bulk => "bulk",
-        }
-    }
-
-    /// The lane of a routing key, if it is one (a delivery's routing key says its lane, also
-    /// after a retry tier sent it back).
-    pub fn from_routing_key(key: &str) -> Option<Lane> {
-        Lane::ALL.into_iter().find(|l| l.routing_key() == key)
-    }
-}
-
-impl std::fmt::Display for Lane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.routing_key())
-    }
-}
+pub use crate::domain::Lane;
 
 /// The retry tier for a wanted delay: the smallest tier at least as long as `delay`, or the
 /// longest tier when `delay` exceeds them all. Returns the tier's name and its real delay.

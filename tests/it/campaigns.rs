@@ -216,7 +216,7 @@ async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reason
         .await
         .unwrap();
     assert_eq!(deliveries, 0, "nothing is sent by a snapshot");
-    let preview = wxnotify::campaigns::cli::preview(&sys.db.pool, report.id)
+    let preview = wxnotify::campaigns::preview(&sys.db.pool, report.id)
         .await
         .unwrap();
     assert_eq!((preview.reachable, preview.audience), (8, 12));

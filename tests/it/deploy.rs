@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use clap::{CommandFactory, Parser};
-use wxnotify::cli::Cli;
+use wxnotify::commands::Cli;
 use wxnotify::config::Settings;
 
 fn read(file: &str) -> String {

@@ -1,7 +1,7 @@
 //! `sync-followers` against the fake WeChat: paging and the three end-of-list forms, resuming,
 //! followers who leave, retries, and one sync per app at a time.
 
-use wxnotify::cli::EXIT_UNAVAILABLE;
+use wxnotify::commands::EXIT_UNAVAILABLE;
 use wxnotify::followers::{SyncError, SyncOptions};
 use wxnotify::sandbox::mock_wechat::{self, EndOfList, Endpoint, Fault, FaultRule, MockConfig};
 
@@ -83,7 +83,10 @@ async fn an_interrupted_sync_resumes_from_the_first_page_not_stored() {
     );
     let err = world.sync(&World::fast_options()).await.unwrap_err();
     assert!(matches!(err, SyncError::Wechat { .. }), "{err}");
-    assert_eq!(err.exit_code(), EXIT_UNAVAILABLE);
+    assert_eq!(
+        wxnotify::commands::sync_followers::exit_code(&err),
+        EXIT_UNAVAILABLE
+    );
     world.mock.clear_faults();
     // The failed run's other batchget calls were in flight when it gave up: they may still reach
     // the fake after the error returned. Count from the moment they all have.

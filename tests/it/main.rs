@@ -33,3 +33,4 @@ mod shared_rate;
 mod signals;
 mod wechat;
 mod worker;
+mod worker_health;

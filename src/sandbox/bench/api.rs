@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
+use crate::app::Wechat;
 use crate::config::Settings;
 use crate::domain::AppName;
 use crate::http::producer::{ProducerApi, ProducerOptions};
@@ -23,7 +24,6 @@ use crate::http::{AppState, api_keys, health, router};
 use crate::sandbox::mock_wechat::{self, MockConfig, MockWechat};
 use crate::sandbox::scratch::Scratch;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::{TokenStore, WechatClient};
 
 /// The figures.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -92,8 +92,10 @@ async fn measure(
     seconds: u64,
 ) -> anyhow::Result<ApiBenchResult> {
     let settings = &scratch.settings;
-    let client = WechatClient::new(mock.base_url(), &ClientOptions::default())?;
-    let tokens = TokenStore::new(scratch.pool.clone(), client.clone(), &settings.apps);
+    let mut settings_here = settings.clone();
+    settings_here.wechat_api_base = mock.base_url();
+    let Wechat { client, tokens } =
+        Wechat::build(&settings_here, &scratch.pool, &ClientOptions::default())?;
     let producer = ProducerApi::new(
         scratch.pool.clone(),
         settings.amqp_url.clone(),

@@ -34,45 +34,31 @@ use crate::sandbox::scratch::{Scratch, seed_mapping};
 
 pub mod crash;
 
-/// Arguments of `wxnotify bench`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n  cargo run --release -- bench --scenario shared-rate --runs 3\n\nRun a release build: the worker child is this same binary."
-)]
-pub struct BenchArgs {
+/// What `wxnotify bench` runs (its flags, in `crate::commands::bench`).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// Which scenario to run (`all` = throughput and rate).
-    #[arg(long, value_enum, default_value = "all")]
     pub scenario: Scenario,
     /// Jobs in the throughput scenario.
-    #[arg(long, default_value_t = 50_000)]
     pub jobs: u64,
     /// Jobs in the backlog scenario.
-    #[arg(long, default_value_t = 1_000_000)]
     pub backlog: u64,
     /// Unacked jobs per lane for the worker.
-    #[arg(long, default_value_t = 512)]
     pub prefetch: u16,
     /// Runs of each scenario; with more than one, a summary follows: the median of each figure,
     /// the worst busiest window and peak RSS (these machines are noisy: quote medians).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
     /// Recipients in the campaign scenario.
-    #[arg(long, default_value_t = 1_000_000)]
     pub recipients: u64,
     /// Scenario `campaign`: seconds of measured sending (0: the snapshot only).
-    #[arg(long, default_value_t = 60)]
     pub send_seconds: u64,
     /// Print the results as JSON.
-    #[arg(long)]
     pub json: bool,
     /// Scenario `api`: batches of 1,000 jobs to post.
-    #[arg(long, default_value_t = 20)]
     pub api_batches: usize,
     /// Scenario `api`: seconds of single POSTs at 500 requests/s.
-    #[arg(long, default_value_t = 10)]
     pub api_seconds: u64,
     /// Scenario `crash` (`src/sandbox/bench/crash.rs`).
-    #[command(flatten)]
     pub crash: crash::CrashArgs,
 }
 
@@ -137,8 +123,8 @@ pub struct BenchResult {
     pub summary: bool,
 }
 
-/// Runs `wxnotify bench`.
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark scenarios of `args` and prints their figures.
+pub async fn run(args: BenchOptions) -> anyhow::Result<ExitCode> {
     let base = Settings::from_env()?;
     if args.scenario == Scenario::Api {
         return crate::sandbox::bench::api::run(
@@ -238,7 +224,7 @@ fn summary_of(runs: &[BenchResult]) -> BenchResult {
 
 async fn run_scenario(
     base: &Settings,
-    args: &BenchArgs,
+    args: &BenchOptions,
     scenario: Scenario,
 ) -> anyhow::Result<BenchResult> {
     let (jobs, latency, rate) = match scenario {
@@ -271,7 +257,7 @@ async fn measure(
     scratch: &Scratch,
     mock: &MockWechat,
     cfg: &MockConfig,
-    args: &BenchArgs,
+    args: &BenchOptions,
     scenario: Scenario,
     jobs: u64,
     rate: u32,

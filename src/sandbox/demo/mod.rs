@@ -14,7 +14,6 @@ mod campaign;
 mod jobs;
 mod populate;
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,29 +28,20 @@ use crate::sandbox::mock_wechat::{
 };
 use crate::sandbox::scratch::Scratch;
 
-/// Arguments of `wxnotify demo`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(
-    after_help = "Needs PostgreSQL and RabbitMQ (DATABASE_URL, AMQP_URL; defaults: the local services).\nMakes a database and queues of its own and removes them at the end.\n\nExamples:\n  cargo run --release -- demo\n  cargo run --release -- demo --jobs 20000 --latency-ms 20 --json"
-)]
-pub struct DemoArgs {
+/// What `wxnotify demo` runs (its flags, in `crate::commands::demo`).
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
     /// How many jobs to publish (1% more are published twice, as duplicates).
-    #[arg(long, default_value_t = 5000)]
     pub jobs: u64,
     /// How many people the fake WeChat knows.
-    #[arg(long, default_value_t = 2000)]
     pub people: u64,
     /// Template sends per second allowed for the demo app.
-    #[arg(long, default_value_t = 3000)]
     pub rate: u32,
     /// Latency the fake WeChat adds to every call, in milliseconds.
-    #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,
     /// Followers who get the demo's campaign (on the bulk lane, beside the jobs); 0: none.
-    #[arg(long, default_value_t = 300)]
     pub campaign: u64,
     /// Print the summary as JSON on stdout (no progress bars).
-    #[arg(long)]
     pub json: bool,
 }
 
@@ -93,8 +83,8 @@ pub struct DemoReport {
     pub consistent: bool,
 }
 
-/// Runs `wxnotify demo`.
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+/// Runs the demo and prints its report; `Ok(false)` when the books do not match.
+pub async fn run(args: DemoOptions) -> anyhow::Result<bool> {
     let base = Settings::from_env()?;
     let mock_config = MockConfig {
         followers: args.people,
@@ -119,15 +109,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_report(&report);
     }
-    Ok(if report.consistent {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(crate::cli::EXIT_FAILURE)
-    })
+    Ok(report.consistent)
 }
 
 async fn demo(
-    args: &DemoArgs,
+    args: &DemoOptions,
     scratch: &Scratch,
     mock: &MockWechat,
     mock_config: &MockConfig,

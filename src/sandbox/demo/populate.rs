@@ -8,14 +8,13 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::{bar, say};
+use crate::app::{Application, Wechat};
 use crate::config::Settings;
 use crate::domain::AppName;
 use crate::followers::{Progress, SyncOptions, SyncReport, sync_followers};
-use crate::http::AppState;
 use crate::sandbox::mock_wechat::{self, MockConfig, MockEvent, MockWechat, PushMode};
 use crate::sandbox::scratch::SCRATCH_CALLBACK_TOKEN;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::{TokenStore, WechatClient};
 
 /// `wxnotify serve`'s router, running in this process on a free port.
 pub struct Api {
@@ -26,12 +25,9 @@ pub struct Api {
 }
 
 impl Api {
-    /// Serves the HTTP API for `settings` on 127.0.0.1:0.
+    /// Serves the HTTP API for `settings` on 127.0.0.1:0, with the real [`crate::http::serve`]
+    /// (only the login limits are lifted: the demo logs thousands in from one address).
     pub async fn start(settings: &Settings, pool: &PgPool) -> anyhow::Result<Api> {
-        let client =
-            WechatClient::new(settings.wechat_api_base.clone(), &ClientOptions::default())?;
-        let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
-        // The demo logs thousands of people in from one address within seconds.
         let unlimited = std::num::NonZeroU32::new(10_000_000).expect("non-zero");
         let edge = crate::http::EdgeOptions {
             login: crate::http::login_limits::LoginLimits {
@@ -41,23 +37,22 @@ impl Api {
             },
             ..crate::http::EdgeOptions::default()
         };
-        let state = AppState::with_edge(
-            pool.clone(),
-            client,
-            tokens,
-            &settings.apps,
-            crate::http::health::metrics_handle(),
-            edge,
-        )?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = Url::parse(&format!("http://{}", listener.local_addr()?))?;
+        let options = crate::http::ServeOptions {
+            listener,
+            ops_listener: None,
+            edge,
+            limits: crate::http::ServerLimits::default(),
+        };
+        let app = Application::new(settings.clone(), pool.clone());
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
             async move {
-                let _ = axum::serve(listener, crate::http::router(state))
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
+                if let Err(e) = crate::http::serve(&app, options, stop.cancelled_owned()).await {
+                    tracing::error!(error = %format!("{e:#}"), "the demo's HTTP API stopped");
+                }
             }
         });
         Ok(Api {
@@ -85,8 +80,7 @@ pub async fn sync(
     pool: &PgPool,
     bars: &MultiProgress,
 ) -> anyhow::Result<SyncReport> {
-    let client = WechatClient::new(settings.wechat_api_base.clone(), &ClientOptions::default())?;
-    let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+    let Wechat { client, tokens } = Wechat::build(settings, pool, &ClientOptions::default())?;
     let report = sync_followers(
         pool,
         &client,

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::connection::connect;
-use super::topology::{Topology, TopologyError, TopologyOptions};
 use crate::config::{ConfigError, Settings};
+use crate::queue::{Topology, TopologyError, TopologyOptions, connect};
 
 /// Arguments of `wxnotify migrate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,7 +23,7 @@ pub struct MigrateArgs {
 
 /// Runs `wxnotify migrate`: applies the migrations, registers the configured apps and
 /// declares the topology of `WXNOTIFY_QUEUE_PREFIX`, printing each step.
-pub async fn migrate_command(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     ensure_database(&settings.database_url, args.create_database).await?;
     let pool = crate::db::connect(&settings.database_url, 2).await?;

@@ -1,9 +1,30 @@
-//! The command line. Each subcommand's arguments and code live in the module that owns the work;
-//! this file only lists them and maps results to exit codes.
+//! The commands layer: the command line (clap), one module per subcommand with its `Args` and
+//! its `run` (parse → call the library → print → map errors to exit codes). The library below
+//! knows nothing of clap or exit codes; it returns typed errors, mapped here by
+//! [`exit_code_for`].
+
+pub mod api_key;
+pub mod bench;
+pub mod campaign;
+pub mod demo;
+pub mod dlq;
+pub mod enqueue;
+pub mod migrate;
+pub mod mock_wechat;
+pub mod serve;
+pub mod status;
+pub mod sync_followers;
+pub mod templates;
+pub mod webhook;
+pub mod worker;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Lane;
 
 /// Exit code for a run that worked.
 pub const EXIT_OK: u8 = 0;
@@ -37,38 +58,38 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole system against the built-in fake WeChat and print what happened.
-    Demo(crate::sandbox::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Apply the Postgres migrations and declare the RabbitMQ topology (safe to repeat).
-    Migrate(crate::queue::MigrateArgs),
+    Migrate(migrate::MigrateArgs),
     /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
-    Worker(crate::delivery::WorkerArgs),
+    Worker(worker::WorkerArgs),
     /// Publish one job (from flags or JSON) or a file of jobs (NDJSON), with publisher confirms.
-    Enqueue(Box<crate::queue::EnqueueArgs>),
+    Enqueue(Box<enqueue::EnqueueArgs>),
     /// Inspect, replay and purge dead letters.
-    Dlq(crate::dlq::DlqArgs),
+    Dlq(dlq::DlqArgs),
     /// Bulk campaigns: create, preview, start, pause, resume, cancel, status, list, dispatch.
-    Campaign(crate::campaigns::CampaignArgs),
+    Campaign(campaign::CampaignArgs),
     /// Pull every OA follower and their unionid into Postgres.
-    SyncFollowers(crate::followers::SyncArgs),
+    SyncFollowers(sync_followers::SyncArgs),
     /// Serve the HTTP API: Mini Program login, the OA callback, the producer API, health and metrics.
-    Serve(crate::http::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Run the fake WeChat API server (development, tests, demo, benchmarks).
-    MockWechat(crate::sandbox::mock_wechat::MockArgs),
+    MockWechat(mock_wechat::MockArgs),
     /// Print the JSON Schema of a job (the contract for producers in any language).
     #[command(
         after_help = "Examples:\n  wxnotify schema > job.schema.json\n  wxnotify schema | jq '.properties | keys'"
     )]
     Schema,
     /// The OA's template catalog: sync it from WeChat, list it.
-    Templates(crate::templates::TemplatesArgs),
+    Templates(templates::TemplatesArgs),
     /// Apps (paused, today's quota), queue depths and live workers.
-    Status(crate::quota::status::StatusArgs),
+    Status(status::StatusArgs),
     /// Measure the delivery pipeline end to end on this machine (see README "Figures").
-    Bench(crate::sandbox::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Producer API keys per app: create (shown once), list, revoke.
-    ApiKey(crate::http::api_keys::ApiKeyArgs),
+    ApiKey(api_key::ApiKeyArgs),
     /// Signed outcome webhooks per app: set, list, remove.
-    Webhook(crate::http::webhooks::WebhookArgs),
+    Webhook(webhook::WebhookArgs),
 }
 
 impl Cli {
@@ -102,20 +123,20 @@ impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
         let result = match self.command {
-            Command::Demo(args) => crate::sandbox::demo::run(args).await,
-            Command::Migrate(args) => crate::queue::migrate_command(args).await,
-            Command::Worker(args) => crate::delivery::run(args).await,
-            Command::Enqueue(args) => crate::queue::enqueue(*args).await,
-            Command::SyncFollowers(args) => crate::followers::run(args).await,
-            Command::Serve(args) => crate::http::run(args).await,
-            Command::MockWechat(args) => crate::sandbox::mock_wechat::run(args).await,
-            Command::Bench(args) => crate::sandbox::bench::run(args).await,
-            Command::Dlq(args) => crate::dlq::run(args).await,
-            Command::Templates(args) => crate::templates::run(args).await,
-            Command::Status(args) => crate::quota::status::run(args).await,
-            Command::ApiKey(args) => crate::http::api_keys::run(args).await,
-            Command::Webhook(args) => crate::http::webhooks::run(args).await,
-            Command::Campaign(args) => crate::campaigns::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
+            Command::Enqueue(args) => enqueue::run(*args).await,
+            Command::SyncFollowers(args) => sync_followers::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::MockWechat(args) => mock_wechat::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Dlq(args) => dlq::run(args).await,
+            Command::Templates(args) => templates::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::ApiKey(args) => api_key::run(args).await,
+            Command::Webhook(args) => webhook::run(args).await,
+            Command::Campaign(args) => campaign::run(args).await,
             Command::Schema => {
                 print!("{}", crate::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)
@@ -153,6 +174,41 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     } else {
         EXIT_FAILURE
     }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("cannot listen for SIGTERM");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    token.cancel();
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let token = CancellationToken::new();
+    cancel_on_signal(token.clone()).await;
+}
+
+/// The value parser of a `--lane` flag: `jobs` or `bulk` (the domain's [`Lane`]).
+pub(crate) fn lane_parser() -> impl clap::builder::TypedValueParser<Value = Lane> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("jobs")
+            .help("Transactional notifications (an order shipped): consumed first"),
+        PossibleValue::new("bulk").help("Campaign / bulk sends: whatever rate is left"),
+    ])
+    .map(|s| Lane::from_routing_key(&s).expect("one of the possible values"))
 }
 
 #[cfg(test)]

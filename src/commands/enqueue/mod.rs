@@ -9,19 +9,22 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::{AsyncBufRead, BufReader};
 
-use super::connection::connect;
-use super::enqueue_args::{EnqueueArgs, single_job};
-use super::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
-use super::publisher::{Publisher, PublisherOptions};
-use super::topology::Topology;
-use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+mod args;
+
+pub use args::EnqueueArgs;
+
+use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::Settings;
+use crate::queue::connect;
+use crate::queue::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
+use crate::queue::{Publisher, PublisherOptions, Topology};
+use args::single_job;
 
 /// How many rejections the text summary lists (`--json` lists them all).
 const SHOWN_REJECTIONS: usize = 20;
 
 /// Runs `wxnotify enqueue`.
-pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     let single = match single_job(&args, &settings) {
         Ok(single) => single,
@@ -53,7 +56,9 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         .context("cannot open a publishing channel")?;
     let progress = progress_bar(&args);
     let result = match &single {
-        Some(job) => run(&publisher, &args, job.to_json().as_slice(), &progress, None).await,
+        Some(job) => {
+            publish_stream(&publisher, &args, job.to_json().as_slice(), &progress, None).await
+        }
         None => run_file(&publisher, &args, &progress, catalog.as_ref()).await?,
     };
     progress.finish_and_clear();
@@ -134,7 +139,7 @@ async fn load_catalog(settings: &Settings) -> Option<crate::templates::Catalog> 
     }
 }
 
-async fn run(
+async fn publish_stream(
     publisher: &Publisher,
     args: &EnqueueArgs,
     input: impl AsyncBufRead + Unpin,
@@ -161,7 +166,7 @@ async fn run_file(
     let path = args.file.as_ref().expect("--file is given");
     if path.as_os_str() == "-" {
         let stdin = BufReader::new(tokio::io::stdin());
-        return Ok(run(publisher, args, stdin, progress, catalog).await);
+        return Ok(publish_stream(publisher, args, stdin, progress, catalog).await);
     }
     let file = tokio::fs::File::open(path)
         .await
@@ -172,7 +177,7 @@ async fn run_file(
     if let Ok(meta) = file.metadata().await {
         progress.set_length(meta.len());
     }
-    Ok(run(
+    Ok(publish_stream(
         publisher,
         args,
         BufReader::with_capacity(1 << 16, file),
@@ -200,7 +205,7 @@ fn invalid_single_job(args: &EnqueueArgs, reason: String) -> ExitCode {
     if args.json {
         let summary = EnqueueSummary {
             accepted: 0,
-            rejected: vec![super::ndjson::Rejection { line: 1, reason }],
+            rejected: vec![crate::queue::ndjson::Rejection { line: 1, reason }],
             job_ids: vec![],
         };
         print_summary(&summary, true);

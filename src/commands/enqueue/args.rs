@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::ndjson::DEFAULT_BATCH_SIZE;
-use super::topology::Lane;
 use crate::config::Settings;
+use crate::domain::Lane;
 use crate::domain::{AppName, Job};
+use crate::queue::ndjson::DEFAULT_BATCH_SIZE;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -97,7 +97,7 @@ pub struct EnqueueArgs {
     pub file: Option<PathBuf>,
 
     /// The lane: `jobs` (transactional, sent first) or `bulk` (campaigns).
-    #[arg(long, value_enum, default_value_t = Lane::Jobs)]
+    #[arg(long, value_parser = super::super::lane_parser(), default_value_t = Lane::Jobs)]
     pub lane: Lane,
     /// Jobs published per confirm round trip.
     #[arg(long, default_value_t = DEFAULT_BATCH_SIZE,

@@ -756,7 +756,7 @@ fn the_fake_has_the_test_template() {
 async fn preview_reruns_the_template_check_against_todays_catalog() {
     let sys = System::seeded(20).await;
     let id = followers_campaign(&sys, &new_campaign(100)).await;
-    let p = wxnotify::campaigns::cli::preview(&sys.db.pool, id)
+    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(p.template.ok, "{:?}", p.template);
@@ -780,7 +780,7 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
     .execute(&sys.db.pool)
     .await
     .unwrap();
-    let p = wxnotify::campaigns::cli::preview(&sys.db.pool, id)
+    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(!p.template.ok);
@@ -795,7 +795,7 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
         .execute(&sys.db.pool)
         .await
         .unwrap();
-    let p = wxnotify::campaigns::cli::preview(&sys.db.pool, id)
+    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(

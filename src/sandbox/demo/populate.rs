@@ -44,6 +44,7 @@ impl Api {
             ops_listener: None,
             edge,
             limits: crate::http::ServerLimits::default(),
+            producer: crate::http::producer::ProducerOptions::default(),
         };
         let app = Application::new(settings.clone(), pool.clone());
         let stop = CancellationToken::new();

@@ -27,7 +27,7 @@ use crate::wechat::mock::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfi
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000 --send-seconds 60\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).

@@ -8,7 +8,7 @@ use crate::sandbox::bench::{BenchOptions, Scenario};
 /// Arguments of `wxnotify bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000\n  cargo run --release -- bench --scenario shared-rate --runs 3\n  cargo run --release -- bench --scenario crash --json\n\nRun a release build: the worker child is this same binary."
+    after_help = "Examples:\n  cargo run --release -- bench\n  cargo run --release -- bench --scenario throughput --runs 5\n  cargo run --release -- bench --scenario rate --json\n  cargo run --release -- bench --scenario backlog --backlog 1000000\n  cargo run --release -- bench --scenario faults --runs 3\n  cargo run --release -- bench --scenario api\n  cargo run --release -- bench --scenario campaign --recipients 1000000 --send-seconds 60\n  cargo run --release -- bench --scenario shared-rate --runs 3\n  cargo run --release -- bench --scenario crash --json\n\nRun a release build: the worker child is this same binary."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).

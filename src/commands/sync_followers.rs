@@ -72,7 +72,8 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(sample) = args.bench_per_user_sample {
             let seed =
-                crate::sandbox::bench::followers::per_user(&pool, &client, &tokens, app, sample).await?;
+                crate::sandbox::bench::followers::per_user(&pool, &client, &tokens, app, sample)
+                    .await?;
             println!("{}", serde_json::to_string(&seed)?);
         }
     }

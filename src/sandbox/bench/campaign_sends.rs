@@ -29,8 +29,8 @@ use crate::campaigns::model::Action;
 use crate::campaigns::store;
 use crate::domain::{Job, OpenId, Recipient, TemplateData};
 use crate::queue::Lane;
-use crate::sandbox::scratch::Scratch;
 use crate::sandbox::mock_wechat::{self, MockWechat};
+use crate::sandbox::scratch::Scratch;
 
 /// Transactional jobs published per second in every phase.
 pub const TRANSACTIONAL_PER_SECOND: u64 = 100;

@@ -28,8 +28,8 @@ use sqlx::PgPool;
 use crate::config::Settings;
 use crate::domain::Job;
 use crate::queue::Lane;
-use crate::sandbox::scratch::{Scratch, seed_mapping};
 use crate::sandbox::mock_wechat::{MockConfig, MockWechat};
+use crate::sandbox::scratch::{Scratch, seed_mapping};
 
 use super::{bench_job, fault_mix, terminate, worker_command};
 

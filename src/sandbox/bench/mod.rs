@@ -389,7 +389,9 @@ pub(crate) fn worker_command(
     let exe = std::env::current_exe()?;
     let app = &settings.apps[0];
     let mut command = tokio::process::Command::new(exe);
-    command.arg("worker").args(["--prefetch", &prefetch.to_string()]);
+    command
+        .arg("worker")
+        .args(["--prefetch", &prefetch.to_string()]);
     if let Some(lane) = lane {
         command.args(["--lane", lane]);
     }

@@ -20,8 +20,8 @@ use anyhow::Context;
 
 use super::{busiest_window, cpu_seconds, publish_backlog, terminate};
 use crate::config::Settings;
-use crate::sandbox::scratch::{Scratch, seed_mapping};
 use crate::sandbox::mock_wechat::{MockConfig, MockWechat};
+use crate::sandbox::scratch::{Scratch, seed_mapping};
 
 /// Jobs per phase.
 const JOBS: u64 = 30_000;

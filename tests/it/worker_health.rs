@@ -96,6 +96,11 @@ async fn the_worker_health_says_when_rabbitmq_is_disconnected_and_when_it_is_bac
         .env("WXNOTIFY_QUEUE_PREFIX", sys.topology.prefix())
         .env("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID)
         .env("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET)
+        // The queues were declared with the tests' delivery limit.
+        .env(
+            "WXNOTIFY_DELIVERY_LIMIT",
+            crate::system::test_topology().delivery_limit.to_string(),
+        )
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -54,16 +54,8 @@ pub enum ConfigError {
     },
 }
 
-/// Where access tokens come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenSource {
-    /// `POST cgi-bin/stable_token` (default): several holders never invalidate each other.
-    #[default]
-    Stable,
-    /// `GET cgi-bin/token`: every call mints a new token; the old one dies 5 minutes later.
-    Classic,
-}
+/// Where access tokens come from (the WeChat side owns the idea; settings choose it).
+pub use crate::wechat::TokenSource;
 
 /// One OA / Mini Program pair.
 #[derive(Debug, Clone)]
@@ -86,6 +78,17 @@ pub struct AppConfig {
     pub rate_per_second: u32,
     /// Where access tokens come from.
     pub token_source: TokenSource,
+}
+
+impl From<&AppConfig> for crate::wechat::OaCredentials {
+    fn from(a: &AppConfig) -> Self {
+        crate::wechat::OaCredentials {
+            app: a.name.clone(),
+            appid: a.oa_appid.clone(),
+            secret: a.oa_secret.clone(),
+            source: a.token_source,
+        }
+    }
 }
 
 /// Everything a wxnotify process needs to know.

@@ -12,4 +12,4 @@ pub mod token;
 
 pub use client::{AccessToken, WechatClient, WechatError};
 pub use errcode::{ErrClass, PermanentKind, classify};
-pub use token::{TokenError, TokenStore};
+pub use token::{OaCredentials, TokenError, TokenSource, TokenStore};

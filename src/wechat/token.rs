@@ -36,8 +36,31 @@ use uuid::Uuid;
 
 use super::client::{AccessToken, WechatClient, WechatError};
 use super::errcode::ErrClass;
-use crate::config::{AppConfig, TokenSource};
 use crate::domain::{AppId, AppName};
+
+/// Where access tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `POST cgi-bin/stable_token` (default): several holders never invalidate each other.
+    #[default]
+    Stable,
+    /// `GET cgi-bin/token`: every call mints a new token; the old one dies 5 minutes later.
+    Classic,
+}
+
+/// What the token store needs of one app: the OA's credentials and where its tokens come from.
+#[derive(Clone)]
+pub struct OaCredentials {
+    /// wxnotify's name for the app.
+    pub app: AppName,
+    /// The Official Account's appid.
+    pub appid: AppId,
+    /// The Official Account's AppSecret.
+    pub secret: SecretString,
+    /// Where its access tokens come from.
+    pub source: TokenSource,
+}
 
 /// How long a refresher may hold the lease before others may take over.
 const LEASE: Duration = Duration::from_secs(30);
@@ -117,16 +140,21 @@ pub struct TokenStore {
 
 impl TokenStore {
     /// A store for `apps`, backed by `pool`, fetching through `client`.
-    pub fn new(pool: PgPool, client: WechatClient, apps: &[AppConfig]) -> Self {
+    pub fn new<A: Into<OaCredentials>>(
+        pool: PgPool,
+        client: WechatClient,
+        apps: impl IntoIterator<Item = A>,
+    ) -> Self {
         let creds: HashMap<_, _> = apps
-            .iter()
+            .into_iter()
             .map(|a| {
+                let a: OaCredentials = a.into();
                 let creds = Creds {
-                    appid: a.oa_appid.clone(),
-                    secret: a.oa_secret.clone(),
-                    source: a.token_source,
+                    appid: a.appid,
+                    secret: a.secret,
+                    source: a.source,
                 };
-                (a.name.clone(), creds)
+                (a.app, creds)
             })
             .collect();
         let fetching = creds

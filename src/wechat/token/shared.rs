@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::TokenSource;
 use super::{
     Cached, Creds, LEASE, MAX_MARGIN, RETRY_FAILED_REFRESH, TokenError, TokenStore, WAIT_POLL,
 };
-use crate::config::TokenSource;
 use crate::domain::AppName;
 use crate::wechat::client::{AccessToken, FetchedToken, WechatError};
 

@@ -2,7 +2,7 @@
 //! takes on this machine (a recipients file of Mini Program openids, each with its own template
 //! field, and the followers audience), and the memory it needs; then (unless
 //! `--send-seconds 0`) the file campaign is sent for a measured window beside a steady
-//! transactional load, paused, resumed and cancelled ([`send_bench`](super::send_bench)).
+//! transactional load, paused, resumed and cancelled ([`campaign_sends`](super::campaign_sends)).
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -7,16 +7,18 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+mod data;
+mod pointer;
+
+use self::data::{check_data, template_check};
+pub use self::pointer::escape;
+use self::pointer::{field, required};
 use super::api_error::FieldError;
 use crate::domain::job::{MAX_JOB_BYTES, MAX_PAGEPATH_BYTES, MAX_URL_BYTES};
-use crate::domain::template::{MAX_FIELDS, MAX_VALUE_CHARS};
-use crate::domain::{
-    AppName, FieldKey, Job, JobId, MiniProgramLink, Recipient, TemplateData, TemplateId,
-};
+use crate::domain::{AppName, Job, JobId, MiniProgramLink, Recipient, TemplateId};
 
 /// The fields of a job, in the order the schema lists them.
 const FIELDS: &[&str] = &[
@@ -64,11 +66,6 @@ pub struct Context<'a> {
     /// The caller's app's template catalog (`None` when it could not be read: then the worker's
     /// own check is the only one).
     pub catalog: Option<&'a crate::templates::Catalog>,
-}
-
-/// Escapes one reference token of a JSON pointer (RFC 6901).
-pub fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 /// Checks the job at `pointer` (`""` for a whole body, `/jobs/3` in a batch).
@@ -206,56 +203,6 @@ pub fn check_job(
     })
 }
 
-/// The job against its app's template catalog (the check the worker makes again before
-/// sending): each problem at the JSON pointer of what to change.
-fn template_check(
-    job: &Job,
-    pointer: &str,
-    catalog: Option<&crate::templates::Catalog>,
-) -> Vec<FieldError> {
-    use crate::templates::Problem;
-    let Some(catalog) = catalog else {
-        return Vec::new();
-    };
-    let Err(refusal) = crate::templates::check_job(catalog, job) else {
-        return Vec::new();
-    };
-    let data_key = |key: &str| format!("{pointer}/data/{}", escape(key));
-    refusal
-        .problems
-        .iter()
-        .flat_map(|problem| match problem {
-            Problem::UnknownTemplate { .. } => {
-                vec![FieldError::new(
-                    format!("{pointer}/template_id"),
-                    problem.to_string(),
-                )]
-            }
-            Problem::MissingKeys { .. } => {
-                vec![FieldError::new(
-                    format!("{pointer}/data"),
-                    problem.to_string(),
-                )]
-            }
-            Problem::UnknownKeys { keys } => keys
-                .iter()
-                .map(|k| {
-                    FieldError::new(
-                        data_key(k),
-                        format!(
-                            "not a placeholder of template {}: remove it",
-                            job.template_id
-                        ),
-                    )
-                })
-                .collect(),
-            Problem::LineBreak { key } | Problem::TypeRule { key, .. } => {
-                vec![FieldError::new(data_key(key), problem.to_string())]
-            }
-        })
-        .collect()
-}
-
 /// The job's app: its `app` field, or the caller's app when there is none. An app this server
 /// does not have is 422; another app than the caller's is 403.
 fn check_app(
@@ -302,142 +249,6 @@ fn check_app(
         )));
     }
     Ok(app)
-}
-
-/// Checks `data` field by field, so that every bad field is reported at its own pointer.
-fn check_data(value: &Value, at: &str, errors: &mut Vec<FieldError>) -> Option<TemplateData> {
-    let Some(obj) = value.as_object() else {
-        errors.push(FieldError::new(
-            at,
-            "must be an object of template fields, e.g. {\"thing1\": \"订单已发货\"}",
-        ));
-        return None;
-    };
-    let before = errors.len();
-    if obj.is_empty() {
-        errors.push(FieldError::new(at, "needs at least one template field"));
-    }
-    if obj.len() > MAX_FIELDS {
-        errors.push(FieldError::new(
-            at,
-            format!("has {} fields; at most {MAX_FIELDS} are allowed", obj.len()),
-        ));
-    }
-    let mut fields = std::collections::BTreeMap::new();
-    for (key, v) in obj {
-        let field_at = format!("{at}/{}", escape(key));
-        let key = match FieldKey::parse(key.as_str()) {
-            Ok(k) => k,
-            Err(e) => {
-                errors.push(FieldError::new(
-                    &field_at,
-                    format!("{e} (template placeholders look like thing1, time2)"),
-                ));
-                continue;
-            }
-        };
-        let (text, value_at) = match v {
-            Value::String(s) => (s, field_at),
-            Value::Object(o) if o.len() == 1 && o.get("value").is_some_and(Value::is_string) => {
-                let Some(Value::String(s)) = o.get("value") else {
-                    unreachable!("checked to be a string")
-                };
-                (s, format!("{field_at}/value"))
-            }
-            _ => {
-                errors.push(FieldError::new(
-                    field_at,
-                    "must be a string or {\"value\": \"…\"}",
-                ));
-                continue;
-            }
-        };
-        let chars = text.chars().count();
-        if text.trim().is_empty() {
-            errors.push(FieldError::new(
-                value_at,
-                "is empty; WeChat refuses empty template values (47003)",
-            ));
-        } else if chars > MAX_VALUE_CHARS {
-            errors.push(FieldError::new(
-                value_at,
-                format!("is {chars} characters long; at most {MAX_VALUE_CHARS} are allowed"),
-            ));
-        } else if text.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                value_at,
-                "contains a control character (line breaks are not shown by WeChat)",
-            ));
-        } else {
-            fields.insert(key, text.clone());
-        }
-    }
-    if errors.len() > before {
-        return None;
-    }
-    match TemplateData::new(fields) {
-        Ok(data) => Some(data),
-        Err(e) => {
-            errors.push(FieldError::new(at, e.to_string()));
-            None
-        }
-    }
-}
-
-/// An optional field, checked with its type; a problem is recorded at its pointer (deeper
-/// inside the value when serde can say where).
-fn field<T: DeserializeOwned>(
-    obj: &Map<String, Value>,
-    name: &str,
-    pointer: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    let value = obj.get(name)?;
-    if value.is_null() {
-        return None;
-    }
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let mut at = format!("{pointer}/{name}");
-            for segment in e.path().iter() {
-                match segment {
-                    serde_path_to_error::Segment::Seq { index } => {
-                        at.push_str(&format!("/{index}"))
-                    }
-                    serde_path_to_error::Segment::Map { key } => {
-                        at.push('/');
-                        at.push_str(&escape(key));
-                    }
-                    serde_path_to_error::Segment::Enum { variant } => {
-                        at.push('/');
-                        at.push_str(&escape(variant));
-                    }
-                    serde_path_to_error::Segment::Unknown => {}
-                }
-            }
-            errors.push(FieldError::new(at, e.into_inner().to_string()));
-            None
-        }
-    }
-}
-
-/// A required field; its absence is reported with what it should hold.
-fn required<T: DeserializeOwned>(
-    obj: &Map<String, Value>,
-    name: &str,
-    pointer: &str,
-    errors: &mut Vec<FieldError>,
-    what: &str,
-) -> Option<T> {
-    if obj.get(name).is_none_or(Value::is_null) {
-        errors.push(FieldError::new(
-            format!("{pointer}/{name}"),
-            format!("required: {what}"),
-        ));
-        return None;
-    }
-    field(obj, name, pointer, errors)
 }
 
 #[cfg(test)]

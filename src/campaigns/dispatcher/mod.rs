@@ -22,16 +22,22 @@ use chrono::{NaiveDate, Utc};
 use lapin::Connection;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+mod jobs;
+mod supervise;
+
+use self::jobs::JobTemplate;
+pub use self::jobs::job_id;
+pub use self::supervise::run_until;
 use super::model::CampaignState;
 use super::pacing::{self, QuotaSettings, Wait};
 use super::store::{self, Campaign};
-use crate::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData, TemplateId};
+use crate::domain::Job;
 use crate::queue::{Lane, Publisher, PublisherOptions, Topology};
 
 /// How a dispatcher behaves.
@@ -68,13 +74,6 @@ pub struct Dispatcher {
     quota: QuotaSettings,
     options: DispatcherOptions,
     published: Arc<AtomicU64>,
-}
-
-/// The job id of a campaign's recipient: UUID v5 of the recipient's OA openid in the
-/// campaign's namespace. The same on every dispatch of the same recipient.
-pub fn job_id(campaign: Uuid, oa_openid: &str) -> JobId {
-    JobId::parse(Uuid::new_v5(&campaign, oa_openid.as_bytes()).to_string())
-        .expect("a UUID is a valid job id")
 }
 
 /// What the dispatcher keeps per campaign between steps.
@@ -374,123 +373,5 @@ impl Dispatcher {
             }
         }
         Ok(())
-    }
-}
-
-/// The parts of a campaign's jobs that every recipient shares.
-struct JobTemplate {
-    app: AppName,
-    template_id: TemplateId,
-    data: Map<String, Value>,
-    url: Option<url::Url>,
-    miniprogram: Option<crate::domain::MiniProgramLink>,
-    not_after: Option<chrono::DateTime<Utc>>,
-}
-
-impl JobTemplate {
-    fn of(c: &Campaign) -> anyhow::Result<Self> {
-        Ok(JobTemplate {
-            app: AppName::parse(c.app.clone())?,
-            template_id: TemplateId::parse(c.template_id.clone())?,
-            data: match &c.data {
-                Value::Object(m) => m.clone(),
-                _ => Map::new(),
-            },
-            url: c.url.as_deref().map(url::Url::parse).transpose()?,
-            miniprogram: c
-                .miniprogram
-                .clone()
-                .map(serde_json::from_value)
-                .transpose()?,
-            not_after: c.not_after,
-        })
-    }
-
-    /// The job for one recipient: the shared data with the recipient's own fields over it.
-    fn job(&self, campaign: Uuid, oa_openid: &str, own: Option<&Value>) -> anyhow::Result<Job> {
-        let data = match own {
-            Some(Value::Object(own)) => {
-                let mut merged = self.data.clone();
-                merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-                serde_json::from_value::<TemplateData>(Value::Object(merged))?
-            }
-            _ => serde_json::from_value::<TemplateData>(Value::Object(self.data.clone()))?,
-        };
-        let mut job = Job::new(
-            Recipient::OaOpenid(OpenId::parse(oa_openid.to_owned())?),
-            self.template_id.clone(),
-            data,
-        );
-        job.id = job_id(campaign, oa_openid);
-        job.app = self.app.clone();
-        job.url = self.url.clone();
-        job.miniprogram = self.miniprogram.clone();
-        job.not_after = self.not_after;
-        job.campaign_id = Some(campaign);
-        Ok(job)
-    }
-}
-
-/// Runs a dispatcher for `settings` until `shutdown`, reconnecting to RabbitMQ with backoff.
-/// This is what `wxnotify worker` runs beside its consumers, and `wxnotify campaign dispatch`
-/// on its own.
-pub async fn run_until(
-    settings: crate::config::Settings,
-    pool: PgPool,
-    options: DispatcherOptions,
-    shutdown: CancellationToken,
-) {
-    let apps: Vec<AppName> = settings.apps.iter().map(|a| a.name.clone()).collect();
-    let quota = QuotaSettings::from_env(&apps);
-    let topology = Topology::new(settings.queue_prefix.clone());
-    let mut delay = Duration::from_millis(500);
-    while !shutdown.is_cancelled() {
-        let connection =
-            match crate::queue::connect(&settings.amqp_url, "wxnotify-campaign-dispatcher").await {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher: RabbitMQ unreachable; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                    continue;
-                }
-            };
-        let dispatcher = match Dispatcher::new(
-            pool.clone(),
-            connection.clone(),
-            topology.clone(),
-            quota.clone(),
-            options.clone(),
-        )
-        .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "dispatcher: no publisher; retrying");
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
-        delay = Duration::from_millis(500);
-        if let Err(e) = dispatcher.run(shutdown.clone()).await {
-            tracing::warn!(error = %e, "dispatcher stopped; reconnecting");
-        }
-        let _ = connection.close(200, "dispatcher stopping".into()).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_recipients_job_id_is_the_same_on_every_dispatch() {
-        let c = Uuid::new_v4();
-        assert_eq!(job_id(c, "oOA1"), job_id(c, "oOA1"));
-        assert_ne!(job_id(c, "oOA1"), job_id(c, "oOA2"));
-        assert_ne!(job_id(c, "oOA1"), job_id(Uuid::new_v4(), "oOA1"));
     }
 }

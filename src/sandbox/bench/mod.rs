@@ -189,18 +189,20 @@ pub async fn run(args: BenchOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The median of `values` (the mean of the middle two when their number is even).
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
 /// The median of each figure over `runs` (of one scenario), marked `summary: true`; for the two
 /// ceilings (busiest window, peak RSS) the worst run instead.
 fn summary_of(runs: &[BenchResult]) -> BenchResult {
-    fn median(mut values: Vec<f64>) -> f64 {
-        values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        if values.len() % 2 == 1 {
-            values[mid]
-        } else {
-            (values[mid - 1] + values[mid]) / 2.0
-        }
-    }
     let of = |f: fn(&BenchResult) -> f64| median(runs.iter().map(f).collect());
     BenchResult {
         scenario: runs[0].scenario,

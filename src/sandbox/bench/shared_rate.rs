@@ -236,15 +236,7 @@ fn spawn(settings: &Settings, prefetch: u16, lane: &str) -> anyhow::Result<tokio
 
 /// The median of each figure; the busiest window of the worst run.
 fn median_phase(phases: Vec<Phase>) -> Phase {
-    fn median(mut v: Vec<f64>) -> f64 {
-        v.sort_by(f64::total_cmp);
-        let mid = v.len() / 2;
-        if v.len() % 2 == 1 {
-            v[mid]
-        } else {
-            (v[mid - 1] + v[mid]) / 2.0
-        }
-    }
+    use super::median;
     let of = |f: fn(&Phase) -> f64| median(phases.iter().map(f).collect());
     let max_window = phases.iter().map(|p| p.max_window).max().unwrap_or(0);
     Phase {

@@ -97,6 +97,9 @@ impl Written {
 const MAX_BATCH: usize = 256;
 /// Batched statements of one kind running at once.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// How long a batch waits for more rows once its first is in (see `Batcher::spawn`). A job
+/// waits at most this long for its claim, and its outcome as long for its record.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Where a job is recorded. Claims and sends of concurrent deliveries are batched into one
 /// statement each (see `batch.rs`); rarer writes run alone.
@@ -118,11 +121,11 @@ impl Ledger {
     /// A ledger whose claims name `worker`, the id this process heartbeats under in `workers`:
     /// its claims are taken over as soon as its heartbeat lapses.
     pub fn for_worker(pool: PgPool, worker: Uuid) -> Self {
-        let claims = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, {
+        let claims = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
             let pool = pool.clone();
             move |reqs| claim_batch(pool.clone(), worker, reqs)
         });
-        let sends = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, {
+        let sends = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
             let pool = pool.clone();
             move |reqs| sent_batch(pool.clone(), reqs)
         });

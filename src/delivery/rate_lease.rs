@@ -10,10 +10,12 @@ use sqlx::PgPool;
 use crate::domain::AppName;
 
 /// How far ahead of the burst tolerance one lease may reach: the length of a lease block.
+/// A transactional lease reaches twice as far, so it finds room behind the bulk permits
+/// already leased (bulk never holds the whole horizon against it).
 pub const LEASE_AHEAD: Duration = Duration::from_millis(40);
 /// The burst, as a fraction of the rate: at most this many permits are spent at once after an
 /// idle spell, and no one-second window holds more than rate × (1 + this).
-pub const BURST_FRACTION: f64 = 0.01;
+pub const BURST_FRACTION: f64 = 0.005;
 /// A lease statement that takes longer than this counts as failed (sending pauses meanwhile).
 pub const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -26,8 +28,10 @@ pub struct LeaseParams {
     pub interval_us: i64,
     /// The burst tolerance in microseconds: a permit may be spent this long before its slot.
     pub burst_us: i64,
-    /// How far beyond the tolerance a lease reaches.
+    /// How far beyond the tolerance a bulk lease reaches.
     pub ahead_us: i64,
+    /// How far beyond the tolerance a transactional lease reaches (twice `ahead_us`).
+    pub tx_ahead_us: i64,
     /// The permits of one lease horizon beyond the burst (the most one lease holds ahead).
     pub block: u32,
     /// A lease smaller than this (or than the demand, if smaller) is not granted: no dribbling.
@@ -49,6 +53,7 @@ impl LeaseParams {
             interval_us,
             burst_us: burst * interval_us,
             ahead_us,
+            tx_ahead_us: 2 * ahead_us,
             block,
             min_grant: (block / 4).max(1),
         }
@@ -57,6 +62,15 @@ impl LeaseParams {
     /// The emission interval.
     pub fn interval(&self) -> Duration {
         Duration::from_micros(self.interval_us as u64)
+    }
+
+    /// How far beyond the tolerance a lease of this lane reaches.
+    pub fn ahead_us(&self, transactional: bool) -> i64 {
+        if transactional {
+            self.tx_ahead_us
+        } else {
+            self.ahead_us
+        }
     }
 }
 
@@ -102,7 +116,7 @@ pub async fn lease(
     .bind(i32::try_from(want).unwrap_or(i32::MAX))
     .bind(params.interval_us)
     .bind(params.burst_us)
-    .bind(params.ahead_us)
+    .bind(params.ahead_us(transactional))
     .bind(i32::try_from(params.min_grant).unwrap_or(i32::MAX))
     .fetch_one(pool);
     let (granted, base_us, now_us, retry_us) = tokio::time::timeout(LEASE_TIMEOUT, statement)
@@ -125,7 +139,8 @@ pub struct LaneUsage {
     pub transactional_per_second: f64,
     /// Permits the bulk lane took, per second (same decay).
     pub bulk_per_second: f64,
-    /// A transactional lease was cut short within the last lease horizon: bulk gets nothing.
+    /// Transactional sends are short of permits (a transactional lease got less than it asked
+    /// for, lately): bulk leases leave them that room.
     pub transactional_starved: bool,
     /// Lease statements so far (all processes).
     pub leases: i64,
@@ -135,7 +150,7 @@ pub struct LaneUsage {
 
 impl LaneUsage {
     /// What is left for the bulk lane, sends per second: the rate minus what the transactional
-    /// lane uses (0 while a transactional send is held back).
+    /// lane uses (0 while transactional sends are short of permits).
     pub fn bulk_headroom_per_second(&self) -> f64 {
         if self.transactional_starved {
             0.0
@@ -172,7 +187,7 @@ mod tests {
     fn the_parameters_of_2000_per_second() {
         let p = LeaseParams::for_rate(2000);
         assert_eq!(p.interval_us, 500);
-        assert_eq!(p.burst_us, 20 * 500);
+        assert_eq!(p.burst_us, 10 * 500);
         assert_eq!(p.block, 80);
         assert_eq!(p.min_grant, 20);
     }

@@ -24,22 +24,22 @@
 //!   has seen: well under a millisecond on a LAN). The cost of that strictness: on a machine so
 //!   loaded that a process stalls for longer than the tolerance (10 ms), permits are lost.
 //! - **A dead worker** loses at most its unspent lease: permits up to `burst + LEASE_AHEAD`
-//!   (50 ms at any rate) ahead of the database's clock. Nothing has to time out; the next lease
-//!   of any other process simply starts after them.
+//!   (50 ms at any rate; 90 ms for a transactional lease) ahead of the database's clock.
+//!   Nothing has to time out; the next lease of any other process simply starts after them.
 //! - **An idle worker leases nothing**: the pacer leases only for sends that wait, at most as
 //!   many as wait. A new worker needs no rebalancing: it starts leasing with its first send.
 //! - **A Postgres hiccup pauses sending.** A failed or slow lease (over [`LEASE_TIMEOUT`]) grants
 //!   nothing; the pacer tries again with a backoff up to one second; the permits already leased
 //!   are spent on their slots; nothing is ever sent without a permit.
-//! - **Transactional before bulk, across processes.** A transactional lease that gets fewer
-//!   permits than it asked for marks the row `tx_starved_until = now + 2 × (burst +
-//!   LEASE_AHEAD)` (two horizons, so a transactional pacer that comes back a little late still
-//!   finds the mark); until then every bulk lease, in any process, is granted nothing. So a
-//!   bulk lease never takes permits that a transactional send somewhere is waiting for; at worst the transactional send
-//!   waits behind bulk permits already leased (one horizon, 50 ms). When the transactional lane
-//!   uses less than the rate, its leases are granted in full, nothing is marked, and bulk gets
-//!   the rest. Inside a process, every permit that comes due goes to a waiting transactional send
-//!   first.
+//! - **Transactional before bulk, across processes.** A transactional lease reaches twice as
+//!   far ahead as a bulk lease, so it finds room behind the bulk permits already leased (a
+//!   transactional send waits at most one bulk horizon, 50 ms, behind them). A transactional
+//!   lease that still gets fewer permits than it asked for records its shortfall on the row for
+//!   two of its horizons; every bulk lease, in any process, leaves that much room and takes
+//!   only the rest. So a bulk lease never takes permits a transactional send is waiting for,
+//!   and bulk takes everything the transactional lane leaves: when the transactional demand is
+//!   above the rate, nothing; when it is a trickle, all but the trickle. Inside a process,
+//!   every permit that comes due goes to a waiting transactional send first.
 //!
 //! The cost: one statement per lease; a lease is granted only when at least a quarter of a block
 //! (10 ms of permits, or the whole demand if smaller) fits, so at a saturated rate each statement
@@ -98,6 +98,19 @@ pub struct LimiterCounters {
     /// Permits dropped because this process came to them too late (a stall longer than the
     /// burst tolerance): lost, never spent on top of later ones.
     pub expired: AtomicU64,
+    /// Permits that came due with no send waiting for them any more (the sends they were
+    /// leased for were cancelled): dropped.
+    pub unwanted: AtomicU64,
+}
+
+impl LimiterCounters {
+    fn add(&self, counter: &AtomicU64, fate: &'static str, app: &AppName, n: u32) {
+        if n > 0 {
+            counter.fetch_add(u64::from(n), Ordering::Relaxed);
+            metrics::counter!("wxnotify_rate_permits_total", "app" => app.to_string(), "fate" => fate)
+                .increment(u64::from(n));
+        }
+    }
 }
 
 /// The sends waiting for a permit, per lane.
@@ -122,17 +135,22 @@ impl Shared {
     /// Hands `n` due permits to waiting sends, transactional first. A permit nobody waits for
     /// any more (a cancelled send) is dropped, never kept for later: keeping it would let it
     /// be spent after its slot, on top of later permits.
-    fn hand_out(&self, mut n: u32) {
-        let mut w = self.waiters.lock().expect("waiters lock");
-        while n > 0 {
-            let Some(tx) = w.tx.pop_front().or_else(|| w.bulk.pop_front()) else {
-                break;
-            };
-            if tx.send(()).is_ok() {
-                n -= 1;
-                self.counters.spent.fetch_add(1, Ordering::Relaxed);
+    fn hand_out(&self, n: u32) {
+        let mut spent = 0;
+        {
+            let mut w = self.waiters.lock().expect("waiters lock");
+            while spent < n {
+                let Some(tx) = w.tx.pop_front().or_else(|| w.bulk.pop_front()) else {
+                    break;
+                };
+                if tx.send(()).is_ok() {
+                    spent += 1;
+                }
             }
         }
+        let c = &self.counters;
+        c.add(&c.spent, "spent", &self.app, spent);
+        c.add(&c.unwanted, "unwanted", &self.app, n - spent);
     }
 
     /// Sends waiting (transactional, all), minus the permits already leased for them.
@@ -359,12 +377,8 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
         if due > 0 {
             shared.hand_out(due);
         }
-        if expired > 0 {
-            shared
-                .counters
-                .expired
-                .fetch_add(u64::from(expired), Ordering::Relaxed);
-        }
+        let c = &shared.counters;
+        c.add(&c.expired, "expired", &shared.app, expired);
         let (tx_need, all_need) = shared.needs(schedule.unreleased());
         if all_need > 0 && now >= next_lease {
             let transactional = tx_need > 0;
@@ -377,14 +391,15 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
                 r = rate_lease::lease(&shared.pool, &shared.app, &params, transactional, want) => r,
             };
             let answered = Instant::now();
+            metrics::histogram!("wxnotify_rate_lease_seconds", "app" => shared.app.to_string())
+                .record((answered - now).as_secs_f64());
             match lease {
                 Ok(grant) => {
                     backoff = MIN_BACKOFF;
                     shared.counters.leases.fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .counters
-                        .granted
-                        .fetch_add(u64::from(grant.granted), Ordering::Relaxed);
+                    metrics::counter!("wxnotify_rate_leases_total", "app" => shared.app.to_string(), "result" => "ok")
+                        .increment(1);
+                    c.add(&c.granted, "granted", &shared.app, grant.granted);
                     clock.observe(answered, grant.db_now_us);
                     if grant.granted > 0 {
                         schedule.blocks.push_back(Block {
@@ -403,6 +418,8 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
                 }
                 Err(e) => {
                     shared.counters.lease_errors.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("wxnotify_rate_leases_total", "app" => shared.app.to_string(), "result" => "error")
+                        .increment(1);
                     tracing::warn!(app = %shared.app, error = %e, retry_in = ?backoff,
                         "cannot lease send permits; sending of this app pauses");
                     next_lease = answered + backoff;
@@ -556,6 +573,21 @@ impl Limits {
             .bind(self.me)
             .execute(&pool)
             .await;
+        self.log_counters();
+    }
+
+    /// Logs what each app's limiter did in this process (at the worker's stop).
+    pub fn log_counters(&self) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (app, limiter) in &self.apps {
+            let c = limiter.counters();
+            if get(&c.leases) + get(&c.lease_errors) == 0 {
+                continue;
+            }
+            tracing::info!(app = %app, leases = get(&c.leases), lease_errors = get(&c.lease_errors),
+                granted = get(&c.granted), spent = get(&c.spent), expired = get(&c.expired),
+                unwanted = get(&c.unwanted), "rate limiter: permits of this process");
+        }
     }
 }
 

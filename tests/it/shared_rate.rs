@@ -234,6 +234,10 @@ async fn a_worker_killed_while_holding_a_lease_costs_at_most_its_lease() {
         - app
             .counters()
             .expired
+            .load(std::sync::atomic::Ordering::Relaxed)
+        - app
+            .counters()
+            .unwanted
             .load(std::sync::atomic::Ordering::Relaxed);
     for t in &doomed_tasks {
         t.abort();
@@ -245,7 +249,8 @@ async fn a_worker_killed_while_holding_a_lease_costs_at_most_its_lease() {
     }
     let times = log.lock().unwrap().clone();
     let params = *survivor.app(&apps[0].name).unwrap().params();
-    let lease_max = (params.burst_us + params.ahead_us) / params.interval_us;
+    // Its senders are transactional: a transactional lease reaches the furthest.
+    let lease_max = (params.burst_us + params.ahead_us(true)) / params.interval_us;
     assert!(
         holding as i64 <= lease_max,
         "it held {holding} > {lease_max}"
@@ -326,6 +331,57 @@ async fn transactional_before_bulk_across_two_processes() {
 }
 
 #[tokio::test]
+async fn a_trickle_of_transactional_sends_leaves_bulk_the_rest_of_the_rate() {
+    let rate = 400;
+    let apps = apps(rate);
+    let db = db_with(&apps).await;
+    let bulk_process = process(&db, &apps).await;
+    let tx_process = process(&db, &apps).await;
+    let bulk_log = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let until = start + Duration::from_secs(3);
+    let bulk = load(&bulk_process, &apps[0], Lane::Bulk, 50, until, &bulk_log);
+    // Twenty transactional sends a second in the other process, each timed from its wish to
+    // send to its permit.
+    let limiter_of = tx_process.clone();
+    let name = apps[0].name.clone();
+    let trickle = tokio::spawn(async move {
+        let limiter = limiter_of.app(&name).unwrap();
+        let mut waits = Vec::new();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while Instant::now() + Duration::from_millis(100) < until {
+            let asked = Instant::now();
+            limiter.acquire(Lane::Jobs).await;
+            waits.push(asked.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        waits
+    });
+    for t in bulk {
+        t.await.unwrap();
+    }
+    let waits = trickle.await.unwrap();
+    let from = start + Duration::from_millis(300);
+    let span = (until - from).as_secs_f64();
+    let bulk_after = in_span(&bulk_log.lock().unwrap(), from, until);
+    let trickle_rate = waits.len() as f64 / span;
+    assert!(waits.len() >= 20, "{} transactional sends", waits.len());
+    assert!(
+        bulk_after as f64 >= (rate as f64 - trickle_rate) * span * FLOOR,
+        "bulk got {bulk_after} in {span:.2} s beside {trickle_rate:.0} transactional sends/s at {rate}/s: {}",
+        counters(&bulk_process, &apps[0])
+    );
+    // A transactional send waits behind the bulk permits already leased, no more.
+    let mut sorted = waits.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        median < Duration::from_millis(150),
+        "transactional sends waited {median:?} (median) beside bulk"
+    );
+}
+
+#[tokio::test]
 async fn postgres_unreachable_for_the_limiter_sends_nothing_unmetered() {
     let rate = 400;
     let apps = apps(rate);
@@ -345,7 +401,7 @@ async fn postgres_unreachable_for_the_limiter_sends_nothing_unmetered() {
     let times = log.lock().unwrap().clone();
     let app = limits.app(&apps[0].name).unwrap();
     let params = *app.params();
-    let lease_max = ((params.burst_us + params.ahead_us) / params.interval_us) as usize;
+    let lease_max = ((params.burst_us + params.ahead_us(true)) / params.interval_us) as usize;
     let after = in_span(&times, gone, until);
     assert!(
         after <= lease_max,

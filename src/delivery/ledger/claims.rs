@@ -164,7 +164,7 @@ SELECT i.job_id, c.attempts, c.life, c.life_attempts_base, c.claimed_at, c.uncer
        (fo.any_follower IS NOT NULL OR fa.any_follower IS NOT NULL) AS any_follower
 FROM input i
 LEFT JOIN claimed c USING (job_id)
-LEFT JOIN deliveries p ON c.job_id IS NULL AND p.job_id = i.job_id
+LEFT JOIN deliveries p ON c.job_id IS NULL AND p.job_id = i.job_id AND p.job_id = ANY($1)
 LEFT JOIN mp_users m ON i.kind = 'mp_openid' AND m.app = i.app AND m.mp_openid = i.recipient
 LEFT JOIN LATERAL (
     SELECT CASE WHEN f.subscribed THEN f.oa_openid END AS oa_openid, true AS any_follower

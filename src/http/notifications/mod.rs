@@ -108,6 +108,8 @@ pub struct BatchResponse {
         (status = 200, description = "This id was accepted before with the same content: its current status.", body = NotificationStatus),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 403, description = "The job's app is not the key's app.", body = ErrorBody),
         (status = 409, description = "This id was used before with other content.", body = ErrorBody),
         (status = 422, description = "Invalid values: every problem with its JSON pointer.", body = ErrorBody),
@@ -155,6 +157,8 @@ pub async fn create(
         (status = 200, description = "A result per item (each item's `status` is what a single POST would have answered). `Retry-After` is set when some items met an unavailable queue.", body = BatchResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000.", body = ErrorBody),
         (status = 503, description = "RabbitMQ is unavailable: no item was accepted.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -282,6 +286,8 @@ pub async fn create_batch(
     responses(
         (status = 200, description = "Its status.", body = NotificationStatus),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 404, description = "No accepted notification with this id for the key's app.", body = ErrorBody),
     )
 )]

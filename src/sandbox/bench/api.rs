@@ -2,7 +2,9 @@
 //! database and queue prefix, `serve`'s router on port 0 in this process, an API key, then:
 //!
 //! - **batch**: `--api-batches` sequential `POST /v1/notifications/batch` of 1,000 jobs each;
-//!   jobs accepted per second per batch (202 after RabbitMQ confirmed all 1,000), median;
+//!   jobs accepted per second per batch (200 once RabbitMQ confirmed all 1,000), median; then
+//!   as many batches again from four producers at once: jobs accepted per second over the
+//!   wall time (what the server accepts, not what one waiting client sees);
 //! - **single**: `POST /v1/notifications` at a fixed 500 requests/s for `--api-seconds`, each
 //!   request sent at its scheduled time whatever the earlier ones do (open loop), latency
 //!   measured from that time (no coordinated omission): p50, p99, max.
@@ -34,6 +36,10 @@ pub struct ApiBenchResult {
     pub batch_jobs_per_second_median: f64,
     /// The slowest batch, jobs per second.
     pub batch_jobs_per_second_min: f64,
+    /// Producers posting the same number of batches at once.
+    pub concurrent_producers: usize,
+    /// Jobs accepted per second with them (all batches over the wall time).
+    pub concurrent_jobs_per_second: f64,
     /// Single POSTs sent.
     pub single_requests: u64,
     /// Their rate, requests per second.
@@ -69,8 +75,12 @@ pub async fn run(
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "api batch:  {} batches of 1,000: median {:.0} jobs/s accepted (slowest batch {:.0} jobs/s)",
+            "api batch:  {} batches of 1,000 one at a time: median {:.0} jobs/s accepted (slowest batch {:.0} jobs/s)",
             r.batches, r.batch_jobs_per_second_median, r.batch_jobs_per_second_min
+        );
+        println!(
+            "api batch:  {} batches of 1,000 from {} producers at once: {:.0} jobs/s accepted",
+            r.batches, r.concurrent_producers, r.concurrent_jobs_per_second
         );
         println!(
             "api single: {} POSTs at {}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} not 202",
@@ -83,6 +93,37 @@ pub async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Producers posting batches at once in the concurrent part of the batch figures.
+const CONCURRENT_PRODUCERS: usize = 4;
+
+/// Posts one batch of 1,000; its time to the answer. Every job must be accepted.
+async fn post_batch(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    tag: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<Duration> {
+    let body = serde_json::to_vec(body)?;
+    let started = Instant::now();
+    let response = http
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        status == 200 && answer["accepted"] == 1000,
+        "batch {tag} not fully accepted: {status} {}",
+        answer["accepted"]
+    );
+    Ok(elapsed)
 }
 
 async fn measure(
@@ -131,31 +172,38 @@ async fn measure(
 
     // Batches, one at a time (one warm-up batch first: connections and channels open).
     let batch_url = format!("http://{addr}/v1/notifications/batch");
+    let post = |tag: String| {
+        let (http, url, key) = (http.clone(), batch_url.clone(), key.clone());
+        let body =
+            json!({"jobs": (0..1000).map(|i| job(format!("{tag}-{i}"), i)).collect::<Vec<_>>()});
+        async move { post_batch(&http, &url, &key, &tag, &body).await }
+    };
     let mut rates = Vec::new();
     for b in 0..=batches {
-        let body =
-            json!({"jobs": (0..1000).map(|i| job(format!("b{b}-{i}"), i)).collect::<Vec<_>>()});
-        let body = serde_json::to_vec(&body)?;
-        let started = Instant::now();
-        let response = http
-            .post(&batch_url)
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: serde_json::Value = response.json().await?;
-        let elapsed = started.elapsed();
-        anyhow::ensure!(
-            status == 200 && answer["accepted"] == 1000,
-            "batch {b} not fully accepted: {status} {}",
-            answer["accepted"]
-        );
+        let elapsed = post(format!("b{b}")).await?;
         if b > 0 {
             rates.push(1000.0 / elapsed.as_secs_f64());
         }
     }
+    // The same number of batches from several producers at once: what the server accepts.
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for p in 0..CONCURRENT_PRODUCERS {
+        let mine: Vec<_> = (p..batches)
+            .step_by(CONCURRENT_PRODUCERS)
+            .map(|b| post(format!("c{b}")))
+            .collect();
+        producers.spawn(async move {
+            for batch in mine {
+                batch.await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    let concurrent_jobs_per_second = (batches * 1000) as f64 / started.elapsed().as_secs_f64();
     rates.sort_by(f64::total_cmp);
 
     // Single POSTs at a fixed rate, open loop.
@@ -206,6 +254,8 @@ async fn measure(
         batches,
         batch_jobs_per_second_median: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
         batch_jobs_per_second_min: rates.first().copied().unwrap_or(0.0),
+        concurrent_producers: CONCURRENT_PRODUCERS,
+        concurrent_jobs_per_second,
         single_requests: total,
         single_rate: rate,
         single_p50_ms: ms(h.value_at_quantile(0.5)),

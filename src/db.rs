@@ -12,22 +12,42 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A wrong `DATABASE_URL` (not a URL, a database that does not exist, a refused login) is a
 /// [`ConfigError`](crate::config::ConfigError) naming the setting (exit code 2); a server that
 /// cannot be reached is an error to retry (exit code 3).
+pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    open(url, max_connections, |options| options).await
+}
+
+/// [`connect`] for a worker: its connections plan every execution of a prepared statement for
+/// the table sizes of that moment ([`plan_each_execution`]).
+pub async fn connect_worker(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    open(url, max_connections, plan_each_execution).await
+}
+
+/// Sets `plan_cache_mode = force_custom_plan` on the connections of `options`.
 ///
-/// Every connection plans each execution of a prepared statement for the table sizes of that
-/// moment (`plan_cache_mode = force_custom_plan`). The ledger's hot statements are prepared
-/// once per connection; with the default, Postgres may keep a generic plan made while
+/// The worker's ledger statements are prepared once per connection and run hundreds of times
+/// a second. With Postgres's default, a connection may keep a generic plan made while
 /// `deliveries` was nearly empty (a fresh install, the first minutes of a big campaign, before
 /// autovacuum's first ANALYZE) and go on scanning the whole growing table with it: measured, a
 /// worker's drain slowed from 2,000 to 1,400 sends/s within 30,000 jobs, Postgres using most of
-/// the machine. Planning each time costs a fraction of a millisecond per batched statement.
-pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+/// the machine. Planning again costs a fraction of a millisecond per batched statement, which
+/// the worker's batches share; the producer API, with a statement or two per request, keeps
+/// the default.
+pub fn plan_each_execution(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("plan_cache_mode", "force_custom_plan")])
+}
+
+async fn open(
+    url: &SecretString,
+    max_connections: u32,
+    session: fn(PgConnectOptions) -> PgConnectOptions,
+) -> anyhow::Result<PgPool> {
     use anyhow::Context;
     let result = match url.expose_secret().parse::<PgConnectOptions>() {
         Ok(options) => {
             PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(std::time::Duration::from_secs(10))
-                .connect_with(session_settings(options))
+                .connect_with(session(options))
                 .await
         }
         Err(e) => Err(e),
@@ -41,11 +61,6 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result
             ),
         },
     }
-}
-
-/// The session settings of every connection wxnotify opens (see [`connect`]).
-pub fn session_settings(options: PgConnectOptions) -> PgConnectOptions {
-    options.options([("plan_cache_mode", "force_custom_plan")])
 }
 
 /// The setting to fix when connecting failed for a reason retrying cannot change.

@@ -71,7 +71,7 @@ pub struct WorkerArgs {
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     settings.require_apps()?;
-    let pool = crate::db::connect(&settings.database_url, args.db_connections).await?;
+    let pool = crate::db::connect_worker(&settings.database_url, args.db_connections).await?;
     crate::db::migrate(&pool).await?;
     crate::db::register_apps(&pool, &settings.apps).await?;
     let mut config = WorkerConfig::default();

@@ -43,7 +43,7 @@ impl TestDb {
         scratch::create_database(&server, &name)
             .await
             .expect("cannot make the test database");
-        let options = wxnotify::db::session_settings(server.database(&name));
+        let options = wxnotify::db::plan_each_execution(server.database(&name));
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect_with(options.clone())

@@ -22,9 +22,10 @@
 //!   are at most rate × t + 2 × burst in any window, give or take the difference between the
 //!   processes' estimates of the database's clock (each takes the smallest statement delay it
 //!   has seen: well under a millisecond on a LAN). The cost of that strictness: on a machine so
-//!   loaded that a process stalls for longer than the tolerance (10 ms), permits are lost.
+//!   loaded that a process stalls for longer than the tolerance (5 ms, at least two ticks),
+//!   permits are lost.
 //! - **A dead worker** loses at most its unspent lease: permits up to `burst + LEASE_AHEAD`
-//!   (50 ms at any rate; 90 ms for a transactional lease) ahead of the database's clock.
+//!   (45 ms at any rate; 85 ms for a transactional lease) ahead of the database's clock.
 //!   Nothing has to time out; the next lease of any other process simply starts after them.
 //! - **An idle worker leases nothing**: the pacer leases only for sends that wait, at most as
 //!   many as wait. A new worker needs no rebalancing: it starts leasing with its first send.
@@ -33,7 +34,7 @@
 //!   are spent on their slots; nothing is ever sent without a permit.
 //! - **Transactional before bulk, across processes.** A transactional lease reaches twice as
 //!   far ahead as a bulk lease, so it finds room behind the bulk permits already leased (a
-//!   transactional send waits at most one bulk horizon, 50 ms, behind them). A transactional
+//!   transactional send waits at most one bulk horizon, 45 ms, behind them). A transactional
 //!   lease that still gets fewer permits than it asked for records its shortfall on the row for
 //!   two of its horizons; every bulk lease, in any process, leaves that much room and takes
 //!   only the rest. So a bulk lease never takes permits a transactional send is waiting for,

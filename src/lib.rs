@@ -37,6 +37,7 @@
 //!   modules above never import it.
 
 pub mod app;
+pub mod batch;
 pub mod blocks;
 pub mod campaigns;
 pub mod commands;

@@ -22,6 +22,16 @@ pub struct Snapshot {
     pub repeats: u64,
     /// Lines skipped as bad.
     pub bad_lines: BadLines,
+    /// Recipients kept, by unreachable reason (`None`: reachable), counted from the rows the
+    /// insert returned rather than by reading the million rows back.
+    pub kept: Vec<(Option<String>, i64)>,
+}
+
+/// Counts the rows an `INSERT .. RETURNING unreachable` (the `$insert`) wrote, by reason.
+fn counted(insert: &str) -> String {
+    format!(
+        "WITH ins AS ({insert} RETURNING unreachable) SELECT unreachable, count(*) FROM ins GROUP BY 1"
+    )
 }
 
 /// Snapshots every subscribed follower of `app`'s OA into campaign `id`.
@@ -30,19 +40,19 @@ pub async fn followers(
     id: Uuid,
     app: &AppName,
 ) -> Result<Snapshot, sqlx::Error> {
-    let n = sqlx::query(
+    let kept: Vec<(Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(counted(
         "INSERT INTO campaign_recipients (campaign_id, line, recipient_kind, recipient, oa_openid, send_seq)
          SELECT $1, n, 'oa_openid', oa_openid, oa_openid, n
          FROM (SELECT oa_openid, row_number() OVER (ORDER BY oa_openid) AS n
                FROM oa_followers WHERE app = $2 AND subscribed) f",
-    )
+    )))
     .bind(id)
     .bind(app.as_str())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut **tx)
+    .await?;
     Ok(Snapshot {
-        lines: n,
+        lines: kept.iter().map(|(_, n)| *n as u64).sum(),
+        kept,
         ..Snapshot::default()
     })
 }
@@ -69,13 +79,13 @@ pub async fn recipients(
     sqlx::query("ANALYZE campaign_staging")
         .execute(&mut **tx)
         .await?;
-    let inserted = sqlx::query(RESOLVE_SQL)
+    snap.kept = sqlx::query_as(sqlx::AssertSqlSafe(counted(RESOLVE_SQL)))
         .bind(id)
         .bind(app.as_str())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    snap.repeats = snap.lines - inserted;
+        .fetch_all(&mut **tx)
+        .await?;
+    let inserted: i64 = snap.kept.iter().map(|(_, n)| n).sum();
+    snap.repeats = snap.lines - inserted as u64;
     Ok(snap)
 }
 

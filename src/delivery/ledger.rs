@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::batch::Batcher;
 use super::resolve::Lookup;
+use crate::batch::Batcher;
 
 mod claims;
 mod outcomes;
@@ -121,11 +121,11 @@ impl Ledger {
     /// A ledger whose claims name `worker`, the id this process heartbeats under in `workers`:
     /// its claims are taken over as soon as its heartbeat lapses.
     pub fn for_worker(pool: PgPool, worker: Uuid) -> Self {
-        let claims = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
+        let claims = Batcher::spawn("ledger_claims", MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
             let pool = pool.clone();
             move |reqs| claim_batch(pool.clone(), worker, reqs)
         });
-        let sends = Batcher::spawn(MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
+        let sends = Batcher::spawn("ledger_sends", MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
             let pool = pool.clone();
             move |reqs| sent_batch(pool.clone(), reqs)
         });

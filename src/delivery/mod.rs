@@ -19,7 +19,6 @@
 //! The command (`wxnotify worker`) is `crate::commands::worker`.
 
 pub mod acks;
-pub mod batch;
 pub mod consumer;
 pub mod death;
 pub mod ledger;

@@ -8,10 +8,10 @@
 //! that committed but whose reply was lost is recognised as this claim's own, never as a
 //! duplicate.
 
-use super::batch::DbError;
 use super::ledger::{DeadJob, MalformedLetter, RetryRecord, Written};
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{Attempt, BrokerDead, Decision, Malformed, Pipeline};
+use crate::batch::DbError;
 use crate::wechat::errcode;
 
 impl Pipeline {

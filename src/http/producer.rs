@@ -3,6 +3,11 @@
 //! the OA callback do not need it); producer requests then answer 503 with `Retry-After`, and
 //! the first request after the broker is back reconnects (at most one attempt per
 //! [`ProducerOptions::reconnect_every`], so a down broker costs requests nothing but a check).
+//!
+//! The jobs of concurrent requests are published together (see [`BrokerLink`]), and each app's
+//! template catalog is read at most once per [`CATALOG_TTL`]: at hundreds of single POSTs a
+//! second, a channel held per request until its confirm and two catalog reads per request were
+//! what the API spent its time on.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -15,9 +20,19 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
+use crate::batch::{BatchError, Batcher};
 use crate::config::AppConfig;
-use crate::domain::AppName;
+use crate::domain::{AppName, Job};
 use crate::queue::{Lane, PublishError, Publisher, PublisherOptions, Topology};
+use crate::templates::Catalog;
+
+/// How long a template catalog read for the API's checks is reused. The worker checks every job
+/// against its own fresh catalog again before sending, so a template synced moments ago costs
+/// at most a job the API could have refused up front.
+pub const CATALOG_TTL: Duration = Duration::from_secs(5);
+
+/// Most requests whose jobs go out in one publish (one channel, one wait for the confirms).
+const REQUESTS_PER_PUBLISH: usize = 64;
 
 /// Default of [`ProducerOptions::key_requests_per_second`].
 pub const DEFAULT_KEY_REQUESTS_PER_SECOND: u32 = 1000;
@@ -54,18 +69,42 @@ impl Default for ProducerOptions {
 }
 
 /// Why no job can be published right now.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerUnavailable {
     /// The last connection attempt failed moments ago; not tried again yet.
     #[error("RabbitMQ was unreachable moments ago; not retried yet")]
     RecentlyFailed,
-    /// Connecting failed now.
+    /// Connecting failed now (the cause is logged where it happened).
     #[error("cannot connect to RabbitMQ")]
-    Connect(#[source] anyhow::Error),
+    Connect,
+    /// The publishing task is gone: the server is stopping.
+    #[error("the server is stopping")]
+    Stopping,
 }
 
+impl BatchError for BrokerUnavailable {
+    fn stopped() -> Self {
+        BrokerUnavailable::Stopping
+    }
+}
+
+/// The outcome of each job of one request, in order.
+type JobResults = Vec<Result<(), PublishError>>;
+
 /// A RabbitMQ connection and confirming publisher, replaced when the connection dies.
+///
+/// Requests do not each hold a channel until their confirms are in: a batching task takes the
+/// jobs of every request waiting (up to [`REQUESTS_PER_PUBLISH`] requests) and publishes them as
+/// one batch, with up to [`ProducerOptions::channels`] batches waiting for confirms at once.
+/// While those wait, the next batch fills up, so a confirm round trip is shared by all the
+/// requests that arrived during the previous one.
 pub struct BrokerLink {
+    link: Arc<Link>,
+    batches: Batcher<Vec<Job>, JobResults, BrokerUnavailable>,
+}
+
+/// The connection and its publisher.
+struct Link {
     url: SecretString,
     topology: Topology,
     options: ProducerOptions,
@@ -75,19 +114,48 @@ pub struct BrokerLink {
 }
 
 impl BrokerLink {
-    /// A link to the broker at `url`, publishing to `topology`; nothing is connected yet.
+    /// A link to the broker at `url`, publishing to `topology`; nothing is connected yet. Must
+    /// be called inside a tokio runtime (it spawns the batching task).
     pub fn new(url: SecretString, topology: Topology, options: ProducerOptions) -> Self {
-        BrokerLink {
+        let in_flight = options.channels;
+        let link = Arc::new(Link {
             url,
             topology,
             options,
             current: RwLock::new(None),
             reconnect: tokio::sync::Mutex::new(None),
-        }
+        });
+        let batches = Batcher::spawn(
+            "api_publish",
+            REQUESTS_PER_PUBLISH,
+            in_flight,
+            Duration::ZERO,
+            {
+                let link = link.clone();
+                move |requests: Vec<Vec<Job>>| {
+                    let link = link.clone();
+                    async move { link.publish_together(requests).await }
+                }
+            },
+        );
+        BrokerLink { link, batches }
     }
 
     /// The publisher of a live connection, connecting first when there is none.
     pub async fn publisher(&self) -> Result<Publisher, BrokerUnavailable> {
+        self.link.publisher().await
+    }
+
+    /// Publishes `jobs` to the API's lane with confirms (together with other requests' jobs):
+    /// one result per job, in order; every job fails alike when the broker cannot be reached.
+    pub async fn publish(&self, jobs: Vec<Job>) -> Result<JobResults, BrokerUnavailable> {
+        self.batches.call(jobs).await
+    }
+}
+
+impl Link {
+    /// The publisher of a live connection, connecting first when there is none.
+    async fn publisher(&self) -> Result<Publisher, BrokerUnavailable> {
         if let Some(p) = self.live() {
             return Ok(p);
         }
@@ -121,11 +189,20 @@ impl BrokerLink {
                 *self.current.write() = Some((connection, publisher.clone()));
                 Ok(publisher)
             }
-            Ok(Err(e)) => Err(BrokerUnavailable::Connect(e)),
-            Err(_) => Err(BrokerUnavailable::Connect(anyhow::anyhow!(
-                "no connection within {:?}",
-                self.options.connect_timeout
-            ))),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "producer API: cannot connect to RabbitMQ"
+                );
+                Err(BrokerUnavailable::Connect)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?self.options.connect_timeout,
+                    "producer API: no RabbitMQ connection within the timeout"
+                );
+                Err(BrokerUnavailable::Connect)
+            }
         }
     }
 
@@ -135,14 +212,22 @@ impl BrokerLink {
         connection.status().connected().then(|| publisher.clone())
     }
 
-    /// Publishes `jobs` to the API's lane with confirms: one result per job, in order; every
-    /// job fails alike when the broker cannot be reached.
-    pub async fn publish(
+    /// Publishes the jobs of several requests as one batch; each request's results, in order.
+    async fn publish_together(
         &self,
-        jobs: &[crate::domain::Job],
-    ) -> Result<Vec<Result<(), PublishError>>, BrokerUnavailable> {
+        requests: Vec<Vec<Job>>,
+    ) -> Result<Vec<JobResults>, BrokerUnavailable> {
         let publisher = self.publisher().await?;
-        Ok(publisher.publish_batch(jobs, self.options.lane).await)
+        let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+        let jobs: Vec<Job> = requests.into_iter().flatten().collect();
+        let mut results = publisher
+            .publish_batch(&jobs, self.options.lane)
+            .await
+            .into_iter();
+        Ok(sizes
+            .into_iter()
+            .map(|n| results.by_ref().take(n).collect())
+            .collect())
     }
 }
 
@@ -151,6 +236,8 @@ struct Inner {
     broker: BrokerLink,
     apps: HashSet<AppName>,
     key_limiter: Option<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
+    /// Synced template catalogs, one per app, kept for [`CATALOG_TTL`].
+    catalogs: moka::future::Cache<AppName, Arc<Catalog>>,
 }
 
 /// The state of the producer API's handlers. Cheap to clone.
@@ -177,6 +264,10 @@ impl ProducerApi {
                 key_limiter,
                 broker: BrokerLink::new(amqp_url, topology, options),
                 apps: apps.iter().map(|a| a.name.clone()).collect(),
+                catalogs: moka::future::Cache::builder()
+                    .max_capacity(apps.len() as u64 + 1)
+                    .time_to_live(CATALOG_TTL)
+                    .build(),
             }),
         }
     }
@@ -194,6 +285,23 @@ impl ProducerApi {
     /// The configured apps.
     pub fn apps(&self) -> &HashSet<AppName> {
         &self.inner.apps
+    }
+
+    /// `app`'s template catalog for the checks of a request: read from Postgres at most once
+    /// per [`CATALOG_TTL`] once the app's catalog was synced (before that, read every time, so
+    /// the first sync shows at once).
+    pub async fn catalog(&self, app: &AppName) -> Result<Arc<Catalog>, sqlx::Error> {
+        if let Some(catalog) = self.inner.catalogs.get(app).await {
+            return Ok(catalog);
+        }
+        let catalog = Arc::new(Catalog::load_app(&self.inner.pool, app).await?);
+        if catalog.app(app).is_some() {
+            self.inner
+                .catalogs
+                .insert(app.clone(), catalog.clone())
+                .await;
+        }
+        Ok(catalog)
     }
 
     /// Takes one request from API key `key_id`'s bucket; `Err(wait)` when it is empty.

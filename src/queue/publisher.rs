@@ -286,8 +286,7 @@ impl Inner {
         routing_key: &str,
         messages: Vec<Outgoing<'_>>,
     ) -> Vec<Result<(), PublishError>> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        let mut guard = slot.lock().await;
+        let mut guard = self.take_slot().await;
         let channel = match self.ready_channel(&mut guard).await {
             Ok(channel) => channel,
             Err(err) => return messages.iter().map(|_| Err(err.clone())).collect(),
@@ -309,6 +308,17 @@ impl Inner {
             .zip(ids)
             .map(|(c, id)| outcome(c, id, &returned))
             .collect()
+    }
+
+    /// A channel slot for one publish: the first free one from the round-robin position, or
+    /// (all busy) that position's, waited for.
+    async fn take_slot(&self) -> tokio::sync::MutexGuard<'_, Option<Channel>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.slots.len();
+        match (0..n).find_map(|k| self.slots[(start + k) % n].try_lock().ok()) {
+            Some(free) => free,
+            None => self.slots[start % n].lock().await,
+        }
     }
 
     /// The slot's channel, (re)opened in confirm mode when missing or closed.

@@ -10,7 +10,7 @@ use wxnotify::sandbox::scratch;
 /// The server tests create their databases on.
 pub fn server_url() -> String {
     std::env::var("WXNOTIFY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
 }
 
 /// The broker tests use.

@@ -268,22 +268,16 @@ pub async fn create(
     .bind(&new.created_by)
     .execute(&mut *tx)
     .await?;
-    let snap: Snapshot = match audience {
+    let mut snap: Snapshot = match audience {
         AudienceSource::Followers => snapshot::followers(&mut tx, id, &new.app).await?,
         AudienceSource::File(items) | AudienceSource::List(items) => {
             snapshot::recipients(&mut tx, id, &new.app, items).await?
         }
     };
-    let counts: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT unreachable, count(*) FROM campaign_recipients WHERE campaign_id = $1 GROUP BY 1",
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
     let mut unreachable: UnreachableCounts =
         Unreachable::ALL.iter().map(|u| (u.as_str(), 0)).collect();
     let mut reachable = 0u64;
-    for (reason, n) in counts {
+    for (reason, n) in std::mem::take(&mut snap.kept) {
         match reason {
             None => reachable = n as u64,
             Some(r) => {

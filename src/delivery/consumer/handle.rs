@@ -11,8 +11,8 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use super::Source;
+use crate::batch::DbError;
 use crate::delivery::acks::Acks;
-use crate::delivery::batch::DbError;
 use crate::delivery::death::Death;
 use crate::delivery::outcome::{DeadReason, Failure, Outcome};
 use crate::delivery::pipeline::{BrokerDead, DB_RETRY, Decision, Pipeline, message_key};

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Ledger, rounds};
-use crate::delivery::batch::DbError;
+use crate::batch::DbError;
 use crate::delivery::resolve::Lookup;
 use crate::domain::Job;
 use crate::queue::Lane;

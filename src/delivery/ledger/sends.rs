@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Claim, Ledger, rounds};
-use crate::delivery::batch::DbError;
+use crate::batch::DbError;
 use crate::domain::OpenId;
 
 /// One accepted send to record.

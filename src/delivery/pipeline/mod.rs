@@ -15,7 +15,6 @@ mod decision;
 
 use self::decision::malformed;
 pub use self::decision::{Attempt, BrokerDead, Decision, Malformed, message_key};
-use super::batch::DbError;
 use super::ledger::{Admission, Claim, Ledger};
 use super::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
 use super::pause::Pauses;
@@ -23,6 +22,7 @@ use super::rate_limit::Limits;
 use super::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
 use super::stats::WorkerStats;
+use crate::batch::DbError;
 use crate::domain::{AppName, Job, OpenId};
 use crate::queue::Lane;
 use crate::wechat::client::TemplateMessage;

@@ -31,7 +31,7 @@ pub(super) async fn submit(
     items: Vec<(String, Value)>,
 ) -> Result<Vec<Outcome>, ApiError> {
     // The caller's templates, read once per request; unreadable: the worker checks again.
-    let catalog = match crate::templates::Catalog::load_app(api.pool(), &caller.app).await {
+    let catalog = match api.catalog(&caller.app).await {
         Ok(catalog) => Some(catalog),
         Err(e) => {
             tracing::warn!(error = %e, app = %caller.app, "template catalog unreadable; jobs are checked by the worker only");
@@ -42,7 +42,7 @@ pub(super) async fn submit(
         caller_app: &caller.app,
         apps: api.apps(),
         now: Utc::now(),
-        catalog: catalog.as_ref(),
+        catalog: catalog.as_deref(),
     };
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
     let mut valid: Vec<(usize, AcceptedInput)> = Vec::new();
@@ -127,10 +127,10 @@ async fn publish(
         return Ok(());
     }
     let jobs: Vec<Job> = to_publish.iter().map(|(_, j)| j.clone()).collect();
-    let results = match api.broker().publish(&jobs).await {
+    let results = match api.broker().publish(jobs).await {
         Ok(results) => results,
         Err(e) => {
-            tracing::warn!(error = %e, jobs = jobs.len(), "RabbitMQ unavailable: jobs refused with 503");
+            tracing::warn!(error = %e, jobs = to_publish.len(), "RabbitMQ unavailable: jobs refused with 503");
             for (i, _) in &to_publish {
                 outcomes[*i] = Some(Outcome::Refused(ApiError::Unavailable(anyhow::anyhow!(
                     "{e}"

@@ -1,5 +1,7 @@
 //! `wxnotify bench --scenario api`: figures of the producer API on this machine. A scratch
-//! database and queue prefix, `serve`'s router on port 0 in this process, an API key, then:
+//! database and queue prefix, `serve`'s router on port 0 in this process (served by `serve`'s
+//! own accept loop with its default limits: TCP_NODELAY, timeouts, connection caps), an API
+//! key, then:
 //!
 //! - **batch**: `--api-batches` sequential `POST /v1/notifications/batch` of 1,000 jobs each;
 //!   jobs accepted per second per batch (200 once RabbitMQ confirmed all 1,000), median; then
@@ -154,7 +156,21 @@ async fn measure(
     .with_producer(producer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    // `serve`'s own accept loop and limits (TCP_NODELAY, timeouts, connection caps): the
+    // figures are those of what ships.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            crate::http::server::serve(
+                listener,
+                router(state),
+                &crate::http::server::ServerLimits::default(),
+                stop.cancelled_owned(),
+            )
+            .await
+        }
+    });
     let key = api_keys::create(&scratch.pool, &AppName::default_app(), Some("bench"))
         .await?
         .key;
@@ -247,7 +263,8 @@ async fn measure(
         });
     }
     while tasks.join_next().await.is_some() {}
-    server.abort();
+    stop.cancel();
+    let _ = server.await;
     let h = histogram.lock();
     let ms = |v: u64| v as f64 / 1000.0;
     Ok(ApiBenchResult {

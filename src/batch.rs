@@ -1,8 +1,9 @@
-//! Opportunistic batching of ledger statements: many tasks each ask for one row to be written;
-//! a single task takes whatever requests have piled up (at most `max` at a time) and runs one
-//! statement for all of them. Under load the batches grow by themselves; with a single request
-//! there is no added wait. This is what keeps Postgres (and the worker's CPU) from paying a round
-//! trip per job.
+//! Opportunistic batching: many tasks each ask for one thing to be done (a ledger row written,
+//! a request's jobs published); a single task takes whatever requests have piled up (at most
+//! `max` at a time) and makes one call for all of them. Under load the batches grow by
+//! themselves; with a single request there is no added wait. This is what keeps Postgres (and
+//! the worker's CPU) from paying a round trip per job, and the producer API from holding a
+//! RabbitMQ channel per request while it waits for a confirm.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +21,22 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
-type Reply<Resp> = oneshot::Sender<Result<Resp, DbError>>;
+/// The error every request of a failed batch receives.
+pub trait BatchError: Clone + Send + 'static {
+    /// The error of a request made when the batching task is gone (its runtime is stopping).
+    fn stopped() -> Self;
+}
+
+impl BatchError for DbError {
+    fn stopped() -> Self {
+        DbError::from(sqlx::Error::PoolClosed)
+    }
+}
+
+type Reply<Resp, E> = oneshot::Sender<Result<Resp, E>>;
 
 /// Hands each request its response, or the batch's error.
-fn answer<Resp>(replies: Vec<Reply<Resp>>, result: Result<Vec<Resp>, sqlx::Error>) {
+fn answer<Resp, E: BatchError>(replies: Vec<Reply<Resp, E>>, result: Result<Vec<Resp>, E>) {
     match result {
         Ok(resps) => {
             debug_assert_eq!(resps.len(), replies.len());
@@ -32,7 +45,6 @@ fn answer<Resp>(replies: Vec<Reply<Resp>>, result: Result<Vec<Resp>, sqlx::Error
             }
         }
         Err(e) => {
-            let e = DbError::from(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -40,12 +52,12 @@ fn answer<Resp>(replies: Vec<Reply<Resp>>, result: Result<Vec<Resp>, sqlx::Error
     }
 }
 
-/// A handle to a batching task.
-pub struct Batcher<Req, Resp> {
-    tx: mpsc::Sender<(Req, Reply<Resp>)>,
+/// A handle to a batching task; `E` is the error a failed batch hands each of its requests.
+pub struct Batcher<Req, Resp, E = DbError> {
+    tx: mpsc::Sender<(Req, Reply<Resp, E>)>,
 }
 
-impl<Req, Resp> Clone for Batcher<Req, Resp> {
+impl<Req, Resp, E> Clone for Batcher<Req, Resp, E> {
     fn clone(&self) -> Self {
         Batcher {
             tx: self.tx.clone(),
@@ -53,22 +65,31 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
     }
 }
 
-impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
-    /// Spawns the batching task. `exec` runs one statement for a batch and returns one response
-    /// per request, in order. Up to `in_flight` statements run at once (each its own transaction,
-    /// so a slow commit does not hold the next batch back); meanwhile the next batch fills up.
+impl<Req: Send + 'static, Resp: Send + 'static, E: BatchError> Batcher<Req, Resp, E> {
+    /// Spawns the batching task. `exec` makes one call (e.g. one statement) for a batch and
+    /// returns one response per request, in order. Up to `in_flight` calls run at once (for
+    /// statements: each its own transaction, so a slow commit does not hold the next batch
+    /// back); meanwhile the next batch fills up. `name` labels the batch sizes in the metric
+    /// `wxnotify_batch_size{batcher}`.
     ///
     /// `linger`: once a request is in, the batch waits this long for more (unless it fills up
     /// first). Batches then fill by time rather than by whatever arrived in one scheduler
     /// tick: at 2,000 sends/s the sends finish a few at a time, and one statement (with its
     /// planning, round trip and commit) per handful of rows costs both Postgres and the worker
     /// more than the few milliseconds each request waits.
-    pub fn spawn<F, Fut>(max: usize, in_flight: usize, linger: Duration, exec: F) -> Self
+    pub fn spawn<F, Fut, X>(
+        name: &'static str,
+        max: usize,
+        in_flight: usize,
+        linger: Duration,
+        exec: F,
+    ) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<Resp>, sqlx::Error>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<Resp>, X>> + Send + 'static,
+        X: Into<E>,
     {
-        let (tx, mut rx) = mpsc::channel::<(Req, Reply<Resp>)>(max * 4);
+        let (tx, mut rx) = mpsc::channel::<(Req, Reply<Resp, E>)>(max * 4);
         let exec = Arc::new(exec);
         let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
@@ -88,18 +109,20 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                         Ok(_) => {}
                     }
                 }
-                let (reqs, replies): (Vec<Req>, Vec<Reply<Resp>>) = buf.drain(..).unzip();
+                let (reqs, replies): (Vec<Req>, Vec<Reply<Resp, E>>) = buf.drain(..).unzip();
                 let exec = exec.clone();
                 tokio::spawn(async move {
                     let size = reqs.len();
                     let started = std::time::Instant::now();
-                    let result = exec(reqs).await;
+                    let result = exec(reqs).await.map_err(Into::into);
                     drop(slot);
-                    metrics::histogram!("wxnotify_ledger_batch_size").record(size as f64);
+                    metrics::histogram!("wxnotify_batch_size", "batcher" => name)
+                        .record(size as f64);
                     tracing::trace!(
+                        batcher = name,
                         size,
                         ms = started.elapsed().as_secs_f64() * 1e3,
-                        "ledger batch"
+                        "batch done"
                     );
                     answer(replies, result);
                 });
@@ -109,11 +132,10 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 
     /// Queues one request and waits for its response.
-    pub async fn call(&self, req: Req) -> Result<Resp, DbError> {
+    pub async fn call(&self, req: Req) -> Result<Resp, E> {
         let (reply, rx) = oneshot::channel();
-        let closed = || DbError::from(sqlx::Error::PoolClosed);
-        self.tx.send((req, reply)).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        self.tx.send((req, reply)).await.map_err(|_| E::stopped())?;
+        rx.await.map_err(|_| E::stopped())?
     }
 }
 
@@ -125,13 +147,14 @@ mod tests {
     async fn requests_that_pile_up_share_one_call() {
         let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let b: Batcher<u32, u32> = Batcher::spawn(64, 1, Duration::ZERO, move |reqs: Vec<u32>| {
-            seen.lock().unwrap().push(reqs.len());
-            async move {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                Ok(reqs.into_iter().map(|r| r * 2).collect())
-            }
-        });
+        let b: Batcher<u32, u32> =
+            Batcher::spawn("test", 64, 1, Duration::ZERO, move |reqs: Vec<u32>| {
+                seen.lock().unwrap().push(reqs.len());
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Ok::<_, sqlx::Error>(reqs.into_iter().map(|r| r * 2).collect())
+                }
+            });
         let answers = futures::future::join_all((0..100).map(|i| {
             let b = b.clone();
             async move { b.call(i).await.unwrap() }
@@ -151,9 +174,9 @@ mod tests {
         let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = calls.clone();
         let linger = Duration::from_millis(300);
-        let b: Batcher<u32, u32> = Batcher::spawn(64, 4, linger, move |reqs: Vec<u32>| {
+        let b: Batcher<u32, u32> = Batcher::spawn("test", 64, 4, linger, move |reqs: Vec<u32>| {
             seen.lock().unwrap().push(reqs.len());
-            async move { Ok(reqs) }
+            async move { Ok::<_, sqlx::Error>(reqs) }
         });
         // Ten requests 1 ms apart, then one long after the linger.
         let mut waits = Vec::new();

@@ -21,6 +21,16 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+/// Splits the flat results of a batch made of several requests' items back into one `Vec` per
+/// request, `sizes` being each request's number of items, in order.
+pub fn split<T>(sizes: &[usize], flat: impl IntoIterator<Item = T>) -> Vec<Vec<T>> {
+    let mut flat = flat.into_iter();
+    sizes
+        .iter()
+        .map(|&n| flat.by_ref().take(n).collect())
+        .collect()
+}
+
 /// The error every request of a failed batch receives.
 pub trait BatchError: Clone + Send + 'static {
     /// The error of a request made when the batching task is gone (its runtime is stopping).

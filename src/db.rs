@@ -36,6 +36,31 @@ pub fn plan_each_execution(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("plan_cache_mode", "force_custom_plan")])
 }
 
+/// A pooled connection idle longer than this is pinged before use; one in use moments ago is
+/// not. sqlx pings on every acquire by default: one more round trip per statement, which at the
+/// worker's hundreds of statements a second cost Postgres and the worker measurable CPU. A
+/// connection that broke while busy (Postgres restarted, failed over) fails its next statement
+/// instead, which every caller already treats as Postgres being away, and the pool replaces it.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pool settings of every wxnotify process: at most `max_connections`, 10 s to get one,
+/// and a ping only for connections idle [`PING_IF_IDLE_FOR`].
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 async fn open(
     url: &SecretString,
     max_connections: u32,
@@ -44,9 +69,7 @@ async fn open(
     use anyhow::Context;
     let result = match url.expose_secret().parse::<PgConnectOptions>() {
         Ok(options) => {
-            PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(std::time::Duration::from_secs(10))
+            pool_options(max_connections)
                 .connect_with(session(options))
                 .await
         }

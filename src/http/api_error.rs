@@ -96,6 +96,20 @@ impl ApiError {
         }
     }
 
+    /// The error of a batched statement (shared by the requests of its batch), classified
+    /// like [`ApiError::database`].
+    pub fn batched_database(e: crate::batch::DbError) -> Self {
+        let unavailable = matches!(
+            *e.0,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+        );
+        if unavailable {
+            ApiError::Unavailable(e.into())
+        } else {
+            ApiError::Internal(e.into())
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {

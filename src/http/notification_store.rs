@@ -20,42 +20,67 @@ pub enum Claim {
     Conflict,
 }
 
-/// Claims each `(job_id, app, sha256)`, in one statement for the new ids and one look-up for
-/// the others. The rows are written before publishing so that two requests with one id and
-/// different content cannot both be published.
-pub async fn claim(
-    pool: &PgPool,
-    key_id: uuid::Uuid,
-    jobs: &[(&str, &str, [u8; 32])],
-) -> Result<Vec<Claim>, sqlx::Error> {
-    let ids: Vec<&str> = jobs.iter().map(|j| j.0).collect();
-    let apps: Vec<&str> = jobs.iter().map(|j| j.1).collect();
-    let hashes: Vec<&[u8]> = jobs.iter().map(|j| &j.2[..]).collect();
+/// One job id to claim, with what it must stand for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The job id.
+    pub job_id: String,
+    /// Its app.
+    pub app: String,
+    /// The SHA-256 of its content.
+    pub content_sha256: [u8; 32],
+    /// The API key of the request.
+    pub api_key_id: uuid::Uuid,
+}
+
+/// Claims each job id, in one statement for the ids not seen before and one look-up for the
+/// others. The rows are written before publishing so that two requests with one id and
+/// different content cannot both be published. An id may appear more than once (requests
+/// batched together): its first appearance claims it, the later ones are answered as a repeat
+/// of it (`Retry` with the same content, `Conflict` with other content).
+pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::with_capacity(jobs.len());
+    let firsts: Vec<&ClaimRequest> = jobs
+        .iter()
+        .filter(|j| seen.insert(j.job_id.as_str()))
+        .collect();
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO api_notifications (job_id, app, content_sha256, api_key_id)
-         SELECT job_id, app, sha, $4 FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS t(job_id, app, sha)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::uuid[])
          ON CONFLICT (job_id) DO NOTHING
          RETURNING job_id",
     )
-    .bind(&ids)
-    .bind(&apps)
-    .bind(&hashes)
-    .bind(key_id)
+    .bind(firsts.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|j| j.app.as_str()).collect::<Vec<_>>())
+    .bind(
+        firsts
+            .iter()
+            .map(|j| &j.content_sha256[..])
+            .collect::<Vec<_>>(),
+    )
+    .bind(firsts.iter().map(|j| j.api_key_id).collect::<Vec<_>>())
     .fetch_all(pool)
     .await?;
-    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-    let others: Vec<&str> = ids
+    // The first appearance of an id this statement inserted claims it; every other job is
+    // looked up.
+    let mut claimed: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let firsts: Vec<Option<Claim>> = jobs
         .iter()
-        .copied()
-        .filter(|id| !inserted.contains(*id))
+        .map(|j| claimed.remove(&j.job_id).then_some(Claim::New))
+        .collect();
+    let lookups: Vec<&str> = jobs
+        .iter()
+        .zip(&firsts)
+        .filter(|(_, claim)| claim.is_none())
+        .map(|(j, _)| j.job_id.as_str())
         .collect();
     let mut known = std::collections::HashMap::new();
-    if !others.is_empty() {
+    if !lookups.is_empty() {
         let rows: Vec<(String, String, Vec<u8>, bool)> = sqlx::query_as(
             "SELECT job_id, app, content_sha256, accepted_at IS NOT NULL FROM api_notifications
              WHERE job_id = ANY($1)",
         )
-        .bind(&others)
+        .bind(&lookups)
         .fetch_all(pool)
         .await?;
         for (id, app, sha, accepted) in rows {
@@ -64,17 +89,15 @@ pub async fn claim(
     }
     Ok(jobs
         .iter()
-        .map(|(id, app, sha)| {
-            if inserted.contains(*id) {
-                return Claim::New;
-            }
-            match known.get(*id) {
+        .zip(firsts)
+        .map(|(j, claim)| {
+            claim.unwrap_or_else(|| match known.get(&j.job_id) {
                 // Deleted in between (nothing deletes these rows today): treat as a retry.
                 None => Claim::Retry,
-                Some((a, s, _)) if a != app || s[..] != sha[..] => Claim::Conflict,
+                Some((a, s, _)) if *a != j.app || s[..] != j.content_sha256[..] => Claim::Conflict,
                 Some((_, _, true)) => Claim::Existing,
                 Some((_, _, false)) => Claim::Retry,
-            }
+            })
         })
         .collect())
 }

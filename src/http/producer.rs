@@ -20,19 +20,24 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
-use crate::batch::{BatchError, Batcher};
+use crate::batch::{BatchError, Batcher, DbError, split};
 use crate::config::AppConfig;
 use crate::domain::{AppName, Job};
 use crate::queue::{Lane, PublishError, Publisher, PublisherOptions, Topology};
 use crate::templates::Catalog;
+
+use super::notification_store::{self as store, Claim, ClaimRequest};
 
 /// How long a template catalog read for the API's checks is reused. The worker checks every job
 /// against its own fresh catalog again before sending, so a template synced moments ago costs
 /// at most a job the API could have refused up front.
 pub const CATALOG_TTL: Duration = Duration::from_secs(5);
 
-/// Most requests whose jobs go out in one publish (one channel, one wait for the confirms).
-const REQUESTS_PER_PUBLISH: usize = 64;
+/// Most requests whose jobs go out in one publish (one channel, one wait for the confirms), or
+/// whose ids are claimed or marked accepted in one statement.
+const REQUESTS_PER_BATCH: usize = 64;
+/// Claim (or acceptance) statements of the API running at once.
+const STATEMENTS_IN_FLIGHT: usize = 4;
 
 /// Default of [`ProducerOptions::key_requests_per_second`].
 pub const DEFAULT_KEY_REQUESTS_PER_SECOND: u32 = 1000;
@@ -94,7 +99,7 @@ type JobResults = Vec<Result<(), PublishError>>;
 /// A RabbitMQ connection and confirming publisher, replaced when the connection dies.
 ///
 /// Requests do not each hold a channel until their confirms are in: a batching task takes the
-/// jobs of every request waiting (up to [`REQUESTS_PER_PUBLISH`] requests) and publishes them as
+/// jobs of every request waiting (up to [`REQUESTS_PER_BATCH`] requests) and publishes them as
 /// one batch, with up to [`ProducerOptions::channels`] batches waiting for confirms at once.
 /// While those wait, the next batch fills up, so a confirm round trip is shared by all the
 /// requests that arrived during the previous one.
@@ -127,7 +132,7 @@ impl BrokerLink {
         });
         let batches = Batcher::spawn(
             "api_publish",
-            REQUESTS_PER_PUBLISH,
+            REQUESTS_PER_BATCH,
             in_flight,
             Duration::ZERO,
             {
@@ -220,14 +225,8 @@ impl Link {
         let publisher = self.publisher().await?;
         let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
         let jobs: Vec<Job> = requests.into_iter().flatten().collect();
-        let mut results = publisher
-            .publish_batch(&jobs, self.options.lane)
-            .await
-            .into_iter();
-        Ok(sizes
-            .into_iter()
-            .map(|n| results.by_ref().take(n).collect())
-            .collect())
+        let results = publisher.publish_batch(&jobs, self.options.lane).await;
+        Ok(split(&sizes, results))
     }
 }
 
@@ -238,6 +237,10 @@ struct Inner {
     key_limiter: Option<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
     /// Synced template catalogs, one per app, kept for [`CATALOG_TTL`].
     catalogs: moka::future::Cache<AppName, Arc<Catalog>>,
+    /// The id claims of concurrent requests, one statement per batch.
+    claims: Batcher<Vec<ClaimRequest>, Vec<Claim>>,
+    /// Their acceptances once RabbitMQ confirmed, likewise.
+    accepts: Batcher<Vec<String>, ()>,
 }
 
 /// The state of the producer API's handlers. Cheap to clone.
@@ -258,8 +261,45 @@ impl ProducerApi {
         let key_limiter = options.key_requests_per_second.map(|rate| {
             governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(rate))
         });
+        let claims = Batcher::spawn(
+            "api_claims",
+            REQUESTS_PER_BATCH,
+            STATEMENTS_IN_FLIGHT,
+            Duration::ZERO,
+            {
+                let pool = pool.clone();
+                move |requests: Vec<Vec<ClaimRequest>>| {
+                    let pool = pool.clone();
+                    async move {
+                        let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+                        let jobs: Vec<ClaimRequest> = requests.into_iter().flatten().collect();
+                        Ok::<_, sqlx::Error>(split(&sizes, store::claim(&pool, &jobs).await?))
+                    }
+                }
+            },
+        );
+        let accepts = Batcher::spawn(
+            "api_accepts",
+            REQUESTS_PER_BATCH,
+            STATEMENTS_IN_FLIGHT,
+            Duration::ZERO,
+            {
+                let pool = pool.clone();
+                move |requests: Vec<Vec<String>>| {
+                    let pool = pool.clone();
+                    async move {
+                        let ids: Vec<&str> =
+                            requests.iter().flatten().map(String::as_str).collect();
+                        store::mark_accepted(&pool, &ids).await?;
+                        Ok::<_, sqlx::Error>(vec![(); requests.len()])
+                    }
+                }
+            },
+        );
         ProducerApi {
             inner: Arc::new(Inner {
+                claims,
+                accepts,
                 pool,
                 key_limiter,
                 broker: BrokerLink::new(amqp_url, topology, options),
@@ -302,6 +342,20 @@ impl ProducerApi {
                 .await;
         }
         Ok(catalog)
+    }
+
+    /// Claims the job ids of one request (batched with other requests' claims): one claim per
+    /// job, in order (see [`store::claim`]).
+    pub async fn claim(&self, jobs: Vec<ClaimRequest>) -> Result<Vec<Claim>, DbError> {
+        self.inner.claims.call(jobs).await
+    }
+
+    /// Marks the jobs of one request accepted (batched likewise).
+    pub async fn mark_accepted(&self, ids: Vec<String>) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.inner.accepts.call(ids).await
     }
 
     /// Takes one request from API key `key_id`'s bucket; `Err(wait)` when it is empty.

@@ -4,7 +4,7 @@
 //! environments ([`wxnotify::sandbox::scratch`]); this file holds only what tests add to them.
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use wxnotify::sandbox::scratch;
 
 /// The server tests create their databases on.
@@ -44,8 +44,7 @@ impl TestDb {
             .await
             .expect("cannot make the test database");
         let options = wxnotify::db::plan_each_execution(server.database(&name));
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
+        let pool = wxnotify::db::pool_options(10)
             .connect_with(options.clone())
             .await
             .expect("connect to the test database");
@@ -59,8 +58,7 @@ impl TestDb {
 
     /// A new pool of its own on the same database, as another process would have.
     pub async fn another_pool(&self, max_connections: u32) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(max_connections)
+        wxnotify::db::pool_options(max_connections)
             .connect_with(self.options.clone())
             .await
             .expect("connect to the test database")

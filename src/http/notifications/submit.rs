@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::super::api_error::ApiError;
 use super::super::api_keys::Caller;
 use super::super::job_input::{self, AcceptedInput, Context, Rejection};
-use super::super::notification_store::{self as store, Claim, NotificationStatus};
+use super::super::notification_store::{self as store, Claim, ClaimRequest, NotificationStatus};
 use super::super::producer::ProducerApi;
 use crate::domain::{AppName, Job};
 
@@ -79,16 +79,20 @@ pub(super) async fn submit(
         }
     }
     if !valid.is_empty() {
-        let claims = store::claim(
-            api.pool(),
-            caller.key_id,
-            &valid
-                .iter()
-                .map(|(_, v)| (v.job.id.as_str(), v.job.app.as_str(), v.content_sha256))
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .map_err(ApiError::database)?;
+        let claims = api
+            .claim(
+                valid
+                    .iter()
+                    .map(|(_, v)| ClaimRequest {
+                        job_id: v.job.id.as_str().to_owned(),
+                        app: v.job.app.as_str().to_owned(),
+                        content_sha256: v.content_sha256,
+                        api_key_id: caller.key_id,
+                    })
+                    .collect(),
+            )
+            .await
+            .map_err(ApiError::batched_database)?;
         let mut to_publish: Vec<(usize, Job)> = Vec::new();
         let mut existing: Vec<(usize, String)> = Vec::new();
         for ((i, input), claim) in valid.into_iter().zip(claims) {
@@ -143,16 +147,17 @@ async fn publish(
     for ((i, job), result) in to_publish.iter().zip(results) {
         outcomes[*i] = Some(match result {
             Ok(()) => {
-                confirmed.push(job.id.as_str());
+                confirmed.push(job.id.as_str().to_owned());
                 Outcome::Accepted(job.id.as_str().to_owned())
             }
             Err(e) => Outcome::Refused(ApiError::Unavailable(e.into())),
         });
     }
-    if let Err(e) = store::mark_accepted(api.pool(), &confirmed).await {
+    let accepted = confirmed.len();
+    if let Err(e) = api.mark_accepted(confirmed).await {
         // RabbitMQ has the jobs: they are accepted and will be sent. Their status shows once a
         // worker takes them; a repeat of the request publishes again (sent at most once).
-        tracing::error!(error = %e, jobs = confirmed.len(), "confirmed jobs could not be marked accepted");
+        tracing::error!(error = %e, jobs = accepted, "confirmed jobs could not be marked accepted");
     }
     Ok(())
 }

@@ -189,6 +189,35 @@ async fn a_batch_answers_each_item_good_or_bad() {
 }
 
 #[tokio::test]
+async fn a_full_batch_of_1000_is_accepted_with_every_answer_in_its_items_order() {
+    let api = Api::start().await;
+    // 1,000 jobs (published in parts on several channels): each answer is its own item's.
+    let batch = json!({"jobs": (0..1000).map(|i| job_body(&format!("full-{i}"), i % 7)).collect::<Vec<_>>()});
+    let a = api
+        .post("v1/notifications/batch", Some(&api.key), &batch)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["accepted"], 1000, "{}", a.body);
+    let ids: Vec<&str> = a.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..1000).map(|i| format!("full-{i}")).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        queue_depth(
+            &api.sys.settings.amqp_url,
+            &api.sys.topology.lane_queue(Lane::Jobs)
+        )
+        .await,
+        1000
+    );
+    assert_eq!(api.status("full-999").await.body["state"], "queued");
+}
+
+#[tokio::test]
 async fn the_same_id_with_the_same_content_answers_its_status_and_other_content_409() {
     let api = Api::start().await;
     let a = api

@@ -27,7 +27,8 @@ pub struct Snapshot {
     pub kept: Vec<(Option<String>, i64)>,
 }
 
-/// Counts the rows an `INSERT .. RETURNING unreachable` (the `$insert`) wrote, by reason.
+/// Wraps the statement `insert` (an `INSERT` without `RETURNING`) so that it answers how many
+/// rows it wrote, by unreachable reason.
 fn counted(insert: &str) -> String {
     format!(
         "WITH ins AS ({insert} RETURNING unreachable) SELECT unreachable, count(*) FROM ins GROUP BY 1"

@@ -247,6 +247,34 @@ impl Link {
     }
 }
 
+/// A batcher of one statement for the items of up to [`REQUESTS_PER_BATCH`] requests: `exec`
+/// gets every waiting request's items in one `Vec` and answers one result per item, in order;
+/// each request gets back its own items' results.
+fn statement_batcher<T, R, F, Fut>(
+    name: &'static str,
+    pool: &PgPool,
+    exec: F,
+) -> Batcher<Vec<T>, Vec<R>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(PgPool, Vec<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<R>, sqlx::Error>> + Send + 'static,
+{
+    let pool = pool.clone();
+    Batcher::spawn(
+        name,
+        REQUESTS_PER_BATCH,
+        STATEMENTS_IN_FLIGHT,
+        Duration::ZERO,
+        move |requests: Vec<Vec<T>>| {
+            let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+            let items = exec(pool.clone(), requests.into_iter().flatten().collect());
+            async move { Ok::<_, sqlx::Error>(split(&sizes, items.await?)) }
+        },
+    )
+}
+
 struct Inner {
     pool: PgPool,
     broker: BrokerLink,
@@ -257,7 +285,7 @@ struct Inner {
     /// The id claims of concurrent requests, one statement per batch.
     claims: Batcher<Vec<ClaimRequest>, Vec<Claim>>,
     /// Their acceptances once RabbitMQ confirmed, likewise.
-    accepts: Batcher<Vec<String>, ()>,
+    accepts: Batcher<Vec<String>, Vec<()>>,
 }
 
 /// The state of the producer API's handlers. Cheap to clone.
@@ -278,41 +306,17 @@ impl ProducerApi {
         let key_limiter = options.key_requests_per_second.map(|rate| {
             governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(rate))
         });
-        let claims = Batcher::spawn(
+        let claims = statement_batcher(
             "api_claims",
-            REQUESTS_PER_BATCH,
-            STATEMENTS_IN_FLIGHT,
-            Duration::ZERO,
-            {
-                let pool = pool.clone();
-                move |requests: Vec<Vec<ClaimRequest>>| {
-                    let pool = pool.clone();
-                    async move {
-                        let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
-                        let jobs: Vec<ClaimRequest> = requests.into_iter().flatten().collect();
-                        Ok::<_, sqlx::Error>(split(&sizes, store::claim(&pool, &jobs).await?))
-                    }
-                }
-            },
+            &pool,
+            |pool, jobs: Vec<ClaimRequest>| async move { store::claim(&pool, &jobs).await },
         );
-        let accepts = Batcher::spawn(
-            "api_accepts",
-            REQUESTS_PER_BATCH,
-            STATEMENTS_IN_FLIGHT,
-            Duration::ZERO,
-            {
-                let pool = pool.clone();
-                move |requests: Vec<Vec<String>>| {
-                    let pool = pool.clone();
-                    async move {
-                        let ids: Vec<&str> =
-                            requests.iter().flatten().map(String::as_str).collect();
-                        store::mark_accepted(&pool, &ids).await?;
-                        Ok::<_, sqlx::Error>(vec![(); requests.len()])
-                    }
-                }
-            },
-        );
+        let accepts =
+            statement_batcher("api_accepts", &pool, |pool, ids: Vec<String>| async move {
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                store::mark_accepted(&pool, &refs).await?;
+                Ok(vec![(); ids.len()])
+            });
         ProducerApi {
             inner: Arc::new(Inner {
                 claims,
@@ -372,7 +376,7 @@ impl ProducerApi {
         if ids.is_empty() {
             return Ok(());
         }
-        self.inner.accepts.call(ids).await
+        self.inner.accepts.call(ids).await.map(drop)
     }
 
     /// Takes one request from API key `key_id`'s bucket; `Err(wait)` when it is empty.

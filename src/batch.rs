@@ -82,11 +82,14 @@ impl<Req: Send + 'static, Resp: Send + 'static, E: BatchError> Batcher<Req, Resp
     /// back); meanwhile the next batch fills up. `name` labels the batch sizes in the metric
     /// `wxnotify_batch_size{batcher}`.
     ///
-    /// `linger`: once a request is in, the batch waits this long for more (unless it fills up
-    /// first). Batches then fill by time rather than by whatever arrived in one scheduler
-    /// tick: at 2,000 sends/s the sends finish a few at a time, and one statement (with its
-    /// planning, round trip and commit) per handful of rows costs both Postgres and the worker
-    /// more than the few milliseconds each request waits.
+    /// `linger`: batches start at most once per `linger` while requests keep coming: a request
+    /// that arrives less than `linger` after the last batch started waits for that much to have
+    /// passed (or for the batch to fill up), together with every request arriving meanwhile. A
+    /// request after a quiet spell goes at once. So batches fill by time, not by whatever
+    /// arrived in one scheduler tick: at 2,000 sends/s the sends finish a few at a time, and a
+    /// statement (with its wake-ups, round trip and commit) per handful of rows costs both
+    /// Postgres and the worker more than the few milliseconds each request waits, while a lone
+    /// request pays nothing.
     pub fn spawn<F, Fut, X>(
         name: &'static str,
         max: usize,
@@ -104,6 +107,7 @@ impl<Req: Send + 'static, Resp: Send + 'static, E: BatchError> Batcher<Req, Resp
         let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(max);
+            let mut last_start: Option<tokio::time::Instant> = None;
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
@@ -111,14 +115,16 @@ impl<Req: Send + 'static, Resp: Send + 'static, E: BatchError> Batcher<Req, Resp
                 if rx.recv_many(&mut buf, max).await == 0 {
                     return;
                 }
-                let deadline = tokio::time::Instant::now() + linger;
-                while buf.len() < max {
+                let now = tokio::time::Instant::now();
+                let deadline = last_start.map_or(now, |t| (t + linger).max(now));
+                while buf.len() < max && tokio::time::Instant::now() < deadline {
                     let room = max - buf.len();
                     match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, room)).await {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {}
                     }
                 }
+                last_start = Some(tokio::time::Instant::now());
                 let (reqs, replies): (Vec<Req>, Vec<Reply<Resp, E>>) = buf.drain(..).unzip();
                 let exec = exec.clone();
                 tokio::spawn(async move {
@@ -180,7 +186,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_spread_over_the_linger_share_one_call() {
+    async fn a_lone_request_goes_at_once_and_a_steady_stream_is_batched_by_time() {
         let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = calls.clone();
         let linger = Duration::from_millis(300);
@@ -188,7 +194,10 @@ mod tests {
             seen.lock().unwrap().push(reqs.len());
             async move { Ok::<_, sqlx::Error>(reqs) }
         });
-        // Ten requests 1 ms apart, then one long after the linger.
+        // Ten requests 1 ms apart, then one long after the linger: the first goes at once,
+        // the nine behind it wait for the linger to pass and share one call, the last (after
+        // a quiet spell) goes at once again.
+        let started = tokio::time::Instant::now();
         let mut waits = Vec::new();
         for i in 0..10 {
             let b = b.clone();
@@ -196,10 +205,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_millis(600)).await;
+        let lone = tokio::time::Instant::now();
         assert_eq!(b.call(10).await.unwrap(), 10);
+        assert!(
+            lone.elapsed() < Duration::from_millis(150),
+            "the lone request waited"
+        );
         for (i, w) in waits.into_iter().enumerate() {
             assert_eq!(w.await.unwrap(), i as u32);
         }
-        assert_eq!(*calls.lock().unwrap(), vec![10, 1]);
+        assert!(started.elapsed() >= linger);
+        assert_eq!(*calls.lock().unwrap(), vec![1, 9, 1]);
     }
 }

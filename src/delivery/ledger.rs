@@ -97,9 +97,12 @@ impl Written {
 const MAX_BATCH: usize = 256;
 /// Batched statements of one kind running at once.
 const BATCHES_IN_FLIGHT: usize = 4;
-/// How long a batch waits for more rows once its first is in (see `Batcher::spawn`). A job
-/// waits at most this long for its claim, and its outcome as long for its record.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+/// While jobs keep coming, batches of one kind start at most this often (see `Batcher::spawn`);
+/// a job after a quiet spell goes at once. Under load a job waits at most this long for its
+/// claim, and its outcome as long for its record (which holds back only its ack). At 2,000
+/// sends/s, 20 ms rather than 5 ms (with the pacer's 5 ms tick) took a paced worker from about 170 to about 120 µs of CPU per
+/// job: each statement carries 40 rows instead of 10, with a quarter of the wake-ups.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Where a job is recorded. Claims and sends of concurrent deliveries are batched into one
 /// statement each (see `batch.rs`); rarer writes run alone.

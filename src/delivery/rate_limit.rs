@@ -16,13 +16,14 @@
 //!
 //! - **Exact sum.** Whatever the number of processes, the permits granted in any window of
 //!   length t are at most t × rate + burst (the GCRA bound, held by one row lock). A permit is
-//!   never spent before its slot minus the tolerance, nor more than the tolerance (at least two
-//!   ticks) after its slot: a process that stalls drops the permits it comes to late
+//!   never spent before its slot minus the tolerance, nor more than the tolerance (at least a
+//!   tick and a millisecond) after its slot: a process that stalls drops the permits it comes to late
 //!   ([`LimiterCounters::expired`]) rather than spend them on top of later ones. So the sends
 //!   are at most rate × t + 2 × burst in any window, give or take the difference between the
 //!   processes' estimates of the database's clock (each takes the smallest statement delay it
 //!   has seen: well under a millisecond on a LAN). The cost of that strictness: on a machine so
-//!   loaded that a process stalls for longer than the tolerance (5 ms, at least two ticks),
+//!   loaded that a process stalls for longer than the tolerance (at 2,000/s 5 ms; at least a
+//!   tick and a millisecond),
 //!   permits are lost.
 //! - **A dead worker** loses at most its unspent lease: permits up to `burst + LEASE_AHEAD`
 //!   (45 ms at any rate; 85 ms for a transactional lease) ahead of the database's clock.
@@ -42,11 +43,12 @@
 //!   above the rate, nothing; when it is a trickle, all but the trickle. Inside a process,
 //!   every permit that comes due goes to a waiting transactional send first.
 //!
-//! The cost: one statement per lease; a lease is granted only when at least a quarter of a block
-//! (10 ms of permits, or the whole demand if smaller) fits, so at a saturated rate each statement
-//! brings 10–40 ms of permits: about 100 statements per second per busy process and app. Three
-//! busy processes sharing 2,000/s were measured at about 190 a second (10 permits each: they
-//! take turns at the horizon); one busy process at about 60.
+//! The cost: one statement per lease; a lease is granted only when at least half a block
+//! (20 ms of permits, or the whole demand if smaller) fits, so at a saturated rate each statement
+//! brings 20–40 ms of permits: at most 50 granting statements per second per busy app, however
+//! many processes share it. Processes that take turns at the horizon also ask in vain now and
+//! then (a grant of 0, then a wait until half a block fits): three busy processes sharing
+//! 2,000/s were measured at about 140 statements a second, one busy process at about 45.
 //!
 //! For the campaign dispatcher and the ops view, [`Limits::rate`] and [`Limits::lane_usage`]
 //! tell an app's rate and what its lanes take of it across all processes
@@ -78,8 +80,10 @@ use crate::queue::Lane;
 /// How often a worker heartbeats (ops view) and re-reads the apps' pauses.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The pacer releases due permits at most this often: permits due within one tick go out
-/// together.
-pub const RELEASE_TICK: Duration = Duration::from_millis(3);
+/// together (a permit goes out up to one tick after it came due, never before). A longer tick
+/// means fewer wake-ups per send; it also lets a one-second window hold up to a tick's worth of
+/// permits more (0.5 % at 5 ms, on top of the 0.5 % burst), which the 2 % ceiling allows.
+pub const RELEASE_TICK: Duration = Duration::from_millis(5);
 /// The first wait after a failed lease; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -372,7 +376,9 @@ async fn pace(shared: Arc<Shared>, stop: CancellationToken) {
     let mut clock = ClockMap::new();
     // A permit's slot is `due + burst`; it may still be spent up to `grace` after its slot.
     let tolerance = Duration::from_micros(params.burst_us as u64);
-    let grace = tolerance + tolerance.max(RELEASE_TICK * 2);
+    // The lateness allowed: a tick (a permit due just after one goes out with the next) and a
+    // millisecond for the timer, or the tolerance if that is longer.
+    let grace = tolerance + tolerance.max(RELEASE_TICK + Duration::from_millis(1));
     loop {
         let now = Instant::now();
         let (due, expired) = schedule.release(now, grace);

@@ -38,12 +38,23 @@ pub struct ClaimRequest {
 /// different content cannot both be published. An id may appear more than once (requests
 /// batched together): its first appearance claims it, the later ones are answered as a repeat
 /// of it (`Retry` with the same content, `Conflict` with other content).
+///
+/// The claim commits without waiting for its WAL to reach the disk (`synchronous_commit` off
+/// for this transaction): it is visible to every other request at once, and it becomes durable
+/// with the acceptance ([`mark_accepted`]), whose synchronous commit flushes the WAL up to
+/// itself, so every claim made before it too. A claim lost to a Postgres crash before that
+/// flush belongs to a request that was never answered 202; its client sends it again. One
+/// disk flush per request instead of two (about 3 ms each on this kind of machine).
 pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, sqlx::Error> {
     let mut seen = std::collections::HashSet::with_capacity(jobs.len());
     let firsts: Vec<&ClaimRequest> = jobs
         .iter()
         .filter(|j| seen.insert(j.job_id.as_str()))
         .collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO api_notifications (job_id, app, content_sha256, api_key_id)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::uuid[])
@@ -59,8 +70,9 @@ pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, s
             .collect::<Vec<_>>(),
     )
     .bind(firsts.iter().map(|j| j.api_key_id).collect::<Vec<_>>())
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     // The first appearance of an id this statement inserted claims it; every other job is
     // looked up.
     let mut claimed: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -102,7 +114,8 @@ pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, s
         .collect())
 }
 
-/// Marks jobs accepted (RabbitMQ confirmed them); the first acceptance time is kept.
+/// Marks jobs accepted (RabbitMQ confirmed them); the first acceptance time is kept. Its commit
+/// waits for the disk, which makes the claims before it durable too (see [`claim`]).
 pub async fn mark_accepted(pool: &PgPool, ids: &[&str]) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());

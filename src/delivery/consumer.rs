@@ -273,5 +273,10 @@ impl Subscriptions {
         for coalescer in self.coalescers {
             let _ = coalescer.await;
         }
+        // Closed here, before the connection: a channel whose last handle is dropped while the
+        // connection is closing makes lapin log a spurious "Connection error" at ERROR level.
+        for (channel, _) in &self.consumers {
+            let _ = channel.close(200, "shutdown".into()).await;
+        }
     }
 }

@@ -105,8 +105,16 @@ async fn a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice() {
 /// `wxnotify worker` as a child process on `sys` (prefetch 64, the test topology's delivery
 /// limit), killed when dropped.
 pub fn worker_process(sys: &System) -> tokio::process::Child {
+    worker_command(sys)
+        .spawn()
+        .expect("the wxnotify binary runs")
+}
+
+/// The command of [`worker_process`], to change before spawning (e.g. to read its log).
+pub fn worker_command(sys: &System) -> tokio::process::Command {
     use secrecy::ExposeSecret;
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"));
+    command
         .arg("worker")
         .args(["--prefetch", "64"])
         .env("DATABASE_URL", sys.db.url())
@@ -120,9 +128,8 @@ pub fn worker_process(sys: &System) -> tokio::process::Child {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the wxnotify binary runs")
+        .kill_on_drop(true);
+    command
 }
 
 #[tokio::test]

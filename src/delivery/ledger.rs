@@ -100,8 +100,9 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// While jobs keep coming, batches of one kind start at most this often (see `Batcher::spawn`);
 /// a job after a quiet spell goes at once. Under load a job waits at most this long for its
 /// claim, and its outcome as long for its record (which holds back only its ack). At 2,000
-/// sends/s, 20 ms rather than 5 ms (with the pacer's 5 ms tick) took a paced worker from about 170 to about 120 µs of CPU per
-/// job: each statement carries 40 rows instead of 10, with a quarter of the wake-ups.
+/// sends/s, 20 ms rather than 5 ms (with the pacer's 5 ms tick) took a paced worker from about
+/// 170 to about 120 µs of CPU per job: each statement carries 40 rows instead of 10, with a
+/// quarter of the wake-ups.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Where a job is recorded. Claims and sends of concurrent deliveries are batched into one

@@ -17,14 +17,13 @@
 //! - **Exact sum.** Whatever the number of processes, the permits granted in any window of
 //!   length t are at most t × rate + burst (the GCRA bound, held by one row lock). A permit is
 //!   never spent before its slot minus the tolerance, nor more than the tolerance (at least a
-//!   tick and a millisecond) after its slot: a process that stalls drops the permits it comes to late
-//!   ([`LimiterCounters::expired`]) rather than spend them on top of later ones. So the sends
-//!   are at most rate × t + 2 × burst in any window, give or take the difference between the
-//!   processes' estimates of the database's clock (each takes the smallest statement delay it
-//!   has seen: well under a millisecond on a LAN). The cost of that strictness: on a machine so
-//!   loaded that a process stalls for longer than the tolerance (at 2,000/s 5 ms; at least a
-//!   tick and a millisecond),
-//!   permits are lost.
+//!   tick and a millisecond) after its slot: a process that stalls drops the permits it comes
+//!   to late ([`LimiterCounters::expired`]) rather than spend them on top of later ones. So the
+//!   sends are at most rate × t + 2 × burst in any window, give or take the difference between
+//!   the processes' estimates of the database's clock (each takes the smallest statement delay
+//!   it has seen: well under a millisecond on a LAN). The cost of that strictness: on a machine
+//!   so loaded that a process comes to a permit later than that (6 ms past its slot at 2,000/s),
+//!   the permit is lost.
 //! - **A dead worker** loses at most its unspent lease: permits up to `burst + LEASE_AHEAD`
 //!   (45 ms at any rate; 85 ms for a transactional lease) ahead of the database's clock.
 //!   Nothing has to time out; the next lease of any other process simply starts after them.
@@ -81,8 +80,8 @@ use crate::queue::Lane;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The pacer releases due permits at most this often: permits due within one tick go out
 /// together (a permit goes out up to one tick after it came due, never before). A longer tick
-/// means fewer wake-ups per send; it also lets a one-second window hold up to a tick's worth of
-/// permits more (0.5 % at 5 ms, on top of the 0.5 % burst), which the 2 % ceiling allows.
+/// means fewer wake-ups per send; it also lets a one-second window hold about a tick's worth of
+/// permits more (0.5 % at 5 ms, on top of the 0.5 % burst), within the 2 % ceiling.
 pub const RELEASE_TICK: Duration = Duration::from_millis(5);
 /// The first wait after a failed lease; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);

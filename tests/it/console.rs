@@ -118,13 +118,25 @@ impl Browser {
             .await
     }
 
+    /// The text of `css`. Found again when the page it was found on went away before its text
+    /// was read (a click's page load finishing just then: a stale element).
     async fn text(&self, css: &str) -> String {
-        self.find(css)
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let element = self
+                .find(css)
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match element.text().await {
+                Ok(text) => return text,
+                Err(e)
+                    if e.is_stale_element_reference() && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
     }
 
     async fn count(&self, css: &str) -> usize {

@@ -87,6 +87,9 @@ async fn open(
 }
 
 /// The setting to fix when connecting failed for a reason retrying cannot change.
+/// What to do when the database of `DATABASE_URL` does not exist: one wording for every command.
+pub const MISSING_DATABASE_HINT: &str = "Create it with `wxnotify migrate --create-database` (or createdb), or fix the database name in DATABASE_URL.";
+
 fn misconfiguration(err: &sqlx::Error) -> Option<crate::config::ConfigError> {
     use crate::config::ConfigError;
     let invalid = |reason: String, hint: &'static str| ConfigError::Invalid {
@@ -101,10 +104,7 @@ fn misconfiguration(err: &sqlx::Error) -> Option<crate::config::ConfigError> {
         )),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // invalid_catalog_name: the database does not exist.
-            Some("3D000") => Some(invalid(
-                db.message().to_string(),
-                "Create it with `wxnotify migrate --create-database` (or createdb), or fix the database name in DATABASE_URL.",
-            )),
+            Some("3D000") => Some(invalid(db.message().to_string(), MISSING_DATABASE_HINT)),
             // invalid_password, invalid_authorization_specification (unknown role, pg_hba).
             Some("28P01" | "28000") => Some(invalid(
                 db.message().to_string(),

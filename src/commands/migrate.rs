@@ -60,7 +60,7 @@ async fn ensure_database(url: &SecretString, create: bool) -> anyhow::Result<()>
         return Err(ConfigError::Invalid {
             name: "DATABASE_URL".into(),
             reason: format!("the database {name:?} does not exist"),
-            hint: "Check DATABASE_URL for a typo; to create the database, run `wxnotify migrate --create-database`.",
+            hint: crate::db::MISSING_DATABASE_HINT,
         }
         .into());
     }

@@ -86,10 +86,10 @@ async fn open(
     }
 }
 
-/// The setting to fix when connecting failed for a reason retrying cannot change.
 /// What to do when the database of `DATABASE_URL` does not exist: one wording for every command.
 pub const MISSING_DATABASE_HINT: &str = "Create it with `wxnotify migrate --create-database` (or createdb), or fix the database name in DATABASE_URL.";
 
+/// The setting to fix when connecting failed for a reason retrying cannot change.
 fn misconfiguration(err: &sqlx::Error) -> Option<crate::config::ConfigError> {
     use crate::config::ConfigError;
     let invalid = |reason: String, hint: &'static str| ConfigError::Invalid {

@@ -51,9 +51,8 @@ pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, s
         .iter()
         .filter(|j| seen.insert(j.job_id.as_str()))
         .collect();
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
         .await?;
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO api_notifications (job_id, app, content_sha256, api_key_id)

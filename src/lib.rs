@@ -13,6 +13,8 @@
 //! - [`app`]: the composition root: the Postgres pool, the WeChat client and token store, the
 //!   producer's RabbitMQ link, built in one place from the settings.
 //! - [`ops_http`]: a process's `/metrics` and the worker's `/healthz` (RabbitMQ connected?).
+//! - [`app_pause`]: whether an app may send now (quota pauses, pauses by hand, and suspensions
+//!   while WeChat refuses the account itself), shared by every worker through Postgres.
 //! - [`config`]: settings from the environment and an optional TOML file; secrets as
 //!   `SecretString`.
 //! - [`telemetry`]: tracing set-up (readable in a terminal, JSON in production).
@@ -30,15 +32,16 @@
 //! - [`http`]: the HTTP API ([`http::serve`]): Mini Program login, the OA event callback,
 //!   notifications, admin.
 //! - [`templates`]: each app's template catalog and the checks before sending;
-//!   [`quota`]: the real daily quota and `wxnotify status`; [`blocks`]: messages WeChat
-//!   intercepted after accepting them; [`upkeep`]: the worker's view of all three.
+//!   [`quota`]: the real daily quota and `wxnotify status`; [`reviews`]: messages WeChat held
+//!   for its content review (40252), followed to their verdict; [`upkeep`]: the worker's view
+//!   of all three.
 //! - [`sandbox`]: the wing for development, tests, the demo and benchmarks: the fake WeChat
 //!   server, `wxnotify demo`, `wxnotify bench` and throw-away databases and queues. The service
 //!   modules above never import it.
 
 pub mod app;
+pub mod app_pause;
 pub mod batch;
-pub mod blocks;
 pub mod campaigns;
 pub mod commands;
 pub mod config;
@@ -52,6 +55,7 @@ pub mod ops_http;
 pub mod progress;
 pub mod queue;
 pub mod quota;
+pub mod reviews;
 pub mod sandbox;
 pub mod telemetry;
 pub mod templates;

@@ -1,14 +1,14 @@
 //! What the worker knows of WeChat's rules of the day, and keeps up to date: each app's template
-//! catalog (checked before every send), its real daily quota, and the messages WeChat
-//! intercepted after accepting them.
+//! catalog (checked before every send), its real daily quota, and the verdicts of WeChat's
+//! content review on held messages (`crate::reviews`).
 //!
 //! The pipeline calls [`Rules::before_send`] once per delivery, just before the send (a refused
 //! job dies `payload_rejected` with the reason, without a WeChat call; an asked-for truncation
 //! is recorded on the ledger first), and [`Rules::observe`] with every failure WeChat answered
 //! (40037 queues a catalog refresh, 45009 a quota read). [`Rules::run`] is the worker's
 //! background task: at start and every [`UpkeepOptions::every`] it syncs every app's templates,
-//! reads its quota (exported as metrics) and reconciles blocked messages; in between it serves
-//! the refreshes `observe` queued.
+//! reads its quota (exported as metrics) and follows held messages to their review verdict; in
+//! between it serves the refreshes `observe` queued.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,6 +54,8 @@ pub struct UpkeepOptions {
     /// The least time between two catalog refreshes of one app caused by unknown templates
     /// (40037, or a job naming a template the catalog lacks).
     pub min_resync: Duration,
+    /// How held messages are followed to WeChat's review verdict.
+    pub review: crate::reviews::ReviewOptions,
 }
 
 impl Default for UpkeepOptions {
@@ -61,6 +63,7 @@ impl Default for UpkeepOptions {
         UpkeepOptions {
             every: Duration::from_secs(300),
             min_resync: Duration::from_secs(30),
+            review: crate::reviews::ReviewOptions::default(),
         }
     }
 }
@@ -212,8 +215,8 @@ impl Rules {
         }
     }
 
-    /// One round over every app: templates, quota (and its metrics), blocked messages. Errors
-    /// are logged; the next round tries again.
+    /// One round over every app: templates, quota (and its metrics), held messages' review
+    /// verdicts. Errors are logged; the next round tries again.
     pub async fn round(&self) {
         for app in &self.apps {
             // Skipped when `prepare` (or a 40037) synced it moments ago.
@@ -227,10 +230,17 @@ impl Rules {
             }
             self.read_quota(app, crate::quota::ReadTrigger::Schedule)
                 .await;
-            if let Err(e) =
-                crate::blocks::reconcile_app(&self.pool, &self.tokens, &self.client, app).await
+            if let Err(e) = crate::reviews::reconcile_app(
+                &self.pool,
+                &self.tokens,
+                &self.client,
+                app,
+                self.options.review,
+            )
+            .await
             {
-                tracing::warn!(app = %app, error = %e, "blocked-message reconciliation failed");
+                tracing::warn!(app = %app, error = %e,
+                    "following held messages to WeChat's review verdict failed; they stay held");
             }
         }
     }

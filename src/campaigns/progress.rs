@@ -76,8 +76,15 @@ pub struct Status {
     pub dispatched: u64,
     /// Accepted by WeChat.
     pub sent: u64,
-    /// Repeated arrivals of a job id already finished (not sent again).
+    /// Not sent again: repeated arrivals of a job id already finished, and jobs WeChat answered
+    /// 40241 (an identical message went out within 60 seconds).
     pub duplicate: u64,
+    /// Held by WeChat for its content review (40252): never sent again; each ends sent
+    /// (delivered after review) or dead `content_blocked`.
+    pub held: u64,
+    /// Jobs recorded `duplicate` (40241), counted in `duplicate` and among the finished.
+    #[serde(skip)]
+    pub duplicate_jobs: u64,
     /// Dead, by reason.
     pub dead: BTreeMap<String, u64>,
     /// Recorded `cancelled` (on the lane when the campaign was cancelled; not sent).
@@ -96,9 +103,13 @@ pub struct Status {
 }
 
 impl Status {
-    /// Recipients in a final state (sent, dead, cancelled).
+    /// Recipients in a final state (sent, dead, cancelled, held for review, duplicate).
     pub fn finished(&self) -> u64 {
-        self.sent + self.dead.values().sum::<u64>() + self.cancelled
+        self.sent
+            + self.dead.values().sum::<u64>()
+            + self.cancelled
+            + self.held
+            + self.duplicate_jobs
     }
 
     /// One human line.
@@ -109,7 +120,7 @@ impl Status {
             .map(|s| format!(", ETA {s} s"))
             .unwrap_or_default();
         format!(
-            "campaign {} {}: {} reachable of {}, {} dispatched, {} sent, {} dead, {} cancelled, {} duplicate; receipts {} ok / {} user block / {} system failed; {:.0}/s{}",
+            "campaign {} {}: {} reachable of {}, {} dispatched, {} sent, {} dead, {} cancelled, {} duplicate, {} held for review; receipts {} ok / {} user block / {} system failed; {:.0}/s{}",
             self.id,
             self.state,
             self.reachable,
@@ -119,6 +130,7 @@ impl Status {
             dead,
             self.cancelled,
             self.duplicate,
+            self.held,
             self.receipts.success,
             self.receipts.user_block,
             self.receipts.system_failed,
@@ -167,6 +179,8 @@ fn summarise(c: &Campaign, groups: &[Group]) -> Status {
         dispatched: c.dispatched as u64,
         sent: 0,
         duplicate: 0,
+        held: 0,
+        duplicate_jobs: 0,
         dead: BTreeMap::new(),
         cancelled: 0,
         in_flight: 0,
@@ -201,6 +215,11 @@ fn summarise(c: &Campaign, groups: &[Group]) -> Status {
                     .or_default() += n;
             }
             "cancelled" => s.cancelled += n,
+            "held" => s.held += n,
+            "duplicate" => {
+                s.duplicate += n;
+                s.duplicate_jobs += n;
+            }
             _ => {}
         }
     }

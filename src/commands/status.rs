@@ -70,12 +70,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 fn print(status: &Status) {
     println!("apps:");
     for a in &status.apps {
-        let pause = match (&a.paused_until, &a.pause_reason) {
-            (Some(until), reason) => format!(
-                "PAUSED until {until} ({})",
-                reason.as_deref().unwrap_or("quota")
-            ),
-            _ => "sending".into(),
+        let reason = a.pause_reason.as_deref().unwrap_or("paused");
+        let pause = match (a.paused, &a.paused_until) {
+            (false, _) => "sending".into(),
+            (true, Some(until)) => format!("PAUSED until {until} ({reason})"),
+            (true, None) => format!("PAUSED until WeChat answers normally ({reason})"),
         };
         let quota = match &a.quota {
             Some(q) => format!(

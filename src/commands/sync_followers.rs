@@ -88,7 +88,7 @@ pub fn exit_code(err: &SyncError) -> u8 {
         SyncError::Db(_) => EXIT_UNAVAILABLE,
         SyncError::Wechat { source, .. } => match source.class() {
             ErrClass::Transient | ErrClass::QuotaExhausted => EXIT_UNAVAILABLE,
-            ErrClass::Permanent(PermanentKind::Config) => EXIT_CONFIG,
+            ErrClass::Permanent(PermanentKind::Config) | ErrClass::AccountBlocked => EXIT_CONFIG,
             _ => EXIT_FAILURE,
         },
     }

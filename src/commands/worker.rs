@@ -44,6 +44,12 @@ pub struct WorkerArgs {
     /// margin). Past it the job dies `outcome_unknown`.
     #[arg(long, default_value_t = 480, env = "WXNOTIFY_RESEND_WINDOW_SECS")]
     pub resend_window_secs: u64,
+    /// How long to wait for WeChat's content review of a message it held (answered 40252), in
+    /// seconds. A held message the review blocks is dead `content_blocked` as soon as WeChat
+    /// lists it; one not blocked after this long is recorded sent (WeChat delivered it).
+    #[arg(long, default_value_t = 1800, env = "WXNOTIFY_REVIEW_HOLD_SECS",
+          value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
+    pub review_hold_secs: u64,
     /// Threads of this process's async runtime. One (the default) runs every send, statement
     /// and ack on one thread, which spends the least CPU per job (no wake-ups across threads;
     /// see README "Figures"); for more throughput run more worker processes, which share each
@@ -84,6 +90,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     config.retry.factor = args.retry_factor;
     config.retry.max_delay = Duration::from_secs(args.retry_max_delay_secs);
     config.retry.resend_window = Duration::from_secs(args.resend_window_secs);
+    config.upkeep.review.hold = Duration::from_secs(args.review_hold_secs);
     config.consumer.topology.delivery_limit = args.delivery_limit;
     // A refused login, a missing vhost or queues declared with other arguments never pass:
     // exit 2 naming the setting instead of reconnecting forever.

@@ -6,7 +6,7 @@
 //! committed write is never counted twice.
 //!
 //! A claim is a lease: the worker (its `workers.id`), a claim id, and until when. A second
-//! delivery of a job whose claim is live is [`Admission::Held`] (it waits in a retry tier); a
+//! delivery of a job whose claim is live is [`Admission::Busy`] (it waits in a retry tier); a
 //! claim whose lease ran out, or whose worker stopped heartbeating, is taken over — and since that
 //! worker may have sent before it died, the job's outcome is then uncertain from the old claim's
 //! time on. `attempts` counts sends made, never claims.
@@ -27,10 +27,16 @@ use crate::batch::Batcher;
 
 mod claims;
 mod outcomes;
+pub mod reviews;
 mod sends;
 
 use claims::{ClaimRequest, claim_batch};
-pub use outcomes::{DeadJob, MalformedLetter, RetryRecord};
+pub use outcomes::{AnsweredState, DeadJob, MalformedLetter, RetryRecord};
+
+/// The ledger states a job never leaves by being sent again: a redelivery of its id is a
+/// duplicate. `held` is one of them: WeChat delivers a held message itself if its review passes
+/// (the review reconciliation then records it `sent`, or dead `content_blocked`).
+pub const FINAL_STATES: [&str; 5] = ["sent", "dead", "cancelled", "held", "duplicate"];
 use sends::{SentRequest, sent_batch};
 
 /// How long a claim holds a job against twins while its worker heartbeats: longer than a send
@@ -68,8 +74,9 @@ pub enum Admission {
         lookup: Lookup,
     },
     /// Another delivery of the same job id holds a live claim: do not send; try again later.
-    Held,
-    /// The job id was already sent or dead: do not send again (counted on the row).
+    Busy,
+    /// The job id is in a final state (sent, dead, held for review …): do not send again
+    /// (counted on the row).
     Duplicate,
 }
 

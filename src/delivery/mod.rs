@@ -65,6 +65,8 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// WeChat client options.
     pub client: ClientOptions,
+    /// The background upkeep: template catalog, quota, review verdicts of held messages.
+    pub upkeep: crate::upkeep::UpkeepOptions,
 }
 
 impl Worker {
@@ -90,7 +92,7 @@ impl Worker {
             limits,
             apps,
             config.retry,
-            Arc::new(WorkerStats::default()),
+            config.upkeep,
         ));
         let topology = Topology::new(settings.queue_prefix.clone());
         let consumer = Consumer::new(
@@ -133,7 +135,7 @@ impl Worker {
                 .clone()
                 .run_heartbeat(self.pool.clone(), drained.clone()),
         );
-        // Issue 14: today's template catalog before the first check; then its upkeep task.
+        // Today's template catalog before the first check; then its upkeep task.
         self.pipeline
             .rules()
             .prepare(std::time::Duration::from_secs(10))

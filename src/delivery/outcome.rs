@@ -140,9 +140,21 @@ pub enum Outcome {
     },
     /// Another delivery of the same job id holds a live claim: wait `delay`, then look again
     /// (no attempt spent, nothing sent).
-    Held {
+    Busy {
         /// How long to wait.
         delay: Duration,
+    },
+    /// WeChat put the message into its content review (40252): recorded `held`, never sent
+    /// again; the review reconciliation later records it sent or dead `content_blocked`.
+    HeldForReview {
+        /// What WeChat said.
+        failure: Failure,
+    },
+    /// WeChat answered that an identical message went out within 60 seconds (40241): recorded
+    /// `duplicate` with WeChat's message, never sent again, not dead.
+    RepeatedContent {
+        /// What WeChat said.
+        failure: Failure,
     },
     /// A job of a cancelled campaign: recorded `cancelled`, not sent.
     Cancelled,
@@ -168,7 +180,9 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Retry { .. } => "retry",
             Outcome::Paused { .. } => "paused",
-            Outcome::Held { .. } => "held",
+            Outcome::Busy { .. } => "busy",
+            Outcome::HeldForReview { .. } => "held",
+            Outcome::RepeatedContent { .. } => "duplicate",
             Outcome::Cancelled => "cancelled",
             Outcome::Dead { .. } => "dead",
         }

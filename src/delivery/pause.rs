@@ -1,4 +1,4 @@
-//! This process's own record of 45009 quota pauses.
+//! This process's own record of 45009 quota pauses, and of its tries to probe suspended apps.
 //!
 //! A pause is shared with other workers through `apps.paused_until` (see `rate_limit.rs`), and
 //! the heartbeat copies what Postgres says into the limiters every second. When the pause could
@@ -12,11 +12,17 @@ use std::time::{Duration, Instant};
 
 use crate::domain::AppName;
 
-/// Pauses this process decided, by app.
+/// Pauses this process decided, by app, and when it last tried to claim a probe of a
+/// suspended app.
 #[derive(Debug, Default)]
 pub struct Pauses {
     until: Mutex<HashMap<AppName, Instant>>,
+    probe_tried: Mutex<HashMap<AppName, Instant>>,
 }
+
+/// The least time between two tries of this process to claim a probe of one app (the claim
+/// itself, in Postgres, allows one probe per interval across all processes).
+const PROBE_TRY_EVERY: Duration = Duration::from_secs(1);
 
 impl Pauses {
     /// Pauses `app` for `pause` from now (never shortens a longer pause).
@@ -25,6 +31,20 @@ impl Pauses {
         let mut map = self.until.lock().expect("pause lock");
         let entry = map.entry(app.clone()).or_insert(until);
         *entry = (*entry).max(until);
+    }
+
+    /// Whether this process may try to claim a probe of suspended `app` now (at most once per
+    /// second, so the jobs waiting on a suspended app cost no statement each); marks the try.
+    pub fn probe_due(&self, app: &AppName) -> bool {
+        let now = Instant::now();
+        let mut tried = self.probe_tried.lock().expect("pause lock");
+        match tried.get(app) {
+            Some(at) if now.duration_since(*at) < PROBE_TRY_EVERY => false,
+            _ => {
+                tried.insert(app.clone(), now);
+                true
+            }
+        }
     }
 
     /// How long `app` stays paused by this process's own decision, if it does.

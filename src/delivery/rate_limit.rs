@@ -72,6 +72,7 @@ use uuid::Uuid;
 use super::rate_lease;
 pub use super::rate_lease::LEASE_TIMEOUT;
 pub use super::rate_lease::{LaneUsage, LeaseParams};
+use crate::app_pause::{self, PauseCause, Suspension};
 use crate::config::AppConfig;
 use crate::domain::AppName;
 use crate::queue::Lane;
@@ -293,6 +294,9 @@ pub struct AppLimiter {
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
     paused_until: RwLock<Option<DateTime<Utc>>>,
+    /// WeChat refuses the app itself (read from Postgres with the heartbeat, or set by this
+    /// process when a send or token call answered so).
+    suspension: RwLock<Option<Suspension>>,
 }
 
 impl AppLimiter {
@@ -311,6 +315,7 @@ impl AppLimiter {
             stop: stop.clone(),
             _stop_on_drop: stop.drop_guard(),
             paused_until: RwLock::new(None),
+            suspension: RwLock::new(None),
         }
     }
 
@@ -363,6 +368,15 @@ impl AppLimiter {
 
     fn set_paused_until(&self, until: Option<DateTime<Utc>>) {
         *self.paused_until.write().expect("pause lock") = until;
+    }
+
+    /// Why WeChat refuses the app itself, while it does (see `crate::app_pause`).
+    pub fn suspension(&self) -> Option<Suspension> {
+        self.suspension.read().expect("pause lock").clone()
+    }
+
+    fn set_suspension(&self, suspension: Option<Suspension>) {
+        *self.suspension.write().expect("pause lock") = suspension;
     }
 }
 
@@ -527,12 +541,46 @@ impl Limits {
             l.set_paused_until(Some(until));
         }
         tracing::warn!(app = %app, pause_s = pause.as_secs(), why, "app paused: WeChat daily quota used up");
-        sqlx::query("UPDATE apps SET paused_until = $2, pause_reason = $3, updated_at = now() WHERE name = $1")
-            .bind(app.as_str())
-            .bind(until)
-            .bind(why)
-            .execute(pool)
-            .await?;
+        app_pause::pause_until(pool, app.as_str(), until, PauseCause::Quota, why).await?;
+        Ok(())
+    }
+
+    /// Suspends `app` in this process at once and in every process through Postgres: WeChat
+    /// refuses the app itself. The first worker to suspend it logs it at ERROR, with the fix.
+    pub async fn suspend(
+        &self,
+        pool: &PgPool,
+        app: &AppName,
+        suspension: Suspension,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(l) = self.apps.get(app) {
+            l.set_suspension(Some(suspension.clone()));
+        }
+        let newly = app_pause::suspend(
+            pool,
+            app.as_str(),
+            suspension.errcode,
+            &suspension.errmsg,
+            suspension.endpoint.as_deref(),
+        )
+        .await?;
+        if newly {
+            tracing::error!(app = %app, errcode = suspension.errcode, errmsg = %suspension.errmsg,
+                fix = suspension.fix(),
+                "app paused: WeChat refuses the account itself; its jobs wait (none dies), and a \
+                 worker tries again every 30 s");
+        }
+        Ok(())
+    }
+
+    /// Lifts `app`'s suspension here and in every process (a probe went through).
+    pub async fn lift_suspension(&self, pool: &PgPool, app: &AppName) -> Result<(), sqlx::Error> {
+        if let Some(l) = self.apps.get(app) {
+            l.set_suspension(None);
+        }
+        if app_pause::lift_suspension(pool, app.as_str()).await? {
+            tracing::warn!(app = %app, "app resumed: WeChat answers normally again");
+        }
         Ok(())
     }
 
@@ -553,13 +601,12 @@ impl Limits {
         )
         .fetch_one(pool)
         .await?;
-        let pauses: Vec<(String, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT name, paused_until FROM apps")
-                .fetch_all(pool)
-                .await?;
-        for (name, until) in pauses {
-            if let Some(l) = AppName::parse(name).ok().and_then(|n| self.apps.get(&n)) {
-                l.set_paused_until(until);
+        let pauses = app_pause::read_all(pool).await?;
+        app_pause::export_metrics(&pauses, Utc::now());
+        for p in pauses {
+            if let Some(l) = AppName::parse(&p.app).ok().and_then(|n| self.apps.get(&n)) {
+                l.set_paused_until(p.until);
+                l.set_suspension(p.suspension);
             }
         }
         Ok(u32::try_from(live).unwrap_or(u32::MAX))

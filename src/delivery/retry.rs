@@ -23,7 +23,8 @@
 //!
 //! When `max_attempts` sends of a life have failed the job dies with reason
 //! `retries_exhausted`. A full daily quota (45009) pauses the app and does not count as an
-//! attempt. Permanent errors die at once. A send whose answer never came may have reached the
+//! attempt; so does an answer that refuses the app itself (it suspends the app, see
+//! `crate::app_pause`), and a job of a paused or suspended app waits without an attempt. Permanent errors die at once. A send whose answer never came may have reached the
 //! person: the job is resent only while WeChat's `client_msg_id` window is open
 //! (`resend_window`, measured from when the outcome first became uncertain), else it dies
 //! `outcome_unknown`.
@@ -52,13 +53,16 @@ pub struct RetryPolicy {
     /// margin.
     pub resend_window: Duration,
     /// How long a delivery waits when another delivery of the same job id holds a live claim.
-    pub held_wait: Duration,
+    pub busy_wait: Duration,
     /// The share of its tier by which a retry's wait may be shortened at random (0 = none,
     /// at most 1); never below the previous tier or WeChat's floor.
     pub jitter: f64,
     /// How long a job of a paused campaign waits in a retry tier before it is looked at again
     /// (no claim, no attempt, no rate permit spent; see `campaigns::gate`).
     pub campaign_paused_wait: Duration,
+    /// How long a job of a suspended app (WeChat refuses the account) waits before it is looked
+    /// at again; also the least time between two probes of the app across all workers.
+    pub suspended_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -70,9 +74,10 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(600),
             quota_pause: Duration::from_secs(600),
             resend_window: Duration::from_secs(8 * 60),
-            held_wait: Duration::from_secs(2),
+            busy_wait: Duration::from_secs(2),
             jitter: 0.2,
             campaign_paused_wait: crate::campaigns::gate::PAUSED_JOB_WAIT,
+            suspended_wait: crate::app_pause::PROBE_EVERY,
         }
     }
 }

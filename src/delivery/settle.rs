@@ -8,7 +8,7 @@
 //! that committed but whose reply was lost is recognised as this claim's own, never as a
 //! duplicate.
 
-use super::ledger::{DeadJob, MalformedLetter, RetryRecord, Written};
+use super::ledger::{AnsweredState, DeadJob, MalformedLetter, RetryRecord, Written};
 use super::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{Attempt, BrokerDead, Decision, Malformed, Pipeline};
 use crate::batch::DbError;
@@ -21,8 +21,8 @@ impl Pipeline {
         Ok(match decision {
             Decision::Malformed(m) => self.settle_malformed(m, "worker").await?,
             Decision::Duplicate { .. } => Outcome::Duplicate,
-            Decision::Held { .. } => Outcome::Held {
-                delay: self.retry().held_wait,
+            Decision::Busy { .. } => Outcome::Busy {
+                delay: self.retry().busy_wait,
             },
             Decision::CampaignPaused { job, .. } => Outcome::Paused {
                 delay: self.retry().campaign_paused_wait,
@@ -30,6 +30,10 @@ impl Pipeline {
                     "campaign {} is paused",
                     job.campaign_id.unwrap_or_default()
                 )),
+            },
+            Decision::AppPaused { delay, failure, .. } => Outcome::Paused {
+                delay: *delay,
+                failure: failure.clone(),
             },
             Decision::Attempted(a) => self.settle_attempt(a).await?,
             Decision::BrokerDead(b) => self.settle_broker_dead(b).await?,
@@ -81,8 +85,21 @@ impl Pipeline {
                     })
                     .await?
             }
-            Outcome::Paused { .. } | Outcome::Held { .. } => {
+            Outcome::Paused { .. } | Outcome::Busy { .. } => {
                 ledger.unclaim(job_id, &a.claim).await?
+            }
+            Outcome::HeldForReview { failure } | Outcome::RepeatedContent { failure } => {
+                let state = match &a.outcome {
+                    Outcome::HeldForReview { .. } => AnsweredState::Held,
+                    _ => AnsweredState::Duplicate,
+                };
+                let openid = a
+                    .oa_openid
+                    .as_ref()
+                    .expect("an answered job has its recipient");
+                ledger
+                    .record_answered(&a.job, &a.claim, openid, state, failure)
+                    .await?
             }
             Outcome::Dead { reason, failure } => {
                 let json = serde_json::to_value(&a.job).ok();

@@ -16,6 +16,7 @@ pub struct WorkerStats {
     duplicate: AtomicU64,
     retried: AtomicU64,
     paused: AtomicU64,
+    busy: AtomicU64,
     held: AtomicU64,
     cancelled: AtomicU64,
     dead: Mutex<BTreeMap<String, u64>>,
@@ -30,6 +31,7 @@ impl Default for WorkerStats {
             duplicate: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             paused: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
             held: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             dead: Mutex::default(),
@@ -45,13 +47,16 @@ impl Default for WorkerStats {
 pub struct StatsSnapshot {
     /// Accepted by WeChat.
     pub sent: u64,
-    /// Arrived again after being sent or dead; not sent again.
+    /// Arrived again after being sent or dead, or WeChat answered that an identical message
+    /// went out within 60 seconds (40241); not sent again.
     pub duplicate: u64,
     /// Transient failures scheduled for another attempt.
     pub retried: u64,
-    /// Deferred because the app's quota was used up.
+    /// Deferred because the app was paused (quota used up, account blocked, by hand).
     pub paused: u64,
     /// Waited because another delivery of the same job id held a live claim.
+    pub busy: u64,
+    /// Held by WeChat for its content review (40252); the review reconciliation ends them.
     pub held: u64,
     /// Jobs of cancelled campaigns, recorded and not sent.
     pub cancelled: u64,
@@ -62,9 +67,9 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    /// Jobs that reached a final state (sent, duplicate or dead).
+    /// Jobs this worker is done with: sent, duplicate, dead, or held for WeChat's review.
     pub fn finished(&self) -> u64 {
-        self.sent + self.duplicate + self.dead.values().sum::<u64>()
+        self.sent + self.duplicate + self.held + self.dead.values().sum::<u64>()
     }
 }
 
@@ -73,10 +78,11 @@ impl WorkerStats {
     pub fn count(&self, outcome: &Outcome) {
         let counter = match outcome {
             Outcome::Sent { .. } => &self.sent,
-            Outcome::Duplicate => &self.duplicate,
+            Outcome::Duplicate | Outcome::RepeatedContent { .. } => &self.duplicate,
+            Outcome::HeldForReview { .. } => &self.held,
             Outcome::Retry { .. } => &self.retried,
             Outcome::Paused { .. } => &self.paused,
-            Outcome::Held { .. } => &self.held,
+            Outcome::Busy { .. } => &self.busy,
             Outcome::Cancelled => &self.cancelled,
             Outcome::Dead { reason, .. } => {
                 *self
@@ -110,6 +116,7 @@ impl WorkerStats {
             duplicate: self.duplicate.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             paused: self.paused.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
             held: self.held.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
             dead: self.dead.lock().expect("stats lock").clone(),

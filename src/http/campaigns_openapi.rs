@@ -113,8 +113,11 @@ pub struct CampaignStatusDoc {
     pub dispatched: u64,
     /// Accepted by WeChat.
     pub sent: u64,
-    /// Repeated arrivals of a finished job id (not sent again).
+    /// Not sent again: repeated arrivals of a finished job id, and jobs WeChat answered 40241.
     pub duplicate: u64,
+    /// Held by WeChat for its content review (40252): never sent again; each ends sent or
+    /// dead `content_blocked`.
+    pub held: u64,
     /// Dead, by reason.
     pub dead: BTreeMap<String, u64>,
     /// Recorded `cancelled` (not sent).
@@ -323,6 +326,8 @@ mod tests {
             dispatched: 0,
             sent: 0,
             duplicate: 0,
+            held: 0,
+            duplicate_jobs: 0,
             dead: Default::default(),
             cancelled: 0,
             in_flight: 0,

@@ -137,13 +137,18 @@ pub enum State {
     Queued,
     /// WeChat accepted it (`msgid`, `sent_at`; `receipt` once WeChat reports delivery).
     Sent,
-    /// Not sent because its id had already been used by a job that finished before this one
-    /// was accepted (the fields describe that earlier job).
+    /// Not sent again: its id had already been used by a job that finished before this one
+    /// was accepted (the fields describe that earlier job), or WeChat answered 40241 (an
+    /// identical message went out within 60 seconds; `errcode` and `errmsg` say so).
     Duplicate,
     /// Will not be sent: `reason`, and WeChat's `errcode` and `errmsg` when WeChat refused.
     Dead,
     /// Its campaign was cancelled before it was sent.
     Cancelled,
+    /// WeChat holds it for its content review (errcode 40252): it is never sent again; WeChat
+    /// delivers it if the review passes (the state then becomes `sent`, without a `msgid`), and
+    /// if not it becomes `dead` with reason `content_blocked`.
+    Held,
 }
 
 /// WeChat's delivery receipt (TEMPLATESENDJOBFINISH).
@@ -182,6 +187,10 @@ pub struct NotificationStatus {
     /// When WeChat accepted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// When WeChat held it for its content review (40252). A `sent` notification with
+    /// `held_at` (and no `msgid`) was delivered after the review.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_at: Option<DateTime<Utc>>,
     /// WeChat's delivery receipt, once it arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Receipt>,
@@ -214,6 +223,7 @@ struct StatusRow {
     last_errmsg: Option<String>,
     msgid: Option<i64>,
     sent_at: Option<DateTime<Utc>>,
+    held_at: Option<DateTime<Utc>>,
     receipt_status: Option<String>,
     receipt_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
@@ -230,7 +240,7 @@ pub async fn statuses(
         "SELECT COALESCE(a.job_id, d.job_id) AS job_id, COALESCE(d.app, a.app) AS app,
                 a.created_at AS api_created_at, a.accepted_at, d.created_at AS ledger_created_at,
                 d.state, d.attempts, d.dead_reason, d.last_errcode, d.last_errmsg, d.msgid,
-                d.sent_at, d.receipt_status, d.receipt_at, d.updated_at
+                d.sent_at, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
          FROM (SELECT * FROM api_notifications WHERE job_id = ANY($1)) a
          FULL JOIN (SELECT * FROM deliveries WHERE job_id = ANY($1)) d ON d.job_id = a.job_id
          WHERE COALESCE(d.app, a.app) = $2",
@@ -247,7 +257,8 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
         // Never confirmed and never seen by a worker: it was not accepted.
         None if r.accepted_at.is_none() => return None,
         None | Some("sending" | "retrying") => State::Queued,
-        Some(finished @ ("sent" | "dead" | "cancelled")) => {
+        Some("held") => State::Held,
+        Some(finished @ ("sent" | "dead" | "cancelled" | "duplicate")) => {
             let earlier = matches!(
                 (r.ledger_created_at, r.api_created_at),
                 (Some(ledger), Some(api)) if ledger < api
@@ -256,6 +267,7 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
                 _ if earlier && finished != "cancelled" => State::Duplicate,
                 "sent" => State::Sent,
                 "dead" => State::Dead,
+                "duplicate" => State::Duplicate,
                 _ => State::Cancelled,
             }
         }
@@ -273,6 +285,7 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
         errmsg: r.last_errmsg,
         msgid: r.msgid.map(|m| m.to_string()),
         sent_at: r.sent_at,
+        held_at: r.held_at,
         receipt: r.receipt_status.map(|status| Receipt {
             status,
             at: r.receipt_at,

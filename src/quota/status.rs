@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::QuotaToday;
 use sqlx::PgPool;
 
+use crate::app_pause::{self, PauseCause};
 use crate::config::Settings;
 use crate::domain::AppName;
 use crate::queue::Topology;
@@ -19,12 +20,18 @@ const LIVE_WITHIN_S: f64 = 10.0;
 pub struct AppStatus {
     /// The app.
     pub app: String,
-    /// Whether sending is paused (45009).
+    /// Whether sending is paused: WeChat's daily quota is used up (45009), an operator paused
+    /// it, or WeChat refuses the account itself (`pause_cause` `account`, until WeChat answers
+    /// normally again).
     pub paused: bool,
-    /// Until when.
+    /// Until when, for a timed pause (`null` for a suspension: it has no end time).
     pub paused_until: Option<DateTime<Utc>>,
-    /// Why.
+    /// `account`, `quota` or `manual`.
+    pub pause_cause: Option<PauseCause>,
+    /// Why, in words; names WeChat's errcode and the fix for a suspension.
     pub pause_reason: Option<String>,
+    /// WeChat's errcode that suspended the app.
+    pub pause_errcode: Option<i64>,
     /// Today's quota; `null` when it was never read.
     pub quota: Option<QuotaToday>,
 }
@@ -62,18 +69,15 @@ pub async fn app_statuses(
 ) -> Result<Vec<AppStatus>, sqlx::Error> {
     let mut out = Vec::new();
     for app in apps {
-        let pause: Option<(Option<DateTime<Utc>>, Option<String>)> =
-            sqlx::query_as("SELECT paused_until, pause_reason FROM apps WHERE name = $1")
-                .bind(app.as_str())
-                .fetch_optional(pool)
-                .await?;
-        let (paused_until, pause_reason) = pause.unwrap_or_default();
-        let paused = paused_until.is_some_and(|u| u > now);
+        let pause = app_pause::read(pool, app.as_str()).await?;
+        let pause = pause.as_ref();
         out.push(AppStatus {
             app: app.to_string(),
-            paused,
-            paused_until: paused_until.filter(|_| paused),
-            pause_reason: pause_reason.filter(|_| paused),
+            paused: pause.is_some_and(|p| p.paused(now)),
+            paused_until: pause.and_then(|p| p.paused_until(now)),
+            pause_cause: pause.and_then(|p| p.cause_at(now)),
+            pause_reason: pause.and_then(|p| p.reason_at(now)),
+            pause_errcode: pause.and_then(|p| p.suspension.as_ref().map(|s| s.errcode)),
             quota: super::today(pool, app, now).await?,
         });
     }

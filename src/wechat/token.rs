@@ -89,6 +89,14 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// The WeChat endpoint that failed, for WeChat's errors.
+    pub fn endpoint(&self) -> Option<&'static str> {
+        match self {
+            TokenError::Wechat(e) => Some(e.endpoint()),
+            _ => None,
+        }
+    }
+
     /// What the caller should do: WeChat's class, or transient for database trouble.
     pub fn class(&self) -> ErrClass {
         match self {

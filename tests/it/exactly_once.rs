@@ -69,7 +69,7 @@ async fn a_job_id_published_three_times_back_to_back_is_sent_once() {
     let stats = worker.stop().await;
     assert_eq!((stats.sent, stats.duplicate), (1, 2), "{stats:?}");
     assert!(
-        stats.held >= 1,
+        stats.busy >= 1,
         "a twin waited for the live claim: {stats:?}"
     );
     let wechat = sys.mock.stats();
@@ -192,10 +192,10 @@ async fn a_live_claim_makes_a_twin_wait_instead_of_sending() {
         panic!("the first claim is an attempt");
     };
     let mut config = WorkerConfig::default();
-    config.retry.held_wait = Duration::from_millis(500);
+    config.retry.busy_wait = Duration::from_millis(500);
     let worker = sys.start_worker(config);
     sys.publish(std::slice::from_ref(&j)).await;
-    wait_stats(&worker, "the twin waited twice", |s| s.held >= 2).await;
+    wait_stats(&worker, "the twin waited twice", |s| s.busy >= 2).await;
     assert_eq!(sys.mock.stats().calls_to(Endpoint::TemplateSend), 0);
     // The live claim's worker records its send: the waiting twin is then a duplicate.
     sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE id = $1")

@@ -27,6 +27,7 @@ mod http;
 mod mock;
 mod producer_api;
 mod queue;
+mod real_wechat;
 mod resilience;
 mod rules;
 mod shared_rate;

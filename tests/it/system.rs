@@ -184,10 +184,11 @@ impl System {
         }
     }
 
-    /// Finished jobs: sent or dead ledger rows plus dead letters that have no ledger row.
+    /// Finished jobs: sent, dead, held (for WeChat's review) or duplicate (40241) ledger rows,
+    /// plus dead letters that have no ledger row.
     pub async fn finished(&self) -> i64 {
         sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM deliveries WHERE state IN ('sent', 'dead'))
+            "SELECT (SELECT count(*) FROM deliveries WHERE state IN ('sent', 'dead', 'held', 'duplicate'))
                   + (SELECT count(*) FROM dead_letters d
                      WHERE NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.job_id = d.job_id))",
         )

@@ -171,7 +171,7 @@ impl Dispatcher {
              WHERE c.state IN ('scheduled', 'running')
                AND (c.lease_holder IS NULL OR c.lease_holder = $1 OR c.lease_until < now())
              RETURNING c.id, c.cursor, c.cap_day, c.cap_day_dispatched,
-                 EXISTS (SELECT 1 FROM apps a WHERE a.name = c.app AND a.paused_until > now()) AS app_paused",
+                 EXISTS (SELECT 1 FROM apps a WHERE a.name = c.app AND (a.paused_until > now() OR a.suspended_at IS NOT NULL)) AS app_paused",
         )
         .bind(self.holder)
         .bind(self.options.lease.as_secs_f64())
@@ -340,9 +340,10 @@ impl Dispatcher {
     /// Dispatched jobs of campaign `id` not in a final state yet.
     async fn unfinished(&self, id: Uuid, cursor: i64) -> anyhow::Result<u64> {
         let finished: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state IN ('sent', 'dead', 'cancelled')",
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = ANY($2)",
         )
         .bind(id)
+        .bind(&crate::delivery::ledger::FINAL_STATES[..])
         .fetch_one(&self.pool)
         .await?;
         Ok((cursor - finished).max(0) as u64)

@@ -57,18 +57,20 @@ impl Settle {
         let wait = match &outcome {
             Outcome::Retry { delay, .. }
             | Outcome::Paused { delay, .. }
-            | Outcome::Held { delay } => Some(*delay),
+            | Outcome::Busy { delay } => Some(*delay),
             Outcome::Sent { .. }
             | Outcome::Duplicate
+            | Outcome::HeldForReview { .. }
+            | Outcome::RepeatedContent { .. }
             | Outcome::Dead { .. }
             | Outcome::Cancelled => None,
         };
         if let Some(delay) = wait {
             let (job, lane) = match &decision {
                 Decision::Attempted(a) => (&a.job, a.lane),
-                Decision::Held { job, lane } | Decision::CampaignPaused { job, lane } => {
-                    (job, *lane)
-                }
+                Decision::Busy { job, lane }
+                | Decision::CampaignPaused { job, lane }
+                | Decision::AppPaused { job, lane, .. } => (job, *lane),
                 _ => unreachable!("only claimed or held jobs wait"),
             };
             if let Err(e) = self
@@ -194,12 +196,24 @@ fn log_outcome(decision: &Decision, outcome: &Outcome) {
         Outcome::Duplicate => {
             tracing::debug!(job_id, "duplicate: already finished, not sent again")
         }
-        Outcome::Held { delay } => tracing::debug!(
+        Outcome::Busy { delay } => tracing::debug!(
             job_id,
             retry_in_ms = delay.as_millis() as u64,
             "another delivery of this job id holds a live claim: waiting"
         ),
         Outcome::Cancelled => tracing::debug!(job_id, "campaign cancelled: not sent"),
+        Outcome::HeldForReview { failure } => tracing::info!(
+            job_id,
+            errcode = failure.errcode,
+            error = %failure.message,
+            "held by WeChat for content review: not sent again; the review reconciliation ends it"
+        ),
+        Outcome::RepeatedContent { failure } => tracing::info!(
+            job_id,
+            errcode = failure.errcode,
+            error = %failure.message,
+            "duplicate: WeChat says an identical message went out within 60 s; not sent again"
+        ),
         Outcome::Retry { delay, failure } | Outcome::Paused { delay, failure } => tracing::info!(
             job_id,
             attempt = decision.attempt(),

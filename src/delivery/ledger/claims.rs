@@ -27,7 +27,8 @@ pub(super) struct ClaimRequest {
 impl Ledger {
     /// Claims `job` and looks its recipient up, in one (batched) statement: the row is created,
     /// or claimed when it waits for a retry or its old claim lapsed; a live claim makes it
-    /// [`Admission::Held`], a finished row (sent or dead) a duplicate.
+    /// [`Admission::Busy`], a finished row ([`FINAL_STATES`](super::FINAL_STATES)) a
+    /// duplicate.
     pub async fn claim(&self, job: &Job, lane: Lane) -> Result<Admission, DbError> {
         self.claims
             .call(ClaimRequest {
@@ -105,12 +106,12 @@ pub(super) async fn claim_batch(
                         lookup: row.lookup,
                     }
                 }
-                _ if matches!(row.prior_state.as_deref(), Some("sent" | "dead")) => {
+                _ if row.prior_state.as_deref().is_some_and(is_final) => {
                     duplicates.push(row.job_id);
                     Admission::Duplicate
                 }
                 // A live claim, or a row committed by another statement meanwhile.
-                _ => Admission::Held,
+                _ => Admission::Busy,
             });
         }
         if !duplicates.is_empty() {
@@ -127,6 +128,11 @@ pub(super) async fn claim_batch(
             })
         })
         .collect()
+}
+
+/// Whether a ledger state is final ([`FINAL_STATES`](super::FINAL_STATES)).
+fn is_final(state: &str) -> bool {
+    super::FINAL_STATES.contains(&state)
 }
 
 /// The claim and the recipient look-up of a batch. The look-ups use the primary keys of

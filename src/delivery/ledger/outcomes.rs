@@ -75,6 +75,53 @@ impl Ledger {
         Ok(Written::from_recorded(written > 0 || own == Some(true)))
     }
 
+    /// Records a send WeChat answered with a final state other than sent or dead, in one
+    /// statement: `held` (40252, in review: `held_at` is set and the job is kept in
+    /// `review_holds` for the reconciliation) or `duplicate` (40241). The send counts as an
+    /// attempt and is kept in the history with WeChat's answer.
+    pub async fn record_answered(
+        &self,
+        job: &Job,
+        claim: &Claim,
+        oa_openid: &OpenId,
+        state: AnsweredState,
+        failure: &Failure,
+    ) -> Result<Written, sqlx::Error> {
+        let kept = (state == AnsweredState::Held)
+            .then(|| serde_json::to_value(job).ok())
+            .flatten();
+        let state = state.as_str();
+        let (written, own): (i64, Option<bool>) = sqlx::query_as(
+            "WITH d AS (
+                 UPDATE deliveries
+                 SET state = $3, last_errcode = $4, last_errmsg = $5, updated_at = now(),
+                     attempts = attempts + 1, claimed_until = NULL, oa_openid = $7,
+                     held_at = CASE WHEN $3 = 'held' THEN now() ELSE held_at END
+                 WHERE job_id = $1 AND state = 'sending' AND claim_id = $2
+                 RETURNING job_id, attempts, life),
+             a AS (
+                 INSERT INTO delivery_attempts (job_id, attempt, outcome, errcode, errmsg, life)
+                 SELECT job_id, attempts, $3, $4, $5, life FROM d
+                 ON CONFLICT (job_id, attempt) DO NOTHING),
+             h AS (
+                 INSERT INTO review_holds (job_id, job)
+                 SELECT job_id, $6 FROM d WHERE $6::jsonb IS NOT NULL
+                 ON CONFLICT (job_id) DO UPDATE SET job = EXCLUDED.job, held_at = now(), decided_at = NULL)
+             SELECT (SELECT count(*) FROM d),
+                    (SELECT state = $3 AND claim_id = $2 FROM deliveries WHERE job_id = $1)",
+        )
+        .bind(job.id.as_str())
+        .bind(claim.id)
+        .bind(state)
+        .bind(failure.errcode)
+        .bind(&failure.message)
+        .bind(kept)
+        .bind(oa_openid.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Written::from_recorded(written > 0 || own == Some(true)))
+    }
+
     /// Records a job's death in one transaction: its ledger row turns dead (created dead if the
     /// job was never claimed), a dead letter keeps the job, the reason, the error and the attempt
     /// count, and (43004) the follower is marked unsubscribed through the followers store.
@@ -180,6 +227,25 @@ impl Ledger {
         .await?
         .rows_affected();
         Ok(Written::from_recorded(inserted > 0))
+    }
+}
+
+/// The final states of a send that WeChat answered without accepting or refusing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsweredState {
+    /// 40252: in WeChat's content review.
+    Held,
+    /// 40241: an identical message went out within 60 seconds.
+    Duplicate,
+}
+
+impl AnsweredState {
+    /// The ledger's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnsweredState::Held => "held",
+            AnsweredState::Duplicate => "duplicate",
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub enum Decision {
         job: Job,
     },
     /// Another delivery of the job id holds a live claim: this one waits in a retry tier.
-    Held {
+    Busy {
         /// The job.
         job: Job,
         /// Its lane.
@@ -35,6 +35,18 @@ pub enum Decision {
         job: Job,
         /// Its lane.
         lane: Lane,
+    },
+    /// A job of a paused or suspended app, seen before its claim: it waits `delay` in a retry
+    /// tier (nothing written, no attempt or rate permit spent).
+    AppPaused {
+        /// The job.
+        job: Job,
+        /// Its lane.
+        lane: Lane,
+        /// How long it waits.
+        delay: std::time::Duration,
+        /// Why (the pause's reason, with WeChat's errcode for a suspension).
+        failure: Failure,
     },
     /// The job was claimed and this attempt ended with an outcome.
     Attempted(Attempt),
@@ -96,8 +108,9 @@ impl Decision {
     pub fn job_id(&self) -> &str {
         match self {
             Decision::Duplicate { job }
-            | Decision::Held { job, .. }
-            | Decision::CampaignPaused { job, .. } => job.id.as_str(),
+            | Decision::Busy { job, .. }
+            | Decision::CampaignPaused { job, .. }
+            | Decision::AppPaused { job, .. } => job.id.as_str(),
             Decision::Attempted(a) => a.job.id.as_str(),
             Decision::BrokerDead(b) => b.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-"),
             Decision::Malformed(m) => m.job_id.as_deref().unwrap_or("-"),

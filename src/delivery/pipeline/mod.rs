@@ -22,6 +22,7 @@ use super::rate_limit::Limits;
 use super::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
 use super::stats::WorkerStats;
+use crate::app_pause::{self, Suspension};
 use crate::batch::DbError;
 use crate::domain::{AppName, Job, OpenId};
 use crate::queue::Lane;
@@ -39,7 +40,8 @@ pub struct Pipeline {
     retry: RetryPolicy,
     stats: Arc<WorkerStats>,
     pauses: Pauses,
-    /// Template catalog, quota and blocked messages (issue 14): checked before each send.
+    /// Template catalog, quota and review verdicts: checked before each send, kept fresh by
+    /// the worker's upkeep task.
     rules: Arc<crate::upkeep::Rules>,
 }
 
@@ -52,14 +54,14 @@ impl Pipeline {
         limits: Arc<Limits>,
         apps: HashSet<AppName>,
         retry: RetryPolicy,
-        stats: Arc<WorkerStats>,
+        upkeep: crate::upkeep::UpkeepOptions,
     ) -> Self {
         let rules = Arc::new(crate::upkeep::Rules::new(
             ledger.pool().clone(),
             tokens.clone(),
             client.clone(),
             apps.iter().cloned().collect(),
-            crate::upkeep::UpkeepOptions::default(),
+            upkeep,
         ));
         Pipeline {
             ledger,
@@ -68,7 +70,7 @@ impl Pipeline {
             limits,
             apps,
             retry,
-            stats,
+            stats: Arc::new(WorkerStats::default()),
             pauses: Pauses::default(),
             rules,
         }
@@ -117,24 +119,80 @@ impl Pipeline {
                 )));
             }
         };
-        // A paused campaign's job waits before it is claimed (issue 8): pausing costs no
-        // ledger writes and no rate permits.
+        // A paused campaign's job waits before it is claimed: pausing costs no ledger writes
+        // and no rate permits.
         if crate::campaigns::gate::is_paused(self.ledger.pool(), &job).await {
             return Ok(Decision::CampaignPaused { job, lane });
         }
+        // So does a job of a paused app, unless it is the one let through to probe a suspended
+        // app.
+        let probe = match self.app_gate(&job.app).await {
+            AppGate::Open => false,
+            AppGate::Probe => true,
+            AppGate::Wait { delay, failure, .. } => {
+                return Ok(Decision::AppPaused {
+                    job,
+                    lane,
+                    delay,
+                    failure,
+                });
+            }
+        };
         let (claim, lookup) = match self.ledger.claim(&job, lane).await? {
             Admission::Duplicate => return Ok(Decision::Duplicate { job }),
-            Admission::Held => return Ok(Decision::Held { job, lane }),
+            Admission::Busy => return Ok(Decision::Busy { job, lane }),
             Admission::Attempt { claim, lookup } => (claim, lookup),
         };
         Ok(Decision::Attempted(
-            self.attempt(job, lane, claim, lookup).await,
+            self.attempt(job, lane, claim, lookup, probe).await,
         ))
+    }
+
+    /// Whether a job of `app` may go on now: a timed pause (45009, by hand) makes it wait until
+    /// the pause ends; a suspension (WeChat refuses the account) makes it wait a probe interval,
+    /// except for the one job per [`app_pause::PROBE_EVERY`] (across all workers) that probes
+    /// the app.
+    async fn app_gate(&self, app: &AppName) -> AppGate {
+        let gate = self.app_gate_now(app, false);
+        let AppGate::Wait {
+            suspension: Some(suspension),
+            ..
+        } = &gate
+        else {
+            return gate;
+        };
+        if self.pauses.probe_due(app) {
+            match app_pause::claim_probe(
+                self.ledger.pool(),
+                app.as_str(),
+                self.retry.suspended_wait,
+            )
+            .await
+            {
+                Ok(true) => {
+                    tracing::info!(app = %app, errcode = suspension.errcode,
+                        "probing a suspended app with one of its waiting jobs");
+                    return AppGate::Probe;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(app = %app, error = %e, "could not claim a probe of a suspended app")
+                }
+            }
+        }
+        gate
     }
 
     /// Everything after the claim. Nothing here touches Postgres before the send, and nothing
     /// after the send may fail, so a decision is never taken twice for one send.
-    async fn attempt(&self, job: Job, lane: Lane, claim: Claim, lookup: Lookup) -> Attempt {
+    async fn attempt(
+        &self,
+        job: Job,
+        lane: Lane,
+        claim: Claim,
+        lookup: Lookup,
+        probe: bool,
+    ) -> Attempt {
         let unsent = |job, outcome, oa_openid| Attempt {
             job,
             lane,
@@ -168,9 +226,8 @@ impl Pipeline {
             .limits
             .app(&job.app)
             .expect("every configured app has a limiter");
-        if let Some(delay) = limiter.paused_for().max(self.pauses.paused_for(&job.app)) {
-            let failure =
-                Failure::local("the app is paused: WeChat's daily quota is used up (45009)");
+        // Looked at again after the claim: a pause may have come meanwhile.
+        if let AppGate::Wait { delay, failure, .. } = self.app_gate_now(&job.app, probe) {
             let outcome =
                 self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
             return unsent(job, outcome, None);
@@ -209,8 +266,17 @@ impl Pipeline {
         self.stats.record_send_latency(started.elapsed());
         let uncertain =
             matches!(&result, Err(TokenError::Wechat(e)) if e.may_have_been_delivered());
+        if probe
+            && answered_normally(&result)
+            && let Err(e) = self
+                .limits
+                .lift_suspension(self.ledger.pool(), &job.app)
+                .await
+        {
+            tracing::warn!(app = %job.app, error = %e, "could not share the end of a suspension through Postgres");
+        }
         let outcome = self.classify(&job, &claim, uncertain, result).await;
-        // A 45009 answer is not an attempt: WeChat did not take the message.
+        // A 45009 or account-level answer is not an attempt: WeChat did not take the message.
         let sent = !matches!(outcome, Outcome::Paused { .. });
         Attempt {
             job,
@@ -220,6 +286,38 @@ impl Pipeline {
             oa_openid: Some(openid),
             sent,
             uncertain,
+        }
+    }
+
+    /// The app's pause as this worker knows it, without claiming a probe: the job that is the
+    /// probe (`probe`) goes on; any other waits. Also the pause check after the claim (a pause
+    /// may have come meanwhile). An app this worker does not know is open (the attempt says it
+    /// is unknown).
+    fn app_gate_now(&self, app: &AppName, probe: bool) -> AppGate {
+        let Some(limiter) = self.limits.app(app) else {
+            return AppGate::Open;
+        };
+        if let Some(delay) = limiter.paused_for().max(self.pauses.paused_for(app)) {
+            let failure = Failure::local(format!(
+                "the app is paused for {}s (WeChat's daily quota is used up, or an operator paused it)",
+                delay.as_secs()
+            ));
+            return AppGate::Wait {
+                delay,
+                failure,
+                suspension: None,
+            };
+        }
+        match limiter.suspension() {
+            Some(s) if !probe => AppGate::Wait {
+                delay: self.retry.suspended_wait,
+                failure: Failure {
+                    errcode: Some(s.errcode),
+                    message: s.describe(),
+                },
+                suspension: Some(s),
+            },
+            _ => AppGate::Open,
         }
     }
 
@@ -317,8 +415,69 @@ impl Pipeline {
                     },
                 )
             }
+            ErrClass::AccountBlocked => {
+                let suspension = Suspension {
+                    errcode: failure.errcode.unwrap_or_default(),
+                    errmsg: failure.message.clone(),
+                    endpoint: err.endpoint().map(str::to_owned),
+                    since: chrono::Utc::now(),
+                };
+                let failure = Failure {
+                    errcode: failure.errcode,
+                    message: suspension.describe(),
+                };
+                // Best effort, like the quota pause: this process suspends the app regardless.
+                if let Err(e) = self
+                    .limits
+                    .suspend(self.ledger.pool(), &job.app, suspension)
+                    .await
+                {
+                    tracing::warn!(error = %e, app = %job.app, "could not share the suspension through Postgres");
+                }
+                self.unless_window_closes(
+                    claim,
+                    uncertain,
+                    Outcome::Paused {
+                        delay: self.retry.suspended_wait,
+                        failure,
+                    },
+                )
+            }
+            ErrClass::HeldForReview => Outcome::HeldForReview { failure },
+            ErrClass::RepeatedContent => Outcome::RepeatedContent { failure },
             ErrClass::Permanent(kind) => Outcome::dead(dead_reason_for(kind), failure),
         }
+    }
+}
+
+/// What the app's pause state means for one job.
+enum AppGate {
+    /// Send.
+    Open,
+    /// Send: this job probes a suspended app.
+    Probe,
+    /// Wait `delay` without an attempt.
+    Wait {
+        delay: Duration,
+        failure: Failure,
+        /// Set when WeChat refuses the app (else a timed pause).
+        suspension: Option<Suspension>,
+    },
+}
+
+/// Whether WeChat's answer shows that it serves the app again: any answer but a transport
+/// failure, a token to refresh, a transient errcode or an account-level refusal.
+fn answered_normally(result: &Result<i64, TokenError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(TokenError::Wechat(e)) => {
+            e.errcode().is_some()
+                && !matches!(
+                    e.class(),
+                    ErrClass::AccountBlocked | ErrClass::Transient | ErrClass::TokenInvalid
+                )
+        }
+        Err(_) => false,
     }
 }
 

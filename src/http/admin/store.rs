@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::auth::Principal;
+use crate::app_pause::{self, PauseCause, Suspension};
 use crate::dlq::DeadLetterQuery;
 
 /// A worker counts as live when it heartbeat within this many seconds.
@@ -92,16 +93,23 @@ pub async fn dead_letter_ids(pool: &PgPool, job_id: &str) -> Result<Vec<i64>, sq
 }
 
 /// One app as ops see it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AppRow {
     /// wxnotify's name of the app.
     pub name: String,
     /// The OA appid.
     pub oa_appid: String,
-    /// Sending is paused until then (45009, or by hand); `null` = sending.
+    /// Whether the app sends nothing now (a timed pause, or WeChat refuses the account).
+    pub paused: bool,
+    /// A timed pause's end (45009, or by hand); `null` while sending or while suspended.
     pub paused_until: Option<DateTime<Utc>>,
-    /// Why it is paused.
+    /// `account` (WeChat refuses the account itself: until WeChat answers normally),
+    /// `quota` (45009) or `manual`.
+    pub pause_cause: Option<PauseCause>,
+    /// Why it is paused, in words (WeChat's errcode and the fix, for a suspension).
     pub pause_reason: Option<String>,
+    /// WeChat's answer that suspended the app.
+    pub suspension: Option<Suspension>,
     /// Template messages sent since midnight, Beijing time (WeChat's quota day).
     pub sends_today: i64,
     /// Jobs dead-lettered since midnight, Beijing time.
@@ -110,38 +118,48 @@ pub struct AppRow {
 
 /// Every registered app.
 pub async fn apps(pool: &PgPool) -> Result<Vec<AppRow>, sqlx::Error> {
-    sqlx::query_as(
+    let counts: Vec<(String, String, i64, i64)> = sqlx::query_as(
         "WITH day AS (SELECT date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'Asia/Shanghai' AS start)
          SELECT a.name, a.oa_appid,
-                CASE WHEN a.paused_until > now() THEN a.paused_until END AS paused_until,
-                CASE WHEN a.paused_until > now() THEN a.pause_reason END AS pause_reason,
                 (SELECT count(*) FROM deliveries d, day WHERE d.app = a.name AND d.sent_at >= day.start) AS sends_today,
                 (SELECT count(*) FROM dead_letters l, day WHERE l.app = a.name AND l.created_at >= day.start) AS dead_today
          FROM apps a ORDER BY a.name",
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    let pauses = app_pause::read_all(pool).await?;
+    let now = Utc::now();
+    Ok(counts
+        .into_iter()
+        .map(|(name, oa_appid, sends_today, dead_today)| {
+            let pause = pauses.iter().find(|p| p.app == name);
+            AppRow {
+                paused: pause.is_some_and(|p| p.paused(now)),
+                paused_until: pause.and_then(|p| p.paused_until(now)),
+                pause_cause: pause.and_then(|p| p.cause_at(now)),
+                pause_reason: pause.and_then(|p| p.reason_at(now)),
+                suspension: pause.and_then(|p| p.suspension.clone()),
+                name,
+                oa_appid,
+                sends_today,
+                dead_today,
+            }
+        })
+        .collect())
 }
 
-/// Pauses (`Some(until)`) or resumes (`None`) an app's sending in every worker. `false` when
-/// there is no such app.
+/// Pauses (`Some(until)`) or resumes (`None`: also lifts a suspension) an app's sending in
+/// every worker. `false` when there is no such app.
 pub async fn set_pause(
     pool: &PgPool,
     app: &str,
     until: Option<DateTime<Utc>>,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
-        "UPDATE apps SET paused_until = $2, pause_reason = CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE $3 END,
-                updated_at = now() WHERE name = $1",
-    )
-    .bind(app)
-    .bind(until)
-    .bind(reason)
-    .execute(pool)
-    .await?
-    .rows_affected()
-        == 1)
+    match until {
+        Some(until) => app_pause::pause_until(pool, app, until, PauseCause::Manual, reason).await,
+        None => app_pause::resume(pool, app).await,
+    }
 }
 
 /// A worker process.

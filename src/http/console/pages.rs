@@ -198,7 +198,11 @@ pub fn overview(s: &Session, o: &Overview, notice: Option<&str>) -> Markup {
                         tr {
                             td { (a.name) }
                             td {
-                                @if let Some(until) = &a.paused_until {
+                                @if let Some(s) = &a.suspension {
+                                    span.paused { "paused: WeChat refuses the account (errcode " (s.errcode) ")" } br;
+                                    span.muted { "since " (time(&s.since)) "; WeChat said: " (s.errmsg) } br;
+                                    span { "To fix: " (s.fix()) }
+                                } @else if let Some(until) = &a.paused_until {
                                     span.paused { "paused until " (time(until)) } br; span.muted { (opt(&a.pause_reason)) }
                                 } @else { "sending" }
                             }
@@ -206,7 +210,7 @@ pub fn overview(s: &Session, o: &Overview, notice: Option<&str>) -> Markup {
                             td { (a.dead_today) }
                             @if s.is_admin() {
                                 td {
-                                    @let (verb, path) = if a.paused_until.is_some() { ("Resume", "resume") } else { ("Pause 1 h", "pause") };
+                                    @let (verb, path) = if a.paused { ("Resume", "resume") } else { ("Pause 1 h", "pause") };
                                     form method="post" action=(format!("/admin/apps/{}/{path}", a.name)) {
                                         input type="hidden" name="csrf" value=(s.csrf);
                                         button.secondary type="submit" { (verb) }

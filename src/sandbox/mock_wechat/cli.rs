@@ -80,10 +80,20 @@ pub struct MockArgs {
     /// A word that makes a send answer 40249 (content blocked); repeatable.
     #[arg(long = "blocked-word", value_name = "WORD")]
     pub blocked_words: Vec<String>,
-    /// A word that makes a send accepted, then intercepted (listed by queryblocktmplmsg);
+    /// A word that makes a send held for review (40252), then delivered after the review;
     /// repeatable.
-    #[arg(long = "intercepted-word", value_name = "WORD")]
-    pub intercepted_words: Vec<String>,
+    #[arg(long = "review-word", value_name = "WORD")]
+    pub review_words: Vec<String>,
+    /// A word that makes a send held for review (40252), then blocked by it (listed by
+    /// queryblocktmplmsg); repeatable.
+    #[arg(long = "review-blocked-word", value_name = "WORD")]
+    pub review_blocked_words: Vec<String>,
+    /// How long the review of a held message takes, in seconds.
+    #[arg(long, default_value_t = defaults().review_delay.as_secs())]
+    pub review_delay_secs: u64,
+    /// Answer 40241 to a send identical to one accepted within this many seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub repeat_window_secs: u64,
     /// Template sends accepted before 45009; also quota/get's daily_limit.
     #[arg(long, default_value_t = defaults().daily_quota)]
     pub daily_quota: u64,
@@ -107,7 +117,10 @@ impl MockArgs {
             latency: Duration::from_millis(self.latency_ms),
             max_recorded_sends: self.max_recorded_sends,
             blocked_words: self.blocked_words.clone(),
-            intercepted_words: self.intercepted_words.clone(),
+            review_words: self.review_words.clone(),
+            review_blocked_words: self.review_blocked_words.clone(),
+            review_delay: Duration::from_secs(self.review_delay_secs),
+            repeat_window: Duration::from_secs(self.repeat_window_secs),
             daily_quota: self.daily_quota,
             ..MockConfig::default()
         }

@@ -48,9 +48,19 @@ pub struct MockConfig {
     pub templates: Vec<MockTemplate>,
     /// A send whose `data` holds one of these words is refused with 40249 (content blocked).
     pub blocked_words: Vec<String>,
-    /// A send whose `data` holds one of these words is accepted, then intercepted: listed by
-    /// `queryblocktmplmsg`.
-    pub intercepted_words: Vec<String>,
+    /// A send whose `data` holds one of these words is held for review: answered 40252 (no
+    /// msgid); after `review_delay` the review lets it through (WeChat delivers it; nothing
+    /// lists it).
+    pub review_words: Vec<String>,
+    /// A send whose `data` holds one of these words is held for review (40252) and, after
+    /// `review_delay`, blocked: listed by `queryblocktmplmsg`.
+    pub review_blocked_words: Vec<String>,
+    /// How long the review of a held message takes (the real one: up to about 30 minutes).
+    pub review_delay: Duration,
+    /// A send identical to one accepted within this window (same recipient, template and
+    /// data, another `client_msg_id`) is answered 40241 ("The message is duplicate in 60
+    /// seconds"). Zero (the default) turns it off: WeChat's exact rule is not documented.
+    pub repeat_window: Duration,
     /// Template sends accepted before 45009 (counted since start or the last reset); also
     /// `daily_limit` of `openapi/quota/get`. The default is generous so benchmarks never reach
     /// it; WeChat's base figure is 100,000.
@@ -74,7 +84,10 @@ impl Default for MockConfig {
             latency: Duration::ZERO,
             templates: MockTemplate::defaults(),
             blocked_words: Vec::new(),
-            intercepted_words: Vec::new(),
+            review_words: Vec::new(),
+            review_blocked_words: Vec::new(),
+            review_delay: Duration::from_secs(60),
+            repeat_window: Duration::ZERO,
             daily_quota: 100_000_000,
         }
     }

@@ -16,7 +16,7 @@
 //! | `POST /mock/unsubscribe` / `POST /mock/subscribe` `{"person":i}` | change who follows |
 //! | `POST /mock/templates` `{"id","title","keys":[…]}` | add (or replace) a template |
 //! | `DELETE /mock/templates/{id}` | delete a template (sends with it answer 40037); 404 if absent |
-//! | `GET /mock/intercepted` | messages accepted then intercepted ([`InterceptedMessage`](super::InterceptedMessage)s) |
+//! | `GET /mock/held` | messages held for review, with their verdicts ([`HeldMessage`](super::HeldMessage)s) |
 
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub(super) fn control() -> Router<Arc<Mock>> {
             "/mock/templates/{id}",
             axum::routing::delete(delete_template),
         )
-        .route("/mock/intercepted", get(intercepted))
+        .route("/mock/held", get(held))
 }
 
 async fn add_template(State(mock): Shared, body: Bytes) -> Result<StatusCode, BadBody> {
@@ -72,7 +72,7 @@ async fn delete_template(
     }
 }
 
-async fn intercepted(State(mock): Shared) -> Json<Vec<super::rules::InterceptedMessage>> {
+async fn held(State(mock): Shared) -> Json<Vec<super::rules::HeldMessage>> {
     Json(mock.content.all())
 }
 

@@ -21,7 +21,8 @@
 //! - One file per API family: `credentials` + `tokens` (access tokens), `followers` (user/get,
 //!   user/info, batchget), `login` (jscode2session), `templates` (template list and data
 //!   rules; deleted and added at run time), `sends` (template/send, dedupe, msgids), `rules`
-//!   (`openapi/quota/get`, blocked and intercepted content, `queryblocktmplmsg`).
+//!   (`openapi/quota/get`, blocked content, content held for review and its verdict,
+//!   `queryblocktmplmsg`).
 //! - `faults` ([`FaultPlan`]), `stats` ([`MockStats`]), `state` (all of it together).
 //! - `events`: pushing signed (and, in safe mode, encrypted) events to a callback URL.
 
@@ -59,7 +60,7 @@ pub use endpoint::Endpoint;
 pub use events::{EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_xml};
 pub use faults::{Fault, FaultPlan, FaultRule};
 pub use identity::{mp_openid, oa_openid, person_of, seeded_follower, unionid};
-pub use rules::InterceptedMessage;
+pub use rules::HeldMessage;
 pub use sends::{AcceptedSend, FIRST_MSGID};
 pub use stats::MockStats;
 
@@ -172,8 +173,9 @@ impl MockWechat {
         self.mock.templates.add(template);
     }
 
-    /// The messages intercepted after acceptance so far (what `queryblocktmplmsg` lists).
-    pub fn intercepted(&self) -> Vec<InterceptedMessage> {
+    /// The messages held for review so far (40252), with their verdicts; the blocked ones are
+    /// what `queryblocktmplmsg` lists once decided.
+    pub fn held(&self) -> Vec<HeldMessage> {
         self.mock.content.all()
     }
 

@@ -1,9 +1,11 @@
-//! WeChat's rules of the day in the fake: the daily quota (`POST /cgi-bin/openapi/quota/get`,
-//! `wechat-api.md` §2.10), content blocked outright (40249) or intercepted after acceptance, and
-//! the list of intercepted messages (`POST /wxa/sec/queryblocktmplmsg`, records with growing
-//! ids, paged by `largest_id`, answered as a `msginfo` list as the real API was seen doing).
+//! WeChat's rules of the day in the fake: the daily quota (`POST /cgi-bin/openapi/quota/get`),
+//! content blocked outright (40249), content held for review (40252) and the review's verdict,
+//! and the list of held messages the review blocked (`POST /wxa/sec/queryblocktmplmsg`, records
+//! with growing ids, paged by `largest_id`, answered as a `msginfo` list as the real API was seen
+//! doing). See docs/wechat.md, "Held for review".
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -16,10 +18,10 @@ use super::state::Mock;
 use super::tokens::App;
 use super::wire::Answer;
 
-/// A message the fake accepted and then intercepted.
+/// A message the fake held for its content review (answered 40252, no msgid).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterceptedMessage {
-    /// The record id (the paging cursor).
+pub struct HeldMessage {
+    /// The record id (the paging cursor of `queryblocktmplmsg`).
     pub id: i64,
     /// The template.
     pub tmpl_msg_id: String,
@@ -31,6 +33,19 @@ pub struct InterceptedMessage {
     pub send_timestamp: i64,
     /// The recipient's OA openid.
     pub openid: String,
+    /// The caller's `client_msg_id`, if it sent one.
+    pub client_msg_id: Option<String>,
+    /// The review's verdict: blocked (listed by `queryblocktmplmsg` once decided) or delivered.
+    pub blocked: bool,
+    /// When the verdict comes (unix milliseconds); until then nothing lists the message.
+    pub decided_at_ms: i64,
+}
+
+impl HeldMessage {
+    /// Whether the review has decided by `now_ms`.
+    pub fn decided(&self, now_ms: i64) -> bool {
+        now_ms >= self.decided_at_ms
+    }
 }
 
 /// What the content of a send is.
@@ -40,21 +55,39 @@ pub(super) enum Verdict {
     Clean,
     /// Refused with 40249.
     Blocked,
-    /// Accepted, then intercepted.
-    Intercepted,
+    /// Held for review (40252); the review will block it.
+    HeldThenBlocked,
+    /// Held for review (40252); the review will let it through.
+    HeldThenDelivered,
 }
 
-/// Intercepted messages.
+/// Messages held for review.
 #[derive(Debug, Default)]
 pub(super) struct Content {
     next_id: AtomicI64,
-    intercepted: Mutex<Vec<InterceptedMessage>>,
+    held: Mutex<Vec<HeldMessage>>,
+}
+
+/// A held message to record.
+pub(super) struct Hold<'a> {
+    pub template_id: &'a str,
+    pub title: &'a str,
+    pub openid: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub blocked: bool,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl Content {
     /// Judges a send's `data` by the configured words (any value containing one).
     pub(super) fn judge(&self, cfg: &MockConfig, data: &Value) -> Verdict {
-        if cfg.blocked_words.is_empty() && cfg.intercepted_words.is_empty() {
+        if cfg.blocked_words.is_empty()
+            && cfg.review_words.is_empty()
+            && cfg.review_blocked_words.is_empty()
+        {
             return Verdict::Clean;
         }
         let values: Vec<&str> = data
@@ -72,34 +105,39 @@ impl Content {
         };
         if holds(&cfg.blocked_words) {
             Verdict::Blocked
-        } else if holds(&cfg.intercepted_words) {
-            Verdict::Intercepted
+        } else if holds(&cfg.review_blocked_words) {
+            Verdict::HeldThenBlocked
+        } else if holds(&cfg.review_words) {
+            Verdict::HeldThenDelivered
         } else {
             Verdict::Clean
         }
     }
 
-    /// Records an accepted message as intercepted.
-    pub(super) fn intercept(&self, template_id: &str, title: &str, openid: &str) {
+    /// Records a message held for review; its verdict comes after `delay`.
+    pub(super) fn hold(&self, hold: Hold<'_>, delay: Duration) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        self.intercepted.lock().push(InterceptedMessage {
+        self.held.lock().push(HeldMessage {
             id,
-            tmpl_msg_id: template_id.into(),
-            title: title.into(),
-            content: title.into(),
+            tmpl_msg_id: hold.template_id.into(),
+            title: hold.title.into(),
+            content: hold.title.into(),
             send_timestamp: chrono::Utc::now().timestamp(),
-            openid: openid.into(),
+            openid: hold.openid.into(),
+            client_msg_id: hold.client_msg_id.map(str::to_owned),
+            blocked: hold.blocked,
+            decided_at_ms: now_ms() + delay.as_millis() as i64,
         });
     }
 
-    /// Every intercepted message.
-    pub(super) fn all(&self) -> Vec<InterceptedMessage> {
-        self.intercepted.lock().clone()
+    /// Every held message, decided or not.
+    pub(super) fn all(&self) -> Vec<HeldMessage> {
+        self.held.lock().clone()
     }
 
     /// Forgets them (ids keep growing).
     pub(super) fn reset(&self) {
-        self.intercepted.lock().clear();
+        self.held.lock().clear();
     }
 }
 
@@ -166,22 +204,44 @@ struct BlockedRequest {
 struct BlockedAnswer {
     errcode: i64,
     errmsg: &'static str,
-    msginfo: Vec<InterceptedMessage>,
+    msginfo: Vec<BlockedRecord>,
+}
+
+/// One record of `queryblocktmplmsg`, as WeChat answers it.
+#[derive(Serialize)]
+struct BlockedRecord {
+    id: i64,
+    tmpl_msg_id: String,
+    title: String,
+    content: String,
+    send_timestamp: i64,
+    openid: String,
 }
 
 /// `POST /wxa/sec/queryblocktmplmsg?access_token=…` `{"tmpl_msg_id", "largest_id", "limit"}`:
-/// the intercepted messages of that template with an id above `largest_id`, at most `limit`
-/// (clamped to 1..=100: the real API's answer to a bad limit is undocumented).
+/// the held messages of that template that the review blocked (once it decided), with an id
+/// above `largest_id`, at most `limit` (clamped to 1..=100: the real API's answer to a bad
+/// limit is undocumented).
 pub(super) fn query_blocked(mock: &Mock, params: &Params, body: &[u8]) -> Result<Answer, i64> {
     mock.tokens.check(params.get("access_token"), App::Oa)?;
     let req: BlockedRequest = json_body(body)?;
     let limit = req.limit.clamp(1, 100) as usize;
+    let now = now_ms();
     let msginfo = mock
         .content
         .all()
         .into_iter()
+        .filter(|m| m.blocked && m.decided(now))
         .filter(|m| m.tmpl_msg_id == req.tmpl_msg_id && m.id > req.largest_id)
         .take(limit)
+        .map(|m| BlockedRecord {
+            id: m.id,
+            tmpl_msg_id: m.tmpl_msg_id,
+            title: m.title,
+            content: m.content,
+            send_timestamp: m.send_timestamp,
+            openid: m.openid,
+        })
         .collect();
     Ok(Answer::ok(&BlockedAnswer {
         errcode: 0,

@@ -17,11 +17,17 @@ use serde_json::Value;
 
 use super::config::MockConfig;
 use super::request::{Params, json_body};
-use super::rules::Verdict;
+use super::rules::{Hold, Verdict};
 use super::state::Mock;
 use super::templates::check_data;
 use super::tokens::App;
 use super::wire::Answer;
+
+/// WeChat's answer to a message it held for its content review (no msgid).
+const HELD_FOR_REVIEW: i64 = 40252;
+
+/// WeChat's answer to a message identical to one sent within the last minute.
+const REPEATED_CONTENT: i64 = 40241;
 
 /// The first msgid handed out: a real-looking id above 2^53, so a client that parses it as a
 /// float loses digits.
@@ -128,6 +134,10 @@ pub(super) struct SendLog {
     max_recorded: usize,
     /// `touser` + `\n` + `client_msg_id` → (msgid, when); sharded so sends do not contend.
     recent: DashMap<String, (u64, Instant)>,
+    /// How long an identical message is answered 40241 (zero: never).
+    repeat_window: Duration,
+    /// A hash of (touser, template, data) → when it was accepted; only with a repeat window.
+    contents: DashMap<u64, Instant>,
     /// The last `max_recorded` accepted sends, as raw bodies (cheaper to keep than parsed
     /// JSON); the mutex is held for one push, or one copy when inspected.
     log: Mutex<VecDeque<Recorded>>,
@@ -142,7 +152,40 @@ impl SendLog {
             window: cfg.client_msg_id_window,
             max_recorded: cfg.max_recorded_sends,
             recent: DashMap::new(),
+            repeat_window: cfg.repeat_window,
+            contents: DashMap::new(),
             log: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Whether `req` is a resend of an accepted `(touser, client_msg_id)` still in the window
+    /// (answered with the original msgid, never 40241).
+    fn is_resend(&self, req: &SendRequest) -> bool {
+        req.client_msg_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .and_then(|id| self.recent.get(&format!("{}\n{id}", req.touser)))
+            .is_some_and(|e| e.1.elapsed() < self.window)
+    }
+
+    /// Whether an identical message (recipient, template, data) was accepted within the repeat
+    /// window: WeChat's 40241. Remembers this one otherwise.
+    fn is_repeat(&self, req: &SendRequest) -> bool {
+        if self.repeat_window.is_zero() {
+            return false;
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        req.touser.hash(&mut h);
+        req.template_id.hash(&mut h);
+        req.data.to_string().hash(&mut h);
+        let now = Instant::now();
+        match self.contents.entry(h.finish()) {
+            Entry::Occupied(e) if now - *e.get() < self.repeat_window => true,
+            entry => {
+                entry.insert(now);
+                false
+            }
         }
     }
 
@@ -211,11 +254,13 @@ impl SendLog {
     pub(super) fn prune(&self) {
         let now = Instant::now();
         self.recent.retain(|_, (_, at)| now - *at < self.window);
+        self.contents.retain(|_, at| now - *at < self.repeat_window);
     }
 
     /// Forgets everything except the msgid sequence (msgids never repeat).
     pub(super) fn reset(&self) {
         self.recent.clear();
+        self.contents.clear();
         self.log.lock().clear();
         self.accepted.store(0, Ordering::Relaxed);
         self.duplicates.store(0, Ordering::Relaxed);
@@ -226,9 +271,11 @@ impl SendLog {
 ///
 /// Checks, in order: token; JSON (47001); `touser` is one of the OA's people (40003); the
 /// template exists (40037); `data` (47003, naming the field); `miniprogram.pagepath` has no
-/// leading `/` (40165); the recipient follows (43004); no blocked word (40249); the daily
-/// quota is not used up (45009). Then de-duplicates and accepts; a value with an intercepted
-/// word is accepted and listed by `queryblocktmplmsg`.
+/// leading `/` (40165); the recipient follows (43004); no blocked word (40249); a word held for
+/// review answers 40252 without a msgid (the review's verdict comes after `review_delay`); the
+/// daily quota is not used up (45009); with a repeat window, an identical message accepted
+/// within it answers 40241 (a resend of the same `client_msg_id` is not one: it gets its
+/// original msgid). Then de-duplicates and accepts.
 pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result<Answer, i64> {
     mock.tokens.check(params.get("access_token"), App::Oa)?;
     let req: SendRequest = json_body(body)?;
@@ -248,18 +295,28 @@ pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result
     if mock.followers.follows_since(person).is_none() {
         return Err(43004);
     }
-    let content = mock.content.judge(&mock.cfg, &req.data);
-    if content == Verdict::Blocked {
-        return Err(40249);
+    match mock.content.judge(&mock.cfg, &req.data) {
+        Verdict::Clean => {}
+        Verdict::Blocked => return Err(40249),
+        held @ (Verdict::HeldThenBlocked | Verdict::HeldThenDelivered) => {
+            let hold = Hold {
+                template_id: &req.template_id,
+                title: &template.title,
+                openid: &req.touser,
+                client_msg_id: req.client_msg_id.as_deref(),
+                blocked: held == Verdict::HeldThenBlocked,
+            };
+            mock.content.hold(hold, mock.cfg.review_delay);
+            return Err(HELD_FOR_REVIEW);
+        }
     }
     if mock.sends.counts().0 >= mock.cfg.daily_quota {
         return Err(45009);
     }
-    let msgid = mock.sends.accept(&req, body);
-    if content == Verdict::Intercepted {
-        mock.content
-            .intercept(&req.template_id, &template.title, &req.touser);
+    if !mock.sends.is_resend(&req) && mock.sends.is_repeat(&req) {
+        return Err(REPEATED_CONTENT);
     }
+    let msgid = mock.sends.accept(&req, body);
     Ok(Answer::ok(&SendOk {
         errcode: 0,
         errmsg: "ok",

@@ -128,6 +128,9 @@ pub(super) const CANONICAL: &[(i64, &str)] = &[
     (40164, "invalid ip, not in whitelist"),
     (40165, "invalid weapp pagepath"),
     (40226, "code blocked"),
+    (40241, "The message is duplicate in 60 seconds"),
+    // The text of 40252 is not published; this is the fake's own wording.
+    (40252, "the message is held for content review"),
     (
         40249,
         "this template msg has been blocked for illegal content",

@@ -53,6 +53,15 @@ impl WechatError {
         }
     }
 
+    /// The WeChat endpoint that failed.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            WechatError::Api { endpoint, .. }
+            | WechatError::Transport { endpoint, .. }
+            | WechatError::InvalidRequest { endpoint, .. } => endpoint,
+        }
+    }
+
     /// The errcode, for WeChat answers.
     pub fn errcode(&self) -> Option<i64> {
         match self {

@@ -587,11 +587,15 @@ async fn every_errcode_lands_in_its_class() {
         (43116, Permanent(Payload)),
         (47003, Permanent(Payload)),
         (47001, Permanent(Payload)),
-        (48001, Permanent(Config)),
-        (48004, Permanent(Config)),
-        (40013, Permanent(Config)),
-        (45109, Permanent(Config)),
-        (50002, Permanent(Recipient)),
+        (48001, AccountBlocked),
+        (48004, AccountBlocked),
+        (40013, AccountBlocked),
+        (40164, AccountBlocked),
+        (89503, AccountBlocked),
+        (50002, AccountBlocked),
+        (40252, HeldForReview),
+        (40241, RepeatedContent),
+        (45109, AccountBlocked),
         (12345, Permanent(Other)),
     ];
     let server = MockServer::start().await;
@@ -627,12 +631,12 @@ async fn errcode_40001_on_a_token_endpoint_means_a_wrong_secret() {
         .await;
     let client = client_for(&server);
     let classic = client.classic_token(&appid(), &secret()).await.unwrap_err();
-    assert_eq!(classic.class(), ErrClass::Permanent(PermanentKind::Config));
+    assert_eq!(classic.class(), ErrClass::AccountBlocked);
     let stable = client
         .stable_token(&appid(), &secret(), false)
         .await
         .unwrap_err();
-    assert_eq!(stable.class(), ErrClass::Permanent(PermanentKind::Config));
+    assert_eq!(stable.class(), ErrClass::AccountBlocked);
 }
 
 #[tokio::test]

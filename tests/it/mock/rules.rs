@@ -54,10 +54,12 @@ async fn quota_get_counts_template_sends_and_refuses_unknown_or_sns_paths() {
 }
 
 #[tokio::test]
-async fn a_blocked_word_is_40249_and_an_intercepted_one_is_accepted_then_listed() {
+async fn a_blocked_word_is_40249_and_a_held_one_is_40252_then_listed_once_the_review_blocks_it() {
     let fake = Fake::start(MockConfig {
         blocked_words: vec!["违禁".into()],
-        intercepted_words: vec!["促销".into()],
+        review_blocked_words: vec!["促销".into()],
+        review_words: vec!["复审".into()],
+        review_delay: std::time::Duration::from_millis(300),
         ..MockConfig::default()
     })
     .await;
@@ -66,9 +68,19 @@ async fn a_blocked_word_is_40249_and_an_intercepted_one_is_accepted_then_listed(
         .await
         .assert_err(40249);
     for person in 0..3 {
-        ok0(fake.send(&token, &with_thing(person, "大促销")).await);
+        fake.send(&token, &with_thing(person, "大促销"))
+            .await
+            .assert_err(40252);
     }
+    fake.send(&token, &with_thing(5, "复审中"))
+        .await
+        .assert_err(40252);
     ok0(fake.send(&token, &shipped(4)).await);
+    assert_eq!(
+        fake.mock.stats().sends_accepted,
+        1,
+        "a held message has no msgid"
+    );
     let page = |largest_id: i64, limit: u32| {
         let token = token.clone();
         let fake = &fake;
@@ -83,6 +95,10 @@ async fn a_blocked_word_is_40249_and_an_intercepted_one_is_accepted_then_listed(
                 .await)
         }
     };
+    // Before the review decides, nothing is listed.
+    let undecided = page(0, 100).await;
+    assert_eq!(undecided["msginfo"].as_array().unwrap().len(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let first = page(0, 2).await;
     let records = first["msginfo"].as_array().unwrap();
     assert_eq!(records.len(), 2);
@@ -92,8 +108,14 @@ async fn a_blocked_word_is_40249_and_an_intercepted_one_is_accepted_then_listed(
     );
     let last = records[1]["id"].as_i64().unwrap();
     let rest = page(last, 100).await;
-    assert_eq!(rest["msginfo"].as_array().unwrap().len(), 1);
-    assert_eq!(fake.mock.intercepted().len(), 3);
+    assert_eq!(
+        rest["msginfo"].as_array().unwrap().len(),
+        1,
+        "the message the review let through is not listed"
+    );
+    let held = fake.mock.held();
+    assert_eq!(held.len(), 4);
+    assert_eq!(held.iter().filter(|m| m.blocked).count(), 3);
 }
 
 #[tokio::test]

@@ -160,7 +160,8 @@ pub async fn pause(
     Ok(Json(store::apps(state.pool()).await?))
 }
 
-/// `POST /admin/api/apps/{name}/resume`: sending again (also ends a 45009 pause).
+/// `POST /admin/api/apps/{name}/resume`: sending again at once (also ends a 45009 pause, and
+/// lifts a suspension: if WeChat still refuses the account, the next send suspends it again).
 #[utoipa::path(post, path = "/admin/api/apps/{name}/resume", tag = "admin",
     params(("name" = String, Path, description = "The app")),
     responses((status = 200, body = Vec<AppRow>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),

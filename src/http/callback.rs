@@ -152,7 +152,7 @@ async fn receive(
     tracing::Span::current().record("event", key.as_str());
     let applied = apply(state, app, &push).await?;
     let outcome = if applied { "applied" } else { "duplicate" };
-    metrics::counter!("wxnotify_callback_events_total", "app" => app.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!("wxnotify_callback_events_total", "app" => app.to_string(), "format" => format.as_str(), "outcome" => outcome).increment(1);
     tracing::info!(from = %push.from, create_time = push.create_time, outcome, "callback push");
     if applied && matches!(push.kind, PushKind::Subscribe { .. }) {
         fetch_unionid(state, app.clone(), push.from.clone());

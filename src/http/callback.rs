@@ -259,7 +259,7 @@ fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, 
         .decrypt(&encrypt, entry.config.oa_appid.as_str())
         .map_err(|e| {
             metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "undecryptable").increment(1);
-            tracing::warn!(app = %app, error = %e, "a signed safe-mode push that no configured EncodingAESKey opens");
+            tracing::warn!(app = %app, error = %e, "a signed safe-mode push that no configured EncodingAESKey decrypts for this appid");
             HttpError::BadRequest(e.to_string())
         })?;
     metrics::counter!("wxnotify_callback_decrypted_total", "app" => app.to_string(), "key" => slot.as_str()).increment(1);

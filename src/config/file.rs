@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     AppConfig, ConfigError, DEFAULT_RATE_PER_SECOND, TokenSource, check_callback_token,
-    parse_app_id,
+    encoding_aes_keys, parse_app_id,
 };
 use crate::domain::AppName;
 
@@ -26,6 +26,7 @@ struct FileApp {
     mp_secret_file: Option<PathBuf>,
     callback_token_env: Option<String>,
     encoding_aes_key_env: Option<String>,
+    encoding_aes_key_previous_env: Option<String>,
     rate_per_second: Option<u32>,
     token_source: Option<TokenSource>,
 }
@@ -70,6 +71,20 @@ pub(super) fn apps_from_file(
                     hint: "Give template sends per second, e.g. 500.",
                 });
             }
+            let (encoding_aes_key, encoding_aes_key_previous) = encoding_aes_keys(
+                (
+                    &key("encoding_aes_key"),
+                    secret("encoding_aes_key", &a.encoding_aes_key_env, &None)?,
+                ),
+                (
+                    &key("encoding_aes_key_previous"),
+                    secret(
+                        "encoding_aes_key_previous",
+                        &a.encoding_aes_key_previous_env,
+                        &None,
+                    )?,
+                ),
+            )?;
             Ok(AppConfig {
                 name: AppName::parse(a.name.clone()).map_err(|e| ConfigError::Invalid {
                     name: "[[app]] name".into(),
@@ -89,7 +104,8 @@ pub(super) fn apps_from_file(
                         check_callback_token(&key("callback_token"), t.expose_secret().to_owned())
                     })
                     .transpose()?,
-                encoding_aes_key: secret("encoding_aes_key", &a.encoding_aes_key_env, &None)?,
+                encoding_aes_key,
+                encoding_aes_key_previous,
                 rate_per_second: rate,
                 token_source: a.token_source.unwrap_or_default(),
             })

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::domain::{AppId, AppName};
+use crate::wechat::crypto::AesKey;
 
 mod file;
 
@@ -80,6 +81,10 @@ pub struct AppConfig {
     pub callback_token: Option<SecretString>,
     /// The EncodingAESKey (43 characters) for safe-mode callbacks.
     pub encoding_aes_key: Option<SecretString>,
+    /// The EncodingAESKey before the last change in the OA console, kept while WeChat may still
+    /// push with it: a push the current key cannot open is tried with this one. Requires
+    /// `encoding_aes_key`.
+    pub encoding_aes_key_previous: Option<SecretString>,
     /// Template sends per second for this app, across all worker processes.
     pub rate_per_second: u32,
     /// Where access tokens come from.
@@ -258,6 +263,46 @@ fn check_callback_token(name: &str, token: String) -> Result<SecretString, Confi
     })
 }
 
+/// An EncodingAESKey as the OA console shows it: 43 base64 characters that decode to a 32-byte
+/// AES key (the same check the callback makes when it decodes the key).
+fn check_encoding_aes_key(name: &str, key: SecretString) -> Result<SecretString, ConfigError> {
+    match AesKey::from_encoding_aes_key(key.expose_secret()) {
+        Ok(_) => Ok(key),
+        // The value is a secret: only its length is said.
+        Err(_) => Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: format!(
+                "a {}-character value, not 43 base64 characters",
+                key.expose_secret().trim().chars().count()
+            ),
+            hint: "Copy the 43-character EncodingAESKey from the OA console's server configuration.",
+        }),
+    }
+}
+
+/// An app's current and previous EncodingAESKey, each checked; a previous key without a current
+/// one is refused (it only serves next to the current key while the key is being changed).
+/// Each pair is `(setting name, value)`.
+fn encoding_aes_keys(
+    (current_name, current): (&str, Option<SecretString>),
+    (previous_name, previous): (&str, Option<SecretString>),
+) -> Result<(Option<SecretString>, Option<SecretString>), ConfigError> {
+    let current = current
+        .map(|k| check_encoding_aes_key(current_name, k))
+        .transpose()?;
+    let previous = previous
+        .map(|k| check_encoding_aes_key(previous_name, k))
+        .transpose()?;
+    if previous.is_some() && current.is_none() {
+        return Err(ConfigError::Invalid {
+            name: previous_name.into(),
+            reason: format!("it is set but {current_name} is not"),
+            hint: "The previous EncodingAESKey only serves next to the current one while the key is being changed: set the current key too, or remove the previous one.",
+        });
+    }
+    Ok((current, previous))
+}
+
 /// The app of the `WXNOTIFY_OA_*` / `WXNOTIFY_MP_*` variables, if they are set.
 fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig>, ConfigError> {
     let Some(oa_appid) = var("WXNOTIFY_OA_APPID") else {
@@ -277,6 +322,16 @@ fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig
             hint: "Set both or neither: Mini Program logins need the appid and its AppSecret.",
         });
     }
+    let (encoding_aes_key, encoding_aes_key_previous) = encoding_aes_keys(
+        (
+            "WXNOTIFY_ENCODING_AES_KEY",
+            var("WXNOTIFY_ENCODING_AES_KEY").map(Into::into),
+        ),
+        (
+            "WXNOTIFY_ENCODING_AES_KEY_PREVIOUS",
+            var("WXNOTIFY_ENCODING_AES_KEY_PREVIOUS").map(Into::into),
+        ),
+    )?;
     Ok(Some(AppConfig {
         name: AppName::default_app(),
         oa_appid: parse_app_id("WXNOTIFY_OA_APPID", oa_appid)?,
@@ -286,7 +341,8 @@ fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig
         callback_token: var("WXNOTIFY_CALLBACK_TOKEN")
             .map(|t| check_callback_token("WXNOTIFY_CALLBACK_TOKEN", t))
             .transpose()?,
-        encoding_aes_key: var("WXNOTIFY_ENCODING_AES_KEY").map(Into::into),
+        encoding_aes_key,
+        encoding_aes_key_previous,
         rate_per_second: var("WXNOTIFY_RATE_PER_SECOND")
             .map(|v| parse_rate("WXNOTIFY_RATE_PER_SECOND", &v))
             .transpose()?
@@ -384,6 +440,142 @@ mod tests {
                 good
             );
         }
+    }
+
+    const KEY_NOW: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const KEY_BEFORE: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+
+    #[test]
+    fn the_previous_encoding_aes_key_is_read_checked_and_hidden_like_the_current_one() {
+        let base = [("WXNOTIFY_OA_APPID", "wx1"), ("WXNOTIFY_OA_SECRET", "s")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            settings(&vars)
+        };
+        let s = with(&[
+            ("WXNOTIFY_ENCODING_AES_KEY", KEY_NOW),
+            ("WXNOTIFY_ENCODING_AES_KEY_PREVIOUS", KEY_BEFORE),
+        ])
+        .unwrap();
+        let app = &s.apps[0];
+        assert_eq!(
+            app.encoding_aes_key.as_ref().unwrap().expose_secret(),
+            KEY_NOW
+        );
+        assert_eq!(
+            app.encoding_aes_key_previous
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            KEY_BEFORE
+        );
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains(KEY_NOW) && !debug.contains(KEY_BEFORE),
+            "{debug}"
+        );
+
+        // A bad value of either is named, without being shown.
+        let short = "abcdefghijklmnopqrstuvwxyz0123456789ABCDE";
+        for (name, extra) in [
+            (
+                "WXNOTIFY_ENCODING_AES_KEY is invalid",
+                [
+                    ("WXNOTIFY_ENCODING_AES_KEY", short),
+                    ("WXNOTIFY_ENCODING_AES_KEY_PREVIOUS", KEY_BEFORE),
+                ],
+            ),
+            (
+                "WXNOTIFY_ENCODING_AES_KEY_PREVIOUS is invalid",
+                [
+                    ("WXNOTIFY_ENCODING_AES_KEY", KEY_NOW),
+                    ("WXNOTIFY_ENCODING_AES_KEY_PREVIOUS", short),
+                ],
+            ),
+            (
+                "WXNOTIFY_ENCODING_AES_KEY_PREVIOUS is invalid",
+                [
+                    ("WXNOTIFY_ENCODING_AES_KEY", KEY_NOW),
+                    (
+                        "WXNOTIFY_ENCODING_AES_KEY_PREVIOUS",
+                        "not*base64*at*all*but*43*characters*long**",
+                    ),
+                ],
+            ),
+        ] {
+            let err = with(&extra).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+            assert!(
+                !err.contains(short) && !err.contains("not*base64"),
+                "the key leaked: {err}"
+            );
+        }
+        // A previous key alone serves nothing: refused, naming both settings.
+        let err = with(&[("WXNOTIFY_ENCODING_AES_KEY_PREVIOUS", KEY_BEFORE)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("WXNOTIFY_ENCODING_AES_KEY_PREVIOUS is invalid")
+                && err.contains("WXNOTIFY_ENCODING_AES_KEY is not"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_toml_app_names_its_previous_encoding_aes_key_variable() {
+        let dir = std::env::temp_dir().join(format!("wxnotify-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("apps.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[app]]
+name = "shop"
+oa_appid = "wxshop00000000001"
+oa_secret_env = "SHOP_OA_SECRET"
+encoding_aes_key_env = "SHOP_AES_KEY"
+encoding_aes_key_previous_env = "SHOP_AES_KEY_PREVIOUS"
+"#,
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let s = settings(&[
+            ("WXNOTIFY_CONFIG", file),
+            ("SHOP_OA_SECRET", "x"),
+            ("SHOP_AES_KEY", KEY_NOW),
+            ("SHOP_AES_KEY_PREVIOUS", KEY_BEFORE),
+        ])
+        .unwrap();
+        let shop = s.app(&AppName::parse("shop").unwrap()).unwrap();
+        assert_eq!(
+            shop.encoding_aes_key_previous
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            KEY_BEFORE
+        );
+        let err = settings(&[
+            ("WXNOTIFY_CONFIG", file),
+            ("SHOP_OA_SECRET", "x"),
+            ("SHOP_AES_KEY", KEY_NOW),
+            ("SHOP_AES_KEY_PREVIOUS", "short"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("[[app]] shop encoding_aes_key_previous is invalid"),
+            "{err}"
+        );
+        let err = settings(&[
+            ("WXNOTIFY_CONFIG", file),
+            ("SHOP_OA_SECRET", "x"),
+            ("SHOP_AES_KEY", KEY_NOW),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SHOP_AES_KEY_PREVIOUS"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -2,19 +2,31 @@
 //!
 //! Every request's `signature` is checked against the app's callback token first. A GET with a
 //! good signature is the URL handshake: `echostr` is echoed verbatim (plaintext even in safe
-//! mode). A POST is a push, plaintext or safe mode (`encrypt_type=aes`: `msg_signature` checked,
-//! `Encrypt` decrypted with the EncodingAESKey, the appid inside checked). The event is then
-//! claimed and applied in one transaction (a WeChat retry finds its key claimed and changes
-//! nothing) and the answer is `success` (plaintext) or an empty body (safe mode), well within
-//! WeChat's 5 seconds: the slow part, `user/info` for a new follower's unionid, runs in a
-//! background task after the answer. A bad signature, a bad AES payload or malformed XML is
-//! refused with a 4xx and stores nothing.
+//! mode). A POST is a push, XML or JSON (the OA console's data format, told apart by the body:
+//! [`PushFormat::detect`]), plaintext or safe mode (`encrypt_type=aes`: `msg_signature` checked,
+//! `Encrypt` decrypted with the EncodingAESKey, or with the previous one during a key change, and
+//! the appid inside checked). Both formats go through the same checks and the same handling. The
+//! event is then claimed and applied in one transaction (a WeChat retry finds its key claimed and
+//! changes nothing) and the answer is `success` (plaintext) or an empty body (safe mode), well
+//! within WeChat's 5 seconds: the slow part, `user/info` for a new follower's unionid, runs in a
+//! background task after the answer. A bad signature, a bad AES payload or a malformed body is
+//! refused with a 4xx and stores nothing; an event wxnotify does not act on is acknowledged.
+//!
+//! The answer has no format to match: the official message-encryption guide says that where an
+//! event asks for no particular reply, `success` or an empty string is the answer, and needs no
+//! encryption; only other content would have to be encrypted (with the key that opened the push,
+//! [`AesKeys::get`](crate::wechat::crypto::AesKeys::get)). wxnotify sends no passive replies, so
+//! its answers are the same for XML and JSON, whichever key opened the push.
 //!
 //! Replays are refused by [`super::replay`]: a `timestamp` outside the window, or a
 //! `(timestamp, nonce)` already used for another request, gets 403. With an EncodingAESKey
 //! configured, a POST without `encrypt_type=aes` (a downgrade to plaintext, whose signature does
 //! not cover the body) gets 403 unless plaintext is explicitly allowed
 //! (`--callback-allow-plaintext`, for WeChat's compatible mode while switching).
+//!
+//! `wxnotify_callback_decrypted_total{key="current"|"previous"}` counts the safe-mode pushes each
+//! key opened (a push opened with the previous key is also logged at info): once `previous`
+//! stops moving, the previous key can be removed.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -30,8 +42,8 @@ use super::replay::{self, ReplayError};
 use super::{AppEntry, AppState, store};
 use crate::domain::{AppName, OpenId};
 use crate::followers::store as followers;
-use crate::wechat::crypto::{msg_signature, signature, signatures_match};
-use crate::wechat::event::{self, Push, PushKind};
+use crate::wechat::crypto::{KeySlot, msg_signature, signature, signatures_match};
+use crate::wechat::event::{self, Push, PushFormat, PushKind};
 use crate::wechat::{ErrClass, TokenError};
 
 /// The query string WeChat sends.
@@ -107,7 +119,7 @@ async fn handshake(
     Ok(echostr)
 }
 
-#[tracing::instrument(skip_all, fields(app = %app, event))]
+#[tracing::instrument(skip_all, fields(app = %app, event, format))]
 async fn receive(
     state: &AppState,
     app: &AppName,
@@ -118,15 +130,18 @@ async fn receive(
     let ts = check_signature(state, entry, query)?;
     let raw = body;
     let body = std::str::from_utf8(body)
-        .map_err(|_| HttpError::BadRequest("the body is not UTF-8 XML".into()))?;
+        .map_err(|_| HttpError::BadRequest("the body is not UTF-8".into()))?;
     let safe = query.encrypt_type.as_deref() == Some("aes");
-    if !safe && entry.aes_key.is_some() && !state.edge().callback_allow_plaintext {
+    if !safe && entry.aes_keys.is_some() && !state.edge().callback_allow_plaintext {
         metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "plaintext_in_safe_mode").increment(1);
         return Err(HttpError::Forbidden(
             "this app is in safe mode (an EncodingAESKey is configured): plaintext pushes are refused"
                 .into(),
         ));
     }
+    // Told by the body, not by `Content-Type` (which WeChat does not document for pushes).
+    let format = PushFormat::detect(body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    tracing::Span::current().record("format", format.as_str());
     let push = if safe {
         decrypt(entry, query, body)?
     } else {
@@ -137,13 +152,13 @@ async fn receive(
     tracing::Span::current().record("event", key.as_str());
     let applied = apply(state, app, &push).await?;
     let outcome = if applied { "applied" } else { "duplicate" };
-    metrics::counter!("wxnotify_callback_events_total", "app" => app.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!("wxnotify_callback_events_total", "app" => app.to_string(), "format" => format.as_str(), "outcome" => outcome).increment(1);
     tracing::info!(from = %push.from, create_time = push.create_time, outcome, "callback push");
     if applied && matches!(push.kind, PushKind::Subscribe { .. }) {
         fetch_unionid(state, app.clone(), push.from.clone());
     }
     Ok(if safe {
-        // Safe mode: an empty body needs no encryption and is always accepted (§6.3).
+        // Safe mode: an empty body needs no encryption, in either format (see the module doc).
         StatusCode::OK.into_response()
     } else {
         (StatusCode::OK, "success").into_response()
@@ -215,11 +230,11 @@ fn callback_token(entry: &AppEntry) -> Result<&str, HttpError> {
 }
 
 fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, HttpError> {
+    let app = &entry.config.name;
     let token = callback_token(entry)?;
-    let key = entry.aes_key.as_ref().ok_or_else(|| {
+    let keys = entry.aes_keys.as_ref().ok_or_else(|| {
         HttpError::NotFound(format!(
-            "safe mode is not configured for app {} (no EncodingAESKey)",
-            entry.config.name
+            "safe mode is not configured for app {app} (no EncodingAESKey)"
         ))
     })?;
     let encrypt = event::parse_encrypted(body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
@@ -228,6 +243,8 @@ fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, 
             "timestamp and nonce are required".into(),
         ));
     };
+    // Signed with the Token over the ciphertext: checked before any key is tried, and never a
+    // reason to try the previous key.
     let expected = msg_signature(token, ts, nonce, &encrypt);
     if !query
         .msg_signature
@@ -238,12 +255,24 @@ fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, 
             "the msg_signature does not match".into(),
         ));
     }
-    let xml = key
+    let (message, slot) = keys
         .decrypt(&encrypt, entry.config.oa_appid.as_str())
-        .map_err(|e| HttpError::BadRequest(e.to_string()))?;
-    let xml = String::from_utf8(xml)
+        .map_err(|e| {
+            metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "undecryptable").increment(1);
+            tracing::warn!(app = %app, error = %e, "a signed safe-mode push that no configured EncodingAESKey decrypts for this appid");
+            HttpError::BadRequest(e.to_string())
+        })?;
+    metrics::counter!("wxnotify_callback_decrypted_total", "app" => app.to_string(), "key" => slot.as_str()).increment(1);
+    if slot == KeySlot::Previous {
+        tracing::info!(
+            app = %app,
+            key = slot.as_str(),
+            "a push opened with the previous EncodingAESKey: WeChat still uses it, keep it until these stop"
+        );
+    }
+    let message = String::from_utf8(message)
         .map_err(|_| HttpError::BadRequest("the decrypted message is not UTF-8".into()))?;
-    event::parse_push(&xml).map_err(|e| HttpError::BadRequest(e.to_string()))
+    event::parse_push(&message).map_err(|e| HttpError::BadRequest(e.to_string()))
 }
 
 /// Claims the event and applies it in one transaction; `false` = a retry, nothing changed.

@@ -47,13 +47,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConfig, ConfigError};
 use crate::domain::AppName;
-use crate::wechat::crypto::AesKey;
+use crate::wechat::crypto::{AesKey, AesKeys};
 use crate::wechat::{TokenStore, WechatClient};
 use error::HttpError;
 use login::{LoginFailure, LoginResponse};
@@ -85,13 +85,14 @@ impl Default for EdgeOptions {
     }
 }
 
-/// One configured app, with its EncodingAESKey decoded once.
+/// One configured app, with its EncodingAESKeys decoded once.
 #[derive(Debug)]
 pub struct AppEntry {
     /// The configuration.
     pub config: AppConfig,
-    /// The safe-mode key, when an EncodingAESKey is configured.
-    pub aes_key: Option<AesKey>,
+    /// The safe-mode keys (current, and previous during a key change), when an EncodingAESKey
+    /// is configured.
+    pub aes_keys: Option<AesKeys>,
 }
 
 struct Inner {
@@ -140,19 +141,21 @@ impl AppState {
     ) -> Result<Self, ConfigError> {
         let mut entries = HashMap::new();
         for app in apps {
-            let aes_key = app
-                .encoding_aes_key
-                .as_ref()
-                .map(|k| AesKey::from_encoding_aes_key(k.expose_secret()))
-                .transpose()
-                .map_err(|e| ConfigError::Invalid {
-                    name: format!("the EncodingAESKey of app {}", app.name),
-                    reason: e.to_string(),
-                    hint: "Copy the 43-character EncodingAESKey from the OA console's server configuration.",
-                })?;
+            let decode = |which: &str, key: &Option<SecretString>| {
+                key.as_ref()
+                    .map(|k| AesKey::from_encoding_aes_key(k.expose_secret()))
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid {
+                        name: format!("the {which} EncodingAESKey of app {}", app.name),
+                        reason: e.to_string(),
+                        hint: "Copy the 43-character EncodingAESKey from the OA console's server configuration.",
+                    })
+            };
+            let current = decode("current", &app.encoding_aes_key)?;
+            let previous = decode("previous", &app.encoding_aes_key_previous)?;
             let entry = AppEntry {
                 config: app.clone(),
-                aes_key,
+                aes_keys: current.map(|current| AesKeys::new(current, previous)),
             };
             entries.insert(app.name.clone(), entry);
         }

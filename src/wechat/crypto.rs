@@ -6,6 +6,9 @@
 //!   key's first 16 bytes; PKCS#7 padding to **32-byte** blocks; the plaintext is
 //!   `16 random bytes ‖ u32 big-endian length ‖ message ‖ appid`, and the appid must be ours.
 //!
+//! - **Key change**: [`AesKeys`] holds the current and the previous EncodingAESKey and decides
+//!   which decryption failures are retried with the previous one (`keys`).
+//!
 //! Used by the callback handler (verify, decrypt) and by the fake WeChat (sign, encrypt). Nothing
 //! here logs; the key never leaves [`AesKey`] (its `Debug` is redacted).
 
@@ -15,6 +18,10 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use sha1::{Digest, Sha1};
+
+mod keys;
+
+pub use keys::{AesKeys, KeySlot};
 
 /// WeChat pads to 32-byte blocks, not AES's 16 (wechatpy `pkcs7.py`, `block_size = 32`).
 const PAD_BLOCK: usize = 32;
@@ -253,6 +260,46 @@ mod tests {
         assert_eq!(
             key.decrypt(encrypt, "wxsomeoneelse0000"),
             Err(CryptoError::WrongAppId)
+        );
+    }
+
+    // The safe-mode worked example of the official message-encryption guide (JSON data format):
+    // Token "AAAAA", EncodingAESKey "A" x 43, appid wxba5fad812f8e6fb9.
+    const OFFICIAL_ENCRYPT: &str = "+qdx1OKCy+5JPCBFWw70tm0fJGb2Jmeia4FCB7kao+/Q5c/ohsOzQHi8khUOb05JCpj0JB4RvQMkUyus8TPxLKJGQqcvZqzDpVzazhZv6JsXUnnR8XGT740XgXZUXQ7vJVnAG+tE8NUd4yFyjPy7GgiaviNrlCTj+l5kdfMuFUPpRSrfMZuMcp3Fn2Pede2IuQrKEYwKSqFIZoNqJ4M8EajAsjLY2km32IIjdf8YL/P50F7mStwntrA2cPDrM1kb6mOcfBgRtWygb3VIYnSeOBrebufAlr7F9mFUPAJGj04=";
+
+    #[test]
+    fn the_official_json_safe_mode_example_verifies_and_decrypts() {
+        assert_eq!(
+            signature("AAAAA", "1714112445", "415670741"),
+            "6c5c811b55cc85e0e1b54100749188c20beb3f5d"
+        );
+        assert_eq!(
+            msg_signature("AAAAA", "1714112445", "415670741", OFFICIAL_ENCRYPT),
+            "046e02f8204d34f8ba5fa3b1db94908f3df2e9b3"
+        );
+        let key = AesKey::from_encoding_aes_key(&"A".repeat(43)).unwrap();
+        let msg = key.decrypt(OFFICIAL_ENCRYPT, "wxba5fad812f8e6fb9").unwrap();
+        assert_eq!(
+            String::from_utf8(msg).unwrap(),
+            r#"{"ToUserName":"gh_97417a04a28d","FromUserName":"o9AgO5Kd5ggOC-bXrbNODIiE3bGY","CreateTime":1714112445,"MsgType":"event","Event":"debug_demo","debug_str":"hello world"}"#
+        );
+    }
+
+    #[test]
+    fn the_official_encrypted_reply_example_is_reproduced() {
+        let key = AesKey::from_encoding_aes_key(&"A".repeat(43)).unwrap();
+        let encrypt = key.encrypt_with_prefix(
+            b"707722b803182950",
+            br#"{"demo_resp":"good luck"}"#,
+            "wxba5fad812f8e6fb9",
+        );
+        assert_eq!(
+            encrypt,
+            "ELGduP2YcVatjqIS+eZbp80MNLoAUWvzzyJxgGzxZO/5sAvd070Bs6qrLARC9nVHm48Y4hyRbtzve1L32tmxSQ=="
+        );
+        assert_eq!(
+            msg_signature("AAAAA", "1713424427", "415670741", &encrypt),
+            "1b9339964ed2e271e7c7b6ff2b0ef902fc94dea1"
         );
     }
 

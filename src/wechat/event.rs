@@ -1,25 +1,71 @@
-//! The XML WeChat pushes to the OA server URL (`wechat-api.md` §6.2, §6.4): parsing for the
-//! callback handler, building for the fake WeChat.
+//! What WeChat pushes to the OA server URL, in either data format of the OA console (XML or
+//! JSON): parsing for the callback handler, building for the fake WeChat.
 //!
-//! In safe mode the body is an envelope holding only `ToUserName` and `Encrypt`; the decrypted
-//! `Encrypt` is the same XML as a plaintext push. Tag names are case-sensitive: the template
-//! receipt's id is `MsgID` (capital D), ordinary messages carry `MsgId`. Both are 64-bit.
+//! The console's "data format" setting decides whether a push is XML
+//! (`<xml><ToUserName>…</xml>`) or a JSON object with the same field names
+//! (`{"ToUserName": "…", "CreateTime": 1714037059, …}`, the worked example of the official
+//! message-encryption guide). [`PushFormat::detect`] tells them apart by the body itself, not by
+//! `Content-Type`, which WeChat does not document for pushes. In safe mode the body is an
+//! envelope holding only `ToUserName` and `Encrypt`; the decrypted `Encrypt` is a plaintext push
+//! (JSON inside a JSON envelope in the official example; each is detected on its own).
 //!
-//! This file parses; [`build`] writes the same XML (for the fake WeChat and tests).
+//! Field names are case-sensitive in both formats: the template receipt's id is `MsgID` (capital
+//! D), ordinary messages carry `MsgId`. Both are 64-bit; JSON may carry them as numbers or as
+//! strings, and both are read exactly (never through `f64`).
+//!
+//! This file parses XML and holds what both formats share; `json` reads JSON into the same
+//! fields; [`build`] writes either format (for the fake WeChat and tests).
 
 use serde::Deserialize;
 
 mod build;
+mod json;
 
 pub use build::encrypted_envelope;
 
 use crate::domain::OpenId;
 
+/// The data format of a push (the OA console's "数据格式" setting: XML or JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushFormat {
+    /// `<xml>…</xml>`, WeChat's historical format and the console's default.
+    #[default]
+    Xml,
+    /// A JSON object with the same field names as the XML elements.
+    Json,
+}
+
+impl PushFormat {
+    /// The format of `body`, from its first character after whitespace (and a byte-order mark):
+    /// `<` is XML, `{` is JSON, anything else is refused.
+    pub fn detect(body: &str) -> Result<PushFormat, EventError> {
+        match body
+            .trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+            .chars()
+            .next()
+        {
+            Some('<') => Ok(PushFormat::Xml),
+            Some('{') => Ok(PushFormat::Json),
+            _ => Err(EventError::Malformed(
+                "neither XML (<xml>…</xml>) nor a JSON object".into(),
+            )),
+        }
+    }
+
+    /// `xml` or `json` (logs and metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushFormat::Xml => "xml",
+            PushFormat::Json => "json",
+        }
+    }
+}
+
 /// Why a pushed body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
-    /// Not well-formed XML, or not WeChat's shape.
-    #[error("the body is not a WeChat push XML: {0}")]
+    /// Not well-formed XML or JSON, or not WeChat's shape.
+    #[error("the body is not a WeChat push (XML or JSON): {0}")]
     Malformed(String),
     /// A required element is missing.
     #[error("the push has no {0}")]
@@ -29,7 +75,8 @@ pub enum EventError {
     Bad(&'static str),
 }
 
-/// Every element wxnotify reads, as text. (All optional: which are required depends on the kind.)
+/// Every element (or JSON field) wxnotify reads, as text. (All optional: which are required
+/// depends on the kind.) The serde names are the field names of both formats.
 #[derive(Debug, Default, Deserialize)]
 struct RawPush {
     #[serde(rename = "ToUserName")]
@@ -117,7 +164,7 @@ impl Push {
     }
 }
 
-/// Reads the `Encrypt` element of a safe-mode (or compatible-mode) body.
+/// Reads the `Encrypt` field of a safe-mode (or compatible-mode) body, XML or JSON.
 pub fn parse_encrypted(body: &str) -> Result<String, EventError> {
     let raw = parse_raw(body)?;
     raw.encrypt
@@ -126,7 +173,7 @@ pub fn parse_encrypted(body: &str) -> Result<String, EventError> {
         .ok_or(EventError::Missing("Encrypt"))
 }
 
-/// Parses a plaintext push (or the decrypted content of a safe-mode one).
+/// Parses a plaintext push (or the decrypted content of a safe-mode one), XML or JSON.
 pub fn parse_push(body: &str) -> Result<Push, EventError> {
     let raw = parse_raw(body)?;
     let from = raw
@@ -189,6 +236,14 @@ fn event_kind(
 }
 
 fn parse_raw(body: &str) -> Result<RawPush, EventError> {
+    let body = body.trim_start_matches('\u{feff}');
+    match PushFormat::detect(body)? {
+        PushFormat::Xml => parse_xml(body),
+        PushFormat::Json => json::parse(body),
+    }
+}
+
+fn parse_xml(body: &str) -> Result<RawPush, EventError> {
     if !body.trim_start().starts_with("<xml") {
         return Err(EventError::Malformed(
             "the root element is not <xml>".into(),
@@ -222,13 +277,20 @@ mod tests {
     }
 
     #[test]
-    fn subscribe_and_unsubscribe_round_trip_through_xml() {
+    fn every_kind_round_trips_through_both_formats() {
         for kind in [
             PushKind::Subscribe {
                 event_key: Some("qrscene_123".into()),
             },
             PushKind::Subscribe { event_key: None },
             PushKind::Unsubscribe,
+            PushKind::TemplateSendJobFinish {
+                msg_id: 3662956322040938501,
+                status: "failed:user block".into(),
+            },
+            PushKind::OtherEvent {
+                event: "CLICK".into(),
+            },
             PushKind::Message {
                 msg_type: "text".into(),
                 msg_id: Some(1234567890123456789),
@@ -240,14 +302,38 @@ mod tests {
                 create_time: 123456789,
                 kind,
             };
-            assert_eq!(parse_push(&push.to_xml()).unwrap(), push);
+            for format in [PushFormat::Xml, PushFormat::Json] {
+                let body = push.render(format);
+                assert_eq!(PushFormat::detect(&body), Ok(format), "{body}");
+                assert_eq!(parse_push(&body).unwrap(), push, "{body}");
+            }
         }
     }
 
     #[test]
-    fn the_safe_mode_envelope_yields_its_encrypt_text() {
+    fn the_format_is_told_by_the_body_alone() {
+        assert_eq!(PushFormat::detect("<xml></xml>"), Ok(PushFormat::Xml));
+        assert_eq!(
+            PushFormat::detect("\u{feff}\r\n  {\"a\":1}"),
+            Ok(PushFormat::Json)
+        );
+        for body in ["", "   ", "success", "[1]", "\"x\""] {
+            assert!(
+                matches!(PushFormat::detect(body), Err(EventError::Malformed(_))),
+                "{body:?}"
+            );
+        }
+        // A byte-order mark before either format is tolerated.
+        assert!(parse_push("\u{feff}<xml><FromUserName>o1</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>").is_ok());
+    }
+
+    #[test]
+    fn the_safe_mode_envelope_yields_its_encrypt_text_in_both_formats() {
         let xml = encrypted_envelope("gh_1", "abc+/=");
         assert_eq!(parse_encrypted(&xml).unwrap(), "abc+/=");
+        let json = PushFormat::Json.envelope("gh_1", "abc+/=");
+        assert_eq!(json, r#"{"Encrypt":"abc+/=","ToUserName":"gh_1"}"#);
+        assert_eq!(parse_encrypted(&json).unwrap(), "abc+/=");
         assert_eq!(
             parse_encrypted("<xml><ToUserName>x</ToUserName></xml>"),
             Err(EventError::Missing("Encrypt"))

@@ -1,5 +1,6 @@
 //! Everything that speaks to WeChat: the HTTP client, the errcode classification, the shared
-//! access-token store, secret redaction, the push XML and its cryptography (`event`, `crypto`).
+//! access-token store, secret redaction, the pushes (XML or JSON) and their cryptography
+//! (`event`, `crypto`).
 //! The fake WeChat server is in the sandbox wing (`sandbox::mock_wechat`).
 
 pub mod client;

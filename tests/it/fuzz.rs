@@ -1,5 +1,5 @@
-//! Property tests of every parser that takes outside bytes: the OA callback's XML (plaintext
-//! and the safe-mode envelope), AES decryption, the job decoder and the id hint of a dead
+//! Property tests of every parser that takes outside bytes: the OA callback's XML and JSON
+//! (plaintext and the safe-mode envelope), AES decryption, the job decoder and the id hint of a dead
 //! letter. Each property runs a bounded number of cases (a few seconds in all): no input panics,
 //! and every refusal is a clear error. (The NDJSON reader's properties are unit tests in
 //! `src/queue/ndjson.rs`, next to its private functions.)
@@ -46,11 +46,32 @@ fn xmlish() -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 0..24).prop_map(|p| p.concat())
 }
 
+/// JSON-ish text: the push's fields with odd values, nesting and junk.
+fn pushjsonish() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just(",".to_owned()),
+        Just("\"FromUserName\":\"oABC\"".to_owned()),
+        Just("\"CreateTime\":1714036504".to_owned()),
+        Just("\"CreateTime\":-1e400".to_owned()),
+        Just("\"MsgType\":\"event\"".to_owned()),
+        Just("\"Event\":\"TEMPLATESENDJOBFINISH\",\"MsgID\":18446744073709551616".to_owned()),
+        Just("\"Status\":[[[[[[[[]]]]]]]]".to_owned()),
+        Just("\"Encrypt\":\"abc=\"".to_owned()),
+        Just("\"\\ud800\"".to_owned()),
+        "[{}\\[\\]:,\"a-zA-Z0-9 .eE+\\-]{0,40}",
+        any::<String>(),
+    ];
+    // Starting with `{` sends the body to the JSON reader (anything else is refused before).
+    proptest::collection::vec(piece, 0..24).prop_map(|p| format!("{{{}", p.concat()))
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn the_callback_parsers_never_panic(body in xmlish()) {
+    fn the_callback_parsers_never_panic(body in prop_oneof![xmlish(), pushjsonish()]) {
         let started = Instant::now();
         if let Err(e) = parse_push(&body) {
             prop_assert!(!e.to_string().is_empty());

@@ -10,6 +10,8 @@ mod users_support;
 
 mod admin;
 mod admin_bench;
+mod callback_json;
+mod callback_key_rotation;
 mod campaigns;
 mod cluster;
 mod console;

@@ -35,9 +35,14 @@ pub struct World {
 impl World {
     /// A fresh world with the fake WeChat seeded by `cfg`.
     pub async fn new(cfg: MockConfig) -> World {
+        Self::with_vars(cfg, &[]).await
+    }
+
+    /// A fresh world whose settings also read `extra` (which may override the defaults).
+    pub async fn with_vars(cfg: MockConfig, extra: &[(&'static str, &str)]) -> World {
         let db = TestDb::new().await;
         let mock = MockWechat::start(cfg).await.expect("fake WeChat starts");
-        let vars: HashMap<&str, String> = HashMap::from([
+        let mut vars: HashMap<&str, String> = HashMap::from([
             ("DATABASE_URL", db.url()),
             ("WECHAT_API_BASE", mock.base_url().to_string()),
             ("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID.into()),
@@ -47,6 +52,7 @@ impl World {
             ("WXNOTIFY_CALLBACK_TOKEN", CALLBACK_TOKEN.into()),
             ("WXNOTIFY_ENCODING_AES_KEY", AES_KEY.into()),
         ]);
+        vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
         wxnotify::db::register_apps(&db.pool, &settings.apps)
             .await

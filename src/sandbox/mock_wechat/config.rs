@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::wechat::event::PushFormat;
+
 /// How the seeded world and the wire behaviour of a [`MockWechat`](super::MockWechat) look.
 ///
 /// `Default` gives 1000 people, every 10th without unionid, every 20th unfollowed, real token
@@ -65,6 +67,11 @@ pub struct MockConfig {
     /// `daily_limit` of `openapi/quota/get`. The default is generous so benchmarks never reach
     /// it; WeChat's base figure is 100,000.
     pub daily_quota: u64,
+    /// The data format of the fake OA's server URL configuration (the console's XML / JSON
+    /// choice): the format of every push [`MockWechat::deliver`](super::MockWechat::deliver)
+    /// sends. XML by default; [`MockWechat::deliver_as`](super::MockWechat::deliver_as) picks
+    /// the format of one push.
+    pub push_format: PushFormat,
 }
 
 impl Default for MockConfig {
@@ -89,6 +96,7 @@ impl Default for MockConfig {
             review_delay: Duration::from_secs(60),
             repeat_window: Duration::ZERO,
             daily_quota: 100_000_000,
+            push_format: PushFormat::Xml,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Pushing events to a callback URL, as WeChat does to an OA's server URL (`wechat-api.md` §6):
-//! the XML of `subscribe`, `unsubscribe` and `TEMPLATESENDJOBFINISH`, signed with the callback
-//! token, and in safe mode encrypted with the EncodingAESKey and signed again (`msg_signature`).
+//! `subscribe`, `unsubscribe` and `TEMPLATESENDJOBFINISH` as XML or JSON (the OA console's data
+//! format: [`MockConfig::push_format`](super::MockConfig::push_format), or per push with
+//! [`deliver_as`](MockWechat::deliver_as)), signed with the callback token, and in safe mode
+//! encrypted with the EncodingAESKey and signed again (`msg_signature`), the envelope in the same
+//! format as its content (`{"ToUserName": …, "Encrypt": …}` for JSON, as in the official guide).
 //!
 //! A follow change is applied to the fake's own state before it is pushed (so `user/info` then
 //! agrees with the event); a receipt can only be pushed for a send the fake accepted. Build an
@@ -15,7 +18,7 @@ use super::identity::oa_openid;
 use super::{MOCK_OA_APPID, MockWechat};
 use crate::domain::OpenId;
 use crate::wechat::crypto::{AesKey, msg_signature, signature};
-use crate::wechat::event::{Push, PushKind, encrypted_envelope};
+use crate::wechat::event::{Push, PushFormat, PushKind};
 
 /// The fake OA's original id (`ToUserName` of every push).
 pub const MOCK_OA_ORIGINAL_ID: &str = "gh_mockoa0000001";
@@ -23,12 +26,12 @@ pub const MOCK_OA_ORIGINAL_ID: &str = "gh_mockoa0000001";
 /// How a push is sent.
 #[derive(Debug, Clone)]
 pub enum PushMode {
-    /// Plaintext XML, signed with the callback token.
+    /// Plaintext, signed with the callback token.
     Plain {
         /// The Token of the OA's server URL page.
         token: String,
     },
-    /// Safe mode: the XML encrypted with the EncodingAESKey, both signatures.
+    /// Safe mode: the push encrypted with the EncodingAESKey, both signatures.
     Safe {
         /// The Token of the OA's server URL page.
         token: String,
@@ -64,6 +67,8 @@ pub enum MockEvent {
 pub struct EventPush {
     /// The plaintext XML.
     pub xml: String,
+    /// The same event as plaintext JSON.
+    pub json: String,
     /// Its `CreateTime`.
     pub create_time: i64,
     /// The person's OA openid (`FromUserName`).
@@ -119,12 +124,13 @@ impl MockWechat {
         };
         Ok(EventPush {
             xml: push.to_xml(),
+            json: push.to_json(),
             create_time,
             from,
         })
     }
 
-    /// Builds `event` and delivers it once.
+    /// Builds `event` and delivers it once, in the fake's [`push_format`](super::MockConfig::push_format).
     pub async fn push_event(
         &self,
         callback: &Url,
@@ -135,14 +141,37 @@ impl MockWechat {
         self.deliver(callback, &push, mode).await
     }
 
-    /// POSTs `push` to `callback`, signed (and encrypted in safe mode) as WeChat does.
+    /// POSTs `push` to `callback` in the fake's [`push_format`](super::MockConfig::push_format),
+    /// signed (and encrypted in safe mode) as WeChat does.
     pub async fn deliver(
         &self,
         callback: &Url,
         push: &EventPush,
         mode: &PushMode,
     ) -> anyhow::Result<PushAnswer> {
-        deliver_xml(callback, &push.xml, &push.from, mode).await
+        self.deliver_as(callback, push, mode, self.config().push_format)
+            .await
+    }
+
+    /// POSTs `push` to `callback` in `format`, whatever the fake's configured format.
+    pub async fn deliver_as(
+        &self,
+        callback: &Url,
+        push: &EventPush,
+        mode: &PushMode,
+        format: PushFormat,
+    ) -> anyhow::Result<PushAnswer> {
+        deliver_body(callback, push.body(format), &push.from, mode, format).await
+    }
+}
+
+impl EventPush {
+    /// The plaintext push in `format`.
+    pub fn body(&self, format: PushFormat) -> &str {
+        match format {
+            PushFormat::Xml => &self.xml,
+            PushFormat::Json => &self.json,
+        }
     }
 }
 
@@ -152,6 +181,18 @@ pub async fn deliver_xml(
     xml: &str,
     from: &str,
     mode: &PushMode,
+) -> anyhow::Result<PushAnswer> {
+    deliver_body(callback, xml, from, mode, PushFormat::Xml).await
+}
+
+/// POSTs any plaintext `body` to `callback` as a signed push; in safe mode the encrypted
+/// envelope is written in `format` (tests use it for hand-made or tampered bodies).
+pub async fn deliver_body(
+    callback: &Url,
+    body: &str,
+    from: &str,
+    mode: &PushMode,
+    format: PushFormat,
 ) -> anyhow::Result<PushAnswer> {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -167,14 +208,14 @@ pub async fn deliver_xml(
                 .append_pair("timestamp", &timestamp)
                 .append_pair("nonce", &nonce)
                 .append_pair("openid", from);
-            xml.to_owned()
+            body.to_owned()
         }
         PushMode::Safe {
             token,
             encoding_aes_key,
         } => {
             let key = AesKey::from_encoding_aes_key(encoding_aes_key)?;
-            let encrypt = key.encrypt(xml.as_bytes(), MOCK_OA_APPID);
+            let encrypt = key.encrypt(body.as_bytes(), MOCK_OA_APPID);
             url.query_pairs_mut()
                 .append_pair("signature", &signature(token, &timestamp, &nonce))
                 .append_pair("timestamp", &timestamp)
@@ -185,12 +226,12 @@ pub async fn deliver_xml(
                     "msg_signature",
                     &msg_signature(token, &timestamp, &nonce, &encrypt),
                 );
-            encrypted_envelope(MOCK_OA_ORIGINAL_ID, &encrypt)
+            format.envelope(MOCK_OA_ORIGINAL_ID, &encrypt)
         }
     };
     let response = reqwest::Client::new()
         .post(url)
-        .header("content-type", "text/xml")
+        .header("content-type", format.content_type())
         .body(body)
         .send()
         .await?;

@@ -24,7 +24,8 @@
 //!   (`openapi/quota/get`, blocked content, content held for review and its verdict,
 //!   `queryblocktmplmsg`).
 //! - `faults` ([`FaultPlan`]), `stats` ([`MockStats`]), `state` (all of it together).
-//! - `events`: pushing signed (and, in safe mode, encrypted) events to a callback URL.
+//! - `events`: pushing signed (and, in safe mode, encrypted) events to a callback URL, as XML
+//!   or JSON ([`PushFormat`], per fake in [`MockConfig::push_format`] or per push).
 
 mod cli;
 mod config;
@@ -54,10 +55,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::wechat::event::PushFormat;
 pub use cli::{MockArgs, run};
 pub use config::{EndOfList, MockConfig, MockTemplate};
 pub use endpoint::Endpoint;
-pub use events::{EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_xml};
+pub use events::{
+    EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_body, deliver_xml,
+};
 pub use faults::{Fault, FaultPlan, FaultRule};
 pub use identity::{mp_openid, oa_openid, person_of, seeded_follower, unionid};
 pub use rules::HeldMessage;

@@ -60,6 +60,7 @@ impl Fixture {
             mp_secret: None,
             callback_token: None,
             encoding_aes_key: None,
+            encoding_aes_key_previous: None,
             rate_per_second: 100,
             token_source: source,
         };

@@ -508,6 +508,7 @@ async fn store_on(fake: &MockWechat, db: &TestDb, source: TokenSource) -> (Token
         mp_secret: Some(SecretString::from(MOCK_MP_SECRET)),
         callback_token: None,
         encoding_aes_key: None,
+        encoding_aes_key_previous: None,
         rate_per_second: 100,
         token_source: source,
     };

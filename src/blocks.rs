@@ -1,4 +1,4 @@
-//! Messages WeChat accepted and later intercepted (`wechat-api.md` §5.3: pure marketing is
+//! Messages WeChat accepted and later intercepted (`docs/wechat.md` §10: pure marketing is
 //! intercepted after the send answered `ok`). The reconciliation pages through
 //! `wxa/sec/queryblocktmplmsg` for each template of an app, from where it stopped last time
 //! (`block_reconcile_cursors`), and marks the matching sent delivery blocked

@@ -1,4 +1,4 @@
-//! The XML WeChat pushes to the OA server URL (`wechat-api.md` §6.2, §6.4): parsing for the
+//! The XML WeChat pushes to the OA server URL (`docs/wechat.md` §7.2, §7.5): parsing for the
 //! callback handler, building for the fake WeChat.
 //!
 //! In safe mode the body is an envelope holding only `ToUserName` and `Encrypt`; the decrypted

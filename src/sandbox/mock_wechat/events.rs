@@ -1,4 +1,4 @@
-//! Pushing events to a callback URL, as WeChat does to an OA's server URL (`wechat-api.md` §6):
+//! Pushing events to a callback URL, as WeChat does to an OA's server URL (`docs/wechat.md` §7):
 //! the XML of `subscribe`, `unsubscribe` and `TEMPLATESENDJOBFINISH`, signed with the callback
 //! token, and in safe mode encrypted with the EncodingAESKey and signed again (`msg_signature`).
 //!

@@ -1,5 +1,5 @@
 //! WeChat's rules of the day in the fake: the daily quota (`POST /cgi-bin/openapi/quota/get`,
-//! `wechat-api.md` §2.10), content blocked outright (40249) or intercepted after acceptance, and
+//! `docs/wechat.md` §9), content blocked outright (40249) or intercepted after acceptance, and
 //! the list of intercepted messages (`POST /wxa/sec/queryblocktmplmsg`, records with growing
 //! ids, paged by `largest_id`, answered as a `msginfo` list as the real API was seen doing).
 

@@ -12,13 +12,13 @@
 //!
 //! - confirmed: every length limit of the table, counted so that a value over it is over under
 //!   any reading of the table (`amount` counts the digits before the decimal point), and the two
-//!   character rules WeChat staff repeat in answers: no Chinese in `character_string`, only
+//!   character rules that answers on 47003 repeat: no Chinese in `character_string`, only
 //!   Chinese in `phrase`;
 //! - warned: the formats (the time and date forms, the currency sign of `amount`, what `number`,
 //!   `letter`, `symbol`, `phone_number`, `car_number` and `name` may contain). Developers report
-//!   WeChat refusing forms the table allows (see [`datetime`]), so its checks there are not
-//!   known well enough to refuse on: a refusal could block a message WeChat would take, while a
-//!   wrong warning costs at most one 47003.
+//!   WeChat refusing forms the table allows (see the `datetime` module), so its checks there are
+//!   not known well enough to refuse on: a refusal could block a message WeChat would take,
+//!   while a wrong warning costs at most one 47003.
 //!
 //! Keys of historical templates (`keyword1`, `first` …), and of types the table leaves out
 //! (`short_thing` …), have no type here: WeChat folds historical values past 20 characters
@@ -181,8 +181,10 @@ fn too_long(name: &str, max: usize, unit: &str, has: usize) -> String {
 }
 
 fn thing(value: &str, chars: usize) -> Option<Broken> {
-    // ≤ 20 characters of any kind: the table (thing.DATA), and community answers on 47003 for
-    // thing1, https://developers.weixin.qq.com/community/develop/doc/00066407b58fc04dade12a65a6b000
+    // ≤ 20 characters of any kind: the table (thing.DATA),
+    // https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
+    // and an answer on 47003 for thing1,
+    // https://developers.weixin.qq.com/community/develop/doc/00066407b58fc04dade12a65a6b000
     if chars <= THING_MAX {
         return None;
     }
@@ -193,8 +195,8 @@ fn thing(value: &str, chars: usize) -> Option<Broken> {
 }
 
 fn character_string(value: &str, chars: usize) -> Option<Broken> {
-    // Digits, letters and symbols, no Chinese: the table (character_string.DATA), and a
-    // community answer on 47003 for Chinese in one,
+    // Digits, letters and symbols, no Chinese: the table (character_string.DATA, URL below),
+    // and an answer on 47003 for Chinese in one,
     // https://developers.weixin.qq.com/community/develop/doc/000248ab548310582150be66f6bc00
     if value.chars().any(is_chinese) {
         return Broken::refuse("character_string allows no Chinese characters".into());
@@ -216,8 +218,9 @@ fn character_string(value: &str, chars: usize) -> Option<Broken> {
 }
 
 fn phrase(value: &str, chars: usize) -> Option<Broken> {
-    // Chinese characters only, at most 5 (example 配送中): the table (phrase.DATA), and WeChat
-    // staff, https://developers.weixin.qq.com/community/develop/doc/000ece58dd4630c30333e03ba6b400
+    // Chinese characters only, at most 5 (example 配送中): the table (phrase.DATA),
+    // https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-message-management/subscribe-message/sendMessage.html
+    // and WeChat staff, https://developers.weixin.qq.com/community/develop/doc/000ece58dd4630c30333e03ba6b400
     if !value.chars().all(is_chinese) {
         return Broken::refuse("phrase allows Chinese characters only".into());
     }

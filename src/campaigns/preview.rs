@@ -38,7 +38,7 @@ pub struct TemplateFindings {
     pub problems: Vec<String>,
     /// Data keys the shared data lacks (per-recipient data must fill them).
     pub missing_keys: Vec<String>,
-    /// Warnings (catalog never synced, retired keys, unconfirmed rules, folded values).
+    /// Warnings (catalog never synced, retired keys, format rules, folded values).
     pub warnings: Vec<String>,
 }
 

@@ -1,4 +1,4 @@
-//! The real daily quota of template sends (`wechat-api.md` §2.10, §4.6): what
+//! The real daily quota of template sends (`docs/wechat.md` §9): what
 //! `openapi/quota/get` says for `/cgi-bin/message/template/send`, read by the worker on a
 //! schedule and after a 45009, and, between two reads, the sends wxnotify made since, counted
 //! from the ledger per Beijing-time day.
@@ -6,7 +6,7 @@
 //! [`today`] and [`remaining_today`] are what campaigns' daily caps and the transactional
 //! reserve read; `wxnotify status` shows them and the worker exports them as metrics.
 //!
-//! When WeChat resets its counters is not documented (the fact sheet marks it unconfirmed);
+//! When WeChat resets its counters is not documented (`docs/wechat.md` §9 marks it unverified);
 //! wxnotify assumes midnight Beijing time (UTC+8, no daylight saving): a read from an earlier
 //! Beijing day says nothing about today's use, only about the limit.
 

@@ -11,7 +11,7 @@
 //! let checked = templates::check_message(&catalog, &app, &template_id, &data, truncate)?;
 //! ```
 //!
-//! What is checked, in order (`wechat-api.md` §2.8, §5):
+//! What is checked, in order (docs/wechat.md §8):
 //!
 //! 1. the template is in the app's catalog (an app whose catalog was never synced is not
 //!    refused: [`Warning::CatalogNotSynced`]);
@@ -19,9 +19,12 @@
 //!    named; `first` and `remark`, which WeChat drops since 2023-05-04, are not refused but
 //!    reported as [`Warning::Ignored`];
 //! 3. no line breaks in values (WeChat shows none);
-//! 4. each category key's type rule ([`super::types`]): a confirmed rule refuses, an
-//!    unconfirmed one warns. With `truncate`, a confirmed length rule shortens the value
-//!    instead ([`Checked::truncations`] say what was cut, [`Checked::data`] is the data to send).
+//! 4. each category key's type rules, as WeChat's value table states them
+//!    ([`super::types`]): a confirmed rule (the length limits, no Chinese in
+//!    `character_string`, only Chinese in `phrase`) refuses, a format rule warns. With
+//!    `truncate`, an over-long `thing`, `character_string` or `phrase` is shortened instead
+//!    ([`Checked::truncations`] say what was cut, [`Checked::data`] is the data to send); other
+//!    values are never cut, since a cut number, amount or name would say something else.
 
 use sqlx::PgPool;
 
@@ -105,7 +108,7 @@ pub fn check_message(
         let Some(broken) = types::check(kind, value) else {
             continue;
         };
-        match (kind.confirmed(), broken.shortened) {
+        match (broken.confirmed, broken.shortened) {
             (false, _) => checked.warnings.push(Warning::Unconfirmed {
                 key: key_s.into(),
                 rule: broken.rule,

@@ -31,7 +31,9 @@ pub enum Problem {
         /// The key.
         key: String,
     },
-    /// A value breaks its key type's confirmed rule (WeChat would answer 47003).
+    /// A value breaks a confirmed rule of its key's type (WeChat would answer 47003): a length
+    /// limit of WeChat's value table, Chinese in a `character_string`, anything but Chinese in
+    /// a `phrase`.
     TypeRule {
         /// The key.
         key: String,
@@ -116,7 +118,9 @@ pub enum Warning {
         /// The key.
         key: String,
     },
-    /// A value breaks a rule the fact sheet marks unconfirmed for OA templates.
+    /// A value breaks a format rule of WeChat's value table (time and date forms, what a type
+    /// may contain). WeChat's checks of formats are known to differ from the table, so these
+    /// warn instead of refusing (docs/wechat.md §8.5). The name is kept for the JSON tag.
     Unconfirmed {
         /// The key.
         key: String,
@@ -143,7 +147,10 @@ impl std::fmt::Display for Warning {
                 "data.{key} is ignored: WeChat dropped `first` and `remark` on 2023-05-04"
             ),
             Warning::Unconfirmed { key, rule } => {
-                write!(f, "data.{key}.value: {rule} (unconfirmed rule; sent anyway)")
+                write!(
+                    f,
+                    "data.{key}.value: {rule} (a format rule of WeChat's table that WeChat may not enforce; sent anyway)"
+                )
             }
             Warning::Folded { key, chars } => write!(
                 f,

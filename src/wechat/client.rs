@@ -1,5 +1,5 @@
 //! The WeChat API client: one method per endpoint wxnotify uses. Answers are read the way
-//! `wechat-api.md` §1 says (JSON whatever the Content-Type, missing errcode = success, 64-bit
+//! `docs/wechat.md` §1 says (JSON whatever the Content-Type, missing errcode = success, 64-bit
 //! msgids), and every failure becomes a [`WechatError`] whose [`class`](WechatError::class) tells
 //! the caller what to do. URLs carry the access token, so nothing here logs or returns a raw URL.
 //!

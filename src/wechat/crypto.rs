@@ -1,4 +1,4 @@
-//! The cryptography of WeChat's push to the OA server URL (`wechat-api.md` §6).
+//! The cryptography of WeChat's push to the OA server URL (`docs/wechat.md` §7).
 //!
 //! - **Signatures**: `sha1(concat(sort([token, timestamp, nonce])))` as lowercase hex for the
 //!   `signature` query parameter; safe mode's `msg_signature` sorts the `Encrypt` text in too.

@@ -1,5 +1,5 @@
 //! The one place where WeChat's numeric `errcode`s are classified. Nothing else in the crate
-//! matches on raw codes or on `errmsg` text (`wechat-api.md` §3).
+//! matches on raw codes or on `errmsg` text (`docs/wechat.md` §11).
 
 /// What a caller should do about an answer from WeChat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,5 +1,5 @@
 //! What WeChat pushes to the OA server URL, in either data format of the OA console (XML or
-//! JSON): parsing for the callback handler, building for the fake WeChat.
+//! JSON; `docs/wechat.md` §7): parsing for the callback handler, building for the fake WeChat.
 //!
 //! The console's "data format" setting decides whether a push is XML
 //! (`<xml><ToUserName>…</xml>`) or a JSON object with the same field names

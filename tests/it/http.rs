@@ -218,7 +218,7 @@ async fn the_callback_handshake_echoes_echostr_only_for_a_good_signature() {
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
-    // Signed like the official worked example (wechat-api.md §6.1), at the current time (a
+    // Signed like the official worked example (docs/wechat.md §7.1), at the current time (a
     // timestamp outside the window is refused).
     let now: &'static str = chrono::Utc::now().timestamp().to_string().leak();
     let sig: &'static str = signature(CALLBACK_TOKEN, now, "1514711492").leak();

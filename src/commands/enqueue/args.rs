@@ -24,9 +24,10 @@ Examples:
 
 Every job is checked against its app's template catalog (`wxnotify templates sync`) when
 Postgres (DATABASE_URL) can be reached: unknown template, missing or unknown data keys, and the
-confirmed value rules (thing ≤ 20 characters, character_string ≤ 32 without Chinese, phrase ≤ 5
-Chinese characters) refuse the job with the key named; add --truncate (or \"truncate\": true)
-to shorten over-long values instead. Unconfirmed rules only warn.
+confirmed value rules of WeChat's table (the length limits such as thing ≤ 20 characters and
+amount ≤ 10 digits, no Chinese in character_string, only Chinese in phrase) refuse the job with
+the key named; add --truncate (or \"truncate\": true) to shorten over-long thing,
+character_string and phrase values instead. Format rules (time and date forms …) only warn.
 
 Give jobs an `id` (an idempotency key, e.g. order-1-shipped): a job id already sent is never
 sent twice, so re-running an interrupted enqueue is safe. Jobs without one get a fresh id.

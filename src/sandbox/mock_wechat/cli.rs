@@ -21,7 +21,7 @@ Examples:
 Serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
 sns/jscode2session, message/template/send and template/get_all_private_template for one fake
 Official Account and one fake Mini Program, byte for byte like api.weixin.qq.com (see
-wechat-api.md). On start it prints the base URL and the (fake, public) credentials to put in
+docs/wechat.md). On start it prints the base URL and the (fake, public) credentials to put in
 WECHAT_API_BASE and WXNOTIFY_OA_APPID/SECRET, WXNOTIFY_MP_APPID/SECRET.
 
 Person i (0-based) has OA openid oMockOA<i as 21 digits>, MP openid oMockMP<...> and unionid

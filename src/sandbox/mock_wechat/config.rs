@@ -102,7 +102,7 @@ impl Default for MockConfig {
 }
 
 /// How `user/get` tells the caller that the follower list is complete. The real API has been
-/// seen doing each; a robust client stops on any of them (`wechat-api.md` §2.3).
+/// seen doing each; a robust client stops on any of them (`docs/wechat.md` §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum EndOfList {

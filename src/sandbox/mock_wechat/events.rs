@@ -1,4 +1,4 @@
-//! Pushing events to a callback URL, as WeChat does to an OA's server URL (`wechat-api.md` §6):
+//! Pushing events to a callback URL, as WeChat does to an OA's server URL (`docs/wechat.md` §7):
 //! `subscribe`, `unsubscribe` and `TEMPLATESENDJOBFINISH` as XML or JSON (the OA console's data
 //! format: [`MockConfig::push_format`](super::MockConfig::push_format), or per push with
 //! [`deliver_as`](MockWechat::deliver_as)), signed with the callback token, and in safe mode

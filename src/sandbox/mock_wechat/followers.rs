@@ -1,6 +1,6 @@
 //! The OA's followers: who follows (the seed plus an overlay of changes), and the three user
-//! APIs, `user/get` (paged list), `user/info` and `user/info/batchget` (`wechat-api.md`
-//! §2.3–2.5). Pages are computed from person indexes, so a million followers cost nothing until
+//! APIs, `user/get` (paged list), `user/info` and `user/info/batchget` (`docs/wechat.md`
+//! §5). Pages are computed from person indexes, so a million followers cost nothing until
 //! asked for.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! Mini Program logins: `wx.login()` codes issued by the test (standing in for the phone) and
-//! `GET /sns/jscode2session` (`wechat-api.md` §2.6, §7). A code works once, for
+//! `GET /sns/jscode2session` (`docs/wechat.md` §6). A code works once, for
 //! `login_code_ttl`; a reused code is 40163, an unknown or expired one 40029.
 
 use std::collections::HashMap;

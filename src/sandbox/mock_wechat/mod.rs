@@ -1,6 +1,6 @@
 //! The fake WeChat API server: the far end of every test, the demo and every benchmark.
 //!
-//! It speaks the wire format of `wechat-api.md` byte for byte (HTTP 200, `text/plain`, no
+//! It speaks the wire format of `docs/wechat.md` §1 byte for byte (HTTP 200, `text/plain`, no
 //! `errcode` on success except `template/send`, errmsg with a `rid`, 64-bit msgids) and is an
 //! implementation independent of the crate's client (it shares none of its types), so tests of
 //! the client against it mean something.

@@ -1,8 +1,8 @@
-//! WeChat's rules of the day in the fake: the daily quota (`POST /cgi-bin/openapi/quota/get`),
-//! content blocked outright (40249), content held for review (40252) and the review's verdict,
-//! and the list of held messages the review blocked (`POST /wxa/sec/queryblocktmplmsg`, records
-//! with growing ids, paged by `largest_id`, answered as a `msginfo` list as the real API was seen
-//! doing). See docs/wechat.md, "Held for review".
+//! WeChat's rules of the day in the fake: the daily quota (`POST /cgi-bin/openapi/quota/get`,
+//! `docs/wechat.md` §9), content blocked outright (40249), content held for review (40252) and
+//! the review's verdict, and the list of held messages the review blocked
+//! (`POST /wxa/sec/queryblocktmplmsg`, records with growing ids, paged by `largest_id`, answered
+//! as a `msginfo` list as the real API was seen doing; `docs/wechat.md` §10).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;

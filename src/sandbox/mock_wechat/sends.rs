@@ -1,4 +1,4 @@
-//! `POST /cgi-bin/message/template/send` (`wechat-api.md` §2.7): validation in WeChat's order,
+//! `POST /cgi-bin/message/template/send` (`docs/wechat.md` §4): validation in WeChat's order,
 //! `client_msg_id` de-duplication, 64-bit msgids, and the record of accepted sends.
 //!
 //! This is the hot path of every benchmark: counters are atomics, the de-duplication memory is

@@ -1,8 +1,8 @@
 //! The OA's private templates: `GET /cgi-bin/template/get_all_private_template` and the rules a
-//! send's `data` must follow (`wechat-api.md` §2.8, §5.4).
+//! send's `data` must follow (`docs/wechat.md` §8.2, §8.5).
 //!
 //! A key's type is its name without the trailing digits (`thing1` → `thing`). Only the rules
-//! the fact sheet confirms are enforced: every key present and non-empty; `thing` ≤ 20
+//! staff answers confirm are enforced: every key present and non-empty; `thing` ≤ 20
 //! characters; `character_string` ≤ 32 characters, no Chinese; `phrase` ≤ 5 Chinese characters.
 //! Keys the template does not use (e.g. the retired `first`/`remark`) are ignored, as WeChat
 //! strips them.

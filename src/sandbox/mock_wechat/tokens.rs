@@ -1,4 +1,4 @@
-//! Access tokens (`wechat-api.md` §2.1, §2.2, §4): two isolated families per app.
+//! Access tokens (`docs/wechat.md` §3): two isolated families per app.
 //!
 //! - `cgi-bin/token` (classic): every call mints a new token; the previous one keeps working for
 //!   `token_overlap` more, then answers 40001 ("not latest").

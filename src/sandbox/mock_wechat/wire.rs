@@ -1,4 +1,4 @@
-//! The wire format every fake endpoint shares (`wechat-api.md` §1): HTTP 200, `text/plain`,
+//! The wire format every fake endpoint shares (`docs/wechat.md` §1): HTTP 200, `text/plain`,
 //! a JSON body; success bodies are the data alone, errors are
 //! `{"errcode":N,"errmsg":"<canonical text> rid: <hex>-<hex>-<hex>"}`.
 
@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// What the real API sends as `Content-Type`, whatever the body (`wechat-api.md` §1.2).
+/// What the real API sends as `Content-Type`, whatever the body (`docs/wechat.md` §1).
 pub(super) const CONTENT_TYPE: &str = "text/plain";
 
 /// The answer of one fake WeChat call, before it becomes an HTTP response.
@@ -107,7 +107,7 @@ fn rid() -> String {
     )
 }
 
-/// The errcodes the fake knows, with their canonical errmsg (`wechat-api.md` §2 and §3).
+/// The errcodes the fake knows, with their canonical errmsg (`docs/wechat.md` §11).
 pub(super) const CANONICAL: &[(i64, &str)] = &[
     (0, "ok"),
     (-1, "system error"),

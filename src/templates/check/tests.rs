@@ -26,11 +26,30 @@ fn catalog() -> Catalog {
                     &["thing1", "character_string2", "phrase3", "time4"],
                 ),
                 t("T_OLD", &["keyword1", "keyword2"]),
+                t("T_ALL", &EVERY_TYPE.map(|(key, _)| key)),
             ]),
         },
     );
     c
 }
+
+/// A key of every type with an example value from WeChat's official pages (the types without
+/// one there get a value of the kind the table describes).
+const EVERY_TYPE: [(&str, &str); 13] = [
+    ("thing1", "广州至北京"),
+    ("character_string2", "A20261124001"),
+    ("phrase3", "配送中"),
+    ("time4", "2019年10月1日 15:01"),
+    ("date5", "2018.01.01"),
+    ("amount6", "￥100"),
+    ("number7", "339208499"),
+    ("letter8", "ABC"),
+    ("symbol9", "%"),
+    ("phone_number10", "+86-0766-66888866"),
+    ("car_number11", "粤A8Z888挂"),
+    ("name12", "某某"),
+    ("const13", "已签收"),
+];
 
 fn data(pairs: &[(&str, &str)]) -> TemplateData {
     TemplateData::from_pairs(pairs).unwrap()
@@ -134,7 +153,7 @@ fn an_unknown_template_is_refused_and_an_unsynced_app_only_warned_about() {
     let refusal = check("T_GONE", &good(), false).unwrap_err();
     assert_eq!(
         refusal.problems,
-        vec![Problem::UnknownTemplate { known: 2 }]
+        vec![Problem::UnknownTemplate { known: 3 }]
     );
     let unsynced = check_message(
         &Catalog::default(),
@@ -213,4 +232,59 @@ fn line_breaks_are_refused() {
             key: "thing1".into()
         }]
     );
+}
+
+#[test]
+fn official_example_values_of_every_type_pass_without_warnings() {
+    let checked = check("T_ALL", &EVERY_TYPE, false).unwrap();
+    assert_eq!(checked, Checked::default());
+    // The other date forms of the table's notes, in a date and in a time key.
+    for date in ["01-01", "10月1日", "2019年10月1日", "2018-01-01~2018-01-07"] {
+        let mut d = EVERY_TYPE.to_vec();
+        d[4].1 = date;
+        d[3].1 = "15:01~16:00";
+        assert_eq!(
+            check("T_ALL", &d, false).unwrap(),
+            Checked::default(),
+            "{date}"
+        );
+    }
+}
+
+#[test]
+fn an_amount_of_11_digits_is_refused_even_with_truncate_and_10_pass() {
+    let mut d = EVERY_TYPE.to_vec();
+    d[5].1 = "¥1234567890";
+    assert_eq!(check("T_ALL", &d, false).unwrap(), Checked::default());
+    d[5].1 = "¥12345678901";
+    let refusal = check("T_ALL", &d, true).unwrap_err();
+    assert_eq!(
+        refusal.problems,
+        vec![Problem::TypeRule {
+            key: "amount6".into(),
+            rule: "amount allows at most 10 digits, this value has 11 before the decimal point"
+                .into(),
+            truncatable: false,
+        }]
+    );
+    assert!(!refusal.to_string().contains("truncate"), "{refusal}");
+}
+
+#[test]
+fn a_broken_length_limit_refuses_and_a_broken_format_only_warns() {
+    let mut d = EVERY_TYPE.to_vec();
+    d[6].1 = "1,000"; // number: a format rule
+    d[11].1 = "张三李四王五赵六孙七"; // name: 10, the most
+    d[12].1 = "一二三四五六七八九十一二三四五六七八九十一"; // const: 21
+    let refusal = check("T_ALL", &d, true).unwrap_err();
+    assert!(
+        matches!(&refusal.problems[..], [Problem::TypeRule { key, truncatable: false, .. }] if key == "const13"),
+        "{refusal:?}"
+    );
+    d[12].1 = "已签收";
+    let checked = check("T_ALL", &d, false).unwrap();
+    assert!(matches!(
+        &checked.warnings[..],
+        [Warning::Unconfirmed { key, rule }] if key == "number7" && rule.starts_with("number should")
+    ));
 }

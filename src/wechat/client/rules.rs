@@ -1,6 +1,6 @@
 //! The calls that teach wxnotify WeChat's rules of the day: the real daily quota
-//! (`openapi/quota/get`, `wechat-api.md` §2.10) and the messages WeChat accepted and later
-//! intercepted (`wxa/sec/queryblocktmplmsg`, §5.3).
+//! (`openapi/quota/get`, `docs/wechat.md` §9) and the messages WeChat accepted and later
+//! intercepted (`wxa/sec/queryblocktmplmsg`, §10).
 
 use serde::{Deserialize, Deserializer};
 

@@ -1,5 +1,5 @@
 //! The client against wiremock: every endpoint's request shape, every answer form of
-//! `wechat-api.md` §1–§3, and every way a call can fail.
+//! `docs/wechat.md` §1 and §11, and every way a call can fail.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -283,10 +283,7 @@ async fn a_login_code_works_once() {
         .await
         .unwrap_err();
     assert_eq!(bad_secret.errcode(), Some(40125));
-    assert_eq!(
-        bad_secret.class(),
-        ErrClass::Permanent(PermanentKind::Config)
-    );
+    assert_eq!(bad_secret.class(), ErrClass::AccountBlocked);
     assert!(bad_secret.rid().is_some(), "{bad_secret}");
     // The refused call did not use the code up.
     client
@@ -493,7 +490,7 @@ async fn the_mp_token_is_refused_by_the_oa_send_with_48001() {
         .token;
     let err = send(&client, &mp_token, 0).await.unwrap_err();
     assert_eq!(err.errcode(), Some(48001));
-    assert_eq!(err.class(), ErrClass::Permanent(PermanentKind::Config));
+    assert_eq!(err.class(), ErrClass::AccountBlocked);
 }
 
 // ---------------------------------------------------------------------------------------------

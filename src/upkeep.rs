@@ -4,10 +4,11 @@
 //!
 //! The pipeline calls [`Rules::before_send`] once per delivery, just before the send (a refused
 //! job dies `payload_rejected` with the reason, without a WeChat call; an asked-for truncation
-//! is recorded on the ledger first), and [`Rules::observe`] with every failure WeChat answered
-//! (40037 queues a catalog refresh, 45009 a quota read). [`Rules::run`] is the worker's
-//! background task: at start and every [`UpkeepOptions::every`] it syncs every app's templates,
-//! reads its quota (exported as metrics) and follows held messages to their review verdict; in
+//! is recorded on the ledger first), and [`Rules::observe`] with every failure WeChat answered:
+//! 45009 queues a quota read, and 40037 is decided there (see [`Rules::observe`]: a template the
+//! catalog holds is looked up in a fresh list and, still there, retried once). [`Rules::run`] is
+//! the worker's background task: at start and every [`UpkeepOptions::every`] it syncs every
+//! app's templates, reads its quota (exported as metrics) and follows held messages to their review verdict; in
 //! between it serves the refreshes `observe` queued.
 
 use std::collections::{HashMap, HashSet};
@@ -20,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::outcome::Failure;
 use crate::domain::{AppName, Job};
-use crate::templates::{AppCatalog, Catalog, Checked, Refusal, SyncTrigger, check_job};
+use crate::templates::{Catalog, Checked, Refusal, SyncTrigger, check_job};
 use crate::wechat::errcode::{DAILY_QUOTA, UNKNOWN_TEMPLATE};
-use crate::wechat::{TokenError, TokenStore, WechatClient};
+use crate::wechat::{ErrClass, TokenError, TokenStore, WechatClient};
 
 /// Why an upkeep call (template sync, quota read, reconciliation) failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +52,13 @@ pub enum Stop {
 pub struct UpkeepOptions {
     /// Between two rounds (template sync, quota read, blocked-message reconciliation).
     pub every: Duration,
-    /// The least time between two catalog refreshes of one app caused by unknown templates
-    /// (40037, or a job naming a template the catalog lacks).
+    /// The least time between two catalog refreshes of one app caused by a job naming a
+    /// template the catalog holds as deleted.
     pub min_resync: Duration,
     /// How held messages are followed to WeChat's review verdict.
     pub review: crate::reviews::ReviewOptions,
+    /// The longest wait for the fresh list a 40037 asks for (the delivery waits for it).
+    pub fresh_sync_within: Duration,
 }
 
 impl Default for UpkeepOptions {
@@ -64,14 +67,15 @@ impl Default for UpkeepOptions {
             every: Duration::from_secs(300),
             min_resync: Duration::from_secs(30),
             review: crate::reviews::ReviewOptions::default(),
+            fresh_sync_within: Duration::from_secs(10),
         }
     }
 }
 
-/// A refresh `observe` asked for.
+/// A refresh `observe` asked for (a 40037's catalog refresh is not queued: the delivery waits
+/// for it, see [`Rules::observe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Need {
-    Templates,
     Quota,
 }
 
@@ -87,8 +91,11 @@ pub struct Rules {
     catalog: RwLock<Catalog>,
     /// When each app's catalog was last synced by this process.
     synced: Mutex<HashMap<AppName, Instant>>,
-    /// Refreshes queued by `observe`, served by `run` (at most two per app: bounded).
+    /// Refreshes queued by `observe`, served by `run` (at most one per app: bounded).
     pending: Mutex<HashSet<(AppName, Need)>>,
+    /// Per app, the syncs 40037 answers ask for, one at a time, and when the last one ended: a
+    /// burst of 40037s shares one fresh list.
+    fresh: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
     /// Wakes `run` when something was queued.
     wake: tokio::sync::Notify,
 }
@@ -111,6 +118,7 @@ impl Rules {
             catalog: RwLock::new(Catalog::default()),
             synced: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
+            fresh: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -149,12 +157,13 @@ impl Rules {
 
     /// The worker's check, just before the send. `Ok(None)`: send the job as it is;
     /// `Ok(Some(job))`: send this truncated copy (the truncation is already recorded on the
-    /// ledger). A template the catalog lacks is looked up once more on WeChat first (at most
-    /// once per `min_resync` per app), in case it was added since the last sync.
+    /// ledger). A template the catalog holds as deleted is looked up once more on WeChat first
+    /// (at most once per `min_resync` per app), in case its listing is back. A template the
+    /// catalog never saw is sent (WeChat's list lacks category templates; WeChat decides).
     pub async fn before_send(&self, job: &Job) -> Result<Option<Job>, Stop> {
         let mut checked = self.check(job);
         if let Err(refusal) = &checked
-            && refusal.names_unknown_template()
+            && refusal.names_deleted_template()
             && self.claim_resync(&job.app)
         {
             if let Err(e) = self.sync(&job.app, SyncTrigger::UnknownTemplate).await {
@@ -181,22 +190,124 @@ impl Rules {
         }))
     }
 
-    /// Called with the failure of every send WeChat answered: 40037 queues a catalog refresh
-    /// (and says so in the failure, the dead letter's text), 45009 a quota read.
-    pub fn observe(&self, app: &AppName, failure: &mut Failure) {
-        let need = match failure.errcode {
-            Some(UNKNOWN_TEMPLATE) => {
-                failure.message.push_str(
-                    " — WeChat does not know this template (deleted, or its category removed); \
-                     the template catalog is being refreshed",
-                );
-                Need::Templates
+    /// Called with the failure of every send WeChat answered, with the class of WeChat's
+    /// answer; returns the class the pipeline acts on. 45009 queues a quota read. 40037
+    /// ("invalid template_id") is decided here, in one place:
+    ///
+    /// - a template the catalog does not hold (never listed, e.g. a category template): WeChat
+    ///   is the authority, the job dies `payload_rejected` at once;
+    /// - a template the catalog holds (listed, or registered by hand), for the first time in
+    ///   this job's life: WeChat answers 40037 in short bursts on valid templates, so the app's
+    ///   list is fetched afresh (one fetch serves a burst, bounded by
+    ///   [`UpkeepOptions::fresh_sync_within`]); still listed, or manual, the job is retried once
+    ///   through the normal retry path ([`ErrClass::Transient`], so the ledger records the
+    ///   attempt); no longer listed, it dies as deleted;
+    /// - a second 40037 in the same life: dies `payload_rejected`.
+    ///
+    /// The failure's message (the dead letter's text) says which.
+    pub async fn observe(
+        &self,
+        job: &Job,
+        life: i32,
+        class: ErrClass,
+        failure: &mut Failure,
+    ) -> ErrClass {
+        match failure.errcode {
+            Some(UNKNOWN_TEMPLATE) => self.after_unknown_template(job, life, failure).await,
+            Some(DAILY_QUOTA) => {
+                self.pending.lock().insert((job.app.clone(), Need::Quota));
+                self.wake.notify_one();
+                class
             }
-            Some(DAILY_QUOTA) => Need::Quota,
-            _ => return,
+            _ => class,
+        }
+    }
+
+    /// The 40037 decision of [`Rules::observe`].
+    async fn after_unknown_template(
+        &self,
+        job: &Job,
+        life: i32,
+        failure: &mut Failure,
+    ) -> ErrClass {
+        let dead = ErrClass::Permanent(crate::wechat::PermanentKind::Payload);
+        if !self.holds(job) {
+            failure.message.push_str(
+                " — WeChat does not know this template and the template catalog does not hold it \
+                 (never listed): WeChat is the authority, not retried",
+            );
+            return dead;
+        }
+        if self.answered_unknown_template_before(job, life).await {
+            failure.message.push_str(
+                " — WeChat does not know this template, again after a retry with a fresh \
+                 template list: not retried again",
+            );
+            return dead;
+        }
+        let refreshed = self.fresh_sync(&job.app, Instant::now()).await;
+        if !self.holds(job) {
+            failure.message.push_str(
+                " — WeChat does not know this template and no longer lists it: deleted on \
+                 WeChat's side (or its category removed)",
+            );
+            return dead;
+        }
+        let why = match &refreshed {
+            Ok(()) => "it is still in a fresh template list (or registered by hand)".to_owned(),
+            Err(e) => format!("the template catalog still holds it (the refresh failed: {e})"),
         };
-        self.pending.lock().insert((app.clone(), need));
-        self.wake.notify_one();
+        failure.message.push_str(&format!(
+            " — {why}: WeChat answers 40037 in short bursts, retried once"
+        ));
+        ErrClass::Transient
+    }
+
+    /// Whether the catalog in memory holds `job`'s template as usable (listed or manual).
+    fn holds(&self, job: &Job) -> bool {
+        self.catalog
+            .read()
+            .app(&job.app)
+            .and_then(|c| c.templates.get(job.template_id.as_str()))
+            .is_some_and(|t| t.is_live())
+    }
+
+    /// Whether an earlier attempt of this life of `job` was answered 40037 (and retried). A
+    /// Postgres error counts as yes: then the job dies as it did before retries existed.
+    async fn answered_unknown_template_before(&self, job: &Job, life: i32) -> bool {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM delivery_attempts
+                            WHERE job_id = $1 AND life = $2 AND errcode = $3)",
+        )
+        .bind(job.id.as_str())
+        .bind(life)
+        .bind(UNKNOWN_TEMPLATE)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(job_id = %job.id, error = %e, "reading the job's earlier attempts failed");
+            true
+        })
+    }
+
+    /// Syncs `app` unless a sync asked for by a 40037 ended after `asked` (a burst of 40037s
+    /// shares one list), for at most [`UpkeepOptions::fresh_sync_within`].
+    async fn fresh_sync(&self, app: &AppName, asked: Instant) -> Result<(), String> {
+        let slot = self.fresh.lock().entry(app.clone()).or_default().clone();
+        let mut last = slot.lock().await;
+        if last.is_some_and(|ended| ended >= asked) {
+            return Ok(());
+        }
+        let within = self.options.fresh_sync_within;
+        let result = tokio::time::timeout(within, self.sync(app, SyncTrigger::UnknownTemplate))
+            .await
+            .map_err(|_| format!("no answer within {within:?}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        *last = Some(Instant::now());
+        if let Err(e) = &result {
+            tracing::warn!(app = %app, error = %e, "template catalog refresh after 40037 failed");
+        }
+        result
     }
 
     /// The background task: a round at start and every `every`, queued refreshes in between,
@@ -249,11 +360,6 @@ impl Rules {
         let pending: Vec<(AppName, Need)> = self.pending.lock().drain().collect();
         for (app, need) in pending {
             match need {
-                Need::Templates => {
-                    if let Err(e) = self.sync(&app, SyncTrigger::UnknownTemplate).await {
-                        tracing::warn!(app = %app, error = %e, "template catalog refresh failed");
-                    }
-                }
                 Need::Quota => {
                     self.read_quota(&app, crate::quota::ReadTrigger::QuotaExhausted)
                         .await
@@ -275,16 +381,25 @@ impl Rules {
         }
     }
 
-    /// Syncs `app`'s templates from WeChat and swaps them into the catalog in memory.
+    /// Syncs `app`'s templates from WeChat into Postgres, then loads the app's catalog from
+    /// Postgres into memory (so manual templates registered meanwhile are seen too; they are
+    /// loaded even when WeChat cannot be reached).
     async fn sync(&self, app: &AppName, trigger: SyncTrigger) -> Result<(), UpkeepError> {
         self.synced.lock().insert(app.clone(), Instant::now());
-        let list = crate::templates::sync::fetch(&self.tokens, &self.client, app).await?;
-        // Memory first: once Postgres shows the new list, this worker checks against it too.
-        let fresh = AppCatalog::from_list(&list, chrono::Utc::now());
-        self.catalog.write().insert(app.clone(), fresh);
-        crate::templates::catalog::store(&self.pool, app, &list, trigger).await?;
-        tracing::info!(app = %app, templates = list.len(), "template catalog synced");
-        Ok(())
+        let fetched = crate::templates::sync::fetch(&self.tokens, &self.client, app).await;
+        if let Ok(list) = &fetched {
+            let stored = crate::templates::catalog::store(&self.pool, app, list, trigger).await?;
+            crate::templates::sync::log_stored(app, list.len(), &stored);
+        }
+        let loaded = Catalog::load_app(&self.pool, app).await?;
+        {
+            let mut catalog = self.catalog.write();
+            match loaded.app(app) {
+                Some(fresh) => catalog.insert(app.clone(), fresh.clone()),
+                None => catalog.remove(app),
+            }
+        }
+        fetched.map(drop)
     }
 
     /// Whether this delivery may refresh `app`'s catalog now; if so, the refresh is claimed

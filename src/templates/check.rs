@@ -13,11 +13,14 @@
 //!
 //! What is checked, in order (docs/wechat.md §8):
 //!
-//! 1. the template is in the app's catalog (an app whose catalog was never synced is not
-//!    refused: [`Warning::CatalogNotSynced`]);
-//! 2. the data's keys are exactly the template's placeholders: missing and unknown keys are
-//!    named; `first` and `remark`, which WeChat drops since 2023-05-04, are not refused but
-//!    reported as [`Warning::Ignored`];
+//! 1. the template is not one WeChat listed and then stopped listing
+//!    ([`Problem::DeletedTemplate`]). A template the catalog never saw is not refused: WeChat's
+//!    list lacks category templates, so WeChat's answer decides ([`Warning::NotInCatalog`];
+//!    [`Warning::CatalogNotSynced`] when the app was never synced);
+//! 2. for a template the catalog holds (listed by WeChat, or registered by hand with
+//!    `wxnotify templates add`), the data's keys are exactly its placeholders: missing and
+//!    unknown keys are named; `first` and `remark`, which WeChat drops since 2023-05-04, are
+//!    not refused but reported as [`Warning::Ignored`];
 //! 3. no line breaks in values (WeChat shows none);
 //! 4. each category key's type rules, as WeChat's value table states them
 //!    ([`super::types`]): a confirmed rule (the length limits, no Chinese in
@@ -71,20 +74,25 @@ pub fn check_message(
         template_id: template_id.to_string(),
         problems,
     };
-    let placeholders: Option<&[String]> = match catalog.app(app) {
-        None => {
-            checked.warnings.push(Warning::CatalogNotSynced);
-            None
-        }
-        Some(app_catalog) => match app_catalog.templates.get(template_id.as_str()) {
-            Some(t) => Some(&t.placeholders),
-            None => {
-                return Err(refuse(vec![Problem::UnknownTemplate {
-                    known: app_catalog.templates.len(),
-                }]));
+    let app_catalog = catalog.app(app);
+    let placeholders: Option<&[String]> =
+        match app_catalog.and_then(|c| c.templates.get(template_id.as_str())) {
+            Some(t) => match t.removed_at {
+                Some(removed_at) => {
+                    return Err(refuse(vec![Problem::DeletedTemplate { removed_at }]));
+                }
+                None => Some(&t.placeholders),
+            },
+            // Never listed: WeChat's list lacks category templates, so WeChat decides.
+            None if app_catalog.is_some_and(|c| c.synced_at.is_some()) => {
+                checked.warnings.push(Warning::NotInCatalog);
+                None
             }
-        },
-    };
+            None => {
+                checked.warnings.push(Warning::CatalogNotSynced);
+                None
+            }
+        };
     if let Some(placeholders) = placeholders {
         keys_match(placeholders, data, &mut problems, &mut checked.warnings);
     }

@@ -1,6 +1,7 @@
 //! What a template check finds: the problems that refuse a message ([`Refusal`]), the
 //! warnings that do not, and the values shortened on request ([`Checked`]).
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::TemplateData;
@@ -11,10 +12,11 @@ use super::check::FOLDED_AFTER;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Problem {
-    /// The app's catalog has no such template.
-    UnknownTemplate {
-        /// How many templates the catalog holds.
-        known: usize,
+    /// WeChat listed the template before and a later listing lacks it: deleted on WeChat's
+    /// side (a template the catalog never saw is not refused: see [`Warning::NotInCatalog`]).
+    DeletedTemplate {
+        /// When a sync first found it missing.
+        removed_at: DateTime<Utc>,
     },
     /// Placeholders of the template that the data does not fill.
     MissingKeys {
@@ -47,9 +49,10 @@ pub enum Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Problem::UnknownTemplate { known } => write!(
+            Problem::DeletedTemplate { removed_at } => write!(
                 f,
-                "the template is not among the app's {known} templates (deleted on WeChat's side? `wxnotify templates sync` refreshes the list)"
+                "the template was deleted on WeChat's side: WeChat listed it before and its list lacks it since {} (`wxnotify templates sync` refreshes the list)",
+                removed_at.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             Problem::MissingKeys { keys } => write!(f, "missing data keys: {}", keys.join(", ")),
             Problem::UnknownKeys { keys } => write!(
@@ -100,10 +103,10 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Refusal {
-    /// Whether the refusal is that the template is not in the catalog (a catalog refresh may
-    /// change that).
-    pub fn names_unknown_template(&self) -> bool {
-        matches!(self.problems[..], [Problem::UnknownTemplate { .. }])
+    /// Whether the refusal is that the template was deleted on WeChat's side (a catalog
+    /// refresh that lists it again changes that).
+    pub fn names_deleted_template(&self) -> bool {
+        matches!(self.problems[..], [Problem::DeletedTemplate { .. }])
     }
 }
 
@@ -113,6 +116,9 @@ impl Refusal {
 pub enum Warning {
     /// The app's catalog was never synced: the template and its keys were not checked.
     CatalogNotSynced,
+    /// The synced catalog does not hold the template (WeChat's API does not list category
+    /// templates): its keys were not checked; WeChat decides.
+    NotInCatalog,
     /// A retired key (`first`, `remark`) WeChat will drop.
     Ignored {
         /// The key.
@@ -141,6 +147,9 @@ impl std::fmt::Display for Warning {
         match self {
             Warning::CatalogNotSynced => f.write_str(
                 "the app's template catalog was never synced, so the template and its keys were not checked (run `wxnotify templates sync`)",
+            ),
+            Warning::NotInCatalog => f.write_str(
+                "the template is not in the synced catalog (WeChat's API does not list category templates), so its keys were not checked; WeChat will decide (`wxnotify templates add` registers it so they are)",
             ),
             Warning::Ignored { key } => write!(
                 f,

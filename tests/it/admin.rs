@@ -457,3 +457,198 @@ async fn apps_pause_and_resume_by_hand_workers_and_queue_depths() {
     assert_eq!(jobs["messages"], 0);
     assert_eq!(jobs["consumers"], 1, "the running worker consumes the lane");
 }
+
+/// An admin API call on `base`: (status, JSON).
+async fn call_on(
+    base: &url::Url,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, base.join(path).unwrap())
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn templates_are_listed_with_their_source_and_registered_or_removed_by_an_admin_audited() {
+    use wxnotify::sandbox::mock_wechat::MockTemplate;
+    let sys = System::seeded(1).await;
+    // WeChat lists one historical template (category templates are not listed).
+    sys.mock.add_template(MockTemplate::new(
+        "TPL_OLD",
+        "旧模板",
+        &["keyword1", "keyword2"],
+    ));
+    let client = wxnotify::wechat::WechatClient::new(
+        sys.mock.base_url(),
+        &wxnotify::wechat::client::ClientOptions::default(),
+    )
+    .unwrap();
+    let tokens =
+        wxnotify::wechat::TokenStore::new(sys.db.pool.clone(), client.clone(), &sys.settings.apps);
+    wxnotify::templates::sync_app(
+        &sys.db.pool,
+        &tokens,
+        &client,
+        &wxnotify::domain::AppName::default_app(),
+        wxnotify::templates::SyncTrigger::Command,
+    )
+    .await
+    .unwrap();
+    let (base, _) = serve_admin(&sys, Some(ADMIN_TOKEN), Some(VIEWER_TOKEN)).await;
+    let call = |method, path: &'static str, token, body| {
+        let base = base.clone();
+        async move { call_on(&base, method, path, token, body).await }
+    };
+
+    let (status, listing) = call(Method::GET, "admin/api/templates", VIEWER_TOKEN, None).await;
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing[0]["app"], "default");
+    assert_eq!(listing[0]["templates"][0]["template_id"], "TPL_OLD");
+    assert_eq!(listing[0]["templates"][0]["source"], "api");
+
+    let shipped = json!({
+        "app": "default",
+        "template_id": "TPL_ORDER_SHIPPED",
+        "title": "订单发货提醒",
+        "content": "商品：{{thing1.DATA}} 时间：{{time2.DATA}}"
+    });
+    let (status, _) = call(
+        Method::POST,
+        "admin/api/templates",
+        VIEWER_TOKEN,
+        Some(shipped.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "a viewer registers nothing");
+    let (status, body) = call(
+        Method::POST,
+        "admin/api/templates",
+        ADMIN_TOKEN,
+        Some(json!({"template_id": "T2", "content": "no placeholder"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("placeholder"));
+    let (status, body) = call(
+        Method::POST,
+        "admin/api/templates",
+        ADMIN_TOKEN,
+        Some(json!({"app": "nope", "template_id": "T2", "content": "{{thing1.DATA}}"})),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = call(
+        Method::POST,
+        "admin/api/templates",
+        ADMIN_TOKEN,
+        Some(json!({"template_id": "TPL_OLD", "content": "{{keyword1.DATA}}"})),
+    )
+    .await;
+    assert_eq!(status, 409, "WeChat's listing wins: {body}");
+    let (status, added) = call(
+        Method::POST,
+        "admin/api/templates",
+        ADMIN_TOKEN,
+        Some(shipped),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["action"], "added");
+    assert_eq!(added["template"]["source"], "manual");
+    assert_eq!(
+        added["template"]["placeholders"],
+        json!(["thing1", "time2"])
+    );
+
+    let (_, listing) = call(
+        Method::GET,
+        "admin/api/templates?app=default",
+        VIEWER_TOKEN,
+        None,
+    )
+    .await;
+    let sources: Vec<(&str, &str)> = listing[0]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["template_id"].as_str().unwrap(),
+                t["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [("TPL_OLD", "api"), ("TPL_ORDER_SHIPPED", "manual")]
+    );
+    let (status, _) = call(
+        Method::GET,
+        "admin/api/templates?app=nope",
+        VIEWER_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, _) = call(
+        Method::DELETE,
+        "admin/api/templates/default/TPL_ORDER_SHIPPED",
+        VIEWER_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        Method::DELETE,
+        "admin/api/templates/default/TPL_OLD",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "a listed template is not removed by hand");
+    let (status, removed) = call(
+        Method::DELETE,
+        "admin/api/templates/default/TPL_ORDER_SHIPPED",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["template_id"], "TPL_ORDER_SHIPPED");
+    let (status, _) = call(
+        Method::DELETE,
+        "admin/api/templates/default/TPL_ORDER_SHIPPED",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let audit: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT who, action, detail FROM admin_audit WHERE action LIKE 'template_%' ORDER BY id",
+    )
+    .fetch_all(&sys.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(
+        (audit[0].0.as_str(), audit[0].1.as_str()),
+        ("api:admin", "template_add")
+    );
+    assert_eq!(audit[0].2["template_id"], "TPL_ORDER_SHIPPED");
+    assert_eq!(audit[1].1, "template_remove");
+}

@@ -68,8 +68,8 @@ impl AdminWorld {
                 .on(Endpoint::TemplateSend)
                 .times(4),
         ));
-        // A template the worker's catalog knows (so its own check lets the jobs through) and
-        // that WeChat answers 40037 to, as it does for a template deleted on its side.
+        // A category template (WeChat's list lacks it, so the worker sends its jobs unchecked)
+        // that WeChat answers 40037 to: dead at once, WeChat being the authority.
         sys.mock.add_template(MockTemplate::new(
             "TPL_UNKNOWN",
             "Retired",

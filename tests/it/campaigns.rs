@@ -794,7 +794,24 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
         p.template
     );
     assert_eq!(p.template.missing_keys, ["thing3"]);
-    // The template deleted on WeChat's side.
+    // The template deleted on WeChat's side: a later list lacked it.
+    sqlx::query("UPDATE templates SET removed_at = now() WHERE app = 'default'")
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
+        .await
+        .unwrap();
+    assert!(!p.template.ok);
+    assert!(
+        p.template
+            .problems
+            .iter()
+            .any(|m| m.contains("deleted on WeChat's side")),
+        "{:?}",
+        p.template
+    );
+    // A template the synced list never held (a category template): not a problem, a warning.
     sqlx::query("DELETE FROM templates WHERE app = 'default'")
         .execute(&sys.db.pool)
         .await
@@ -802,8 +819,12 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
     let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
+    assert!(p.template.ok, "{:?}", p.template);
     assert!(
-        p.template.problems.iter().any(|m| m.contains("not among")),
+        p.template
+            .warnings
+            .iter()
+            .any(|w| w.contains("not in the synced catalog")),
         "{:?}",
         p.template
     );

@@ -672,3 +672,82 @@ async fn console_in_chromium_campaigns_pause_resume_cancel_and_a_viewer_sees_no_
     assert_eq!(campaign_state(&w, second).await, "running");
     b.close().await;
 }
+
+#[tokio::test]
+async fn console_in_chromium_templates_show_their_source_and_an_admin_registers_and_removes_one() {
+    let sys = crate::system::System::seeded(1).await;
+    let (base, _) =
+        crate::admin_support::serve_admin(&sys, Some(ADMIN_TOKEN), Some(VIEWER_TOKEN)).await;
+    let mut b = Browser::start("templates").await;
+    b.login(&base, ADMIN_TOKEN).await;
+    b.click("header a[href='/admin/templates']").await;
+    b.expect_path("/admin/templates").await;
+    assert_eq!(b.count("tr.template").await, 0, "nothing listed yet");
+    b.fill("#template-id", "TPL_ORDER_SHIPPED").await;
+    b.fill("#template-title", "订单发货提醒").await;
+    b.fill(
+        "#template-content",
+        "商品：{{thing1.DATA}} 时间：{{time2.DATA}}",
+    )
+    .await;
+    b.click("#add").await;
+    b.expect_path("/admin/templates").await;
+    assert!(b.text("#notice").await.contains("added"), "the notice");
+    b.wait_count("tr.template", 1).await;
+    assert_eq!(
+        b.text("tr.template[data-id='TPL_ORDER_SHIPPED'] td.source")
+            .await,
+        "manual"
+    );
+    assert!(
+        b.text("tr.template[data-id='TPL_ORDER_SHIPPED']")
+            .await
+            .contains("thing1, time2")
+    );
+    b.screenshot("31-templates").await;
+    let who: String =
+        sqlx::query_scalar("SELECT who FROM admin_audit WHERE action = 'template_add'")
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(who, "console:admin");
+
+    // A POST without the CSRF token is refused, and changes nothing.
+    let session = b
+        .c()
+        .get_named_cookie("wxn_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let r = reqwest::Client::new()
+        .post(
+            base.join("admin/templates/default/TPL_ORDER_SHIPPED/remove")
+                .unwrap(),
+        )
+        .header("cookie", format!("wxn_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    b.click("tr.template[data-id='TPL_ORDER_SHIPPED'] button")
+        .await;
+    b.wait_count("tr.template", 0).await;
+    assert!(b.text("#notice").await.contains("removed"));
+    b.close().await;
+
+    // A viewer sees the page and no form.
+    let mut v = Browser::start("templates-viewer").await;
+    v.login(&base, VIEWER_TOKEN).await;
+    v.c()
+        .goto(base.join("admin/templates").unwrap().as_str())
+        .await
+        .unwrap();
+    v.expect_path("/admin/templates").await;
+    assert_eq!(v.count("#add-template").await, 0);
+    v.screenshot("32-templates-viewer").await;
+    v.close().await;
+}

@@ -357,18 +357,6 @@ async fn the_status_follows_each_outcome_queued_sent_receipt_dead_and_duplicate(
     api.sys.wait_finished(1, Duration::from_secs(30)).await;
     worker.stop().await;
 
-    // A template WeChat's catalog (synced by the worker) does not have is refused up front.
-    let mut unknown_template = job_body("no-such-template", 2);
-    unknown_template["template_id"] = json!("TPL_NO_SUCH");
-    let refused = api
-        .post("v1/notifications", Some(&api.key), &unknown_template)
-        .await;
-    assert_eq!(refused.status, 422, "{}", refused.body);
-    assert_eq!(
-        refused.body["errors"][0]["pointer"], "/template_id",
-        "{}",
-        refused.body
-    );
     // Person 2 left the OA without wxnotify hearing of it: WeChat answers 43004.
     api.sys.mock.unsubscribe(2);
     for body in [
@@ -453,6 +441,72 @@ async fn the_status_follows_each_outcome_queued_sent_receipt_dead_and_duplicate(
     let with_receipt = api.wait_status("ok-1", |s| !s["receipt"].is_null()).await;
     assert_eq!(with_receipt["receipt"]["status"], "failed:user block");
     assert_eq!(with_receipt["state"], "sent");
+}
+
+#[tokio::test]
+async fn a_template_the_synced_list_lacks_is_accepted_and_one_it_stopped_listing_is_refused() {
+    let api = Api::start().await;
+    // The catalog is synced; WeChat's list lacks the category templates (TPL_ORDER_SHIPPED is
+    // one), and once listed TPL_GONE, which a later list lacked.
+    let client = wxnotify::wechat::WechatClient::new(
+        api.sys.mock.base_url(),
+        &wxnotify::wechat::client::ClientOptions::default(),
+    )
+    .unwrap();
+    let tokens = wxnotify::wechat::TokenStore::new(
+        api.sys.db.pool.clone(),
+        client.clone(),
+        &api.sys.settings.apps,
+    );
+    let listed = wxnotify::templates::sync_app(
+        &api.sys.db.pool,
+        &tokens,
+        &client,
+        &AppName::default_app(),
+        wxnotify::templates::SyncTrigger::Command,
+    )
+    .await
+    .unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    sqlx::query(
+        "INSERT INTO templates (app, template_id, title, content, placeholders, source, removed_at)
+         VALUES ('default', 'TPL_GONE', 'Gone', '{{thing1.DATA}}', ARRAY['thing1'], 'api', now())",
+    )
+    .execute(&api.sys.db.pool)
+    .await
+    .unwrap();
+    let mut unlisted = job_body("unlisted-1", 1);
+    unlisted["template_id"] = json!("TPL_NO_SUCH");
+    let accepted = api
+        .post("v1/notifications", Some(&api.key), &unlisted)
+        .await;
+    assert_eq!(accepted.status, 202, "WeChat decides: {}", accepted.body);
+    let category = api
+        .post(
+            "v1/notifications",
+            Some(&api.key),
+            &job_body("category-1", 2),
+        )
+        .await;
+    assert_eq!(category.status, 202, "{}", category.body);
+    let mut gone = job_body("gone-1", 3);
+    gone["template_id"] = json!("TPL_GONE");
+    gone["data"] = json!({"thing1": "x"});
+    let refused = api.post("v1/notifications", Some(&api.key), &gone).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(
+        refused.body["errors"][0]["pointer"], "/template_id",
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted on WeChat's side"),
+        "{}",
+        refused.body
+    );
 }
 
 fn shop(sys: &System) -> AppConfig {

@@ -1,12 +1,15 @@
 //! Issue 14, end to end: the template catalog and the checks before sending, the real daily
 //! quota, content WeChat blocks or intercepts, and the commands that show them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use wxnotify::delivery::WorkerConfig;
 use wxnotify::domain::{AppName, Job, OpenId, Recipient, TemplateData};
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, MockConfig};
+use wxnotify::sandbox::mock_wechat::{
+    self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockTemplate,
+};
 use wxnotify::templates::SyncTrigger;
 use wxnotify::wechat::client::{ApiQuota, ClientOptions};
 use wxnotify::wechat::{TokenStore, WechatClient};
@@ -79,9 +82,32 @@ async fn wait_until(sys: &System, what: &str, query: &'static str) {
     }
 }
 
+/// A fake WeChat whose template list holds its category templates too (real WeChat's does
+/// not): for the tests of a catalog that holds `TPL_ORDER_SHIPPED`.
+fn listing_category_templates() -> MockConfig {
+    MockConfig {
+        list_category_templates: true,
+        ..MockConfig::default()
+    }
+}
+
+/// The `templates` rows of the default app: template id → (source, removed).
+async fn catalog_rows(sys: &System) -> HashMap<String, (String, bool)> {
+    sqlx::query_as::<_, (String, String, bool)>(
+        "SELECT template_id, source, removed_at IS NOT NULL FROM templates WHERE app = 'default'",
+    )
+    .fetch_all(&sys.db.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(id, source, removed)| (id, (source, removed)))
+    .collect()
+}
+
 #[tokio::test]
-async fn a_template_deleted_on_wechats_side_answers_40037_refreshes_the_catalog_and_dies_clearly() {
-    let sys = System::seeded(10).await;
+async fn a_template_deleted_on_wechats_side_answers_40037_is_looked_up_afresh_and_dies_as_deleted()
+{
+    let sys = seeded_with(listing_category_templates(), 10).await;
     let worker = sys.start_worker(WorkerConfig::default());
     // The worker synced the catalog before consuming; it still lists the template.
     wait_until(
@@ -102,16 +128,20 @@ async fn a_template_deleted_on_wechats_side_answers_40037_refreshes_the_catalog_
         "WeChat's message is kept with its rid: {errmsg}"
     );
     assert!(
-        errmsg.contains("the template catalog is being refreshed"),
+        errmsg.contains("no longer lists it: deleted on WeChat's side"),
         "{errmsg}"
     );
-    wait_until(
-        &sys,
-        "the catalog refresh after 40037",
-        "SELECT EXISTS (SELECT 1 FROM template_syncs WHERE trigger = 'unknown_template')
-            AND NOT EXISTS (SELECT 1 FROM templates WHERE template_id = 'TPL_ORDER_SHIPPED')",
-    )
-    .await;
+    // The fresh list came before the decision: the template is kept as removed.
+    let synced: String = sqlx::query_scalar("SELECT trigger FROM template_syncs")
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(synced, "unknown_template");
+    assert_eq!(
+        catalog_rows(&sys).await.get(SHIPPED),
+        Some(&("api".to_owned(), true))
+    );
+    assert_eq!(sys.state(&first.id).await.as_deref(), Some("dead"));
     // The next job with that template is refused by the worker itself: no WeChat call.
     let sends_before = sys.mock.stats().calls_to(Endpoint::TemplateSend);
     let second = shipped(2, "订单已发货");
@@ -122,13 +152,265 @@ async fn a_template_deleted_on_wechats_side_answers_40037_refreshes_the_catalog_
     assert_eq!(reason, "payload_rejected");
     assert_eq!(errcode, None);
     assert!(
-        errmsg.contains("template TPL_ORDER_SHIPPED of app default: the template is not among the app's 1 templates"),
+        errmsg.contains(
+            "template TPL_ORDER_SHIPPED of app default: the template was deleted on WeChat's side"
+        ),
         "{errmsg}"
     );
     assert_eq!(
         sys.mock.stats().calls_to(Endpoint::TemplateSend),
         sends_before
     );
+}
+
+#[tokio::test]
+async fn a_category_template_the_list_lacks_is_sent_and_an_unknown_one_dies_on_wechats_word() {
+    // Real WeChat's list: category templates (TPL_ORDER_SHIPPED is one) are not in it.
+    let sys = System::seeded(10).await;
+    let worker = sys.start_worker(WorkerConfig::default());
+    wait_until(
+        &sys,
+        "the first sync",
+        "SELECT EXISTS (SELECT 1 FROM template_syncs)",
+    )
+    .await;
+    assert!(
+        catalog_rows(&sys).await.is_empty(),
+        "the synced catalog does not list the category templates"
+    );
+    let category = shipped(1, "订单已发货");
+    let mut unknown = shipped(2, "订单已发货");
+    unknown.template_id = "TPL_NO_SUCH".parse().unwrap();
+    sys.publish(&[category.clone(), unknown.clone()]).await;
+    sys.wait_finished(2, WAIT).await;
+    worker.stop().await;
+    assert_eq!(sys.state(&category.id).await.as_deref(), Some("sent"));
+    let sends = sys.mock.sends();
+    assert_eq!(sends.len(), 1, "the category-template job reached WeChat");
+    assert_eq!(sends[0].template_id, SHIPPED);
+    // A template nobody listed: WeChat's 40037 is the authority, at once, no retry.
+    let (reason, errcode, errmsg) = dead_letter(&sys, &unknown).await;
+    assert_eq!(
+        (reason.as_str(), errcode),
+        ("payload_rejected", Some(40037))
+    );
+    assert!(errmsg.contains("never listed"), "{errmsg}");
+    assert_eq!(sends_made(&sys, &unknown).await, 1);
+    assert_eq!(sys.mock.stats().calls_to(Endpoint::TemplateSend), 2);
+}
+
+#[tokio::test]
+async fn a_hand_registered_template_refuses_a_job_with_the_wrong_keys_without_calling_wechat() {
+    let sys = System::seeded(10).await;
+    // The operator typed the template in: its keys are thing1 and date3, not time2.
+    let (code, added, stderr) = run_json(
+        &sys,
+        &[
+            "templates",
+            "add",
+            "--app",
+            "default",
+            "--id",
+            SHIPPED,
+            "--title",
+            "订单发货提醒",
+            "--content",
+            "商品：{{thing1.DATA}}\n日期：{{date3.DATA}}",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(added["action"], "added");
+    assert_eq!(added["template"]["source"], "manual");
+    let job = shipped(1, "订单已发货");
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&job)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    let (reason, errcode, errmsg) = dead_letter(&sys, &job).await;
+    assert_eq!((reason.as_str(), errcode), ("payload_rejected", None));
+    assert!(errmsg.contains("missing data keys: date3"), "{errmsg}");
+    assert!(
+        errmsg.contains("unknown data keys (not placeholders of the template): time2"),
+        "{errmsg}"
+    );
+    assert_eq!(sys.mock.stats().calls_to(Endpoint::TemplateSend), 0);
+    // The worker's sync did not delete the manual template.
+    assert_eq!(
+        catalog_rows(&sys).await.get(SHIPPED),
+        Some(&("manual".to_owned(), false))
+    );
+}
+
+#[tokio::test]
+async fn a_listed_template_that_vanishes_is_refused_as_deleted_until_a_listing_has_it_again() {
+    let sys = seeded_with(listing_category_templates(), 10).await;
+    let (tokens, client) = wechat(&sys);
+    let app = AppName::default_app();
+    let sync = || {
+        wxnotify::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
+    };
+    sync().await.unwrap();
+    assert_eq!(
+        catalog_rows(&sys).await.get(SHIPPED),
+        Some(&("api".to_owned(), false))
+    );
+    let template = sys
+        .mock_config
+        .templates
+        .iter()
+        .find(|t| t.id == SHIPPED)
+        .unwrap()
+        .clone();
+    assert!(sys.mock.delete_template(SHIPPED));
+    sync().await.unwrap();
+    assert_eq!(
+        catalog_rows(&sys).await.get(SHIPPED),
+        Some(&("api".to_owned(), true)),
+        "kept as removed, not forgotten"
+    );
+    let refused = shipped(1, "订单已发货");
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&refused)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    let (reason, errcode, errmsg) = dead_letter(&sys, &refused).await;
+    assert_eq!((reason.as_str(), errcode), ("payload_rejected", None));
+    assert!(errmsg.contains("deleted on WeChat's side"), "{errmsg}");
+    assert_eq!(sys.mock.stats().calls_to(Endpoint::TemplateSend), 0);
+    // The same id listed again (WeChat's ids are never reused: it was never really gone).
+    sys.mock.add_template(template);
+    sync().await.unwrap();
+    assert_eq!(
+        catalog_rows(&sys).await.get(SHIPPED),
+        Some(&("api".to_owned(), false))
+    );
+    let sent = shipped(2, "订单已发货");
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&sent)).await;
+    sys.wait_finished(2, WAIT).await;
+    worker.stop().await;
+    assert_eq!(sys.state(&sent.id).await.as_deref(), Some("sent"));
+}
+
+/// The sends made for a job (`deliveries.attempts`).
+async fn sends_made(sys: &System, job: &Job) -> i32 {
+    sqlx::query_scalar("SELECT attempts FROM deliveries WHERE job_id = $1")
+        .bind(job.id.as_str())
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap()
+}
+
+/// The failed attempts of a job: (attempt, outcome, errcode).
+async fn attempts(sys: &System, job: &Job) -> Vec<(i32, String, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT attempt, outcome, errcode FROM delivery_attempts WHERE job_id = $1 ORDER BY attempt",
+    )
+    .bind(job.id.as_str())
+    .fetch_all(&sys.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_40037_on_a_template_the_catalog_holds_is_retried_once_after_a_fresh_list() {
+    let sys = seeded_with(listing_category_templates(), 10).await;
+    let worker = sys.start_worker(WorkerConfig::default());
+    wait_until(
+        &sys,
+        "the first sync",
+        "SELECT EXISTS (SELECT 1 FROM template_syncs)",
+    )
+    .await;
+    // A one-off 40037 on a template WeChat lists: a burst, not a deletion.
+    sys.mock.set_faults(FaultPlan::from(
+        FaultRule::new(Fault::Errcode(40037))
+            .on(Endpoint::TemplateSend)
+            .times(1),
+    ));
+    let once = shipped(1, "订单已发货");
+    sys.publish(std::slice::from_ref(&once)).await;
+    sys.wait_finished(1, WAIT).await;
+    assert_eq!(sys.state(&once.id).await.as_deref(), Some("sent"));
+    assert_eq!(
+        attempts(&sys, &once).await,
+        [(1, "retry".to_owned(), Some(40037))],
+        "the ledger records the retried attempt"
+    );
+    assert_eq!(sends_made(&sys, &once).await, 2);
+    let trigger: String = sqlx::query_scalar("SELECT trigger FROM template_syncs")
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(trigger, "unknown_template", "a fresh list was fetched");
+    // Two 40037s in a row on the same job: retried once, then dead as before.
+    sys.mock.set_faults(FaultPlan::from(
+        FaultRule::new(Fault::Errcode(40037))
+            .on(Endpoint::TemplateSend)
+            .times(2),
+    ));
+    let twice = shipped(2, "订单已发货");
+    sys.publish(std::slice::from_ref(&twice)).await;
+    sys.wait_finished(2, WAIT).await;
+    worker.stop().await;
+    let (reason, errcode, errmsg) = dead_letter(&sys, &twice).await;
+    assert_eq!(
+        (reason.as_str(), errcode),
+        ("payload_rejected", Some(40037))
+    );
+    assert!(errmsg.contains("again after a retry"), "{errmsg}");
+    let history = attempts(&sys, &twice).await;
+    assert_eq!(
+        history
+            .iter()
+            .map(|(_, outcome, errcode)| (outcome.as_str(), *errcode))
+            .collect::<Vec<_>>(),
+        [("retry", Some(40037)), ("dead", Some(40037))]
+    );
+    assert_eq!(
+        catalog_rows(&sys).await.get(SHIPPED),
+        Some(&("api".to_owned(), false)),
+        "the template is still listed"
+    );
+}
+
+#[tokio::test]
+async fn a_40037_on_a_hand_registered_template_is_retried_once() {
+    let sys = System::seeded(10).await;
+    let (code, _, stderr) = run_json(
+        &sys,
+        &[
+            "templates",
+            "add",
+            "--app",
+            "default",
+            "--id",
+            SHIPPED,
+            "--content",
+            "{{thing1.DATA}} {{time2.DATA}}",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    sys.mock.set_faults(FaultPlan::from(
+        FaultRule::new(Fault::Errcode(40037))
+            .on(Endpoint::TemplateSend)
+            .times(1),
+    ));
+    let job = shipped(1, "订单已发货");
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&job)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    assert_eq!(sys.state(&job.id).await.as_deref(), Some("sent"));
+    assert_eq!(
+        attempts(&sys, &job).await,
+        [(1, "retry".to_owned(), Some(40037))]
+    );
+    assert_eq!(sends_made(&sys, &job).await, 2);
 }
 
 #[tokio::test]
@@ -314,6 +596,16 @@ fn command(sys: &System) -> tokio::process::Command {
     cmd
 }
 
+/// Runs a command: (exit code, stdout, stderr).
+async fn run_raw(sys: &System, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = command(sys).args(args).output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 async fn run_json(sys: &System, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let out = command(sys).args(args).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -325,13 +617,14 @@ async fn run_json(sys: &System, args: &[&str]) -> (Option<i32>, serde_json::Valu
 }
 
 #[tokio::test]
-async fn templates_sync_and_list_show_each_template_with_its_placeholders() {
-    let sys = System::seeded(1).await;
+async fn templates_sync_and_list_show_each_template_with_its_placeholders_and_source() {
+    let sys = seeded_with(listing_category_templates(), 1).await;
     let (code, listing, _) = run_json(&sys, &["templates", "sync", "--json"]).await;
     assert_eq!(code, Some(0));
     let templates = listing[0]["templates"].as_array().unwrap();
     assert_eq!(templates.len(), 2);
     assert_eq!(templates[0]["template_id"], SHIPPED, "sorted by id");
+    assert_eq!(templates[0]["source"], "api");
     assert_eq!(
         templates[0]["placeholders"],
         serde_json::json!(["thing1", "time2"])
@@ -347,6 +640,150 @@ async fn templates_sync_and_list_show_each_template_with_its_placeholders() {
     run_json(&sys, &["templates", "sync", "--json"]).await;
     let (_, listing, _) = run_json(&sys, &["templates", "list", "--json"]).await;
     assert_eq!(listing[0]["templates"].as_array().unwrap().len(), 1);
+    let removed = listing[0]["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{listing}");
+    assert_eq!(removed[0]["template_id"], SHIPPED);
+    assert!(removed[0]["removed_at"].is_string(), "{listing}");
+}
+
+#[tokio::test]
+async fn templates_add_list_and_remove_keep_manual_templates_apart_from_wechats_list() {
+    // Real WeChat's list: no category template in it.
+    let sys = System::seeded(1).await;
+    let add = |id: &'static str, content: &'static str| {
+        let sys = &sys;
+        async move {
+            run_json(
+                sys,
+                &[
+                    "templates",
+                    "add",
+                    "--app",
+                    "default",
+                    "--id",
+                    id,
+                    "--content",
+                    content,
+                    "--title",
+                    "发货",
+                    "--json",
+                ],
+            )
+            .await
+        }
+    };
+    let (code, added, stderr) = add(SHIPPED, "商品：{{thing1.DATA}} 时间：{{time2.DATA}}").await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(added["action"], "added");
+    assert_eq!(
+        added["template"]["placeholders"],
+        serde_json::json!(["thing1", "time2"])
+    );
+    // A sync from WeChat never deletes a manual template.
+    let (code, listing, _) = run_json(&sys, &["templates", "sync", "--json"]).await;
+    assert_eq!(code, Some(0));
+    let templates = listing[0]["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), 1, "{listing}");
+    assert_eq!(templates[0]["template_id"], SHIPPED);
+    assert_eq!(templates[0]["source"], "manual");
+    assert!(listing[0]["synced_at"].is_string());
+    // The text listing says the source too.
+    let out = command(&sys)
+        .args(["templates", "list"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{SHIPPED}  manual  发货  [thing1, time2]")),
+        "{text}"
+    );
+    // Registering again updates it.
+    let (code, updated, _) = add(SHIPPED, "{{thing1.DATA}}").await;
+    assert_eq!(
+        (code, &updated["action"]),
+        (Some(0), &serde_json::json!("updated"))
+    );
+    // Bad arguments: exit 2, nothing stored.
+    let (code, _, stderr) = run_raw(
+        &sys,
+        &[
+            "templates",
+            "add",
+            "--app",
+            "default",
+            "--id",
+            "T2",
+            "--content",
+            "no placeholder",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no {{key.DATA}} placeholder"), "{stderr}");
+    // A template WeChat lists cannot be registered over, nor removed by hand: exit 1.
+    sys.mock.add_template(MockTemplate::new(
+        "TPL_OLD",
+        "旧模板",
+        &["keyword1", "keyword2"],
+    ));
+    run_json(&sys, &["templates", "sync", "--json"]).await;
+    let (code, _, stderr) = run_raw(
+        &sys,
+        &[
+            "templates",
+            "add",
+            "--app",
+            "default",
+            "--id",
+            "TPL_OLD",
+            "--content",
+            "{{keyword1.DATA}}",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is listed by WeChat"), "{stderr}");
+    let (code, _, _) = run_raw(
+        &sys,
+        &["templates", "remove", "--app", "default", "--id", "TPL_OLD"],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    // Removing the manual one.
+    let (code, removed, _) = run_json(
+        &sys,
+        &[
+            "templates",
+            "remove",
+            "--app",
+            "default",
+            "--id",
+            SHIPPED,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (code, &removed["action"]),
+        (Some(0), &serde_json::json!("removed"))
+    );
+    let (_, listing, _) = run_json(&sys, &["templates", "list", "--json"]).await;
+    let ids: Vec<&str> = listing[0]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["template_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["TPL_OLD"], "{listing}");
+    assert_eq!(listing[0]["templates"][0]["source"], "api");
+    let (code, _, stderr) = run_raw(
+        &sys,
+        &["templates", "remove", "--app", "default", "--id", SHIPPED],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("has no manual template"), "{stderr}");
 }
 
 #[tokio::test]
@@ -357,6 +794,43 @@ async fn enqueue_refuses_unknown_and_missing_keys_naming_them() {
     wxnotify::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
         .await
         .unwrap();
+    // WeChat's list lacks the category template: accepted, with a warning, keys unchecked.
+    let (code, summary, stderr) = run_json(
+        &sys,
+        &[
+            "enqueue",
+            "--to-unionid",
+            "u1",
+            "--template",
+            SHIPPED,
+            "--data",
+            "thing1=x",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{summary} {stderr}");
+    assert!(
+        stderr.contains("not in the synced catalog") && stderr.contains("WeChat will decide"),
+        "{stderr}"
+    );
+    // Registered by hand, its keys are checked.
+    let (code, _, stderr) = run_json(
+        &sys,
+        &[
+            "templates",
+            "add",
+            "--app",
+            "default",
+            "--id",
+            SHIPPED,
+            "--content",
+            "{{thing1.DATA}} {{time2.DATA}}",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
     let (code, summary, _) = run_json(
         &sys,
         &[

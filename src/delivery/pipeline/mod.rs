@@ -377,8 +377,12 @@ impl Pipeline {
             TokenError::Wechat(e) => Failure::from(e),
             other => Failure::local(other.to_string()),
         };
-        self.rules.observe(&job.app, &mut failure);
-        match err.class() {
+        // The rules may act otherwise than the answer's class says (40037: see `observe`).
+        let class = self
+            .rules
+            .observe(job, claim.life, err.class(), &mut failure)
+            .await;
+        match class {
             ErrClass::Ok | ErrClass::TokenInvalid | ErrClass::Transient => {
                 let floor = failure
                     .errcode

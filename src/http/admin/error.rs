@@ -23,6 +23,9 @@ pub enum AdminError {
     /// 400: the request is wrong; the message says how.
     #[error("{0}")]
     BadRequest(String),
+    /// 409: the request conflicts with the state of things (e.g. a template WeChat lists).
+    #[error("{0}")]
+    Conflict(String),
     /// 503: RabbitMQ or Postgres is away.
     #[error("a service wxnotify depends on is unavailable; try again later")]
     Unavailable(#[source] anyhow::Error),
@@ -39,6 +42,7 @@ impl AdminError {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

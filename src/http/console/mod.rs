@@ -7,7 +7,9 @@
 //! - `/admin/dead-letters/{id}`: one letter, its attempts (errcode, errmsg, rid) and job;
 //! - `/admin/jobs?q=`: a job by id, or a recipient's latest jobs;
 //! - `/admin/campaigns`, `/admin/campaigns/{id}`: campaigns, their progress, pause / resume /
-//!   cancel ([`campaigns`]).
+//!   cancel ([`campaigns`]);
+//! - `/admin/templates`: each app's template catalog with its sources, and templates registered
+//!   or removed by hand ([`templates`]).
 //!
 //! Every POST carries the session's CSRF token; a viewer sees no button that changes anything
 //! and is refused (403) if it posts anyway. Pages answer with a strict Content-Security-Policy.
@@ -18,6 +20,7 @@ mod login;
 pub mod login_guard;
 pub mod pages;
 pub mod session;
+pub mod templates;
 
 use axum::Form;
 use axum::Router;
@@ -59,6 +62,14 @@ pub fn router() -> Router<AdminState> {
         .route("/admin/campaigns", get(campaigns::list))
         .route("/admin/campaigns/{id}", get(campaigns::show))
         .route("/admin/campaigns/{id}/{action}", post(campaigns::act))
+        .route(
+            "/admin/templates",
+            get(templates::list).post(templates::add),
+        )
+        .route(
+            "/admin/templates/{app}/{id}/remove",
+            post(templates::remove),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -39,7 +39,7 @@ a{color:#1a5fd0}
 .filters{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.5rem;background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem}
 label{display:flex;flex-direction:column;font-size:.8rem;color:#555;gap:.15rem}
 label.check{flex-direction:row;align-items:center;gap:.4rem}
-input[type=text],input[type=password],input:not([type]){font:inherit;padding:.35rem .45rem;border:1px solid #c9ced8;border-radius:5px;width:100%}
+input[type=text],input[type=password],input:not([type]),textarea,select{font:inherit;padding:.35rem .45rem;border:1px solid #c9ced8;border-radius:5px;width:100%}
 button,.button{font:inherit;padding:.4rem .8rem;border-radius:5px;border:1px solid #1a5fd0;background:#1a5fd0;color:#fff;cursor:pointer;text-decoration:none;display:inline-block}
 button.secondary,.button.secondary{background:#fff;color:#1a5fd0}
 button.danger{background:#c0392b;border-color:#c0392b}
@@ -85,6 +85,7 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/admin/dead-letters" { "Dead letters" }
                         a href="/admin/jobs" { "Job lookup" }
                         a href="/admin/campaigns" { "Campaigns" }
+                        a href="/admin/templates" { "Templates" }
                         span.me {
                             span #role { (s.principal.role.as_str()) }
                             form method="post" action="/admin/logout" {

@@ -27,7 +27,7 @@ pub(super) fn template_check(
         .problems
         .iter()
         .flat_map(|problem| match problem {
-            Problem::UnknownTemplate { .. } => {
+            Problem::DeletedTemplate { .. } => {
                 vec![FieldError::new(
                     format!("{pointer}/template_id"),
                     problem.to_string(),

@@ -21,7 +21,8 @@ Examples:
 Serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
 sns/jscode2session, message/template/send and template/get_all_private_template for one fake
 Official Account and one fake Mini Program, byte for byte like api.weixin.qq.com (see
-docs/wechat.md). On start it prints the base URL and the (fake, public) credentials to put in
+docs/wechat.md). Like WeChat, get_all_private_template lists historical templates only, not
+category ones (thing1, time2 …), unless --list-category-templates. On start it prints the base URL and the (fake, public) credentials to put in
 WECHAT_API_BASE and WXNOTIFY_OA_APPID/SECRET, WXNOTIFY_MP_APPID/SECRET.
 
 Person i (0-based) has OA openid oMockOA<i as 21 digits>, MP openid oMockMP<...> and unionid
@@ -97,6 +98,10 @@ pub struct MockArgs {
     /// Template sends accepted before 45009; also quota/get's daily_limit.
     #[arg(long, default_value_t = defaults().daily_quota)]
     pub daily_quota: u64,
+    /// List category templates (keys thing1, time2 …) in get_all_private_template too (real
+    /// WeChat lists historical templates only).
+    #[arg(long)]
+    pub list_category_templates: bool,
 }
 
 fn parse_plan(s: &str) -> Result<FaultPlan, String> {
@@ -122,6 +127,7 @@ impl MockArgs {
             review_delay: Duration::from_secs(self.review_delay_secs),
             repeat_window: Duration::from_secs(self.repeat_window_secs),
             daily_quota: self.daily_quota,
+            list_category_templates: self.list_category_templates,
             ..MockConfig::default()
         }
     }

@@ -46,8 +46,13 @@ pub struct MockConfig {
     pub max_recorded_sends: usize,
     /// Added to every WeChat API answer (not to `/mock/…` control calls), before faults.
     pub latency: Duration,
-    /// The OA's private templates.
+    /// The OA's private templates: historical ones (keys `keyword1` …) and category ones (keys
+    /// `thing1`, `time2` …). Sends know both.
     pub templates: Vec<MockTemplate>,
+    /// Whether `get_all_private_template` lists category templates too. Real WeChat does not
+    /// (it lists historical templates only), hence the default `false`; tests that need a
+    /// catalog holding category templates (tombstones, the 40037 retry) turn it on.
+    pub list_category_templates: bool,
     /// A send whose `data` holds one of these words is refused with 40249 (content blocked).
     pub blocked_words: Vec<String>,
     /// A send whose `data` holds one of these words is held for review: answered 40252 (no
@@ -90,6 +95,7 @@ impl Default for MockConfig {
             max_recorded_sends: 100_000,
             latency: Duration::ZERO,
             templates: MockTemplate::defaults(),
+            list_category_templates: false,
             blocked_words: Vec::new(),
             review_words: Vec::new(),
             review_blocked_words: Vec::new(),
@@ -139,8 +145,19 @@ impl MockTemplate {
         }
     }
 
+    /// Whether it is a category template (类目模板): a key is typed (`thing1`, `time2` …)
+    /// rather than `keywordN` (or the retired `first` / `remark`). WeChat's
+    /// `get_all_private_template` does not list these.
+    pub fn is_category(&self) -> bool {
+        self.keys.iter().any(|k| {
+            let kind = k.trim_end_matches(|c: char| c.is_ascii_digit());
+            !matches!(kind, "keyword" | "first" | "remark")
+        })
+    }
+
     /// `TPL_ORDER_SHIPPED` (`thing1`, `time2`) and `TPL_PAYMENT_OK` (`amount1`, `thing2`,
-    /// `time3`).
+    /// `time3`): category templates, so not listed unless
+    /// [`MockConfig::list_category_templates`].
     pub fn defaults() -> Vec<MockTemplate> {
         vec![
             MockTemplate::new("TPL_ORDER_SHIPPED", "订单发货提醒", &["thing1", "time2"]),

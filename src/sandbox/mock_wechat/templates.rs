@@ -1,6 +1,11 @@
 //! The OA's private templates: `GET /cgi-bin/template/get_all_private_template` and the rules a
 //! send's `data` must follow (`docs/wechat.md` §8.2, §8.5).
 //!
+//! Like real WeChat, the list holds historical templates (keys `keyword1` …) only: category
+//! templates (keys `thing1`, `time2` …) are known to sends but not listed ("目前暂不支持通过API获取
+//! 类目模板列表", WeChat's developer community), unless
+//! [`MockConfig::list_category_templates`](super::config::MockConfig::list_category_templates).
+//!
 //! A key's type is its name without the trailing digits (`thing1` → `thing`). Only the rules
 //! staff answers confirm are enforced: every key present and non-empty; `thing` ≤ 20
 //! characters; `character_string` ≤ 32 characters, no Chinese; `phrase` ≤ 5 Chinese characters.
@@ -147,7 +152,14 @@ fn describe(template: &MockTemplate) -> TemplateInfo {
 /// `GET /cgi-bin/template/get_all_private_template?access_token=…`.
 pub(super) fn private_templates(mock: &Mock, params: &Params) -> Result<Answer, i64> {
     mock.tokens.check(params.get("access_token"), App::Oa)?;
-    let template_list = mock.templates.all().iter().map(describe).collect();
+    let listed = |t: &&MockTemplate| mock.cfg.list_category_templates || !t.is_category();
+    let template_list = mock
+        .templates
+        .all()
+        .iter()
+        .filter(listed)
+        .map(describe)
+        .collect();
     Ok(Answer::ok(&TemplateList { template_list }))
 }
 
@@ -173,6 +185,17 @@ mod tests {
         assert!(check_data(&t, &data("x", "编号", "已发货")).is_err());
         assert!(check_data(&t, &data("x", "A1", "shipped")).is_err());
         assert!(check_data(&t, &json!({"thing1":{"value":"x"}})).is_err());
+    }
+
+    #[test]
+    fn category_templates_are_told_from_historical_ones() {
+        assert!(
+            MockTemplate::defaults()
+                .iter()
+                .all(MockTemplate::is_category)
+        );
+        let old = MockTemplate::new("T", "t", &["first", "keyword1", "keyword2", "remark"]);
+        assert!(!old.is_category());
     }
 
     #[test]

@@ -1,7 +1,13 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::templates::catalog::{AppCatalog, CatalogTemplate};
+use crate::templates::catalog::{AppCatalog, CatalogTemplate, TemplateSource};
+
+fn removed_at() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z")
+        .unwrap()
+        .into()
+}
 
 fn catalog() -> Catalog {
     let t = |id: &str, keys: &[&str]| {
@@ -12,9 +18,15 @@ fn catalog() -> Catalog {
                 title: id.into(),
                 content: String::new(),
                 placeholders: keys.iter().map(|k| (*k).to_owned()).collect(),
+                source: TemplateSource::Api,
+                removed_at: None,
             },
         )
     };
+    let (gone_id, mut gone) = t("T_GONE", &["thing1"]);
+    gone.removed_at = Some(removed_at());
+    let (hand_id, mut hand) = t("T_HAND", &["thing1", "time2"]);
+    hand.source = TemplateSource::Manual;
     let mut c = Catalog::default();
     c.insert(
         AppName::default_app(),
@@ -27,6 +39,8 @@ fn catalog() -> Catalog {
                 ),
                 t("T_OLD", &["keyword1", "keyword2"]),
                 t("T_ALL", &EVERY_TYPE.map(|(key, _)| key)),
+                (gone_id, gone),
+                (hand_id, hand),
             ]),
         },
     );
@@ -149,12 +163,28 @@ fn missing_and_unknown_keys_are_named() {
 }
 
 #[test]
-fn an_unknown_template_is_refused_and_an_unsynced_app_only_warned_about() {
-    let refusal = check("T_GONE", &good(), false).unwrap_err();
+fn a_removed_template_is_refused_as_deleted_and_a_never_listed_one_only_warned_about() {
+    let refusal = check("T_GONE", &[("thing1", "x")], false).unwrap_err();
     assert_eq!(
         refusal.problems,
-        vec![Problem::UnknownTemplate { known: 3 }]
+        vec![Problem::DeletedTemplate {
+            removed_at: removed_at()
+        }]
     );
+    assert!(refusal.names_deleted_template());
+    assert!(
+        refusal
+            .to_string()
+            .contains("deleted on WeChat's side: WeChat listed it before and its list lacks it since 2026-12-01 08:00:00 UTC"),
+        "{refusal}"
+    );
+    // Never listed (a category template): sent, keys unchecked, with a warning.
+    let unlisted = check("T_CATEGORY", &[("anything1", "x")], false).unwrap();
+    assert_eq!(unlisted.warnings, vec![Warning::NotInCatalog]);
+    // Its values still keep their type's rules.
+    let long = "一".repeat(21);
+    let too_long = check("T_CATEGORY", &[("thing1", long.as_str())], false).unwrap_err();
+    assert!(matches!(too_long.problems[..], [Problem::TypeRule { .. }]));
     let unsynced = check_message(
         &Catalog::default(),
         &AppName::default_app(),
@@ -164,6 +194,29 @@ fn an_unknown_template_is_refused_and_an_unsynced_app_only_warned_about() {
     )
     .unwrap();
     assert_eq!(unsynced.warnings, vec![Warning::CatalogNotSynced]);
+}
+
+#[test]
+fn a_manual_template_is_checked_like_a_listed_one() {
+    let refusal = check("T_HAND", &[("thing1", "x"), ("thing2", "y")], false).unwrap_err();
+    assert_eq!(
+        refusal.problems,
+        vec![
+            Problem::MissingKeys {
+                keys: vec!["time2".into()]
+            },
+            Problem::UnknownKeys {
+                keys: vec!["thing2".into()]
+            }
+        ]
+    );
+    let ok = check(
+        "T_HAND",
+        &[("thing1", "x"), ("time2", "2026-11-24 10:00")],
+        false,
+    )
+    .unwrap();
+    assert_eq!(ok, Checked::default());
 }
 
 #[test]

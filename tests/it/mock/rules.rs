@@ -120,7 +120,11 @@ async fn a_blocked_word_is_40249_and_a_held_one_is_40252_then_listed_once_the_re
 
 #[tokio::test]
 async fn a_template_deleted_over_http_answers_40037_and_leaves_the_list() {
-    let fake = Fake::default().await;
+    let fake = Fake::start(MockConfig {
+        list_category_templates: true,
+        ..MockConfig::default()
+    })
+    .await;
     let token = fake.oa_token().await;
     let url = format!("{}mock/templates/TPL_ORDER_SHIPPED", fake.mock.base_url());
     let deleted = reqwest::Client::new().delete(&url).send().await.unwrap();

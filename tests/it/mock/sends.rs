@@ -1,7 +1,9 @@
 //! `message/template/send`: the success body, every refusal, dedupe, the templates list.
 
 use serde_json::json;
-use wxnotify::sandbox::mock_wechat::{FIRST_MSGID, MOCK_MP_APPID, mp_openid, oa_openid};
+use wxnotify::sandbox::mock_wechat::{
+    FIRST_MSGID, MOCK_MP_APPID, MockConfig, MockTemplate, mp_openid, oa_openid,
+};
 
 use super::support::{Fake, raw_msgid, shipped, with_id};
 
@@ -109,8 +111,37 @@ async fn the_same_client_msg_id_to_the_same_person_is_not_sent_again() {
 }
 
 #[tokio::test]
-async fn private_templates_list_every_template_with_its_placeholders() {
+async fn private_templates_list_historical_templates_and_not_category_ones_like_wechat() {
     let fake = Fake::default().await;
+    let token = fake.oa_token().await;
+    let path = "/cgi-bin/template/get_all_private_template";
+    let v = fake.get_with(&token, path, &[]).await.assert_ok();
+    assert_eq!(
+        v["template_list"],
+        json!([]),
+        "the default templates are category templates"
+    );
+    fake.mock.add_template(MockTemplate::new(
+        "TPL_OLD",
+        "旧模板",
+        &["first", "keyword1", "keyword2", "remark"],
+    ));
+    let v = fake.get_with(&token, path, &[]).await.assert_ok();
+    let list = v["template_list"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["template_id"], "TPL_OLD");
+    // Unlisted, the category templates are still known to sends.
+    let sent = fake.send(&token, &shipped(0)).await.json();
+    assert_eq!(sent["errcode"], 0, "{sent}");
+}
+
+#[tokio::test]
+async fn private_templates_list_every_template_with_its_placeholders_on_request() {
+    let fake = Fake::start(MockConfig {
+        list_category_templates: true,
+        ..MockConfig::default()
+    })
+    .await;
     let token = fake.oa_token().await;
     let path = "/cgi-bin/template/get_all_private_template";
     let v = fake.get_with(&token, path, &[]).await.assert_ok();

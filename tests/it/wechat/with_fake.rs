@@ -240,7 +240,13 @@ async fn user_info_reads_followers_unfollowers_and_people_without_unionid() {
 
 #[tokio::test]
 async fn private_templates_come_with_their_keys() {
-    let fake = MockWechat::start(MockConfig::default()).await.unwrap();
+    // Real WeChat lists no category template; the fake does on request, to test the parsing.
+    let fake = MockWechat::start(MockConfig {
+        list_category_templates: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let client = client(&fake);
     let token = oa_token(&client).await;
     let templates = client.private_templates(&token).await.unwrap();

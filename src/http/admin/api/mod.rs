@@ -1,12 +1,14 @@
 //! The JSON admin API at `/admin/api/...`. Reads need any role; acts need role admin (403 for a
-//! viewer). Every act (and its dry run) is written to the audit trail.
+//! viewer). Every act (and its dry run) is written to the audit trail. The template catalog's
+//! endpoints are in [`templates`].
 
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 
 mod dead_letters;
+pub mod templates;
 
 pub use self::dead_letters::{
     AttemptView, DeadLetterCounts, DeadLetterDetail, DeadLetterPage, PageParams, dead_letter,
@@ -34,6 +36,14 @@ pub fn router() -> Router<AdminState> {
         .route("/workers", get(workers))
         .route("/queues", get(queues))
         .route("/audit", get(audit))
+        .route(
+            "/templates",
+            get(templates::list_templates).post(templates::add_template),
+        )
+        .route(
+            "/templates/{app}/{template_id}",
+            delete(templates::remove_template),
+        )
 }
 
 /// Which deliveries.
@@ -238,10 +248,13 @@ pub async fn audit(
         resume,
         workers,
         queues,
-        audit
+        audit,
+        templates::list_templates,
+        templates::add_template,
+        templates::remove_template
     ),
     modifiers(&AdminTokenScheme),
-    tags((name = "admin", description = "Dead letters, deliveries, apps, workers and queues for ops; bearer token of role admin or viewer"))
+    tags((name = "admin", description = "Dead letters, deliveries, apps, workers, queues and the template catalog for ops; bearer token of role admin or viewer"))
 )]
 pub struct AdminApiDoc;
 
@@ -279,6 +292,8 @@ mod tests {
             "/admin/api/workers",
             "/admin/api/queues",
             "/admin/api/audit",
+            "/admin/api/templates",
+            "/admin/api/templates/{app}/{template_id}",
         ] {
             assert!(doc.contains(&format!("\"{path}\"")), "{path} missing");
         }

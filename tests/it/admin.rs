@@ -652,3 +652,46 @@ async fn templates_are_listed_with_their_source_and_registered_or_removed_by_an_
     assert_eq!(audit[0].2["template_id"], "TPL_ORDER_SHIPPED");
     assert_eq!(audit[1].1, "template_remove");
 }
+
+#[tokio::test]
+async fn a_suspended_app_shows_wechats_errcode_and_the_fix_and_resume_lifts_it_at_once() {
+    let w = AdminWorld::new().await;
+    let pool = &w.sys.db.pool;
+    let newly = wxnotify::app_pause::suspend(
+        pool,
+        "default",
+        40164,
+        "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist rid: 1-2-3",
+        Some("cgi-bin/stable_token"),
+    )
+    .await
+    .unwrap();
+    assert!(newly);
+    let (_, apps) = w
+        .call(Method::GET, "admin/api/apps", Some(VIEWER_TOKEN), None)
+        .await;
+    assert_eq!(apps[0]["paused"], true, "{apps}");
+    assert_eq!(apps[0]["pause_cause"], "account");
+    assert_eq!(
+        apps[0]["paused_until"],
+        Value::Null,
+        "a suspension has no end time"
+    );
+    assert_eq!(apps[0]["suspension"]["errcode"], 40164);
+    let reason = apps[0]["pause_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("40164") && reason.contains("IP whitelist"),
+        "{reason}"
+    );
+    let (status, resumed) = w
+        .call(
+            Method::POST,
+            "admin/api/apps/default/resume",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed[0]["paused"], false, "{resumed}");
+    assert_eq!(resumed[0]["suspension"], Value::Null);
+}

@@ -751,3 +751,39 @@ async fn console_in_chromium_templates_show_their_source_and_an_admin_registers_
     v.screenshot("32-templates-viewer").await;
     v.close().await;
 }
+
+#[tokio::test]
+async fn console_in_chromium_a_suspended_app_shows_wechats_errcode_the_fix_and_a_resume_button() {
+    let w = AdminWorld::new().await;
+    wxnotify::app_pause::suspend(
+        &w.sys.db.pool,
+        "default",
+        50002,
+        "user limited rid: 6584c1a2-1b2c3d4e-5f6a7b8c",
+        Some("/cgi-bin/message/template/send"),
+    )
+    .await
+    .unwrap();
+    let mut b = Browser::start("suspended").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+    let alert = b.text(".alert.suspended").await;
+    assert!(alert.contains("App default sends nothing"), "{alert}");
+    assert!(alert.contains("errcode 50002"), "{alert}");
+    let row = b.text("#apps").await;
+    assert!(
+        row.contains("WeChat refuses the account (errcode 50002)"),
+        "{row}"
+    );
+    assert!(row.contains("user limited"), "{row}");
+    assert!(
+        row.contains("To fix: WeChat restricted the account"),
+        "{row}"
+    );
+    b.screenshot("40-suspended-app").await;
+    b.click("#apps form button").await;
+    b.expect_path("/admin").await;
+    let row = b.text("#apps").await;
+    assert!(!row.contains("WeChat refuses"), "resumed: {row}");
+    assert_eq!(b.count(".alert.suspended").await, 0);
+    b.close().await;
+}

@@ -52,6 +52,7 @@ button.danger{background:#c0392b;border-color:#c0392b}
 .muted{color:#777;font-size:.85rem}
 pre{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem;overflow-x:auto;font-size:.85rem}
 .paused{color:#c0392b;font-weight:600}
+.alert{background:#fdecea;border:1px solid #f5b7b1;padding:.6rem .8rem;border-radius:6px;margin-bottom:1rem}
 svg.chart{width:100%;height:120px;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
 .login{max-width:360px;margin:10vh auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:1.2rem}
 .login form{display:flex;flex-direction:column;gap:.8rem}
@@ -169,6 +170,15 @@ pub fn overview(s: &Session, o: &Overview, notice: Option<&str>) -> Markup {
         html! {
             h1 { "Overview" }
             @if let Some(n) = notice { p.notice #notice { (n) } }
+            // An app WeChat refuses sends nothing until someone acts: say it first.
+            @for a in &o.apps {
+                @if let Some(s) = &a.suspension {
+                    div.alert.suspended {
+                        strong { "App " (a.name) " sends nothing: WeChat refuses the account (errcode " (s.errcode) ")." }
+                        " Its jobs wait; none dies. To fix: " (s.fix()) "."
+                    }
+                }
+            }
             h2 { "Sends per minute" }
             (chart(&o.sends, o.hours as i64 * 60))
             div.cards {

@@ -9,29 +9,8 @@ use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::wechat::client::ClientOptions;
-use crate::wechat::{TokenStore, WechatClient};
-
-/// The WeChat side: one HTTP client and the access-token store over it.
-#[derive(Clone)]
-pub struct Wechat {
-    /// The API client.
-    pub client: WechatClient,
-    /// Access tokens of every configured app, shared through Postgres.
-    pub tokens: TokenStore,
-}
-
-impl Wechat {
-    /// The client (with `options`) and token store for the apps of `settings` on `pool`.
-    pub fn build(
-        settings: &Settings,
-        pool: &PgPool,
-        options: &ClientOptions,
-    ) -> anyhow::Result<Self> {
-        let client = WechatClient::new(settings.wechat_api_base.clone(), options)?;
-        let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
-        Ok(Wechat { client, tokens })
-    }
-}
+pub use crate::wechat::Wechat;
+use crate::delivery::{Worker, WorkerConfig};
 
 /// The settings and the Postgres pool of one process, and the services built from them.
 #[derive(Clone)]
@@ -67,17 +46,29 @@ impl Application {
         Wechat::build(&self.settings, &self.pool, options)
     }
 
-    /// The producer API's link to RabbitMQ (connects lazily, on the first publish).
-    pub fn producer(
+    /// The Postgres pool a worker needs (`connections` of them, each with the worker's session
+    /// settings), migrated, with the configured apps registered.
+    pub async fn connect_worker(settings: Settings, connections: u32) -> anyhow::Result<Self> {
+        let pool = crate::db::connect_worker(&settings.database_url, connections).await?;
+        crate::db::migrate(&pool).await?;
+        crate::db::register_apps(&pool, &settings.apps).await?;
+        Ok(Application { settings, pool })
+    }
+
+    /// A worker for these settings and pool, its WeChat client built for `config`.
+    pub fn worker(&self, config: WorkerConfig) -> anyhow::Result<Worker> {
+        let wechat = self.wechat_with(&config.client_options())?;
+        Worker::new(&self.settings, self.pool.clone(), wechat, config)
+    }
+
+    /// Serves the HTTP API (login, callback, producer API, console and admin API) until
+    /// `shutdown` resolves.
+    pub async fn serve(
         &self,
-        options: crate::http::producer::ProducerOptions,
-    ) -> crate::http::producer::ProducerApi {
-        crate::http::producer::ProducerApi::new(
-            self.pool.clone(),
-            self.settings.amqp_url.clone(),
-            crate::queue::Topology::new(self.settings.queue_prefix.clone()),
-            &self.settings.apps,
-            options,
-        )
+        options: crate::http::ServeOptions,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let wechat = self.wechat()?;
+        crate::http::serve(&self.settings, self.pool.clone(), wechat, options, shutdown).await
     }
 }

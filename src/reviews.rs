@@ -27,7 +27,7 @@ use sqlx::PgPool;
 
 use crate::delivery::ledger::reviews::{self, BlockedRecord};
 use crate::domain::AppName;
-use crate::upkeep::UpkeepError;
+use crate::upkeep_error::UpkeepError;
 use crate::wechat::client::rules::BLOCKED_PAGE_MAX;
 use crate::wechat::{TokenStore, WechatClient};
 

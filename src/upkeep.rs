@@ -23,18 +23,8 @@ use crate::delivery::outcome::Failure;
 use crate::domain::{AppName, Job};
 use crate::templates::{Catalog, Checked, Refusal, SyncTrigger, check_job};
 use crate::wechat::errcode::{DAILY_QUOTA, UNKNOWN_TEMPLATE};
-use crate::wechat::{ErrClass, TokenError, TokenStore, WechatClient};
-
-/// Why an upkeep call (template sync, quota read, reconciliation) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpkeepError {
-    /// WeChat refused, could not be reached, or no token could be had.
-    #[error(transparent)]
-    Wechat(#[from] TokenError),
-    /// Postgres failed.
-    #[error("Postgres: {0}")]
-    Db(#[from] sqlx::Error),
-}
+use crate::upkeep_error::UpkeepError;
+use crate::wechat::{ErrClass, TokenStore, WechatClient};
 
 /// Why a job is not sent after all.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use dashmap::DashMap;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::model::CampaignState;
+use crate::campaigns::model::CampaignState;
 use crate::delivery::outcome::{Failure, Outcome};
 use crate::domain::Job;
 

@@ -128,6 +128,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..crate::http::producer::ProducerOptions::default()
         },
     };
-    crate::http::serve(&app, options, super::shutdown_signal()).await?;
+    app.serve(options, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

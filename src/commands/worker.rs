@@ -7,7 +7,8 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::delivery::{Worker, WorkerConfig};
+use crate::app::Application;
+use crate::delivery::WorkerConfig;
 use crate::domain::Lane;
 use crate::queue::Topology;
 
@@ -77,9 +78,6 @@ pub struct WorkerArgs {
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     settings.require_apps()?;
-    let pool = crate::db::connect_worker(&settings.database_url, args.db_connections).await?;
-    crate::db::migrate(&pool).await?;
-    crate::db::register_apps(&pool, &settings.apps).await?;
     let mut config = WorkerConfig::default();
     config.consumer.prefetch = args.prefetch;
     if !args.lanes.is_empty() {
@@ -101,12 +99,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let config_retry = config.retry.describe();
-    let worker = Worker::new(&settings, pool, config).context("building the worker")?;
+    let app = Application::connect_worker(settings.clone(), args.db_connections).await?;
+    let worker = app.worker(config).context("building the worker")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(super::cancel_on_signal(shutdown.clone()));
     if let Some(addr) = args.metrics_listen {
-        let router = crate::ops_http::worker_router(worker.broker_link());
-        crate::ops_http::spawn(addr, router, shutdown.clone().cancelled_owned()).await?;
+        let router = crate::health::worker_router(worker.broker_link());
+        crate::health::spawn(addr, router, shutdown.clone().cancelled_owned()).await?;
     }
     tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, retries = %config_retry, "worker starting");
     let dispatcher = (!args.no_campaign_dispatcher).then(|| {

@@ -9,7 +9,7 @@
 
 use lapin::types::{AMQPValue, FieldTable};
 
-use super::outcome::DeadReason;
+use crate::delivery::outcome::DeadReason;
 use crate::queue::Lane;
 
 /// The last dead-lettering of a message.

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::resolve::Lookup;
+use crate::delivery::resolve::Lookup;
 use crate::batch::Batcher;
 
 mod claims;

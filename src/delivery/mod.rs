@@ -47,6 +47,7 @@ pub use stats::{StatsSnapshot, WorkerStats};
 
 use crate::config::Settings;
 use crate::queue::Topology;
+use crate::wechat::Wechat;
 use crate::wechat::client::ClientOptions;
 
 /// A worker assembled from settings, ready to run.
@@ -69,17 +70,28 @@ pub struct WorkerConfig {
     pub upkeep: crate::upkeep::UpkeepOptions,
 }
 
+impl WorkerConfig {
+    /// The WeChat client options for this worker: every unacked delivery may be a send in
+    /// flight, so keep as many idle connections, or each burst above the pool closes
+    /// connections that the next burst opens again.
+    pub fn client_options(&self) -> ClientOptions {
+        let mut options = self.client.clone();
+        let in_flight = usize::from(self.consumer.prefetch) * self.consumer.lanes.len().max(1);
+        options.pool_max_idle_per_host = options.pool_max_idle_per_host.max(in_flight);
+        options
+    }
+}
+
 impl Worker {
-    /// Builds a worker on `pool` for the apps, broker and WeChat of `settings`.
-    pub fn new(settings: &Settings, pool: PgPool, config: WorkerConfig) -> anyhow::Result<Self> {
-        // Every unacked delivery may be a send in flight: keep as many idle connections, or
-        // each burst above the pool closes connections that the next burst opens again.
-        let mut client_options = config.client.clone();
-        let in_flight = usize::from(config.consumer.prefetch) * config.consumer.lanes.len().max(1);
-        client_options.pool_max_idle_per_host =
-            client_options.pool_max_idle_per_host.max(in_flight);
-        let crate::app::Wechat { client, tokens } =
-            crate::app::Wechat::build(settings, &pool, &client_options)?;
+    /// Builds a worker on `pool` for the apps and broker of `settings`, sending through
+    /// `wechat` (built with [`WorkerConfig::client_options`]).
+    pub fn new(
+        settings: &Settings,
+        pool: PgPool,
+        wechat: Wechat,
+        config: WorkerConfig,
+    ) -> anyhow::Result<Self> {
+        let Wechat { client, tokens } = wechat;
         let limits = Arc::new(rate_limit::Limits::new(
             &settings.apps,
             rate_limit::dedicated_pool(&pool),

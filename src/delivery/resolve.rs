@@ -3,7 +3,7 @@
 //! follower sync and subscribe events). The look-up itself runs in the ledger's claim statement
 //! (`ledger.rs`), batched with other jobs'; this module turns its answer into a decision.
 
-use super::outcome::DeadReason;
+use crate::delivery::outcome::DeadReason;
 use crate::domain::{OpenId, Recipient};
 
 /// Where a recipient leads.

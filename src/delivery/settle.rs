@@ -8,8 +8,8 @@
 //! that committed but whose reply was lost is recognised as this claim's own, never as a
 //! duplicate.
 
-use super::ledger::{AnsweredState, DeadJob, MalformedLetter, RetryRecord, Written};
-use super::outcome::{DeadReason, Failure, Outcome};
+use crate::delivery::ledger::{AnsweredState, DeadJob, MalformedLetter, RetryRecord, Written};
+use crate::delivery::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{Attempt, BrokerDead, Decision, Malformed, Pipeline};
 use crate::batch::DbError;
 use crate::wechat::errcode;
@@ -62,7 +62,7 @@ impl Pipeline {
         }
         Ok(Outcome::dead(
             DeadReason::Malformed,
-            super::outcome::Failure::local(m.error.clone()),
+            crate::delivery::outcome::Failure::local(m.error.clone()),
         ))
     }
 

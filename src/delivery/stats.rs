@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::outcome::Outcome;
+use crate::delivery::outcome::Outcome;
 
 /// Live counters; shared by every task of a worker.
 pub struct WorkerStats {

@@ -2,12 +2,13 @@
 //! (Prometheus text, rendered inside the API's own listener: no second port is opened).
 
 use axum::extract::State;
+use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
 use super::error::HttpError;
 
-pub use crate::ops_http::metrics_handle;
+pub use crate::metrics::metrics_handle;
 
 /// Always 200: the process is up.
 pub async fn healthz() -> &'static str {
@@ -25,5 +26,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, HttpE
 
 /// The metrics in Prometheus's text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::ops_http::render_metrics(state.metrics())
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(state.metrics()),
+    )
 }

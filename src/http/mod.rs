@@ -324,17 +324,23 @@ pub struct ServeOptions {
     pub producer: producer::ProducerOptions,
 }
 
-/// Serves the whole HTTP API of `app` until `shutdown` resolves; in-flight requests and
-/// background work (webhooks, receipts) finish first.
+/// Serves the whole HTTP API for the apps of `settings` on `pool`, calling WeChat through
+/// `wechat`, until `shutdown` resolves; in-flight requests and background work (webhooks,
+/// receipts) finish first.
 pub async fn serve(
-    app: &crate::app::Application,
+    settings: &crate::config::Settings,
+    pool: sqlx::PgPool,
+    wechat: crate::wechat::Wechat,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = &app.settings;
-    let pool = app.pool.clone();
-    let wechat = app.wechat()?;
-    let producer = app.producer(options.producer.clone());
+    let producer = producer::ProducerApi::new(
+        pool.clone(),
+        settings.amqp_url.clone(),
+        crate::queue::Topology::new(settings.queue_prefix.clone()),
+        &settings.apps,
+        options.producer.clone(),
+    );
     let forget_idle_keys = {
         let producer = producer.clone();
         tokio::spawn(async move {

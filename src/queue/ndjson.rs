@@ -69,18 +69,18 @@ pub async fn publish_ndjson<R: AsyncBufRead + Unpin>(
     batch_size: usize,
     progress: &ProgressBar,
 ) -> Result<EnqueueSummary, EnqueueAborted> {
-    publish_ndjson_checked(publisher, lane, input, batch_size, progress, None).await
+    publish_ndjson_checked(publisher, lane, input, batch_size, progress, |_| Ok(())).await
 }
 
-/// Like [`publish_ndjson`], and every job is first checked against its template in `catalog`
-/// (`crate::templates::check_job`): a refused job is a rejection naming the keys at fault.
+/// Like [`publish_ndjson`], and every job is first passed to `check` (e.g. the template check
+/// of `wxnotify enqueue`): a job it refuses is a rejection with its reason.
 pub async fn publish_ndjson_checked<R: AsyncBufRead + Unpin>(
     publisher: &Publisher,
     lane: Lane,
     mut input: R,
     batch_size: usize,
     progress: &ProgressBar,
-    catalog: Option<&crate::templates::Catalog>,
+    check: impl Fn(&Job) -> Result<(), String>,
 ) -> Result<EnqueueSummary, EnqueueAborted> {
     let mut summary = EnqueueSummary::default();
     let mut batch = Batch::default();
@@ -102,11 +102,9 @@ pub async fn publish_ndjson_checked<R: AsyncBufRead + Unpin>(
         };
         line_no += 1;
         progress.inc(line_len as u64 + 1);
-        let parsed = parse_line(&buf, line_len).and_then(|job| match (job, catalog) {
-            (Some(job), Some(catalog)) => crate::templates::check_job(catalog, &job)
-                .map(|_| Some(job))
-                .map_err(|refusal| refusal.to_string()),
-            (job, _) => Ok(job),
+        let parsed = parse_line(&buf, line_len).and_then(|job| match job {
+            Some(job) => check(&job).map(|()| Some(job)),
+            None => Ok(None),
         });
         match parsed {
             Ok(None) => {}

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::domain::AppName;
-use crate::upkeep::UpkeepError;
+use crate::upkeep_error::UpkeepError;
 use crate::wechat::client::{ApiQuota, TEMPLATE_SEND_CGI_PATH};
 use crate::wechat::{TokenStore, WechatClient};
 

@@ -4,7 +4,7 @@ use sqlx::PgPool;
 
 use super::catalog::{self, Stored, SyncTrigger};
 use crate::domain::AppName;
-use crate::upkeep::UpkeepError;
+use crate::upkeep_error::UpkeepError;
 use crate::wechat::client::PrivateTemplate;
 use crate::wechat::{TokenStore, WechatClient};
 

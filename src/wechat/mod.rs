@@ -1,7 +1,7 @@
 //! Everything that speaks to WeChat: the HTTP client, the errcode classification, the shared
 //! access-token store, secret redaction, the pushes (XML or JSON) and their cryptography
 //! (`event`, `crypto`).
-//! The fake WeChat server is in the sandbox wing (`sandbox::mock_wechat`).
+//! The fake WeChat server is in the sandbox crate, which nothing here depends on.
 
 pub mod client;
 pub mod crypto;
@@ -14,3 +14,30 @@ pub mod token;
 pub use client::{AccessToken, WechatClient, WechatError};
 pub use errcode::{ErrClass, PermanentKind, classify};
 pub use token::{OaCredentials, TokenError, TokenSource, TokenStore};
+
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use client::ClientOptions;
+
+/// The WeChat side of a process: one HTTP client and the access-token store over it.
+#[derive(Clone)]
+pub struct Wechat {
+    /// The API client.
+    pub client: WechatClient,
+    /// Access tokens of every configured app, shared through Postgres.
+    pub tokens: TokenStore,
+}
+
+impl Wechat {
+    /// The client (with `options`) and token store for the apps of `settings` on `pool`.
+    pub fn build(
+        settings: &Settings,
+        pool: &PgPool,
+        options: &ClientOptions,
+    ) -> anyhow::Result<Self> {
+        let client = WechatClient::new(settings.wechat_api_base.clone(), options)?;
+        let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+        Ok(Wechat { client, tokens })
+    }
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use lapin::Connection;
 use wxnotify::config::Settings;
-use wxnotify::delivery::{StatsSnapshot, Worker, WorkerConfig};
+use wxnotify::app::Application;
+use wxnotify::delivery::{StatsSnapshot, WorkerConfig};
 use wxnotify::domain::{Job, JobId};
 use wxnotify::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
 use wxnotify::sandbox::mock_wechat::{MockConfig, MockWechat};
@@ -124,7 +125,7 @@ impl System {
     /// Starts a worker with `config` (its topology options are the test ones).
     pub fn start_worker(&self, mut config: WorkerConfig) -> RunningWorker {
         config.consumer.topology = test_topology();
-        let worker = Worker::new(&self.settings, self.db.pool.clone(), config).expect("worker");
+        let worker = Application::new(self.settings.clone(), self.db.pool.clone()).worker(config).expect("worker");
         let stats = worker.stats();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let token = shutdown.clone();

@@ -152,7 +152,12 @@ async fn publish_stream(
         input,
         args.batch_size,
         progress,
-        catalog,
+        |job| match catalog {
+            Some(catalog) => crate::templates::check_job(catalog, job)
+                .map(|_| ())
+                .map_err(|refusal| refusal.to_string()),
+            None => Ok(()),
+        },
     )
     .await
 }

@@ -1,8 +1,8 @@
 //! What the pipeline decides for one message: the typed [`Decision`] that `settle.rs` records,
 //! and the evidence kept of a message that is not a job.
 
-use super::super::ledger::Claim;
-use super::super::outcome::{DeadReason, Failure, Outcome};
+use crate::delivery::ledger::Claim;
+use crate::delivery::outcome::{DeadReason, Failure, Outcome};
 use crate::domain::{Job, OpenId};
 use crate::queue::Lane;
 

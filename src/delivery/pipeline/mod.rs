@@ -15,11 +15,11 @@ mod decision;
 
 use self::decision::malformed;
 pub use self::decision::{Attempt, BrokerDead, Decision, Malformed, message_key};
-use super::ledger::{Admission, Claim, Ledger};
-use super::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
+use crate::delivery::ledger::{Admission, Claim, Ledger};
+use crate::delivery::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
 use super::pause::Pauses;
 use super::rate_limit::Limits;
-use super::resolve::{Lookup, Resolved, decide};
+use crate::delivery::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
 use super::stats::WorkerStats;
 use crate::app_pause::{self, Suspension};

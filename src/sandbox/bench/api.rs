@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use crate::app::Wechat;
+use crate::wechat::Wechat;
 use crate::config::Settings;
 use crate::domain::AppName;
 use crate::http::producer::{ProducerApi, ProducerOptions};

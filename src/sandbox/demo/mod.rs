@@ -21,6 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Application;
 use crate::config::Settings;
 use crate::delivery::{StatsSnapshot, Worker, WorkerConfig};
 use crate::sandbox::mock_wechat::{
@@ -137,7 +138,7 @@ async fn demo(
     let mut config = WorkerConfig::default();
     config.retry.min_delay = Duration::from_millis(500);
     config.retry.max_delay = Duration::from_secs(5);
-    let worker = Arc::new(Worker::new(settings, scratch.pool.clone(), config)?);
+    let worker = Arc::new(Application::new(settings.clone(), scratch.pool.clone()).worker(config)?);
     let shutdown = CancellationToken::new();
     let running = tokio::spawn({
         let (worker, shutdown) = (worker.clone(), shutdown.clone());

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::{bar, say};
-use crate::app::{Application, Wechat};
+use crate::app::Application;
+use crate::wechat::Wechat;
 use crate::config::Settings;
 use crate::domain::AppName;
 use crate::followers::{Progress, SyncOptions, SyncReport, sync_followers};
@@ -51,7 +52,7 @@ impl Api {
         let task = tokio::spawn({
             let stop = stop.clone();
             async move {
-                if let Err(e) = crate::http::serve(&app, options, stop.cancelled_owned()).await {
+                if let Err(e) = app.serve(options, stop.cancelled_owned()).await {
                     tracing::error!(error = %format!("{e:#}"), "the demo's HTTP API stopped");
                 }
             }

@@ -1,40 +1,14 @@
-//! The operations endpoints of a process: Prometheus `/metrics` and `/healthz`, served by the
-//! worker on `--metrics-listen` (and the metrics recorder `serve` renders too).
-
-use std::sync::OnceLock;
+//! The worker's operations endpoints on `--metrics-listen`: Prometheus `/metrics` and
+//! `/healthz` (are the consumers attached to RabbitMQ?).
 
 use anyhow::Context;
 use axum::Router;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use crate::delivery::BrokerLink;
-
-/// The process's Prometheus recorder, installed globally on first use. If another recorder is
-/// already installed (a host program's), a private one is returned and only its metrics show.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
-        })
-        .clone()
-}
-
-/// The metrics of `handle` in Prometheus's text format.
-pub fn render_metrics(handle: &PrometheusHandle) -> impl IntoResponse + use<> {
-    handle.run_upkeep();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-}
+use crate::metrics;
 
 /// The worker's `/healthz`: 200 `{"status":"ok","rabbitmq":"consuming"}` while its consumers
 /// are attached, 503 `{"status":"unavailable","rabbitmq":"disconnected"}` while it connects or
@@ -51,14 +25,19 @@ pub fn worker_health(link: &BrokerLink) -> (StatusCode, axum::Json<serde_json::V
 
 /// The worker's ops router: `/metrics` and `/healthz` (see [`worker_health`]).
 pub fn worker_router(link: BrokerLink) -> Router {
-    let handle = metrics_handle();
+    let handle = metrics::metrics_handle();
     Router::new()
         .route("/healthz", get(move || async move { worker_health(&link) }))
         .route(
             "/metrics",
             get(move || {
                 let handle = handle.clone();
-                async move { render_metrics(&handle) }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                        metrics::render(&handle),
+                    )
+                }
             }),
         )
 }

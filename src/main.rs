@@ -11,8 +11,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = wxnotify::commands::Cli::parse();
-    wxnotify::telemetry::init(
-        wxnotify::telemetry::LogFormat::from_env(),
+    wxnotify_core::telemetry::init(
+        wxnotify_core::telemetry::LogFormat::from_env(),
         cli.default_log_filter(),
     );
     let runtime = match cli.runtime() {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use uuid::Uuid;
 
-use crate::config::Settings;
+use wxnotify_core::config::Settings;
 #[allow(clippy::wildcard_imports)]
-use crate::http::api_keys::*;
+use wxnotify_api::api_keys::*;
 
 /// Arguments of `wxnotify api-key`.
 #[derive(Debug, clap::Args)]
@@ -54,8 +54,8 @@ pub enum ApiKeyAction {
 /// Runs `wxnotify api-key`.
 pub async fn run(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    let pool = crate::db::connect(&settings.database_url, 2).await?;
-    crate::db::register_apps(&pool, &settings.apps).await?;
+    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
+    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
     let parse_app = |name: &str| settings.app_flag(name);
     match args.action {
         ApiKeyAction::Create { app, label } => {

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::Settings;
-use crate::delivery::DeadReason;
-use crate::dlq::{DeadLetterRow, Filter, replay, store};
+use wxnotify_core::config::Settings;
+use wxnotify_worker::DeadReason;
+use wxnotify_services::dlq::{DeadLetterRow, Filter, replay, store};
 
 /// Arguments of `wxnotify dlq`.
 #[derive(Debug, clap::Args)]
@@ -118,7 +118,7 @@ impl From<&FilterArgs> for Filter {
 /// Runs `wxnotify dlq`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    let pool = crate::db::connect(&settings.database_url, 2).await?;
+    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
     match args.action {
         DlqAction::List(filter) => {
             let filter = Filter::from(&filter);

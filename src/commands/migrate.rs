@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{ConfigError, Settings};
-use crate::queue::{Topology, TopologyError, TopologyOptions, connect};
+use wxnotify_core::config::{ConfigError, Settings};
+use wxnotify_core::queue::{Topology, TopologyError, TopologyOptions, connect};
 
 /// Arguments of `wxnotify migrate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,10 +26,10 @@ pub struct MigrateArgs {
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     ensure_database(&settings.database_url, args.create_database).await?;
-    let pool = crate::db::connect(&settings.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
+    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
+    wxnotify_core::db::migrate(&pool).await?;
     println!("postgres: migrations applied");
-    crate::db::register_apps(&pool, &settings.apps).await?;
+    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
     println!("postgres: {} app(s) registered", settings.apps.len());
     pool.close().await;
 
@@ -60,7 +60,7 @@ async fn ensure_database(url: &SecretString, create: bool) -> anyhow::Result<()>
         return Err(ConfigError::Invalid {
             name: "DATABASE_URL".into(),
             reason: format!("the database {name:?} does not exist"),
-            hint: crate::db::MISSING_DATABASE_HINT,
+            hint: wxnotify_core::db::MISSING_DATABASE_HINT,
         }
         .into());
     }

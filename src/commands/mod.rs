@@ -4,13 +4,10 @@
 //! [`exit_code_for`].
 
 pub mod api_key;
-pub mod bench;
 pub mod campaign;
-pub mod demo;
 pub mod dlq;
 pub mod enqueue;
 pub mod migrate;
-pub mod mock_wechat;
 pub mod serve;
 pub mod status;
 pub mod sync_followers;
@@ -22,18 +19,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use tokio_util::sync::CancellationToken;
+use wxnotify_core::domain::Lane;
 
-use crate::domain::Lane;
-
-/// Exit code for a run that worked.
-pub const EXIT_OK: u8 = 0;
-/// Exit code for a failure of the work itself (WeChat refused, jobs rejected …).
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code for bad configuration or arguments: fix the settings and run again.
-pub const EXIT_CONFIG: u8 = 2;
-/// Exit code when a service (Postgres, RabbitMQ, WeChat) could not be reached: try again later.
-pub const EXIT_UNAVAILABLE: u8 = 3;
+pub use wxnotify_app::process::{
+    EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, cancel_on_signal, exit_code_for,
+    shutdown_signal,
+};
 
 /// wxnotify pushes WeChat Official Account template messages to Mini Program users.
 ///
@@ -57,8 +48,6 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole system against the built-in fake WeChat and print what happened.
-    Demo(demo::DemoArgs),
     /// Apply the Postgres migrations and declare the RabbitMQ topology (safe to repeat).
     Migrate(migrate::MigrateArgs),
     /// Consume jobs and send them as template messages until SIGTERM / Ctrl-C.
@@ -73,8 +62,6 @@ pub enum Command {
     SyncFollowers(sync_followers::SyncArgs),
     /// Serve the HTTP API: Mini Program login, the OA callback, the producer API, health and metrics.
     Serve(serve::ServeArgs),
-    /// Run the fake WeChat API server (development, tests, demo, benchmarks).
-    MockWechat(mock_wechat::MockArgs),
     /// Print the JSON Schema of a job (the contract for producers in any language).
     #[command(
         after_help = "Examples:\n  wxnotify schema > job.schema.json\n  wxnotify schema | jq '.properties | keys'"
@@ -84,8 +71,6 @@ pub enum Command {
     Templates(templates::TemplatesArgs),
     /// Apps (paused, today's quota), queue depths and live workers.
     Status(status::StatusArgs),
-    /// Measure the delivery pipeline end to end on this machine (see README "Figures").
-    Bench(bench::BenchArgs),
     /// Producer API keys per app: create (shown once), list, revoke.
     ApiKey(api_key::ApiKeyArgs),
     /// Signed outcome webhooks per app: set, list, remove.
@@ -96,9 +81,6 @@ impl Cli {
     /// The log filter used when RUST_LOG is not set.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            // The demo's dead letters are the point of the demo, not warnings: it summarises them.
-            Command::Demo(_) => "error",
-            Command::Bench(_) => "warn",
             _ => "info",
         }
     }
@@ -123,14 +105,11 @@ impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
         let result = match self.command {
-            Command::Demo(args) => demo::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Enqueue(args) => enqueue::run(*args).await,
             Command::SyncFollowers(args) => sync_followers::run(args).await,
             Command::Serve(args) => serve::run(args).await,
-            Command::MockWechat(args) => mock_wechat::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
             Command::Templates(args) => templates::run(args).await,
             Command::Status(args) => status::run(args).await,
@@ -138,7 +117,7 @@ impl Cli {
             Command::Webhook(args) => webhook::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Schema => {
-                print!("{}", crate::domain::job::schema_json());
+                print!("{}", wxnotify_core::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)
             }
         };
@@ -150,54 +129,6 @@ impl Cli {
             }
         }
     }
-}
-
-/// Maps an error to an exit code by what caused it: a setting to fix is 2, a service that
-/// could not be reached is 3, anything else 1.
-pub fn exit_code_for(err: &anyhow::Error) -> u8 {
-    let misconfigured = err.chain().any(|e| {
-        e.is::<crate::config::ConfigError>()
-            || matches!(
-                e.downcast_ref::<crate::queue::ConnectError>(),
-                Some(crate::queue::ConnectError::Url(_))
-            )
-    });
-    if misconfigured {
-        EXIT_CONFIG
-    } else if err.chain().any(|e| {
-        e.is::<sqlx::Error>()
-            || e.is::<lapin::Error>()
-            || e.is::<std::io::Error>()
-            || e.is::<crate::queue::ConnectError>()
-    }) {
-        EXIT_UNAVAILABLE
-    } else {
-        EXIT_FAILURE
-    }
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("cannot listen for SIGTERM");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
-    token.cancel();
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let token = CancellationToken::new();
-    cancel_on_signal(token.clone()).await;
 }
 
 /// The value parser of a `--lane` flag: `jobs` or `bulk` (the domain's [`Lane`]).
@@ -233,7 +164,7 @@ mod tests {
             flavor(&["wxnotify", "worker", "--threads", "4"]),
             RuntimeFlavor::MultiThread
         );
-        assert_eq!(flavor(&["wxnotify", "demo"]), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(&["wxnotify", "status"]), RuntimeFlavor::MultiThread);
         assert!(Cli::try_parse_from(["wxnotify", "worker", "--threads", "0"]).is_err());
     }
 }

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::{EXIT_FAILURE, EXIT_OK};
-use crate::app::{Application, Wechat};
-use crate::config::Settings;
-use crate::domain::AppName;
-use crate::queue::Topology;
-use crate::quota::ReadTrigger;
-use crate::quota::status::{Status, app_statuses, live_workers, queue_depths};
+use wxnotify_app::{Application, Wechat};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::AppName;
+use wxnotify_core::queue::Topology;
+use wxnotify_services::quota::ReadTrigger;
+use wxnotify_services::quota::status::{Status, app_statuses, live_workers, queue_depths};
 
 /// Arguments of `wxnotify status`.
 #[derive(Debug, clap::Args)]
@@ -38,7 +38,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let Wechat { client, tokens } = app.wechat()?;
         for app in &apps {
             if let Err(e) =
-                crate::quota::read(pool, &tokens, &client, app, ReadTrigger::Command).await
+                wxnotify_services::quota::read(pool, &tokens, &client, app, ReadTrigger::Command).await
             {
                 eprintln!("error: {app}: reading the quota failed: {e}");
                 code = EXIT_FAILURE;

@@ -4,11 +4,11 @@ use std::num::NonZeroU32;
 use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE};
-use crate::app::{Application, Wechat};
-use crate::config::Settings;
-use crate::domain::AppName;
-use crate::followers::{Progress, SyncError, SyncOptions, sync_followers};
-use crate::wechat::errcode::{ErrClass, PermanentKind};
+use wxnotify_app::{Application, Wechat};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::AppName;
+use wxnotify_services::followers::{Progress, SyncError, SyncOptions, sync_followers};
+use wxnotify_core::wechat::errcode::{ErrClass, PermanentKind};
 
 /// Arguments of `wxnotify sync-followers`.
 #[derive(Debug, clap::Args)]
@@ -35,10 +35,6 @@ pub struct SyncArgs {
     /// Abandon an interrupted pass and start again from the first page.
     #[arg(long)]
     pub restart: bool,
-    /// Benchmark only: also time the seed method (one user/info call per follower) on this many
-    /// followers, into a scratch table, and extrapolate.
-    #[arg(long, hide = true)]
-    pub bench_per_user_sample: Option<usize>,
 }
 
 /// Runs `wxnotify sync-followers`.
@@ -69,12 +65,6 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {app}: {err:#}");
                 code = code.max(exit_code(&err));
             }
-        }
-        if let Some(sample) = args.bench_per_user_sample {
-            let seed =
-                crate::sandbox::bench::followers::per_user(&pool, &client, &tokens, app, sample)
-                    .await?;
-            println!("{}", serde_json::to_string(&seed)?);
         }
     }
     Ok(ExitCode::from(code))

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
-use crate::app::{Application, Wechat};
-use crate::config::Settings;
-use crate::domain::AppName;
-use crate::templates::manual::{self, ManualError, ManualTemplate};
-use crate::templates::{AppListing, Catalog, CatalogTemplate, SyncTrigger, sync_app};
+use wxnotify_app::{Application, Wechat};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::AppName;
+use wxnotify_services::templates::manual::{self, ManualError, ManualTemplate};
+use wxnotify_services::templates::{AppListing, Catalog, CatalogTemplate, SyncTrigger, sync_app};
 
 /// Arguments of `wxnotify templates`.
 #[derive(Debug, clap::Args)]
@@ -150,8 +150,8 @@ async fn add(settings: Settings, args: AddArgs) -> anyhow::Result<ExitCode> {
     };
     let action = match added.replaced {
         None => "added",
-        Some(crate::templates::TemplateSource::Manual) => "updated",
-        Some(crate::templates::TemplateSource::Api) => "replaced_removed",
+        Some(wxnotify_services::templates::TemplateSource::Manual) => "updated",
+        Some(wxnotify_services::templates::TemplateSource::Api) => "replaced_removed",
     };
     if args.json {
         let changed = Changed {

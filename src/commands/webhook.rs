@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::config::Settings;
+use wxnotify_core::config::Settings;
 #[allow(clippy::wildcard_imports)]
-use crate::http::webhooks::*;
+use wxnotify_api::webhooks::*;
 
 /// Arguments of `wxnotify webhook`.
 #[derive(Debug, clap::Args)]
@@ -54,8 +54,8 @@ pub enum WebhookAction {
 /// Runs `wxnotify webhook`.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    let pool = crate::db::connect(&settings.database_url, 2).await?;
-    crate::db::register_apps(&pool, &settings.apps).await?;
+    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
+    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
     let parse_app = |name: &str| settings.app_flag(name);
     match args.action {
         WebhookAction::Set {
@@ -66,7 +66,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         } => {
             let app = parse_app(&app)?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(crate::config::ConfigError::Invalid {
+                return Err(wxnotify_core::config::ConfigError::Invalid {
                     name: "--url".into(),
                     reason: format!("the scheme is {:?}", url.scheme()),
                     hint: "Use an http or https URL.",

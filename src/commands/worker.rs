@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
-use crate::app::Application;
-use crate::delivery::WorkerConfig;
-use crate::domain::Lane;
-use crate::queue::Topology;
+use wxnotify_core::config::Settings;
+use wxnotify_app::Application;
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::Lane;
+use wxnotify_core::queue::Topology;
 
 /// Arguments of `wxnotify worker`.
 #[derive(Debug, clap::Args)]
@@ -92,7 +92,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     config.consumer.topology.delivery_limit = args.delivery_limit;
     // A refused login, a missing vhost or queues declared with other arguments never pass:
     // exit 2 naming the setting instead of reconnecting forever.
-    crate::queue::diagnose::check_broker(
+    wxnotify_core::queue::diagnose::check_broker(
         &settings.amqp_url,
         &Topology::new(settings.queue_prefix.clone()),
         &config.consumer.topology,
@@ -104,12 +104,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(super::cancel_on_signal(shutdown.clone()));
     if let Some(addr) = args.metrics_listen {
-        let router = crate::health::worker_router(worker.broker_link());
-        crate::health::spawn(addr, router, shutdown.clone().cancelled_owned()).await?;
+        let router = wxnotify_worker::health::worker_router(worker.broker_link());
+        wxnotify_worker::health::spawn(addr, router, shutdown.clone().cancelled_owned()).await?;
     }
     tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, retries = %config_retry, "worker starting");
     let dispatcher = (!args.no_campaign_dispatcher).then(|| {
-        tokio::spawn(crate::campaigns::dispatcher::run_until(
+        tokio::spawn(wxnotify_services::campaigns::dispatcher::run_until(
             settings.clone(),
             worker.pool().clone(),
             Default::default(),

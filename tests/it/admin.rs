@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::admin_support::{ADMIN_TOKEN, AdminWorld, VIEWER_TOKEN, serve_admin};
 use crate::system::System;
-use wxnotify::sandbox::mock_wechat::MockConfig;
+use wxnotify_sandbox::mock_wechat::MockConfig;
 
 #[tokio::test]
 async fn admin_api_without_a_token_or_with_a_wrong_one_is_401_and_off_without_configured_tokens() {
@@ -330,7 +330,7 @@ async fn one_letter_in_full_lookup_by_job_and_recipient_and_purge_by_ids() {
             Method::GET,
             &format!(
                 "admin/api/deliveries?recipient={}",
-                wxnotify::sandbox::mock_wechat::mp_openid(5)
+                wxnotify_sandbox::mock_wechat::mp_openid(5)
             ),
             Some(VIEWER_TOKEN),
             None,
@@ -383,7 +383,7 @@ async fn one_letter_in_full_lookup_by_job_and_recipient_and_purge_by_ids() {
     .execute(&w.sys.db.pool)
     .await
     .unwrap();
-    let deleted = wxnotify::http::admin::retention::pass(&w.sys.db.pool, 30)
+    let deleted = wxnotify_api::admin::retention::pass(&w.sys.db.pool, 30)
         .await
         .unwrap();
     assert_eq!(deleted, 1);
@@ -483,7 +483,7 @@ async fn call_on(
 
 #[tokio::test]
 async fn templates_are_listed_with_their_source_and_registered_or_removed_by_an_admin_audited() {
-    use wxnotify::sandbox::mock_wechat::MockTemplate;
+    use wxnotify_sandbox::mock_wechat::MockTemplate;
     let sys = System::seeded(1).await;
     // WeChat lists one historical template (category templates are not listed).
     sys.mock.add_template(MockTemplate::new(
@@ -491,19 +491,19 @@ async fn templates_are_listed_with_their_source_and_registered_or_removed_by_an_
         "旧模板",
         &["keyword1", "keyword2"],
     ));
-    let client = wxnotify::wechat::WechatClient::new(
+    let client = wxnotify_core::wechat::WechatClient::new(
         sys.mock.base_url(),
-        &wxnotify::wechat::client::ClientOptions::default(),
+        &wxnotify_core::wechat::client::ClientOptions::default(),
     )
     .unwrap();
     let tokens =
-        wxnotify::wechat::TokenStore::new(sys.db.pool.clone(), client.clone(), &sys.settings.apps);
-    wxnotify::templates::sync_app(
+        wxnotify_core::wechat::TokenStore::new(sys.db.pool.clone(), client.clone(), &sys.settings.apps);
+    wxnotify_services::templates::sync_app(
         &sys.db.pool,
         &tokens,
         &client,
-        &wxnotify::domain::AppName::default_app(),
-        wxnotify::templates::SyncTrigger::Command,
+        &wxnotify_core::domain::AppName::default_app(),
+        wxnotify_services::templates::SyncTrigger::Command,
     )
     .await
     .unwrap();
@@ -657,7 +657,7 @@ async fn templates_are_listed_with_their_source_and_registered_or_removed_by_an_
 async fn a_suspended_app_shows_wechats_errcode_and_the_fix_and_resume_lifts_it_at_once() {
     let w = AdminWorld::new().await;
     let pool = &w.sys.db.pool;
-    let newly = wxnotify::app_pause::suspend(
+    let newly = wxnotify_services::app_pause::suspend(
         pool,
         "default",
         40164,

@@ -4,11 +4,11 @@
 
 use serde_json::json;
 use url::Url;
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     self, MockConfig, MockEvent, PushFormat, PushMode, deliver_body,
 };
-use wxnotify::wechat::client::TemplateMessage;
-use wxnotify::wechat::crypto::{AesKey, msg_signature, signature};
+use wxnotify_core::wechat::client::TemplateMessage;
+use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World, eventually, plain, safe};
 
@@ -183,9 +183,9 @@ async fn a_json_template_receipt_is_stored_in_safe_and_plaintext_mode() {
     .await;
     let (base, _) = world.serve().await;
     let token = world.tokens.get(&world.app).await.unwrap();
-    let touser = wxnotify::domain::OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
-    let template = wxnotify::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap();
-    let data: wxnotify::domain::TemplateData =
+    let touser = wxnotify_core::domain::OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
+    let template = wxnotify_core::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap();
+    let data: wxnotify_core::domain::TemplateData =
         serde_json::from_value(json!({ "thing1": "shipped", "time2": "2026-11-24 10:00" }))
             .unwrap();
     let message = TemplateMessage {

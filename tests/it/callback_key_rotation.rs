@@ -3,7 +3,7 @@
 //! `key="previous"`, so operators know when it can go); a push neither key opens is refused.
 
 use url::Url;
-use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockEvent, PushFormat, PushMode};
+use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockEvent, PushFormat, PushMode};
 
 use crate::callback_json::counter;
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World};

@@ -13,15 +13,15 @@ use axum::http::{Request, StatusCode};
 use secrecy::SecretString;
 use tower::ServiceExt;
 use uuid::Uuid;
-use wxnotify::campaigns::audience::{self, ListEntry};
-use wxnotify::campaigns::pacing::QuotaSettings;
-use wxnotify::campaigns::store::{self, AudienceSource, NewCampaign};
-use wxnotify::campaigns::{
+use wxnotify_services::campaigns::audience::{self, ListEntry};
+use wxnotify_services::campaigns::pacing::QuotaSettings;
+use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
+use wxnotify_services::campaigns::{
     Action, CampaignState, Dispatcher, DispatcherOptions, Pacing, SendWindow, progress,
 };
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{AppName, Job, OpenId, Recipient, TemplateData, TemplateId, UnionId};
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData, TemplateId, UnionId};
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
 
 use crate::system::{RunningWorker, System};
 
@@ -59,7 +59,7 @@ fn fast() -> DispatcherOptions {
 /// A dispatcher on its own connection, as another process would have.
 async fn dispatcher(sys: &System, quota: QuotaSettings, options: DispatcherOptions) -> Dispatcher {
     let conn = Arc::new(
-        wxnotify::queue::connect(&sys.settings.amqp_url, "campaign-test")
+        wxnotify_core::queue::connect(&sys.settings.amqp_url, "campaign-test")
             .await
             .unwrap(),
     );
@@ -216,7 +216,7 @@ async fn an_audience_with_every_kind_of_unreachable_recipient_records_the_reason
         .await
         .unwrap();
     assert_eq!(deliveries, 0, "nothing is sent by a snapshot");
-    let preview = wxnotify::campaigns::preview(&sys.db.pool, report.id)
+    let preview = wxnotify_services::campaigns::preview(&sys.db.pool, report.id)
         .await
         .unwrap();
     assert_eq!((preview.reachable, preview.audience), (8, 12));
@@ -626,7 +626,7 @@ async fn receipts_are_joined_to_the_campaigns_numbers() {
     let app = AppName::default_app();
     for (msgid, status) in msgids.iter().zip(statuses) {
         let mut conn = sys.db.pool.acquire().await.unwrap();
-        wxnotify::http::store::record_receipt(&mut conn, &app, *msgid, status, chrono::Utc::now())
+        wxnotify_api::store::record_receipt(&mut conn, &app, *msgid, status, chrono::Utc::now())
             .await
             .unwrap();
     }
@@ -646,12 +646,12 @@ async fn receipts_are_joined_to_the_campaigns_numbers() {
 async fn admin_campaign_endpoints_need_the_admin_token() {
     let sys = System::seeded(20).await;
     assert!(
-        wxnotify::http::campaigns::router(sys.db.pool.clone(), &sys.settings).is_none(),
+        wxnotify_api::campaigns::router(sys.db.pool.clone(), &sys.settings).is_none(),
         "no token configured: the endpoints are off"
     );
     let mut settings = sys.settings.clone();
     settings.admin_token = Some(SecretString::from("s3cret-admin-token"));
-    let app = wxnotify::http::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
+    let app = wxnotify_api::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
     let call = |method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
@@ -760,7 +760,7 @@ fn the_fake_has_the_test_template() {
 async fn preview_reruns_the_template_check_against_todays_catalog() {
     let sys = System::seeded(20).await;
     let id = followers_campaign(&sys, &new_campaign(100)).await;
-    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
+    let p = wxnotify_services::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(p.template.ok, "{:?}", p.template);
@@ -784,7 +784,7 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
     .execute(&sys.db.pool)
     .await
     .unwrap();
-    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
+    let p = wxnotify_services::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(!p.template.ok);
@@ -799,7 +799,7 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
         .execute(&sys.db.pool)
         .await
         .unwrap();
-    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
+    let p = wxnotify_services::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(!p.template.ok);
@@ -816,7 +816,7 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
         .execute(&sys.db.pool)
         .await
         .unwrap();
-    let p = wxnotify::campaigns::preview::preview(&sys.db.pool, id)
+    let p = wxnotify_services::campaigns::preview::preview(&sys.db.pool, id)
         .await
         .unwrap();
     assert!(p.template.ok, "{:?}", p.template);

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use wxnotify::app::Application;
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::sandbox::mock_wechat;
+use wxnotify_app::Application;
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{Job, OpenId, Recipient};
+use wxnotify_sandbox::mock_wechat;
 
 use crate::support::amqp_url;
 use crate::system::{System, test_topology};
@@ -73,7 +73,7 @@ async fn a_cluster_that_loses_the_jobs_queue_leader_loses_nothing() {
         .expect("WXNOTIFY_CLUSTER_AMQP_URL names the cluster's nodes (rabbitmq-cluster.sh url)");
     let jobs_n: u64 = 3000;
     let rate = 500;
-    let queues = wxnotify::queue::TopologyOptions::default();
+    let queues = wxnotify_core::queue::TopologyOptions::default();
     let sys = System::new_on(
         mock_wechat::MockConfig {
             followers: jobs_n * 2,

@@ -486,12 +486,12 @@ async fn console_in_chromium_a_viewer_sees_no_replay_button_and_cannot_post() {
 /// A running campaign of the world's followers (no dispatcher runs here, so it stays running
 /// until someone changes it).
 async fn running_campaign(w: &AdminWorld) -> uuid::Uuid {
-    use wxnotify::campaigns::store::{self, AudienceSource, NewCampaign};
-    use wxnotify::campaigns::{Action, Pacing};
+    use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
+    use wxnotify_services::campaigns::{Action, Pacing};
     let new = NewCampaign {
-        app: wxnotify::domain::AppName::default_app(),
-        template_id: wxnotify::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap(),
-        data: wxnotify::domain::TemplateData::from_pairs(&[
+        app: wxnotify_core::domain::AppName::default_app(),
+        template_id: wxnotify_core::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap(),
+        data: wxnotify_core::domain::TemplateData::from_pairs(&[
             ("thing1", "Winter sale"),
             ("time2", "2026-12-12"),
         ])
@@ -531,7 +531,7 @@ async fn console_in_chromium_campaigns_pause_resume_cancel_and_a_viewer_sees_no_
     let w = AdminWorld::new().await;
     let first = running_campaign(&w).await;
     let second = running_campaign(&w).await;
-    let status = wxnotify::campaigns::progress::status(&w.sys.db.pool, first)
+    let status = wxnotify_services::campaigns::progress::status(&w.sys.db.pool, first)
         .await
         .unwrap();
     let mut b = Browser::start("campaigns").await;
@@ -755,7 +755,7 @@ async fn console_in_chromium_templates_show_their_source_and_an_admin_registers_
 #[tokio::test]
 async fn console_in_chromium_a_suspended_app_shows_wechats_errcode_the_fix_and_a_resume_button() {
     let w = AdminWorld::new().await;
-    wxnotify::app_pause::suspend(
+    wxnotify_services::app_pause::suspend(
         &w.sys.db.pool,
         "default",
         50002,

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use clap::{CommandFactory, Parser};
 use wxnotify::commands::Cli;
-use wxnotify::config::Settings;
+use wxnotify_core::config::Settings;
 
 fn read(file: &str) -> String {
     std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
@@ -202,7 +202,7 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
         .find_map(|l| l.trim().strip_prefix("stop_grace_period: "))
         .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
         .expect("the workers have a stop_grace_period in seconds");
-    let drain = wxnotify::wechat::client::ClientOptions::default()
+    let drain = wxnotify_core::wechat::client::ClientOptions::default()
         .timeout
         .as_secs();
     assert!(grace > drain * 2, "grace {grace} s, drain up to {drain} s");

@@ -5,7 +5,7 @@ use crate::support::TestDb;
 #[tokio::test]
 async fn migrations_apply_and_are_idempotent() {
     let db = TestDb::new().await;
-    wxnotify::db::migrate(&db.pool)
+    wxnotify_core::db::migrate(&db.pool)
         .await
         .expect("second run is a no-op");
     let tables: Vec<String> = sqlx::query_scalar(
@@ -48,7 +48,7 @@ fn committed_job_schema_matches_the_types() {
         .expect("schemas/job.schema.json exists (regenerate: cargo run -- schema > schemas/job.schema.json)");
     assert_eq!(
         committed,
-        wxnotify::domain::job::schema_json(),
+        wxnotify_core::domain::job::schema_json(),
         "schemas/job.schema.json is stale: run `cargo run -- schema > schemas/job.schema.json`"
     );
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
-use wxnotify::http::login_limits::LoginLimits;
-use wxnotify::http::server::{ServerLimits, serve};
-use wxnotify::http::{AppState, EdgeOptions, ops_router, public_router, router};
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, MockConfig, MockEvent};
-use wxnotify::wechat::crypto::{AesKey, msg_signature, signature};
-use wxnotify::wechat::event::encrypted_envelope;
+use wxnotify_api::login_limits::LoginLimits;
+use wxnotify_api::server::{ServerLimits, serve};
+use wxnotify_api::{AppState, EdgeOptions, ops_router, public_router, router};
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, MockConfig, MockEvent};
+use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
+use wxnotify_core::wechat::event::encrypted_envelope;
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World};
 
@@ -234,7 +234,7 @@ async fn a_login_flood_from_one_client_gets_429_with_retry_after_and_spends_no_q
         world.client.clone(),
         world.tokens.clone(),
         &world.settings.apps,
-        wxnotify::http::health::metrics_handle(),
+        wxnotify_api::health::metrics_handle(),
         edge,
     )
     .unwrap();
@@ -506,7 +506,7 @@ async fn migrate_does_not_create_a_missing_database_unless_asked() {
     assert!(stdout.contains("database created"), "{stdout}");
     assert!(exists(name.clone()).await);
     let server: sqlx::postgres::PgConnectOptions = admin_url().parse().unwrap();
-    wxnotify::sandbox::scratch::drop_database(&server, &name).await;
+    wxnotify_sandbox::scratch::drop_database(&server, &name).await;
 }
 
 fn admin_url() -> String {

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use url::Url;
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{OpenId, Recipient};
-use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockEvent, PushMode};
-use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::{TokenStore, WechatClient};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{OpenId, Recipient};
+use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockEvent, PushMode};
+use wxnotify_core::wechat::client::ClientOptions;
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 
 use crate::system::{CALLBACK_TOKEN, System};
 use crate::worker::job;
@@ -17,17 +17,17 @@ use crate::worker::job;
 async fn serve(sys: &System) -> Url {
     let client = WechatClient::new(sys.mock.base_url(), &ClientOptions::default()).unwrap();
     let tokens = TokenStore::new(sys.db.pool.clone(), client.clone(), &sys.settings.apps);
-    let state = wxnotify::http::AppState::new(
+    let state = wxnotify_api::AppState::new(
         sys.db.pool.clone(),
         client,
         tokens,
         &sys.settings.apps,
-        wxnotify::http::health::metrics_handle(),
+        wxnotify_api::health::metrics_handle(),
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    tokio::spawn(async move { axum::serve(listener, wxnotify::http::router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, wxnotify_api::router(state)).await });
     base
 }
 

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, BasicRejectOptions};
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::delivery::ledger::{Admission, Ledger};
-use wxnotify::domain::{OpenId, Recipient};
-use wxnotify::queue::Lane;
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_services::ledger::{Admission, Ledger};
+use wxnotify_core::domain::{OpenId, Recipient};
+use wxnotify_core::queue::Lane;
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule};
 
 use crate::system::{RunningWorker, System};
 use crate::worker::job;
@@ -46,7 +46,7 @@ async fn scalar_i64(sys: &System, sql: &str) -> i64 {
 async fn wait_stats(
     worker: &RunningWorker,
     what: &str,
-    done: impl Fn(&wxnotify::delivery::StatsSnapshot) -> bool,
+    done: impl Fn(&wxnotify_worker::StatsSnapshot) -> bool,
 ) {
     eventually(what, || {
         let s = worker.stats.snapshot();
@@ -271,7 +271,7 @@ async fn a_bulk_job_retried_once_then_over_the_delivery_limit_is_dead_delivery_l
         .await
         .unwrap();
     // Then it keeps failing a consumer on the bulk lane until the delivery limit (3 in tests).
-    let connection = wxnotify::queue::connect(&sys.settings.amqp_url, "wxnotify-test-rejecter")
+    let connection = wxnotify_core::queue::connect(&sys.settings.amqp_url, "wxnotify-test-rejecter")
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();

@@ -202,7 +202,7 @@ async fn delete_queues(prefix: &str) {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    wxnotify::queue::Topology::new(prefix.to_string())
+    wxnotify_core::queue::Topology::new(prefix.to_string())
         .delete(&channel)
         .await
         .ok();

@@ -2,8 +2,8 @@
 //! followers who leave, retries, and one sync per app at a time.
 
 use wxnotify::commands::EXIT_UNAVAILABLE;
-use wxnotify::followers::{SyncError, SyncOptions};
-use wxnotify::sandbox::mock_wechat::{self, EndOfList, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify_services::followers::{SyncError, SyncOptions};
+use wxnotify_sandbox::mock_wechat::{self, EndOfList, Endpoint, Fault, FaultRule, MockConfig};
 
 use crate::users_support::{World, expected_followers};
 
@@ -171,7 +171,7 @@ async fn transient_errors_and_a_rejected_token_are_retried_without_losing_follow
     world.mock.invalidate_tokens();
     world
         .mock
-        .set_faults(wxnotify::sandbox::mock_wechat::FaultPlan {
+        .set_faults(wxnotify_sandbox::mock_wechat::FaultPlan {
             rules: vec![
                 FaultRule::new(Fault::Errcode(-1))
                     .on(Endpoint::UserInfoBatch)
@@ -201,7 +201,7 @@ async fn a_second_sync_of_the_same_app_is_refused_while_one_runs() {
         ..MockConfig::default()
     })
     .await;
-    let lock = wxnotify::followers::store::try_lock_app(&world.db.pool, &world.app)
+    let lock = wxnotify_services::followers::store::try_lock_app(&world.db.pool, &world.app)
         .await
         .unwrap()
         .expect("the lock is free");

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use wxnotify::domain::Job;
-use wxnotify::domain::id_hint::{MAX_ID_HINT_CHARS, id_hint};
-use wxnotify::wechat::crypto::AesKey;
-use wxnotify::wechat::event::{parse_encrypted, parse_push};
+use wxnotify_core::domain::Job;
+use wxnotify_core::domain::id_hint::{MAX_ID_HINT_CHARS, id_hint};
+use wxnotify_core::wechat::crypto::AesKey;
+use wxnotify_core::wechat::event::{parse_encrypted, parse_push};
 
 const KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
 const APPID: &str = "wx49f0ab532d5d035a";

@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use url::Url;
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     self, Endpoint, Fault, FaultRule, MockConfig, MockEvent, PushMode, deliver_xml,
 };
-use wxnotify::wechat::client::TemplateMessage;
-use wxnotify::wechat::crypto::{AesKey, msg_signature, signature};
-use wxnotify::wechat::event::encrypted_envelope;
+use wxnotify_core::wechat::client::TemplateMessage;
+use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
+use wxnotify_core::wechat::event::encrypted_envelope;
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World, eventually, plain, safe};
 
@@ -305,9 +305,9 @@ async fn a_template_receipt_is_stored_on_the_delivery_with_that_msgid() {
     .await;
     let (base, _) = world.serve().await;
     let token = world.tokens.get(&world.app).await.unwrap();
-    let touser = wxnotify::domain::OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
-    let template = wxnotify::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap();
-    let data: wxnotify::domain::TemplateData =
+    let touser = wxnotify_core::domain::OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
+    let template = wxnotify_core::domain::TemplateId::parse("TPL_ORDER_SHIPPED").unwrap();
+    let data: wxnotify_core::domain::TemplateData =
         serde_json::from_value(json!({ "thing1": "shipped", "time2": "2026-11-24 10:00" }))
             .unwrap();
     let message = TemplateMessage {
@@ -569,7 +569,7 @@ fn captured_logs() -> &'static Logs {
         let writer = logs.clone();
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "wxnotify::http=debug,wxnotify::followers=debug,wxnotify::wechat::client=debug,wxnotify::wechat::token=debug",
+                "wxnotify_api=debug,wxnotify_services::followers=debug,wxnotify_core::wechat::client=debug,wxnotify_core::wechat::token=debug",
             ))
             .with_writer(move || writer.clone())
             .try_init()

@@ -9,12 +9,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wxnotify::config::AppConfig;
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
-use wxnotify::http::{api_keys, webhooks};
-use wxnotify::queue::{Lane, Topology};
-use wxnotify::sandbox::mock_wechat::{self, MockEvent, PushMode};
+use wxnotify_core::config::AppConfig;
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
+use wxnotify_api::{api_keys, webhooks};
+use wxnotify_core::queue::{Lane, Topology};
+use wxnotify_sandbox::mock_wechat::{self, MockEvent, PushMode};
 
 use crate::producer_support::{Api, PrivateBroker, declare, job_body, queue_depth};
 use crate::support::queue_prefix;
@@ -448,22 +448,22 @@ async fn a_template_the_synced_list_lacks_is_accepted_and_one_it_stopped_listing
     let api = Api::start().await;
     // The catalog is synced; WeChat's list lacks the category templates (TPL_ORDER_SHIPPED is
     // one), and once listed TPL_GONE, which a later list lacked.
-    let client = wxnotify::wechat::WechatClient::new(
+    let client = wxnotify_core::wechat::WechatClient::new(
         api.sys.mock.base_url(),
-        &wxnotify::wechat::client::ClientOptions::default(),
+        &wxnotify_core::wechat::client::ClientOptions::default(),
     )
     .unwrap();
-    let tokens = wxnotify::wechat::TokenStore::new(
+    let tokens = wxnotify_core::wechat::TokenStore::new(
         api.sys.db.pool.clone(),
         client.clone(),
         &api.sys.settings.apps,
     );
-    let listed = wxnotify::templates::sync_app(
+    let listed = wxnotify_services::templates::sync_app(
         &api.sys.db.pool,
         &tokens,
         &client,
         &AppName::default_app(),
-        wxnotify::templates::SyncTrigger::Command,
+        wxnotify_services::templates::SyncTrigger::Command,
     )
     .await
     .unwrap();
@@ -772,7 +772,7 @@ async fn outcome_webhooks_are_signed_and_retried_with_backoff_until_accepted() {
 #[tokio::test]
 async fn the_openapi_document_is_generated_from_the_code_committed_and_served() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.json");
-    let generated = wxnotify::http::openapi::openapi_json();
+    let generated = wxnotify_api::openapi::openapi_json();
     if std::env::var_os("UPDATE_SCHEMAS").is_some() {
         std::fs::write(path, &generated).unwrap();
     }

@@ -11,13 +11,13 @@ use reqwest::header::HeaderMap;
 use secrecy::SecretString;
 use serde_json::Value;
 use url::Url;
-use wxnotify::config::AppConfig;
-use wxnotify::domain::AppName;
-use wxnotify::http::producer::{ProducerApi, ProducerOptions};
-use wxnotify::http::{AppState, api_keys, health, router};
-use wxnotify::queue::Topology;
-use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::{TokenStore, WechatClient};
+use wxnotify_core::config::AppConfig;
+use wxnotify_core::domain::AppName;
+use wxnotify_api::producer::{ProducerApi, ProducerOptions};
+use wxnotify_api::{AppState, api_keys, health, router};
+use wxnotify_core::queue::Topology;
+use wxnotify_core::wechat::client::ClientOptions;
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 
 use crate::system::{System, test_topology};
 
@@ -68,7 +68,7 @@ impl Api {
     ) -> Api {
         let mut apps = sys.settings.apps.clone();
         apps.extend_from_slice(extra_apps);
-        wxnotify::db::register_apps(&sys.db.pool, &apps)
+        wxnotify_core::db::register_apps(&sys.db.pool, &apps)
             .await
             .unwrap();
         let client = WechatClient::new(sys.mock.base_url(), &ClientOptions::default()).unwrap();
@@ -168,7 +168,7 @@ async fn answer(response: reqwest::Response) -> Answer {
 pub fn job_body(id: &str, person: u64) -> Value {
     serde_json::json!({
         "id": id,
-        "to": {"mp_openid": wxnotify::sandbox::mock_wechat::mp_openid(person)},
+        "to": {"mp_openid": wxnotify_sandbox::mock_wechat::mp_openid(person)},
         "template_id": "TPL_ORDER_SHIPPED",
         "data": {"thing1": "订单已发货", "time2": {"value": "2026-11-24 10:00"}}
     })
@@ -176,7 +176,7 @@ pub fn job_body(id: &str, person: u64) -> Value {
 
 /// Messages waiting in `queue` on the broker at `url`.
 pub async fn queue_depth(url: &SecretString, queue: &str) -> u32 {
-    let connection = wxnotify::queue::connect(url, "wxnotify-test-depth")
+    let connection = wxnotify_core::queue::connect(url, "wxnotify-test-depth")
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -268,7 +268,7 @@ impl PrivateBroker {
             "the private RabbitMQ node did not start"
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        while wxnotify::queue::connect(&self.url(), "wxnotify-test-probe")
+        while wxnotify_core::queue::connect(&self.url(), "wxnotify-test-probe")
             .await
             .is_err()
         {
@@ -300,7 +300,7 @@ impl Drop for PrivateBroker {
 
 /// Declares the test topology of `prefix` on the broker at `url`.
 pub async fn declare(url: &SecretString, topology: &Topology) {
-    let connection = wxnotify::queue::connect(url, "wxnotify-test-declare")
+    let connection = wxnotify_core::queue::connect(url, "wxnotify-test-declare")
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();

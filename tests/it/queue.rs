@@ -9,8 +9,8 @@ use lapin::message::BasicGetMessage;
 use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ExchangeKind};
-use wxnotify::domain::Job;
-use wxnotify::queue::{
+use wxnotify_core::domain::Job;
+use wxnotify_core::queue::{
     ATTEMPT_HEADER, Lane, PublishError, Publisher, PublisherOptions, Topology, TopologyError,
     TopologyOptions, publish_ndjson,
 };
@@ -121,7 +121,7 @@ impl Drop for Broker {
 }
 
 async fn connect() -> Connection {
-    wxnotify::queue::connect(&amqp_url().into(), "wxnotify tests")
+    wxnotify_core::queue::connect(&amqp_url().into(), "wxnotify tests")
         .await
         .expect("the test broker runs (AMQP_URL)")
 }

@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{AppName, Job, OpenId, Recipient, TemplateData};
-use wxnotify::http::notification_store::{self, State};
-use wxnotify::reviews::ReviewOptions;
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
-use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::{TokenStore, WechatClient};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData};
+use wxnotify_api::notification_store::{self, State};
+use wxnotify_services::reviews::ReviewOptions;
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify_core::wechat::client::ClientOptions;
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 
 use crate::system::System;
 
@@ -110,7 +110,7 @@ async fn a_message_held_for_review_is_never_resent_and_ends_blocked_or_delivered
     let window = ReviewOptions {
         hold: Duration::from_secs(3600),
     };
-    let report = wxnotify::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, window)
+    let report = wxnotify_services::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, window)
         .await
         .unwrap();
     assert_eq!(
@@ -135,7 +135,7 @@ async fn a_message_held_for_review_is_never_resent_and_ends_blocked_or_delivered
     let past = ReviewOptions {
         hold: Duration::from_millis(1),
     };
-    let report = wxnotify::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, past)
+    let report = wxnotify_services::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, past)
         .await
         .unwrap();
     assert_eq!(
@@ -197,7 +197,7 @@ async fn wait_suspended(sys: &System, errcode: i64) -> String {
     let deadline = Instant::now() + WAIT;
     let app = AppName::default_app();
     loop {
-        let status = wxnotify::quota::status::app_statuses(
+        let status = wxnotify_services::quota::status::app_statuses(
             &sys.db.pool,
             std::slice::from_ref(&app),
             chrono::Utc::now(),
@@ -281,7 +281,7 @@ async fn refused_then_recovered(endpoint: Endpoint, errcode: i64, fix_words: &st
     assert_eq!(sys.mock.stats().sends_accepted, 40, "each job once");
     assert_eq!(dead_letters(&sys).await, 0);
     let app = AppName::default_app();
-    let status = wxnotify::quota::status::app_statuses(
+    let status = wxnotify_services::quota::status::app_statuses(
         &sys.db.pool,
         std::slice::from_ref(&app),
         chrono::Utc::now(),

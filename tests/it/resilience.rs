@@ -3,9 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{Job, OpenId, Recipient};
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
 
 use crate::system::System;
 use crate::worker::job;
@@ -224,7 +224,7 @@ async fn two_workers_share_the_apps_rate_limit() {
     let a = sys.start_worker(WorkerConfig::default());
     let b = sys.start_worker(WorkerConfig::default());
     // Both have heartbeated before the jobs arrive.
-    tokio::time::sleep(wxnotify::delivery::rate_limit::HEARTBEAT * 2).await;
+    tokio::time::sleep(wxnotify_worker::rate_limit::HEARTBEAT * 2).await;
     sys.publish(&jobs).await;
     sys.wait_finished(400, Duration::from_secs(60)).await;
     let (sa, sb) = (a.stop().await, b.stop().await);

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::domain::{AppName, Job, OpenId, Recipient, TemplateData};
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_worker::WorkerConfig;
+use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData};
+use wxnotify_sandbox::mock_wechat::{
     self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockTemplate,
 };
-use wxnotify::templates::SyncTrigger;
-use wxnotify::wechat::client::{ApiQuota, ClientOptions};
-use wxnotify::wechat::{TokenStore, WechatClient};
+use wxnotify_services::templates::SyncTrigger;
+use wxnotify_core::wechat::client::{ApiQuota, ClientOptions};
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 
 use crate::system::System;
 
@@ -249,7 +249,7 @@ async fn a_listed_template_that_vanishes_is_refused_as_deleted_until_a_listing_h
     let (tokens, client) = wechat(&sys);
     let app = AppName::default_app();
     let sync = || {
-        wxnotify::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
+        wxnotify_services::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
     };
     sync().await.unwrap();
     assert_eq!(
@@ -506,12 +506,12 @@ async fn the_quota_is_read_from_wechat_and_the_day_count_rolls_over_at_beijing_m
     .await;
     let (tokens, client) = wechat(&sys);
     let app = AppName::default_app();
-    let read = wxnotify::quota::read(
+    let read = wxnotify_services::quota::read(
         &sys.db.pool,
         &tokens,
         &client,
         &app,
-        wxnotify::quota::ReadTrigger::Command,
+        wxnotify_services::quota::ReadTrigger::Command,
     )
     .await
     .unwrap();
@@ -530,18 +530,18 @@ async fn the_quota_is_read_from_wechat_and_the_day_count_rolls_over_at_beijing_m
         used: 10,
         remain: 990,
     };
-    wxnotify::quota::store(
+    wxnotify_services::quota::store(
         &sys.db.pool,
         &app,
         &quota,
         at("2026-11-30T15:00:00Z"),
-        wxnotify::quota::ReadTrigger::Schedule,
+        wxnotify_services::quota::ReadTrigger::Schedule,
     )
     .await
     .unwrap();
     sent_at(&sys, "before-midnight", at("2026-11-30T15:30:00Z")).await;
     sent_at(&sys, "after-midnight", at("2026-11-30T16:30:00Z")).await;
-    let today = |now| wxnotify::quota::today(&sys.db.pool, &app, at(now));
+    let today = |now| wxnotify_services::quota::today(&sys.db.pool, &app, at(now));
     let q = today("2026-11-30T15:59:59Z").await.unwrap().unwrap();
     assert_eq!((q.used, q.remaining, q.sent_since_read), (11, 989, 1));
     let q = today("2026-11-30T16:00:01Z").await.unwrap().unwrap();
@@ -576,7 +576,7 @@ async fn a_45009_makes_the_worker_read_the_real_quota_again() {
     )
     .await;
     worker.stop().await;
-    let q = wxnotify::quota::today(&sys.db.pool, &AppName::default_app(), Utc::now())
+    let q = wxnotify_services::quota::today(&sys.db.pool, &AppName::default_app(), Utc::now())
         .await
         .unwrap()
         .unwrap();
@@ -791,7 +791,7 @@ async fn enqueue_refuses_unknown_and_missing_keys_naming_them() {
     let sys = System::seeded(1).await;
     let (tokens, client) = wechat(&sys);
     let app = AppName::default_app();
-    wxnotify::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
+    wxnotify_services::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
         .await
         .unwrap();
     // WeChat's list lacks the category template: accepted, with a warning, keys unchecked.
@@ -904,7 +904,7 @@ async fn status_shows_the_quota_the_queues_and_the_workers() {
     assert!(
         queues.contains(
             &sys.topology
-                .lane_queue(wxnotify::queue::Lane::Jobs)
+                .lane_queue(wxnotify_core::queue::Lane::Jobs)
                 .as_str()
         )
     );

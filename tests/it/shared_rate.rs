@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::time::Instant;
-use wxnotify::config::{AppConfig, Settings};
-use wxnotify::delivery::WorkerConfig;
-use wxnotify::delivery::rate_limit::Limits;
-use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::queue::Lane;
-use wxnotify::sandbox::mock_wechat::{self, MockConfig};
+use wxnotify_core::config::{AppConfig, Settings};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_worker::rate_limit::Limits;
+use wxnotify_core::domain::{Job, OpenId, Recipient};
+use wxnotify_core::queue::Lane;
+use wxnotify_sandbox::mock_wechat::{self, MockConfig};
 
 use crate::support::TestDb;
 use crate::system::System;
@@ -38,7 +38,7 @@ async fn process(db: &TestDb, apps: &[AppConfig]) -> Arc<Limits> {
 
 async fn db_with(apps: &[AppConfig]) -> TestDb {
     let db = TestDb::new().await;
-    wxnotify::db::register_apps(&db.pool, apps).await.unwrap();
+    wxnotify_core::db::register_apps(&db.pool, apps).await.unwrap();
     db
 }
 
@@ -472,7 +472,7 @@ async fn workers_never_exceed_the_rate_at_the_fake(workers: usize) {
     let mut times: Vec<u64> = sys.mock.sends().iter().map(|s| s.accepted_at_ms).collect();
     times.sort_unstable();
     assert_eq!(times.len() as u64, jobs_n, "every job was sent once");
-    let busiest = wxnotify::sandbox::bench::busiest_window(&times);
+    let busiest = wxnotify_sandbox::bench::busiest_window(&times);
     assert!(
         busiest as f64 <= rate as f64 * 1.02 + 2.0,
         "{busiest} sends in one second at the fake, limit {rate} ({workers} workers: {sent_by:?})"

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use wxnotify::domain::{Job, OpenId, Recipient};
-use wxnotify::sandbox::mock_wechat::{self, Endpoint, MockConfig};
+use wxnotify_core::domain::{Job, OpenId, Recipient};
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, MockConfig};
 
 use crate::system::System;
 use crate::worker::job;

@@ -1,11 +1,11 @@
 #![allow(dead_code)] // not every test module uses every helper
 //! Test isolation: a fresh, migrated database per test (dropped afterwards, even when the test
 //! panics) and a random queue prefix per test. Both are made by the sandbox's scratch
-//! environments ([`wxnotify::sandbox::scratch`]); this file holds only what tests add to them.
+//! environments ([`wxnotify_sandbox::scratch`]); this file holds only what tests add to them.
 
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use wxnotify::sandbox::scratch;
+use wxnotify_sandbox::scratch;
 
 /// The server tests create their databases on.
 pub fn server_url() -> String {
@@ -15,7 +15,7 @@ pub fn server_url() -> String {
 
 /// The broker tests use.
 pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| wxnotify::config::DEFAULT_AMQP_URL.into())
+    std::env::var("AMQP_URL").unwrap_or_else(|_| wxnotify_core::config::DEFAULT_AMQP_URL.into())
 }
 
 /// A random queue prefix, so tests share the broker without seeing each other's messages.
@@ -43,12 +43,12 @@ impl TestDb {
         scratch::create_database(&server, &name)
             .await
             .expect("cannot make the test database");
-        let options = wxnotify::db::plan_each_execution(server.database(&name));
-        let pool = wxnotify::db::pool_options(10)
+        let options = wxnotify_core::db::plan_each_execution(server.database(&name));
+        let pool = wxnotify_core::db::pool_options(10)
             .connect_with(options.clone())
             .await
             .expect("connect to the test database");
-        wxnotify::db::migrate(&pool).await.expect("migrations");
+        wxnotify_core::db::migrate(&pool).await.expect("migrations");
         TestDb {
             pool,
             name,
@@ -58,7 +58,7 @@ impl TestDb {
 
     /// A new pool of its own on the same database, as another process would have.
     pub async fn another_pool(&self, max_connections: u32) -> PgPool {
-        wxnotify::db::pool_options(max_connections)
+        wxnotify_core::db::pool_options(max_connections)
             .connect_with(self.options.clone())
             .await
             .expect("connect to the test database")

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Connection;
-use wxnotify::config::Settings;
-use wxnotify::app::Application;
-use wxnotify::delivery::{StatsSnapshot, WorkerConfig};
-use wxnotify::domain::{Job, JobId};
-use wxnotify::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
-use wxnotify::sandbox::mock_wechat::{MockConfig, MockWechat};
-use wxnotify::sandbox::scratch;
+use wxnotify_core::config::Settings;
+use wxnotify_app::Application;
+use wxnotify_worker::{StatsSnapshot, WorkerConfig};
+use wxnotify_core::domain::{Job, JobId};
+use wxnotify_core::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
+use wxnotify_sandbox::mock_wechat::{MockConfig, MockWechat};
+use wxnotify_sandbox::scratch;
 
 use crate::support::{TestDb, amqp_url, queue_prefix};
 
@@ -35,7 +35,7 @@ pub struct System {
 pub struct RunningWorker {
     pub shutdown: tokio_util::sync::CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
-    pub stats: Arc<wxnotify::delivery::WorkerStats>,
+    pub stats: Arc<wxnotify_worker::WorkerStats>,
 }
 
 impl RunningWorker {
@@ -70,11 +70,11 @@ impl System {
         let prefix = queue_prefix();
         let settings = scratch::fake_wechat_settings(&db.url(), &amqp_url, &mock, &prefix, rate)
             .expect("test settings");
-        wxnotify::db::register_apps(&db.pool, &settings.apps)
+        wxnotify_core::db::register_apps(&db.pool, &settings.apps)
             .await
             .unwrap();
         let connection = Arc::new(
-            wxnotify::queue::connect(&settings.amqp_url, "wxnotify-test")
+            wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify-test")
                 .await
                 .expect("RabbitMQ"),
         );
@@ -117,7 +117,7 @@ impl System {
     /// Records persons `0..n` of the fake as Mini Program users and OA followers, as logins and
     /// the follower sync would.
     pub async fn seed_people(&self, n: u64) {
-        wxnotify::sandbox::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
+        wxnotify_sandbox::scratch::seed_mapping(&self.db.pool, n, &self.mock_config)
             .await
             .unwrap();
     }
@@ -233,7 +233,7 @@ impl Drop for System {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let Ok(connection) = wxnotify::queue::connect(&url, "wxnotify-test-cleanup").await
+                let Ok(connection) = wxnotify_core::queue::connect(&url, "wxnotify-test-cleanup").await
                 else {
                     return;
                 };

@@ -7,13 +7,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use url::Url;
-use wxnotify::config::Settings;
-use wxnotify::domain::AppName;
-use wxnotify::followers::{Progress, SyncError, SyncOptions, SyncReport};
-use wxnotify::http::{AppState, EdgeOptions, health, router};
-use wxnotify::sandbox::mock_wechat::{self, MockConfig, MockWechat, PushMode};
-use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::{TokenStore, WechatClient};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::AppName;
+use wxnotify_services::followers::{Progress, SyncError, SyncOptions, SyncReport};
+use wxnotify_api::{AppState, EdgeOptions, health, router};
+use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockWechat, PushMode};
+use wxnotify_core::wechat::client::ClientOptions;
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 
 use crate::support::TestDb;
 
@@ -54,7 +54,7 @@ impl World {
         ]);
         vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
-        wxnotify::db::register_apps(&db.pool, &settings.apps)
+        wxnotify_core::db::register_apps(&db.pool, &settings.apps)
             .await
             .unwrap();
         let client = WechatClient::new(mock.base_url(), &ClientOptions::default()).unwrap();
@@ -81,7 +81,7 @@ impl World {
 
     /// Runs one sync of the default app.
     pub async fn sync(&self, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
-        wxnotify::followers::sync_followers(
+        wxnotify_services::followers::sync_followers(
             &self.db.pool,
             &self.client,
             &self.tokens,

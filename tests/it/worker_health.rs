@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use wxnotify::sandbox::mock_wechat::{self, MockConfig};
+use wxnotify_sandbox::mock_wechat::{self, MockConfig};
 
 use crate::system::System;
 

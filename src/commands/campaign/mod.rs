@@ -13,11 +13,11 @@ mod output;
 pub use self::args::{CampaignArgs, CampaignCommand, CreateArgs, IdArgs, ListArgs, StatusArgs};
 use self::output::{follow, preview_text, print};
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
-use crate::campaigns::model::Action;
-use crate::campaigns::store::{self, AudienceSource, NewCampaign};
-use crate::campaigns::{CampaignError, audience, pacing_from, preview, progress};
-use crate::config::Settings;
-use crate::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
+use wxnotify_services::campaigns::model::Action;
+use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
+use wxnotify_services::campaigns::{CampaignError, audience, pacing_from, preview, progress};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
 
 fn actor(by: &Option<String>) -> String {
     by.clone()
@@ -79,13 +79,13 @@ fn new_campaign(
 pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     settings.require_apps()?;
-    let pool = crate::db::connect(&settings.database_url, 4).await?;
-    crate::db::migrate(&pool).await?;
-    crate::db::register_apps(&pool, &settings.apps).await?;
+    let pool = wxnotify_core::db::connect(&settings.database_url, 4).await?;
+    wxnotify_core::db::migrate(&pool).await?;
+    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
     if let CampaignCommand::Dispatch = args.command {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(super::cancel_on_signal(shutdown.clone()));
-        crate::campaigns::dispatcher::run_until(settings, pool, Default::default(), shutdown).await;
+        wxnotify_services::campaigns::dispatcher::run_until(settings, pool, Default::default(), shutdown).await;
         return Ok(ExitCode::SUCCESS);
     }
     match command(args.command, &settings, &pool).await {
@@ -198,7 +198,7 @@ async fn act(pool: &PgPool, args: IdArgs, action: Action) -> Result<ExitCode, Ca
     #[derive(Serialize)]
     struct Out {
         id: Uuid,
-        state: crate::campaigns::CampaignState,
+        state: wxnotify_services::campaigns::CampaignState,
     }
     print(args.json, &Out { id: args.id, state }, || {
         format!("campaign {} is {state}", args.id)

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::campaigns::{CampaignError, progress};
+use wxnotify_services::campaigns::{CampaignError, progress};
 
 /// Prints `value` as one JSON line, or the text `text` gives.
 pub(super) fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Settings;
-use crate::domain::Lane;
-use crate::domain::{AppName, Job};
-use crate::queue::ndjson::DEFAULT_BATCH_SIZE;
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::Lane;
+use wxnotify_core::domain::{AppName, Job};
+use wxnotify_core::queue::ndjson::DEFAULT_BATCH_SIZE;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -14,10 +14,10 @@ mod args;
 pub use args::EnqueueArgs;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
-use crate::config::Settings;
-use crate::queue::connect;
-use crate::queue::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
-use crate::queue::{Publisher, PublisherOptions, Topology};
+use wxnotify_core::config::Settings;
+use wxnotify_core::queue::connect;
+use wxnotify_core::queue::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
+use wxnotify_core::queue::{Publisher, PublisherOptions, Topology};
 use args::single_job;
 
 /// How many rejections the text summary lists (`--json` lists them all).
@@ -33,7 +33,7 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     // Issue 14: every job is checked against its template before it is published.
     let catalog = load_catalog(&settings).await;
     if let (Some(job), Some(catalog)) = (&single, &catalog) {
-        match crate::templates::check_job(catalog, job) {
+        match wxnotify_services::templates::check_job(catalog, job) {
             Ok(checked) => {
                 for warning in &checked.warnings {
                     eprintln!("warning: {warning}");
@@ -103,7 +103,7 @@ async fn require_exchange(
             let _ = channel.close(200, "checked".into()).await;
             Ok(())
         }
-        Err(err) if err.is_amqp_soft_error() => Err(crate::config::ConfigError::Invalid {
+        Err(err) if err.is_amqp_soft_error() => Err(wxnotify_core::config::ConfigError::Invalid {
             name: "WXNOTIFY_QUEUE_PREFIX".into(),
             reason: format!("the exchange {exchange:?} does not exist on this broker"),
             hint: "Run `wxnotify migrate` with the same settings first, or fix the prefix.",
@@ -115,7 +115,7 @@ async fn require_exchange(
 
 /// The template catalog of every app, or `None` (with a warning) when Postgres cannot be asked:
 /// then jobs are published unchecked and the worker's check is the only one.
-async fn load_catalog(settings: &Settings) -> Option<crate::templates::Catalog> {
+async fn load_catalog(settings: &Settings) -> Option<wxnotify_services::templates::Catalog> {
     use secrecy::ExposeSecret;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -124,7 +124,7 @@ async fn load_catalog(settings: &Settings) -> Option<crate::templates::Catalog> 
         .await;
     let loaded = match pool {
         Ok(pool) => {
-            let catalog = crate::templates::Catalog::load(&pool).await;
+            let catalog = wxnotify_services::templates::Catalog::load(&pool).await;
             pool.close().await;
             catalog
         }
@@ -144,7 +144,7 @@ async fn publish_stream(
     args: &EnqueueArgs,
     input: impl AsyncBufRead + Unpin,
     progress: &ProgressBar,
-    catalog: Option<&crate::templates::Catalog>,
+    catalog: Option<&wxnotify_services::templates::Catalog>,
 ) -> Result<EnqueueSummary, EnqueueAborted> {
     publish_ndjson_checked(
         publisher,
@@ -153,7 +153,7 @@ async fn publish_stream(
         args.batch_size,
         progress,
         |job| match catalog {
-            Some(catalog) => crate::templates::check_job(catalog, job)
+            Some(catalog) => wxnotify_services::templates::check_job(catalog, job)
                 .map(|_| ())
                 .map_err(|refusal| refusal.to_string()),
             None => Ok(()),
@@ -166,7 +166,7 @@ async fn run_file(
     publisher: &Publisher,
     args: &EnqueueArgs,
     progress: &ProgressBar,
-    catalog: Option<&crate::templates::Catalog>,
+    catalog: Option<&wxnotify_services::templates::Catalog>,
 ) -> anyhow::Result<Result<EnqueueSummary, EnqueueAborted>> {
     let path = args.file.as_ref().expect("--file is given");
     if path.as_os_str() == "-" {
@@ -175,7 +175,7 @@ async fn run_file(
     }
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| crate::config::ConfigError::File {
+        .map_err(|e| wxnotify_core::config::ConfigError::File {
             path: path.clone(),
             reason: e.to_string(),
         })?;
@@ -210,7 +210,7 @@ fn invalid_single_job(args: &EnqueueArgs, reason: String) -> ExitCode {
     if args.json {
         let summary = EnqueueSummary {
             accepted: 0,
-            rejected: vec![crate::queue::ndjson::Rejection { line: 1, reason }],
+            rejected: vec![wxnotify_core::queue::ndjson::Rejection { line: 1, reason }],
             job_ids: vec![],
         };
         print_summary(&summary, true);

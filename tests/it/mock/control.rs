@@ -1,7 +1,7 @@
 //! `/mock/…` over HTTP, and the counters.
 
 use serde_json::json;
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     Endpoint, MOCK_MP_APPID, MOCK_MP_SECRET, MockStats, mp_openid,
 };
 

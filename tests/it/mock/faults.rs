@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use wxnotify::sandbox::mock_wechat::{Endpoint, Fault, FaultPlan, FaultRule};
+use wxnotify_sandbox::mock_wechat::{Endpoint, Fault, FaultPlan, FaultRule};
 
 use super::support::{Fake, raw_msgid, shipped, with_id};
 

@@ -1,7 +1,7 @@
 //! `user/get` paging and its three end-of-list forms, `user/info`, `user/info/batchget`.
 
 use serde_json::{Value, json};
-use wxnotify::sandbox::mock_wechat::{EndOfList, MockConfig, mp_openid, oa_openid};
+use wxnotify_sandbox::mock_wechat::{EndOfList, MockConfig, mp_openid, oa_openid};
 
 use super::support::Fake;
 
@@ -148,7 +148,7 @@ async fn user_info_describes_followers_unfollowers_and_people_without_unionid() 
     let no_union = info(2).await.assert_ok();
     assert!(no_union.get("unionid").is_none() && no_union["subscribe"] == 1);
     let gone = info(19).await.assert_ok();
-    let union19 = wxnotify::sandbox::mock_wechat::unionid(19, fake.mock.config()).unwrap();
+    let union19 = wxnotify_sandbox::mock_wechat::unionid(19, fake.mock.config()).unwrap();
     assert_eq!(
         gone,
         json!({"subscribe": 0, "openid": oa_openid(19), "unionid": union19})

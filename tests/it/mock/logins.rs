@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     MOCK_MP_APPID, MOCK_MP_SECRET, MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig, mp_openid,
 };
 

@@ -2,7 +2,7 @@
 //! interception for configured words, `queryblocktmplmsg` paging, templates deleted at run time.
 
 use serde_json::json;
-use wxnotify::sandbox::mock_wechat::MockConfig;
+use wxnotify_sandbox::mock_wechat::MockConfig;
 
 use super::support::{Fake, Raw, shipped};
 
@@ -104,7 +104,7 @@ async fn a_blocked_word_is_40249_and_a_held_one_is_40252_then_listed_once_the_re
     assert_eq!(records.len(), 2);
     assert_eq!(
         records[0]["openid"],
-        wxnotify::sandbox::mock_wechat::oa_openid(0)
+        wxnotify_sandbox::mock_wechat::oa_openid(0)
     );
     let last = records[1]["id"].as_i64().unwrap();
     let rest = page(last, 100).await;

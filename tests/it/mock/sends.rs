@@ -1,7 +1,7 @@
 //! `message/template/send`: the success body, every refusal, dedupe, the templates list.
 
 use serde_json::json;
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     FIRST_MSGID, MOCK_MP_APPID, MockConfig, MockTemplate, mp_openid, oa_openid,
 };
 

@@ -2,7 +2,7 @@
 //! status, content type and body text, so the tests assert the wire format itself.
 
 use serde_json::{Value, json};
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     MOCK_MP_APPID, MOCK_MP_SECRET, MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig, MockWechat, oa_openid,
 };
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wxnotify::sandbox::mock_wechat::{MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig};
+use wxnotify_sandbox::mock_wechat::{MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig};
 
 use super::support::Fake;
 
@@ -126,7 +126,7 @@ async fn stable_token_repeats_itself_then_hands_over_in_its_last_overlap() {
     assert_eq!(
         fake.mock
             .stats()
-            .tokens_minted_by(wxnotify::sandbox::mock_wechat::Endpoint::StableToken),
+            .tokens_minted_by(wxnotify_sandbox::mock_wechat::Endpoint::StableToken),
         2
     );
 }

@@ -10,10 +10,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use wiremock::matchers::{body_partial_json, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-use wxnotify::config::{AppConfig, TokenSource};
-use wxnotify::domain::{AppId, AppName};
-use wxnotify::wechat::client::ClientOptions;
-use wxnotify::wechat::{AccessToken, ErrClass, TokenStore, WechatClient, WechatError};
+use wxnotify_core::config::{AppConfig, TokenSource};
+use wxnotify_core::domain::{AppId, AppName};
+use wxnotify_core::wechat::client::ClientOptions;
+use wxnotify_core::wechat::{AccessToken, ErrClass, TokenStore, WechatClient, WechatError};
 
 use crate::support::TestDb;
 
@@ -64,7 +64,7 @@ impl Fixture {
             rate_per_second: 100,
             token_source: source,
         };
-        wxnotify::db::register_apps(&db.pool, std::slice::from_ref(&app))
+        wxnotify_core::db::register_apps(&db.pool, std::slice::from_ref(&app))
             .await
             .unwrap();
         let wechat = MockServer::start().await;
@@ -166,7 +166,7 @@ impl Fixture {
 async fn on_every_store<F, Fut>(stores: &[TokenStore], per_store: usize, op: F) -> Vec<String>
 where
     F: Fn(TokenStore) -> Fut,
-    Fut: Future<Output = Result<AccessToken, wxnotify::wechat::TokenError>> + Send + 'static,
+    Fut: Future<Output = Result<AccessToken, wxnotify_core::wechat::TokenError>> + Send + 'static,
 {
     let mut tasks = JoinSet::new();
     for store in stores {
@@ -186,7 +186,7 @@ fn api_error(errcode: i64) -> WechatError {
         endpoint: "cgi-bin/message/template/send",
         errcode,
         errmsg: format!("errcode {errcode} rid: 9-9-9"),
-        class: wxnotify::wechat::classify(errcode),
+        class: wxnotify_core::wechat::classify(errcode),
     }
 }
 
@@ -456,7 +456,7 @@ async fn with_token_does_not_retry_other_errors() {
             })
             .await
             .unwrap_err();
-        assert_eq!(err.class(), wxnotify::wechat::classify(errcode));
+        assert_eq!(err.class(), wxnotify_core::wechat::classify(errcode));
         assert_eq!(attempts.load(Ordering::SeqCst), 1, "{errcode}");
     }
     assert_eq!(fx.calls(), 1);

@@ -6,16 +6,16 @@ use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use tokio::task::JoinSet;
-use wxnotify::config::{AppConfig, TokenSource};
-use wxnotify::domain::{
+use wxnotify_core::config::{AppConfig, TokenSource};
+use wxnotify_core::domain::{
     AppId, AppName, FieldKey, MiniProgramLink, OpenId, TemplateData, TemplateId,
 };
-use wxnotify::sandbox::mock_wechat::{
+use wxnotify_sandbox::mock_wechat::{
     EndOfList, Endpoint, FIRST_MSGID, Fault, FaultRule, MOCK_MP_APPID, MOCK_MP_SECRET,
     MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig, MockWechat, mp_openid, oa_openid, unionid,
 };
-use wxnotify::wechat::client::{ClientOptions, TemplateMessage};
-use wxnotify::wechat::{
+use wxnotify_core::wechat::client::{ClientOptions, TemplateMessage};
+use wxnotify_core::wechat::{
     AccessToken, ErrClass, PermanentKind, TokenStore, WechatClient, WechatError,
 };
 
@@ -515,7 +515,7 @@ async fn store_on(fake: &MockWechat, db: &TestDb, source: TokenSource) -> (Token
         rate_per_second: 100,
         token_source: source,
     };
-    wxnotify::db::register_apps(&db.pool, std::slice::from_ref(&app))
+    wxnotify_core::db::register_apps(&db.pool, std::slice::from_ref(&app))
         .await
         .unwrap();
     let store = TokenStore::new(

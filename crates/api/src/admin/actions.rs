@@ -1,0 +1,216 @@
+//! Replay and purge of dead letters, by ids or by filter, with a dry run: the one place the
+//! admin API and the console both call, so both decide alike and both write the audit row.
+
+use super::AdminState;
+use super::auth::Principal;
+use super::error::AdminError;
+use super::store::{self, AuditEntry};
+use wxnotify_services::dlq::{self, DeadLetterQuery, query};
+
+/// At most this many ids in one request.
+pub const MAX_IDS: usize = 10_000;
+
+/// Which dead letters an action is for: ids, or everything a filter shows.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct ActionRequest {
+    /// These dead letters (give `ids` or `filter`, not both).
+    #[serde(default)]
+    pub ids: Option<Vec<i64>>,
+    /// Every dead letter this filter lists (`{}` = every open letter). Put the `max_id` a dry
+    /// run answered here to act on exactly the letters it counted.
+    #[serde(default)]
+    pub filter: Option<DeadLetterQuery>,
+    /// Only count; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A resolved target.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// By ids.
+    Ids(Vec<i64>),
+    /// By filter.
+    Filter(DeadLetterQuery),
+}
+
+impl ActionRequest {
+    /// The target, or 400 when it is not exactly one of ids and filter.
+    pub fn target(self) -> Result<(Target, bool), AdminError> {
+        match (self.ids, self.filter) {
+            (Some(ids), None) if ids.is_empty() => {
+                Err(AdminError::BadRequest("`ids` is empty".into()))
+            }
+            (Some(ids), None) if ids.len() > MAX_IDS => Err(AdminError::BadRequest(format!(
+                "at most {MAX_IDS} ids at once; act by filter for more"
+            ))),
+            (Some(ids), None) => Ok((Target::Ids(ids), self.dry_run)),
+            (None, Some(f)) => Ok((Target::Filter(f), self.dry_run)),
+            _ => Err(AdminError::BadRequest(
+                "give either `ids` (a list of dead-letter ids) or `filter` (an object; {} = every open letter)".into(),
+            )),
+        }
+    }
+}
+
+/// One letter that was not acted on, and why.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct NotDone {
+    /// The dead letter's id.
+    pub id: i64,
+    /// Why.
+    pub why: String,
+}
+
+/// What an action did (or, in a dry run, would do).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ActionReport {
+    /// `replay` or `purge`.
+    pub action: &'static str,
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Letters the ids or the filter matched.
+    pub matched: i64,
+    /// Letters replayed or purged (in a dry run: that would be).
+    pub affected: i64,
+    /// Letters that cannot be replayed (malformed, already replayed), with why (first 100).
+    pub skipped: Vec<NotDone>,
+    /// Letters whose publish failed, with the error (first 100).
+    pub failed: Vec<NotDone>,
+    /// For a filter: the highest id matched. Send it back as `filter.max_id` to act on exactly
+    /// these letters.
+    pub max_id: Option<i64>,
+}
+
+fn not_done(v: Vec<(i64, String)>) -> Vec<NotDone> {
+    v.into_iter()
+        .take(100)
+        .map(|(id, why)| NotDone { id, why })
+        .collect()
+}
+
+/// Pins a filter to the letters it matches now.
+async fn pin(
+    state: &AdminState,
+    mut f: DeadLetterQuery,
+) -> Result<(DeadLetterQuery, i64), AdminError> {
+    let (matched, max_id) = query::count(state.pool(), &f).await?;
+    if f.max_id.is_none() {
+        // Nothing matches: pin below every id, so the action touches nothing.
+        f.max_id = Some(max_id.unwrap_or(0));
+    }
+    Ok((f, matched))
+}
+
+/// Replays the target (publishes the jobs again with their ids); audited.
+pub async fn replay(
+    state: &AdminState,
+    who: &Principal,
+    target: Target,
+    dry_run: bool,
+) -> Result<ActionReport, AdminError> {
+    if !dry_run {
+        who.require_admin()?;
+    }
+    let settings = state.settings();
+    let (report, matched, filter, ids) = match target {
+        Target::Ids(ids) => {
+            let rows = dlq::by_ids(state.pool(), &ids).await?;
+            let matched = rows.len() as i64;
+            let report = dlq::replay(settings, state.pool(), rows, dry_run)
+                .await
+                .map_err(AdminError::Unavailable)?;
+            (report, matched, None, Some(ids))
+        }
+        Target::Filter(f) => {
+            let (f, matched) = pin(state, f).await?;
+            let report = dlq::replay_query(settings, state.pool(), &f, dry_run)
+                .await
+                .map_err(AdminError::Unavailable)?;
+            (report, matched, Some(f), None)
+        }
+    };
+    let out = ActionReport {
+        action: "replay",
+        dry_run,
+        matched,
+        affected: report.replayed.len() as i64,
+        skipped: not_done(report.skipped),
+        failed: not_done(report.failed),
+        max_id: filter.as_ref().and_then(|f| f.max_id),
+    };
+    store::audit(
+        state.pool(),
+        who,
+        &AuditEntry {
+            action: "replay",
+            filter: filter.as_ref(),
+            ids: ids.as_deref(),
+            affected: out.affected,
+            dry_run,
+            detail: serde_json::json!({
+                "matched": out.matched,
+                "skipped": out.skipped.len(),
+                "failed": out.failed.len(),
+            }),
+        },
+    )
+    .await?;
+    Ok(out)
+}
+
+/// Deletes the target's dead letters; audited.
+pub async fn purge(
+    state: &AdminState,
+    who: &Principal,
+    target: Target,
+    dry_run: bool,
+) -> Result<ActionReport, AdminError> {
+    if !dry_run {
+        who.require_admin()?;
+    }
+    let pool = state.pool();
+    let (matched, affected, filter, ids) = match target {
+        Target::Ids(ids) => {
+            let matched = dlq::by_ids(pool, &ids).await?.len() as i64;
+            let affected = if dry_run {
+                matched
+            } else {
+                query::purge_ids(pool, &ids).await? as i64
+            };
+            (matched, affected, None, Some(ids))
+        }
+        Target::Filter(f) => {
+            let (f, matched) = pin(state, f).await?;
+            let affected = if dry_run {
+                matched
+            } else {
+                query::purge(pool, &f).await? as i64
+            };
+            (matched, affected, Some(f), None)
+        }
+    };
+    let out = ActionReport {
+        action: "purge",
+        dry_run,
+        matched,
+        affected,
+        skipped: Vec::new(),
+        failed: Vec::new(),
+        max_id: filter.as_ref().and_then(|f| f.max_id),
+    };
+    store::audit(
+        pool,
+        who,
+        &AuditEntry {
+            action: "purge",
+            filter: filter.as_ref(),
+            ids: ids.as_deref(),
+            affected,
+            dry_run,
+            detail: serde_json::json!({ "matched": matched }),
+        },
+    )
+    .await?;
+    Ok(out)
+}

@@ -1,0 +1,165 @@
+//! The admin surface of `wxnotify serve`: the JSON admin API at `/admin/api/...` ([`api`]) and
+//! the ops console at `/admin` (`crate::console`), both behind [`auth`].
+//!
+//! - [`auth`]: tokens, roles and the extractors other admin routes reuse;
+//! - [`actions`]: replay and purge (by ids or filter, dry run), audited;
+//! - [`store`]: deliveries, apps, workers, overview figures, the audit trail;
+//! - [`queues`]: queue depths by passive declare;
+//! - [`retention`]: dead letters older than N days purged periodically.
+//!
+//! Settings: `WXNOTIFY_ADMIN_TOKEN` (role admin), `WXNOTIFY_VIEWER_TOKEN` (role viewer),
+//! `WXNOTIFY_DLQ_RETENTION_DAYS` (off when unset). With no token the surface is off (404).
+
+pub mod actions;
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod queues;
+pub mod retention;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use wxnotify_core::config::{ConfigError, Settings};
+use wxnotify_core::queue::Topology;
+use auth::AdminAuth;
+use queues::QueueProbe;
+
+/// Admin settings beyond [`Settings::admin_token`].
+#[derive(Debug, Clone, Default)]
+pub struct AdminOptions {
+    /// The read-only token (`WXNOTIFY_VIEWER_TOKEN`).
+    pub viewer_token: Option<SecretString>,
+    /// Purge dead letters older than this many days (`WXNOTIFY_DLQ_RETENTION_DAYS`).
+    pub retention_days: Option<u32>,
+    /// How long a console login lasts (default 12 hours).
+    pub session_ttl: Option<Duration>,
+}
+
+impl AdminOptions {
+    /// Reads `WXNOTIFY_VIEWER_TOKEN` and `WXNOTIFY_DLQ_RETENTION_DAYS` from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let retention_days = var("WXNOTIFY_DLQ_RETENTION_DAYS")
+            .map(|v| {
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "WXNOTIFY_DLQ_RETENTION_DAYS".into(),
+                        reason: format!("{v:?} is not a whole number of days above 0"),
+                        hint: "Set e.g. 30 to purge dead letters older than 30 days, or unset it to keep them.",
+                    })
+            })
+            .transpose()?;
+        Ok(AdminOptions {
+            viewer_token: var("WXNOTIFY_VIEWER_TOKEN").map(Into::into),
+            retention_days,
+            session_ttl: None,
+        })
+    }
+}
+
+struct Inner {
+    pool: PgPool,
+    auth: Arc<AdminAuth>,
+    settings: Settings,
+    queues: QueueProbe,
+    options: AdminOptions,
+    login_guard: crate::console::login_guard::LoginGuard,
+}
+
+/// What the admin API and the console share. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    inner: Arc<Inner>,
+}
+
+impl FromRef<AdminState> for Arc<AdminAuth> {
+    fn from_ref(state: &AdminState) -> Self {
+        state.inner.auth.clone()
+    }
+}
+
+impl AdminState {
+    /// The admin state of `settings` (its admin token, broker, queue prefix) and `options`.
+    pub fn new(pool: PgPool, settings: &Settings, options: AdminOptions) -> Self {
+        let auth = AdminAuth::new(settings.admin_token.as_ref(), options.viewer_token.as_ref());
+        let queues = QueueProbe::new(
+            settings.amqp_url.clone(),
+            Topology::new(settings.queue_prefix.clone()),
+        );
+        AdminState {
+            inner: Arc::new(Inner {
+                pool,
+                auth: Arc::new(auth),
+                settings: settings.clone(),
+                queues,
+                options,
+                login_guard: Default::default(),
+            }),
+        }
+    }
+
+    /// The Postgres pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The tokens.
+    pub fn auth(&self) -> &AdminAuth {
+        &self.inner.auth
+    }
+
+    /// The settings (broker and queue prefix for replays).
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The queue-depth probe.
+    pub fn queues(&self) -> &QueueProbe {
+        &self.inner.queues
+    }
+
+    /// The options.
+    pub fn options(&self) -> &AdminOptions {
+        &self.inner.options
+    }
+
+    /// Failed console logins per client address.
+    pub fn login_guard(&self) -> &crate::console::login_guard::LoginGuard {
+        &self.inner.login_guard
+    }
+}
+
+/// The admin API and the console, or an empty router when no token is configured (so every
+/// admin path is 404).
+pub fn router(state: AdminState) -> Router {
+    if !state.auth().enabled() {
+        return Router::new();
+    }
+    Router::new()
+        .nest("/admin/api", api::router())
+        .merge(crate::console::router())
+        .with_state(state)
+}
+
+/// What `serve` runs for the admin surface: its routes, and the retention task when set.
+pub fn start(pool: PgPool, settings: &Settings) -> Result<Router, ConfigError> {
+    let options = AdminOptions::from_env()?;
+    let state = AdminState::new(pool.clone(), settings, options.clone());
+    if let Some(days) = options.retention_days {
+        tokio::spawn(retention::run(pool, days));
+    }
+    if state.auth().enabled() {
+        tracing::info!("admin API at /admin/api and the ops console at /admin");
+    }
+    Ok(router(state))
+}

@@ -1,0 +1,255 @@
+//! The campaign operations over HTTP, under `/admin/api/campaigns`, behind the admin token:
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /admin/api/campaigns` | the newest campaigns |
+//! | `POST /admin/api/campaigns` | create (audience `"followers"` or `{"recipients": [...]}`); 201 with the create report |
+//! | `GET /admin/api/campaigns/{id}` | status (the `campaign status --json` shape) |
+//! | `GET /admin/api/campaigns/{id}/preview` | reachable / unreachable by reason |
+//! | `POST /admin/api/campaigns/{id}/{start,pause,resume,cancel}` | state changes (409 when not allowed) |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::admin::auth::AdminAuth;
+use wxnotify_services::campaigns::audience::{ListEntry, list_items};
+use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
+use wxnotify_services::campaigns::{Action, CampaignError, progress};
+use wxnotify_services::campaigns::{pacing_from, preview};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
+
+/// Largest create request (an explicit list of recipients), bytes.
+const CREATE_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// What the campaign handlers share.
+#[derive(Clone)]
+pub struct CampaignsState {
+    pool: PgPool,
+    /// App → its rate (a campaign may not be faster).
+    apps: Arc<HashMap<AppName, u32>>,
+    default_app: Option<AppName>,
+}
+
+/// The campaign routes, or `None` when no admin token is configured (the endpoints are off).
+pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
+    let viewer = super::admin::AdminOptions::from_env().ok()?.viewer_token;
+    let auth = Arc::new(AdminAuth::new(
+        settings.admin_token.as_ref(),
+        viewer.as_ref(),
+    ));
+    if !auth.enabled() {
+        return None;
+    }
+    let state = CampaignsState {
+        pool,
+        apps: Arc::new(
+            settings
+                .apps
+                .iter()
+                .map(|a| (a.name.clone(), a.rate_per_second))
+                .collect(),
+        ),
+        default_app: settings.apps.first().map(|a| a.name.clone()),
+    };
+    Some(
+        Router::new()
+            .route("/admin/api/campaigns", get(list).post(create))
+            .route("/admin/api/campaigns/{id}", get(status))
+            .route("/admin/api/campaigns/{id}/preview", get(preview_handler))
+            .route("/admin/api/campaigns/{id}/{action}", post(act))
+            .layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT))
+            .layer(axum::middleware::from_fn_with_state(auth, require_role))
+            .with_state(state),
+    )
+}
+
+/// The shared admin check: any role reads (GET), only `admin` acts; no or a wrong token 401,
+/// a viewer acting 403 (constant-time comparison in [`AdminAuth`]).
+async fn require_role(
+    axum::extract::State(auth): axum::extract::State<Arc<AdminAuth>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let principal = match auth.authenticate(&parts) {
+        Ok(principal) => principal,
+        Err(e) => return e.into_response(),
+    };
+    if parts.method != axum::http::Method::GET
+        && let Err(e) = principal.require_admin()
+    {
+        return e.into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
+/// Who did it, as recorded in a campaign's history.
+const ACTOR: &str = "admin-api";
+
+/// A campaign error as an HTTP answer (never a secret in the body).
+struct ApiError(CampaignError);
+
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            CampaignError::NotFound(_) => StatusCode::NOT_FOUND,
+            CampaignError::Transition { .. } => StatusCode::CONFLICT,
+            CampaignError::Invalid(_) | CampaignError::Io(_) => StatusCode::BAD_REQUEST,
+            CampaignError::Db(e) => {
+                tracing::warn!(error = %e, "campaign API: database error");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        (status, Json(json!({"error": self.0.to_string()}))).into_response()
+    }
+}
+
+async fn list(State(s): State<CampaignsState>) -> Result<Response, ApiError> {
+    Ok(Json(store::list(&s.pool, 100).await?).into_response())
+}
+
+async fn status(
+    State(s): State<CampaignsState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    Ok(Json(progress::status(&s.pool, id).await?).into_response())
+}
+
+async fn preview_handler(
+    State(s): State<CampaignsState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    Ok(Json(preview(&s.pool, id).await?).into_response())
+}
+
+async fn act(
+    State(s): State<CampaignsState>,
+    Path((id, action)): Path<(Uuid, String)>,
+) -> Result<Response, ApiError> {
+    let action = match action.as_str() {
+        "start" => Action::Start,
+        "pause" => Action::Pause,
+        "resume" => Action::Resume,
+        "cancel" => Action::Cancel,
+        other => {
+            return Err(CampaignError::Invalid(format!(
+                "unknown action {other:?} (start, pause, resume, cancel)"
+            ))
+            .into());
+        }
+    };
+    let state = store::apply(&s.pool, id, action, ACTOR).await?;
+    Ok(Json(json!({"id": id, "state": state})).into_response())
+}
+
+/// The audience of a new campaign.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AudienceBody {
+    /// `"followers"`.
+    Named(String),
+    /// `{"recipients": [{"to": {"mp_openid": "…"}, "data": {…}}, …]}`.
+    List {
+        /// The recipients.
+        recipients: Vec<ListEntry>,
+    },
+}
+
+/// `POST /admin/api/campaigns`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    /// The app (default: the default app).
+    pub app: Option<String>,
+    /// The OA template.
+    pub template_id: String,
+    /// Shared template fields.
+    pub data: serde_json::Value,
+    /// Web page link.
+    pub url: Option<url::Url>,
+    /// Mini Program link.
+    pub miniprogram: Option<MiniProgramLink>,
+    /// Who receives it.
+    pub audience: AudienceBody,
+    /// Sends per second (default and ceiling: the app's rate).
+    pub rate: Option<u32>,
+    /// `HH:MM-HH:MM`.
+    pub window: Option<String>,
+    /// IANA time zone (default UTC).
+    pub time_zone: Option<String>,
+    /// Not before.
+    pub start_at: Option<DateTime<Utc>>,
+    /// At most this many a day.
+    pub daily_cap: Option<u64>,
+    /// Not sent after.
+    pub not_after: Option<DateTime<Utc>>,
+}
+
+async fn create(
+    State(s): State<CampaignsState>,
+    Json(body): Json<CreateBody>,
+) -> Result<Response, ApiError> {
+    let invalid = |m: String| ApiError(CampaignError::Invalid(m));
+    let app = match &body.app {
+        Some(a) => AppName::parse(a.clone()).map_err(|e| invalid(e.to_string()))?,
+        None => s
+            .default_app
+            .clone()
+            .ok_or_else(|| invalid("no app is configured".into()))?,
+    };
+    let app_rate = *s
+        .apps
+        .get(&app)
+        .ok_or_else(|| invalid(format!("unknown app {app}")))?;
+    let data: TemplateData =
+        serde_json::from_value(body.data).map_err(|e| invalid(format!("data: {e}")))?;
+    let pacing = pacing_from(
+        body.rate.unwrap_or(app_rate),
+        body.window.as_deref(),
+        body.time_zone.as_deref().unwrap_or("UTC"),
+        body.start_at,
+        body.daily_cap,
+    )?;
+    let new = NewCampaign {
+        app,
+        template_id: TemplateId::parse(body.template_id)
+            .map_err(|e| invalid(format!("template_id: {e}")))?,
+        data,
+        url: body.url,
+        miniprogram: body.miniprogram,
+        not_after: body.not_after,
+        pacing,
+        created_by: ACTOR.into(),
+    };
+    let source = match body.audience {
+        AudienceBody::Named(n) if n == "followers" => AudienceSource::Followers,
+        AudienceBody::Named(n) => {
+            return Err(invalid(format!(
+                "audience {n:?}: use \"followers\" or {{\"recipients\": [...]}}"
+            )));
+        }
+        AudienceBody::List { recipients } => AudienceSource::List(Box::new(list_items(recipients))),
+    };
+    let report = store::create(&s.pool, &new, app_rate, source).await?;
+    Ok((StatusCode::CREATED, Json(report)).into_response())
+}

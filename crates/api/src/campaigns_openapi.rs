@@ -1,0 +1,360 @@
+//! The OpenAPI description of the campaign endpoints under `/admin/api/campaigns`
+//! ([`super::campaigns`]), merged into `schemas/openapi.json` by [`super::openapi`].
+//!
+//! The handlers take and answer the campaign module's own types, which serialise without
+//! utoipa; the schemas here name the same fields (a unit test compares them with what the real
+//! values serialise to, so the two cannot drift apart unnoticed).
+
+#![allow(dead_code)] // documentation only: the functions and structs carry annotations
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+/// The campaign endpoints' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, create, status, preview, start, pause, resume, cancel),
+    components(schemas(
+        CampaignDoc,
+        CampaignStatusDoc,
+        ReceiptsDoc,
+        CreateCampaignDoc,
+        CreateReportDoc,
+        BadLinesDoc,
+        BadLineDoc,
+        PreviewDoc,
+        StateAnswerDoc,
+        CampaignErrorDoc,
+        CampaignStateDoc,
+    )),
+    tags((name = "campaigns", description = "Bulk campaigns: one template to an audience, paced; create, follow, pause, resume, cancel. Bearer token of role admin (viewer: GET only)."))
+)]
+pub struct CampaignsApiDoc;
+
+/// A campaign's state.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignState)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStateDoc {
+    /// Created with its snapshot; nothing sent until `start`.
+    Draft,
+    /// Started with a start time ahead.
+    Scheduled,
+    /// Being dispatched.
+    Running,
+    /// Stopped by an operator; `resume` continues.
+    Paused,
+    /// Every reachable recipient finished.
+    Completed,
+    /// Stopped for good.
+    Cancelled,
+}
+
+/// A stored campaign (`GET /admin/api/campaigns`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Campaign)]
+pub struct CampaignDoc {
+    pub id: Uuid,
+    pub app: String,
+    pub template_id: String,
+    /// Shared template fields.
+    pub data: serde_json::Value,
+    pub url: Option<String>,
+    pub miniprogram: Option<serde_json::Value>,
+    /// Not sent after.
+    pub not_after: Option<DateTime<Utc>>,
+    /// `followers`, `file` or `list`.
+    pub audience_kind: String,
+    pub state: CampaignStateDoc,
+    pub rate_per_second: u32,
+    /// `HH:MM-HH:MM`.
+    pub window: Option<String>,
+    /// IANA time zone of the window and the daily cap.
+    pub time_zone: String,
+    pub start_at: Option<DateTime<Utc>>,
+    pub daily_cap: Option<i64>,
+    /// Distinct recipients in the snapshot.
+    pub audience: i64,
+    pub reachable: i64,
+    /// Unreachable by reason.
+    pub unreachable: BTreeMap<String, u64>,
+    /// Reachable recipients dispatched so far.
+    pub dispatched: i64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Delivery receipts of a campaign's sends.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignReceipts)]
+pub struct ReceiptsDoc {
+    pub success: u64,
+    pub user_block: u64,
+    pub system_failed: u64,
+    pub other: u64,
+}
+
+/// A campaign's progress, read from the ledger (`campaign status --json`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignStatus)]
+pub struct CampaignStatusDoc {
+    pub id: Uuid,
+    pub app: String,
+    pub state: CampaignStateDoc,
+    pub audience: u64,
+    pub reachable: u64,
+    /// Unreachable by reason (from the snapshot).
+    pub unreachable: BTreeMap<String, u64>,
+    /// Published to the bulk lane.
+    pub dispatched: u64,
+    /// Accepted by WeChat.
+    pub sent: u64,
+    /// Not sent again: repeated arrivals of a finished job id, and jobs WeChat answered 40241.
+    pub duplicate: u64,
+    /// Held by WeChat for its content review (40252): never sent again; each ends sent or
+    /// dead `content_blocked`.
+    pub held: u64,
+    /// Dead, by reason.
+    pub dead: BTreeMap<String, u64>,
+    /// Recorded `cancelled` (not sent).
+    pub cancelled: u64,
+    /// Dispatched, not finished yet.
+    pub in_flight: u64,
+    /// Reachable, never dispatched.
+    pub not_dispatched: u64,
+    pub receipts: ReceiptsDoc,
+    /// Sends per second over the last ten seconds.
+    pub send_rate: f64,
+    /// Seconds until done at the current rate (null when nothing is being sent).
+    pub eta_s: Option<u64>,
+}
+
+/// `POST /admin/api/campaigns` body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CreateCampaign)]
+pub struct CreateCampaignDoc {
+    /// The app (default: the first configured).
+    pub app: Option<String>,
+    /// The OA template.
+    pub template_id: String,
+    /// Shared template fields, `{"thing1": "…"}`.
+    pub data: serde_json::Value,
+    pub url: Option<String>,
+    /// `{"appid": "…", "pagepath": "…"}`.
+    pub miniprogram: Option<serde_json::Value>,
+    /// `"followers"` or `{"recipients": [{"to": {"mp_openid": "…"}, "data": {…}}, …]}`.
+    pub audience: serde_json::Value,
+    /// Sends per second (default and ceiling: the app's rate).
+    pub rate: Option<u32>,
+    /// `HH:MM-HH:MM`.
+    pub window: Option<String>,
+    /// IANA time zone (default UTC).
+    pub time_zone: Option<String>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub daily_cap: Option<u64>,
+    pub not_after: Option<DateTime<Utc>>,
+}
+
+/// One skipped recipient line.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignBadLine)]
+pub struct BadLineDoc {
+    pub line: u64,
+    pub error: String,
+}
+
+/// Skipped recipient lines: how many, and the first ones.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignBadLines)]
+pub struct BadLinesDoc {
+    pub count: u64,
+    pub first: Vec<BadLineDoc>,
+}
+
+/// What a create reports (state `draft`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignCreated)]
+pub struct CreateReportDoc {
+    pub id: Uuid,
+    pub state: CampaignStateDoc,
+    pub audience: u64,
+    pub reachable: u64,
+    pub unreachable: BTreeMap<String, u64>,
+    /// Repeated recipients kept once.
+    pub repeats: u64,
+    pub bad_lines: BadLinesDoc,
+}
+
+/// The snapshot's figures.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignPreview)]
+pub struct PreviewDoc {
+    pub id: Uuid,
+    pub state: CampaignStateDoc,
+    pub audience: u64,
+    pub reachable: u64,
+    pub unreachable: BTreeMap<String, u64>,
+}
+
+/// The state after an action.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignStateChange)]
+pub struct StateAnswerDoc {
+    pub id: Uuid,
+    pub state: CampaignStateDoc,
+}
+
+/// A campaign error (never a secret).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignError)]
+pub struct CampaignErrorDoc {
+    pub error: String,
+}
+
+/// The newest campaigns (at most 100).
+#[utoipa::path(get, path = "/admin/api/campaigns", tag = "campaigns",
+    responses((status = 200, body = Vec<CampaignDoc>), (status = 401, body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn list() {}
+
+/// Creates a campaign and its audience snapshot (state `draft`).
+#[utoipa::path(post, path = "/admin/api/campaigns", tag = "campaigns",
+    request_body = CreateCampaignDoc,
+    responses(
+        (status = 201, body = CreateReportDoc),
+        (status = 400, description = "Bad input (unknown app, rate above the app's, bad window, template data)", body = CampaignErrorDoc),
+        (status = 401, body = CampaignErrorDoc),
+        (status = 403, description = "A viewer token", body = CampaignErrorDoc),
+    ),
+    security(("admin_token" = [])))]
+pub fn create() {}
+
+/// A campaign's progress.
+#[utoipa::path(get, path = "/admin/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = CampaignStatusDoc), (status = 401, body = CampaignErrorDoc),
+              (status = 404, body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn status() {}
+
+/// Reachable and unreachable recipients of the snapshot.
+#[utoipa::path(get, path = "/admin/api/campaigns/{id}/preview", tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = PreviewDoc), (status = 401, body = CampaignErrorDoc),
+              (status = 404, body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn preview() {}
+
+/// draft → running (or scheduled when its start time is ahead).
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/start", tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
+              (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
+              (status = 409, description = "Not a draft", body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn start() {}
+
+/// scheduled / running → paused.
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/pause", tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
+              (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
+              (status = 409, description = "Not scheduled or running", body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn pause() {}
+
+/// paused → running (or scheduled).
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/resume", tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
+              (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
+              (status = 409, description = "Not paused", body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn resume() {}
+
+/// Anything not final → cancelled (jobs still on the lane are recorded cancelled, not sent).
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/cancel", tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
+              (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
+              (status = 409, description = "Already completed or cancelled", body = CampaignErrorDoc)),
+    security(("admin_token" = [])))]
+pub fn cancel() {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+    use utoipa::OpenApi;
+
+    fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
+        doc.pointer(&format!("/components/schemas/{schema}/properties"))
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("{schema} has properties"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn keys(v: &impl serde::Serialize) -> BTreeSet<String> {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn the_openapi_campaign_schemas_name_the_fields_the_real_types_serialise() {
+        use wxnotify_services::campaigns::CampaignState;
+        use wxnotify_services::campaigns::progress::{Receipts, Status};
+        let doc = serde_json::to_value(super::CampaignsApiDoc::openapi()).unwrap();
+        let status = Status {
+            id: uuid::Uuid::nil(),
+            app: "default".into(),
+            state: CampaignState::Running,
+            audience: 1,
+            reachable: 1,
+            unreachable: serde_json::json!({}),
+            dispatched: 0,
+            sent: 0,
+            duplicate: 0,
+            held: 0,
+            duplicate_jobs: 0,
+            dead: Default::default(),
+            cancelled: 0,
+            in_flight: 0,
+            not_dispatched: 1,
+            receipts: Receipts::default(),
+            send_rate: 0.0,
+            eta_s: None,
+        };
+        assert_eq!(properties(&doc, "CampaignStatus"), keys(&status));
+        assert_eq!(
+            properties(&doc, "CampaignReceipts"),
+            keys(&Receipts::default())
+        );
+        for path in [
+            "/admin/api/campaigns",
+            "/admin/api/campaigns/{id}",
+            "/admin/api/campaigns/{id}/preview",
+            "/admin/api/campaigns/{id}/start",
+            "/admin/api/campaigns/{id}/pause",
+            "/admin/api/campaigns/{id}/resume",
+            "/admin/api/campaigns/{id}/cancel",
+        ] {
+            assert!(
+                doc.pointer(&format!("/paths/{}", path.replace('/', "~1")))
+                    .is_some(),
+                "{path} missing"
+            );
+        }
+    }
+}

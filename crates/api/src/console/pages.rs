@@ -1,0 +1,497 @@
+//! The console's HTML (maud): one layout and one function per page. No script; forms only.
+//! Tables scroll sideways on a phone; buttons that change anything are rendered for the admin
+//! role only.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::filter::FilterForm;
+use super::session::Session;
+use wxnotify_services::dlq::query::{Groups, Page};
+use crate::admin::actions::ActionReport;
+use crate::admin::api::{DeadLetterDetail, DeliveryLookup};
+use crate::admin::queues::QueueDepth;
+use crate::admin::store::{AppRow, MinuteCount, WorkerRow};
+
+const CSS: &str = r#"
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2433;background:#f5f6f8}
+header{background:#1d2433;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:500}
+header .brand{font-weight:700;margin-right:.5rem}
+header .me{margin-left:auto;font-size:.85rem;opacity:.85;display:flex;gap:.6rem;align-items:center}
+header form{margin:0}
+header button{background:none;border:1px solid #fff6;color:#fff;padding:.15rem .5rem;border-radius:4px;cursor:pointer}
+main{padding:1rem;max-width:1200px;margin:0 auto}
+h1{font-size:1.35rem;margin:.2rem 0 1rem}
+h2{font-size:1.05rem;margin:1.2rem 0 .5rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:1rem}
+.card{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem 1rem;overflow-x:auto;min-width:0}
+td.name{white-space:normal;word-break:break-all}
+.scroll{overflow-x:auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #eef0f3;vertical-align:top;white-space:nowrap}
+td.msg{white-space:normal;min-width:16rem;max-width:32rem;word-break:break-word}
+th{background:#fafbfc;font-weight:600}
+a{color:#1a5fd0}
+.filters{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.5rem;background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem}
+label{display:flex;flex-direction:column;font-size:.8rem;color:#555;gap:.15rem}
+label.check{flex-direction:row;align-items:center;gap:.4rem}
+input[type=text],input[type=password],input:not([type]),textarea,select{font:inherit;padding:.35rem .45rem;border:1px solid #c9ced8;border-radius:5px;width:100%}
+button,.button{font:inherit;padding:.4rem .8rem;border-radius:5px;border:1px solid #1a5fd0;background:#1a5fd0;color:#fff;cursor:pointer;text-decoration:none;display:inline-block}
+button.secondary,.button.secondary{background:#fff;color:#1a5fd0}
+button.danger{background:#c0392b;border-color:#c0392b}
+.actions{display:flex;flex-wrap:wrap;gap:.5rem;margin:.8rem 0}
+.notice{background:#e8f5e9;border:1px solid #a5d6a7;padding:.6rem .8rem;border-radius:6px;margin-bottom:1rem}
+.error{background:#fdecea;border:1px solid #f5b7b1;padding:.6rem .8rem;border-radius:6px;margin-bottom:1rem}
+.groups{display:flex;flex-wrap:wrap;gap:.4rem;margin:.4rem 0}
+.chip{background:#fff;border:1px solid #c9ced8;border-radius:999px;padding:.15rem .6rem;font-size:.85rem;text-decoration:none;color:#1d2433}
+.chip b{color:#1a5fd0}
+.muted{color:#777;font-size:.85rem}
+pre{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem;overflow-x:auto;font-size:.85rem}
+.paused{color:#c0392b;font-weight:600}
+.alert{background:#fdecea;border:1px solid #f5b7b1;padding:.6rem .8rem;border-radius:6px;margin-bottom:1rem}
+svg.chart{width:100%;height:120px;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
+.login{max-width:360px;margin:10vh auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:1.2rem}
+.login form{display:flex;flex-direction:column;gap:.8rem}
+@media (max-width:600px){main{padding:.6rem}th,td{padding:.35rem .4rem}}
+"#;
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(T::to_string).unwrap_or_else(|| "–".into())
+}
+
+/// The page frame, with the navigation and the logout form.
+pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · wxnotify" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                @if let Some(s) = session {
+                    header {
+                        span.brand { "wxnotify" }
+                        a href="/admin" { "Overview" }
+                        a href="/admin/dead-letters" { "Dead letters" }
+                        a href="/admin/jobs" { "Job lookup" }
+                        a href="/admin/campaigns" { "Campaigns" }
+                        a href="/admin/templates" { "Templates" }
+                        span.me {
+                            span #role { (s.principal.role.as_str()) }
+                            form method="post" action="/admin/logout" {
+                                input type="hidden" name="csrf" value=(s.csrf);
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A 403 page.
+pub fn refused(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        layout("Refused", None, html! { h1 { "Refused" } p.error #refused { (why) } p { a href="/admin" { "Back to the console" } } }),
+    )
+        .into_response()
+}
+
+/// The login form.
+pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Log in",
+        None,
+        html! {
+            div.login {
+                h1 { "wxnotify ops console" }
+                @if let Some(e) = error { p.error #login-error { (e) } }
+                form method="post" action="/admin/login" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label { "Admin or viewer token" input #token type="password" name="token" autocomplete="current-password" required; }
+                    button #login type="submit" { "Log in" }
+                }
+            }
+        },
+    )
+}
+
+/// Bars of sends per minute over `minutes` minutes ending now, as inline SVG.
+fn chart(points: &[MinuteCount], minutes: i64) -> Markup {
+    let now = Utc::now();
+    let start = now - chrono::Duration::minutes(minutes);
+    let max = points.iter().map(|p| p.sends).max().unwrap_or(0).max(1);
+    let total: i64 = points.iter().map(|p| p.sends).sum();
+    html! {
+        svg.chart #sends-chart viewBox=(format!("0 0 {minutes} 100")) preserveAspectRatio="none" role="img" aria-label="sends per minute" {
+            @for p in points {
+                @let x = (p.minute - start).num_minutes();
+                @if (0..minutes).contains(&x) {
+                    @let h = (p.sends as f64 / max as f64 * 96.0).max(1.0);
+                    rect x=(x) y=(format!("{:.1}", 100.0 - h)) width="0.9" height=(format!("{h:.1}")) fill="#1a5fd0" {
+                        title { (time(&p.minute)) ": " (p.sends) }
+                    }
+                }
+            }
+        }
+        p.muted { (total) " sent in the last " (minutes / 60) " hours; peak " (max) " per minute." }
+    }
+}
+
+/// Everything the overview shows.
+pub struct Overview {
+    pub sends: Vec<MinuteCount>,
+    pub outcomes: Vec<(String, i64)>,
+    pub queues: Result<Vec<QueueDepth>, String>,
+    pub workers: Vec<WorkerRow>,
+    pub apps: Vec<AppRow>,
+    pub hours: u32,
+}
+
+/// `/admin`.
+pub fn overview(s: &Session, o: &Overview, notice: Option<&str>) -> Markup {
+    layout(
+        "Overview",
+        Some(s),
+        html! {
+            h1 { "Overview" }
+            @if let Some(n) = notice { p.notice #notice { (n) } }
+            // An app WeChat refuses sends nothing until someone acts: say it first.
+            @for a in &o.apps {
+                @if let Some(s) = &a.suspension {
+                    div.alert.suspended {
+                        strong { "App " (a.name) " sends nothing: WeChat refuses the account (errcode " (s.errcode) ")." }
+                        " Its jobs wait; none dies. To fix: " (s.fix()) "."
+                    }
+                }
+            }
+            h2 { "Sends per minute" }
+            (chart(&o.sends, o.hours as i64 * 60))
+            div.cards {
+                div.card {
+                    h2 { "Outcomes, last 24 hours" }
+                    table #outcomes { tr { th { "outcome" } th { "jobs" } }
+                        @for (k, n) in &o.outcomes { tr { td { (k) } td { (n) } } } }
+                }
+                div.card {
+                    h2 { "Queues" }
+                    @match &o.queues {
+                        Ok(qs) => table #queues { tr { th { "queue" } th { "ready" } th { "consumers" } }
+                            @for q in qs { tr { td.name { (q.name) } td { (opt(&q.messages)) } td { (opt(&q.consumers)) } } } },
+                        Err(e) => p.error { "RabbitMQ did not answer: " (e) },
+                    }
+                }
+                div.card {
+                    h2 { "Live workers (" (o.workers.len()) ")" }
+                    table #workers { tr { th { "host" } th { "pid" } th { "since" } }
+                        @for w in &o.workers { tr { td { (w.hostname) } td { (w.pid) } td { (time(&w.started_at)) } } } }
+                }
+            }
+            h2 { "Apps" }
+            div.scroll {
+                table #apps {
+                    tr { th { "app" } th { "sending" } th { "sent today" } th { "dead today" } @if s.is_admin() { th {} } }
+                    @for a in &o.apps {
+                        tr {
+                            td { (a.name) }
+                            td {
+                                @if let Some(s) = &a.suspension {
+                                    span.paused { "paused: WeChat refuses the account (errcode " (s.errcode) ")" } br;
+                                    span.muted { "since " (time(&s.since)) "; WeChat said: " (s.errmsg) } br;
+                                    span { "To fix: " (s.fix()) }
+                                } @else if let Some(until) = &a.paused_until {
+                                    span.paused { "paused until " (time(until)) } br; span.muted { (opt(&a.pause_reason)) }
+                                } @else { "sending" }
+                            }
+                            td { (a.sends_today) }
+                            td { (a.dead_today) }
+                            @if s.is_admin() {
+                                td {
+                                    @let (verb, path) = if a.paused { ("Resume", "resume") } else { ("Pause 1 h", "pause") };
+                                    form method="post" action=(format!("/admin/apps/{}/{path}", a.name)) {
+                                        input type="hidden" name="csrf" value=(s.csrf);
+                                        button.secondary type="submit" { (verb) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Everything the dead-letter list shows.
+pub struct LetterList<'a> {
+    pub form: &'a FilterForm,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+    pub page: Page,
+    pub total: i64,
+    pub groups: Groups,
+    pub after: Option<i64>,
+}
+
+fn filter_form(f: &FilterForm) -> Markup {
+    html! {
+        form #filter method="get" action="/admin/dead-letters" {
+            div.filters {
+                label { "App" input type="text" name="app" value=(f.app); }
+                label { "Reason" input type="text" name="reason" value=(f.reason) placeholder="retries_exhausted"; }
+                label { "Errcode" input type="text" name="errcode" value=(f.errcode) inputmode="numeric"; }
+                label { "Template" input type="text" name="template" value=(f.template); }
+                label { "Campaign" input type="text" name="campaign" value=(f.campaign); }
+                label { "Since (UTC)" input type="text" name="since" value=(f.since) placeholder="2026-11-30T08:00"; }
+                label { "Until (UTC)" input type="text" name="until" value=(f.until); }
+                label { "Text in job or message" input type="text" name="text" value=(f.text); }
+                label.check { input type="checkbox" name="include_replayed" checked[f.include_replayed]; "include replayed" }
+                div { button #apply type="submit" { "Filter" } " " a.button.secondary href="/admin/dead-letters" { "Clear" } }
+            }
+        }
+    }
+}
+
+fn with(f: &FilterForm, key: &str, value: &str) -> String {
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(f.to_url_query().as_bytes())
+        .into_owned()
+        .collect();
+    pairs.retain(|(k, _)| k != key && k != "max_id");
+    pairs.push((key.into(), value.into()));
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    s.extend_pairs(pairs);
+    format!("/admin/dead-letters?{}", s.finish())
+}
+
+/// `/admin/dead-letters`.
+pub fn letters(s: &Session, l: &LetterList<'_>) -> Markup {
+    let admin = s.is_admin();
+    layout(
+        "Dead letters",
+        Some(s),
+        html! {
+            h1 { "Dead letters" }
+            @if let Some(n) = &l.notice { p.notice #notice { (n) } }
+            @if let Some(e) = &l.error { p.error #filter-error { (e) } }
+            (filter_form(l.form))
+            p #total { b #total-count { (l.total) } " matching" @if !l.form.include_replayed { " (open letters)" } }
+            div.groups #by-errcode {
+                span.muted { "by errcode:" }
+                @for g in &l.groups.by_errcode {
+                    @let key = g.key.clone().unwrap_or_default();
+                    @if key.is_empty() { span.chip { "none " b { (g.count) } } }
+                    @else { a.chip href=(with(l.form, "errcode", &key)) { (key) " " b { (g.count) } } }
+                }
+            }
+            div.groups #by-reason {
+                span.muted { "by reason:" }
+                @for g in &l.groups.by_reason {
+                    @let key = g.key.clone().unwrap_or_default();
+                    a.chip href=(with(l.form, "reason", &key)) { (key) " " b { (g.count) } }
+                }
+            }
+            form #letters-form method="post" action="/admin/dead-letters/confirm" {
+                @if admin {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    (l.form.hidden_fields())
+                    div.actions {
+                        button #replay-selected type="submit" name="op" value="replay:selected" { "Replay selected" }
+                        button.danger #purge-selected type="submit" name="op" value="purge:selected" { "Purge selected" }
+                        button.secondary #replay-all type="submit" name="op" value="replay:filter" { "Replay all " (l.total) " matching…" }
+                        button.secondary #purge-all type="submit" name="op" value="purge:filter" { "Purge all " (l.total) " matching…" }
+                    }
+                }
+                div.scroll {
+                    table #letters {
+                        tr { @if admin { th {} } th { "id" } th { "died (UTC)" } th { "app" } th { "reason" } th { "errcode" } th { "template" } th { "attempts" } th { "message" } }
+                        @for d in &l.page.letters {
+                            tr.letter data-id=(d.id) {
+                                @if admin { td { input type="checkbox" name="id" value=(d.id) aria-label=(format!("select {}", d.id)); } }
+                                td { a href=(format!("/admin/dead-letters/{}", d.id)) { (d.id) } }
+                                td { (time(&d.created_at)) @if d.replayed_at.is_some() { br; span.muted { "replayed" } } }
+                                td { (opt(&d.app)) }
+                                td { (d.reason) }
+                                td { (opt(&d.errcode)) }
+                                td { (d.job.as_ref().and_then(|j| j.get("template_id")).and_then(|t| t.as_str()).unwrap_or("–")) }
+                                td { (d.attempts) }
+                                td.msg { (d.errmsg.as_deref().unwrap_or("").chars().take(160).collect::<String>()) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if l.page.letters.is_empty() { p.muted #empty { "No dead letters match." } }
+            div.actions {
+                @if l.after.is_some() { a.button.secondary href=(format!("/admin/dead-letters?{}", l.form.to_url_query())) { "Newest" } }
+                @if let Some(next) = l.page.next_after { a.button.secondary #older href=(with(l.form, "after", &next.to_string())) { "Older →" } }
+            }
+        },
+    )
+}
+
+/// What a confirmation page proposes.
+pub struct Proposal<'a> {
+    pub op: &'a str,
+    pub scope: &'a str,
+    pub ids: &'a [i64],
+    pub form: &'a FilterForm,
+    pub report: &'a ActionReport,
+}
+
+/// The dry run's count and the confirmation form.
+pub fn confirm(s: &Session, p: &Proposal<'_>) -> Markup {
+    let verb = if p.op == "replay" { "Replay" } else { "Purge" };
+    let mut pinned = p.form.clone();
+    if let Some(max_id) = p.report.max_id {
+        pinned.max_id = max_id.to_string();
+    }
+    let back = format!("/admin/dead-letters?{}", p.form.to_url_query());
+    layout(
+        "Confirm",
+        Some(s),
+        html! {
+            h1 { "Confirm: " (verb) }
+            p #dry-run {
+                "Dry run: " b #dry-run-count { (p.report.affected) } " of " (p.report.matched) " dead letters "
+                @if p.scope == "filter" { "matching the filter" } @else { "selected" }
+                " would be " @if p.op == "replay" { "published again (same job ids)" } @else { "deleted" } "."
+            }
+            @if !p.report.skipped.is_empty() {
+                p.muted { (p.report.skipped.len()) " cannot be replayed:" }
+                ul { @for n in p.report.skipped.iter().take(10) { li { (n.id) ": " (n.why) } } }
+            }
+            @if p.scope == "filter" && !p.form.is_empty() { p.muted { "Filter: " code { (p.form.to_url_query()) } } }
+            form method="post" action="/admin/dead-letters/act" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                input type="hidden" name="op" value=(format!("{}:{}", p.op, p.scope));
+                @if p.scope == "filter" { (pinned.hidden_fields()) }
+                @else { (p.form.hidden_fields()) @for id in p.ids { input type="hidden" name="id" value=(id); } }
+                div.actions {
+                    button #confirm .danger[p.op == "purge"] type="submit" disabled[p.report.affected == 0] { (verb) " " (p.report.affected) }
+                    a.button.secondary #cancel href=(back) { "Cancel" }
+                }
+            }
+        },
+    )
+}
+
+/// `/admin/dead-letters/{id}`.
+pub fn letter(s: &Session, d: &DeadLetterDetail) -> Markup {
+    let l = &d.dead_letter;
+    let job = l
+        .job
+        .as_ref()
+        .map(|j| serde_json::to_string_pretty(j).unwrap_or_default())
+        .or_else(|| l.raw.clone())
+        .unwrap_or_default();
+    layout(
+        &format!("Dead letter {}", l.id),
+        Some(s),
+        html! {
+            h1 { "Dead letter " (l.id) }
+            div.cards {
+                div.card {
+                    table #letter {
+                        tr { th { "job id" } td { @if let Some(j) = &l.job_id { a href=(format!("/admin/jobs?q={j}")) { (j) } } @else { "–" } } }
+                        tr { th { "app" } td { (opt(&l.app)) } }
+                        tr { th { "reason" } td #reason { (l.reason) } }
+                        tr { th { "errcode" } td { (opt(&l.errcode)) } }
+                        tr { th { "died" } td { (time(&l.created_at)) " UTC" } }
+                        tr { th { "attempts" } td { (l.attempts) " (" (l.source) ")" } }
+                        tr { th { "replayed" } td { (l.replayed_at.as_ref().map(time).unwrap_or_else(|| "no".into())) } }
+                        @if let Some(dl) = &d.delivery { tr { th { "job now" } td #job-state { (dl.state) } } }
+                    }
+                }
+                div.card { h2 { "WeChat's message" } p.msg { (l.errmsg.as_deref().unwrap_or("–")) } }
+            }
+            @if s.is_admin() && l.replayed_at.is_none() {
+                form method="post" action="/admin/dead-letters/confirm" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    input type="hidden" name="id" value=(l.id);
+                    div.actions {
+                        button #replay-one type="submit" name="op" value="replay:selected" { "Replay…" }
+                        button.danger #purge-one type="submit" name="op" value="purge:selected" { "Purge…" }
+                    }
+                }
+            }
+            h2 { "Attempts" }
+            div.scroll {
+                table #attempts {
+                    tr { th { "#" } th { "at (UTC)" } th { "outcome" } th { "errcode" } th { "rid" } th { "errmsg" } }
+                    @for a in &d.attempts {
+                        tr { td { (a.attempt) } td { (time(&a.at)) } td { (a.outcome) } td { (opt(&a.errcode)) } td { (opt(&a.rid)) } td.msg { (a.errmsg.as_deref().unwrap_or("")) } }
+                    }
+                }
+            }
+            h2 { "Job" }
+            pre #job { (job) }
+        },
+    )
+}
+
+/// `/admin/jobs`.
+pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>) -> Markup {
+    layout(
+        "Job lookup",
+        Some(s),
+        html! {
+            h1 { "Job lookup" }
+            form #lookup method="get" action="/admin/jobs" {
+                div.filters {
+                    label { "Job id, or a recipient (openid / unionid)" input #q type="text" name="q" value=(q); }
+                    div { button #find type="submit" { "Find" } }
+                }
+            }
+            @match found {
+                None => {},
+                Some(Err(e)) => p.error { (e) },
+                Some(Ok(found)) => {
+                    @if found.deliveries.is_empty() { p.muted #not-found { "No job with this id or recipient is in the ledger." } }
+                    @else {
+                        div.scroll {
+                            table #deliveries {
+                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "msgid" } th { "receipt" } th { "updated (UTC)" } th { "last error" } }
+                                @for d in &found.deliveries {
+                                    tr {
+                                        td { a href=(format!("/admin/jobs?q={}", d.job_id)) { (d.job_id) } }
+                                        td { (d.app) }
+                                        td.state { b { (d.state) } @if let Some(r) = &d.dead_reason { br; span.muted { (r) } } }
+                                        td { (d.recipient_kind) ": " (d.recipient) }
+                                        td { (d.template_id) }
+                                        td { (d.attempts) }
+                                        td { (opt(&d.msgid)) }
+                                        td { (opt(&d.receipt_status)) }
+                                        td { (time(&d.updated_at)) }
+                                        td.msg { (opt(&d.last_errcode)) " " (d.last_errmsg.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if !found.dead_letter_ids.is_empty() {
+                        p { "Dead letters: " @for id in &found.dead_letter_ids { a href=(format!("/admin/dead-letters/{id}")) { (id) } " " } }
+                    }
+                    @if !found.attempts.is_empty() {
+                        h2 { "Attempts" }
+                        div.scroll { table { tr { th { "#" } th { "at (UTC)" } th { "outcome" } th { "errcode" } th { "rid" } th { "errmsg" } }
+                            @for a in &found.attempts { tr { td { (a.attempt) } td { (time(&a.at)) } td { (a.outcome) } td { (opt(&a.errcode)) } td { (opt(&a.rid)) } td.msg { (a.errmsg.as_deref().unwrap_or("")) } } } } }
+                    }
+                }
+            }
+        },
+    )
+}

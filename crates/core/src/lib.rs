@@ -1,0 +1,26 @@
+//! # wxnotify-core
+//!
+//! The floor every other crate of wxnotify stands on; it depends on none of them.
+//!
+//! - [`domain`]: newtypes (`OpenId`, `UnionId`, `AppName`, `TemplateId`, `JobId` …), the
+//!   [`Job`](domain::Job) and the [`Lane`](domain::Lane).
+//! - [`config`]: settings from the environment and an optional TOML file, read once; secrets
+//!   as `SecretString`.
+//! - [`db`]: the Postgres pool and the embedded migrations.
+//! - [`telemetry`]: tracing set-up (readable in a terminal, JSON in production);
+//!   [`metrics`]: the process's Prometheus recorder.
+//! - [`wechat`]: the WeChat API client, errcode classification, the shared access-token store,
+//!   the pushes and their cryptography.
+//! - [`queue`]: the RabbitMQ topology, the publisher (confirms) and NDJSON publishing.
+//! - [`batch`]: coalescing of concurrent Postgres writes; [`progress`]: the one style of
+//!   terminal progress bars.
+
+pub mod batch;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod metrics;
+pub mod progress;
+pub mod queue;
+pub mod telemetry;
+pub mod wechat;

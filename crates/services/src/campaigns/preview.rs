@@ -1,0 +1,149 @@
+//! A campaign's figures before it starts, and pacing from its textual parts: shared by the
+//! `campaign` command and the HTTP campaign API.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::CampaignError;
+use super::model::{Pacing, SendWindow};
+use super::store;
+
+/// `campaign preview --json`: the snapshot's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// The campaign.
+    pub id: Uuid,
+    /// Its state.
+    pub state: super::CampaignState,
+    /// Distinct recipients.
+    pub audience: u64,
+    /// Reachable.
+    pub reachable: u64,
+    /// Unreachable by reason.
+    pub unreachable: std::collections::BTreeMap<String, u64>,
+    /// The template check, run again against the app's catalog as it is now.
+    pub template: TemplateFindings,
+}
+
+/// What the template check finds in a campaign's template and shared data today (the catalog
+/// may have changed since the campaign was created).
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateFindings {
+    /// No problem that would refuse the campaign's jobs (missing keys aside: per-recipient data
+    /// may fill them; the worker checks every job again before its send).
+    pub ok: bool,
+    /// Problems that refuse the jobs.
+    pub problems: Vec<String>,
+    /// Data keys the shared data lacks (per-recipient data must fill them).
+    pub missing_keys: Vec<String>,
+    /// Warnings (catalog never synced, retired keys, format rules, folded values).
+    pub warnings: Vec<String>,
+}
+
+impl TemplateFindings {
+    /// Runs the template check of `c` against its app's catalog in Postgres.
+    pub async fn of(pool: &PgPool, c: &store::Campaign) -> Result<Self, CampaignError> {
+        use crate::templates::{Catalog, Problem, check_message};
+        let invalid = |e: String| CampaignError::Invalid(format!("campaign {}: {e}", c.id));
+        let app =
+            wxnotify_core::domain::AppName::parse(c.app.clone()).map_err(|e| invalid(e.to_string()))?;
+        let template_id = wxnotify_core::domain::TemplateId::parse(c.template_id.clone())
+            .map_err(|e| invalid(e.to_string()))?;
+        let data: wxnotify_core::domain::TemplateData =
+            serde_json::from_value(c.data.clone()).map_err(|e| invalid(e.to_string()))?;
+        let catalog = Catalog::load_app(pool, &app).await?;
+        let mut findings = TemplateFindings {
+            ok: true,
+            problems: Vec::new(),
+            missing_keys: Vec::new(),
+            warnings: Vec::new(),
+        };
+        match check_message(&catalog, &app, &template_id, &data, false) {
+            Ok(checked) => {
+                findings.warnings = checked.warnings.iter().map(|w| w.to_string()).collect();
+            }
+            Err(refusal) => {
+                for p in refusal.problems {
+                    match p {
+                        Problem::MissingKeys { keys } => findings.missing_keys = keys,
+                        other => findings.problems.push(other.to_string()),
+                    }
+                }
+                findings.ok = findings.problems.is_empty();
+            }
+        }
+        Ok(findings)
+    }
+
+    /// The findings as lines for a terminal.
+    pub fn text(&self) -> String {
+        let mut s = if self.ok {
+            String::from("  template check: ok")
+        } else {
+            format!(
+                "  template check: {} problem(s) would refuse every job",
+                self.problems.len()
+            )
+        };
+        for p in &self.problems {
+            s.push_str(&format!("\n    problem: {p}"));
+        }
+        if !self.missing_keys.is_empty() {
+            s.push_str(&format!(
+                "\n    missing from the shared data (per-recipient data must fill them): {}",
+                self.missing_keys.join(", ")
+            ));
+        }
+        for w in &self.warnings {
+            s.push_str(&format!("\n    warning: {w}"));
+        }
+        s
+    }
+}
+
+/// The snapshot's figures of campaign `id` and the template check against today's catalog.
+pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> {
+    let c = store::get(pool, id).await?;
+    let template = TemplateFindings::of(pool, &c).await?;
+    Ok(Preview {
+        id,
+        state: c.state,
+        audience: c.audience as u64,
+        reachable: c.reachable as u64,
+        unreachable: serde_json::from_value(c.unreachable).unwrap_or_default(),
+        template,
+    })
+}
+
+/// Pacing from its textual parts (CLI flags and HTTP fields).
+pub fn pacing_from(
+    rate: u32,
+    window: Option<&str>,
+    time_zone: &str,
+    start_at: Option<DateTime<Utc>>,
+    daily_cap: Option<u64>,
+) -> Result<Pacing, CampaignError> {
+    Ok(Pacing {
+        rate_per_second: rate,
+        window: window
+            .map(SendWindow::parse)
+            .transpose()
+            .map_err(CampaignError::Invalid)?,
+        time_zone: time_zone.parse().map_err(|_| {
+            CampaignError::Invalid(format!(
+                "unknown time zone {time_zone:?} (use an IANA name such as Asia/Shanghai)"
+            ))
+        })?,
+        start_at,
+        daily_cap: match daily_cap {
+            Some(0) => {
+                return Err(CampaignError::Invalid(
+                    "the daily cap must be positive".into(),
+                ));
+            }
+            other => other,
+        },
+    })
+}

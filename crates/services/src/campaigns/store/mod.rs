@@ -1,0 +1,339 @@
+//! Campaigns in Postgres: creation with its snapshot, reading and listing; state changes (each
+//! recorded with who and when) are in `state.rs`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use url::Url;
+use uuid::Uuid;
+
+mod state;
+
+pub(super) use self::state::change_state;
+pub use self::state::{StateChange, apply, history};
+use super::CampaignError;
+use super::audience::{BadLines, Item};
+use super::model::{CampaignState, Pacing, SendWindow, Unreachable};
+use super::snapshot::{self, Snapshot};
+use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
+
+/// Everything a new campaign needs besides its audience.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    /// Which app sends it.
+    pub app: AppName,
+    /// The OA template.
+    pub template_id: TemplateId,
+    /// Template fields shared by every recipient (a recipient's own fields override them).
+    pub data: TemplateData,
+    /// Optional web page opened on tap.
+    pub url: Option<Url>,
+    /// Optional Mini Program page opened on tap.
+    pub miniprogram: Option<MiniProgramLink>,
+    /// Not sent after this instant.
+    pub not_after: Option<DateTime<Utc>>,
+    /// Rate, window, start time, daily cap.
+    pub pacing: Pacing,
+    /// Who creates it (shown in its history).
+    pub created_by: String,
+}
+
+/// Who receives a campaign.
+pub enum AudienceSource {
+    /// Every subscribed follower of the app's OA, as synced.
+    Followers,
+    /// Recipients from a file (see `audience`).
+    File(Box<dyn Iterator<Item = Item> + Send>),
+    /// Recipients from an explicit list (see `audience::list_items`).
+    List(Box<dyn Iterator<Item = Item> + Send>),
+}
+
+/// How many of each unreachable reason.
+pub type UnreachableCounts = BTreeMap<&'static str, u64>;
+
+/// What `create` (and `preview`) report: the `--json` shape of `campaign create`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateReport {
+    /// The campaign.
+    pub id: Uuid,
+    /// Its state (`draft`).
+    pub state: CampaignState,
+    /// Distinct recipients in the snapshot.
+    pub audience: u64,
+    /// Of them, reachable.
+    pub reachable: u64,
+    /// Unreachable, by reason.
+    pub unreachable: UnreachableCounts,
+    /// Repeated recipients kept once.
+    pub repeats: u64,
+    /// Lines skipped as bad, with the first ones' line numbers and reasons.
+    pub bad_lines: BadLines,
+}
+
+/// A stored campaign.
+#[derive(Debug, Clone, Serialize)]
+pub struct Campaign {
+    /// Its id.
+    pub id: Uuid,
+    /// The app.
+    pub app: String,
+    /// The template.
+    pub template_id: String,
+    /// Shared template data.
+    pub data: Value,
+    /// Web page link.
+    pub url: Option<String>,
+    /// Mini Program link.
+    pub miniprogram: Option<Value>,
+    /// Not sent after.
+    pub not_after: Option<DateTime<Utc>>,
+    /// `followers`, `file` or `list`.
+    pub audience_kind: String,
+    /// Its state.
+    pub state: CampaignState,
+    /// Sends per second at most.
+    pub rate_per_second: u32,
+    /// The send window, `HH:MM-HH:MM`.
+    pub window: Option<String>,
+    /// The time zone of the window and the daily cap.
+    pub time_zone: String,
+    /// Not before.
+    pub start_at: Option<DateTime<Utc>>,
+    /// At most this many a day.
+    pub daily_cap: Option<i64>,
+    /// Distinct recipients in the snapshot.
+    pub audience: i64,
+    /// Of them, reachable.
+    pub reachable: i64,
+    /// Unreachable, by reason.
+    pub unreachable: Value,
+    /// Reachable recipients dispatched so far (the dispatcher's cursor).
+    pub dispatched: i64,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    app: String,
+    template_id: String,
+    data: Value,
+    url: Option<String>,
+    miniprogram: Option<Value>,
+    not_after: Option<DateTime<Utc>>,
+    audience_kind: String,
+    state: String,
+    rate_per_second: i32,
+    window_start: Option<NaiveTime>,
+    window_end: Option<NaiveTime>,
+    time_zone: String,
+    start_at: Option<DateTime<Utc>>,
+    daily_cap: Option<i64>,
+    audience: i64,
+    reachable: i64,
+    unreachable: Value,
+    cursor: i64,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Row> for Campaign {
+    fn from(r: Row) -> Self {
+        let window = match (r.window_start, r.window_end) {
+            (Some(start), Some(end)) => Some(SendWindow { start, end }.to_string()),
+            _ => None,
+        };
+        Campaign {
+            id: r.id,
+            app: r.app,
+            template_id: r.template_id,
+            data: r.data,
+            url: r.url,
+            miniprogram: r.miniprogram,
+            not_after: r.not_after,
+            audience_kind: r.audience_kind,
+            state: CampaignState::parse(&r.state).unwrap_or(CampaignState::Draft),
+            rate_per_second: r.rate_per_second.max(1) as u32,
+            window,
+            time_zone: r.time_zone,
+            start_at: r.start_at,
+            daily_cap: r.daily_cap,
+            audience: r.audience,
+            reachable: r.reachable,
+            unreachable: r.unreachable,
+            dispatched: r.cursor,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        }
+    }
+}
+
+impl Campaign {
+    /// The pacing as typed values.
+    pub fn pacing(&self) -> Pacing {
+        Pacing {
+            rate_per_second: self.rate_per_second,
+            window: self
+                .window
+                .as_deref()
+                .and_then(|w| SendWindow::parse(w).ok()),
+            time_zone: self.time_zone.parse().unwrap_or(chrono_tz::UTC),
+            start_at: self.start_at,
+            daily_cap: self.daily_cap.map(|c| c.max(0) as u64),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, app, template_id, data, url, miniprogram, not_after, audience_kind, state,
+    rate_per_second, window_start, window_end, time_zone, start_at, daily_cap, audience, reachable,
+    unreachable, cursor, created_by, created_at";
+
+/// The template check before anything is written: the template exists in the app's catalog,
+/// the shared data's keys are placeholders of it, and each value keeps its key type's rules.
+/// Missing keys are not refused here, since per-recipient data may fill them; the worker checks
+/// every job again before its send.
+pub async fn check_template(
+    pool: &PgPool,
+    app: &AppName,
+    template_id: &TemplateId,
+    data: &TemplateData,
+) -> Result<(), CampaignError> {
+    use crate::templates::{Catalog, Problem, check_message};
+    let catalog = Catalog::load_app(pool, app).await?;
+    let Err(mut refusal) = check_message(&catalog, app, template_id, data, false) else {
+        return Ok(());
+    };
+    refusal
+        .problems
+        .retain(|p| !matches!(p, Problem::MissingKeys { .. }));
+    if refusal.problems.is_empty() {
+        return Ok(());
+    }
+    Err(CampaignError::Invalid(refusal.to_string()))
+}
+
+/// Creates a campaign in `draft` with its audience snapshot, in one transaction. `app_rate` is
+/// the app's configured rate: a campaign may not be faster.
+pub async fn create(
+    pool: &PgPool,
+    new: &NewCampaign,
+    app_rate: u32,
+    audience: AudienceSource,
+) -> Result<CreateReport, CampaignError> {
+    if new.pacing.rate_per_second == 0 || new.pacing.rate_per_second > app_rate {
+        return Err(CampaignError::Invalid(format!(
+            "the campaign rate must be between 1 and the app's rate ({app_rate}/s), not {}",
+            new.pacing.rate_per_second
+        )));
+    }
+    check_template(pool, &new.app, &new.template_id, &new.data).await?;
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    let kind = match &audience {
+        AudienceSource::Followers => "followers",
+        AudienceSource::File(_) => "file",
+        AudienceSource::List(_) => "list",
+    };
+    sqlx::query(
+        "INSERT INTO campaigns (id, app, template_id, data, url, miniprogram, not_after, audience_kind,
+             rate_per_second, window_start, window_end, time_zone, start_at, daily_cap,
+             audience, reachable, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, $15)",
+    )
+    .bind(id)
+    .bind(new.app.as_str())
+    .bind(new.template_id.as_str())
+    .bind(serde_json::to_value(&new.data).unwrap_or(Value::Null))
+    .bind(new.url.as_ref().map(Url::as_str))
+    .bind(
+        new.miniprogram
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok()),
+    )
+    .bind(new.not_after)
+    .bind(kind)
+    .bind(new.pacing.rate_per_second as i32)
+    .bind(new.pacing.window.map(|w| w.start))
+    .bind(new.pacing.window.map(|w| w.end))
+    .bind(new.pacing.time_zone.name())
+    .bind(new.pacing.start_at)
+    .bind(new.pacing.daily_cap.map(|c| c as i64))
+    .bind(&new.created_by)
+    .execute(&mut *tx)
+    .await?;
+    let mut snap: Snapshot = match audience {
+        AudienceSource::Followers => snapshot::followers(&mut tx, id, &new.app).await?,
+        AudienceSource::File(items) | AudienceSource::List(items) => {
+            snapshot::recipients(&mut tx, id, &new.app, items).await?
+        }
+    };
+    let mut unreachable: UnreachableCounts =
+        Unreachable::ALL.iter().map(|u| (u.as_str(), 0)).collect();
+    let mut reachable = 0u64;
+    for (reason, n) in std::mem::take(&mut snap.kept) {
+        match reason {
+            None => reachable = n as u64,
+            Some(r) => {
+                if let Some(u) = Unreachable::ALL.iter().find(|u| u.as_str() == r) {
+                    unreachable.insert(u.as_str(), n as u64);
+                }
+            }
+        }
+    }
+    let audience_n = reachable + unreachable.values().sum::<u64>();
+    sqlx::query(
+        "UPDATE campaigns SET audience = $2, reachable = $3, unreachable = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(audience_n as i64)
+    .bind(reachable as i64)
+    .bind(serde_json::to_value(&unreachable).unwrap_or_default())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO campaign_state_changes (campaign_id, from_state, to_state, actor) VALUES ($1, NULL, 'draft', $2)",
+    )
+    .bind(id)
+    .bind(&new.created_by)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(CreateReport {
+        id,
+        state: CampaignState::Draft,
+        audience: audience_n,
+        reachable,
+        unreachable,
+        repeats: snap.repeats,
+        bad_lines: snap.bad_lines,
+    })
+}
+
+/// The campaign `id`.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Campaign, CampaignError> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM campaigns WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(Campaign::from).ok_or(CampaignError::NotFound(id))
+}
+
+/// The newest campaigns first (at most `limit`).
+pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<Campaign>, CampaignError> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM campaigns ORDER BY created_at DESC LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Campaign::from).collect())
+}

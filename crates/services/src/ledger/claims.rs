@@ -1,0 +1,191 @@
+//! Claiming a job before its send: one batched statement claims the row (or finds it held or
+//! finished) and looks the recipient up.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Ledger, rounds};
+use wxnotify_core::batch::DbError;
+use crate::ledger::resolve::Lookup;
+use wxnotify_core::domain::Job;
+use wxnotify_core::queue::Lane;
+
+/// One job to claim.
+#[derive(Debug, Clone)]
+pub(super) struct ClaimRequest {
+    job_id: String,
+    app: String,
+    kind: &'static str,
+    recipient: String,
+    template_id: String,
+    campaign_id: Option<Uuid>,
+    lane: &'static str,
+    claim_id: Uuid,
+}
+
+impl Ledger {
+    /// Claims `job` and looks its recipient up, in one (batched) statement: the row is created,
+    /// or claimed when it waits for a retry or its old claim lapsed; a live claim makes it
+    /// [`Admission::Busy`], a finished row ([`FINAL_STATES`](super::FINAL_STATES)) a
+    /// duplicate.
+    pub async fn claim(&self, job: &Job, lane: Lane) -> Result<Admission, DbError> {
+        self.claims
+            .call(ClaimRequest {
+                job_id: job.id.as_str().to_owned(),
+                app: job.app.as_str().to_owned(),
+                kind: job.to.kind(),
+                recipient: job.to.value().to_owned(),
+                template_id: job.template_id.as_str().to_owned(),
+                campaign_id: job.campaign_id,
+                lane: lane.routing_key(),
+                claim_id: Uuid::new_v4(),
+            })
+            .await
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    job_id: String,
+    /// Set when this statement claimed the row.
+    attempts: Option<i32>,
+    life: Option<i32>,
+    life_attempts_base: Option<i32>,
+    claimed_at: Option<DateTime<Utc>>,
+    uncertain_since: Option<DateTime<Utc>>,
+    /// The row's state before the statement, when it was not claimed (`None`: not visible).
+    prior_state: Option<String>,
+    #[sqlx(flatten)]
+    lookup: Lookup,
+}
+
+/// Claims a batch and looks its recipients up: one statement per round.
+pub(super) async fn claim_batch(
+    pool: PgPool,
+    worker: Uuid,
+    reqs: Vec<ClaimRequest>,
+) -> Result<Vec<Admission>, sqlx::Error> {
+    let n = reqs.len();
+    let mut out: Vec<Option<Admission>> = vec![None; n];
+    for round in rounds(reqs, |r| &r.job_id) {
+        let (idx, reqs): (Vec<usize>, Vec<ClaimRequest>) = round.into_iter().unzip();
+        let col = |f: fn(&ClaimRequest) -> &str| reqs.iter().map(f).collect::<Vec<&str>>();
+        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_SQL)
+            .bind(col(|r| &r.job_id))
+            .bind(col(|r| &r.app))
+            .bind(col(|r| r.kind))
+            .bind(col(|r| &r.recipient))
+            .bind(col(|r| &r.template_id))
+            .bind(reqs.iter().map(|r| r.campaign_id).collect::<Vec<_>>())
+            .bind(col(|r| r.lane))
+            .bind(reqs.iter().map(|r| r.claim_id).collect::<Vec<_>>())
+            .bind(worker)
+            .bind(CLAIM_LEASE.as_secs_f64())
+            .bind(CLAIM_HEARTBEAT_LAPSE.as_secs_f64())
+            .fetch_all(&pool)
+            .await?;
+        let mut duplicates = Vec::new();
+        for row in rows {
+            let Some(pos) = reqs.iter().position(|r| r.job_id == row.job_id) else {
+                continue;
+            };
+            out[idx[pos]] = Some(match (row.attempts, row.claimed_at) {
+                (Some(attempts), Some(claimed_at)) => {
+                    let attempts = attempts.max(0) as u32;
+                    let base = row.life_attempts_base.unwrap_or(0).max(0) as u32;
+                    Admission::Attempt {
+                        claim: Claim {
+                            id: reqs[pos].claim_id,
+                            attempt: attempts + 1,
+                            life_attempt: attempts.saturating_sub(base) + 1,
+                            life: row.life.unwrap_or(1),
+                            claimed_at,
+                            uncertain_since: row.uncertain_since,
+                        },
+                        lookup: row.lookup,
+                    }
+                }
+                _ if row.prior_state.as_deref().is_some_and(is_final) => {
+                    duplicates.push(row.job_id);
+                    Admission::Duplicate
+                }
+                // A live claim, or a row committed by another statement meanwhile.
+                _ => Admission::Busy,
+            });
+        }
+        if !duplicates.is_empty() {
+            sqlx::query("UPDATE deliveries SET duplicates = duplicates + 1 WHERE job_id = ANY($1)")
+                .bind(&duplicates)
+                .execute(&pool)
+                .await?;
+        }
+    }
+    out.into_iter()
+        .map(|a| {
+            a.ok_or_else(|| {
+                sqlx::Error::Protocol("a claimed job is missing from the answer".into())
+            })
+        })
+        .collect()
+}
+
+/// Whether a ledger state is final ([`FINAL_STATES`](super::FINAL_STATES)).
+fn is_final(state: &str) -> bool {
+    super::FINAL_STATES.contains(&state)
+}
+
+/// The claim and the recipient look-up of a batch. The look-ups use the primary keys of
+/// `mp_users` and `oa_followers` and the `oa_followers_unionid` index.
+const CLAIM_SQL: &str = "
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::uuid[])
+        AS t(job_id, app, kind, recipient, template_id, campaign_id, lane, claim_id)
+),
+claimed AS (
+    INSERT INTO deliveries (job_id, app, recipient_kind, recipient, template_id, campaign_id, lane, state, attempts,
+                            claim_id, claimed_by, claimed_at, claimed_until)
+    SELECT job_id, app, kind, recipient, template_id, campaign_id, lane, 'sending', 0,
+           claim_id, $9, now(), now() + make_interval(secs => $10) FROM input
+    ON CONFLICT (job_id) DO UPDATE
+        SET state = 'sending', claim_id = EXCLUDED.claim_id, claimed_by = $9, claimed_at = now(),
+            claimed_until = EXCLUDED.claimed_until, updated_at = now(),
+            -- Taking over a lapsed claim: its worker may have sent before it died.
+            uncertain_since = CASE WHEN deliveries.state = 'sending'
+                                   THEN COALESCE(deliveries.uncertain_since, deliveries.claimed_at, deliveries.updated_at)
+                                   ELSE deliveries.uncertain_since END
+        WHERE deliveries.state = 'retrying'
+           OR (deliveries.state = 'sending'
+               AND (deliveries.claimed_until IS NULL OR deliveries.claimed_until < now()
+                    OR NOT EXISTS (SELECT 1 FROM workers w
+                                   WHERE w.id = deliveries.claimed_by
+                                     AND w.heartbeat_at > now() - make_interval(secs => $11))))
+    RETURNING job_id, attempts, life, life_attempts_base, claimed_at, uncertain_since
+)
+SELECT i.job_id, c.attempts, c.life, c.life_attempts_base, c.claimed_at, c.uncertain_since,
+       p.state AS prior_state,
+       (i.kind <> 'mp_openid' OR m.mp_openid IS NOT NULL) AS mp_known,
+       CASE i.kind WHEN 'mp_openid' THEN m.unionid WHEN 'unionid' THEN i.recipient END AS unionid,
+       COALESCE(fo.oa_openid, fs.oa_openid) AS subscribed_openid,
+       (fo.any_follower IS NOT NULL OR fa.any_follower IS NOT NULL) AS any_follower
+FROM input i
+LEFT JOIN claimed c USING (job_id)
+LEFT JOIN deliveries p ON c.job_id IS NULL AND p.job_id = i.job_id AND p.job_id = ANY($1)
+LEFT JOIN mp_users m ON i.kind = 'mp_openid' AND m.app = i.app AND m.mp_openid = i.recipient
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN f.subscribed THEN f.oa_openid END AS oa_openid, true AS any_follower
+    FROM oa_followers f
+    WHERE i.kind = 'oa_openid' AND f.app = i.app AND f.oa_openid = i.recipient
+) fo ON true
+LEFT JOIN LATERAL (
+    SELECT f.oa_openid FROM oa_followers f
+    WHERE i.kind <> 'oa_openid' AND f.app = i.app AND f.subscribed
+      AND f.unionid = CASE i.kind WHEN 'mp_openid' THEN m.unionid ELSE i.recipient END
+    ORDER BY f.updated_at DESC LIMIT 1
+) fs ON true
+LEFT JOIN LATERAL (
+    SELECT true AS any_follower FROM oa_followers f
+    WHERE i.kind <> 'oa_openid' AND f.app = i.app
+      AND f.unionid = CASE i.kind WHEN 'mp_openid' THEN m.unionid ELSE i.recipient END
+    LIMIT 1
+) fa ON true";

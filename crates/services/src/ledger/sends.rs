@@ -1,0 +1,110 @@
+//! Recording sends WeChat accepted: batched, one statement per round, recognising this claim's
+//! own earlier write and counting the deliveries that came second as duplicates.
+
+use std::collections::HashSet;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Claim, Ledger, rounds};
+use wxnotify_core::batch::DbError;
+use wxnotify_core::domain::OpenId;
+
+/// One accepted send to record.
+#[derive(Debug, Clone)]
+pub(super) struct SentRequest {
+    job_id: String,
+    claim_id: Uuid,
+    oa_openid: String,
+    msgid: i64,
+}
+
+impl Ledger {
+    /// Records a send WeChat accepted (batched; one attempt more). Returns false if another
+    /// delivery of the same job id recorded it first (then this one is counted as a duplicate);
+    /// true also when this claim's own earlier write committed and its reply was lost.
+    pub async fn record_sent(
+        &self,
+        job_id: &str,
+        claim: &Claim,
+        oa_openid: &OpenId,
+        msgid: i64,
+    ) -> Result<bool, DbError> {
+        self.sends
+            .call(SentRequest {
+                job_id: job_id.to_owned(),
+                claim_id: claim.id,
+                oa_openid: oa_openid.as_str().to_owned(),
+                msgid,
+            })
+            .await
+    }
+}
+
+/// Records a batch of accepted sends; `false` for a job another delivery recorded first.
+pub(super) async fn sent_batch(
+    pool: PgPool,
+    reqs: Vec<SentRequest>,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut out = vec![false; reqs.len()];
+    for round in rounds(reqs, |r| &r.job_id) {
+        let (idx, reqs): (Vec<usize>, Vec<SentRequest>) = round.into_iter().unzip();
+        // A sent job is sent, whoever holds the claim now. `job_id = ANY($1)` names the primary
+        // key to the planner, so it never prefers the state index (every row in flight) while
+        // the table's statistics are young.
+        let mut updated: HashSet<String> = sqlx::query_scalar(
+            "WITH t AS (
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                     AS t(job_id, oa_openid, msgid))
+             UPDATE deliveries d
+             SET state = 'sent', msgid = t.msgid, oa_openid = t.oa_openid, sent_at = now(), updated_at = now(),
+                 attempts = d.attempts + 1, claimed_until = NULL,
+                 -- WeChat's receipt can arrive on the callback before the msgid is recorded.
+                 (receipt_status, receipt_at) = (
+                     SELECT r.status, r.reported_at FROM delivery_receipts r
+                     WHERE r.app = d.app AND r.msgid = t.msgid)
+             FROM t
+             WHERE d.job_id = t.job_id AND d.job_id = ANY($1) AND d.state IN ('sending', 'retrying')
+             RETURNING d.job_id",
+        )
+        .bind(reqs.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.oa_openid.as_str()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.msgid).collect::<Vec<_>>())
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .collect();
+        // The rest (rare): a row already sent by this very claim is this claim's own earlier
+        // write whose reply was lost; any other was recorded by another delivery first.
+        let rest: Vec<&SentRequest> = reqs
+            .iter()
+            .filter(|r| !updated.contains(&r.job_id))
+            .collect();
+        if !rest.is_empty() {
+            let own: Vec<String> = sqlx::query_scalar(
+                "SELECT d.job_id FROM deliveries d
+                 JOIN UNNEST($1::text[], $2::uuid[]) AS t(job_id, claim_id) USING (job_id)
+                 WHERE d.job_id = ANY($1) AND d.state = 'sent' AND d.claim_id = t.claim_id",
+            )
+            .bind(rest.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
+            .bind(rest.iter().map(|r| r.claim_id).collect::<Vec<_>>())
+            .fetch_all(&pool)
+            .await?;
+            updated.extend(own);
+        }
+        let mut lost = Vec::new();
+        for (i, r) in idx.into_iter().zip(&reqs) {
+            out[i] = updated.contains(&r.job_id);
+            if !out[i] {
+                lost.push(r.job_id.clone());
+            }
+        }
+        if !lost.is_empty() {
+            sqlx::query("UPDATE deliveries SET duplicates = duplicates + 1 WHERE job_id = ANY($1)")
+                .bind(&lost)
+                .execute(&pool)
+                .await?;
+        }
+    }
+    Ok(out)
+}

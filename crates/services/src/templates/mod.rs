@@ -1,0 +1,27 @@
+//! The template catalog and the checks before sending (issue 14).
+//!
+//! - [`catalog`]: each app's templates in Postgres and in memory ([`Catalog`]): those WeChat
+//!   lists, those it listed and no longer does (deleted), and those registered by hand.
+//! - [`sync`]: fetching them from WeChat (`get_all_private_template`).
+//! - [`manual`]: registering by hand the category templates WeChat's API does not list.
+//! - [`check`]: the one check every entry point calls ([`check_job`], [`check_job_in`],
+//!   [`check_message`]).
+//! - [`findings`]: what a check finds ([`Refusal`], [`Warning`], [`Checked`]).
+//! - [`types`]: the value rules of category-template keys.
+//!
+//! `wxnotify templates sync|list|add|remove` is the command line of it; the worker keeps the
+//! catalog fresh (see `wxnotify_worker::upkeep`).
+
+pub mod catalog;
+pub mod check;
+pub mod findings;
+pub mod manual;
+pub mod sync;
+pub mod types;
+
+pub use catalog::{AppCatalog, AppListing, Catalog, CatalogTemplate, SyncTrigger, TemplateSource};
+pub use check::{
+    Checked, Problem, Refusal, Truncation, Warning, check_job, check_job_in, check_message,
+};
+pub use manual::{ManualError, ManualTemplate};
+pub use sync::sync_app;

@@ -11,10 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = wxnotify::commands::Cli::parse();
-    wxnotify_core::telemetry::init(
-        wxnotify_core::telemetry::LogFormat::from_env(),
-        cli.default_log_filter(),
-    );
+    wxnotify_core::telemetry::init(wxnotify_core::telemetry::LogFormat::from_env(), "info");
     let runtime = match cli.runtime() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use uuid::Uuid;
 
-use wxnotify_core::config::Settings;
 #[allow(clippy::wildcard_imports)]
 use wxnotify_api::api_keys::*;
+use wxnotify_core::config::Settings;
 
 /// Arguments of `wxnotify api-key`.
 #[derive(Debug, clap::Args)]

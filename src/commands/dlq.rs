@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use wxnotify_core::config::Settings;
-use wxnotify_worker::DeadReason;
 use wxnotify_services::dlq::{DeadLetterRow, Filter, replay, store};
+use wxnotify_worker::DeadReason;
 
 /// Arguments of `wxnotify dlq`.
 #[derive(Debug, clap::Args)]

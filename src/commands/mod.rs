@@ -78,13 +78,6 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The log filter used when RUST_LOG is not set.
-    pub fn default_log_filter(&self) -> &'static str {
-        match self.command {
-            _ => "info",
-        }
-    }
-
     /// The tokio runtime the command runs on: the worker's has `--threads` threads (one thread
     /// is a current-thread runtime), every other command a multi-thread runtime.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {

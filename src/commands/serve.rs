@@ -5,10 +5,10 @@ use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wxnotify_app::Application;
-use wxnotify_core::config::Settings;
 use wxnotify_api::login_limits::LoginLimits;
 use wxnotify_api::{EdgeOptions, ServeOptions, ServerLimits};
+use wxnotify_app::Application;
+use wxnotify_core::config::Settings;
 
 /// Arguments of `wxnotify serve`.
 #[derive(Debug, clap::Args)]

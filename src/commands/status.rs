@@ -38,7 +38,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let Wechat { client, tokens } = app.wechat()?;
         for app in &apps {
             if let Err(e) =
-                wxnotify_services::quota::read(pool, &tokens, &client, app, ReadTrigger::Command).await
+                wxnotify_services::quota::read(pool, &tokens, &client, app, ReadTrigger::Command)
+                    .await
             {
                 eprintln!("error: {app}: reading the quota failed: {e}");
                 code = EXIT_FAILURE;

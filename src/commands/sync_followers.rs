@@ -7,8 +7,8 @@ use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE};
 use wxnotify_app::{Application, Wechat};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::AppName;
-use wxnotify_services::followers::{Progress, SyncError, SyncOptions, sync_followers};
 use wxnotify_core::wechat::errcode::{ErrClass, PermanentKind};
+use wxnotify_services::followers::{Progress, SyncError, SyncOptions, sync_followers};
 
 /// Arguments of `wxnotify sync-followers`.
 #[derive(Debug, clap::Args)]

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-use wxnotify_core::config::Settings;
 #[allow(clippy::wildcard_imports)]
 use wxnotify_api::webhooks::*;
+use wxnotify_core::config::Settings;
 
 /// Arguments of `wxnotify webhook`.
 #[derive(Debug, clap::Args)]

@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use wxnotify_core::config::Settings;
 use wxnotify_app::Application;
-use wxnotify_worker::WorkerConfig;
+use wxnotify_core::config::Settings;
 use wxnotify_core::domain::Lane;
 use wxnotify_core::queue::Topology;
+use wxnotify_worker::WorkerConfig;
 
 /// Arguments of `wxnotify worker`.
 #[derive(Debug, clap::Args)]

@@ -496,8 +496,11 @@ async fn templates_are_listed_with_their_source_and_registered_or_removed_by_an_
         &wxnotify_core::wechat::client::ClientOptions::default(),
     )
     .unwrap();
-    let tokens =
-        wxnotify_core::wechat::TokenStore::new(sys.db.pool.clone(), client.clone(), &sys.settings.apps);
+    let tokens = wxnotify_core::wechat::TokenStore::new(
+        sys.db.pool.clone(),
+        client.clone(),
+        &sys.settings.apps,
+    );
     wxnotify_services::templates::sync_app(
         &sys.db.pool,
         &tokens,

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use wxnotify_core::config::Settings;
 use wxnotify_api::admin::{self, AdminOptions, AdminState};
+use wxnotify_core::config::Settings;
 
 use crate::admin_support::ADMIN_TOKEN;
 use crate::support::TestDb;

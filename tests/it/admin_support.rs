@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use url::Url;
-use wxnotify_worker::WorkerConfig;
-use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData};
 use wxnotify_api::admin::{self, AdminOptions, AdminState};
+use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData};
 use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockTemplate};
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::{RunningWorker, System};
 

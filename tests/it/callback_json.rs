@@ -4,11 +4,11 @@
 
 use serde_json::json;
 use url::Url;
+use wxnotify_core::wechat::client::TemplateMessage;
+use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify_sandbox::mock_wechat::{
     self, MockConfig, MockEvent, PushFormat, PushMode, deliver_body,
 };
-use wxnotify_core::wechat::client::TemplateMessage;
-use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World, eventually, plain, safe};
 

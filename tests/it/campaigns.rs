@@ -13,6 +13,8 @@ use axum::http::{Request, StatusCode};
 use secrecy::SecretString;
 use tower::ServiceExt;
 use uuid::Uuid;
+use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData, TemplateId, UnionId};
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
 use wxnotify_services::campaigns::audience::{self, ListEntry};
 use wxnotify_services::campaigns::pacing::QuotaSettings;
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
@@ -20,8 +22,6 @@ use wxnotify_services::campaigns::{
     Action, CampaignState, Dispatcher, DispatcherOptions, Pacing, SendWindow, progress,
 };
 use wxnotify_worker::WorkerConfig;
-use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData, TemplateId, UnionId};
-use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
 
 use crate::system::{RunningWorker, System};
 

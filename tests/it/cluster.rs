@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use wxnotify_app::Application;
-use wxnotify_worker::WorkerConfig;
 use wxnotify_core::domain::{Job, OpenId, Recipient};
 use wxnotify_sandbox::mock_wechat;
+use wxnotify_worker::WorkerConfig;
 
 use crate::support::amqp_url;
 use crate::system::{System, test_topology};
@@ -18,7 +18,9 @@ async fn a_dead_first_node_in_amqp_url_the_worker_uses_the_second() {
     settings.amqp_url = format!("amqp://guest:guest@127.0.0.1:1/%2f,{}", amqp_url()).into();
     let mut config = WorkerConfig::default();
     config.consumer.topology = test_topology();
-    let worker = Application::new(settings.clone(), sys.db.pool.clone()).worker(config).expect("worker");
+    let worker = Application::new(settings.clone(), sys.db.pool.clone())
+        .worker(config)
+        .expect("worker");
     let stats = worker.stats();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn({
@@ -96,7 +98,9 @@ async fn a_cluster_that_loses_the_jobs_queue_leader_loses_nothing() {
     );
     let mut config = WorkerConfig::default();
     config.consumer.topology = queues;
-    let worker = Application::new(sys.settings.clone(), sys.db.pool.clone()).worker(config).expect("worker");
+    let worker = Application::new(sys.settings.clone(), sys.db.pool.clone())
+        .worker(config)
+        .expect("worker");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();

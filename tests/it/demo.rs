@@ -1,28 +1,30 @@
-//! `wxnotify demo`, the README's first command, run as a newcomer runs it.
+//! The demo, the README's first command, with the options a newcomer runs it with.
 
 use std::time::Duration;
 
+use wxnotify_core::config::Settings;
+use wxnotify_sandbox::demo::{self, DemoOptions};
+
 #[tokio::test]
 async fn the_demo_runs_and_every_job_ends_in_the_state_it_must_have() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
-        .args(["demo", "--jobs", "400", "--people", "400", "--json"])
-        .env("DATABASE_URL", crate::support::server_url())
-        .env("AMQP_URL", crate::support::amqp_url())
-        .env_remove("WXNOTIFY_CONFIG")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), out)
+    let vars = std::collections::HashMap::from([
+        ("DATABASE_URL".to_string(), crate::support::server_url()),
+        ("AMQP_URL".to_string(), crate::support::amqp_url()),
+    ]);
+    let base = Settings::from_lookup(|k| vars.get(k).cloned()).expect("settings");
+    let options = DemoOptions {
+        jobs: 400,
+        people: 400,
+        rate: 3000,
+        latency_ms: 5,
+        campaign: 300,
+        json: true,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(240), demo::report(&options, &base))
         .await
         .expect("the demo finishes within 4 minutes")
         .expect("the demo runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json output");
+    let report = serde_json::to_value(&report).expect("a JSON report");
     assert_eq!(report["consistent"], true, "{report:#}");
     assert_eq!(report["mismatches"], serde_json::json!([]));
     // The mix really had every kind of outcome in it.

@@ -9,9 +9,9 @@ use url::Url;
 use wxnotify_api::login_limits::LoginLimits;
 use wxnotify_api::server::{ServerLimits, serve};
 use wxnotify_api::{AppState, EdgeOptions, ops_router, public_router, router};
-use wxnotify_sandbox::mock_wechat::{self, Endpoint, MockConfig, MockEvent};
 use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify_core::wechat::event::encrypted_envelope;
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, MockConfig, MockEvent};
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World};
 

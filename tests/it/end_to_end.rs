@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use url::Url;
-use wxnotify_worker::WorkerConfig;
 use wxnotify_core::domain::{OpenId, Recipient};
-use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockEvent, PushMode};
 use wxnotify_core::wechat::client::ClientOptions;
 use wxnotify_core::wechat::{TokenStore, WechatClient};
+use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockEvent, PushMode};
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::{CALLBACK_TOKEN, System};
 use crate::worker::job;

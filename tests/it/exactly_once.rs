@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, BasicRejectOptions};
-use wxnotify_worker::WorkerConfig;
-use wxnotify_services::ledger::{Admission, Ledger};
 use wxnotify_core::domain::{OpenId, Recipient};
 use wxnotify_core::queue::Lane;
 use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule};
+use wxnotify_services::ledger::{Admission, Ledger};
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::{RunningWorker, System};
 use crate::worker::job;
@@ -271,9 +271,10 @@ async fn a_bulk_job_retried_once_then_over_the_delivery_limit_is_dead_delivery_l
         .await
         .unwrap();
     // Then it keeps failing a consumer on the bulk lane until the delivery limit (3 in tests).
-    let connection = wxnotify_core::queue::connect(&sys.settings.amqp_url, "wxnotify-test-rejecter")
-        .await
-        .unwrap();
+    let connection =
+        wxnotify_core::queue::connect(&sys.settings.amqp_url, "wxnotify-test-rejecter")
+            .await
+            .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let bulk = sys.topology.lane_queue(Lane::Bulk);
     let mut rejected = 0;

@@ -2,8 +2,8 @@
 //! followers who leave, retries, and one sync per app at a time.
 
 use wxnotify::commands::EXIT_UNAVAILABLE;
-use wxnotify_services::followers::{SyncError, SyncOptions};
 use wxnotify_sandbox::mock_wechat::{self, EndOfList, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify_services::followers::{SyncError, SyncOptions};
 
 use crate::users_support::{World, expected_followers};
 

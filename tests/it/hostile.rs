@@ -4,8 +4,8 @@
 
 use std::num::NonZeroU32;
 
-use wxnotify_core::domain::AppName;
 use wxnotify_api::api_keys;
+use wxnotify_core::domain::AppName;
 
 use crate::admin_support::{ADMIN_TOKEN, serve_admin};
 use crate::producer_support::{Api, job_body};

@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use url::Url;
-use wxnotify_sandbox::mock_wechat::{
-    self, Endpoint, Fault, FaultRule, MockConfig, MockEvent, PushMode, deliver_xml,
-};
 use wxnotify_core::wechat::client::TemplateMessage;
 use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify_core::wechat::event::encrypted_envelope;
+use wxnotify_sandbox::mock_wechat::{
+    self, Endpoint, Fault, FaultRule, MockConfig, MockEvent, PushMode, deliver_xml,
+};
 
 use crate::users_support::{AES_KEY, CALLBACK_TOKEN, World, eventually, plain, safe};
 

@@ -9,12 +9,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wxnotify_core::config::AppConfig;
-use wxnotify_worker::WorkerConfig;
-use wxnotify_core::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
 use wxnotify_api::{api_keys, webhooks};
+use wxnotify_core::config::AppConfig;
+use wxnotify_core::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
 use wxnotify_core::queue::{Lane, Topology};
 use wxnotify_sandbox::mock_wechat::{self, MockEvent, PushMode};
+use wxnotify_worker::WorkerConfig;
 
 use crate::producer_support::{Api, PrivateBroker, declare, job_body, queue_depth};
 use crate::support::queue_prefix;

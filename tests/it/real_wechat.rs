@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use wxnotify_worker::WorkerConfig;
-use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData};
 use wxnotify_api::notification_store::{self, State};
-use wxnotify_services::reviews::ReviewOptions;
-use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData};
 use wxnotify_core::wechat::client::ClientOptions;
 use wxnotify_core::wechat::{TokenStore, WechatClient};
+use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultRule, MockConfig};
+use wxnotify_services::reviews::ReviewOptions;
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::System;
 
@@ -110,9 +110,10 @@ async fn a_message_held_for_review_is_never_resent_and_ends_blocked_or_delivered
     let window = ReviewOptions {
         hold: Duration::from_secs(3600),
     };
-    let report = wxnotify_services::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, window)
-        .await
-        .unwrap();
+    let report =
+        wxnotify_services::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, window)
+            .await
+            .unwrap();
     assert_eq!(
         (report.records, report.blocked, report.delivered),
         (1, 1, 0)
@@ -135,9 +136,10 @@ async fn a_message_held_for_review_is_never_resent_and_ends_blocked_or_delivered
     let past = ReviewOptions {
         hold: Duration::from_millis(1),
     };
-    let report = wxnotify_services::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, past)
-        .await
-        .unwrap();
+    let report =
+        wxnotify_services::reviews::reconcile_app(&sys.db.pool, &tokens, &client, &app, past)
+            .await
+            .unwrap();
     assert_eq!(
         (report.records, report.blocked, report.delivered),
         (0, 0, 1)

@@ -3,9 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use wxnotify_worker::WorkerConfig;
 use wxnotify_core::domain::{Job, OpenId, Recipient};
 use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::System;
 use crate::worker::job;

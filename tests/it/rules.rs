@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use wxnotify_worker::WorkerConfig;
 use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData};
+use wxnotify_core::wechat::client::{ApiQuota, ClientOptions};
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 use wxnotify_sandbox::mock_wechat::{
     self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockTemplate,
 };
 use wxnotify_services::templates::SyncTrigger;
-use wxnotify_core::wechat::client::{ApiQuota, ClientOptions};
-use wxnotify_core::wechat::{TokenStore, WechatClient};
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::System;
 
@@ -249,7 +249,13 @@ async fn a_listed_template_that_vanishes_is_refused_as_deleted_until_a_listing_h
     let (tokens, client) = wechat(&sys);
     let app = AppName::default_app();
     let sync = || {
-        wxnotify_services::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
+        wxnotify_services::templates::sync_app(
+            &sys.db.pool,
+            &tokens,
+            &client,
+            &app,
+            SyncTrigger::Command,
+        )
     };
     sync().await.unwrap();
     assert_eq!(
@@ -791,9 +797,15 @@ async fn enqueue_refuses_unknown_and_missing_keys_naming_them() {
     let sys = System::seeded(1).await;
     let (tokens, client) = wechat(&sys);
     let app = AppName::default_app();
-    wxnotify_services::templates::sync_app(&sys.db.pool, &tokens, &client, &app, SyncTrigger::Command)
-        .await
-        .unwrap();
+    wxnotify_services::templates::sync_app(
+        &sys.db.pool,
+        &tokens,
+        &client,
+        &app,
+        SyncTrigger::Command,
+    )
+    .await
+    .unwrap();
     // WeChat's list lacks the category template: accepted, with a warning, keys unchecked.
     let (code, summary, stderr) = run_json(
         &sys,

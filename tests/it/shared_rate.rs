@@ -8,11 +8,11 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::time::Instant;
 use wxnotify_core::config::{AppConfig, Settings};
-use wxnotify_worker::WorkerConfig;
-use wxnotify_worker::rate_limit::Limits;
 use wxnotify_core::domain::{Job, OpenId, Recipient};
 use wxnotify_core::queue::Lane;
 use wxnotify_sandbox::mock_wechat::{self, MockConfig};
+use wxnotify_worker::WorkerConfig;
+use wxnotify_worker::rate_limit::Limits;
 
 use crate::support::TestDb;
 use crate::system::System;
@@ -38,7 +38,9 @@ async fn process(db: &TestDb, apps: &[AppConfig]) -> Arc<Limits> {
 
 async fn db_with(apps: &[AppConfig]) -> TestDb {
     let db = TestDb::new().await;
-    wxnotify_core::db::register_apps(&db.pool, apps).await.unwrap();
+    wxnotify_core::db::register_apps(&db.pool, apps)
+        .await
+        .unwrap();
     db
 }
 

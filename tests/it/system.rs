@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Connection;
-use wxnotify_core::config::Settings;
 use wxnotify_app::Application;
-use wxnotify_worker::{StatsSnapshot, WorkerConfig};
+use wxnotify_core::config::Settings;
 use wxnotify_core::domain::{Job, JobId};
 use wxnotify_core::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions};
 use wxnotify_sandbox::mock_wechat::{MockConfig, MockWechat};
 use wxnotify_sandbox::scratch;
+use wxnotify_worker::{StatsSnapshot, WorkerConfig};
 
 use crate::support::{TestDb, amqp_url, queue_prefix};
 
@@ -125,7 +125,9 @@ impl System {
     /// Starts a worker with `config` (its topology options are the test ones).
     pub fn start_worker(&self, mut config: WorkerConfig) -> RunningWorker {
         config.consumer.topology = test_topology();
-        let worker = Application::new(self.settings.clone(), self.db.pool.clone()).worker(config).expect("worker");
+        let worker = Application::new(self.settings.clone(), self.db.pool.clone())
+            .worker(config)
+            .expect("worker");
         let stats = worker.stats();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let token = shutdown.clone();
@@ -233,7 +235,8 @@ impl Drop for System {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let Ok(connection) = wxnotify_core::queue::connect(&url, "wxnotify-test-cleanup").await
+                let Ok(connection) =
+                    wxnotify_core::queue::connect(&url, "wxnotify-test-cleanup").await
                 else {
                     return;
                 };

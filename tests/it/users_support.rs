@@ -7,13 +7,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use url::Url;
+use wxnotify_api::{AppState, EdgeOptions, health, router};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::AppName;
-use wxnotify_services::followers::{Progress, SyncError, SyncOptions, SyncReport};
-use wxnotify_api::{AppState, EdgeOptions, health, router};
-use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockWechat, PushMode};
 use wxnotify_core::wechat::client::ClientOptions;
 use wxnotify_core::wechat::{TokenStore, WechatClient};
+use wxnotify_sandbox::mock_wechat::{self, MockConfig, MockWechat, PushMode};
+use wxnotify_services::followers::{Progress, SyncError, SyncOptions, SyncReport};
 
 use crate::support::TestDb;
 

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use wxnotify_worker::WorkerConfig;
 use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
 use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig};
+use wxnotify_worker::WorkerConfig;
 
 use crate::system::System;
 

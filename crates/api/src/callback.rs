@@ -41,10 +41,10 @@ use super::error::HttpError;
 use super::replay::{self, ReplayError};
 use super::{AppEntry, AppState, store};
 use wxnotify_core::domain::{AppName, OpenId};
-use wxnotify_services::followers::store as followers;
 use wxnotify_core::wechat::crypto::{KeySlot, msg_signature, signature, signatures_match};
 use wxnotify_core::wechat::event::{self, Push, PushFormat, PushKind};
 use wxnotify_core::wechat::{ErrClass, TokenError};
+use wxnotify_services::followers::store as followers;
 
 /// The query string WeChat sends.
 #[derive(Debug, Default, Deserialize)]

@@ -24,12 +24,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::admin::auth::AdminAuth;
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
 use wxnotify_services::campaigns::audience::{ListEntry, list_items};
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
 use wxnotify_services::campaigns::{Action, CampaignError, progress};
 use wxnotify_services::campaigns::{pacing_from, preview};
-use wxnotify_core::config::Settings;
-use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
 
 /// Largest create request (an explicit list of recipients), bytes.
 const CREATE_BODY_LIMIT: usize = 32 * 1024 * 1024;

@@ -51,15 +51,15 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
-use wxnotify_core::config::{AppConfig, ConfigError};
-use wxnotify_core::domain::AppName;
-use wxnotify_core::wechat::crypto::{AesKey, AesKeys};
-use wxnotify_core::wechat::{TokenStore, WechatClient};
 use error::HttpError;
 use login::{LoginFailure, LoginResponse};
 use login_codes::LoginCodes;
 use login_limits::{LoginLimiter, LoginLimits};
 pub use server::ServerLimits;
+use wxnotify_core::config::{AppConfig, ConfigError};
+use wxnotify_core::domain::AppName;
+use wxnotify_core::wechat::crypto::{AesKey, AesKeys};
+use wxnotify_core::wechat::{TokenStore, WechatClient};
 
 /// The largest request body accepted (WeChat's pushes are a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;

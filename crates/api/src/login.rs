@@ -173,9 +173,11 @@ async fn run_exchange(
         .await
         .map_err(db_failed)?;
     let notifiable = match &session.unionid {
-        Some(unionid) => wxnotify_services::followers::store::is_notifiable(state.pool(), app, unionid)
-            .await
-            .map_err(db_failed)?,
+        Some(unionid) => {
+            wxnotify_services::followers::store::is_notifiable(state.pool(), app, unionid)
+                .await
+                .map_err(db_failed)?
+        }
         None => false,
     };
     tracing::info!(mp_openid = %session.openid, has_unionid = session.unionid.is_some(), notifiable, "Mini Program login");

@@ -115,8 +115,8 @@ pub fn openapi_json() -> String {
     // So do the campaign endpoints (`/admin/api/campaigns`).
     api.merge(super::campaigns_openapi::CampaignsApiDoc::openapi());
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
-    let mut job: Value =
-        serde_json::from_str(&wxnotify_core::domain::job::schema_json()).expect("the job schema is JSON");
+    let mut job: Value = serde_json::from_str(&wxnotify_core::domain::job::schema_json())
+        .expect("the job schema is JSON");
     let defs = job
         .as_object_mut()
         .and_then(|o| o.remove("$defs"))

@@ -179,8 +179,9 @@ impl Link {
         }
         *last_attempt = Some(Instant::now());
         let connected = tokio::time::timeout(self.options.connect_timeout, async {
-            let connection =
-                Arc::new(wxnotify_core::queue::connect(&self.url, "wxnotify serve (producer API)").await?);
+            let connection = Arc::new(
+                wxnotify_core::queue::connect(&self.url, "wxnotify serve (producer API)").await?,
+            );
             let publisher = Publisher::new(
                 connection.clone(),
                 self.topology.clone(),

@@ -10,8 +10,8 @@ pub mod process;
 use sqlx::PgPool;
 
 use wxnotify_core::config::Settings;
-use wxnotify_core::wechat::client::ClientOptions;
 pub use wxnotify_core::wechat::Wechat;
+use wxnotify_core::wechat::client::ClientOptions;
 use wxnotify_worker::{Worker, WorkerConfig};
 
 /// The settings and the Postgres pool of one process, and the services built from them.

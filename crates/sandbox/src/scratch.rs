@@ -14,9 +14,9 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgPool};
 
+use crate::mock_wechat::{self, MockConfig, MockWechat};
 use wxnotify_core::config::Settings;
 use wxnotify_core::queue::{Publisher, PublisherOptions, Topology, TopologyOptions};
-use crate::mock_wechat::{self, MockConfig, MockWechat};
 
 /// The OA server URL Token of scratch environments (a fake, like the fake WeChat's secrets).
 pub const SCRATCH_CALLBACK_TOKEN: &str = "scratch-callback-token";
@@ -55,8 +55,9 @@ impl Scratch {
             .parse()
             .context("DATABASE_URL is not a Postgres URL")?;
         // RabbitMQ first: when it is down nothing has been created that would be left behind.
-        let connection =
-            Arc::new(wxnotify_core::queue::connect(&base.amqp_url, &format!("wxnotify-{label}")).await?);
+        let connection = Arc::new(
+            wxnotify_core::queue::connect(&base.amqp_url, &format!("wxnotify-{label}")).await?,
+        );
         create_database(&server, &db_name).await?;
         let topology = Topology::new(prefix.clone());
         let filled = async {

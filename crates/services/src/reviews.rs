@@ -25,9 +25,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::error::UpkeepError;
 use crate::ledger::reviews::{self, BlockedRecord};
 use wxnotify_core::domain::AppName;
-use crate::error::UpkeepError;
 use wxnotify_core::wechat::client::rules::BLOCKED_PAGE_MAX;
 use wxnotify_core::wechat::{TokenStore, WechatClient};
 

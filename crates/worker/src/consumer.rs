@@ -28,9 +28,9 @@ use tokio_util::task::TaskTracker;
 use super::acks::Acks;
 use super::link::BrokerLink;
 use super::pipeline::Pipeline;
-use wxnotify_core::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
 use handle::Settle;
 use reconnect::Reconnect;
+use wxnotify_core::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
 
 /// Broker-side settings of a worker.
 #[derive(Debug, Clone)]

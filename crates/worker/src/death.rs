@@ -9,8 +9,8 @@
 
 use lapin::types::{AMQPValue, FieldTable};
 
-use wxnotify_services::ledger::outcome::DeadReason;
 use wxnotify_core::queue::Lane;
+use wxnotify_services::ledger::outcome::DeadReason;
 
 /// The last dead-lettering of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,9 +16,9 @@ use dashmap::DashMap;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use wxnotify_core::domain::Job;
 use wxnotify_services::campaigns::model::CampaignState;
 use wxnotify_services::ledger::outcome::{Failure, Outcome};
-use wxnotify_core::domain::Job;
 
 /// How long a campaign's state is trusted before it is read again.
 const FRESH: Duration = Duration::from_millis(500);

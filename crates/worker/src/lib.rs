@@ -44,10 +44,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use consumer::{Consumer, ConsumerOptions};
 pub use link::BrokerLink;
-pub use wxnotify_services::ledger::outcome::{DeadReason, Outcome};
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use stats::{StatsSnapshot, WorkerStats};
+pub use wxnotify_services::ledger::outcome::{DeadReason, Outcome};
 
 use wxnotify_core::config::Settings;
 use wxnotify_core::queue::Topology;

@@ -72,10 +72,10 @@ use uuid::Uuid;
 use super::rate_lease;
 pub use super::rate_lease::LEASE_TIMEOUT;
 pub use super::rate_lease::{LaneUsage, LeaseParams};
-use wxnotify_services::app_pause::{self, PauseCause, Suspension};
 use wxnotify_core::config::AppConfig;
 use wxnotify_core::domain::AppName;
 use wxnotify_core::queue::Lane;
+use wxnotify_services::app_pause::{self, PauseCause, Suspension};
 
 /// How often a worker heartbeats (ops view) and re-reads the apps' pauses.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);

@@ -8,11 +8,11 @@
 //! that committed but whose reply was lost is recognised as this claim's own, never as a
 //! duplicate.
 
-use wxnotify_services::ledger::{AnsweredState, DeadJob, MalformedLetter, RetryRecord, Written};
-use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome};
 use super::pipeline::{Attempt, BrokerDead, Decision, Malformed, Pipeline};
 use wxnotify_core::batch::DbError;
 use wxnotify_core::wechat::errcode;
+use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome};
+use wxnotify_services::ledger::{AnsweredState, DeadJob, MalformedLetter, RetryRecord, Written};
 
 impl Pipeline {
     /// Records `decision` and returns the final outcome: an attempt that another delivery of

@@ -19,12 +19,12 @@ use parking_lot::{Mutex, RwLock};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use wxnotify_services::ledger::outcome::Failure;
 use wxnotify_core::domain::{AppName, Job};
-use wxnotify_services::templates::{Catalog, Checked, Refusal, SyncTrigger, check_job};
 use wxnotify_core::wechat::errcode::{DAILY_QUOTA, UNKNOWN_TEMPLATE};
-use wxnotify_services::error::UpkeepError;
 use wxnotify_core::wechat::{ErrClass, TokenStore, WechatClient};
+use wxnotify_services::error::UpkeepError;
+use wxnotify_services::ledger::outcome::Failure;
+use wxnotify_services::templates::{Catalog, Checked, Refusal, SyncTrigger, check_job};
 
 /// Why a job is not sent after all.
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +360,8 @@ impl Rules {
 
     async fn read_quota(&self, app: &AppName, trigger: wxnotify_services::quota::ReadTrigger) {
         if let Err(e) =
-            wxnotify_services::quota::read(&self.pool, &self.tokens, &self.client, app, trigger).await
+            wxnotify_services::quota::read(&self.pool, &self.tokens, &self.client, app, trigger)
+                .await
         {
             tracing::warn!(app = %app, error = %e, "quota read failed");
         }
@@ -376,9 +377,12 @@ impl Rules {
     /// loaded even when WeChat cannot be reached).
     async fn sync(&self, app: &AppName, trigger: SyncTrigger) -> Result<(), UpkeepError> {
         self.synced.lock().insert(app.clone(), Instant::now());
-        let fetched = wxnotify_services::templates::sync::fetch(&self.tokens, &self.client, app).await;
+        let fetched =
+            wxnotify_services::templates::sync::fetch(&self.tokens, &self.client, app).await;
         if let Ok(list) = &fetched {
-            let stored = wxnotify_services::templates::catalog::store(&self.pool, app, list, trigger).await?;
+            let stored =
+                wxnotify_services::templates::catalog::store(&self.pool, app, list, trigger)
+                    .await?;
             wxnotify_services::templates::sync::log_stored(app, list.len(), &stored);
         }
         let loaded = Catalog::load_app(&self.pool, app).await?;

@@ -13,11 +13,11 @@ mod output;
 pub use self::args::{CampaignArgs, CampaignCommand, CreateArgs, IdArgs, ListArgs, StatusArgs};
 use self::output::{follow, preview_text, print};
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
 use wxnotify_services::campaigns::model::Action;
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
 use wxnotify_services::campaigns::{CampaignError, audience, pacing_from, preview, progress};
-use wxnotify_core::config::Settings;
-use wxnotify_core::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
 
 fn actor(by: &Option<String>) -> String {
     by.clone()
@@ -85,7 +85,13 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
     if let CampaignCommand::Dispatch = args.command {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(super::cancel_on_signal(shutdown.clone()));
-        wxnotify_services::campaigns::dispatcher::run_until(settings, pool, Default::default(), shutdown).await;
+        wxnotify_services::campaigns::dispatcher::run_until(
+            settings,
+            pool,
+            Default::default(),
+            shutdown,
+        )
+        .await;
         return Ok(ExitCode::SUCCESS);
     }
     match command(args.command, &settings, &pool).await {

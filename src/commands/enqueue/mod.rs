@@ -14,11 +14,11 @@ mod args;
 pub use args::EnqueueArgs;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use args::single_job;
 use wxnotify_core::config::Settings;
 use wxnotify_core::queue::connect;
 use wxnotify_core::queue::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
 use wxnotify_core::queue::{Publisher, PublisherOptions, Topology};
-use args::single_job;
 
 /// How many rejections the text summary lists (`--json` lists them all).
 const SHOWN_REJECTIONS: usize = 20;
@@ -173,12 +173,12 @@ async fn run_file(
         let stdin = BufReader::new(tokio::io::stdin());
         return Ok(publish_stream(publisher, args, stdin, progress, catalog).await);
     }
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| wxnotify_core::config::ConfigError::File {
+    let file = tokio::fs::File::open(path).await.map_err(|e| {
+        wxnotify_core::config::ConfigError::File {
             path: path.clone(),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     if let Ok(meta) = file.metadata().await {
         progress.set_length(meta.len());
     }

@@ -10,13 +10,13 @@ use wxnotify_core::config::{AppConfig, TokenSource};
 use wxnotify_core::domain::{
     AppId, AppName, FieldKey, MiniProgramLink, OpenId, TemplateData, TemplateId,
 };
-use wxnotify_sandbox::mock_wechat::{
-    EndOfList, Endpoint, FIRST_MSGID, Fault, FaultRule, MOCK_MP_APPID, MOCK_MP_SECRET,
-    MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig, MockWechat, mp_openid, oa_openid, unionid,
-};
 use wxnotify_core::wechat::client::{ClientOptions, TemplateMessage};
 use wxnotify_core::wechat::{
     AccessToken, ErrClass, PermanentKind, TokenStore, WechatClient, WechatError,
+};
+use wxnotify_sandbox::mock_wechat::{
+    EndOfList, Endpoint, FIRST_MSGID, Fault, FaultRule, MOCK_MP_APPID, MOCK_MP_SECRET,
+    MOCK_OA_APPID, MOCK_OA_SECRET, MockConfig, MockWechat, mp_openid, oa_openid, unionid,
 };
 
 use crate::support::TestDb;

@@ -26,10 +26,10 @@ use axum::extract::FromRef;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use wxnotify_core::config::{ConfigError, Settings};
-use wxnotify_core::queue::Topology;
 use auth::AdminAuth;
 use queues::QueueProbe;
+use wxnotify_core::config::{ConfigError, Settings};
+use wxnotify_core::queue::Topology;
 
 /// Admin settings beyond [`Settings::admin_token`].
 #[derive(Debug, Clone, Default)]

@@ -77,7 +77,8 @@ impl QueueProbe {
         if let Some(c) = slot.as_ref().filter(|c| c.status().connected()) {
             return Ok(c.clone());
         }
-        let c = Arc::new(wxnotify_core::queue::connect(&self.amqp_url, "wxnotify serve admin").await?);
+        let c =
+            Arc::new(wxnotify_core::queue::connect(&self.amqp_url, "wxnotify serve admin").await?);
         *slot = Some(c.clone());
         Ok(c)
     }

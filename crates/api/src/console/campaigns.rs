@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use super::session::Session;
 use super::{PageError, PageResult, acting, audit_simple, pages, pairs, value};
+use crate::admin::AdminState;
 use wxnotify_services::campaigns::store::{self, Campaign, StateChange};
 use wxnotify_services::campaigns::{Action, CampaignError, CampaignState, Status, progress};
-use crate::admin::AdminState;
 
 /// Campaigns listed on the campaigns page.
 pub const LIST_SIZE: i64 = 100;

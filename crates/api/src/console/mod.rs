@@ -30,7 +30,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::Markup;
 
-use wxnotify_services::dlq::query;
 use crate::admin::AdminState;
 use crate::admin::actions::{self, Target};
 use crate::admin::api::{self as admin_api, DeliveryParams};
@@ -40,6 +39,7 @@ use crate::admin::store::{self, AuditEntry};
 use filter::FilterForm;
 use login::{login, login_page, logout};
 use session::Session;
+use wxnotify_services::dlq::query;
 
 /// How many hours the overview's chart covers.
 pub const CHART_HOURS: u32 = 3;

@@ -9,11 +9,11 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::filter::FilterForm;
 use super::session::Session;
-use wxnotify_services::dlq::query::{Groups, Page};
 use crate::admin::actions::ActionReport;
 use crate::admin::api::{DeadLetterDetail, DeliveryLookup};
 use crate::admin::queues::QueueDepth;
 use crate::admin::store::{AppRow, MinuteCount, WorkerRow};
+use wxnotify_services::dlq::query::{Groups, Page};
 
 const CSS: &str = r#"
 *{box-sizing:border-box}

@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::pointer::escape;
+use crate::api_error::FieldError;
 use wxnotify_core::domain::template::{MAX_FIELDS, MAX_VALUE_CHARS};
 use wxnotify_core::domain::{FieldKey, Job, TemplateData};
-use crate::api_error::FieldError;
 
 /// The job against its app's template catalog (the check the worker makes again before
 /// sending): each problem at the JSON pointer of what to change.

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use wxnotify_core::wechat::Wechat;
-use wxnotify_core::config::Settings;
-use wxnotify_core::domain::AppName;
-use wxnotify_api::producer::{ProducerApi, ProducerOptions};
-use wxnotify_api::{AppState, api_keys, health, router};
 use crate::mock_wechat::{self, MockConfig, MockWechat};
 use crate::scratch::Scratch;
+use wxnotify_api::producer::{ProducerApi, ProducerOptions};
+use wxnotify_api::{AppState, api_keys, health, router};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::AppName;
+use wxnotify_core::wechat::Wechat;
 use wxnotify_core::wechat::client::ClientOptions;
 
 /// The figures.

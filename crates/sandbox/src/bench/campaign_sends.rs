@@ -25,12 +25,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use wxnotify_services::campaigns::model::Action;
-use wxnotify_services::campaigns::store;
-use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData};
-use wxnotify_core::queue::Lane;
 use crate::mock_wechat::{self, MockWechat};
 use crate::scratch::Scratch;
+use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData};
+use wxnotify_core::queue::Lane;
+use wxnotify_services::campaigns::model::Action;
+use wxnotify_services::campaigns::store;
 
 /// Transactional jobs published per second in every phase.
 pub const TRANSACTIONAL_PER_SECOND: u64 = 100;

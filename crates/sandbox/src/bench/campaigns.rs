@@ -12,13 +12,13 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::campaign_sends::{self, Phases, SendFigures};
+use crate::mock_wechat::{self, MockConfig, MockWechat};
+use crate::scratch::{Scratch, seed_mapping};
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::{AppName, TemplateData, TemplateId};
 use wxnotify_services::campaigns::audience;
 use wxnotify_services::campaigns::model::Pacing;
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
-use wxnotify_core::config::Settings;
-use wxnotify_core::domain::{AppName, TemplateData, TemplateId};
-use crate::mock_wechat::{self, MockConfig, MockWechat};
-use crate::scratch::{Scratch, seed_mapping};
 
 /// The figures.
 #[derive(Debug, Clone, Serialize)]

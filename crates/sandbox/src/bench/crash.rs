@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::PgPool;
 
+use crate::mock_wechat::{MockConfig, MockWechat};
+use crate::scratch::{Scratch, seed_mapping};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::Job;
 use wxnotify_core::queue::Lane;
-use crate::mock_wechat::{MockConfig, MockWechat};
-use crate::scratch::{Scratch, seed_mapping};
 
 use super::{bench_job, fault_mix, terminate, worker_command};
 

@@ -8,8 +8,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use wxnotify_core::domain::AppName;
-use wxnotify_services::followers::store;
 use wxnotify_core::wechat::{TokenStore, WechatClient};
+use wxnotify_services::followers::store;
 
 /// The seed method's timing on a sample.
 #[derive(Debug, Clone, Serialize)]

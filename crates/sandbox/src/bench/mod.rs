@@ -24,13 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use crate::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockWechat};
+use crate::scratch::{Scratch, seed_mapping};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData};
 use wxnotify_core::queue::Lane;
-use crate::mock_wechat::{
-    self, Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockWechat,
-};
-use crate::scratch::{Scratch, seed_mapping};
 
 pub mod crash;
 
@@ -127,26 +125,15 @@ pub struct BenchResult {
 pub async fn run(args: BenchOptions) -> anyhow::Result<ExitCode> {
     let base = Settings::from_env()?;
     if args.scenario == Scenario::Api {
-        return crate::bench::api::run(
-            &base,
-            args.api_batches,
-            args.api_seconds,
-            args.json,
-        )
-        .await;
+        return crate::bench::api::run(&base, args.api_batches, args.api_seconds, args.json).await;
     }
     if args.scenario == Scenario::SharedRate {
         shared_rate::run(&base, args.runs, args.prefetch, args.json).await?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.scenario == Scenario::Campaign {
-        return crate::bench::campaigns::run(
-            &base,
-            args.recipients,
-            args.send_seconds,
-            args.json,
-        )
-        .await;
+        return crate::bench::campaigns::run(&base, args.recipients, args.send_seconds, args.json)
+            .await;
     }
     if args.scenario == Scenario::Crash {
         return crash::run(&base, &args.crash, args.prefetch, args.json).await;

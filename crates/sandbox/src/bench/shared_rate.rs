@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{busiest_window, cpu_seconds, publish_backlog, terminate};
-use wxnotify_core::config::Settings;
 use crate::mock_wechat::{MockConfig, MockWechat};
 use crate::scratch::{Scratch, seed_mapping};
+use wxnotify_core::config::Settings;
 
 /// Jobs per phase.
 const JOBS: u64 = 30_000;

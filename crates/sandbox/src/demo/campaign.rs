@@ -7,12 +7,14 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::scratch::Scratch;
+use wxnotify_core::domain::{AppName, OpenId, Recipient, TemplateData, TemplateId};
 use wxnotify_services::campaigns::audience::{ListEntry, list_items};
 use wxnotify_services::campaigns::pacing::QuotaSettings;
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
-use wxnotify_services::campaigns::{Action, CampaignState, Dispatcher, DispatcherOptions, Pacing, Status};
-use wxnotify_core::domain::{AppName, OpenId, Recipient, TemplateData, TemplateId};
-use crate::scratch::Scratch;
+use wxnotify_services::campaigns::{
+    Action, CampaignState, Dispatcher, DispatcherOptions, Pacing, Status,
+};
 
 /// A running demo campaign.
 pub struct DemoCampaign {
@@ -67,7 +69,8 @@ pub async fn start(scratch: &Scratch, n: u64, rate: u32) -> anyhow::Result<DemoC
     .await?;
     store::apply(&scratch.pool, report.id, Action::Start, "demo").await?;
     let connection = Arc::new(
-        wxnotify_core::queue::connect(&scratch.settings.amqp_url, "wxnotify-demo-dispatcher").await?,
+        wxnotify_core::queue::connect(&scratch.settings.amqp_url, "wxnotify-demo-dispatcher")
+            .await?,
     );
     let dispatcher = Dispatcher::new(
         scratch.pool.clone(),

@@ -3,9 +3,9 @@
 use indicatif::MultiProgress;
 
 use super::bar;
+use crate::mock_wechat::{self, MockConfig};
 use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
 use wxnotify_core::queue::{Lane, Publisher, Topology};
-use crate::mock_wechat::{self, MockConfig};
 
 /// One message to publish.
 pub enum Planned {

@@ -21,15 +21,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use wxnotify_app::Application;
-use wxnotify_core::config::Settings;
-use wxnotify_worker::{StatsSnapshot, Worker, WorkerConfig};
 use crate::mock_wechat::{
     Endpoint, Fault, FaultPlan, FaultRule, MockConfig, MockStats, MockWechat,
 };
 use crate::scratch::Scratch;
+use wxnotify_app::Application;
+use wxnotify_core::config::Settings;
+use wxnotify_worker::{StatsSnapshot, Worker, WorkerConfig};
 
-/// What `wxnotify demo` runs (its flags, in `wxnotify::commands::demo`).
+/// What `wxnotify-sandbox demo` runs (its flags are the binary's `cli::demo`).
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// How many jobs to publish (1% more are published twice, as duplicates).
@@ -84,9 +84,21 @@ pub struct DemoReport {
     pub consistent: bool,
 }
 
-/// Runs the demo and prints its report; `Ok(false)` when the books do not match.
+/// Runs the demo with the Postgres and RabbitMQ of the environment's settings and prints its
+/// report; `Ok(false)` when the books do not match.
 pub async fn run(args: DemoOptions) -> anyhow::Result<bool> {
-    let base = Settings::from_env()?;
+    let report = report(&args, &Settings::from_env()?).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(report.consistent)
+}
+
+/// Runs the demo on the Postgres server and RabbitMQ of `base` (in a database and queues of
+/// its own, removed at the end) and answers what it saw.
+pub async fn report(args: &DemoOptions, base: &Settings) -> anyhow::Result<DemoReport> {
     let mock_config = MockConfig {
         followers: args.people,
         unsubscribed_every: 15,
@@ -95,22 +107,16 @@ pub async fn run(args: DemoOptions) -> anyhow::Result<bool> {
         ..MockConfig::default()
     };
     let mock = MockWechat::start(mock_config.clone()).await?;
-    let scratch = Scratch::create(&base, "demo", &mock, args.rate).await?;
+    let scratch = Scratch::create(base, "demo", &mock, args.rate).await?;
     let bars = MultiProgress::with_draw_target(if args.json {
         ProgressDrawTarget::hidden()
     } else {
         ProgressDrawTarget::stderr()
     });
-    let result = demo(&args, &scratch, &mock, &mock_config, &bars).await;
+    let result = demo(args, &scratch, &mock, &mock_config, &bars).await;
     scratch.remove().await;
     mock.shutdown().await;
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(report.consistent)
+    result
 }
 
 async fn demo(
@@ -320,8 +326,9 @@ async fn check_books(
 }
 
 fn bar(len: u64, what: &'static str) -> ProgressBar {
-    let style = wxnotify_core::progress::style("{prefix:>10} [{bar:30}] {pos}/{len} {rate:>12} {msg}")
-        .progress_chars("=> ");
+    let style =
+        wxnotify_core::progress::style("{prefix:>10} [{bar:30}] {pos}/{len} {rate:>12} {msg}")
+            .progress_chars("=> ");
     ProgressBar::new(len).with_style(style).with_prefix(what)
 }
 

@@ -8,14 +8,14 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::{bar, say};
-use wxnotify_app::Application;
-use wxnotify_core::wechat::Wechat;
-use wxnotify_core::config::Settings;
-use wxnotify_core::domain::AppName;
-use wxnotify_services::followers::{Progress, SyncOptions, SyncReport, sync_followers};
 use crate::mock_wechat::{self, MockConfig, MockEvent, MockWechat, PushMode};
 use crate::scratch::SCRATCH_CALLBACK_TOKEN;
+use wxnotify_app::Application;
+use wxnotify_core::config::Settings;
+use wxnotify_core::domain::AppName;
+use wxnotify_core::wechat::Wechat;
 use wxnotify_core::wechat::client::ClientOptions;
+use wxnotify_services::followers::{Progress, SyncOptions, SyncReport, sync_followers};
 
 /// `wxnotify serve`'s router, running in this process on a free port.
 pub struct Api {

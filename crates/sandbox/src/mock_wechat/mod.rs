@@ -55,7 +55,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use wxnotify_core::wechat::event::PushFormat;
 pub use cli::{MockArgs, run};
 pub use config::{EndOfList, MockConfig, MockTemplate};
 pub use endpoint::Endpoint;
@@ -67,6 +66,7 @@ pub use identity::{mp_openid, oa_openid, person_of, seeded_follower, unionid};
 pub use rules::HeldMessage;
 pub use sends::{AcceptedSend, FIRST_MSGID};
 pub use stats::MockStats;
+pub use wxnotify_core::wechat::event::PushFormat;
 
 use state::Mock;
 

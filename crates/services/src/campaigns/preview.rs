@@ -47,8 +47,8 @@ impl TemplateFindings {
     pub async fn of(pool: &PgPool, c: &store::Campaign) -> Result<Self, CampaignError> {
         use crate::templates::{Catalog, Problem, check_message};
         let invalid = |e: String| CampaignError::Invalid(format!("campaign {}: {e}", c.id));
-        let app =
-            wxnotify_core::domain::AppName::parse(c.app.clone()).map_err(|e| invalid(e.to_string()))?;
+        let app = wxnotify_core::domain::AppName::parse(c.app.clone())
+            .map_err(|e| invalid(e.to_string()))?;
         let template_id = wxnotify_core::domain::TemplateId::parse(c.template_id.clone())
             .map_err(|e| invalid(e.to_string()))?;
         let data: wxnotify_core::domain::TemplateData =

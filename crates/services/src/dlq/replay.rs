@@ -107,8 +107,9 @@ struct Replayer {
 
 impl Replayer {
     async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let connection =
-            Arc::new(wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify dlq replay").await?);
+        let connection = Arc::new(
+            wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify dlq replay").await?,
+        );
         let topology = Topology::new(settings.queue_prefix.clone());
         let publisher =
             Publisher::new(connection.clone(), topology, PublisherOptions::default()).await?;

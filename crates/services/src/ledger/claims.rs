@@ -6,8 +6,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Ledger, rounds};
-use wxnotify_core::batch::DbError;
 use crate::ledger::resolve::Lookup;
+use wxnotify_core::batch::DbError;
 use wxnotify_core::domain::Job;
 use wxnotify_core::queue::Lane;
 

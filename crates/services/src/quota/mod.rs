@@ -16,8 +16,8 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use wxnotify_core::domain::AppName;
 use crate::error::UpkeepError;
+use wxnotify_core::domain::AppName;
 use wxnotify_core::wechat::client::{ApiQuota, TEMPLATE_SEND_CGI_PATH};
 use wxnotify_core::wechat::{TokenStore, WechatClient};
 

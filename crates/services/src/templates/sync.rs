@@ -3,8 +3,8 @@
 use sqlx::PgPool;
 
 use super::catalog::{self, Stored, SyncTrigger};
-use wxnotify_core::domain::AppName;
 use crate::error::UpkeepError;
+use wxnotify_core::domain::AppName;
 use wxnotify_core::wechat::client::PrivateTemplate;
 use wxnotify_core::wechat::{TokenStore, WechatClient};
 

@@ -11,13 +11,13 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use super::Source;
-use wxnotify_core::batch::DbError;
 use crate::acks::Acks;
 use crate::death::Death;
-use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome};
 use crate::pipeline::{BrokerDead, DB_RETRY, Decision, Pipeline, message_key};
+use wxnotify_core::batch::DbError;
 use wxnotify_core::domain::Job;
 use wxnotify_core::queue::{Lane, Publisher};
+use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome};
 
 /// Settles one delivery.
 pub(super) struct Settle {

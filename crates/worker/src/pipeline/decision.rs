@@ -1,10 +1,10 @@
 //! What the pipeline decides for one message: the typed [`Decision`] that `settle.rs` records,
 //! and the evidence kept of a message that is not a job.
 
-use wxnotify_services::ledger::Claim;
-use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome};
 use wxnotify_core::domain::{Job, OpenId};
 use wxnotify_core::queue::Lane;
+use wxnotify_services::ledger::Claim;
+use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome};
 
 /// How much of a malformed message's bytes are kept in its dead letter.
 const MAX_RAW_KEPT: usize = 4096;

@@ -15,20 +15,20 @@ mod decision;
 
 use self::decision::malformed;
 pub use self::decision::{Attempt, BrokerDead, Decision, Malformed, message_key};
-use wxnotify_services::ledger::{Admission, Claim, Ledger};
-use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
 use super::pause::Pauses;
 use super::rate_limit::Limits;
-use wxnotify_services::ledger::resolve::{Lookup, Resolved, decide};
 use super::retry::RetryPolicy;
 use super::stats::WorkerStats;
-use wxnotify_services::app_pause::{self, Suspension};
 use wxnotify_core::batch::DbError;
 use wxnotify_core::domain::{AppName, Job, OpenId};
 use wxnotify_core::queue::Lane;
 use wxnotify_core::wechat::client::TemplateMessage;
 use wxnotify_core::wechat::errcode::{self, ErrClass};
 use wxnotify_core::wechat::{TokenError, TokenStore, WechatClient};
+use wxnotify_services::app_pause::{self, Suspension};
+use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
+use wxnotify_services::ledger::resolve::{Lookup, Resolved, decide};
+use wxnotify_services::ledger::{Admission, Claim, Ledger};
 
 /// Everything a delivery needs; shared by all tasks of a worker.
 pub struct Pipeline {
@@ -256,9 +256,7 @@ impl Pipeline {
         // Campaign jobs: a paused campaign's job waits, a cancelled one's is not sent (issue 8).
         // Checked again after the permit: a pause may have come while the job waited for it.
         let paused_wait = self.retry.campaign_paused_wait;
-        if let Some(held) =
-            crate::gate::before_send(self.ledger.pool(), &job, paused_wait).await
-        {
+        if let Some(held) = crate::gate::before_send(self.ledger.pool(), &job, paused_wait).await {
             return unsent(job, held, None);
         }
         let started = Instant::now();

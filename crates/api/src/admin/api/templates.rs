@@ -6,11 +6,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
-use wxnotify_core::domain::AppName;
 use crate::admin::AdminState;
 use crate::admin::auth::{AdminOnly, Principal};
 use crate::admin::error::{AdminError, ErrorBody};
 use crate::admin::store::{self, AuditEntry};
+use wxnotify_core::domain::AppName;
 use wxnotify_services::templates::manual::{self, ManualError, ManualTemplate};
 use wxnotify_services::templates::{AppListing, Catalog, CatalogTemplate, TemplateSource};
 

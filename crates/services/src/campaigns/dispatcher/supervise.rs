@@ -27,7 +27,9 @@ pub async fn run_until(
     let mut delay = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
         let connection =
-            match wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify-campaign-dispatcher").await {
+            match wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify-campaign-dispatcher")
+                .await
+            {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "dispatcher: RabbitMQ unreachable; retrying");

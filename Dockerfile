@@ -1,34 +1,51 @@
 # syntax=docker/dockerfile:1
-# The wxnotify image: one binary, run as a non-root user.
+# The wxnotify image: the service's one binary, run as a non-root user.
 #   docker build -t wxnotify .
 #   docker run --rm wxnotify --help
 # Every subcommand runs from it: migrate, worker, serve, enqueue, dlq, sync-followers ...
+# The sandbox (the fake WeChat, the demo, the benchmarks) is a development image of its own:
+#   docker build --target sandbox -t wxnotify-sandbox .
 
 # --- build -------------------------------------------------------------------------------
 FROM rust:1.94-bookworm AS build
 WORKDIR /src
-# Dependencies first, so a source change does not rebuild them.
-COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && mkdir migrations \
-    && cargo build --release --locked \
-    && rm -rf src migrations
+COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY src ./src
 COPY migrations ./migrations
 COPY schemas ./schemas
-# Touch the sources so cargo rebuilds the crate itself over the placeholder.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin wxnotify \
-    && strip target/release/wxnotify
+# The registry and the target folder are build caches: a source change rebuilds only the
+# crates it touches. Only the service's package is built: the sandbox is not in it.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --package wxnotify --bin wxnotify \
+    && install -D -s target/release/wxnotify /out/wxnotify
 
-# --- runtime -----------------------------------------------------------------------------
-# Debian slim: glibc for the binary, CA certificates for api.weixin.qq.com, bash for the
+# --- the sandbox, for development (docker compose --profile mock) --------------------------
+FROM build AS sandbox-build
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --package wxnotify-sandbox --bin wxnotify-sandbox \
+    && install -D -s target/release/wxnotify-sandbox /out/wxnotify-sandbox
+
+# Debian slim: glibc for the binaries, CA certificates for api.weixin.qq.com, bash for the
 # health checks (/dev/tcp); nothing else.
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim AS base
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin wxnotify
-COPY --from=build /src/target/release/wxnotify /usr/local/bin/wxnotify
+
+FROM base AS sandbox
+COPY --from=sandbox-build /out/wxnotify-sandbox /usr/local/bin/wxnotify-sandbox
+USER 10001:10001
+EXPOSE 9000
+ENTRYPOINT ["/usr/local/bin/wxnotify-sandbox"]
+CMD ["--help"]
+
+# --- runtime: the service (the default target, last) ---------------------------------------
+FROM base AS runtime
+COPY --from=build /out/wxnotify /usr/local/bin/wxnotify
 USER 10001:10001
 # serve (WXNOTIFY_LISTEN) and a worker's metrics and health (--metrics-listen).
 EXPOSE 8080 9101

@@ -4,21 +4,22 @@
 # Prints each run's worker CPU per job, busiest one-second window and drain rate, then the
 # medians per build.
 #
-#   cp target/release/wxnotify /tmp/wx-base      # the build to compare against
+#   cargo build --release
+#   mkdir -p /tmp/wx-base && cp target/release/wxnotify{,-sandbox} /tmp/wx-base/   # the base
 #   # … change, cargo build --release …
-#   bench/compare.sh /tmp/wx-base target/release/wxnotify
-#   RUNS=3 SCENARIO=throughput bench/compare.sh /tmp/wx-base target/release/wxnotify
+#   bench/compare.sh /tmp/wx-base/wxnotify-sandbox target/release/wxnotify-sandbox
+#   RUNS=3 SCENARIO=throughput bench/compare.sh /tmp/wx-base/wxnotify-sandbox target/release/wxnotify-sandbox
 #
-# A build may be a wrapper script that sets variables and execs the binary: the bench starts
-# its worker from the binary it runs, with the same environment. Scenarios with one result per
-# run only (rate, throughput, backlog, faults, clean). Needs what `wxnotify bench` needs
+# A build is a `wxnotify-sandbox` binary with the `wxnotify` binary beside it: the bench runs
+# its worker from that one, with the same environment. Scenarios with one result per run only
+# (rate, throughput, backlog, faults, clean). Needs what `wxnotify-sandbox bench` needs
 # (PostgreSQL and RabbitMQ up) and python3.
 set -euo pipefail
 
 RUNS=${RUNS:-5}
 SCENARIO=${SCENARIO:-rate}
 if [ $# -lt 2 ]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How many template sends per second `wxnotify mock-wechat` answers.
+# How many template sends per second `wxnotify-sandbox mock-wechat` answers.
 #
 # Builds the release binary, starts the fake on 127.0.0.1:$PORT with every person following,
 # gets an OA token, runs wrk ($RUNS times) with bench/mock-wechat.lua, prints each run's
@@ -21,9 +21,9 @@ FOLLOWERS=${FOLLOWERS:-100000}
 BASE="http://127.0.0.1:$PORT"
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --quiet --bin wxnotify
+cargo build --release --quiet --package wxnotify-sandbox
 
-RUST_LOG=warn target/release/wxnotify mock-wechat --listen "127.0.0.1:$PORT" \
+RUST_LOG=warn target/release/wxnotify-sandbox mock-wechat --listen "127.0.0.1:$PORT" \
   --followers "$FOLLOWERS" --unsubscribed-every 0 --max-recorded-sends 10000 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true' EXIT

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of `wxnotify sync-followers`: syncs FOLLOWERS (default 1,000,000) followers from the
 # fake WeChat at 0 ms latency into a fresh database, and reports wall seconds and peak RSS
-# (/usr/bin/time -v). In the same run it times the seed method (one user/info call and one
+# (/usr/bin/time -v). Then it times the seed method (one user/info call and one
 # single-row upsert per follower) on SAMPLE followers (default 10,000) and extrapolates it to
 # all of them, to show the ratio. Target: under 60 s and under 200 MB on a 2-core machine.
 #
@@ -31,13 +31,14 @@ trap cleanup EXIT
 
 cargo build --release --locked --quiet
 BIN=target/release/wxnotify
+SANDBOX=target/release/wxnotify-sandbox
 
 psql "$PG_SERVER/postgres" -qc "CREATE DATABASE $DB" >/dev/null
 for migration in migrations/*.sql; do
   psql "$PG_SERVER/$DB" -q -v ON_ERROR_STOP=1 -f "$migration" >/dev/null
 done
 
-RUST_LOG=warn "$BIN" mock-wechat --listen 127.0.0.1:0 --followers "$FOLLOWERS" --unsubscribed-every 0 --latency-ms 0 \
+RUST_LOG=warn "$SANDBOX" mock-wechat --listen 127.0.0.1:0 --followers "$FOLLOWERS" --unsubscribed-every 0 --latency-ms 0 \
   >"$WORK/mock.out" 2>"$WORK/mock.err" &
 MOCK_PID=$!
 for _ in $(seq 100); do
@@ -52,10 +53,11 @@ export WXNOTIFY_OA_APPID=wxmockoa000000001 WXNOTIFY_OA_SECRET=mock-oa-secret
 
 echo "syncing $FOLLOWERS followers from $API_BASE (concurrency $CONCURRENCY)..."
 /usr/bin/time -v -o "$WORK/time.txt" "$BIN" sync-followers --json \
-  --concurrency "$CONCURRENCY" --rate "$RATE" --bench-per-user-sample "$SAMPLE" >"$WORK/report.json"
+  --concurrency "$CONCURRENCY" --rate "$RATE" >"$WORK/report.json"
+"$SANDBOX" seed-followers --sample "$SAMPLE" >"$WORK/seed.json"
 
-SYNC=$(sed -n 1p "$WORK/report.json")
-SEED=$(sed -n 2p "$WORK/report.json")
+SYNC=$(cat "$WORK/report.json")
+SEED=$(cat "$WORK/seed.json")
 echo "sync report: $SYNC"
 echo "seed method: $SEED"
 python3 - "$SYNC" "$SEED" "$WORK/time.txt" <<'PY'
@@ -65,7 +67,7 @@ rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_txt)
 wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", time_txt).group(1)
 print(f"batched sync : {sync['followers']} followers in {sync['seconds']:.1f} s "
       f"({sync['followers'] / sync['seconds']:.0f}/s), peak RSS {rss_kb / 1024:.0f} MB "
-      f"(process wall time incl. the seed sample: {wall})")
+      f"(process wall time: {wall})")
 print(f"seed method  : {seed['sample']} followers in {seed['seconds']:.1f} s "
       f"-> {seed['extrapolated_seconds']:.0f} s for {seed['total']} followers")
 print(f"ratio        : the batched sync is {seed['extrapolated_seconds'] / sync['seconds']:.0f}x faster")

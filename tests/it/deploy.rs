@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use clap::{CommandFactory, Parser};
 use wxnotify::commands::Cli;
 use wxnotify_core::config::Settings;
+use wxnotify_sandbox::cli::Cli as SandboxCli;
 
 fn read(file: &str) -> String {
     std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
@@ -63,6 +64,7 @@ fn known_variables(values: &HashMap<String, String>) -> BTreeSet<String> {
         }
     }
     walk(&Cli::command(), &mut known);
+    walk(&SandboxCli::command(), &mut known);
     let read = Mutex::new(BTreeSet::new());
     let settings = Settings::from_lookup(|k| {
         read.lock().unwrap().insert(k.to_owned());
@@ -122,18 +124,35 @@ fn ports_after(lines: &[String], marker: &str) -> BTreeSet<u16> {
         .collect()
 }
 
+/// Whether `args` is accepted by the binary named `bin` (`wxnotify` or `wxnotify-sandbox`).
+fn parse(bin: &str, args: &[String]) -> Result<(), clap::Error> {
+    let argv = std::iter::once(bin.to_owned()).chain(args.iter().cloned());
+    match bin {
+        "wxnotify-sandbox" => SandboxCli::try_parse_from(argv).map(drop),
+        _ => Cli::try_parse_from(argv).map(drop),
+    }
+}
+
 #[test]
 fn every_command_and_flag_in_the_compose_file_exists() {
     let compose = read("docker-compose.yml");
     let mut commands = 0;
-    for line in compose.lines() {
-        let Some(list) = line.trim().strip_prefix("command: ") else {
+    for (name, lines) in services(&compose) {
+        // The fake WeChat runs from the development image; everything else from the service's.
+        let bin = if lines.iter().any(|l| l.contains("image: wxnotify-sandbox")) {
+            "wxnotify-sandbox"
+        } else {
+            "wxnotify"
+        };
+        let Some(list) = lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("command: "))
+        else {
             continue;
         };
         let args: Vec<String> = serde_json::from_str(list).expect("command is a JSON-style list");
-        let argv = std::iter::once("wxnotify".to_owned()).chain(args.clone());
-        if let Err(e) = Cli::try_parse_from(argv) {
-            panic!("compose command {args:?} is not accepted by the binary: {e}");
+        if let Err(e) = parse(bin, &args) {
+            panic!("{name}: command {args:?} is not accepted by {bin}: {e}");
         }
         commands += 1;
     }
@@ -208,20 +227,51 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
     assert!(grace > drain * 2, "grace {grace} s, drain up to {drain} s");
 }
 
+/// The Dockerfile's stages: name -> its lines (from its `FROM` to the next).
+fn stages(dockerfile: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in dockerfile.lines() {
+        if let Some(from) = line.strip_prefix("FROM ") {
+            let name = from.rsplit(" AS ").next().unwrap_or(from).trim().to_owned();
+            out.push((name, Vec::new()));
+        }
+        if let Some((_, lines)) = out.last_mut() {
+            lines.push(line.to_owned());
+        }
+    }
+    out
+}
+
 #[test]
 fn the_image_runs_the_one_binary_as_a_non_root_user() {
     let dockerfile = read("Dockerfile");
-    let stages = dockerfile
-        .lines()
-        .filter(|l| l.starts_with("FROM "))
-        .count();
-    assert!(stages >= 2, "multi-stage");
+    // The default target (the last stage) is the service alone; the sandbox is a stage of its
+    // own, built only when asked for.
+    let stages = stages(&dockerfile);
+    let (last, runtime) = stages.last().expect("stages");
+    assert_eq!(last, "runtime");
+    assert!(
+        runtime.iter().all(|l| !l.contains("sandbox")),
+        "the service's image carries no sandbox: {runtime:?}"
+    );
+    let (_, sandbox) = stages
+        .iter()
+        .find(|(name, _)| name == "sandbox")
+        .expect("a sandbox stage for the compose file's mock profile");
+    let sandbox_cmd = sandbox
+        .iter()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("the sandbox's CMD");
+    let args: Vec<String> = serde_json::from_str(sandbox_cmd).unwrap();
+    assert!(
+        matches!(parse("wxnotify-sandbox", &args), Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp),
+        "the sandbox's CMD shows its help"
+    );
     let bin = env!("CARGO_PKG_NAME");
     assert!(dockerfile.contains(&format!("--bin {bin}")));
     assert!(dockerfile.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")));
-    let user = dockerfile
-        .lines()
-        .rev()
+    let user = runtime
+        .iter()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER");
     assert!(
@@ -229,8 +279,8 @@ fn the_image_runs_the_one_binary_as_a_non_root_user() {
         "USER {user}"
     );
     // The CMD is a valid invocation.
-    let cmd = dockerfile
-        .lines()
+    let cmd = runtime
+        .iter()
         .find_map(|l| l.strip_prefix("CMD "))
         .expect("a CMD");
     let args: Vec<String> = serde_json::from_str(cmd).unwrap();

@@ -1,7 +1,5 @@
 //! The `wxnotify-sandbox` binary: the demo, the benchmarks and the fake WeChat.
 
-mod cli;
-
 use clap::Parser;
 
 /// The same allocator as the service's binary, so the benchmarks measure what ships.
@@ -9,7 +7,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = wxnotify_sandbox::cli::Cli::parse();
     wxnotify_core::telemetry::init(
         wxnotify_core::telemetry::LogFormat::from_env(),
         cli.default_log_filter(),

@@ -32,7 +32,7 @@ use wxnotify_core::queue::Lane;
 
 pub mod crash;
 
-/// What `wxnotify bench` runs (its flags, in `wxnotify::commands::bench`).
+/// What `wxnotify-sandbox bench` runs (its flags are in [`crate::cli::bench`]).
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Which scenario to run (`all` = throughput and rate).

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use wxnotify_sandbox::bench::crash::CrashArgs;
-use wxnotify_sandbox::bench::{BenchOptions, Scenario};
+use crate::bench::crash::CrashArgs;
+use crate::bench::{BenchOptions, Scenario};
 
 /// Arguments of `wxnotify-sandbox bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,5 +67,5 @@ impl From<BenchArgs> for BenchOptions {
 
 /// Runs `wxnotify-sandbox bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    wxnotify_sandbox::bench::run(args.into()).await
+    crate::bench::run(args.into()).await
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use wxnotify_sandbox::demo::DemoOptions;
+use crate::demo::DemoOptions;
 
 /// Arguments of `wxnotify-sandbox demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,7 +45,7 @@ impl From<DemoArgs> for DemoOptions {
 
 /// Runs `wxnotify-sandbox demo`: exit 1 when the books do not match.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    Ok(if wxnotify_sandbox::demo::run(args.into()).await? {
+    Ok(if crate::demo::run(args.into()).await? {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(wxnotify_app::process::EXIT_FAILURE)

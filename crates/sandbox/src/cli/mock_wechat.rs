@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-pub use wxnotify_sandbox::mock_wechat::MockArgs;
+pub use crate::mock_wechat::MockArgs;
 
 /// Runs `wxnotify-sandbox mock-wechat` until Ctrl-C.
 pub async fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
-    wxnotify_sandbox::mock_wechat::run(args).await
+    crate::mock_wechat::run(args).await
 }

@@ -32,14 +32,9 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     };
     let app = Application::connect(settings, 4).await?;
     let Wechat { client, tokens } = app.wechat()?;
-    let report = wxnotify_sandbox::bench::followers::per_user(
-        &app.pool,
-        &client,
-        &tokens,
-        &app_name,
-        args.sample,
-    )
-    .await?;
+    let report =
+        crate::bench::followers::per_user(&app.pool, &client, &tokens, &app_name, args.sample)
+            .await?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }

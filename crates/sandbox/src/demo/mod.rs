@@ -29,7 +29,7 @@ use wxnotify_app::Application;
 use wxnotify_core::config::Settings;
 use wxnotify_worker::{StatsSnapshot, Worker, WorkerConfig};
 
-/// What `wxnotify-sandbox demo` runs (its flags are the binary's `cli::demo`).
+/// What `wxnotify-sandbox demo` runs (its flags are in [`crate::cli::demo`]).
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// How many jobs to publish (1% more are published twice, as duplicates).

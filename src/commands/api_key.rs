@@ -1,6 +1,7 @@
 //! `wxnotify api-key create|list|revoke`: producer API keys per app.
 
 use std::process::ExitCode;
+use wxnotify_app::Application;
 
 use anyhow::Context;
 use uuid::Uuid;
@@ -54,8 +55,7 @@ pub enum ApiKeyAction {
 /// Runs `wxnotify api-key`.
 pub async fn run(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
-    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
+    let pool = Application::connect(settings.clone(), 2).await?.pool;
     let parse_app = |name: &str| settings.app_flag(name);
     match args.action {
         ApiKeyAction::Create { app, label } => {

@@ -1,6 +1,7 @@
 //! `wxnotify dlq list|show|replay|purge`.
 
 use std::process::ExitCode;
+use wxnotify_app::Application;
 
 use anyhow::Context;
 
@@ -118,7 +119,7 @@ impl From<&FilterArgs> for Filter {
 /// Runs `wxnotify dlq`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
+    let pool = Application::connect(settings.clone(), 2).await?.pool;
     match args.action {
         DlqAction::List(filter) => {
             let filter = Filter::from(&filter);

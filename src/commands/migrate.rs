@@ -2,6 +2,7 @@
 //! idempotent, so it runs at every deploy.
 
 use std::process::ExitCode;
+use wxnotify_app::Application;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -26,12 +27,10 @@ pub struct MigrateArgs {
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     ensure_database(&settings.database_url, args.create_database).await?;
-    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
-    wxnotify_core::db::migrate(&pool).await?;
+    let app = Application::connect_migrated(settings.clone(), 2).await?;
     println!("postgres: migrations applied");
-    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
     println!("postgres: {} app(s) registered", settings.apps.len());
-    pool.close().await;
+    app.pool.close().await;
 
     let topology = Topology::new(settings.queue_prefix.clone());
     declare_topology(&settings, &topology).await?;

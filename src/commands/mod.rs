@@ -30,14 +30,15 @@ pub use wxnotify_app::process::{
 ///
 /// Configuration comes from the environment: DATABASE_URL, AMQP_URL, WECHAT_API_BASE,
 /// WXNOTIFY_OA_APPID / WXNOTIFY_OA_SECRET (and WXNOTIFY_MP_APPID / WXNOTIFY_MP_SECRET for
-/// logins), WXNOTIFY_QUEUE_PREFIX, WXNOTIFY_CONFIG for several apps. Start with `wxnotify demo`.
+/// logins), WXNOTIFY_QUEUE_PREFIX, WXNOTIFY_CONFIG for several apps. Try the whole system first with
+/// `wxnotify-sandbox demo` (the fake WeChat, the demo and the benchmarks are in that binary).
 #[derive(Debug, Parser)]
 #[command(
     name = "wxnotify",
     version,
     about,
     long_about,
-    after_help = "Examples:\n  wxnotify demo                       # the whole system against the fake WeChat\n  wxnotify migrate --create-database  # once per deploy (safe to repeat)\n  wxnotify worker\n  wxnotify serve --listen 0.0.0.0:8080\n  wxnotify enqueue --to-mp-openid oMP123 --template TEMPLATE_ID --data thing1=Shipped\n\nExit codes: 0 done, 1 the work failed, 2 bad configuration or arguments, 3 Postgres, RabbitMQ or WeChat unreachable (try again)."
+    after_help = "Examples:\n  wxnotify migrate --create-database  # once per deploy (safe to repeat)\n  wxnotify worker\n  wxnotify serve --listen 0.0.0.0:8080\n  wxnotify enqueue --to-mp-openid oMP123 --template TEMPLATE_ID --data thing1=Shipped\n\nExit codes: 0 done, 1 the work failed, 2 bad configuration or arguments, 3 Postgres, RabbitMQ or WeChat unreachable (try again)."
 )]
 pub struct Cli {
     /// What to do.

@@ -1,6 +1,7 @@
 //! `wxnotify webhook set|list|remove`: signed outcome webhooks per app.
 
 use std::process::ExitCode;
+use wxnotify_app::Application;
 
 use anyhow::Context;
 use serde_json::Value;
@@ -54,8 +55,7 @@ pub enum WebhookAction {
 /// Runs `wxnotify webhook`.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
-    let pool = wxnotify_core::db::connect(&settings.database_url, 2).await?;
-    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
+    let pool = Application::connect(settings.clone(), 2).await?.pool;
     let parse_app = |name: &str| settings.app_flag(name);
     match args.action {
         WebhookAction::Set {

@@ -626,9 +626,15 @@ async fn receipts_are_joined_to_the_campaigns_numbers() {
     let app = AppName::default_app();
     for (msgid, status) in msgids.iter().zip(statuses) {
         let mut conn = sys.db.pool.acquire().await.unwrap();
-        wxnotify_api::store::record_receipt(&mut conn, &app, *msgid, status, chrono::Utc::now())
-            .await
-            .unwrap();
+        wxnotify_services::ledger::receipts::record_receipt(
+            &mut conn,
+            &app,
+            *msgid,
+            status,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
     }
     let s = progress::status(&sys.db.pool, id).await.unwrap();
     assert_eq!(

@@ -206,8 +206,10 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
         assert!(paths_ok, "{name} checks /healthz or /readyz");
         listened.extend(listen);
     }
-    let exposed: BTreeSet<u16> = dockerfile
-        .lines()
+    // The service's image (the last stage) exposes only what its services listen on.
+    let (_, runtime) = stages(&dockerfile).pop().expect("stages");
+    let exposed: BTreeSet<u16> = runtime
+        .iter()
         .filter_map(|l| l.strip_prefix("EXPOSE "))
         .flat_map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()))
         .collect();

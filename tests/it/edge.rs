@@ -1,4 +1,4 @@
-//! The public edge (issue 12): callback replays and downgrades, login limits, slow clients,
+//! The public edge: callback replays and downgrades, login limits, slow clients,
 //! the metrics address, and `migrate` not creating databases by itself.
 
 use std::time::Duration;

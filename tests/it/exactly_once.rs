@@ -1,4 +1,4 @@
-//! Exactly once, even across crashes (issue 11): claims that exclude twins, uncertain sends and
+//! Exactly once, even across crashes: claims that exclude twins, uncertain sends and
 //! WeChat's resend window, broker dead letters by their last death, writes that recognise their
 //! own earlier commit, one transaction per outcome, replays that keep counting.
 

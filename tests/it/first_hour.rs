@@ -160,16 +160,13 @@ async fn an_unreachable_broker_is_retried_not_a_config_error() {
 async fn every_command_has_examples_in_its_help() {
     let mut commands: Vec<Vec<&str>> = vec![vec![]];
     for c in [
-        "demo",
         "migrate",
         "worker",
         "enqueue",
         "dlq",
         "sync-followers",
         "serve",
-        "mock-wechat",
         "schema",
-        "bench",
         "templates",
         "status",
         "campaign",
@@ -194,6 +191,28 @@ async fn every_command_has_examples_in_its_help() {
             "{command:?} has no examples:\n{help}"
         );
         assert!(help.contains("wxnotify"), "{command:?}");
+    }
+}
+
+#[test]
+fn every_sandbox_command_has_examples_in_its_help() {
+    use clap::CommandFactory;
+    let mut cli = wxnotify_sandbox::cli::Cli::command();
+    let help = cli.render_long_help().to_string();
+    assert!(help.contains("Examples:"), "{help}");
+    let mut seen = Vec::new();
+    for sub in cli.get_subcommands_mut() {
+        let name = sub.get_name().to_owned();
+        let help = sub.render_long_help().to_string();
+        assert!(
+            help.contains("Examples:"),
+            "{name} has no examples:\n{help}"
+        );
+        assert!(help.contains("wxnotify-sandbox"), "{name}:\n{help}");
+        seen.push(name);
+    }
+    for name in ["demo", "bench", "mock-wechat", "seed-followers"] {
+        assert!(seen.iter().any(|s| s == name), "{name} in {seen:?}");
     }
 }
 
@@ -222,10 +241,9 @@ fn variables_read_by_the_code() -> std::collections::BTreeSet<String> {
         }
     }
     let mut files = Vec::new();
-    walk(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    walk(&root.join("src"), &mut files);
+    walk(&root.join("crates"), &mut files);
     let mut names: std::collections::BTreeSet<String> =
         ["DATABASE_URL", "AMQP_URL", "WECHAT_API_BASE"]
             .map(String::from)
@@ -246,31 +264,110 @@ fn variables_read_by_the_code() -> std::collections::BTreeSet<String> {
     names
 }
 
-#[test]
-fn the_readme_names_every_environment_variable_the_code_reads() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let missing: Vec<String> = variables_read_by_the_code()
-        .into_iter()
-        .filter(|name| !readme.contains(&format!("`{name}`")))
-        .collect();
-    assert!(missing.is_empty(), "the README does not name {missing:?}");
+fn read_doc(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
-fn the_readme_points_nowhere_outside_the_repository() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for (n, line) in readme.lines().enumerate() {
-        assert!(
-            !line.contains("../"),
-            "README line {} points outside the repository: {line}",
-            n + 1
-        );
+fn the_configuration_document_names_every_environment_variable_the_code_reads() {
+    let doc = read_doc("docs/configuration.md");
+    let missing: Vec<String> = variables_read_by_the_code()
+        .into_iter()
+        .filter(|name| !doc.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not name {missing:?}"
+    );
+}
+
+/// The README and every document under `docs/`.
+fn documents() -> Vec<(String, String)> {
+    let mut docs = vec![("README.md".to_owned(), read_doc("README.md"))];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            let name = format!("docs/{}", path.file_name().unwrap().to_string_lossy());
+            docs.push((name.clone(), read_doc(&name)));
+        }
     }
-    for doc in ["docs/wechat.md", "docs/topology.md", "docs/ledger.md"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
-        assert!(path.exists(), "{doc} is missing");
+    docs
+}
+
+#[test]
+fn the_readme_is_a_front_page_that_links_the_documents() {
+    let readme = read_doc("README.md");
+    assert!(
+        readme.len() <= 15 * 1024,
+        "README.md is {} bytes; the front page stays under 15 KB",
+        readme.len()
+    );
+    for doc in [
+        "docs/ARCHITECTURE.md",
+        "docs/api.md",
+        "docs/campaigns.md",
+        "docs/operations.md",
+        "docs/deployment.md",
+        "docs/security.md",
+        "docs/exactly-once.md",
+        "docs/configuration.md",
+        "docs/benchmarks.md",
+        "docs/ledger.md",
+        "docs/wechat.md",
+    ] {
         assert!(readme.contains(doc), "the README does not link {doc}");
+    }
+    assert!(readme.contains("cargo nextest run"), "the test command");
+    assert!(
+        readme.contains("cargo run --release -p wxnotify-sandbox -- demo"),
+        "the main command"
+    );
+}
+
+#[test]
+fn the_documents_point_only_at_files_of_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (name, text) in documents() {
+        for (n, line) in text.lines().enumerate() {
+            let lower = line.to_lowercase();
+            let internal = lower
+                .match_indices("issue ")
+                .any(|(i, m)| lower[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(
+                !internal,
+                "{name}:{} cites an internal issue number: {line}",
+                n + 1
+            );
+            assert!(
+                !line.contains("../"),
+                "{name}:{} points outside the repository: {line}",
+                n + 1
+            );
+            // Every path of the repository a document names exists.
+            for word in line.split(|c: char| c.is_whitespace() || "`()[]<>\"',;*".contains(c)) {
+                let word = word.trim_end_matches(['.', ':']);
+                let word = word.split(['#', ':']).next().unwrap_or_default();
+                let rooted = [
+                    "src/",
+                    "crates/",
+                    "docs/",
+                    "tests/",
+                    "migrations/",
+                    "bench/",
+                    "scripts/",
+                ]
+                .iter()
+                .any(|p| word.starts_with(p));
+                if rooted && !word.contains('*') && !word.contains('{') && !word.contains('…') {
+                    assert!(
+                        root.join(word).exists(),
+                        "{name}:{} names {word}, which does not exist",
+                        n + 1
+                    );
+                }
+            }
+        }
     }
 }

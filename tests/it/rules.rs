@@ -1,4 +1,4 @@
-//! Issue 14, end to end: the template catalog and the checks before sending, the real daily
+//! End to end: the template catalog and the checks before sending, the real daily
 //! quota, content WeChat blocks or intercepts, and the commands that show them.
 
 use std::collections::HashMap;

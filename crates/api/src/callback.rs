@@ -288,7 +288,11 @@ async fn apply(state: &AppState, app: &AppName, push: &Push) -> Result<bool, Htt
         }
         PushKind::Unsubscribe => followers::mark_unsubscribed(&mut tx, app, &push.from).await?,
         PushKind::TemplateSendJobFinish { msg_id, status } => {
-            if !store::record_receipt(&mut tx, app, *msg_id, status, at).await? {
+            if !wxnotify_services::ledger::receipts::record_receipt(
+                &mut tx, app, *msg_id, status, at,
+            )
+            .await?
+            {
                 tracing::info!(
                     msg_id,
                     status,

@@ -45,10 +45,9 @@ pub struct CampaignsState {
 
 /// The campaign routes, or `None` when no admin token is configured (the endpoints are off).
 pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
-    let viewer = super::admin::AdminOptions::from_env().ok()?.viewer_token;
     let auth = Arc::new(AdminAuth::new(
         settings.admin_token.as_ref(),
-        viewer.as_ref(),
+        settings.viewer_token.as_ref(),
     ));
     if !auth.enabled() {
         return None;

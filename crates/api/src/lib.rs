@@ -387,7 +387,7 @@ pub async fn serve(
     } else {
         router(state.clone())
     }
-    .merge(admin::start(pool.clone(), settings)?);
+    .merge(admin::start(pool.clone(), settings));
     let public = match campaigns::router(pool.clone(), settings) {
         Some(campaigns) => public.merge(campaigns),
         None => public,

@@ -38,6 +38,15 @@ impl Application {
         Ok(Application { settings, pool })
     }
 
+    /// Like [`Application::connect`], after applying the migrations (the commands that own a
+    /// schema change: `migrate`, and those that must not run on an older schema).
+    pub async fn connect_migrated(settings: Settings, connections: u32) -> anyhow::Result<Self> {
+        let pool = wxnotify_core::db::connect(&settings.database_url, connections).await?;
+        wxnotify_core::db::migrate(&pool).await?;
+        wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
+        Ok(Application { settings, pool })
+    }
+
     /// The WeChat client (default options) and token store.
     pub fn wechat(&self) -> anyhow::Result<Wechat> {
         self.wechat_with(&ClientOptions::default())

@@ -15,6 +15,18 @@ use tokio::sync::{mpsc, oneshot};
 #[error("{0}")]
 pub struct DbError(pub Arc<sqlx::Error>);
 
+impl DbError {
+    /// Whether Postgres broke a deadlock by aborting this statement (SQLSTATE 40P01) or could
+    /// not serialize it (40001): a conflict with another transaction, worth retrying at once,
+    /// not a sign that Postgres is unavailable.
+    pub fn is_conflict(&self) -> bool {
+        match self.0.as_ref() {
+            sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         DbError(Arc::new(e))

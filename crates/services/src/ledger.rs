@@ -14,7 +14,13 @@
 //! By responsibility: [`claims`] (the batched claim-and-look-up), [`sends`] (the batched record
 //! of accepted sends) and [`outcomes`] (retries, give-backs, deaths and malformed messages, one
 //! statement or transaction each); [`outcome`]: what became of a delivery and why it died;
-//! [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid.
+//! [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid; [`reviews`]: held
+//! messages and their verdicts; [`marks`] (cancelled, truncated), [`receipts`] (WeChat's
+//! delivery receipts) and [`replay`] (a dead job's new life). No other module writes
+//! `deliveries`. The states are [`state::LedgerState`], with the diagram of their changes.
+//!
+//! Batched statements lock rows in one order, by job id, so that two workers' batches (and a
+//! claim beside a record of sends) never wait on each other in a circle.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -27,11 +33,15 @@ use crate::ledger::resolve::Lookup;
 use wxnotify_core::batch::Batcher;
 
 mod claims;
+pub mod marks;
 pub mod outcome;
 mod outcomes;
+pub mod receipts;
+pub mod replay;
 pub mod resolve;
 pub mod reviews;
 mod sends;
+pub mod state;
 
 use claims::{ClaimRequest, claim_batch};
 pub use outcomes::{AnsweredState, DeadJob, MalformedLetter, RetryRecord};
@@ -39,7 +49,18 @@ pub use outcomes::{AnsweredState, DeadJob, MalformedLetter, RetryRecord};
 /// The ledger states a job never leaves by being sent again: a redelivery of its id is a
 /// duplicate. `held` is one of them: WeChat delivers a held message itself if its review passes
 /// (the review reconciliation then records it `sent`, or dead `content_blocked`).
-pub const FINAL_STATES: [&str; 5] = ["sent", "dead", "cancelled", "held", "duplicate"];
+pub const FINAL_STATES: [&str; 5] = ["sent", "held", "dead", "cancelled", "duplicate"];
+
+#[cfg(test)]
+mod final_states {
+    #[test]
+    fn are_the_final_states_of_the_enum() {
+        assert_eq!(
+            super::FINAL_STATES.to_vec(),
+            super::state::LedgerState::final_names()
+        );
+    }
+}
 use sends::{SentRequest, sent_batch};
 
 /// How long a claim holds a job against twins while its worker heartbeats: longer than a send
@@ -178,7 +199,14 @@ fn rounds<T>(reqs: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<Vec<(usize, T)>> {
             None => rounds.push((HashSet::from([k]), vec![(i, req)])),
         }
     }
-    rounds.into_iter().map(|(_, r)| r).collect()
+    // In job-id order: the order in which every batched statement locks its rows.
+    rounds
+        .into_iter()
+        .map(|(_, mut round)| {
+            round.sort_by(|(_, a), (_, b)| key(a).cmp(key(b)));
+            round
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,5 +219,12 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 3]);
         assert_eq!(r[1].iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2]);
+        // Each round in job-id order.
+        let r = rounds(vec!["c", "a", "b", "a"], |s| s);
+        assert_eq!(
+            r[0].iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(r[0].iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 2, 0]);
     }
 }

@@ -52,17 +52,19 @@ pub async fn before_send(pool: &PgPool, job: &Job, paused_wait: Duration) -> Opt
             delay: paused_wait,
             failure: Failure::local(format!("campaign {id} is paused")),
         }),
-        CampaignState::Cancelled => match record_cancelled(pool, job).await {
-            Ok(()) => Some(Outcome::Cancelled),
-            Err(e) => {
-                // Not recorded: keep the job waiting rather than send it.
-                tracing::warn!(error = %e, job_id = %job.id, "could not record a cancelled campaign job");
-                Some(Outcome::Paused {
-                    delay: Duration::from_secs(1),
-                    failure: Failure::local(format!("campaign {id} is cancelled")),
-                })
+        CampaignState::Cancelled => {
+            match wxnotify_services::ledger::marks::record_cancelled(pool, job).await {
+                Ok(()) => Some(Outcome::Cancelled),
+                Err(e) => {
+                    // Not recorded: keep the job waiting rather than send it.
+                    tracing::warn!(error = %e, job_id = %job.id, "could not record a cancelled campaign job");
+                    Some(Outcome::Paused {
+                        delay: Duration::from_secs(1),
+                        failure: Failure::local(format!("campaign {id} is cancelled")),
+                    })
+                }
             }
-        },
+        }
         _ => None,
     }
 }
@@ -91,16 +93,4 @@ async fn state(pool: &PgPool, id: Uuid) -> Option<CampaignState> {
             STATES.get(&id).and_then(|e| e.0)
         }
     }
-}
-
-/// Marks the job's ledger row `cancelled` (it was claimed just before).
-async fn record_cancelled(pool: &PgPool, job: &Job) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE deliveries SET state = 'cancelled', updated_at = now()
-         WHERE job_id = $1 AND state IN ('sending', 'retrying')",
-    )
-    .bind(job.id.as_str())
-    .execute(pool)
-    .await?;
-    Ok(())
 }

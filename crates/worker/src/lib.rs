@@ -20,7 +20,8 @@
 //!
 //! The ledger the pipeline writes through is `wxnotify_services::ledger`.
 //!
-//! The command (`wxnotify worker`) is `wxnotify::commands::worker`.
+//! The command is `wxnotify worker`; [`Worker`] is built by the composition root
+//! (`wxnotify-app`).
 
 pub mod acks;
 pub mod consumer;

@@ -168,10 +168,7 @@ impl Rules {
         let (Some(record), Some(data)) = (checked.truncations_json(), checked.data) else {
             return Ok(None);
         };
-        sqlx::query("UPDATE deliveries SET truncated = $2, updated_at = now() WHERE job_id = $1")
-            .bind(job.id.as_str())
-            .bind(record)
-            .execute(&self.pool)
+        wxnotify_services::ledger::marks::record_truncation(&self.pool, job, record)
             .await
             .map_err(Stop::Unrecorded)?;
         Ok(Some(Job {

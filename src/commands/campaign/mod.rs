@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use wxnotify_app::Application;
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -79,9 +80,9 @@ fn new_campaign(
 pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     settings.require_apps()?;
-    let pool = wxnotify_core::db::connect(&settings.database_url, 4).await?;
-    wxnotify_core::db::migrate(&pool).await?;
-    wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
+    let pool = Application::connect_migrated(settings.clone(), 4)
+        .await?
+        .pool;
     if let CampaignCommand::Dispatch = args.command {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(super::cancel_on_signal(shutdown.clone()));

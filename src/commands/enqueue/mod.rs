@@ -30,7 +30,7 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         Ok(single) => single,
         Err(reason) => return Ok(invalid_single_job(&args, reason)),
     };
-    // Issue 14: every job is checked against its template before it is published.
+    // Every job is checked against its template before it is published.
     let catalog = load_catalog(&settings).await;
     if let (Some(job), Some(catalog)) = (&single, &catalog) {
         match wxnotify_services::templates::check_job(catalog, job) {

@@ -28,42 +28,28 @@ use sqlx::PgPool;
 
 use auth::AdminAuth;
 use queues::QueueProbe;
-use wxnotify_core::config::{ConfigError, Settings};
+use wxnotify_core::config::Settings;
 use wxnotify_core::queue::Topology;
 
 /// Admin settings beyond [`Settings::admin_token`].
 #[derive(Debug, Clone, Default)]
 pub struct AdminOptions {
-    /// The read-only token (`WXNOTIFY_VIEWER_TOKEN`).
+    /// The read-only token ([`Settings::viewer_token`]).
     pub viewer_token: Option<SecretString>,
-    /// Purge dead letters older than this many days (`WXNOTIFY_DLQ_RETENTION_DAYS`).
+    /// Purge dead letters older than this many days ([`Settings::dlq_retention_days`]).
     pub retention_days: Option<u32>,
     /// How long a console login lasts (default 12 hours).
     pub session_ttl: Option<Duration>,
 }
 
 impl AdminOptions {
-    /// Reads `WXNOTIFY_VIEWER_TOKEN` and `WXNOTIFY_DLQ_RETENTION_DAYS` from the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let retention_days = var("WXNOTIFY_DLQ_RETENTION_DAYS")
-            .map(|v| {
-                v.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|d| *d > 0)
-                    .ok_or_else(|| ConfigError::Invalid {
-                        name: "WXNOTIFY_DLQ_RETENTION_DAYS".into(),
-                        reason: format!("{v:?} is not a whole number of days above 0"),
-                        hint: "Set e.g. 30 to purge dead letters older than 30 days, or unset it to keep them.",
-                    })
-            })
-            .transpose()?;
-        Ok(AdminOptions {
-            viewer_token: var("WXNOTIFY_VIEWER_TOKEN").map(Into::into),
-            retention_days,
+    /// The admin options `settings` hold.
+    pub fn from_settings(settings: &Settings) -> Self {
+        AdminOptions {
+            viewer_token: settings.viewer_token.clone(),
+            retention_days: settings.dlq_retention_days,
             session_ttl: None,
-        })
+        }
     }
 }
 
@@ -152,8 +138,8 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// What `serve` runs for the admin surface: its routes, and the retention task when set.
-pub fn start(pool: PgPool, settings: &Settings) -> Result<Router, ConfigError> {
-    let options = AdminOptions::from_env()?;
+pub fn start(pool: PgPool, settings: &Settings) -> Router {
+    let options = AdminOptions::from_settings(settings);
     let state = AdminState::new(pool.clone(), settings, options.clone());
     if let Some(days) = options.retention_days {
         tokio::spawn(retention::run(pool, days));
@@ -161,5 +147,5 @@ pub fn start(pool: PgPool, settings: &Settings) -> Result<Router, ConfigError> {
     if state.auth().enabled() {
         tracing::info!("admin API at /admin/api and the ops console at /admin");
     }
-    Ok(router(state))
+    router(state)
 }

@@ -2,7 +2,7 @@
 //! offending value and a message a developer can act on — unlike [`Job::from_json`], which stops
 //! at serde's first error. What WeChat would reject and wxnotify can know here is caught here:
 //! an unknown app, a `not_after` already past (the job would die `expired`), a job too large for
-//! the worker, and (once issue 14's template check lands) template fields.
+//! the worker, and a job that breaks its template's rules (the template check).
 
 use std::collections::HashSet;
 

@@ -1,7 +1,9 @@
 //! Settings: environment variables first (12-factor), plus an optional TOML file
 //! (`WXNOTIFY_CONFIG`) for several apps. Checked once at start; every error names the setting
 //! and says how to fix it. Secrets are [`SecretString`]s: a `Debug` of the settings never shows
-//! one.
+//! one. Every variable is read here, except the log settings (`WXNOTIFY_LOG_FORMAT`,
+//! `RUST_LOG`), which `telemetry` reads first so that a settings error is logged as asked, and
+//! the flags' own variables, which clap reads with each command's flags.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,10 @@ use crate::domain::{AppId, AppName};
 use crate::wechat::crypto::AesKey;
 
 mod file;
+mod quota;
 
 use self::file::apps_from_file;
+pub use self::quota::{DEFAULT_RESERVE_PERCENT, QuotaSettings};
 
 /// Default of `DATABASE_URL`: a Postgres on this machine, without TLS (on loopback it protects
 /// nothing, and it cost the worker's Postgres a third of its CPU). A Postgres elsewhere wants
@@ -115,8 +119,15 @@ pub struct Settings {
     pub queue_prefix: String,
     /// Bearer token of the admin API; `None` turns the admin API off.
     pub admin_token: Option<SecretString>,
+    /// The read-only token of the admin API and console (`WXNOTIFY_VIEWER_TOKEN`).
+    pub viewer_token: Option<SecretString>,
+    /// Purge dead letters older than this many days (`WXNOTIFY_DLQ_RETENTION_DAYS`); `None`
+    /// keeps them.
+    pub dlq_retention_days: Option<u32>,
     /// The configured apps, at least one.
     pub apps: Vec<AppConfig>,
+    /// The apps' daily quota and transactional reserve (`WXNOTIFY_DAILY_QUOTA` …).
+    pub quota: QuotaSettings,
 }
 
 impl Settings {
@@ -134,7 +145,7 @@ impl Settings {
         let wechat_api_base = Url::parse(&wechat_api_base).map_err(|e| ConfigError::Invalid {
             name: "WECHAT_API_BASE".into(),
             reason: e.to_string(),
-            hint: "Use an absolute URL such as https://api.weixin.qq.com or the address printed by `wxnotify mock-wechat`.",
+            hint: "Use an absolute URL such as https://api.weixin.qq.com or the address printed by `wxnotify-sandbox mock-wechat`.",
         })?;
         let queue_prefix =
             var("WXNOTIFY_QUEUE_PREFIX").unwrap_or_else(|| DEFAULT_QUEUE_PREFIX.into());
@@ -166,6 +177,21 @@ impl Settings {
                 });
             }
         }
+        let dlq_retention_days = var("WXNOTIFY_DLQ_RETENTION_DAYS")
+            .map(|v| {
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "WXNOTIFY_DLQ_RETENTION_DAYS".into(),
+                        reason: format!("{v:?} is not a whole number of days above 0"),
+                        hint: "Set e.g. 30 to purge dead letters older than 30 days, or unset it to keep them.",
+                    })
+            })
+            .transpose()?;
+        let names: Vec<AppName> = apps.iter().map(|a| a.name.clone()).collect();
+        let quota = QuotaSettings::from_lookup(var, &names)?;
         Ok(Settings {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.into())
@@ -176,7 +202,10 @@ impl Settings {
             wechat_api_base,
             queue_prefix,
             admin_token: var("WXNOTIFY_ADMIN_TOKEN").map(Into::into),
+            viewer_token: var("WXNOTIFY_VIEWER_TOKEN").map(Into::into),
+            dlq_retention_days,
             apps,
+            quota,
         })
     }
 

@@ -1,5 +1,5 @@
 //! RabbitMQ: the topology and publishing with confirms (the `enqueue` and `migrate` commands
-//! are in `wxnotify::commands`).
+//! are in the `wxnotify` binary).
 //!
 //! # The topology, and why it looks like this
 //!

@@ -1,4 +1,4 @@
-//! `wxnotify bench --scenario api`: figures of the producer API on this machine. A scratch
+//! `wxnotify-sandbox bench --scenario api`: figures of the producer API on this machine. A scratch
 //! database and queue prefix, `serve`'s router on port 0 in this process (served by `serve`'s
 //! own accept loop with its default limits: TCP_NODELAY, timeouts, connection caps), an API
 //! key, then:

@@ -1,4 +1,4 @@
-//! The sending part of `wxnotify bench --scenario campaign`: a snapshotted campaign sent by a
+//! The sending part of `wxnotify-sandbox bench --scenario campaign`: a snapshotted campaign sent by a
 //! `wxnotify worker` child process (its dispatcher drives the campaign) against the fake WeChat
 //! at 100 ms latency and an app limit of 2,000/s, while the bench publishes a steady 100
 //! transactional jobs/s. Phases, in order:

@@ -1,4 +1,4 @@
-//! `wxnotify bench --scenario campaign`: how long the audience snapshot of a large campaign
+//! `wxnotify-sandbox bench --scenario campaign`: how long the audience snapshot of a large campaign
 //! takes on this machine (a recipients file of Mini Program openids, each with its own template
 //! field, and the followers audience), and the memory it needs; then (unless
 //! `--send-seconds 0`) the file campaign is sent for a measured window beside a steady

@@ -1,4 +1,4 @@
-//! `wxnotify bench --scenario crash`: the exactly-once promise measured across crashes.
+//! `wxnotify-sandbox bench --scenario crash`: the exactly-once promise measured across crashes.
 //!
 //! A backlog of `--crash-jobs` good jobs (20,000), plus ten job ids each published three times
 //! back to back, is drained by a `wxnotify worker` child against the fake WeChat with the faults

@@ -1,4 +1,4 @@
-//! `wxnotify bench`: end-to-end figures of the delivery pipeline on this machine.
+//! `wxnotify-sandbox bench`: end-to-end figures of the delivery pipeline on this machine.
 //!
 //! Everything runs here: RabbitMQ, Postgres, the fake WeChat (in this process) and the worker
 //! (a child process, `wxnotify worker`, so its CPU time and peak RSS are its own, read from

@@ -1,4 +1,4 @@
-//! `wxnotify bench --scenario shared-rate`: one app's rate shared by three worker processes.
+//! `wxnotify-sandbox bench --scenario shared-rate`: one app's rate shared by three worker processes.
 //!
 //! The fake WeChat answers after 100 ms, the app is limited to 2,000 sends/s, and three
 //! `wxnotify worker` children lease their permits from the one `rate_limits` row:

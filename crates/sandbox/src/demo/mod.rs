@@ -1,4 +1,4 @@
-//! `wxnotify demo`: the main job, end to end, on a fresh machine.
+//! `wxnotify-sandbox demo`: the main job, end to end, on a fresh machine.
 //!
 //! It makes a scratch database and queue prefix (on the servers of `DATABASE_URL` and
 //! `AMQP_URL`), starts the fake WeChat and the HTTP API in-process, and then does what production
@@ -343,12 +343,12 @@ fn print_report(r: &DemoReport) {
     println!();
     if r.consistent {
         println!(
-            "wxnotify demo: {} messages published; each job ended in the state it must have (checked one by one), and the books match WeChat's",
+            "wxnotify-sandbox demo: {} messages published; each job ended in the state it must have (checked one by one), and the books match WeChat's",
             r.published
         );
     } else {
         println!(
-            "wxnotify demo: {} messages published — THE BOOKS DO NOT MATCH (see below)",
+            "wxnotify-sandbox demo: {} messages published — THE BOOKS DO NOT MATCH (see below)",
             r.published
         );
         for m in &r.mismatches {

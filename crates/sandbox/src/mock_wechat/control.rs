@@ -1,4 +1,4 @@
-//! `/mock/…`: the control and inspection API, so scripts can drive a `wxnotify mock-wechat`
+//! `/mock/…`: the control and inspection API, so scripts can drive a `wxnotify-sandbox mock-wechat`
 //! process the way tests drive a [`MockWechat`](super::MockWechat). Answers are plain JSON
 //! (`application/json`); request bodies are read as JSON whatever their `Content-Type` (so
 //! `curl -d` works), a bad one is 400 with the reason. No faults, latency or counting here.

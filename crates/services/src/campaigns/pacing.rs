@@ -1,13 +1,11 @@
 //! What a campaign may dispatch now: its start time, its send window (in its time zone), its
 //! daily cap, and the app's daily quota less the share reserved for transactional sends.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::model::Pacing;
-use wxnotify_core::domain::AppName;
+pub use wxnotify_core::config::QuotaSettings;
 
 /// Why a campaign waits (for logs and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,89 +52,6 @@ pub fn cap_left(
         None => u64::MAX,
         Some(cap) if day == Some(cap_day(pacing, now)) => cap.saturating_sub(dispatched_that_day),
         Some(cap) => cap,
-    }
-}
-
-/// The daily quota settings of the apps: WeChat's daily limit of template sends and the share
-/// of it kept for transactional sends. From `WXNOTIFY_DAILY_QUOTA` (none: no quota check) and
-/// `WXNOTIFY_TRANSACTIONAL_RESERVE` (percent, default 20); per app `WXNOTIFY_DAILY_QUOTA_<APP>`
-/// and `WXNOTIFY_TRANSACTIONAL_RESERVE_<APP>` (app name upper-cased, `-` and `.` as `_`).
-#[derive(Debug, Clone, Default)]
-pub struct QuotaSettings {
-    default_quota: Option<u64>,
-    default_reserve_percent: u8,
-    per_app: HashMap<String, (Option<u64>, Option<u8>)>,
-}
-
-/// The default transactional reserve, percent of the daily quota.
-pub const DEFAULT_RESERVE_PERCENT: u8 = 20;
-
-impl QuotaSettings {
-    /// Reads the settings for `apps` from the environment.
-    pub fn from_env(apps: &[AppName]) -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok(), apps)
-    }
-
-    /// Reads the settings through `get`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>, apps: &[AppName]) -> Self {
-        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
-        let pct = |k: &str| num(k).map(|v| v.min(100) as u8);
-        let per_app = apps
-            .iter()
-            .map(|a| {
-                let suffix: String = a
-                    .as_str()
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() {
-                            c.to_ascii_uppercase()
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                (
-                    a.as_str().to_owned(),
-                    (
-                        num(&format!("WXNOTIFY_DAILY_QUOTA_{suffix}")),
-                        pct(&format!("WXNOTIFY_TRANSACTIONAL_RESERVE_{suffix}")),
-                    ),
-                )
-            })
-            .collect();
-        QuotaSettings {
-            default_quota: num("WXNOTIFY_DAILY_QUOTA"),
-            default_reserve_percent: pct("WXNOTIFY_TRANSACTIONAL_RESERVE")
-                .unwrap_or(DEFAULT_RESERVE_PERCENT),
-            per_app,
-        }
-    }
-
-    /// Settings with one quota and reserve for every app (tests, benchmarks).
-    pub fn uniform(daily_quota: Option<u64>, reserve_percent: u8) -> Self {
-        QuotaSettings {
-            default_quota: daily_quota,
-            default_reserve_percent: reserve_percent.min(100),
-            per_app: HashMap::new(),
-        }
-    }
-
-    /// The app's configured daily quota.
-    pub fn daily_quota(&self, app: &str) -> Option<u64> {
-        self.per_app
-            .get(app)
-            .and_then(|(q, _)| *q)
-            .or(self.default_quota)
-    }
-
-    /// Sends of the daily quota kept for transactional jobs.
-    pub fn reserve(&self, app: &str, quota: u64) -> u64 {
-        let pct = self
-            .per_app
-            .get(app)
-            .and_then(|(_, r)| *r)
-            .unwrap_or(self.default_reserve_percent);
-        quota * u64::from(pct) / 100
     }
 }
 

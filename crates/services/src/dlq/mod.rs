@@ -4,7 +4,7 @@
 //! the original job and the attempt count; the attempt history is in `delivery_attempts`.
 //! Replaying a dead letter re-opens its ledger row and publishes the job to its lane again with
 //! the same id (so it is sent at most once more); malformed messages cannot be replayed. The
-//! command is `wxnotify::commands::dlq`.
+//! command is `wxnotify dlq`.
 
 pub mod query;
 pub mod replay;

@@ -154,14 +154,14 @@ async fn replay_rows(
         } else {
             Lane::Jobs
         };
-        store::reopen(pool, job.id.as_str()).await?;
+        crate::ledger::replay::reopen(pool, job.id.as_str()).await?;
         match publisher.publish(&job, lane).await {
             Ok(()) => {
                 store::mark_replayed(pool, row.id).await?;
                 report.replayed.push(row.id);
             }
             Err(e) => {
-                store::close_again(pool, job.id.as_str(), &row.reason).await?;
+                crate::ledger::replay::close_again(pool, job.id.as_str(), &row.reason).await?;
                 report.failed.push((row.id, e.to_string()));
             }
         }

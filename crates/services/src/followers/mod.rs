@@ -1,4 +1,4 @@
-//! The OA follower sync (the command is `wxnotify::commands::sync_followers`).
+//! The OA follower sync (the command is `wxnotify sync-followers`).
 //!
 //! Every follower openid comes from `user/get` (10,000 a page), their unionid from
 //! `user/info/batchget` (100 a call); both land in `oa_followers`. The mapping

@@ -147,6 +147,9 @@ claimed AS (
                             claim_id, claimed_by, claimed_at, claimed_until)
     SELECT job_id, app, kind, recipient, template_id, campaign_id, lane, 'sending', 0,
            claim_id, $9, now(), now() + make_interval(secs => $10) FROM input
+    -- Rows are inserted (and conflicting rows locked) in job-id order, the order of every
+    -- batched statement of the ledger: two batches never wait on each other in a circle.
+    ORDER BY job_id
     ON CONFLICT (job_id) DO UPDATE
         SET state = 'sending', claim_id = EXCLUDED.claim_id, claimed_by = $9, claimed_at = now(),
             claimed_until = EXCLUDED.claimed_until, updated_at = now(),

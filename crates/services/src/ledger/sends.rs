@@ -55,7 +55,11 @@ pub(super) async fn sent_batch(
         let mut updated: HashSet<String> = sqlx::query_scalar(
             "WITH t AS (
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
-                     AS t(job_id, oa_openid, msgid))
+                     AS t(job_id, oa_openid, msgid)),
+             -- The rows are locked in job-id order first, like every batched statement of
+             -- the ledger, so this batch and a claim batch never wait on each other in a circle.
+             locked AS MATERIALIZED (
+                 SELECT job_id FROM deliveries WHERE job_id = ANY($1) ORDER BY job_id FOR UPDATE)
              UPDATE deliveries d
              SET state = 'sent', msgid = t.msgid, oa_openid = t.oa_openid, sent_at = now(), updated_at = now(),
                  attempts = d.attempts + 1, claimed_until = NULL,
@@ -63,7 +67,7 @@ pub(super) async fn sent_batch(
                  (receipt_status, receipt_at) = (
                      SELECT r.status, r.reported_at FROM delivery_receipts r
                      WHERE r.app = d.app AND r.msgid = t.msgid)
-             FROM t
+             FROM t JOIN locked USING (job_id)
              WHERE d.job_id = t.job_id AND d.job_id = ANY($1) AND d.state IN ('sending', 'retrying')
              RETURNING d.job_id",
         )

@@ -1,4 +1,4 @@
-//! What `wxnotify status` shows (the command is `wxnotify::commands::status`): per app whether sending is paused and today's quota (limit, used,
+//! What `wxnotify status` shows (the command is `wxnotify status`): per app whether sending is paused and today's quota (limit, used,
 //! remaining), the depth of every queue, and the live worker processes.
 
 use chrono::{DateTime, Utc};

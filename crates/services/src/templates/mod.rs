@@ -1,4 +1,4 @@
-//! The template catalog and the checks before sending (issue 14).
+//! The template catalog and the checks before sending.
 //!
 //! - [`catalog`]: each app's templates in Postgres and in memory ([`Catalog`]): those WeChat
 //!   lists, those it listed and no longer does (deleted), and those registered by hand.

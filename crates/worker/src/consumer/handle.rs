@@ -131,6 +131,11 @@ impl Settle {
         loop {
             match f().await {
                 Ok(v) => return Some(v),
+                Err(e) if e.is_conflict() => {
+                    // Postgres aborted the statement to break a deadlock (or a serialization
+                    // conflict): nothing is wrong with Postgres; the statement is tried again.
+                    tracing::info!(error = %e, "ledger write conflicted with another worker's; retrying it");
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Postgres unavailable; holding the message and retrying");
                     tokio::select! {

@@ -253,7 +253,7 @@ impl Pipeline {
             }
         };
         limiter.acquire(lane).await;
-        // Campaign jobs: a paused campaign's job waits, a cancelled one's is not sent (issue 8).
+        // Campaign jobs: a paused campaign's job waits, a cancelled one's is not sent.
         // Checked again after the permit: a pause may have come while the job waited for it.
         let paused_wait = self.retry.campaign_paused_wait;
         if let Some(held) = crate::gate::before_send(self.ledger.pool(), &job, paused_wait).await {

@@ -8,8 +8,6 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{Dispatcher, DispatcherOptions};
-use crate::campaigns::pacing::QuotaSettings;
-use wxnotify_core::domain::AppName;
 use wxnotify_core::queue::Topology;
 
 /// Runs a dispatcher for `settings` until `shutdown`, reconnecting to RabbitMQ with backoff.
@@ -21,8 +19,7 @@ pub async fn run_until(
     options: DispatcherOptions,
     shutdown: CancellationToken,
 ) {
-    let apps: Vec<AppName> = settings.apps.iter().map(|a| a.name.clone()).collect();
-    let quota = QuotaSettings::from_env(&apps);
+    let quota = settings.quota.clone();
     let topology = Topology::new(settings.queue_prefix.clone());
     let mut delay = Duration::from_millis(500);
     while !shutdown.is_cancelled() {

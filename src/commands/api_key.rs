@@ -7,7 +7,7 @@ use anyhow::Context;
 use uuid::Uuid;
 
 #[allow(clippy::wildcard_imports)]
-use wxnotify_api::api_keys::*;
+use wxnotify_api::producer::api_keys::*;
 use wxnotify_core::config::Settings;
 
 /// Arguments of `wxnotify api-key`.

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wxnotify_api::login_limits::LoginLimits;
+use wxnotify_api::edge::login_limits::LoginLimits;
 use wxnotify_api::{EdgeOptions, ServeOptions, ServerLimits};
 use wxnotify_app::Application;
 use wxnotify_core::config::Settings;
@@ -40,7 +40,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub login_per_minute: u32,
     /// Producer API requests per second per API key (429 with Retry-After past it); 0: no limit.
-    #[arg(long, env = "WXNOTIFY_API_KEY_RATE", default_value_t = wxnotify_api::producer::DEFAULT_KEY_REQUESTS_PER_SECOND)]
+    #[arg(long, env = "WXNOTIFY_API_KEY_RATE", default_value_t = wxnotify_api::producer::link::DEFAULT_KEY_REQUESTS_PER_SECOND)]
     pub api_key_rate: u32,
     /// Header in which a trusted reverse proxy puts the client's address (e.g.
     /// X-Forwarded-For; its last value is used). Only set it behind such a proxy.
@@ -123,9 +123,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ops_listener,
         edge: EdgeOptions::from(&args),
         limits: ServerLimits::from(&args.server),
-        producer: wxnotify_api::producer::ProducerOptions {
+        producer: wxnotify_api::producer::link::ProducerOptions {
             key_requests_per_second: NonZeroU32::new(args.api_key_rate),
-            ..wxnotify_api::producer::ProducerOptions::default()
+            ..wxnotify_api::producer::link::ProducerOptions::default()
         },
     };
     app.serve(options, super::shutdown_signal()).await?;

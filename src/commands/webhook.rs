@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 #[allow(clippy::wildcard_imports)]
-use wxnotify_api::webhooks::*;
+use wxnotify_api::producer::webhooks::*;
 use wxnotify_core::config::Settings;
 
 /// Arguments of `wxnotify webhook`.

@@ -652,12 +652,12 @@ async fn receipts_are_joined_to_the_campaigns_numbers() {
 async fn admin_campaign_endpoints_need_the_admin_token() {
     let sys = System::seeded(20).await;
     assert!(
-        wxnotify_api::campaigns::router(sys.db.pool.clone(), &sys.settings).is_none(),
+        wxnotify_api::admin::campaigns::router(sys.db.pool.clone(), &sys.settings).is_none(),
         "no token configured: the endpoints are off"
     );
     let mut settings = sys.settings.clone();
     settings.admin_token = Some(SecretString::from("s3cret-admin-token"));
-    let app = wxnotify_api::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
+    let app = wxnotify_api::admin::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
     let call = |method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
-use wxnotify_api::login_limits::LoginLimits;
+use wxnotify_api::edge::login_limits::LoginLimits;
 use wxnotify_api::server::{ServerLimits, serve};
 use wxnotify_api::{AppState, EdgeOptions, ops_router, public_router, router};
 use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};

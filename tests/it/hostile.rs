@@ -4,7 +4,7 @@
 
 use std::num::NonZeroU32;
 
-use wxnotify_api::api_keys;
+use wxnotify_api::producer::api_keys;
 use wxnotify_core::domain::AppName;
 
 use crate::admin_support::{ADMIN_TOKEN, serve_admin};

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wxnotify_api::{api_keys, webhooks};
+use wxnotify_api::producer::{api_keys, webhooks};
 use wxnotify_core::config::AppConfig;
 use wxnotify_core::domain::{AppName, Job, JobId, OpenId, Recipient, TemplateData};
 use wxnotify_core::queue::{Lane, Topology};

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use wxnotify_api::notification_store::{self, State};
+use wxnotify_api::producer::notification_store::{self, State};
 use wxnotify_core::domain::{AppName, Job, OpenId, Recipient, TemplateData};
 use wxnotify_core::wechat::client::ClientOptions;
 use wxnotify_core::wechat::{TokenStore, WechatClient};

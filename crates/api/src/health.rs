@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
-use super::error::HttpError;
+use crate::AppState;
+use crate::error::HttpError;
 
 pub use wxnotify_core::metrics::metrics_handle;
 

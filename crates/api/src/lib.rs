@@ -1,43 +1,31 @@
-//! The HTTP API of `wxnotify serve` (axum).
+//! # wxnotify-api
 //!
-//! - [`login`]: `POST /v1/miniprogram/login`, with [`login_codes`] making each code single use;
-//! - [`callback`]: `GET|POST /wechat/callback[/{app}]`, the OA server URL (events);
-//! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
-//! - [`admin`]: the admin API at `/admin/api/...` and [`console`], the ops console at `/admin`;
-//! - [`notifications`]: the producer API, `POST /v1/notifications[/batch]` and
-//!   `GET /v1/notifications/{id}`, with [`api_keys`] (bearer keys per app), [`job_input`]
-//!   (422 with JSON pointers), [`notification_store`] (idempotency, status), [`producer`] (the
-//!   RabbitMQ link) and [`webhooks`] (signed outcome events); [`openapi`]: `GET /openapi.json`;
-//! - [`error`]: the one error type; [`store`]: the SQL of the handlers.
+//! The HTTP API of `wxnotify serve` (axum), by audience:
 //!
-//! The public edge: [`server`] (timeouts, connection limit, graceful shutdown), [`replay`]
-//! (the callback's timestamp window and nonce cache), [`login_limits`] (per-client and global
-//! login limits). With `--metrics-listen`, `/metrics` moves to that address (keep it private;
-//! expose only `--listen`).
+//! - [`edge`]: what WeChat and the Mini Program call: `POST /v1/miniprogram/login` and the OA's
+//!   pushes on `GET|POST /wechat/callback[/{app}]`, with their replay protection and limits;
+//! - [`producer`]: what application services call: the producer API
+//!   (`POST /v1/notifications[/batch]`, `GET /v1/notifications/{id}`), its keys, its link to
+//!   RabbitMQ and the signed outcome webhooks;
+//! - [`admin`]: what operators use: the admin API at `/admin/api/...` (dead letters, templates,
+//!   campaigns) and the ops console at `/admin`.
 //!
-//! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0.
+//! Beside them: [`server`] (timeouts, connection limit, graceful shutdown), [`health`]
+//! (`/healthz`, `/readyz`, `/metrics`), [`openapi`] (`GET /openapi.json`) and [`error`] (the
+//! edge's error type). With `--metrics-listen`, `/metrics` moves to that address (keep it
+//! private; expose only `--listen`).
+//!
+//! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0; [`serve`]
+//! runs it with its background work. This crate depends on `wxnotify-services` and
+//! `wxnotify-core`, never on the worker.
 
 pub mod admin;
-pub mod api_error;
-pub mod api_keys;
-pub mod callback;
-pub mod campaigns;
-pub mod campaigns_openapi;
-pub mod console;
+pub mod edge;
 pub mod error;
 pub mod health;
-pub mod job_input;
-pub mod login;
-pub mod login_codes;
-pub mod login_limits;
-pub mod notification_store;
-pub mod notifications;
 pub mod openapi;
 pub mod producer;
-pub mod replay;
 pub mod server;
-pub mod store;
-pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,10 +39,10 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
+use edge::login::{LoginFailure, LoginResponse};
+use edge::login_codes::LoginCodes;
+use edge::login_limits::{LoginLimiter, LoginLimits};
 use error::HttpError;
-use login::{LoginFailure, LoginResponse};
-use login_codes::LoginCodes;
-use login_limits::{LoginLimiter, LoginLimits};
 pub use server::ServerLimits;
 use wxnotify_core::config::{AppConfig, ConfigError};
 use wxnotify_core::domain::AppName;
@@ -78,7 +66,7 @@ pub struct EdgeOptions {
 impl Default for EdgeOptions {
     fn default() -> Self {
         Self {
-            callback_max_skew: replay::DEFAULT_MAX_SKEW,
+            callback_max_skew: edge::replay::DEFAULT_MAX_SKEW,
             callback_allow_plaintext: false,
             login: LoginLimits::default(),
         }
@@ -114,7 +102,7 @@ struct Inner {
 pub struct AppState {
     inner: Arc<Inner>,
     /// The producer API (`/v1/notifications`); its routes are served only when set.
-    producer: Option<producer::ProducerApi>,
+    producer: Option<producer::link::ProducerApi>,
 }
 
 impl AppState {
@@ -182,7 +170,7 @@ impl AppState {
     }
 
     /// Serves the producer API (`/v1/notifications…`) with `api` too.
-    pub fn with_producer(mut self, api: producer::ProducerApi) -> Self {
+    pub fn with_producer(mut self, api: producer::link::ProducerApi) -> Self {
         self.producer = Some(api);
         self
     }
@@ -265,9 +253,9 @@ pub fn router(state: AppState) -> Router {
 
 /// `api` and, when a producer is configured, the producer API (with its own body limits: a
 /// batch is up to 8 MiB).
-fn with_producer(api: Router, producer: Option<producer::ProducerApi>) -> Router {
+fn with_producer(api: Router, producer: Option<producer::link::ProducerApi>) -> Router {
     match producer {
-        Some(producer) => api.merge(notifications::router(producer)),
+        Some(producer) => api.merge(producer::notifications::router(producer)),
         None => api,
     }
 }
@@ -297,14 +285,14 @@ fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/v1/miniprogram/login", post(login::login))
+        .route("/v1/miniprogram/login", post(edge::login::login))
         .route(
             "/wechat/callback",
-            get(callback::verify_default).post(callback::push_default),
+            get(edge::callback::verify_default).post(edge::callback::push_default),
         )
         .route(
             "/wechat/callback/{app}",
-            get(callback::verify).post(callback::push),
+            get(edge::callback::verify).post(edge::callback::push),
         )
         .route("/openapi.json", get(openapi::serve_openapi))
 }
@@ -321,7 +309,7 @@ pub struct ServeOptions {
     /// Timeouts and connection limits.
     pub limits: ServerLimits,
     /// The producer API's link to RabbitMQ and its per-key request limit.
-    pub producer: producer::ProducerOptions,
+    pub producer: producer::link::ProducerOptions,
 }
 
 /// Serves the whole HTTP API for the apps of `settings` on `pool`, calling WeChat through
@@ -334,7 +322,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let producer = producer::ProducerApi::new(
+    let producer = producer::link::ProducerApi::new(
         pool.clone(),
         settings.amqp_url.clone(),
         wxnotify_core::queue::Topology::new(settings.queue_prefix.clone()),
@@ -361,9 +349,9 @@ pub async fn serve(
     )?
     .with_producer(producer);
     let webhooks_stop = tokio_util::sync::CancellationToken::new();
-    let webhooks = tokio::spawn(webhooks::run_dispatcher(
+    let webhooks = tokio::spawn(producer::webhooks::run_dispatcher(
         pool.clone(),
-        webhooks::WebhookOptions::default(),
+        producer::webhooks::WebhookOptions::default(),
         webhooks_stop.clone(),
     ));
     let limits = options.limits;
@@ -388,7 +376,7 @@ pub async fn serve(
         router(state.clone())
     }
     .merge(admin::start(pool.clone(), settings));
-    let public = match campaigns::router(pool.clone(), settings) {
+    let public = match admin::campaigns::router(pool.clone(), settings) {
         Some(campaigns) => public.merge(campaigns),
         None => public,
     };
@@ -426,11 +414,11 @@ async fn housekeeping(state: AppState) {
         every.tick().await;
         state.login_limiter().forget_idle();
         if ticks.is_multiple_of(60) {
-            match store::prune_events(state.pool()).await {
+            match edge::store::prune_events(state.pool()).await {
                 Ok(n) => tracing::debug!(pruned = n, "old callback event keys deleted"),
                 Err(e) => tracing::warn!(error = %e, "pruning callback event keys failed"),
             }
-            match replay::prune(state.pool(), state.edge().callback_max_skew).await {
+            match edge::replay::prune(state.pool(), state.edge().callback_max_skew).await {
                 Ok(n) => tracing::debug!(pruned = n, "old callback nonces deleted"),
                 Err(e) => tracing::warn!(error = %e, "pruning callback nonces failed"),
             }

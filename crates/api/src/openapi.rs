@@ -20,9 +20,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use super::api_error::{ErrorBody, FieldError};
-use super::notification_store::{NotificationStatus, Receipt, State};
-use super::notifications::{Accepted, BatchItem, BatchResponse};
+use crate::producer::api_error::{ErrorBody, FieldError};
+use crate::producer::notification_store::{NotificationStatus, Receipt, State};
+use crate::producer::notifications::{Accepted, BatchItem, BatchResponse};
 
 /// The API's OpenAPI description (before the job schema is put in; see [`openapi_json`]).
 #[derive(OpenApi)]
@@ -32,9 +32,9 @@ use super::notifications::{Accepted, BatchItem, BatchResponse};
         description = "WeChat Official Account template messages for Mini Program users: the producer API (`/v1/notifications`), Mini Program login, the OA callback and operations endpoints. Producer requests authenticate with a per-app API key (`wxnotify api-key create --app NAME`) as `Authorization: Bearer wxn_…`."
     ),
     paths(
-        super::notifications::create,
-        super::notifications::create_batch,
-        super::notifications::status,
+        crate::producer::notifications::create,
+        crate::producer::notifications::create_batch,
+        crate::producer::notifications::status,
         described::login,
         described::verify_default,
         described::push_default,
@@ -111,9 +111,9 @@ pub struct BatchDocument {
 pub fn openapi_json() -> String {
     let mut api = ApiDoc::openapi();
     // The admin API (dead letters, deliveries, apps, workers, queues, audit) documents itself.
-    api.merge(super::admin::api::AdminApiDoc::openapi());
+    api.merge(crate::admin::api::AdminApiDoc::openapi());
     // So do the campaign endpoints (`/admin/api/campaigns`).
-    api.merge(super::campaigns_openapi::CampaignsApiDoc::openapi());
+    api.merge(crate::admin::campaigns_openapi::CampaignsApiDoc::openapi());
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
     let mut job: Value = serde_json::from_str(&wxnotify_core::domain::job::schema_json())
         .expect("the job schema is JSON");

@@ -170,7 +170,7 @@ impl PerClient {
 
     /// A slot for `ip`, or `None` when it holds `max` connections already.
     fn take(&self, ip: IpAddr) -> Option<ClientSlot> {
-        let key = crate::login_limits::client_key(ip);
+        let key = crate::edge::login_limits::client_key(ip);
         if self.max == 0 {
             return Some(ClientSlot { key, open: None });
         }

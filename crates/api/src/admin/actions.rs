@@ -1,10 +1,10 @@
 //! Replay and purge of dead letters, by ids or by filter, with a dry run: the one place the
 //! admin API and the console both call, so both decide alike and both write the audit row.
 
-use super::AdminState;
-use super::auth::Principal;
-use super::error::AdminError;
-use super::store::{self, AuditEntry};
+use crate::admin::AdminState;
+use crate::admin::auth::Principal;
+use crate::admin::error::AdminError;
+use crate::admin::store::{self, AuditEntry};
 use wxnotify_services::dlq::{self, DeadLetterQuery, query};
 
 /// At most this many ids in one request.

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use super::error::AdminError;
+use crate::admin::error::AdminError;
 
 /// A role of the admin surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

@@ -1,7 +1,9 @@
-//! The admin surface of `wxnotify serve`: the JSON admin API at `/admin/api/...` ([`api`]) and
-//! the ops console at `/admin` (`crate::console`), both behind [`auth`].
+//! What operators use: the JSON admin API at `/admin/api/...` ([`api`], [`campaigns`]) and the
+//! ops console at `/admin` ([`console`]), all behind [`auth`].
 //!
 //! - [`auth`]: tokens, roles and the extractors other admin routes reuse;
+//! - [`campaigns`]: the campaign API (`/admin/api/campaigns`), described by
+//!   [`campaigns_openapi`];
 //! - [`actions`]: replay and purge (by ids or filter, dry run), audited;
 //! - [`store`]: deliveries, apps, workers, overview figures, the audit trail;
 //! - [`queues`]: queue depths by passive declare;
@@ -13,6 +15,9 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+pub mod campaigns;
+pub mod campaigns_openapi;
+pub mod console;
 pub mod error;
 pub mod queues;
 pub mod retention;
@@ -59,7 +64,7 @@ struct Inner {
     settings: Settings,
     queues: QueueProbe,
     options: AdminOptions,
-    login_guard: crate::console::login_guard::LoginGuard,
+    login_guard: crate::admin::console::login_guard::LoginGuard,
 }
 
 /// What the admin API and the console share. Cheap to clone.
@@ -120,7 +125,7 @@ impl AdminState {
     }
 
     /// Failed console logins per client address.
-    pub fn login_guard(&self) -> &crate::console::login_guard::LoginGuard {
+    pub fn login_guard(&self) -> &crate::admin::console::login_guard::LoginGuard {
         &self.inner.login_guard
     }
 }
@@ -133,7 +138,7 @@ pub fn router(state: AdminState) -> Router {
     }
     Router::new()
         .nest("/admin/api", api::router())
-        .merge(crate::console::router())
+        .merge(crate::admin::console::router())
         .with_state(state)
 }
 

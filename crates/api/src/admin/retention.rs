@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::store::{self, AuditEntry};
+use crate::admin::store::{self, AuditEntry};
 
 /// How often the retention pass runs.
 pub const EVERY: Duration = Duration::from_secs(3600);

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::auth::Principal;
+use crate::admin::auth::Principal;
 use wxnotify_services::app_pause::{self, PauseCause, Suspension};
 use wxnotify_services::dlq::DeadLetterQuery;
 

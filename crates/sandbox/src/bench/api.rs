@@ -22,8 +22,9 @@ use serde_json::json;
 
 use crate::mock_wechat::{self, MockConfig, MockWechat};
 use crate::scratch::Scratch;
-use wxnotify_api::producer::{ProducerApi, ProducerOptions};
-use wxnotify_api::{AppState, api_keys, health, router};
+use wxnotify_api::producer::api_keys;
+use wxnotify_api::producer::link::{ProducerApi, ProducerOptions};
+use wxnotify_api::{AppState, health, router};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::AppName;
 use wxnotify_core::wechat::Wechat;

@@ -31,7 +31,7 @@ impl Api {
     pub async fn start(settings: &Settings, pool: &PgPool) -> anyhow::Result<Api> {
         let unlimited = std::num::NonZeroU32::new(10_000_000).expect("non-zero");
         let edge = wxnotify_api::EdgeOptions {
-            login: wxnotify_api::login_limits::LoginLimits {
+            login: wxnotify_api::edge::login_limits::LoginLimits {
                 per_client_per_minute: unlimited,
                 global_per_minute: unlimited,
                 client_ip_header: None,
@@ -45,7 +45,7 @@ impl Api {
             ops_listener: None,
             edge,
             limits: wxnotify_api::ServerLimits::default(),
-            producer: wxnotify_api::producer::ProducerOptions::default(),
+            producer: wxnotify_api::producer::link::ProducerOptions::default(),
         };
         let app = Application::new(settings.clone(), pool.clone());
         let stop = CancellationToken::new();

@@ -5,11 +5,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 
-use super::super::AdminState;
-use super::super::actions::{self, ActionReport, ActionRequest};
-use super::super::auth::Principal;
-use super::super::error::{AdminError, ErrorBody};
-use super::super::store::{self, DeliveryRow};
+use crate::admin::AdminState;
+use crate::admin::actions::{self, ActionReport, ActionRequest};
+use crate::admin::auth::Principal;
+use crate::admin::error::{AdminError, ErrorBody};
+use crate::admin::store::{self, DeliveryRow};
 use wxnotify_services::dlq::query::{self, Groups};
 use wxnotify_services::dlq::{self, AttemptRow, DeadLetterQuery, DeadLetterRow};
 

@@ -14,11 +14,11 @@ pub use self::dead_letters::{
     AttemptView, DeadLetterCounts, DeadLetterDetail, DeadLetterPage, PageParams, dead_letter,
     dead_letter_groups, list_dead_letters, load_dead_letter, purge, replay,
 };
-use super::AdminState;
-use super::auth::{AdminOnly, Principal};
-use super::error::{AdminError, ErrorBody};
-use super::queues::QueueDepth;
-use super::store::{self, AppRow, AuditEntry, AuditRow, DeliveryRow, WorkerRow};
+use crate::admin::AdminState;
+use crate::admin::auth::{AdminOnly, Principal};
+use crate::admin::error::{AdminError, ErrorBody};
+use crate::admin::queues::QueueDepth;
+use crate::admin::store::{self, AppRow, AuditEntry, AuditRow, DeliveryRow, WorkerRow};
 use wxnotify_services::dlq;
 
 /// The routes (nested at `/admin/api`).
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_openapi_document_lists_every_admin_endpoint() {
-        let doc = super::AdminApiDoc::openapi().to_json().unwrap();
+        let doc = crate::admin::api::AdminApiDoc::openapi().to_json().unwrap();
         for path in [
             "/admin/api/dead-letters",
             "/admin/api/dead-letters/groups",

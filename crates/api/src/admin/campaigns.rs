@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::admin::auth::AdminAuth;
+use crate::admin::auth::AdminAuth;
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
 use wxnotify_services::campaigns::audience::{ListEntry, list_items};

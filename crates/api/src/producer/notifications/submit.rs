@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::super::api_error::ApiError;
-use super::super::api_keys::Caller;
-use super::super::job_input::{self, AcceptedInput, Context, Rejection};
-use super::super::notification_store::{self as store, Claim, ClaimRequest, NotificationStatus};
-use super::super::producer::ProducerApi;
+use crate::producer::api_error::ApiError;
+use crate::producer::api_keys::Caller;
+use crate::producer::job_input::{self, AcceptedInput, Context, Rejection};
+use crate::producer::link::ProducerApi;
+use crate::producer::notification_store::{self as store, Claim, ClaimRequest, NotificationStatus};
 use wxnotify_core::domain::{AppName, Job};
 
 /// What became of one job of a request.

@@ -3,7 +3,7 @@
 //! user, and answers `{"openid", "unionid", "notifiable"}`. `notifiable` says a subscribed OA
 //! follower with that unionid is known, i.e. template messages can reach this person now.
 //! The session key stays in Postgres; it is never in an answer or a log line.
-//! Before WeChat is called, [`super::login_limits`] checks the per-client and global limits
+//! Before WeChat is called, [`crate::edge::login_limits`] checks the per-client and global limits
 //! (429 with `Retry-After` past them).
 
 use axum::Json;
@@ -12,11 +12,11 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use super::error::HttpError;
-use super::login_codes::Exchanged;
-use super::login_limits::{Peer, Refused, client_ip};
-use super::store;
+use crate::AppState;
+use crate::edge::login_codes::Exchanged;
+use crate::edge::login_limits::{Peer, Refused, client_ip};
+use crate::edge::store;
+use crate::error::HttpError;
 use wxnotify_core::domain::AppName;
 use wxnotify_core::wechat::errcode::{CODE_BLOCKED, MINUTE_QUOTA};
 use wxnotify_core::wechat::{ErrClass, PermanentKind, WechatError};

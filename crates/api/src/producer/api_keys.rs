@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::api_error::ApiError;
-use super::producer::ProducerApi;
+use crate::producer::api_error::ApiError;
+use crate::producer::link::ProducerApi;
 use wxnotify_core::domain::AppName;
 
 /// What every key starts with (lets secret scanners find leaked keys).

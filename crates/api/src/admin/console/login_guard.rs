@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::login_limits::client_key;
+use crate::edge::login_limits::client_key;
 
 /// Failed console logins allowed per client address per minute.
 pub const FAILURES_PER_MINUTE: u32 = 5;

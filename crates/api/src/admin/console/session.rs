@@ -81,10 +81,13 @@ impl Session {
     }
 
     /// Fails with 403 unless `presented` is this session's CSRF token.
-    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), super::PageError> {
+    pub fn check_csrf(
+        &self,
+        presented: Option<&str>,
+    ) -> Result<(), crate::admin::console::PageError> {
         match presented {
             Some(p) if same_secret(p, &self.csrf) => Ok(()),
-            _ => Err(super::pages::refused(
+            _ => Err(crate::admin::console::pages::refused(
                 "This form has expired or did not come from the console (CSRF token missing or wrong). Go back, reload the page and try again.",
             )
             .into()),

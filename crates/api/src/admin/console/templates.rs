@@ -13,10 +13,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 
-use super::session::Session;
-use super::{PageError, PageResult, acting, error_page, pages, pairs, value};
 use crate::admin::AdminState;
 use crate::admin::api::templates::{self as api, RegisteredTemplate};
+use crate::admin::console::session::Session;
+use crate::admin::console::{PageError, PageResult, acting, error_page, pages, pairs, value};
 use wxnotify_services::templates::AppListing;
 use wxnotify_services::templates::manual::{MAX_CONTENT_CHARS, MAX_TITLE_CHARS};
 

@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::api_error::FieldError;
+use crate::producer::api_error::FieldError;
 
 /// Escapes one reference token of a JSON pointer (RFC 6901).
 pub fn escape(token: &str) -> String {

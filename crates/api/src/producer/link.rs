@@ -26,7 +26,7 @@ use wxnotify_core::domain::{AppName, Job};
 use wxnotify_core::queue::{Lane, PublishError, Publisher, PublisherOptions, Topology};
 use wxnotify_services::templates::Catalog;
 
-use super::notification_store::{self as store, Claim, ClaimRequest};
+use crate::producer::notification_store::{self as store, Claim, ClaimRequest};
 
 /// How long a template catalog read for the API's checks is reused. The worker checks every job
 /// against its own fresh catalog again before sending, so a template synced moments ago costs

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::filter::FilterForm;
-use super::session::Session;
 use crate::admin::actions::ActionReport;
 use crate::admin::api::{DeadLetterDetail, DeliveryLookup};
+use crate::admin::console::filter::FilterForm;
+use crate::admin::console::session::Session;
 use crate::admin::queues::QueueDepth;
 use crate::admin::store::{AppRow, MinuteCount, WorkerRow};
 use wxnotify_services::dlq::query::{Groups, Page};

@@ -6,9 +6,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::session::{self, Session};
-use super::{PageError, PageResult, audit_simple, error_page, login_guard, pages, value};
 use crate::admin::AdminState;
+use crate::admin::console::session::{self, Session};
+use crate::admin::console::{
+    PageError, PageResult, audit_simple, error_page, login_guard, pages, value,
+};
 
 /// `GET /admin/login`: the form (or the overview for a signed-in session).
 pub(super) async fn login_page(session: Option<Session>, headers: HeaderMap) -> Response {
@@ -39,7 +41,7 @@ fn login_form(headers: &HeaderMap, error: Option<&str>) -> Response {
 /// cookie on success (audited).
 pub(super) async fn login(
     State(state): State<AdminState>,
-    peer: crate::login_limits::Peer,
+    peer: crate::edge::login_limits::Peer,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> PageResult {

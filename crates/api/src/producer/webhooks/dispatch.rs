@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::signature::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign};
-use super::{WebhookOptions, retry_delay};
+use crate::producer::webhooks::signature::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign};
+use crate::producer::webhooks::{WebhookOptions, retry_delay};
 
 /// The Postgres channel the outbox triggers notify.
 const CHANNEL: &str = "wxnotify_webhooks";

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::pointer::escape;
-use crate::api_error::FieldError;
+use crate::producer::api_error::FieldError;
+use crate::producer::job_input::pointer::escape;
 use wxnotify_core::domain::template::{MAX_FIELDS, MAX_VALUE_CHARS};
 use wxnotify_core::domain::{FieldKey, Job, TemplateData};
 

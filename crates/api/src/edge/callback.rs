@@ -18,7 +18,7 @@
 //! [`AesKeys::get`](wxnotify_core::wechat::crypto::AesKeys::get)). wxnotify sends no passive replies, so
 //! its answers are the same for XML and JSON, whichever key opened the push.
 //!
-//! Replays are refused by [`super::replay`]: a `timestamp` outside the window, or a
+//! Replays are refused by [`crate::edge::replay`]: a `timestamp` outside the window, or a
 //! `(timestamp, nonce)` already used for another request, gets 403. With an EncodingAESKey
 //! configured, a POST without `encrypt_type=aes` (a downgrade to plaintext, whose signature does
 //! not cover the body) gets 403 unless plaintext is explicitly allowed
@@ -37,9 +37,10 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::error::HttpError;
-use super::replay::{self, ReplayError};
-use super::{AppEntry, AppState, store};
+use crate::edge::replay::{self, ReplayError};
+use crate::edge::store;
+use crate::error::HttpError;
+use crate::{AppEntry, AppState};
 use wxnotify_core::domain::{AppName, OpenId};
 use wxnotify_core::wechat::crypto::{KeySlot, msg_signature, signature, signatures_match};
 use wxnotify_core::wechat::event::{self, Push, PushFormat, PushKind};

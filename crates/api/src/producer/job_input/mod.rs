@@ -16,7 +16,7 @@ mod pointer;
 use self::data::{check_data, template_check};
 pub use self::pointer::escape;
 use self::pointer::{field, required};
-use super::api_error::FieldError;
+use crate::producer::api_error::FieldError;
 use wxnotify_core::domain::job::{MAX_JOB_BYTES, MAX_PAGEPATH_BYTES, MAX_URL_BYTES};
 use wxnotify_core::domain::{AppName, Job, JobId, MiniProgramLink, Recipient, TemplateId};
 

@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 use uuid::Uuid;
 
-use super::session::Session;
-use super::{PageError, PageResult, acting, audit_simple, pages, pairs, value};
 use crate::admin::AdminState;
+use crate::admin::console::session::Session;
+use crate::admin::console::{PageError, PageResult, acting, audit_simple, pages, pairs, value};
 use wxnotify_services::campaigns::store::{self, Campaign, StateChange};
 use wxnotify_services::campaigns::{Action, CampaignError, CampaignState, Status, progress};
 

@@ -1,5 +1,5 @@
 //! The OpenAPI description of the campaign endpoints under `/admin/api/campaigns`
-//! ([`super::campaigns`]), merged into `schemas/openapi.json` by [`super::openapi`].
+//! ([`crate::admin::campaigns`]), merged into `schemas/openapi.json` by [`crate::openapi`].
 //!
 //! The handlers take and answer the campaign module's own types, which serialise without
 //! utoipa; the schemas here name the same fields (a unit test compares them with what the real
@@ -315,7 +315,8 @@ mod tests {
     fn the_openapi_campaign_schemas_name_the_fields_the_real_types_serialise() {
         use wxnotify_services::campaigns::CampaignState;
         use wxnotify_services::campaigns::progress::{Receipts, Status};
-        let doc = serde_json::to_value(super::CampaignsApiDoc::openapi()).unwrap();
+        let doc = serde_json::to_value(crate::admin::campaigns_openapi::CampaignsApiDoc::openapi())
+            .unwrap();
         let status = Status {
             id: uuid::Uuid::nil(),
             app: "default".into(),

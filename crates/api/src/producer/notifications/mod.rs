@@ -21,11 +21,11 @@ use serde_json::Value;
 mod submit;
 
 use self::submit::{Outcome, submit};
-use super::api_error::{ApiError, ErrorBody, FieldError, RETRY_AFTER_SECONDS};
-use super::api_keys::Caller;
-use super::job_input;
-use super::notification_store::{self as store, NotificationStatus, State as JobState};
-use super::producer::ProducerApi;
+use crate::producer::api_error::{ApiError, ErrorBody, FieldError, RETRY_AFTER_SECONDS};
+use crate::producer::api_keys::Caller;
+use crate::producer::job_input;
+use crate::producer::link::ProducerApi;
+use crate::producer::notification_store::{self as store, NotificationStatus, State as JobState};
 
 /// The most jobs in one batch.
 pub const MAX_BATCH: usize = 1_000;
@@ -101,7 +101,7 @@ pub struct BatchResponse {
     path = "/v1/notifications",
     tag = "notifications",
     security(("api_key" = [])),
-    request_body(content = super::openapi::JobDocument, description = "One job, as in schemas/job.schema.json; `app` defaults to the key's app.", content_type = "application/json"),
+    request_body(content = crate::openapi::JobDocument, description = "One job, as in schemas/job.schema.json; `app` defaults to the key's app.", content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted: RabbitMQ confirmed the job.", body = Accepted,
          headers(("Location" = String, description = "The status URL"))),
@@ -152,7 +152,7 @@ pub async fn create(
     path = "/v1/notifications/batch",
     tag = "notifications",
     security(("api_key" = [])),
-    request_body(content = super::openapi::BatchDocument, content_type = "application/json"),
+    request_body(content = crate::openapi::BatchDocument, content_type = "application/json"),
     responses(
         (status = 200, description = "A result per item (each item's `status` is what a single POST would have answered). `Retry-After` is set when some items met an unavailable queue.", body = BatchResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),

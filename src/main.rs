@@ -3,9 +3,10 @@
 use clap::Parser;
 
 /// mimalloc rather than glibc's malloc: a job's many small short-lived allocations (requests,
-/// frames, rows) cost the worker about a tenth less CPU (README "Figures"). Without
+/// frames, rows) cost the worker about a tenth less CPU (docs/benchmarks.md). Without
 /// transparent huge pages (`no_thp`), which would round its arenas up to 2 MiB pages and raise
 /// the worker's resident set by ~15 MiB.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

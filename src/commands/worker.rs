@@ -53,7 +53,7 @@ pub struct WorkerArgs {
     pub review_hold_secs: u64,
     /// Threads of this process's async runtime. One (the default) runs every send, statement
     /// and ack on one thread, which spends the least CPU per job (no wake-ups across threads;
-    /// see README "Figures"); for more throughput run more worker processes, which share each
+    /// see docs/benchmarks.md); for more throughput run more worker processes, which share each
     /// app's rate limit, or raise this.
     #[arg(long, default_value = "1", env = "WXNOTIFY_WORKER_THREADS")]
     pub threads: std::num::NonZeroUsize,

@@ -68,7 +68,7 @@ async fn cluster(args: &[&str]) -> String {
 /// a test should): `WXNOTIFY_CLUSTER_AMQP_URL="$(scripts/rabbitmq-cluster.sh url)" cargo nextest
 /// run --run-ignored only -E 'test(/loses_the_jobs_queue_leader/)'`.
 #[tokio::test]
-#[ignore = "needs the three-node cluster of scripts/rabbitmq-cluster.sh (README \"Deployment\")"]
+#[ignore = "needs the three-node cluster of scripts/rabbitmq-cluster.sh (docs/deployment.md)"]
 async fn a_cluster_that_loses_the_jobs_queue_leader_loses_nothing() {
     use std::time::Instant;
     let url = std::env::var("WXNOTIFY_CLUSTER_AMQP_URL")

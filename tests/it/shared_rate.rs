@@ -93,7 +93,7 @@ fn counters(limits: &Limits, app: &AppConfig) -> String {
 /// of 15-20 were seen), and a stalled process drops the permits it comes to late (it never
 /// spends them on top of later ones): the floor leaves room for that, while staying above what a
 /// head-count split would give the busy one of two workers (1/2). The rate itself is measured
-/// by `wxnotify bench` (README "Figures").
+/// by `wxnotify-sandbox bench` (docs/benchmarks.md).
 const FLOOR: f64 = 0.6;
 
 /// The most permits in any one-second window.

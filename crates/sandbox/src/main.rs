@@ -3,6 +3,7 @@
 use clap::Parser;
 
 /// The same allocator as the service's binary, so the benchmarks measure what ships.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

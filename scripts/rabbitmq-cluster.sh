@@ -5,6 +5,7 @@
 #   scripts/rabbitmq-cluster.sh url       # the AMQP_URL naming the three nodes
 #   scripts/rabbitmq-cluster.sh leader Q  # the node that leads quorum queue Q
 #   scripts/rabbitmq-cluster.sh stop-node wxr2   # stop one node (to fail it)
+#   scripts/rabbitmq-cluster.sh kill-node wxr2   # kill -9 one node (its Erlang VM)
 #   scripts/rabbitmq-cluster.sh start-node wxr2  # start it again (it rejoins)
 #   scripts/rabbitmq-cluster.sh stop      # stop all three and remove their data
 #
@@ -102,6 +103,12 @@ case "${1:-}" in
     exit 1
     ;;
   stop-node) ctl "${2:?node}" stop ;;
+  kill-node)
+    node=${2:?node}
+    pid=$(cat "$BASE/$node/pid")
+    kill -9 "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    ;;
   start-node) start_node "${2:?node}" ;;
   stop)
     for node in "${NODES[@]}"; do ctl "$node" stop 2>/dev/null || true; done

@@ -27,6 +27,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     } else if err.chain().any(|e| {
         e.is::<sqlx::Error>()
             || e.is::<lapin::Error>()
+            || matches!(
+                e.downcast_ref::<wxnotify_core::queue::PublishError>(),
+                Some(wxnotify_core::queue::PublishError::NoBroker { .. })
+            )
             || e.is::<std::io::Error>()
             || e.is::<wxnotify_core::queue::ConnectError>()
     }) {

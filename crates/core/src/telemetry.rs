@@ -7,6 +7,7 @@
 use std::io::IsTerminal;
 
 use tracing::Level;
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
@@ -64,12 +65,18 @@ where
 }
 
 /// The cap on other crates' logs: wxnotify's own targets pass at any level, every other target
-/// (lapin, amq-protocol, hyper, reqwest, sqlx, ...) at `info` and above only. `RUST_LOG` can
-/// lower a crate further, never raise it past this.
+/// (amq-protocol, hyper, reqwest, sqlx, ...) at `info` and above only. `RUST_LOG` can lower a
+/// crate further, never raise it past this.
+///
+/// The RabbitMQ client's own lines are off, but for a panic of its I/O thread: it logs a lost
+/// connection at ERROR on every channel ("Connection reset by peer"), while the error also
+/// reaches wxnotify, which says what it means once (a WARN naming the lost node and the next).
 pub fn dependency_cap() -> Targets {
     Targets::new()
         .with_default(Level::INFO)
         .with_target("wxnotify", Level::TRACE)
+        .with_target("lapin", LevelFilter::OFF)
+        .with_target("lapin::thread", Level::ERROR)
 }
 
 #[cfg(test)]

@@ -30,7 +30,10 @@ use super::link::BrokerLink;
 use super::pipeline::Pipeline;
 use handle::Settle;
 use reconnect::Reconnect;
-use wxnotify_core::queue::{Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect};
+use wxnotify_core::queue::{
+    Lane, Publisher, PublisherOptions, Topology, TopologyOptions, connect_node_of, first_node,
+    node_lost,
+};
 
 /// Broker-side settings of a worker.
 #[derive(Debug, Clone)]
@@ -104,13 +107,28 @@ impl Consumer {
         let tracker = TaskTracker::new();
         let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            let session = self.session(&tracker, &shutdown, &mut reconnect).await;
+            let mut node = None;
+            let session = self
+                .session(&tracker, &shutdown, &mut reconnect, &mut node)
+                .await;
             self.link.set_consuming(false);
             match session {
                 Ok(()) => reconnect.connected(),
                 Err(e) => {
                     let wait = reconnect.next_wait();
-                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "RabbitMQ session ended; reconnecting");
+                    if let Some(lost) = node {
+                        // One line for the loss, naming the node and the next one tried.
+                        node_lost(&self.amqp_url, &lost);
+                        tracing::warn!(
+                            lost = %lost,
+                            next = first_node(&self.amqp_url).unwrap_or_default(),
+                            error = %format!("{e:#}"),
+                            retry_in_ms = wait.as_millis() as u64,
+                            "RabbitMQ connection lost; reconnecting to the next node"
+                        );
+                    } else {
+                        tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "RabbitMQ session ended; reconnecting");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = tokio::time::sleep(wait) => {}
@@ -129,9 +147,12 @@ impl Consumer {
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
         reconnect: &mut Reconnect,
+        node: &mut Option<String>,
     ) -> anyhow::Result<()> {
         let name = format!("wxnotify-worker {}", self.topology.prefix());
-        let connection = Arc::new(connect(&self.amqp_url, &name).await?);
+        let (connection, connected_to) = connect_node_of(&self.amqp_url, &name).await?;
+        *node = Some(connected_to);
+        let connection = Arc::new(connection);
         // The broker answers: the next loss starts the backoff from its shortest wait again.
         reconnect.connected();
         let publisher = self.declare(&connection).await?;

@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,9 +15,8 @@ pub use args::EnqueueArgs;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use args::single_job;
 use wxnotify_core::config::Settings;
-use wxnotify_core::queue::connect;
 use wxnotify_core::queue::ndjson::{EnqueueAborted, EnqueueSummary, publish_ndjson_checked};
-use wxnotify_core::queue::{Publisher, PublisherOptions, Topology};
+use wxnotify_core::queue::{CONNECT_TIMEOUT, FailoverOptions, FailoverPublisher, Topology};
 
 /// How many rejections the text summary lists (`--json` lists them all).
 const SHOWN_REJECTIONS: usize = 20;
@@ -48,12 +46,23 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             Err(refusal) => return Ok(invalid_single_job(&args, refusal.to_string())),
         }
     }
-    let connection = connect(&settings.amqp_url, "wxnotify enqueue").await?;
     let topology = Topology::new(settings.queue_prefix.clone());
-    require_exchange(&connection, &topology).await?;
-    let publisher = Publisher::new(Arc::new(connection), topology, PublisherOptions::default())
+    // Over every node of AMQP_URL: a node lost mid-file costs the unconfirmed batch a second
+    // publish on the next node, not the run.
+    let publisher = FailoverPublisher::new(
+        settings.amqp_url.clone(),
+        "wxnotify enqueue",
+        topology.clone(),
+        FailoverOptions {
+            patience: CONNECT_TIMEOUT * 3,
+            ..FailoverOptions::default()
+        },
+    );
+    let connection = publisher
+        .ready()
         .await
-        .context("cannot open a publishing channel")?;
+        .context("cannot connect to RabbitMQ (check AMQP_URL and that the broker runs)")?;
+    require_exchange(&connection, &topology).await?;
     let progress = progress_bar(&args);
     let result = match &single {
         Some(job) => {
@@ -62,6 +71,7 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         None => run_file(&publisher, &args, &progress, catalog.as_ref()).await?,
     };
     progress.finish_and_clear();
+    publisher.close().await;
     match result {
         Ok(mut summary) => {
             if let Some(job) = single.filter(|_| summary.accepted == 1) {
@@ -140,7 +150,7 @@ async fn load_catalog(settings: &Settings) -> Option<wxnotify_services::template
 }
 
 async fn publish_stream(
-    publisher: &Publisher,
+    publisher: &FailoverPublisher,
     args: &EnqueueArgs,
     input: impl AsyncBufRead + Unpin,
     progress: &ProgressBar,
@@ -163,7 +173,7 @@ async fn publish_stream(
 }
 
 async fn run_file(
-    publisher: &Publisher,
+    publisher: &FailoverPublisher,
     args: &EnqueueArgs,
     progress: &ProgressBar,
     catalog: Option<&wxnotify_services::templates::Catalog>,

@@ -1,8 +1,10 @@
 //! What the producer API's handlers share: Postgres, the configured apps, and a link to
-//! RabbitMQ that (re)connects on demand. `serve` starts even when RabbitMQ is away (logins and
-//! the OA callback do not need it); producer requests then answer 503 with `Retry-After`, and
-//! the first request after the broker is back reconnects (at most one attempt per
-//! [`ProducerOptions::reconnect_every`], so a down broker costs requests nothing but a check).
+//! RabbitMQ that (re)connects on demand, over every node of `AMQP_URL`: jobs whose confirms a
+//! lost node took with it are published again on the next node before the request is
+//! answered. `serve` starts even when RabbitMQ is away (logins and the OA callback do not need
+//! it); producer requests then answer 503 with `Retry-After`, and the first request after the
+//! broker is back reconnects (at most one attempt per [`ProducerOptions::reconnect_every`], so a
+//! down broker costs requests nothing but a check).
 //!
 //! The jobs of concurrent requests are published together (see [`BrokerLink`]), and each app's
 //! template catalog is read at most once per [`CATALOG_TTL`]: at hundreds of single POSTs a
@@ -14,16 +16,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::Connection;
-use parking_lot::RwLock;
 use secrecy::SecretString;
 use sqlx::PgPool;
-use tokio::time::Instant;
 
 use wxnotify_core::batch::{BatchError, Batcher, DbError, split};
 use wxnotify_core::config::AppConfig;
 use wxnotify_core::domain::{AppName, Job};
-use wxnotify_core::queue::{Lane, PublishError, Publisher, PublisherOptions, Topology};
+use wxnotify_core::queue::{
+    FailoverOptions, FailoverPublisher, Lane, PublishError, PublisherOptions, Topology,
+};
 use wxnotify_services::templates::Catalog;
 
 use crate::producer::notification_store::{self as store, Claim, ClaimRequest};
@@ -80,10 +81,8 @@ impl Default for ProducerOptions {
 /// Why no job can be published right now.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerUnavailable {
-    /// The last connection attempt failed moments ago; not tried again yet.
-    #[error("RabbitMQ was unreachable moments ago; not retried yet")]
-    RecentlyFailed,
-    /// Connecting failed now (the cause is logged where it happened).
+    /// No node of `AMQP_URL` answered (now, or moments ago: then it is not tried again before
+    /// [`ProducerOptions::reconnect_every`]); the cause is logged where it happened.
     #[error("cannot connect to RabbitMQ")]
     Connect,
     /// The publishing task is gone: the server is stopping.
@@ -100,7 +99,8 @@ impl BatchError for BrokerUnavailable {
 /// The outcome of each job of one request, in order.
 type JobResults = Vec<Result<(), PublishError>>;
 
-/// A RabbitMQ connection and confirming publisher, replaced when the connection dies.
+/// A confirming publisher over the nodes of `AMQP_URL`, moving to the next node when its
+/// connection is lost.
 ///
 /// Requests do not each hold a channel until their confirms are in: a batching task takes the
 /// jobs of every request waiting (up to [`REQUESTS_PER_BATCH`] requests) and publishes them as
@@ -108,18 +108,14 @@ type JobResults = Vec<Result<(), PublishError>>;
 /// While those wait, the next batch fills up, so a confirm round trip is shared by all the
 /// requests that arrived during the previous one.
 pub struct BrokerLink {
-    link: Arc<Link>,
     batches: Batcher<Vec<Job>, JobResults, BrokerUnavailable>,
 }
 
-/// The connection and its publisher.
+/// The publisher over the nodes of `AMQP_URL` (a lost node's unconfirmed jobs go out again on
+/// the next).
 struct Link {
-    url: SecretString,
-    topology: Topology,
+    publisher: FailoverPublisher,
     options: ProducerOptions,
-    current: RwLock<Option<(Arc<Connection>, Publisher)>>,
-    /// Held while connecting; holds the time of the last attempt.
-    reconnect: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl BrokerLink {
@@ -127,13 +123,20 @@ impl BrokerLink {
     /// be called inside a tokio runtime (it spawns the batching task).
     pub fn new(url: SecretString, topology: Topology, options: ProducerOptions) -> Self {
         let in_flight = options.channels;
-        let link = Arc::new(Link {
+        let publisher = FailoverPublisher::new(
             url,
+            "wxnotify serve (producer API)",
             topology,
-            options,
-            current: RwLock::new(None),
-            reconnect: tokio::sync::Mutex::new(None),
-        });
+            FailoverOptions {
+                publisher: PublisherOptions {
+                    channels: options.channels,
+                    confirm_timeout: options.confirm_timeout,
+                },
+                patience: options.connect_timeout,
+                retry_after_failure: options.reconnect_every,
+            },
+        );
+        let link = Arc::new(Link { publisher, options });
         let batches = Batcher::spawn(
             "api_publish",
             REQUESTS_PER_BATCH,
@@ -147,12 +150,7 @@ impl BrokerLink {
                 }
             },
         );
-        BrokerLink { link, batches }
-    }
-
-    /// The publisher of a live connection, connecting first when there is none.
-    pub async fn publisher(&self) -> Result<Publisher, BrokerUnavailable> {
-        self.link.publisher().await
+        BrokerLink { batches }
     }
 
     /// Publishes `jobs` to the API's lane with confirms (together with other requests' jobs):
@@ -163,71 +161,16 @@ impl BrokerLink {
 }
 
 impl Link {
-    /// The publisher of a live connection, connecting first when there is none.
-    async fn publisher(&self) -> Result<Publisher, BrokerUnavailable> {
-        if let Some(p) = self.live() {
-            return Ok(p);
-        }
-        let mut last_attempt = self.reconnect.lock().await;
-        if let Some(p) = self.live() {
-            return Ok(p);
-        }
-        if let Some(at) = *last_attempt
-            && at.elapsed() < self.options.reconnect_every
-        {
-            return Err(BrokerUnavailable::RecentlyFailed);
-        }
-        *last_attempt = Some(Instant::now());
-        let connected = tokio::time::timeout(self.options.connect_timeout, async {
-            let connection = Arc::new(
-                wxnotify_core::queue::connect(&self.url, "wxnotify serve (producer API)").await?,
-            );
-            let publisher = Publisher::new(
-                connection.clone(),
-                self.topology.clone(),
-                PublisherOptions {
-                    channels: self.options.channels,
-                    confirm_timeout: self.options.confirm_timeout,
-                },
-            )
-            .await?;
-            anyhow::Ok((connection, publisher))
-        })
-        .await;
-        match connected {
-            Ok(Ok((connection, publisher))) => {
-                *self.current.write() = Some((connection, publisher.clone()));
-                Ok(publisher)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "producer API: cannot connect to RabbitMQ"
-                );
-                Err(BrokerUnavailable::Connect)
-            }
-            Err(_) => {
-                tracing::warn!(
-                    timeout = ?self.options.connect_timeout,
-                    "producer API: no RabbitMQ connection within the timeout"
-                );
-                Err(BrokerUnavailable::Connect)
-            }
-        }
-    }
-
-    fn live(&self) -> Option<Publisher> {
-        let current = self.current.read();
-        let (connection, publisher) = current.as_ref()?;
-        connection.status().connected().then(|| publisher.clone())
-    }
-
     /// Publishes the jobs of several requests as one batch; each request's results, in order.
     async fn publish_together(
         &self,
         requests: Vec<Vec<Job>>,
     ) -> Result<Vec<JobResults>, BrokerUnavailable> {
-        let publisher = self.publisher().await?;
+        let publisher = &self.publisher;
+        if let Err(e) = publisher.ready().await {
+            tracing::warn!(error = %e, "producer API: no RabbitMQ node answers");
+            return Err(BrokerUnavailable::Connect);
+        }
         let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
         let jobs: Vec<Job> = requests.into_iter().flatten().collect();
         // A large batch goes out on several channels at once: RabbitMQ takes each channel's

@@ -60,6 +60,14 @@ pub async fn connect(
     url: &SecretString,
     connection_name: &str,
 ) -> Result<Connection, ConnectError> {
+    Ok(connect_node_of(url, connection_name).await?.0)
+}
+
+/// Like [`connect`], and also the node it connected to, as it may be shown (no password).
+pub async fn connect_node_of(
+    url: &SecretString,
+    connection_name: &str,
+) -> Result<(Connection, String), ConnectError> {
     let nodes = parse_amqp_urls(url)?;
     let start = LAST_GOOD.load(Ordering::Relaxed) % nodes.len();
     let mut last_error = None;
@@ -68,7 +76,7 @@ pub async fn connect(
         match connect_node(nodes[index].clone(), connection_name).await {
             Ok(connection) => {
                 LAST_GOOD.store(index, Ordering::Relaxed);
-                return Ok(connection);
+                return Ok((connection, redacted(&nodes[index])));
             }
             Err(e) => {
                 if nodes.len() > 1 {
@@ -79,6 +87,33 @@ pub async fn connect(
         }
     }
     Err(last_error.expect("at least one node"))
+}
+
+/// Says that the connection to `node` (as [`connect_node_of`] named it) was lost: the next
+/// connection of this process starts at the node after it, instead of waiting for the lost one
+/// to refuse or time out first.
+pub fn node_lost(url: &SecretString, node: &str) {
+    let Ok(nodes) = parse_amqp_urls(url) else {
+        return;
+    };
+    if let Some(index) = nodes.iter().position(|n| redacted(n) == node) {
+        // Only the first to report the loss moves the start on.
+        let _ = LAST_GOOD.compare_exchange(
+            index,
+            (index + 1) % nodes.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The node the next connection of this process tries first, as it may be shown (no
+/// password).
+pub fn first_node(url: &SecretString) -> Option<String> {
+    let nodes = parse_amqp_urls(url).ok()?;
+    Some(redacted(
+        &nodes[LAST_GOOD.load(Ordering::Relaxed) % nodes.len()],
+    ))
 }
 
 /// Connects to one node.

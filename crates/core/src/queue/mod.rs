@@ -34,16 +34,22 @@
 //! [`Publisher`] publishes persistent, `mandatory` messages on channels in confirm mode and
 //! reports unroutable ([`PublishError::Unroutable`]), refused ([`PublishError::Nacked`]) and
 //! failed ([`PublishError::Broker`]) publishes; [`Publisher::publish_batch`] pipelines a batch
-//! and waits for all its confirms at once.
+//! and waits for all its confirms at once. [`FailoverPublisher`] is the one every command and
+//! `serve` publishes with: over the nodes of `AMQP_URL`, it publishes again on the next node
+//! what a lost connection left unconfirmed.
 
 mod confirms;
 mod connection;
 pub mod diagnose;
+mod failover;
 pub mod ndjson;
 mod publisher;
 pub mod topology;
 
-pub use connection::{CONNECT_TIMEOUT, ConnectError, connect};
+pub use connection::{
+    CONNECT_TIMEOUT, ConnectError, connect, connect_node_of, first_node, node_lost,
+};
+pub use failover::{FailoverOptions, FailoverPublisher, PublishJobs};
 pub use ndjson::{
     EnqueueAborted, EnqueueSummary, Rejection, publish_ndjson, publish_ndjson_checked,
 };

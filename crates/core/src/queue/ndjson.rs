@@ -9,7 +9,8 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::io::AsyncBufRead;
 
-use super::publisher::{PublishError, Publisher};
+use super::failover::PublishJobs;
+use super::publisher::PublishError;
 use super::topology::Lane;
 use crate::domain::Job;
 use crate::domain::job::MAX_JOB_BYTES;
@@ -63,7 +64,7 @@ pub struct EnqueueAborted {
 /// `batch_size`, advancing `progress` by bytes read. Blank lines are skipped. Stops only when
 /// the broker fails ([`EnqueueAborted`]); unroutable or nacked jobs are rejections.
 pub async fn publish_ndjson<R: AsyncBufRead + Unpin>(
-    publisher: &Publisher,
+    publisher: &impl PublishJobs,
     lane: Lane,
     input: R,
     batch_size: usize,
@@ -75,7 +76,7 @@ pub async fn publish_ndjson<R: AsyncBufRead + Unpin>(
 /// Like [`publish_ndjson`], and every job is first passed to `check` (e.g. the template check
 /// of `wxnotify enqueue`): a job it refuses is a rejection with its reason.
 pub async fn publish_ndjson_checked<R: AsyncBufRead + Unpin>(
-    publisher: &Publisher,
+    publisher: &impl PublishJobs,
     lane: Lane,
     mut input: R,
     batch_size: usize,
@@ -149,7 +150,7 @@ impl Batch {
     /// Publishes and empties the batch, recording each job's fate in `summary`.
     async fn flush(
         &mut self,
-        publisher: &Publisher,
+        publisher: &impl PublishJobs,
         lane: Lane,
         summary: &mut EnqueueSummary,
     ) -> Result<(), EnqueueAborted> {
@@ -161,8 +162,8 @@ impl Batch {
         for (line, result) in self.lines.iter().zip(results) {
             match result {
                 Ok(()) => summary.accepted += 1,
-                Err(PublishError::Broker(err)) => {
-                    broker_error.get_or_insert((*line, PublishError::Broker(err)));
+                Err(err @ (PublishError::Broker(_) | PublishError::NoBroker { .. })) => {
+                    broker_error.get_or_insert((*line, err));
                 }
                 Err(err) => summary.rejected.push(Rejection {
                     line: *line,

@@ -51,6 +51,16 @@ pub enum PublishError {
     /// not have been enqueued (publish it again: the job id makes that safe).
     #[error("publishing failed")]
     Broker(#[source] lapin::Error),
+    /// No node of `AMQP_URL` answered for the publisher's patience (a
+    /// [`FailoverPublisher`](super::FailoverPublisher)); the job was not enqueued by this
+    /// attempt.
+    #[error("no RabbitMQ node answered for {patience:?} (the last error: {last})")]
+    NoBroker {
+        /// How long the publisher tried.
+        patience: Duration,
+        /// The last node's error (no password in it).
+        last: String,
+    },
 }
 
 /// How a [`Publisher`] behaves.

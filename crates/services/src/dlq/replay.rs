@@ -1,15 +1,13 @@
 //! Replaying dead letters: re-open the ledger row, publish the job (same id) with a confirm, mark
 //! the dead letter replayed. A failed publish closes the row again.
 
-use std::sync::Arc;
-
 use sqlx::PgPool;
 
 use super::query::{self, DeadLetterQuery};
 use super::store::{self, DeadLetterRow};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::Job;
-use wxnotify_core::queue::{Lane, Publisher, PublisherOptions, Topology};
+use wxnotify_core::queue::{FailoverOptions, FailoverPublisher, Lane, Topology};
 
 /// What a replay did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -99,28 +97,26 @@ pub async fn replay_query(
     result.map(|()| report)
 }
 
-/// A publisher on a connection of its own, opened at the first letter that needs it.
+/// A publisher of its own over the nodes of `AMQP_URL`, opened at the first letter that needs
+/// it: a node lost during a replay costs the letter in flight a second publish on the next node.
 struct Replayer {
-    connection: Arc<lapin::Connection>,
-    publisher: Publisher,
+    publisher: FailoverPublisher,
 }
 
 impl Replayer {
     async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let connection = Arc::new(
-            wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify dlq replay").await?,
+        let publisher = FailoverPublisher::new(
+            settings.amqp_url.clone(),
+            "wxnotify dlq replay",
+            Topology::new(settings.queue_prefix.clone()),
+            FailoverOptions::default(),
         );
-        let topology = Topology::new(settings.queue_prefix.clone());
-        let publisher =
-            Publisher::new(connection.clone(), topology, PublisherOptions::default()).await?;
-        Ok(Replayer {
-            connection,
-            publisher,
-        })
+        publisher.ready().await?;
+        Ok(Replayer { publisher })
     }
 
     async fn close(self) {
-        let _ = self.connection.close(200, "replay done".into()).await;
+        self.publisher.close().await;
     }
 }
 

@@ -23,21 +23,23 @@ pub async fn run_until(
     let topology = Topology::new(settings.queue_prefix.clone());
     let mut delay = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
-        let connection =
-            match wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify-campaign-dispatcher")
-                .await
-            {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher: RabbitMQ unreachable; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                    continue;
+        let (connection, node) = match wxnotify_core::queue::connect_node_of(
+            &settings.amqp_url,
+            "wxnotify-campaign-dispatcher",
+        )
+        .await
+        {
+            Ok((c, node)) => (Arc::new(c), node),
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatcher: RabbitMQ unreachable; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
                 }
-            };
+                delay = (delay * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
         let dispatcher = match Dispatcher::new(
             pool.clone(),
             connection.clone(),
@@ -56,7 +58,17 @@ pub async fn run_until(
         };
         delay = Duration::from_millis(500);
         if let Err(e) = dispatcher.run(shutdown.clone()).await {
-            tracing::warn!(error = %e, "dispatcher stopped; reconnecting");
+            // The chunk in flight is published again from the unmoved cursor, on the next node
+            // (its job ids make the second copy a duplicate the worker does not send).
+            if !connection.status().connected() {
+                wxnotify_core::queue::node_lost(&settings.amqp_url, &node);
+            }
+            tracing::warn!(
+                error = %e,
+                node = %node,
+                next = wxnotify_core::queue::first_node(&settings.amqp_url).unwrap_or_default(),
+                "dispatcher stopped; reconnecting"
+            );
         }
         let _ = connection.close(200, "dispatcher stopping".into()).await;
     }

@@ -17,6 +17,12 @@ use crate::config::ConfigError;
 /// How long a connection attempt may take (TCP, TLS, AMQP handshake) before it is given up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest AMQP frame asked for, unless `AMQP_URL` says `frame_max`. lapin keeps a receive
+/// and a send buffer of 32 frames per connection, zero-filled: at RabbitMQ's default of
+/// 128 KiB that is 8 MiB resident per connection, for jobs of a few hundred bytes (a job is at
+/// most 64 KiB; a larger message just takes more frames).
+pub const FRAME_MAX: u32 = 16 * 1024;
+
 /// Why no connection was made. No variant's text contains the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -117,8 +123,12 @@ pub fn first_node(url: &SecretString) -> Option<String> {
 }
 
 /// Connects to one node.
-async fn connect_node(uri: AMQPUri, connection_name: &str) -> Result<Connection, ConnectError> {
+async fn connect_node(
+    mut uri: AMQPUri,
+    connection_name: &str,
+) -> Result<Connection, ConnectError> {
     let target = redacted(&uri);
+    uri.query.frame_max.get_or_insert(FRAME_MAX.into());
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
     let attempt = Connection::connect_uri(uri, properties);
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {

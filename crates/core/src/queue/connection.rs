@@ -128,7 +128,7 @@ async fn connect_node(
     connection_name: &str,
 ) -> Result<Connection, ConnectError> {
     let target = redacted(&uri);
-    uri.query.frame_max.get_or_insert(FRAME_MAX.into());
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
     let attempt = Connection::connect_uri(uri, properties);
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {

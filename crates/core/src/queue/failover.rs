@@ -7,6 +7,11 @@
 //! acknowledges a second delivery of a finished job without sending it. The publisher gives up
 //! on a job only when no node answered for [`FailoverOptions::patience`].
 //!
+//! A nack is tried again too, after a pause, within the same patience: right after a node loss
+//! a quorum queue refuses publishes until it has a new leader, and a queue at its length limit
+//! refuses them until the workers have taken some. Only a nack that lasts the whole patience is
+//! the job's answer.
+//!
 //! A node loss is logged once, as one WARN naming the lost node and the node publishing goes
 //! on with, however many publishes were in flight on the lost connection.
 
@@ -165,6 +170,7 @@ impl FailoverPublisher {
         let mut results: Vec<Option<Result<(), PublishError>>> = vec![None; jobs.len()];
         let mut pending: Vec<usize> = (0..jobs.len()).collect();
         let mut failed: Option<u64> = None;
+        let mut pause = Duration::from_millis(100);
         while !pending.is_empty() {
             let live = match self.live(failed, deadline).await {
                 Ok(live) => live,
@@ -181,16 +187,35 @@ impl FailoverPublisher {
                 Cow::Owned(pending.iter().map(|&i| jobs[i].clone()).collect())
             };
             let answers = live.publisher.publish_batch(&batch, lane).await;
-            let mut again = Vec::new();
+            let (mut lost, mut nacked) = (Vec::new(), Vec::new());
             for (&i, answer) in pending.iter().zip(answers) {
                 match answer {
                     // The channel or connection failed: the job may or may not be enqueued.
-                    Err(PublishError::Broker(_)) => again.push(i),
+                    Err(PublishError::Broker(_)) => lost.push(i),
+                    Err(PublishError::Nacked) => nacked.push(i),
                     answer => results[i] = Some(answer),
                 }
             }
-            pending = again;
-            failed = Some(live.generation);
+            if !lost.is_empty() {
+                failed = Some(live.generation);
+            }
+            if !nacked.is_empty() {
+                if Instant::now() + pause >= deadline {
+                    for i in nacked.drain(..) {
+                        results[i] = Some(Err(PublishError::Nacked));
+                    }
+                } else {
+                    tracing::debug!(
+                        nacked = nacked.len(),
+                        "the broker refused jobs for now; publishing them again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+            pending = lost;
+            pending.extend(nacked);
+            pending.sort_unstable();
         }
         results
             .into_iter()

@@ -196,10 +196,7 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
         let mut command = crate::resilience::worker_command(&sys);
         command
             .env("AMQP_URL", &leader_first)
-            .env(
-                "WXNOTIFY_DELIVERY_LIMIT",
-                queues.delivery_limit.to_string(),
-            )
+            .env("WXNOTIFY_DELIVERY_LIMIT", queues.delivery_limit.to_string())
             .env("RUST_LOG", "warn");
         command.spawn().expect("a worker")
     };

@@ -123,10 +123,7 @@ pub fn first_node(url: &SecretString) -> Option<String> {
 }
 
 /// Connects to one node.
-async fn connect_node(
-    mut uri: AMQPUri,
-    connection_name: &str,
-) -> Result<Connection, ConnectError> {
+async fn connect_node(mut uri: AMQPUri, connection_name: &str) -> Result<Connection, ConnectError> {
     let target = redacted(&uri);
     uri.query.frame_max.get_or_insert(FRAME_MAX);
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());

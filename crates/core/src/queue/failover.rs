@@ -191,12 +191,23 @@ impl FailoverPublisher {
             for (&i, answer) in pending.iter().zip(answers) {
                 match answer {
                     // The channel or connection failed: the job may or may not be enqueued.
-                    Err(PublishError::Broker(_)) => lost.push(i),
+                    Err(e @ PublishError::Broker(_)) => lost.push((i, e)),
                     Err(PublishError::Nacked) => nacked.push(i),
                     answer => results[i] = Some(answer),
                 }
             }
             if !lost.is_empty() {
+                // A broker that takes connections but fails every publish (a channel error
+                // each time) gets the patience too, not an endless round of reconnections:
+                // the first loss reconnects at once, the next ones after a growing pause.
+                if Instant::now() >= deadline {
+                    for (i, e) in lost.drain(..) {
+                        results[i] = Some(Err(e));
+                    }
+                } else if failed.is_some() && nacked.is_empty() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
                 failed = Some(live.generation);
             }
             if !nacked.is_empty() {
@@ -213,7 +224,7 @@ impl FailoverPublisher {
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
             }
-            pending = lost;
+            pending = lost.into_iter().map(|(i, _)| i).collect();
             pending.extend(nacked);
             pending.sort_unstable();
         }

@@ -2,7 +2,7 @@
 //! (plaintext and the safe-mode envelope), AES decryption, the job decoder and the id hint of a dead
 //! letter. Each property runs a bounded number of cases (a few seconds in all): no input panics,
 //! and every refusal is a clear error. (The NDJSON reader's properties are unit tests in
-//! `src/queue/ndjson.rs`, next to its private functions.)
+//! `crates/core/src/queue/ndjson.rs`, next to its private functions.)
 
 use std::time::{Duration, Instant};
 

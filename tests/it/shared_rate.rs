@@ -1,4 +1,4 @@
-//! The per-app rate shared by several worker processes (`src/delivery/rate_limit.rs`): every
+//! The per-app rate shared by several worker processes (`crates/worker/src/rate_limit.rs`): every
 //! `Limits` here has a pool of its own, as a separate process would; they meet only in Postgres.
 
 use std::collections::HashMap;

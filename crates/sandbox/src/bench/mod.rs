@@ -56,7 +56,7 @@ pub struct BenchOptions {
     pub api_batches: usize,
     /// Scenario `api`: seconds of single POSTs at 500 requests/s.
     pub api_seconds: u64,
-    /// Scenario `crash` (`src/sandbox/bench/crash.rs`).
+    /// Scenario `crash` (`crates/sandbox/src/bench/crash.rs`).
     pub crash: crash::CrashArgs,
 }
 
@@ -78,15 +78,15 @@ pub enum Scenario {
     Faults,
     /// The faults scenario's drain without faults (run by `faults` first).
     Clean,
-    /// The producer API: batches of 1,000 and single POSTs at 500/s (`src/sandbox/bench/api.rs`).
+    /// The producer API: batches of 1,000 and single POSTs at 500/s (`crates/sandbox/src/bench/api.rs`).
     Api,
     /// A campaign: its audience snapshot (`--recipients`, default 1,000,000), then sending
     /// beside 100 transactional jobs/s, pause, resume, cancel (`--send-seconds`).
     Campaign,
     /// 20,000 jobs under the faults scenario's faults with the worker killed -9 five times,
-    /// twice: WeChat's usual `client_msg_id` window, then none (`src/sandbox/bench/crash.rs`).
+    /// twice: WeChat's usual `client_msg_id` window, then none (`crates/sandbox/src/bench/crash.rs`).
     Crash,
-    /// One app's 2,000/s shared by three worker processes (`src/sandbox/bench/shared_rate.rs`).
+    /// One app's 2,000/s shared by three worker processes (`crates/sandbox/src/bench/shared_rate.rs`).
     SharedRate,
 }
 

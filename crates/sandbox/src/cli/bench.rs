@@ -42,7 +42,7 @@ pub struct BenchArgs {
     /// Scenario `api`: seconds of single POSTs at 500 requests/s.
     #[arg(long, default_value_t = 10)]
     pub api_seconds: u64,
-    /// Scenario `crash` (`src/sandbox/bench/crash.rs`).
+    /// Scenario `crash` (`crates/sandbox/src/bench/crash.rs`).
     #[command(flatten)]
     pub crash: CrashArgs,
 }

@@ -18,6 +18,33 @@ async fn admin_api_without_a_token_or_with_a_wrong_one_is_401_and_off_without_co
     let none = http.get(url.clone()).send().await.unwrap();
     assert_eq!(none.status(), 401);
     assert!(none.headers().contains_key("www-authenticate"));
+    // No admin answer, refusals included, may be cached or sniffed.
+    let ok = http
+        .get(url.clone())
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // The campaign API is a router of its own.
+    let mut settings = sys.settings.clone();
+    settings.admin_token = Some(ADMIN_TOKEN.into());
+    let campaigns_api =
+        wxnotify_api::admin::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let campaigns_base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, campaigns_api).await.unwrap() });
+    let campaigns = http
+        .get(format!("{campaigns_base}admin/api/campaigns"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(campaigns.status(), 200);
+    for answer in [&none, &ok, &campaigns] {
+        assert_eq!(answer.headers()["cache-control"], "no-store", "{answer:?}");
+        assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+    }
     let body = none.text().await.unwrap();
     assert!(!body.contains(ADMIN_TOKEN));
     for wrong in ["nope", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1], ""] {

@@ -71,6 +71,7 @@ pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
             .route("/admin/api/campaigns/{id}/{action}", post(act))
             .layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT))
             .layer(axum::middleware::from_fn_with_state(auth, require_role))
+            .layer(axum::middleware::map_response(super::private_answer))
             .with_state(state),
     )
 }

@@ -137,9 +137,26 @@ pub fn router(state: AdminState) -> Router {
         return Router::new();
     }
     Router::new()
-        .nest("/admin/api", api::router())
+        .nest(
+            "/admin/api",
+            api::router().layer(axum::middleware::map_response(private_answer)),
+        )
         .merge(crate::admin::console::router())
         .with_state(state)
+}
+
+/// The headers of every admin API answer, refusals included: no cache keeps it
+/// (`Cache-Control: no-store`: dead letters hold people's data) and no browser reads it as
+/// anything but what it says (`X-Content-Type-Options: nosniff`).
+pub async fn private_answer(mut answer: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = answer.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    answer
 }
 
 /// What `serve` runs for the admin surface: its routes, and the retention task when set.

@@ -78,7 +78,7 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
     use std::time::Instant;
     let url = std::env::var("WXNOTIFY_CLUSTER_AMQP_URL")
         .expect("WXNOTIFY_CLUSTER_AMQP_URL names the cluster's nodes (rabbitmq-cluster.sh url)");
-    let (file_jobs, api_jobs): (u64, u64) = (4000, 2000);
+    let (file_jobs, api_jobs): (u64, u64) = (20_000, 2000);
     let total = file_jobs + api_jobs;
     let queues = wxnotify_core::queue::TopologyOptions::default();
     let sys = System::new_on(
@@ -88,7 +88,7 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
             max_recorded_sends: total as usize * 2,
             ..mock_wechat::MockConfig::default()
         },
-        2000,
+        5000,
         url.clone(),
         queues.clone(),
     )
@@ -131,8 +131,10 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
             .kill_on_drop(true)
             .output()
     };
+    // `rabbitmqctl stop` takes a second or two to close the node's connections: the file is
+    // long enough for the loss to come mid-file (the WARN below proves it did).
     let stop_first = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         cluster(&["stop-node", "wxr1"]).await;
     };
     let (out, ()) = tokio::join!(enqueue, stop_first);
@@ -141,13 +143,18 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
     assert!(out.status.success(), "enqueue: {:?}\n{stderr}", out.status);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["accepted"], file_jobs, "{summary}");
-    assert!(
-        stderr.contains("RabbitMQ connection lost") || !stderr.contains("ERROR"),
-        "{stderr}"
-    );
+    // The loss happened mid-file: `enqueue` (on wxr1, the first node of its URL) says so once.
+    let lost = stderr
+        .lines()
+        .filter(|l| l.contains("RabbitMQ connection lost"))
+        .collect::<Vec<_>>();
+    assert_eq!(lost.len(), 1, "one WARN for the loss:\n{stderr}");
+    assert!(lost[0].contains("127.0.0.1:5681"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
     cluster(&["start-node", "wxr1"]).await;
 
-    // 2. The producer API's link, 20 requests at a time; the second node stops meanwhile.
+    // 2. The producer API's link: 200 requests of 10 jobs; the node it publishes to stops
+    //    while they come in.
     let link = wxnotify_api::producer::link::BrokerLink::new(
         sys.settings.amqp_url.clone(),
         sys.topology.clone(),
@@ -156,25 +163,46 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
             ..Default::default()
         },
     );
-    let requests = futures::future::join_all((0..api_jobs / 10).map(|r| {
+    let request = |r: u64| {
         let link = &link;
         async move {
-            tokio::time::sleep(Duration::from_millis(r * 5)).await;
+            tokio::time::sleep(Duration::from_millis(r.saturating_sub(1) * 20)).await;
             let jobs: Vec<Job> = (0..10).map(|k| job(file_jobs + r * 10 + k)).collect();
-            link.publish(jobs).await
+            let answer = link.publish(jobs).await;
+            (answer, Instant::now())
         }
-    }));
-    let stop_second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        cluster(&["stop-node", "wxr2"]).await;
     };
-    let (answers, ()) = tokio::join!(requests, stop_second);
-    for answer in answers {
+    let (first, _) = request(0).await;
+    let before = link.node().expect("connected by the first request");
+    let node_name = |node: &str| {
+        let port: u16 = node.rsplit(':').next().unwrap()[..4].parse().unwrap();
+        format!("wxr{}", port - 5680)
+    };
+    let stopped = node_name(&before);
+    let mut stop_began = None;
+    let stop_link_node = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop_began = Some(Instant::now());
+        cluster(&["stop-node", &stopped]).await;
+    };
+    let (answers, ()) = tokio::join!(
+        futures::future::join_all((1..api_jobs / 10).map(request)),
+        stop_link_node
+    );
+    let stop_began = stop_began.expect("the stop ran");
+    let after_stop = answers.iter().filter(|(_, at)| *at > stop_began).count();
+    for (answer, _) in std::iter::once((first, Instant::now())).chain(answers) {
         for result in answer.expect("a node answered") {
             result.expect("every job confirmed");
         }
     }
-    cluster(&["start-node", "wxr2"]).await;
+    let now = link.node().expect("connected");
+    assert_ne!(now, before, "the link moved off the stopped node");
+    assert!(
+        after_stop > 0,
+        "requests were answered after the node's stop began"
+    );
+    cluster(&["start-node", &stopped]).await;
 
     // 3. Two worker processes drain, connected to the node leading the jobs queue (first in
     //    their AMQP_URL); that node is killed -9 meanwhile.
@@ -197,7 +225,8 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
         command
             .env("AMQP_URL", &leader_first)
             .env("WXNOTIFY_DELIVERY_LIMIT", queues.delivery_limit.to_string())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped());
         command.spawn().expect("a worker")
     };
     let (mut a, mut b) = (worker(), worker());
@@ -207,6 +236,7 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let killed_at_ms = now_ms();
+    let sent_at_kill = sys.mock.stats().sends_accepted as u64;
     cluster(&["kill-node", &leader]).await;
     sys.wait_finished(total as i64, Duration::from_secs(180))
         .await;
@@ -217,7 +247,22 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
             .args(["-TERM", &pid])
             .status()
             .await;
-        let _ = tokio::time::timeout(Duration::from_secs(30), w.wait()).await;
+    }
+    for w in [a, b] {
+        let out = tokio::time::timeout(Duration::from_secs(30), w.wait_with_output())
+            .await
+            .expect("the worker stops")
+            .unwrap();
+        // Each worker was on the killed node and moved on: one WARN naming it.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lost = format!("127.0.0.1:{port}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("RabbitMQ connection lost") && l.contains(&lost)),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("ERROR"), "{stderr}");
     }
     cluster(&["start-node", &leader]).await;
 
@@ -234,6 +279,11 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
     assert_eq!(per_job.len() as u64, total, "every job sent");
     assert_eq!(sys.states().await.get("sent").copied(), Some(total as i64));
     assert!(sys.dead_reasons().await.is_empty());
+    // The kill hit the drain: jobs were left to send, and were sent after it.
+    assert!(
+        sent_at_kill < total,
+        "{sent_at_kill} of {total} sent at the kill"
+    );
     // The longest pause between two sends after the kill, and the time to the last send.
     let mut after: Vec<u64> = sends
         .iter()
@@ -249,6 +299,11 @@ async fn a_cluster_that_loses_nodes_loses_nothing_and_sends_nothing_twice() {
         .max()
         .unwrap_or_default();
     let finish_ms = after.last().map_or(0, |t| t - killed_at_ms);
+    assert!(
+        after.len() as u64 >= total - sent_at_kill,
+        "the rest was sent after the kill: {} sends after, {sent_at_kill} before",
+        after.len()
+    );
     eprintln!(
         "figures: {total} jobs ({file_jobs} by enqueue through a stopped node, {api_jobs} by the \
          producer link through another); {leader} (leader of {jobs_queue}, the workers' node) \

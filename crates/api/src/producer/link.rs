@@ -108,6 +108,7 @@ type JobResults = Vec<Result<(), PublishError>>;
 /// While those wait, the next batch fills up, so a confirm round trip is shared by all the
 /// requests that arrived during the previous one.
 pub struct BrokerLink {
+    publisher: FailoverPublisher,
     batches: Batcher<Vec<Job>, JobResults, BrokerUnavailable>,
 }
 
@@ -136,7 +137,10 @@ impl BrokerLink {
                 retry_after_failure: options.reconnect_every,
             },
         );
-        let link = Arc::new(Link { publisher, options });
+        let link = Arc::new(Link {
+            publisher: publisher.clone(),
+            options,
+        });
         let batches = Batcher::spawn(
             "api_publish",
             REQUESTS_PER_BATCH,
@@ -150,7 +154,12 @@ impl BrokerLink {
                 }
             },
         );
-        BrokerLink { batches }
+        BrokerLink { publisher, batches }
+    }
+
+    /// The RabbitMQ node the API publishes to now (no password in it), if connected.
+    pub fn node(&self) -> Option<String> {
+        self.publisher.node()
     }
 
     /// Publishes `jobs` to the API's lane with confirms (together with other requests' jobs):

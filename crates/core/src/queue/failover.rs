@@ -147,6 +147,12 @@ impl FailoverPublisher {
         &self.inner.topology
     }
 
+    /// The node publishing goes on now (no password in it); `None` before the first connection.
+    pub fn node(&self) -> Option<String> {
+        let current = self.inner.current.lock().expect("not poisoned");
+        current.as_ref().map(|live| live.node.clone())
+    }
+
     /// Connects now unless connected, waiting at most the patience for a node: the connection
     /// publishing goes on (e.g. to check the topology on it first).
     pub async fn ready(&self) -> Result<Arc<Connection>, PublishError> {

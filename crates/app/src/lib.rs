@@ -34,15 +34,22 @@ impl Application {
     /// configured apps.
     pub async fn connect(settings: Settings, connections: u32) -> anyhow::Result<Self> {
         let pool = wxnotify_core::db::connect(&settings.database_url, connections).await?;
-        wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
-        Ok(Application { settings, pool })
+        Self::ready(settings, pool, false).await
     }
 
     /// Like [`Application::connect`], after applying the migrations (the commands that own a
     /// schema change: `migrate`, and those that must not run on an older schema).
     pub async fn connect_migrated(settings: Settings, connections: u32) -> anyhow::Result<Self> {
         let pool = wxnotify_core::db::connect(&settings.database_url, connections).await?;
-        wxnotify_core::db::migrate(&pool).await?;
+        Self::ready(settings, pool, true).await
+    }
+
+    /// The application on `pool`, after applying the migrations when `migrate` says so, with
+    /// the configured apps registered.
+    async fn ready(settings: Settings, pool: PgPool, migrate: bool) -> anyhow::Result<Self> {
+        if migrate {
+            wxnotify_core::db::migrate(&pool).await?;
+        }
         wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
         Ok(Application { settings, pool })
     }
@@ -61,9 +68,7 @@ impl Application {
     /// settings), migrated, with the configured apps registered.
     pub async fn connect_worker(settings: Settings, connections: u32) -> anyhow::Result<Self> {
         let pool = wxnotify_core::db::connect_worker(&settings.database_url, connections).await?;
-        wxnotify_core::db::migrate(&pool).await?;
-        wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
-        Ok(Application { settings, pool })
+        Self::ready(settings, pool, true).await
     }
 
     /// A worker for these settings and pool, its WeChat client built for `config`.

@@ -59,7 +59,7 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         },
     );
     let connection = publisher
-        .ready()
+        .connect_now()
         .await
         .context("cannot connect to RabbitMQ (check AMQP_URL and that the broker runs)")?;
     require_exchange(&connection, &topology).await?;

@@ -160,6 +160,12 @@ impl FailoverPublisher {
         Ok(self.live(None, deadline).await?.connection)
     }
 
+    /// Connects now unless connected, trying each node of `AMQP_URL` once: a command that
+    /// starts while no node answers says so at once (the patience is for losses mid-run).
+    pub async fn connect_now(&self) -> Result<Arc<Connection>, PublishError> {
+        Ok(self.live(None, Instant::now()).await?.connection)
+    }
+
     /// Publishes one job to `lane` and waits for its confirm, on the next node if the
     /// connection is lost meanwhile.
     pub async fn publish(&self, job: &Job, lane: Lane) -> Result<(), PublishError> {

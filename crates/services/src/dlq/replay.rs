@@ -111,7 +111,7 @@ impl Replayer {
             Topology::new(settings.queue_prefix.clone()),
             FailoverOptions::default(),
         );
-        publisher.ready().await?;
+        publisher.connect_now().await?;
         Ok(Replayer { publisher })
     }
 

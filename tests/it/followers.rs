@@ -207,7 +207,7 @@ async fn a_second_sync_of_the_same_app_is_refused_while_one_runs() {
         .expect("the lock is free");
     let err = world.sync(&World::fast_options()).await.unwrap_err();
     assert!(matches!(err, SyncError::Busy(_)), "{err}");
-    drop(lock);
+    lock.release().await.unwrap();
     assert!(world.sync(&World::fast_options()).await.unwrap().completed);
 }
 

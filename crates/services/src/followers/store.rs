@@ -2,7 +2,7 @@
 //! `oa_followers`, and the single-row changes that callback events make.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use wxnotify_core::domain::{AppName, OpenId, UnionId};
 use wxnotify_core::wechat::client::UserInfo;
@@ -40,22 +40,42 @@ pub struct PageCounts {
 }
 
 /// An advisory lock held on a connection of its own while one process syncs an app (a second
-/// `sync-followers` of the same app waits for nothing and fails at once). Dropping the value
-/// closes the connection, which releases the lock even if the process dies.
+/// `sync-followers` of the same app waits for nothing and fails at once). [`AppLock::release`]
+/// frees it at once; dropping the value closes the connection, which frees it too (a moment
+/// later, once the server sees the socket close), even if the process dies.
 pub struct AppLock {
-    _conn: PgConnection,
+    conn: PgConnection,
+    app: AppName,
+}
+
+const APP_LOCK_KEY: &str = "hashtext('wxnotify.sync-followers'), hashtext($1)";
+
+impl AppLock {
+    /// Frees the lock before this returns, so a sync started next never finds it taken.
+    pub async fn release(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_advisory_unlock({APP_LOCK_KEY})"
+        )))
+        .bind(self.app.as_str())
+        .execute(&mut self.conn)
+        .await?;
+        self.conn.close().await
+    }
 }
 
 /// Takes the app's sync lock, or returns `None` when another process holds it.
 pub async fn try_lock_app(pool: &PgPool, app: &AppName) -> Result<Option<AppLock>, sqlx::Error> {
     let mut conn = pool.acquire().await?.detach();
-    let got: bool = sqlx::query_scalar(
-        "SELECT pg_try_advisory_lock(hashtext('wxnotify.sync-followers'), hashtext($1))",
-    )
+    let got: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_try_advisory_lock({APP_LOCK_KEY})"
+    )))
     .bind(app.as_str())
     .fetch_one(&mut conn)
     .await?;
-    Ok(got.then_some(AppLock { _conn: conn }))
+    Ok(got.then(|| AppLock {
+        conn,
+        app: app.clone(),
+    }))
 }
 
 const PASS_COLUMNS: &str =

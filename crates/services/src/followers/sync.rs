@@ -62,10 +62,27 @@ pub async fn sync_followers(
     opts: &SyncOptions,
     progress: &Progress,
 ) -> Result<SyncReport, SyncError> {
-    let clock = Instant::now();
-    let _lock = store::try_lock_app(pool, app)
+    let lock = store::try_lock_app(pool, app)
         .await?
         .ok_or_else(|| SyncError::Busy(app.clone()))?;
+    let outcome = run_locked(pool, client, tokens, app, opts, progress).await;
+    if let Err(e) = lock.release().await {
+        // The connection is gone with the value, which frees the lock on the server anyway.
+        tracing::warn!(error = %e, "the follower sync lock was not released cleanly");
+    }
+    outcome
+}
+
+/// One run of the sync, with the app's lock held.
+async fn run_locked(
+    pool: &PgPool,
+    client: &WechatClient,
+    tokens: &TokenStore,
+    app: &AppName,
+    opts: &SyncOptions,
+    progress: &Progress,
+) -> Result<SyncReport, SyncError> {
+    let clock = Instant::now();
     if opts.restart && store::abandon_pass(pool, app).await? {
         tracing::info!("unfinished pass abandoned (--restart)");
     }

@@ -141,8 +141,8 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             let row = store::get(&pool, id)
                 .await?
                 .with_context(|| format!("no dead letter {id}; see `wxnotify dlq list`"))?;
-            let history = store::history(&pool, row.job_id.as_deref()).await?;
-            let lives = store::lives(&pool, row.job_id.as_deref()).await?;
+            let history = store::history(&pool, row.job_key()).await?;
+            let lives = store::lives(&pool, row.job_key()).await?;
             let shown =
                 serde_json::json!({ "dead_letter": row, "attempts": history, "lives": lives });
             println!("{}", serde_json::to_string_pretty(&shown)?);

@@ -193,7 +193,8 @@ impl System {
         sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM deliveries WHERE state IN ('sent', 'dead', 'held', 'duplicate'))
                   + (SELECT count(*) FROM dead_letters d
-                     WHERE NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.job_id = d.job_id))",
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries l
+                                       WHERE l.app = d.app AND l.job_id = d.job_id))",
         )
         .fetch_one(&self.db.pool)
         .await

@@ -19,8 +19,9 @@
 //! delivery receipts) and [`replay`] (a dead job's new life). No other module writes
 //! `deliveries`. The states are [`state::LedgerState`], with the diagram of their changes.
 //!
-//! Batched statements lock rows in one order, by job id, so that two workers' batches (and a
-//! claim beside a record of sends) never wait on each other in a circle.
+//! A job is known by its app and its id: two apps may use the same job id. Batched statements
+//! lock rows in one order, by app and job id, so that two workers' batches (and a claim beside a
+//! record of sends) never wait on each other in a circle.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -183,14 +184,18 @@ impl Ledger {
     }
 }
 
-/// Splits requests into rounds in which no job id appears twice (one statement cannot claim the
-/// same row twice), keeping each request's position.
-fn rounds<T>(reqs: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<Vec<(usize, T)>> {
-    /// The job ids of a round, and its requests with their positions.
-    type Round<T> = (HashSet<String>, Vec<(usize, T)>);
+/// A job's key in the ledger: its app, then its id.
+type JobKey<'a> = (&'a str, &'a str);
+
+/// Splits requests into rounds in which no job (app and id) appears twice (one statement cannot
+/// claim the same row twice), keeping each request's position.
+fn rounds<T>(reqs: Vec<T>, key: impl Fn(&T) -> JobKey<'_>) -> Vec<Vec<(usize, T)>> {
+    /// The jobs of a round, and its requests with their positions.
+    type Round<T> = (HashSet<(String, String)>, Vec<(usize, T)>);
     let mut rounds: Vec<Round<T>> = Vec::new();
     for (i, req) in reqs.into_iter().enumerate() {
-        let k = key(&req).to_owned();
+        let (app, id) = key(&req);
+        let k = (app.to_owned(), id.to_owned());
         match rounds.iter_mut().find(|(seen, _)| !seen.contains(&k)) {
             Some((seen, round)) => {
                 seen.insert(k);
@@ -199,11 +204,11 @@ fn rounds<T>(reqs: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<Vec<(usize, T)>> {
             None => rounds.push((HashSet::from([k]), vec![(i, req)])),
         }
     }
-    // In job-id order: the order in which every batched statement locks its rows.
+    // In (app, job id) order: the order in which every batched statement locks its rows.
     rounds
         .into_iter()
         .map(|(_, mut round)| {
-            round.sort_by(|(_, a), (_, b)| key(a).cmp(key(b)));
+            round.sort_by(|(_, a), (_, b)| key(a).cmp(&key(b)));
             round
         })
         .collect()
@@ -215,16 +220,29 @@ mod tests {
 
     #[test]
     fn rounds_never_repeat_a_job_id() {
-        let r = rounds(vec!["a", "b", "a", "c", "a"], |s| s);
+        let r = rounds(vec!["a", "b", "a", "c", "a"], |s| ("shop", s));
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 3]);
         assert_eq!(r[1].iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2]);
         // Each round in job-id order.
-        let r = rounds(vec!["c", "a", "b", "a"], |s| s);
+        let r = rounds(vec!["c", "a", "b", "a"], |s| ("shop", s));
         assert_eq!(
             r[0].iter().map(|(_, s)| *s).collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
         assert_eq!(r[0].iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 2, 0]);
+    }
+
+    #[test]
+    fn one_id_in_two_apps_is_two_jobs() {
+        let r = rounds(vec![("b", "x"), ("a", "x"), ("a", "x")], |&(app, id)| {
+            (app, id)
+        });
+        assert_eq!(r.len(), 2);
+        // By app, then id.
+        assert_eq!(
+            r[0].iter().map(|(_, k)| *k).collect::<Vec<_>>(),
+            [("a", "x"), ("b", "x")]
+        );
     }
 }

@@ -68,16 +68,15 @@ impl Pipeline {
 
     async fn settle_attempt(&self, a: &Attempt) -> Result<Outcome, DbError> {
         let ledger = self.ledger();
-        let job_id = a.job.id.as_str();
         let written = match &a.outcome {
             Outcome::Sent { msgid } => {
                 let openid = a.oa_openid.as_ref().expect("a sent job has its recipient");
-                Written::from_recorded(ledger.record_sent(job_id, &a.claim, openid, *msgid).await?)
+                Written::from_recorded(ledger.record_sent(&a.job, &a.claim, openid, *msgid).await?)
             }
             Outcome::Retry { failure, .. } => {
                 ledger
                     .record_retry(&RetryRecord {
-                        job_id,
+                        job: &a.job,
                         claim: &a.claim,
                         sent: a.sent,
                         uncertain: a.uncertain,
@@ -86,7 +85,7 @@ impl Pipeline {
                     .await?
             }
             Outcome::Paused { .. } | Outcome::Busy { .. } => {
-                ledger.unclaim(job_id, &a.claim).await?
+                ledger.unclaim(&a.job, &a.claim).await?
             }
             Outcome::HeldForReview { failure } | Outcome::RepeatedContent { failure } => {
                 let state = match &a.outcome {

@@ -264,11 +264,12 @@ impl Rules {
     async fn answered_unknown_template_before(&self, job: &Job, life: i32) -> bool {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM delivery_attempts
-                            WHERE job_id = $1 AND life = $2 AND errcode = $3)",
+                            WHERE app = $4 AND job_id = $1 AND life = $2 AND errcode = $3)",
         )
         .bind(job.id.as_str())
         .bind(life)
         .bind(UNKNOWN_TEMPLATE)
+        .bind(job.app.as_str())
         .fetch_one(&self.pool)
         .await
         .unwrap_or_else(|e| {

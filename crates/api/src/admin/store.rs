@@ -56,13 +56,20 @@ pub struct DeliveryRow {
 
 const DELIVERY_COLUMNS: &str = "job_id, app, recipient_kind, recipient, oa_openid, template_id, campaign_id, state, attempts, duplicates, msgid, last_errcode, last_errmsg, dead_reason, receipt_status, receipt_at, created_at, updated_at, sent_at";
 
-/// The ledger row of a job.
-pub async fn delivery(pool: &PgPool, job_id: &str) -> Result<Option<DeliveryRow>, sqlx::Error> {
+/// The ledger rows of a job id: the one of `app`, or of every app that used the id (job ids
+/// are per app).
+pub async fn deliveries(
+    pool: &PgPool,
+    app: Option<&str>,
+    job_id: &str,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = $1"
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+         WHERE job_id = $1 AND ($2::text IS NULL OR app = $2) ORDER BY app"
     )))
     .bind(job_id)
-    .fetch_optional(pool)
+    .bind(app)
+    .fetch_all(pool)
     .await
 }
 
@@ -84,12 +91,20 @@ pub async fn deliveries_of(
     .await
 }
 
-/// Dead-letter ids of a job (newest first).
-pub async fn dead_letter_ids(pool: &PgPool, job_id: &str) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM dead_letters WHERE job_id = $1 ORDER BY id DESC")
-        .bind(job_id)
-        .fetch_all(pool)
-        .await
+/// Dead-letter ids of a job id, in `app` or in every app (newest first).
+pub async fn dead_letter_ids(
+    pool: &PgPool,
+    app: Option<&str>,
+    job_id: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM dead_letters
+         WHERE job_id = $1 AND ($2::text IS NULL OR app = $2) ORDER BY id DESC",
+    )
+    .bind(job_id)
+    .bind(app)
+    .fetch_all(pool)
+    .await
 }
 
 /// One app as ops see it.

@@ -238,7 +238,7 @@ struct Inner {
     /// The id claims of concurrent requests, one statement per batch.
     claims: Batcher<Vec<ClaimRequest>, Vec<Claim>>,
     /// Their acceptances once RabbitMQ confirmed, likewise.
-    accepts: Batcher<Vec<String>, Vec<()>>,
+    accepts: Batcher<Vec<(String, String)>, Vec<()>>,
 }
 
 /// The state of the producer API's handlers. Cheap to clone.
@@ -264,12 +264,14 @@ impl ProducerApi {
             &pool,
             |pool, jobs: Vec<ClaimRequest>| async move { store::claim(&pool, &jobs).await },
         );
-        let accepts =
-            statement_batcher("api_accepts", &pool, |pool, ids: Vec<String>| async move {
-                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                store::mark_accepted(&pool, &refs).await?;
-                Ok(vec![(); ids.len()])
-            });
+        let accepts = statement_batcher(
+            "api_accepts",
+            &pool,
+            |pool, jobs: Vec<(String, String)>| async move {
+                store::mark_accepted(&pool, &jobs).await?;
+                Ok(vec![(); jobs.len()])
+            },
+        );
         ProducerApi {
             inner: Arc::new(Inner {
                 claims,
@@ -324,12 +326,12 @@ impl ProducerApi {
         self.inner.claims.call(jobs).await
     }
 
-    /// Marks the jobs of one request accepted (batched likewise).
-    pub async fn mark_accepted(&self, ids: Vec<String>) -> Result<(), DbError> {
-        if ids.is_empty() {
+    /// Marks the jobs (app, job id) of one request accepted (batched likewise).
+    pub async fn mark_accepted(&self, jobs: Vec<(String, String)>) -> Result<(), DbError> {
+        if jobs.is_empty() {
             return Ok(());
         }
-        self.inner.accepts.call(ids).await.map(drop)
+        self.inner.accepts.call(jobs).await.map(drop)
     }
 
     /// Takes one request from API key `key_id`'s bucket; `Err(wait)` when it is empty.

@@ -16,7 +16,8 @@ pub enum Claim {
     Retry,
     /// Seen with the same content and accepted: answer with its status.
     Existing,
-    /// Seen with other content (or for another app): 409.
+    /// Seen with other content in the same app: 409. (Job ids are per app: another app's use
+    /// of the id is neither a conflict nor visible.)
     Conflict,
 }
 
@@ -46,19 +47,17 @@ pub struct ClaimRequest {
 /// flush belongs to a request that was never answered 202; its client sends it again. One
 /// disk flush per request instead of two (about 3 ms each on this kind of machine).
 pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, sqlx::Error> {
+    let key = |j: &ClaimRequest| (j.app.clone(), j.job_id.clone());
     let mut seen = std::collections::HashSet::with_capacity(jobs.len());
-    let firsts: Vec<&ClaimRequest> = jobs
-        .iter()
-        .filter(|j| seen.insert(j.job_id.as_str()))
-        .collect();
+    let firsts: Vec<&ClaimRequest> = jobs.iter().filter(|j| seen.insert(key(j))).collect();
     let mut tx = pool
         .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
         .await?;
-    let inserted: Vec<String> = sqlx::query_scalar(
+    let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO api_notifications (job_id, app, content_sha256, api_key_id)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::uuid[])
-         ON CONFLICT (job_id) DO NOTHING
-         RETURNING job_id",
+         ON CONFLICT (app, job_id) DO NOTHING
+         RETURNING app, job_id",
     )
     .bind(firsts.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>())
     .bind(firsts.iter().map(|j| j.app.as_str()).collect::<Vec<_>>())
@@ -74,55 +73,67 @@ pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, s
     tx.commit().await?;
     // The first appearance of an id this statement inserted claims it; every other job is
     // looked up.
-    let mut claimed: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let mut claimed: std::collections::HashSet<(String, String)> = inserted.into_iter().collect();
     let firsts: Vec<Option<Claim>> = jobs
         .iter()
-        .map(|j| claimed.remove(&j.job_id).then_some(Claim::New))
+        .map(|j| claimed.remove(&key(j)).then_some(Claim::New))
         .collect();
-    let lookups: Vec<&str> = jobs
+    let lookups: Vec<&ClaimRequest> = jobs
         .iter()
         .zip(&firsts)
         .filter(|(_, claim)| claim.is_none())
-        .map(|(j, _)| j.job_id.as_str())
+        .map(|(j, _)| j)
         .collect();
     let mut known = std::collections::HashMap::new();
     if !lookups.is_empty() {
         let rows: Vec<(String, String, Vec<u8>, bool)> = sqlx::query_as(
-            "SELECT job_id, app, content_sha256, accepted_at IS NOT NULL FROM api_notifications
-             WHERE job_id = ANY($1)",
+            "SELECT n.app, n.job_id, n.content_sha256, n.accepted_at IS NOT NULL
+             FROM api_notifications n JOIN UNNEST($1::text[], $2::text[]) AS t(app, job_id)
+                 USING (app, job_id)",
         )
-        .bind(&lookups)
+        .bind(lookups.iter().map(|j| j.app.as_str()).collect::<Vec<_>>())
+        .bind(
+            lookups
+                .iter()
+                .map(|j| j.job_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(pool)
         .await?;
-        for (id, app, sha, accepted) in rows {
-            known.insert(id, (app, sha, accepted));
+        for (app, id, sha, accepted) in rows {
+            known.insert((app, id), (sha, accepted));
         }
     }
     Ok(jobs
         .iter()
         .zip(firsts)
         .map(|(j, claim)| {
-            claim.unwrap_or_else(|| match known.get(&j.job_id) {
+            claim.unwrap_or_else(|| match known.get(&key(j)) {
                 // Deleted in between (nothing deletes these rows today): treat as a retry.
                 None => Claim::Retry,
-                Some((a, s, _)) if *a != j.app || s[..] != j.content_sha256[..] => Claim::Conflict,
-                Some((_, _, true)) => Claim::Existing,
-                Some((_, _, false)) => Claim::Retry,
+                Some((s, _)) if s[..] != j.content_sha256[..] => Claim::Conflict,
+                Some((_, true)) => Claim::Existing,
+                Some((_, false)) => Claim::Retry,
             })
         })
         .collect())
 }
 
-/// Marks jobs accepted (RabbitMQ confirmed them); the first acceptance time is kept. Its commit
-/// waits for the disk, which makes the claims before it durable too (see [`claim`]).
-pub async fn mark_accepted(pool: &PgPool, ids: &[&str]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
+/// Marks jobs (app, job id) accepted (RabbitMQ confirmed them); the first acceptance time is
+/// kept. Its commit waits for the disk, which makes the claims before it durable too (see
+/// [`claim`]).
+pub async fn mark_accepted(pool: &PgPool, jobs: &[(String, String)]) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
         return Ok(());
     }
+    let (apps, ids): (Vec<&str>, Vec<&str>) =
+        jobs.iter().map(|(a, j)| (a.as_str(), j.as_str())).unzip();
     sqlx::query(
-        "UPDATE api_notifications SET accepted_at = now()
-         WHERE job_id = ANY($1) AND accepted_at IS NULL",
+        "UPDATE api_notifications n SET accepted_at = now()
+         FROM UNNEST($1::text[], $2::text[]) AS t(app, job_id)
+         WHERE n.app = t.app AND n.job_id = t.job_id AND n.accepted_at IS NULL",
     )
+    .bind(apps)
     .bind(ids)
     .execute(pool)
     .await?;
@@ -241,9 +252,9 @@ pub async fn statuses(
                 a.created_at AS api_created_at, a.accepted_at, d.created_at AS ledger_created_at,
                 d.state, d.attempts, d.dead_reason, d.last_errcode, d.last_errmsg, d.msgid,
                 d.sent_at, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
-         FROM (SELECT * FROM api_notifications WHERE job_id = ANY($1)) a
-         FULL JOIN (SELECT * FROM deliveries WHERE job_id = ANY($1)) d ON d.job_id = a.job_id
-         WHERE COALESCE(d.app, a.app) = $2",
+         FROM (SELECT * FROM api_notifications WHERE app = $2 AND job_id = ANY($1)) a
+         FULL JOIN (SELECT * FROM deliveries WHERE app = $2 AND job_id = ANY($1)) d
+             ON d.job_id = a.job_id",
     )
     .bind(ids)
     .bind(app.as_str())

@@ -367,11 +367,11 @@ async fn lost_or_doubled(pool: &PgPool, total: u64) -> anyhow::Result<u64> {
             "SELECT
                (SELECT count(*) FROM deliveries WHERE state IN ('sent', 'dead')),
                (SELECT count(*) FROM deliveries d WHERE d.state = 'sent'
-                  AND EXISTS (SELECT 1 FROM dead_letters l WHERE l.job_id = d.job_id)),
+                  AND EXISTS (SELECT 1 FROM dead_letters l WHERE l.app = d.app AND l.job_id = d.job_id)),
                (SELECT count(*) FROM deliveries d WHERE d.state = 'dead'
-                  AND NOT EXISTS (SELECT 1 FROM dead_letters l WHERE l.job_id = d.job_id)),
+                  AND NOT EXISTS (SELECT 1 FROM dead_letters l WHERE l.app = d.app AND l.job_id = d.job_id)),
                (SELECT count(*) FROM (SELECT job_id, life FROM dead_letters
-                                      GROUP BY job_id, life HAVING count(*) > 1) t)",
+                                      GROUP BY app, job_id, life HAVING count(*) > 1) t)",
         )
         .fetch_one(pool)
         .await?;

@@ -150,14 +150,14 @@ async fn replay_rows(
         } else {
             Lane::Jobs
         };
-        crate::ledger::replay::reopen(pool, job.id.as_str()).await?;
+        crate::ledger::replay::reopen(pool, &job).await?;
         match publisher.publish(&job, lane).await {
             Ok(()) => {
                 store::mark_replayed(pool, row.id).await?;
                 report.replayed.push(row.id);
             }
             Err(e) => {
-                crate::ledger::replay::close_again(pool, job.id.as_str(), &row.reason).await?;
+                crate::ledger::replay::close_again(pool, &job, &row.reason).await?;
                 report.failed.push((row.id, e.to_string()));
             }
         }

@@ -47,6 +47,14 @@ pub struct DeadLetterRow {
     pub replayed_at: Option<DateTime<Utc>>,
 }
 
+impl DeadLetterRow {
+    /// The job it was, as the ledger knows it: its app and id (`None` for a message that was
+    /// not a job).
+    pub fn job_key(&self) -> Option<(&str, &str)> {
+        self.app.as_deref().zip(self.job_id.as_deref())
+    }
+}
+
 const COLUMNS: &str =
     "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at";
 
@@ -126,14 +134,19 @@ pub struct AttemptRow {
     pub at: DateTime<Utc>,
 }
 
-/// The attempt history of a job.
-pub async fn history(pool: &PgPool, job_id: Option<&str>) -> Result<Vec<AttemptRow>, sqlx::Error> {
-    let Some(job_id) = job_id else {
+/// The attempt history of a job, known by its app and id (`None`: a letter without a job).
+pub async fn history(
+    pool: &PgPool,
+    job: Option<(&str, &str)>,
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    let Some((app, job_id)) = job else {
         return Ok(Vec::new());
     };
     sqlx::query_as(
-        "SELECT attempt, life, outcome, errcode, errmsg, at FROM delivery_attempts WHERE job_id = $1 ORDER BY attempt",
+        "SELECT attempt, life, outcome, errcode, errmsg, at FROM delivery_attempts
+         WHERE app = $1 AND job_id = $2 ORDER BY attempt",
     )
+    .bind(app)
     .bind(job_id)
     .fetch_all(pool)
     .await
@@ -156,15 +169,16 @@ pub struct LifeRow {
     pub replayed_at: Option<DateTime<Utc>>,
 }
 
-/// Every life of a job that ended in a dead letter, oldest first.
-pub async fn lives(pool: &PgPool, job_id: Option<&str>) -> Result<Vec<LifeRow>, sqlx::Error> {
-    let Some(job_id) = job_id else {
+/// Every life of a job (its app and id) that ended in a dead letter, oldest first.
+pub async fn lives(pool: &PgPool, job: Option<(&str, &str)>) -> Result<Vec<LifeRow>, sqlx::Error> {
+    let Some((app, job_id)) = job else {
         return Ok(Vec::new());
     };
     sqlx::query_as(
         "SELECT life, id AS dead_letter_id, reason, attempts, created_at AS ended_at, replayed_at
-         FROM dead_letters WHERE job_id = $1 ORDER BY id",
+         FROM dead_letters WHERE app = $1 AND job_id = $2 ORDER BY id",
     )
+    .bind(app)
     .bind(job_id)
     .fetch_all(pool)
     .await

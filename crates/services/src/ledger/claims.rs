@@ -48,6 +48,7 @@ impl Ledger {
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
     job_id: String,
+    app: String,
     /// Set when this statement claimed the row.
     attempts: Option<i32>,
     life: Option<i32>,
@@ -68,7 +69,7 @@ pub(super) async fn claim_batch(
 ) -> Result<Vec<Admission>, sqlx::Error> {
     let n = reqs.len();
     let mut out: Vec<Option<Admission>> = vec![None; n];
-    for round in rounds(reqs, |r| &r.job_id) {
+    for round in rounds(reqs, |r| (&r.app, &r.job_id)) {
         let (idx, reqs): (Vec<usize>, Vec<ClaimRequest>) = round.into_iter().unzip();
         let col = |f: fn(&ClaimRequest) -> &str| reqs.iter().map(f).collect::<Vec<&str>>();
         let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_SQL)
@@ -87,7 +88,10 @@ pub(super) async fn claim_batch(
             .await?;
         let mut duplicates = Vec::new();
         for row in rows {
-            let Some(pos) = reqs.iter().position(|r| r.job_id == row.job_id) else {
+            let Some(pos) = reqs
+                .iter()
+                .position(|r| r.job_id == row.job_id && r.app == row.app)
+            else {
                 continue;
             };
             out[idx[pos]] = Some(match (row.attempts, row.claimed_at) {
@@ -107,19 +111,14 @@ pub(super) async fn claim_batch(
                     }
                 }
                 _ if row.prior_state.as_deref().is_some_and(is_final) => {
-                    duplicates.push(row.job_id);
+                    duplicates.push((row.app, row.job_id));
                     Admission::Duplicate
                 }
                 // A live claim, or a row committed by another statement meanwhile.
                 _ => Admission::Busy,
             });
         }
-        if !duplicates.is_empty() {
-            sqlx::query("UPDATE deliveries SET duplicates = duplicates + 1 WHERE job_id = ANY($1)")
-                .bind(&duplicates)
-                .execute(&pool)
-                .await?;
-        }
+        count_duplicates(&pool, &duplicates).await?;
     }
     out.into_iter()
         .map(|a| {
@@ -128,6 +127,28 @@ pub(super) async fn claim_batch(
             })
         })
         .collect()
+}
+
+/// Counts a second delivery on each of these jobs (app, job id) that were finished already.
+pub(super) async fn count_duplicates(
+    pool: &PgPool,
+    jobs: &[(String, String)],
+) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let (apps, ids): (Vec<&str>, Vec<&str>) =
+        jobs.iter().map(|(a, j)| (a.as_str(), j.as_str())).unzip();
+    sqlx::query(
+        "UPDATE deliveries d SET duplicates = d.duplicates + 1
+         FROM UNNEST($1::text[], $2::text[]) AS t(app, job_id)
+         WHERE d.app = t.app AND d.job_id = t.job_id AND d.job_id = ANY($2)",
+    )
+    .bind(apps)
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Whether a ledger state is final ([`FINAL_STATES`](super::FINAL_STATES)).
@@ -147,10 +168,10 @@ claimed AS (
                             claim_id, claimed_by, claimed_at, claimed_until)
     SELECT job_id, app, kind, recipient, template_id, campaign_id, lane, 'sending', 0,
            claim_id, $9, now(), now() + make_interval(secs => $10) FROM input
-    -- Rows are inserted (and conflicting rows locked) in job-id order, the order of every
-    -- batched statement of the ledger: two batches never wait on each other in a circle.
-    ORDER BY job_id
-    ON CONFLICT (job_id) DO UPDATE
+    -- Rows are inserted (and conflicting rows locked) in (app, job id) order, the order of
+    -- every batched statement of the ledger: two batches never wait on each other in a circle.
+    ORDER BY app, job_id
+    ON CONFLICT (app, job_id) DO UPDATE
         SET state = 'sending', claim_id = EXCLUDED.claim_id, claimed_by = $9, claimed_at = now(),
             claimed_until = EXCLUDED.claimed_until, updated_at = now(),
             -- Taking over a lapsed claim: its worker may have sent before it died.
@@ -163,17 +184,17 @@ claimed AS (
                     OR NOT EXISTS (SELECT 1 FROM workers w
                                    WHERE w.id = deliveries.claimed_by
                                      AND w.heartbeat_at > now() - make_interval(secs => $11))))
-    RETURNING job_id, attempts, life, life_attempts_base, claimed_at, uncertain_since
+    RETURNING app, job_id, attempts, life, life_attempts_base, claimed_at, uncertain_since
 )
-SELECT i.job_id, c.attempts, c.life, c.life_attempts_base, c.claimed_at, c.uncertain_since,
+SELECT i.job_id, i.app, c.attempts, c.life, c.life_attempts_base, c.claimed_at, c.uncertain_since,
        p.state AS prior_state,
        (i.kind <> 'mp_openid' OR m.mp_openid IS NOT NULL) AS mp_known,
        CASE i.kind WHEN 'mp_openid' THEN m.unionid WHEN 'unionid' THEN i.recipient END AS unionid,
        COALESCE(fo.oa_openid, fs.oa_openid) AS subscribed_openid,
        (fo.any_follower IS NOT NULL OR fa.any_follower IS NOT NULL) AS any_follower
 FROM input i
-LEFT JOIN claimed c USING (job_id)
-LEFT JOIN deliveries p ON c.job_id IS NULL AND p.job_id = i.job_id AND p.job_id = ANY($1)
+LEFT JOIN claimed c USING (app, job_id)
+LEFT JOIN deliveries p ON c.job_id IS NULL AND p.app = i.app AND p.job_id = i.job_id AND p.job_id = ANY($1)
 LEFT JOIN mp_users m ON i.kind = 'mp_openid' AND m.app = i.app AND m.mp_openid = i.recipient
 LEFT JOIN LATERAL (
     SELECT CASE WHEN f.subscribed THEN f.oa_openid END AS oa_openid, true AS any_follower

@@ -11,10 +11,11 @@ use super::state::LedgerState;
 pub async fn record_cancelled(pool: &PgPool, job: &Job) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deliveries SET state = $2, updated_at = now()
-         WHERE job_id = $1 AND state IN ('sending', 'retrying')",
+         WHERE app = $3 AND job_id = $1 AND state IN ('sending', 'retrying')",
     )
     .bind(job.id.as_str())
     .bind(LedgerState::Cancelled.as_str())
+    .bind(job.app.as_str())
     .execute(pool)
     .await?;
     Ok(())
@@ -27,10 +28,13 @@ pub async fn record_truncation(
     job: &Job,
     record: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE deliveries SET truncated = $2, updated_at = now() WHERE job_id = $1")
-        .bind(job.id.as_str())
-        .bind(record)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE deliveries SET truncated = $2, updated_at = now() WHERE app = $3 AND job_id = $1",
+    )
+    .bind(job.id.as_str())
+    .bind(record)
+    .bind(job.app.as_str())
+    .execute(pool)
+    .await?;
     Ok(())
 }

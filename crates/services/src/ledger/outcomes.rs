@@ -12,8 +12,8 @@ use wxnotify_core::queue::Lane;
 /// A failed attempt to record.
 #[derive(Debug)]
 pub struct RetryRecord<'a> {
-    /// The job id.
-    pub job_id: &'a str,
+    /// The job.
+    pub job: &'a Job,
     /// The claim the attempt ran under.
     pub claim: &'a Claim,
     /// Whether a send was made (it counts as an attempt).
@@ -27,17 +27,19 @@ pub struct RetryRecord<'a> {
 impl Ledger {
     /// Gives the claim back without counting an attempt (the app was paused by 45009): the job
     /// waits for its retry.
-    pub async fn unclaim(&self, job_id: &str, claim: &Claim) -> Result<Written, sqlx::Error> {
+    pub async fn unclaim(&self, job: &Job, claim: &Claim) -> Result<Written, sqlx::Error> {
         let (written, own): (i64, Option<bool>) = sqlx::query_as(
             "WITH d AS (
                  UPDATE deliveries SET state = 'retrying', claimed_until = NULL, updated_at = now()
-                 WHERE job_id = $1 AND state = 'sending' AND claim_id = $2
+                 WHERE app = $3 AND job_id = $1 AND state = 'sending' AND claim_id = $2
                  RETURNING 1)
              SELECT (SELECT count(*) FROM d),
-                    (SELECT state = 'retrying' AND claim_id = $2 FROM deliveries WHERE job_id = $1)",
+                    (SELECT state = 'retrying' AND claim_id = $2 FROM deliveries
+                     WHERE app = $3 AND job_id = $1)",
         )
-        .bind(job_id)
+        .bind(job.id.as_str())
         .bind(claim.id)
+        .bind(job.app.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(Written::from_recorded(written > 0 || own == Some(true)))
@@ -55,21 +57,23 @@ impl Ledger {
                      uncertain_since = CASE WHEN $6 THEN COALESCE(uncertain_since, claimed_at, now())
                                             ELSE uncertain_since END,
                      claimed_until = NULL
-                 WHERE job_id = $1 AND state = 'sending' AND claim_id = $2
-                 RETURNING job_id, attempts, life),
+                 WHERE app = $7 AND job_id = $1 AND state = 'sending' AND claim_id = $2
+                 RETURNING app, job_id, attempts, life),
              a AS (
-                 INSERT INTO delivery_attempts (job_id, attempt, outcome, errcode, errmsg, life)
-                 SELECT job_id, attempts, 'retry', $4, $5, life FROM d WHERE $3
-                 ON CONFLICT (job_id, attempt) DO NOTHING)
+                 INSERT INTO delivery_attempts (app, job_id, attempt, outcome, errcode, errmsg, life)
+                 SELECT app, job_id, attempts, 'retry', $4, $5, life FROM d WHERE $3
+                 ON CONFLICT (app, job_id, attempt) DO NOTHING)
              SELECT (SELECT count(*) FROM d),
-                    (SELECT state = 'retrying' AND claim_id = $2 FROM deliveries WHERE job_id = $1)",
+                    (SELECT state = 'retrying' AND claim_id = $2 FROM deliveries
+                     WHERE app = $7 AND job_id = $1)",
         )
-        .bind(r.job_id)
+        .bind(r.job.id.as_str())
         .bind(r.claim.id)
         .bind(r.sent)
         .bind(r.failure.errcode)
         .bind(&r.failure.message)
         .bind(r.uncertain)
+        .bind(r.job.app.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(Written::from_recorded(written > 0 || own == Some(true)))
@@ -97,18 +101,20 @@ impl Ledger {
                  SET state = $3, last_errcode = $4, last_errmsg = $5, updated_at = now(),
                      attempts = attempts + 1, claimed_until = NULL, oa_openid = $7,
                      held_at = CASE WHEN $3 = 'held' THEN now() ELSE held_at END
-                 WHERE job_id = $1 AND state = 'sending' AND claim_id = $2
-                 RETURNING job_id, attempts, life),
+                 WHERE app = $8 AND job_id = $1 AND state = 'sending' AND claim_id = $2
+                 RETURNING app, job_id, attempts, life),
              a AS (
-                 INSERT INTO delivery_attempts (job_id, attempt, outcome, errcode, errmsg, life)
-                 SELECT job_id, attempts, $3, $4, $5, life FROM d
-                 ON CONFLICT (job_id, attempt) DO NOTHING),
+                 INSERT INTO delivery_attempts (app, job_id, attempt, outcome, errcode, errmsg, life)
+                 SELECT app, job_id, attempts, $3, $4, $5, life FROM d
+                 ON CONFLICT (app, job_id, attempt) DO NOTHING),
              h AS (
-                 INSERT INTO review_holds (job_id, job)
-                 SELECT job_id, $6 FROM d WHERE $6::jsonb IS NOT NULL
-                 ON CONFLICT (job_id) DO UPDATE SET job = EXCLUDED.job, held_at = now(), decided_at = NULL)
+                 INSERT INTO review_holds (app, job_id, job)
+                 SELECT app, job_id, $6 FROM d WHERE $6::jsonb IS NOT NULL
+                 ON CONFLICT (app, job_id) DO UPDATE
+                     SET job = EXCLUDED.job, held_at = now(), decided_at = NULL)
              SELECT (SELECT count(*) FROM d),
-                    (SELECT state = $3 AND claim_id = $2 FROM deliveries WHERE job_id = $1)",
+                    (SELECT state = $3 AND claim_id = $2 FROM deliveries
+                     WHERE app = $8 AND job_id = $1)",
         )
         .bind(job.id.as_str())
         .bind(claim.id)
@@ -117,6 +123,7 @@ impl Ledger {
         .bind(&failure.message)
         .bind(kept)
         .bind(oa_openid.as_str())
+        .bind(job.app.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(Written::from_recorded(written > 0 || own == Some(true)))
@@ -143,7 +150,7 @@ impl Ledger {
             "INSERT INTO deliveries (job_id, app, recipient_kind, recipient, template_id, campaign_id,
                                      lane, state, attempts, dead_reason, last_errcode, last_errmsg)
              VALUES ($1, $2, $7, $8, $9, $10, $11, 'dead', 0, $3, $4, $5)
-             ON CONFLICT (job_id) DO UPDATE
+             ON CONFLICT (app, job_id) DO UPDATE
                  SET state = 'dead', dead_reason = $3, last_errcode = $4, last_errmsg = $5,
                      attempts = deliveries.attempts + CASE WHEN $12 THEN 1 ELSE 0 END,
                      uncertain_since = CASE WHEN $13 THEN COALESCE(deliveries.uncertain_since, deliveries.claimed_at, now())
@@ -173,15 +180,16 @@ impl Ledger {
         };
         if dead.sent {
             sqlx::query(
-                "INSERT INTO delivery_attempts (job_id, attempt, outcome, errcode, errmsg, life)
-                 VALUES ($1, $2, 'dead', $3, $4, $5)
-                 ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = 'dead'",
+                "INSERT INTO delivery_attempts (app, job_id, attempt, outcome, errcode, errmsg, life)
+                 VALUES ($6, $1, $2, 'dead', $3, $4, $5)
+                 ON CONFLICT (app, job_id, attempt) DO UPDATE SET outcome = 'dead'",
             )
             .bind(job.id.as_str())
             .bind(attempts)
             .bind(dead.failure.errcode)
             .bind(&dead.failure.message)
             .bind(life)
+            .bind(job.app.as_str())
             .execute(&mut *tx)
             .await?;
         }

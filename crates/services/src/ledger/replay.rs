@@ -1,32 +1,35 @@
 //! A dead job's new life when ops replay it, and its undoing when the publish fails.
 
 use sqlx::PgPool;
+use wxnotify_core::domain::Job;
 
 /// Re-opens the ledger row of a dead job so its replay is accepted: a new life. Attempts keep
 /// counting (their numbers stay unique in the history); the retry policy counts from the new
 /// life's start. An `outcome_unknown` job replayed by ops is sent again: the uncertainty is
 /// theirs to have weighed.
-pub async fn reopen(pool: &PgPool, job_id: &str) -> Result<(), sqlx::Error> {
+pub async fn reopen(pool: &PgPool, job: &Job) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deliveries
          SET state = 'retrying', dead_reason = NULL, life = life + 1, life_attempts_base = attempts,
              uncertain_since = NULL, claim_id = NULL, claimed_until = NULL, updated_at = now()
-         WHERE job_id = $1 AND state = 'dead'",
+         WHERE app = $2 AND job_id = $1 AND state = 'dead'",
     )
-    .bind(job_id)
+    .bind(job.id.as_str())
+    .bind(job.app.as_str())
     .execute(pool)
     .await?;
     Ok(())
 }
 
 /// Undoes [`reopen`] when the publish failed.
-pub async fn close_again(pool: &PgPool, job_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn close_again(pool: &PgPool, job: &Job, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deliveries SET state = 'dead', dead_reason = $2, life = life - 1, updated_at = now()
-         WHERE job_id = $1 AND state = 'retrying' AND claim_id IS NULL",
+         WHERE app = $3 AND job_id = $1 AND state = 'retrying' AND claim_id IS NULL",
     )
-    .bind(job_id)
+    .bind(job.id.as_str())
     .bind(reason)
+    .bind(job.app.as_str())
     .execute(pool)
     .await?;
     Ok(())

@@ -68,12 +68,13 @@ pub async fn block_held(
         "UPDATE deliveries SET state = 'dead', dead_reason = 'content_blocked', last_errcode = $2,
                 last_errmsg = $3, blocked_at = now(), block_record_id = $4, claimed_until = NULL,
                 updated_at = now()
-         WHERE job_id = $1",
+         WHERE app = $5 AND job_id = $1",
     )
     .bind(&job_id)
     .bind(HELD_FOR_REVIEW)
     .bind(&why)
     .bind(record.record_id)
+    .bind(record.app)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -81,18 +82,20 @@ pub async fn block_held(
          SELECT d.job_id, d.app, 'content_blocked', $2, $3, h.job,
                 CASE WHEN h.job IS NULL THEN 'the job was not kept' END,
                 d.attempts, 'review', d.life, 'review:' || d.app || ':' || $4::bigint
-         FROM deliveries d LEFT JOIN review_holds h USING (job_id)
-         WHERE d.job_id = $1
+         FROM deliveries d LEFT JOIN review_holds h USING (app, job_id)
+         WHERE d.app = $5 AND d.job_id = $1
          ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
     )
     .bind(&job_id)
     .bind(HELD_FOR_REVIEW)
     .bind(&why)
     .bind(record.record_id)
+    .bind(record.app)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE review_holds SET decided_at = now() WHERE job_id = $1")
+    sqlx::query("UPDATE review_holds SET decided_at = now() WHERE app = $2 AND job_id = $1")
         .bind(&job_id)
+        .bind(record.app)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -112,9 +115,10 @@ pub async fn release_held(
         "WITH d AS (
              UPDATE deliveries SET state = 'sent', sent_at = held_at, updated_at = now()
              WHERE app = $1 AND template_id = $2 AND state = 'held' AND held_at < $3
-             RETURNING job_id),
+             RETURNING app, job_id),
          h AS (
-             UPDATE review_holds SET decided_at = now() WHERE job_id IN (SELECT job_id FROM d))
+             UPDATE review_holds SET decided_at = now()
+             WHERE (app, job_id) IN (SELECT app, job_id FROM d))
          SELECT count(*) FROM d",
     )
     .bind(app)

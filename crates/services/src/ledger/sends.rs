@@ -6,13 +6,15 @@ use std::collections::HashSet;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::claims::count_duplicates;
 use super::{Claim, Ledger, rounds};
 use wxnotify_core::batch::DbError;
-use wxnotify_core::domain::OpenId;
+use wxnotify_core::domain::{Job, OpenId};
 
 /// One accepted send to record.
 #[derive(Debug, Clone)]
 pub(super) struct SentRequest {
+    app: String,
     job_id: String,
     claim_id: Uuid,
     oa_openid: String,
@@ -25,14 +27,15 @@ impl Ledger {
     /// true also when this claim's own earlier write committed and its reply was lost.
     pub async fn record_sent(
         &self,
-        job_id: &str,
+        job: &Job,
         claim: &Claim,
         oa_openid: &OpenId,
         msgid: i64,
     ) -> Result<bool, DbError> {
         self.sends
             .call(SentRequest {
-                job_id: job_id.to_owned(),
+                app: job.app.as_str().to_owned(),
+                job_id: job.id.as_str().to_owned(),
                 claim_id: claim.id,
                 oa_openid: oa_openid.as_str().to_owned(),
                 msgid,
@@ -47,19 +50,21 @@ pub(super) async fn sent_batch(
     reqs: Vec<SentRequest>,
 ) -> Result<Vec<bool>, sqlx::Error> {
     let mut out = vec![false; reqs.len()];
-    for round in rounds(reqs, |r| &r.job_id) {
+    for round in rounds(reqs, |r| (&r.app, &r.job_id)) {
         let (idx, reqs): (Vec<usize>, Vec<SentRequest>) = round.into_iter().unzip();
-        // A sent job is sent, whoever holds the claim now. `job_id = ANY($1)` names the primary
-        // key to the planner, so it never prefers the state index (every row in flight) while
+        // A sent job is sent, whoever holds the claim now. `app = ANY($4) AND job_id = ANY($1)`
+        // name the primary key to the planner, so it never prefers the state index (every row in flight) while
         // the table's statistics are young.
-        let mut updated: HashSet<String> = sqlx::query_scalar(
+        let mut updated: HashSet<(String, String)> = sqlx::query_as(
             "WITH t AS (
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
-                     AS t(job_id, oa_openid, msgid)),
-             -- The rows are locked in job-id order first, like every batched statement of
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[])
+                     AS t(job_id, oa_openid, msgid, app)),
+             -- The rows are locked in (app, job id) order first, like every batched statement of
              -- the ledger, so this batch and a claim batch never wait on each other in a circle.
              locked AS MATERIALIZED (
-                 SELECT job_id FROM deliveries WHERE job_id = ANY($1) ORDER BY job_id FOR UPDATE)
+                 SELECT d.app, d.job_id FROM deliveries d JOIN t USING (app, job_id)
+                 WHERE d.app = ANY($4) AND d.job_id = ANY($1)
+                 ORDER BY d.app, d.job_id FOR UPDATE OF d)
              UPDATE deliveries d
              SET state = 'sent', msgid = t.msgid, oa_openid = t.oa_openid, sent_at = now(), updated_at = now(),
                  attempts = d.attempts + 1, claimed_until = NULL,
@@ -67,48 +72,45 @@ pub(super) async fn sent_batch(
                  (receipt_status, receipt_at) = (
                      SELECT r.status, r.reported_at FROM delivery_receipts r
                      WHERE r.app = d.app AND r.msgid = t.msgid)
-             FROM t JOIN locked USING (job_id)
-             WHERE d.job_id = t.job_id AND d.job_id = ANY($1) AND d.state IN ('sending', 'retrying')
-             RETURNING d.job_id",
+             FROM t JOIN locked USING (app, job_id)
+             WHERE d.app = t.app AND d.job_id = t.job_id AND d.app = ANY($4) AND d.job_id = ANY($1)
+               AND d.state IN ('sending', 'retrying')
+             RETURNING d.app, d.job_id",
         )
         .bind(reqs.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.oa_openid.as_str()).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.msgid).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.app.as_str()).collect::<Vec<_>>())
         .fetch_all(&pool)
         .await?
         .into_iter()
         .collect();
         // The rest (rare): a row already sent by this very claim is this claim's own earlier
         // write whose reply was lost; any other was recorded by another delivery first.
-        let rest: Vec<&SentRequest> = reqs
-            .iter()
-            .filter(|r| !updated.contains(&r.job_id))
-            .collect();
+        let key = |r: &SentRequest| (r.app.clone(), r.job_id.clone());
+        let rest: Vec<&SentRequest> = reqs.iter().filter(|r| !updated.contains(&key(r))).collect();
         if !rest.is_empty() {
-            let own: Vec<String> = sqlx::query_scalar(
-                "SELECT d.job_id FROM deliveries d
-                 JOIN UNNEST($1::text[], $2::uuid[]) AS t(job_id, claim_id) USING (job_id)
+            let own: Vec<(String, String)> = sqlx::query_as(
+                "SELECT d.app, d.job_id FROM deliveries d
+                 JOIN UNNEST($1::text[], $2::uuid[], $3::text[]) AS t(job_id, claim_id, app)
+                     USING (app, job_id)
                  WHERE d.job_id = ANY($1) AND d.state = 'sent' AND d.claim_id = t.claim_id",
             )
             .bind(rest.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
             .bind(rest.iter().map(|r| r.claim_id).collect::<Vec<_>>())
+            .bind(rest.iter().map(|r| r.app.as_str()).collect::<Vec<_>>())
             .fetch_all(&pool)
             .await?;
             updated.extend(own);
         }
         let mut lost = Vec::new();
         for (i, r) in idx.into_iter().zip(&reqs) {
-            out[i] = updated.contains(&r.job_id);
+            out[i] = updated.contains(&key(r));
             if !out[i] {
-                lost.push(r.job_id.clone());
+                lost.push(key(r));
             }
         }
-        if !lost.is_empty() {
-            sqlx::query("UPDATE deliveries SET duplicates = duplicates + 1 WHERE job_id = ANY($1)")
-                .bind(&lost)
-                .execute(&pool)
-                .await?;
-        }
+        count_duplicates(&pool, &lost).await?;
     }
     Ok(out)
 }

@@ -133,13 +133,15 @@ pub async fn load_dead_letter(state: &AdminState, id: i64) -> Result<DeadLetterD
     let row = dlq::get(state.pool(), id)
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no dead letter {id}")))?;
-    let attempts = dlq::history(state.pool(), row.job_id.as_deref())
+    let attempts = dlq::history(state.pool(), row.job_key())
         .await?
         .into_iter()
         .map(AttemptView::from)
         .collect();
-    let delivery = match row.job_id.as_deref() {
-        Some(job_id) => store::delivery(state.pool(), job_id).await?,
+    let delivery = match row.job_key() {
+        Some((app, job_id)) => store::deliveries(state.pool(), Some(app), job_id)
+            .await?
+            .pop(),
         None => None,
     };
     Ok(DeadLetterDetail {

@@ -50,8 +50,10 @@ pub fn router() -> Router<AdminState> {
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
-    /// A job id.
+    /// A job id (job ids are per app: every app's job of that id, unless `app` is given).
     pub job_id: Option<String>,
+    /// With `job_id`: only this app's job.
+    pub app: Option<String>,
     /// A recipient (Mini Program openid, unionid or OA openid).
     pub recipient: Option<String>,
 }
@@ -59,9 +61,9 @@ pub struct DeliveryParams {
 /// Deliveries found, with the attempts and dead letters of a single job.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryLookup {
-    /// Ledger rows, newest first.
+    /// Ledger rows, newest first (for a job id: one per app that used it, by app).
     pub deliveries: Vec<DeliveryRow>,
-    /// For a job id: its attempts.
+    /// For a job id that one app used (or with `app`): its attempts.
     pub attempts: Vec<AttemptView>,
     /// For a job id: its dead letters' ids.
     pub dead_letter_ids: Vec<i64>,
@@ -74,15 +76,24 @@ pub async fn lookup(state: &AdminState, p: &DeliveryParams) -> Result<DeliveryLo
         p.job_id.as_deref().map(str::trim),
         p.recipient.as_deref().map(str::trim),
     ) {
-        (Some(job_id), _) if !job_id.is_empty() => Ok(DeliveryLookup {
-            deliveries: store::delivery(pool, job_id).await?.into_iter().collect(),
-            attempts: dlq::history(pool, Some(job_id))
-                .await?
-                .into_iter()
-                .map(AttemptView::from)
-                .collect(),
-            dead_letter_ids: store::dead_letter_ids(pool, job_id).await?,
-        }),
+        (Some(job_id), _) if !job_id.is_empty() => {
+            let app = p.app.as_deref().map(str::trim).filter(|a| !a.is_empty());
+            let deliveries = store::deliveries(pool, app, job_id).await?;
+            // Attempts belong to one job: shown when the id names one.
+            let attempts = match deliveries.as_slice() {
+                [one] => dlq::history(pool, Some((&one.app, job_id)))
+                    .await?
+                    .into_iter()
+                    .map(AttemptView::from)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Ok(DeliveryLookup {
+                deliveries,
+                attempts,
+                dead_letter_ids: store::dead_letter_ids(pool, app, job_id).await?,
+            })
+        }
         (_, Some(recipient)) if !recipient.is_empty() => Ok(DeliveryLookup {
             deliveries: store::deliveries_of(pool, recipient, 100).await?,
             attempts: Vec::new(),

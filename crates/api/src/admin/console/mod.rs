@@ -328,17 +328,20 @@ async fn letter(State(state): State<AdminState>, s: Session, Path(id): Path<i64>
 async fn jobs(State(state): State<AdminState>, s: Session, RawQuery(raw): RawQuery) -> PageResult {
     let q = pairs(raw.as_deref());
     let text = value(&q, "q").unwrap_or("").trim().to_owned();
+    let app = value(&q, "app").map(str::to_owned);
     let found = if text.is_empty() {
         None
     } else {
         let by_id = DeliveryParams {
             job_id: Some(text.clone()),
+            app,
             recipient: None,
         };
         let mut found = admin_api::lookup(&state, &by_id).await;
         if found.as_ref().is_ok_and(|f| f.deliveries.is_empty()) {
             let by_recipient = DeliveryParams {
                 job_id: None,
+                app: None,
                 recipient: Some(text.clone()),
             };
             found = admin_api::lookup(&state, &by_recipient).await;

@@ -406,7 +406,7 @@ pub fn letter(s: &Session, d: &DeadLetterDetail) -> Markup {
             div.cards {
                 div.card {
                     table #letter {
-                        tr { th { "job id" } td { @if let Some(j) = &l.job_id { a href=(format!("/admin/jobs?q={j}")) { (j) } } @else { "–" } } }
+                        tr { th { "job id" } td { @if let Some(j) = &l.job_id { a href=(job_link(j, l.app.as_deref())) { (j) } } @else { "–" } } }
                         tr { th { "app" } td { (opt(&l.app)) } }
                         tr { th { "reason" } td #reason { (l.reason) } }
                         tr { th { "errcode" } td { (opt(&l.errcode)) } }
@@ -467,7 +467,7 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
                                 tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "msgid" } th { "receipt" } th { "updated (UTC)" } th { "last error" } }
                                 @for d in &found.deliveries {
                                     tr {
-                                        td { a href=(format!("/admin/jobs?q={}", d.job_id)) { (d.job_id) } }
+                                        td { a href=(job_link(&d.job_id, Some(&d.app))) { (d.job_id) } }
                                         td { (d.app) }
                                         td.state { b { (d.state) } @if let Some(r) = &d.dead_reason { br; span.muted { (r) } } }
                                         td { (d.recipient_kind) ": " (d.recipient) }
@@ -494,4 +494,14 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
             }
         },
     )
+}
+
+/// The jobs page of one job: its id within its app (job ids are per app).
+fn job_link(job_id: &str, app: Option<&str>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("q", job_id);
+    if let Some(app) = app {
+        q.append_pair("app", app);
+    }
+    format!("/admin/jobs?{}", q.finish())
 }

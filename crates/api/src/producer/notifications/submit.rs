@@ -147,7 +147,7 @@ async fn publish(
     for ((i, job), result) in to_publish.iter().zip(results) {
         outcomes[*i] = Some(match result {
             Ok(()) => {
-                confirmed.push(job.id.as_str().to_owned());
+                confirmed.push((job.app.as_str().to_owned(), job.id.as_str().to_owned()));
                 Outcome::Accepted(job.id.as_str().to_owned())
             }
             Err(e) => Outcome::Refused(ApiError::Unavailable(e.into())),

@@ -73,7 +73,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
                 }
                 .into());
             }
-            let secret = set(&pool, &app, &url, sent, rotate_secret)
+            let secret = set(&pool, &settings.secrets, &app, &url, sent, rotate_secret)
                 .await
                 .context("storing the webhook")?;
             if args.json {

@@ -34,6 +34,7 @@ mod resilience;
 mod rules;
 mod shared_rate;
 mod signals;
+mod webhooks;
 mod wechat;
 mod worker;
 mod worker_health;

@@ -189,7 +189,10 @@ mod tests {
         assert!(!sealed.contains("tok-123"));
         assert_ne!(sealed, codec.seal(PLACE, "tok-123"), "a nonce per value");
         assert_eq!(codec.open(PLACE, &sealed).unwrap(), "tok-123");
-        let other_app = Place { app: "news", ..PLACE };
+        let other_app = Place {
+            app: "news",
+            ..PLACE
+        };
         assert!(matches!(
             codec.open(other_app, &sealed),
             Err(OpenError::WrongKey { .. })

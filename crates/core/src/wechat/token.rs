@@ -297,7 +297,11 @@ impl TokenStore {
         .flatten();
         let mut expired = 0;
         if let Some(stored) = stored
-            && self.inner.secrets.open(token_place(app.as_str()), &stored)? == bad.expose()
+            && self
+                .inner
+                .secrets
+                .open(token_place(app.as_str()), &stored)?
+                == bad.expose()
         {
             expired = sqlx::query(
                 "UPDATE access_tokens SET expires_at = now(), fetched_at = now() - interval '1 second'

@@ -88,16 +88,14 @@ pub(super) async fn settle(
     result: Result<(), String>,
 ) -> Result<(), sqlx::Error> {
     let written = match result {
-        Ok(()) => {
-            sqlx::query(
-                "UPDATE webhook_outbox SET delivered_at = now(), last_error = NULL, leased_until = NULL
+        Ok(()) => sqlx::query(
+            "UPDATE webhook_outbox SET delivered_at = now(), last_error = NULL, leased_until = NULL
                  WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL AND failed_at IS NULL",
-            )
-            .bind(event.id)
-            .bind(event.attempts)
-            .execute(pool)
-            .await?
-        }
+        )
+        .bind(event.id)
+        .bind(event.attempts)
+        .execute(pool)
+        .await?,
         Err(error) if event.attempts as u32 >= options.max_attempts => {
             tracing::warn!(id = event.id, app = %event.app, attempts = event.attempts, %error, "webhook event given up");
             sqlx::query(

@@ -69,7 +69,10 @@ pub fn sign_legacy(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// The three Standard Webhooks headers of a received post, as they came.
@@ -85,7 +88,13 @@ pub struct Signed<'a> {
 
 /// Checks a post as a receiver does: one of the `v1` signatures matches `body` (constant-time)
 /// and the timestamp is within `tolerance` of `now` (unix seconds).
-pub fn verify(secret: &str, signed: Signed<'_>, body: &[u8], now: i64, tolerance: Duration) -> bool {
+pub fn verify(
+    secret: &str,
+    signed: Signed<'_>,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> bool {
     let Ok(timestamp) = signed.timestamp.parse::<i64>() else {
         return false;
     };
@@ -131,9 +140,25 @@ mod tests {
         assert!(!ok(signed, b"{}", SECRET, TIMESTAMP));
         assert!(!ok(signed, BODY, "whsec_b3RoZXI=", TIMESTAMP));
         assert!(!ok(signed, BODY, SECRET, TIMESTAMP + 1000), "too old");
-        assert!(!ok(Signed { id: "msg_other", ..signed }, BODY, SECRET, TIMESTAMP));
+        assert!(!ok(
+            Signed {
+                id: "msg_other",
+                ..signed
+            },
+            BODY,
+            SECRET,
+            TIMESTAMP
+        ));
         let several = format!("v1,bm9wZQ== {SIGNATURE}");
-        assert!(ok(Signed { signature: &several, ..signed }, BODY, SECRET, TIMESTAMP));
+        assert!(ok(
+            Signed {
+                signature: &several,
+                ..signed
+            },
+            BODY,
+            SECRET,
+            TIMESTAMP
+        ));
     }
 
     #[test]

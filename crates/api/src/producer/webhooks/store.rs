@@ -46,10 +46,11 @@ pub async fn set(
         .bind(app.as_str())
         .execute(&mut *tx)
         .await?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT secret FROM app_webhooks WHERE app = $1")
-        .bind(app.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT secret FROM app_webhooks WHERE app = $1")
+            .bind(app.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
     let kept = match stored {
         Some(s) if !rotate => Some(secrets.open(secret_place(app.as_str()), &s)?),
         _ => None,

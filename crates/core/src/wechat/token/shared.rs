@@ -78,7 +78,9 @@ impl TokenStore {
                 fetched_at: Some(fetched_at),
                 db_now,
             }) => Some(Stored {
-                token: AccessToken::new(self.inner.secrets.open(token_place(app.as_str()), &token)?),
+                token: AccessToken::new(
+                    self.inner.secrets.open(token_place(app.as_str()), &token)?,
+                ),
                 until_refresh: remaining(refresh_at(fetched_at, expires_at), db_now),
                 until_expiry: remaining(expires_at, db_now),
             }),

@@ -169,6 +169,11 @@ impl SecretCodec {
     pub fn is_sealed(stored: &str) -> bool {
         stored.starts_with(PREFIX)
     }
+
+    /// A SQL `LIKE` pattern that matches the encrypted form.
+    pub fn sealed_like() -> String {
+        format!("{PREFIX}%")
+    }
 }
 
 #[cfg(test)]

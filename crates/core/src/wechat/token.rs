@@ -168,8 +168,9 @@ fn token_place(app: &str) -> Place<'_> {
 /// encrypted): checked at start, so a wrong `WXNOTIFY_SECRET_KEY` stops the process at once.
 pub async fn check_stored_key(pool: &PgPool, secrets: &SecretCodec) -> Result<(), TokenError> {
     let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT app, token FROM access_tokens WHERE token LIKE 'enc:%' ORDER BY fetched_at DESC LIMIT 1",
+        "SELECT app, token FROM access_tokens WHERE token LIKE $1 ORDER BY fetched_at DESC LIMIT 1",
     )
+    .bind(SecretCodec::sealed_like())
     .fetch_optional(pool)
     .await?;
     if let Some((app, token)) = row {

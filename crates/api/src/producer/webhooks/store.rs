@@ -96,8 +96,9 @@ pub async fn remove(pool: &PgPool, app: &AppName) -> Result<bool, sqlx::Error> {
 /// are encrypted): checked at start, so a wrong `WXNOTIFY_SECRET_KEY` stops the process at once.
 pub async fn check_stored_key(pool: &PgPool, secrets: &SecretCodec) -> Result<(), StoreError> {
     let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT app, secret FROM app_webhooks WHERE secret LIKE 'enc:%' ORDER BY updated_at DESC LIMIT 1",
+        "SELECT app, secret FROM app_webhooks WHERE secret LIKE $1 ORDER BY updated_at DESC LIMIT 1",
     )
+    .bind(SecretCodec::sealed_like())
     .fetch_optional(pool)
     .await?;
     if let Some((app, secret)) = row {

@@ -13,7 +13,7 @@ use wxnotify_core::config::Settings;
 /// Arguments of `wxnotify webhook`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify --sent --json\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify --rotate-secret\n  wxnotify webhook list\n  wxnotify webhook remove --app shop\n\nEvents: dead, receipt_failed, and sent with --sent. Each POST carries\nWxnotify-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>; the secret is printed\nonce, when it is made. `wxnotify serve` posts the events."
+    after_help = "Examples:\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify --sent --json\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify --rotate-secret\n  wxnotify webhook list\n  wxnotify webhook remove --app shop\n\nEvents: dead, receipt_failed, and sent with --sent. Each POST is signed in the Standard Webhooks format:\nwebhook-id, webhook-timestamp and webhook-signature: v1,<base64 HMAC-SHA256>; the secret\n(whsec_...) is printed once, when it is made. `wxnotify serve` posts the events."
 )]
 pub struct WebhookArgs {
     /// What to do.
@@ -73,7 +73,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
                 }
                 .into());
             }
-            let secret = set(&pool, &app, &url, sent, rotate_secret)
+            let secret = set(&pool, &settings.secrets, &app, &url, sent, rotate_secret)
                 .await
                 .context("storing the webhook")?;
             if args.json {

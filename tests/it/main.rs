@@ -35,6 +35,7 @@ mod rules;
 mod shared_rate;
 mod signals;
 mod tenants;
+mod webhooks;
 mod wechat;
 mod worker;
 mod worker_health;

@@ -679,10 +679,17 @@ async fn outcome_webhooks_are_signed_and_retried_with_backoff_until_accepted() {
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
 
     let pool = api.sys.db.pool.clone();
-    let secret = webhooks::set(&pool, &AppName::default_app(), &hook, false, false)
-        .await
-        .unwrap()
-        .expect("a new webhook gets a secret");
+    let secret = webhooks::set(
+        &pool,
+        &api.sys.settings.secrets,
+        &AppName::default_app(),
+        &hook,
+        false,
+        false,
+    )
+    .await
+    .unwrap()
+    .expect("a new webhook gets a secret");
     let stop = tokio_util::sync::CancellationToken::new();
     let options = webhooks::WebhookOptions {
         min_delay: Duration::from_millis(200),
@@ -693,6 +700,7 @@ async fn outcome_webhooks_are_signed_and_retried_with_backoff_until_accepted() {
     let dispatcher = tokio::spawn(webhooks::run_dispatcher(
         pool.clone(),
         options,
+        api.sys.settings.secrets.clone(),
         stop.clone(),
     ));
 
@@ -716,28 +724,38 @@ async fn outcome_webhooks_are_signed_and_retried_with_backoff_until_accepted() {
     worker.stop().await;
     let now = chrono::Utc::now().timestamp();
     for r in &got {
-        let signature = r.headers[webhooks::SIGNATURE_HEADER].to_str().unwrap();
+        let header = |name: &str| r.headers[name].to_str().unwrap();
+        let signed = webhooks::Signed {
+            id: header(webhooks::ID_HEADER),
+            timestamp: header(webhooks::TIMESTAMP_HEADER),
+            signature: header(webhooks::SIGNATURE_HEADER),
+        };
+        let tolerance = Duration::from_secs(300);
         assert!(
-            webhooks::verify(&secret, signature, &r.body, now, Duration::from_secs(300)),
-            "the signature verifies: {signature}"
+            webhooks::verify(&secret, signed, &r.body, now, tolerance),
+            "the signature verifies: {signed:?}"
         );
         assert!(!webhooks::verify(
-            "whsec_wrong",
-            signature,
+            "whsec_d3Jvbmc=",
+            signed,
             &r.body,
             now,
-            Duration::from_secs(300)
+            tolerance
         ));
         assert_eq!(r.headers[webhooks::EVENT_HEADER], "dead");
         assert_eq!(
-            r.headers[webhooks::DELIVERY_HEADER],
-            got[0].headers[webhooks::DELIVERY_HEADER],
+            r.headers[webhooks::ID_HEADER],
+            got[0].headers[webhooks::ID_HEADER],
             "one event, retried"
         );
         let event: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(
             (&event["event"], &event["id"], &event["reason"]),
             (&json!("dead"), &json!("hook-dead"), &json!("no_unionid"))
+        );
+        assert_eq!(
+            event["event_id"], signed.id,
+            "the body carries the event id"
         );
     }
     let first_gap = got[1].at - got[0].at;

@@ -352,6 +352,7 @@ pub async fn serve(
     let webhooks = tokio::spawn(producer::webhooks::run_dispatcher(
         pool.clone(),
         producer::webhooks::WebhookOptions::default(),
+        settings.secrets.clone(),
         webhooks_stop.clone(),
     ));
     let limits = options.limits;

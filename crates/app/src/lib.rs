@@ -6,6 +6,7 @@
 //! RabbitMQ to be up.
 
 pub mod process;
+mod secrets;
 
 use sqlx::PgPool;
 
@@ -51,6 +52,7 @@ impl Application {
             wxnotify_core::db::migrate(&pool).await?;
         }
         wxnotify_core::db::register_apps(&pool, &settings.apps).await?;
+        secrets::check(&pool, &settings).await?;
         Ok(Application { settings, pool })
     }
 

@@ -17,6 +17,7 @@ pub const EXIT_UNAVAILABLE: u8 = 3;
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     let misconfigured = err.chain().any(|e| {
         e.is::<wxnotify_core::config::ConfigError>()
+            || e.is::<wxnotify_core::at_rest::OpenError>()
             || matches!(
                 e.downcast_ref::<wxnotify_core::queue::ConnectError>(),
                 Some(wxnotify_core::queue::ConnectError::Url(_))

@@ -2,6 +2,7 @@
 //!
 //! The floor every other crate of wxnotify stands on; it depends on none of them.
 //!
+//! - [`at_rest`]: the codec of secrets kept in Postgres (encrypted with `WXNOTIFY_SECRET_KEY`).
 //! - [`domain`]: newtypes (`OpenId`, `UnionId`, `AppName`, `TemplateId`, `JobId` …), the
 //!   [`Job`](domain::Job) and the [`Lane`](domain::Lane).
 //! - [`config`]: settings from the environment and an optional TOML file, read once; secrets
@@ -15,6 +16,7 @@
 //! - [`batch`]: coalescing of concurrent Postgres writes; [`progress`]: the one style of
 //!   terminal progress bars.
 
+pub mod at_rest;
 pub mod batch;
 pub mod config;
 pub mod db;

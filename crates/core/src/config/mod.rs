@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::at_rest::{SECRET_KEY_VAR, SecretCodec};
 use crate::domain::{AppId, AppName};
 use crate::wechat::crypto::AesKey;
 
@@ -128,6 +129,9 @@ pub struct Settings {
     pub apps: Vec<AppConfig>,
     /// The apps' daily quota and transactional reserve (`WXNOTIFY_DAILY_QUOTA` …).
     pub quota: QuotaSettings,
+    /// How access tokens and webhook secrets are stored (`WXNOTIFY_SECRET_KEY`): encrypted
+    /// with the key, as they are without one.
+    pub secrets: SecretCodec,
 }
 
 impl Settings {
@@ -192,6 +196,16 @@ impl Settings {
             .transpose()?;
         let names: Vec<AppName> = apps.iter().map(|a| a.name.clone()).collect();
         let quota = QuotaSettings::from_lookup(var, &names)?;
+        let secrets = match var(SECRET_KEY_VAR) {
+            Some(v) => {
+                SecretCodec::from_base64_key(&v).map_err(|e| ConfigError::Invalid {
+                    name: SECRET_KEY_VAR.into(),
+                    reason: e.to_string(),
+                    hint: "Use 32 random bytes in base64, as `openssl rand -base64 32` prints them; keep the same key for every process and run.",
+                })?
+            }
+            None => SecretCodec::plain(),
+        };
         Ok(Settings {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.into())
@@ -206,6 +220,7 @@ impl Settings {
             dlq_retention_days,
             apps,
             quota,
+            secrets,
         })
     }
 
@@ -447,6 +462,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("WECHAT_API_BASE"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_key_is_32_bytes_of_base64_and_a_bad_one_is_named_without_its_value() {
+        assert!(!settings(&[]).unwrap().secrets.encrypts());
+        let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+        let s = settings(&[("WXNOTIFY_SECRET_KEY", key)]).unwrap();
+        assert!(s.secrets.encrypts());
+        assert!(!format!("{s:?}").contains(key));
+        let short = "c2hvcnQta2V5";
+        let err = settings(&[("WXNOTIFY_SECRET_KEY", short)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WXNOTIFY_SECRET_KEY is invalid"), "{err}");
+        assert!(err.contains("openssl rand -base64 32"), "{err}");
+        assert!(!err.contains(short), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod token;
 
 pub use client::{AccessToken, WechatClient, WechatError};
 pub use errcode::{ErrClass, PermanentKind, classify};
-pub use token::{OaCredentials, TokenError, TokenSource, TokenStore};
+pub use token::{OaCredentials, TokenError, TokenSource, TokenStore, check_stored_key};
 
 use sqlx::PgPool;
 
@@ -37,7 +37,12 @@ impl Wechat {
         options: &ClientOptions,
     ) -> anyhow::Result<Self> {
         let client = WechatClient::new(settings.wechat_api_base.clone(), options)?;
-        let tokens = TokenStore::new(pool.clone(), client.clone(), &settings.apps);
+        let tokens = TokenStore::with_secrets(
+            pool.clone(),
+            client.clone(),
+            &settings.apps,
+            settings.secrets.clone(),
+        );
         Ok(Wechat { client, tokens })
     }
 }

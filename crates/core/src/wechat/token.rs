@@ -20,6 +20,10 @@
 //! Callers that were waiting for a refresh that failed share its error instead of each asking
 //! WeChat again at once.
 //!
+//! The token column is written and read through the process's [`SecretCodec`]: encrypted when
+//! `WXNOTIFY_SECRET_KEY` is set. [`check_stored_key`] tells at start whether the key opens the
+//! stored tokens.
+//!
 //! This file holds the store and its in-memory side; [`shared`] the row in Postgres every
 //! process shares (read, lease, refresh through WeChat, release).
 
@@ -36,6 +40,7 @@ use uuid::Uuid;
 
 use super::client::{AccessToken, WechatClient, WechatError};
 use super::errcode::ErrClass;
+use crate::at_rest::{OpenError, Place, SecretCodec};
 use crate::domain::{AppId, AppName};
 
 /// Where access tokens come from.
@@ -86,6 +91,9 @@ pub enum TokenError {
     /// Another process held the refresh lease and no token appeared in time.
     #[error("timed out waiting for another process to refresh the access token of {0}")]
     WaitTimeout(AppName),
+    /// The stored token could not be decrypted (`WXNOTIFY_SECRET_KEY` unset or another key).
+    #[error(transparent)]
+    Sealed(#[from] OpenError),
 }
 
 impl TokenError {
@@ -102,7 +110,10 @@ impl TokenError {
         match self {
             TokenError::Wechat(e) => e.class(),
             TokenError::UnknownApp(_) => ErrClass::Permanent(super::PermanentKind::Config),
-            TokenError::Db(_) | TokenError::WaitTimeout(_) => ErrClass::Transient,
+            // A key to fix: the job waits for it rather than die.
+            TokenError::Db(_) | TokenError::WaitTimeout(_) | TokenError::Sealed(_) => {
+                ErrClass::Transient
+            }
         }
     }
 }
@@ -138,6 +149,34 @@ struct Inner {
     fetching: HashMap<AppName, tokio::sync::Mutex<Option<Failure>>>,
     /// This process's identity as a lease holder.
     me: Uuid,
+    /// How the token column is stored.
+    secrets: SecretCodec,
+}
+
+/// The column of the stored tokens, for the [`SecretCodec`].
+const TOKEN_COLUMN: &str = "access_tokens.token";
+
+/// Where the token of `app` is stored.
+fn token_place(app: &str) -> Place<'_> {
+    Place {
+        column: TOKEN_COLUMN,
+        app,
+    }
+}
+
+/// Fails when a stored token does not open with `secrets` (another key, or none while tokens are
+/// encrypted): checked at start, so a wrong `WXNOTIFY_SECRET_KEY` stops the process at once.
+pub async fn check_stored_key(pool: &PgPool, secrets: &SecretCodec) -> Result<(), TokenError> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT app, token FROM access_tokens WHERE token LIKE $1 ORDER BY fetched_at DESC LIMIT 1",
+    )
+    .bind(SecretCodec::sealed_like())
+    .fetch_optional(pool)
+    .await?;
+    if let Some((app, token)) = row {
+        secrets.open(token_place(&app), &token)?;
+    }
+    Ok(())
 }
 
 /// The shared token store; cheap to clone.
@@ -147,11 +186,22 @@ pub struct TokenStore {
 }
 
 impl TokenStore {
-    /// A store for `apps`, backed by `pool`, fetching through `client`.
+    /// A store for `apps`, backed by `pool`, fetching through `client`, keeping tokens as they
+    /// are (no `WXNOTIFY_SECRET_KEY`).
     pub fn new<A: Into<OaCredentials>>(
         pool: PgPool,
         client: WechatClient,
         apps: impl IntoIterator<Item = A>,
+    ) -> Self {
+        Self::with_secrets(pool, client, apps, SecretCodec::plain())
+    }
+
+    /// [`TokenStore::new`], storing tokens through `secrets` (the settings' codec).
+    pub fn with_secrets<A: Into<OaCredentials>>(
+        pool: PgPool,
+        client: WechatClient,
+        apps: impl IntoIterator<Item = A>,
+        secrets: SecretCodec,
     ) -> Self {
         let creds: HashMap<_, _> = apps
             .into_iter()
@@ -177,6 +227,7 @@ impl TokenStore {
                 cache: RwLock::default(),
                 fetching,
                 me: Uuid::new_v4(),
+                secrets,
             }),
         }
     }
@@ -236,15 +287,33 @@ impl TokenStore {
                 cache.remove(app);
             }
         }
-        let expired = sqlx::query(
-            "UPDATE access_tokens SET expires_at = now(), fetched_at = now() - interval '1 second'
-             WHERE app = $1 AND token = $2 AND expires_at > now()",
+        // Compare and swap on the stored form: an encrypted token differs from its plain text,
+        // and each encryption of one token differs (a nonce per value).
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT token FROM access_tokens WHERE app = $1 AND expires_at > now()",
         )
         .bind(app.as_str())
-        .bind(bad.expose())
-        .execute(&self.inner.pool)
+        .fetch_optional(&self.inner.pool)
         .await?
-        .rows_affected();
+        .flatten();
+        let mut expired = 0;
+        if let Some(stored) = stored
+            && self
+                .inner
+                .secrets
+                .open(token_place(app.as_str()), &stored)?
+                == bad.expose()
+        {
+            expired = sqlx::query(
+                "UPDATE access_tokens SET expires_at = now(), fetched_at = now() - interval '1 second'
+                 WHERE app = $1 AND token = $2 AND expires_at > now()",
+            )
+            .bind(app.as_str())
+            .bind(&stored)
+            .execute(&self.inner.pool)
+            .await?
+            .rows_affected();
+        }
         if expired > 0 {
             tracing::info!(app = %app, "access token rejected by WeChat; marked expired");
         }

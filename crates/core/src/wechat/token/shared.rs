@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::TokenSource;
 use super::{
     Cached, Creds, LEASE, MAX_MARGIN, RETRY_FAILED_REFRESH, TokenError, TokenStore, WAIT_POLL,
 };
+use super::{TokenSource, token_place};
 use crate::domain::AppName;
 use crate::wechat::client::{AccessToken, FetchedToken, WechatError};
 
@@ -78,7 +78,9 @@ impl TokenStore {
                 fetched_at: Some(fetched_at),
                 db_now,
             }) => Some(Stored {
-                token: AccessToken::new(token),
+                token: AccessToken::new(
+                    self.inner.secrets.open(token_place(app.as_str()), &token)?,
+                ),
                 until_refresh: remaining(refresh_at(fetched_at, expires_at), db_now),
                 until_expiry: remaining(expires_at, db_now),
             }),
@@ -133,7 +135,11 @@ impl TokenStore {
              WHERE app = $1 AND refresh_holder = $5",
         )
         .bind(app.as_str())
-        .bind(fetched.token.expose())
+        .bind(
+            self.inner
+                .secrets
+                .seal(token_place(app.as_str()), fetched.token.expose()),
+        )
         .bind(fetched.expires_in.as_secs_f64())
         .bind(source)
         .bind(self.inner.me)

@@ -248,7 +248,7 @@ pub async fn owner_of(pool: &PgPool, token: &str) -> Result<Option<TokenOwner>, 
     }))
 }
 
-/// Whether any user exists (disabled or not).
+/// Whether any enabled user exists (with no environment token, the surface is on only then).
 pub async fn any(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_users WHERE disabled_at IS NULL)")
         .fetch_one(pool)

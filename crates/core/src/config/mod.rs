@@ -426,6 +426,27 @@ mod tests {
     }
 
     #[test]
+    fn break_glass_tokens_shorter_than_32_characters_are_refused_by_name() {
+        let long = "x".repeat(MIN_ADMIN_TOKEN_CHARS);
+        let short = "y".repeat(MIN_ADMIN_TOKEN_CHARS - 1);
+        assert!(settings(&[]).unwrap().require_strong_admin_tokens().is_ok());
+        let ok = settings(&[
+            ("WXNOTIFY_ADMIN_TOKEN", long.as_str()),
+            ("WXNOTIFY_VIEWER_TOKEN", long.as_str()),
+        ]);
+        assert!(ok.unwrap().require_strong_admin_tokens().is_ok());
+        for name in ["WXNOTIFY_ADMIN_TOKEN", "WXNOTIFY_VIEWER_TOKEN"] {
+            let e = settings(&[(name, short.as_str())])
+                .unwrap()
+                .require_strong_admin_tokens()
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(name) && e.contains("32"), "{e}");
+            assert!(!e.contains(&short), "the value is never shown: {e}");
+        }
+    }
+
+    #[test]
     fn defaults_are_the_documented_ones() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.database_url.expose_secret(), DEFAULT_DATABASE_URL);

@@ -174,6 +174,7 @@ impl FailureLimiter {
             .max()
     }
 
+    /// Remembers `keys` as locked for `wait` (the map forgets ended locks past 10,000 keys).
     fn remember(&self, keys: impl IntoIterator<Item = String>, wait: Duration) {
         let now = Instant::now();
         if self.locks.len() > 10_000 {
@@ -256,15 +257,9 @@ impl FailureLimiter {
         }
         Ok(over.then_some(wait))
     }
-
-    /// Forgets the locks of this process that ended.
-    pub fn forget_ended(&self) {
-        let now = Instant::now();
-        self.locks.retain(|_, until| *until > now);
-    }
 }
 
-/// Deletes the counts whose window ended more than ten minutes ago (`serve`'s housekeeping).
+/// Deletes the counts whose window started more than an hour ago (`serve`'s housekeeping).
 pub async fn prune(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM auth_failures WHERE window_start < now() - interval '1 hour'")

@@ -3,6 +3,7 @@
 //! knows nothing of clap or exit codes; it returns typed errors, mapped here by
 //! [`exit_code_for`].
 
+pub mod admin_user;
 pub mod api_key;
 pub mod campaign;
 pub mod dlq;
@@ -76,6 +77,8 @@ pub enum Command {
     ApiKey(api_key::ApiKeyArgs),
     /// Signed outcome webhooks per app: set, list, remove.
     Webhook(webhook::WebhookArgs),
+    /// Named admins of the admin API and console: add (token shown once), list, disable, rotate.
+    AdminUser(admin_user::AdminUserArgs),
 }
 
 impl Cli {
@@ -109,6 +112,7 @@ impl Cli {
             Command::Status(args) => status::run(args).await,
             Command::ApiKey(args) => api_key::run(args).await,
             Command::Webhook(args) => webhook::run(args).await,
+            Command::AdminUser(args) => admin_user::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Schema => {
                 print!("{}", wxnotify_core::domain::job::schema_json());

@@ -13,7 +13,7 @@ use wxnotify_core::config::Settings;
 /// Arguments of `wxnotify serve`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, GET|POST /wechat/callback[/{app}], /healthz, /readyz, /metrics."
+    after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  wxnotify serve --listen 0.0.0.0:8080 --admin-listen 10.0.0.5:8081\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, GET|POST /wechat/callback[/{app}], /healthz, /readyz, /metrics,\nthe producer API, and the admin surface (/admin, /admin/api) when WXNOTIFY_ADMIN_TOKEN,\nWXNOTIFY_VIEWER_TOKEN (each at least 32 characters) or an admin user (`wxnotify admin-user add`) exists."
 )]
 pub struct ServeArgs {
     /// Address to listen on (the public one: login and the OA callback).
@@ -23,6 +23,11 @@ pub struct ServeArgs {
     /// `/metrics` is not served on `--listen`.
     #[arg(long, env = "WXNOTIFY_SERVE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// A private address for the admin surface (the console at `/admin`, the admin API at
+    /// `/admin/api/...` and the whole `/openapi.json`); when set, none of it is served on
+    /// `--listen`.
+    #[arg(long, env = "WXNOTIFY_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Seconds a callback's `timestamp` may differ from this server's clock.
     #[arg(long, env = "WXNOTIFY_CALLBACK_MAX_SKEW_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(30..=3600))]
@@ -112,19 +117,26 @@ impl From<&ServerArgs> for ServerLimits {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     settings.require_apps()?;
+    settings.require_strong_admin_tokens()?;
     let app = Application::connect(settings, 16).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let ops_listener = match args.metrics_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
         None => None,
     };
+    let admin_listener = match args.admin_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
     let options = ServeOptions {
         listener,
         ops_listener,
+        admin_listener,
         edge: EdgeOptions::from(&args),
         limits: ServerLimits::from(&args.server),
         producer: wxnotify_api::producer::link::ProducerOptions {
             key_requests_per_second: NonZeroU32::new(args.api_key_rate),
+            client_ip_header: args.client_ip_header.clone(),
             ..wxnotify_api::producer::link::ProducerOptions::default()
         },
     };

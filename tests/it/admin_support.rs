@@ -13,8 +13,8 @@ use wxnotify_worker::WorkerConfig;
 
 use crate::system::{RunningWorker, System};
 
-pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789";
-pub const VIEWER_TOKEN: &str = "viewer-test-token-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789-abcdefghijkl";
+pub const VIEWER_TOKEN: &str = "viewer-test-token-0123456789-abcdefghijk";
 pub const WAIT: Duration = Duration::from_secs(30);
 
 #[allow(dead_code)] // the state and the worker are kept alive for the test

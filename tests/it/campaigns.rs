@@ -656,7 +656,9 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
         "no token configured: the endpoints are off"
     );
     let mut settings = sys.settings.clone();
-    settings.admin_token = Some(SecretString::from("s3cret-admin-token"));
+    settings.admin_token = Some(SecretString::from(
+        "s3cret-admin-token-for-the-campaign-tests",
+    ));
     let app = wxnotify_api::admin::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
     let call = |method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
         let mut req = Request::builder().method(method).uri(path);
@@ -682,7 +684,7 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
     assert!(!String::from_utf8_lossy(&body).contains("s3cret"));
-    let ok = Some("s3cret-admin-token");
+    let ok = Some("s3cret-admin-token-for-the-campaign-tests");
     let r = call("GET", "/admin/api/campaigns", ok, None).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let create = serde_json::json!({

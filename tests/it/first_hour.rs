@@ -172,6 +172,7 @@ async fn every_command_has_examples_in_its_help() {
         "campaign",
         "api-key",
         "webhook",
+        "admin-user",
     ] {
         commands.push(vec![c]);
     }
@@ -180,6 +181,9 @@ async fn every_command_has_examples_in_its_help() {
     }
     for sub in ["create", "status"] {
         commands.push(vec!["campaign", sub]);
+    }
+    for sub in ["add", "list", "disable", "rotate"] {
+        commands.push(vec!["admin-user", sub]);
     }
     for mut command in commands {
         command.push("--help");

@@ -72,7 +72,21 @@ async fn an_api_key_over_its_rate_gets_429_with_retry_after_and_another_key_is_s
 }
 
 /// The console's login form: its CSRF cookie and token, then a POST of `token`.
-async fn console_login(http: &reqwest::Client, base: &url::Url, token: &str) -> reqwest::Response {
+pub async fn console_login(
+    http: &reqwest::Client,
+    base: &url::Url,
+    token: &str,
+) -> reqwest::Response {
+    console_login_from(http, base, token, None).await
+}
+
+/// [`console_login`] with the POST saying it came from `client` (`X-Forwarded-For`).
+pub async fn console_login_from(
+    http: &reqwest::Client,
+    base: &url::Url,
+    token: &str,
+    client: Option<&str>,
+) -> reqwest::Response {
     let page = http
         .get(base.join("admin/login").unwrap())
         .send()
@@ -90,8 +104,11 @@ async fn console_login(http: &reqwest::Client, base: &url::Url, token: &str) -> 
         .unwrap()
         .to_owned();
     let csrf = cookie.trim_start_matches("wxn_login=").to_owned();
-    http.post(base.join("admin/login").unwrap())
-        .header("cookie", cookie)
+    let mut post = http.post(base.join("admin/login").unwrap());
+    if let Some(client) = client {
+        post = post.header("x-forwarded-for", client);
+    }
+    post.header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
             url::form_urlencoded::Serializer::new(String::new())

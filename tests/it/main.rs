@@ -4,12 +4,14 @@
 
 mod admin_support;
 mod producer_support;
+mod serve_support;
 mod support;
 mod system;
 mod users_support;
 
 mod admin;
 mod admin_bench;
+mod admin_users;
 mod callback_json;
 mod callback_key_rotation;
 mod campaigns;

@@ -826,5 +826,11 @@ async fn the_openapi_document_is_generated_from_the_code_committed_and_served() 
         .await
         .unwrap();
     assert_eq!(served.status(), 200);
-    assert_eq!(served.text().await.unwrap(), generated);
+    // The public address serves the document without the admin surface.
+    assert_eq!(
+        served.text().await.unwrap(),
+        wxnotify_api::openapi::public_openapi_json()
+    );
+    assert!(generated.contains("\"/admin/api/dead-letters\""));
+    assert!(!wxnotify_api::openapi::public_openapi_json().contains("\"/admin/"));
 }

@@ -10,10 +10,12 @@
 //! - [`admin`]: what operators use: the admin API at `/admin/api/...` (dead letters, templates,
 //!   campaigns) and the ops console at `/admin`.
 //!
-//! Beside them: [`server`] (timeouts, connection limit, graceful shutdown), [`health`]
+//! Beside them: [`failures`] (failed authentications limited across processes), [`server`]
+//! (timeouts, connection limit, graceful shutdown), [`health`]
 //! (`/healthz`, `/readyz`, `/metrics`), [`openapi`] (`GET /openapi.json`) and [`error`] (the
-//! edge's error type). With `--metrics-listen`, `/metrics` moves to that address (keep it
-//! private; expose only `--listen`).
+//! edge's error type). With `--metrics-listen`, `/metrics` moves to that address, and with
+//! `--admin-listen` the admin surface moves to its own (keep both private; expose only
+//! `--listen`).
 //!
 //! [`router`] builds the whole API on an [`AppState`], so tests serve it on port 0; [`serve`]
 //! runs it with its background work. This crate depends on `wxnotify-services` and
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod edge;
 pub mod error;
+pub mod failures;
 pub mod health;
 pub mod openapi;
 pub mod producer;
@@ -280,6 +283,17 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The admin address's API (`--admin-listen`): the admin surface, the whole `/openapi.json`,
+/// `/healthz` and `/readyz`.
+pub fn admin_router(state: AppState, admin_surface: Router) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::serve_full_openapi))
+        .with_state(state)
+        .merge(admin_surface)
+}
+
 /// The routes of the public address (add new public endpoints here).
 fn public_routes() -> Router<AppState> {
     Router::new()
@@ -304,6 +318,9 @@ pub struct ServeOptions {
     /// The private address for `/metrics`, `/healthz`, `/readyz`; when given, `/metrics` is
     /// not served on `listener`.
     pub ops_listener: Option<tokio::net::TcpListener>,
+    /// The private address of the admin surface (`/admin`, `/admin/api/...`, the whole
+    /// `/openapi.json`); when given, the admin surface is not served on `listener`.
+    pub admin_listener: Option<tokio::net::TcpListener>,
     /// The public edge's policies.
     pub edge: EdgeOptions,
     /// Timeouts and connection limits.
@@ -375,11 +392,20 @@ pub async fn serve(
         public_router(state.clone())
     } else {
         router(state.clone())
-    }
-    .merge(admin::start(pool.clone(), settings));
-    let public = match admin::campaigns::router(pool.clone(), settings) {
-        Some(campaigns) => public.merge(campaigns),
-        None => public,
+    };
+    let client_ip_header = state.edge().login.client_ip_header.clone();
+    let admin_surface = admin::start(pool.clone(), settings, client_ip_header).await?;
+    let (public, admin) = match options.admin_listener {
+        Some(admin_listener) => {
+            tracing::info!(listen = %admin_listener.local_addr()?, "serving the admin surface on its own address");
+            let router = admin_router(state.clone(), admin_surface);
+            let (limits, stop) = (limits.clone(), stop.clone());
+            let task = tokio::spawn(async move {
+                server::serve(admin_listener, router, &limits, stop.cancelled_owned()).await
+            });
+            (public, Some(task))
+        }
+        None => (public.merge(admin_surface), None),
     };
     let signal = {
         let stop = stop.clone();
@@ -391,6 +417,9 @@ pub async fn serve(
     server::serve(listener, public, &limits, signal).await?;
     if let Some(ops) = ops {
         ops.await??;
+    }
+    if let Some(admin) = admin {
+        admin.await??;
     }
     housekeeping.abort();
     forget_idle_keys.abort();
@@ -406,8 +435,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Deletes old callback event keys and nonces every ten minutes; forgets idle login clients
-/// every ten seconds.
+/// Deletes old callback event keys, nonces and failed-authentication counts every ten minutes;
+/// forgets idle login clients every ten seconds.
 async fn housekeeping(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(10));
     let mut ticks: u64 = 0;
@@ -422,6 +451,10 @@ async fn housekeeping(state: AppState) {
             match edge::replay::prune(state.pool(), state.edge().callback_max_skew).await {
                 Ok(n) => tracing::debug!(pruned = n, "old callback nonces deleted"),
                 Err(e) => tracing::warn!(error = %e, "pruning callback nonces failed"),
+            }
+            match failures::prune(state.pool()).await {
+                Ok(n) => tracing::debug!(pruned = n, "old failed-authentication counts deleted"),
+                Err(e) => tracing::warn!(error = %e, "pruning failed-authentication counts failed"),
             }
         }
         ticks = ticks.wrapping_add(1);

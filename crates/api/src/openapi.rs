@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' annotations and types
 //! (utoipa) — `schemas/openapi.json` holds the same text (a test fails when they drift;
-//! regenerate with `UPDATE_SCHEMAS=1 cargo nextest run -E 'test(openapi)'`) and `serve` answers
-//! it at `GET /openapi.json`.
+//! regenerate with `UPDATE_SCHEMAS=1 cargo nextest run -E 'test(openapi)'`). `serve` answers the
+//! public part (no `/admin` path) at `GET /openapi.json` on the public address, and the whole
+//! document at `GET /admin/openapi.json` (behind the admin check) and at `GET /openapi.json` of
+//! `--admin-listen`.
 //!
 //! The job's schema is not described twice: the `Job` component is the JSON Schema of
 //! `schemas/job.schema.json` (schemars, from the Rust types), its definitions moved into
@@ -109,11 +111,24 @@ pub struct BatchDocument {
 
 /// The whole document as pretty JSON (what `schemas/openapi.json` holds).
 pub fn openapi_json() -> String {
+    document(true)
+}
+
+/// The document without the admin surface (what the public address serves): no `/admin` path,
+/// no admin schema, no admin security scheme.
+pub fn public_openapi_json() -> String {
+    document(false)
+}
+
+fn document(with_admin: bool) -> String {
     let mut api = ApiDoc::openapi();
-    // The admin API (dead letters, deliveries, apps, workers, queues, audit) documents itself.
-    api.merge(crate::admin::api::AdminApiDoc::openapi());
-    // So do the campaign endpoints (`/admin/api/campaigns`).
-    api.merge(crate::admin::campaigns_openapi::CampaignsApiDoc::openapi());
+    if with_admin {
+        // The admin API (dead letters, deliveries, apps, workers, queues, audit) documents
+        // itself.
+        api.merge(crate::admin::api::AdminApiDoc::openapi());
+        // So do the campaign endpoints (`/admin/api/campaigns`).
+        api.merge(crate::admin::campaigns_openapi::CampaignsApiDoc::openapi());
+    }
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
     let mut job: Value = serde_json::from_str(&wxnotify_core::domain::job::schema_json())
         .expect("the job schema is JSON");
@@ -160,8 +175,17 @@ fn rewrite_refs(value: &mut Value) {
     }
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json` of the public address: the document without the admin surface.
 pub async fn serve_openapi() -> impl IntoResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOC.get_or_init(public_openapi_json).clone(),
+    )
+}
+
+/// The whole document (`/admin/openapi.json`, and `/openapi.json` of the admin address).
+pub async fn serve_full_openapi() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -273,7 +297,8 @@ mod described {
         responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
     pub fn metrics() {}
 
-    /// This document.
+    /// This document (on the public address without the admin surface; on `--admin-listen`
+    /// whole).
     #[utoipa::path(get, path = "/openapi.json", tag = "operations",
         responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = serde_json::Value)))]
     pub fn openapi() {}

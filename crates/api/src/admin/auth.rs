@@ -1,26 +1,32 @@
-//! Who may use the admin surface: bearer tokens from the configuration, two roles.
+//! Who may use the admin surface, with two roles:
 //!
-//! - `WXNOTIFY_ADMIN_TOKEN`: role [`Role::Admin`] (reads and acts);
-//! - `WXNOTIFY_VIEWER_TOKEN`: role [`Role::Viewer`] (reads only).
+//! - **named admins** ([`crate::admin::users`]): a personal token each (`wxa_…`), role admin or
+//!   viewer, recorded by name in the audit trail;
+//! - **break-glass tokens** of the environment ([`env_tokens`]): `WXNOTIFY_ADMIN_TOKEN` (role
+//!   admin) and `WXNOTIFY_VIEWER_TOKEN` (role viewer), recorded as `env:admin` / `env:viewer`.
 //!
-//! With neither configured the admin surface is off and answers 404. A missing or wrong token is
-//! 401; a viewer asking to act is 403. Tokens are compared in constant time (over their SHA-1
-//! digests, so neither content nor length leaks through timing).
+//! With no environment token and no admin user when `serve` starts, the admin surface is off and
+//! answers 404. A missing or wrong token is 401; a viewer asking to act is 403. Failed tries are
+//! limited per client address and token prefix across all `serve` processes
+//! ([`crate::failures`]): past the limit, 429 with `Retry-After`, even for a right token.
 //!
 //! Routes take a [`Principal`] (any role) or an [`AdminOnly`] (role admin) as an extractor; both
 //! work on any router state from which an `Arc<AdminAuth>` can be taken (`FromRef`), so other
 //! modules (e.g. campaigns) mount their admin routes behind the same check.
+
+pub mod env_tokens;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use secrecy::{ExposeSecret, SecretString};
-use sha1::{Digest, Sha1};
-use subtle::ConstantTimeEq;
+use sqlx::PgPool;
 
 use crate::admin::error::AdminError;
+use crate::admin::users::{self, TokenOwner};
+use crate::failures::{FailureLimiter, TryKeys};
+pub use env_tokens::EnvTokens;
 
 /// A role of the admin surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -51,13 +57,52 @@ impl Role {
     }
 }
 
-/// Who made a request: the role, and the name written in the audit trail.
+/// What a presented token turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A break-glass environment token of this role.
+    Env(Role),
+    /// A named admin's personal token.
+    User(TokenOwner),
+}
+
+impl Credential {
+    /// The role it grants.
+    pub fn role(&self) -> Role {
+        match self {
+            Credential::Env(role) => *role,
+            Credential::User(owner) => owner.role,
+        }
+    }
+
+    /// The person, for the audit trail: the admin's name, or `env:admin` / `env:viewer`.
+    pub fn actor(&self) -> String {
+        match self {
+            Credential::Env(role) => format!("env:{}", role.as_str()),
+            Credential::User(owner) => owner.name.clone(),
+        }
+    }
+
+    /// The principal of a request made with it through `via` (`api` or `console`).
+    pub fn principal(&self, via: &str) -> Principal {
+        let role = self.role();
+        Principal {
+            role,
+            who: format!("{via}:{}", role.as_str()),
+            actor: self.actor(),
+        }
+    }
+}
+
+/// Who made a request: the role, how they came and the person, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// What they may do.
     pub role: Role,
-    /// How they came, for the audit trail: `api:admin`, `console:viewer`, …
+    /// How they came: `api:admin`, `console:viewer`, …
     pub who: String,
+    /// The person: an admin user's name, or `env:admin` / `env:viewer`.
+    pub actor: String,
 }
 
 impl Principal {
@@ -66,67 +111,91 @@ impl Principal {
         match self.role {
             Role::Admin => Ok(()),
             Role::Viewer => Err(AdminError::Forbidden(
-                "the viewer role reads only; this needs the admin token".into(),
+                "the viewer role reads only; this needs an admin token".into(),
             )),
         }
     }
 }
 
-/// The configured admin and viewer tokens (digests only are kept).
+/// The tokens of the admin surface: the environment's and the named admins' (in Postgres),
+/// and the limit on failed tries.
 pub struct AdminAuth {
-    admin: Option<[u8; 20]>,
-    viewer: Option<[u8; 20]>,
+    env: EnvTokens,
+    users_at_start: bool,
+    pool: PgPool,
+    failures: Arc<FailureLimiter>,
 }
 
 impl std::fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminAuth")
-            .field("admin", &self.admin.is_some())
-            .field("viewer", &self.viewer.is_some())
+            .field("env", &self.env)
+            .field("users_at_start", &self.users_at_start)
             .finish()
     }
 }
 
-fn digest(s: &str) -> [u8; 20] {
-    Sha1::digest(s.as_bytes()).into()
-}
-
 impl AdminAuth {
-    /// The tokens; empty ones count as not configured.
-    pub fn new(admin: Option<&SecretString>, viewer: Option<&SecretString>) -> Self {
-        let keep = |t: Option<&SecretString>| {
-            t.map(|t| t.expose_secret().trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .map(|t| digest(&t))
-        };
+    /// The check of `env` tokens and the admin users of `pool`; `users_at_start` says whether
+    /// admin users existed when the process started (with no environment token, the surface is
+    /// on only then).
+    pub fn new(
+        pool: PgPool,
+        env: EnvTokens,
+        users_at_start: bool,
+        failures: Arc<FailureLimiter>,
+    ) -> Self {
         AdminAuth {
-            admin: keep(admin),
-            viewer: keep(viewer),
+            env,
+            users_at_start,
+            pool,
+            failures,
         }
     }
 
-    /// Whether any token is configured (else the admin surface is off).
+    /// Whether the admin surface is on (a token configured, or admin users at start).
     pub fn enabled(&self) -> bool {
-        self.admin.is_some() || self.viewer.is_some()
+        self.env.any() || self.users_at_start
     }
 
-    /// The role of `presented`, if it is one of the tokens. Constant time in the token.
-    pub fn role_of(&self, presented: &str) -> Option<Role> {
-        let d = digest(presented);
-        let matches = |t: &Option<[u8; 20]>| t.is_some_and(|t| bool::from(t.ct_eq(&d)));
-        // Both comparisons always run.
-        let (admin, viewer) = (matches(&self.admin), matches(&self.viewer));
-        if admin {
-            Some(Role::Admin)
-        } else if viewer {
-            Some(Role::Viewer)
-        } else {
-            None
+    /// The environment tokens.
+    pub fn env(&self) -> &EnvTokens {
+        &self.env
+    }
+
+    /// The limit on failed tries (shared with the console's login).
+    pub fn failures(&self) -> &FailureLimiter {
+        &self.failures
+    }
+
+    /// What `token` is: an environment token (constant time), else an enabled admin user's.
+    pub async fn credential(&self, token: &str) -> Result<Option<Credential>, sqlx::Error> {
+        if let Some(role) = self.env.role_of(token) {
+            return Ok(Some(Credential::Env(role)));
+        }
+        Ok(users::owner_of(&self.pool, token)
+            .await?
+            .map(Credential::User))
+    }
+
+    /// Checks `token` from `keys`' client: 429 while they are locked (before the token is
+    /// looked at), the credential when it is one, else the failure counted and 401 (or 429 past
+    /// the limit).
+    pub async fn check(&self, token: &str, keys: &TryKeys) -> Result<Credential, AdminError> {
+        if let Some(wait) = self.failures.locked(&self.pool, keys).await? {
+            return Err(AdminError::TooManyTries(wait));
+        }
+        if let Some(credential) = self.credential(token).await? {
+            return Ok(credential);
+        }
+        match self.failures.failed(&self.pool, keys).await? {
+            Some(wait) => Err(AdminError::TooManyTries(wait)),
+            None => Err(AdminError::Unauthorized),
         }
     }
 
     /// The principal of a request's `Authorization: Bearer` header.
-    pub fn authenticate(&self, parts: &Parts) -> Result<Principal, AdminError> {
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Principal, AdminError> {
         if !self.enabled() {
             return Err(AdminError::Off);
         }
@@ -138,12 +207,10 @@ impl AdminAuth {
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(AdminError::Unauthorized)?;
-        let role = self.role_of(token.trim()).ok_or(AdminError::Unauthorized)?;
-        Ok(Principal {
-            role,
-            who: format!("api:{}", role.as_str()),
-        })
+            .ok_or(AdminError::Unauthorized)?
+            .trim();
+        let keys = TryKeys::new(self.failures.client_of(parts), Some(token));
+        Ok(self.check(token, &keys).await?.principal("api"))
     }
 }
 
@@ -155,7 +222,7 @@ where
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<AdminAuth>::from_ref(state).authenticate(parts)
+        Arc::<AdminAuth>::from_ref(state).authenticate(parts).await
     }
 }
 
@@ -171,31 +238,10 @@ where
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let principal = Arc::<AdminAuth>::from_ref(state).authenticate(parts)?;
+        let principal = Arc::<AdminAuth>::from_ref(state)
+            .authenticate(parts)
+            .await?;
         principal.require_admin()?;
         Ok(AdminOnly(principal))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_map_to_roles_and_nothing_else_does() {
-        let auth = AdminAuth::new(Some(&"a-token".into()), Some(&"v-token".into()));
-        assert_eq!(auth.role_of("a-token"), Some(Role::Admin));
-        assert_eq!(auth.role_of("v-token"), Some(Role::Viewer));
-        assert_eq!(auth.role_of("a-toke"), None);
-        assert_eq!(auth.role_of(""), None);
-        assert!(!format!("{auth:?}").contains("token\""));
-    }
-
-    #[test]
-    fn no_token_configured_turns_the_surface_off() {
-        let auth = AdminAuth::new(Some(&"  ".into()), None);
-        assert!(!auth.enabled());
-        assert_eq!(auth.role_of(""), None);
-        assert_eq!(auth.role_of("  "), None);
     }
 }

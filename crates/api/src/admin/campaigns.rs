@@ -11,19 +11,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::admin::auth::AdminAuth;
+use crate::admin::auth::{AdminAuth, Principal};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
 use wxnotify_services::campaigns::audience::{ListEntry, list_items};
@@ -43,15 +43,23 @@ pub struct CampaignsState {
     default_app: Option<AppName>,
 }
 
-/// The campaign routes, or `None` when no admin token is configured (the endpoints are off).
+/// The campaign routes behind the environment tokens of `settings` alone, or `None` when
+/// neither is configured (the endpoints are off). `serve` uses [`router_with`] and the admin
+/// surface's check, which knows the named admins too.
 pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
-    let auth = Arc::new(AdminAuth::new(
-        settings.admin_token.as_ref(),
-        settings.viewer_token.as_ref(),
-    ));
-    if !auth.enabled() {
-        return None;
-    }
+    let state = crate::admin::AdminState::new(
+        pool.clone(),
+        settings,
+        crate::admin::AdminOptions::from_settings(settings),
+    );
+    state
+        .auth()
+        .enabled()
+        .then(|| router_with(pool, settings, state.auth_handle()))
+}
+
+/// The campaign routes behind `auth`.
+pub fn router_with(pool: PgPool, settings: &Settings, auth: Arc<AdminAuth>) -> Router {
     let state = CampaignsState {
         pool,
         apps: Arc::new(
@@ -63,28 +71,27 @@ pub fn router(pool: PgPool, settings: &Settings) -> Option<Router> {
         ),
         default_app: settings.apps.first().map(|a| a.name.clone()),
     };
-    Some(
-        Router::new()
-            .route("/admin/api/campaigns", get(list).post(create))
-            .route("/admin/api/campaigns/{id}", get(status))
-            .route("/admin/api/campaigns/{id}/preview", get(preview_handler))
-            .route("/admin/api/campaigns/{id}/{action}", post(act))
-            .layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT))
-            .layer(axum::middleware::from_fn_with_state(auth, require_role))
-            .layer(axum::middleware::map_response(super::private_answer))
-            .with_state(state),
-    )
+    Router::new()
+        .route("/admin/api/campaigns", get(list).post(create))
+        .route("/admin/api/campaigns/{id}", get(status))
+        .route("/admin/api/campaigns/{id}/preview", get(preview_handler))
+        .route("/admin/api/campaigns/{id}/{action}", post(act))
+        .layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(auth, require_role))
+        .layer(axum::middleware::map_response(super::private_answer))
+        .with_state(state)
 }
 
 /// The shared admin check: any role reads (GET), only `admin` acts; no or a wrong token 401,
-/// a viewer acting 403 (constant-time comparison in [`AdminAuth`]).
+/// a viewer acting 403, too many failed tries 429 (see [`AdminAuth`]). The principal is handed
+/// to the handlers, which record the person on the campaign.
 async fn require_role(
     axum::extract::State(auth): axum::extract::State<Arc<AdminAuth>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let (parts, body) = req.into_parts();
-    let principal = match auth.authenticate(&parts) {
+    let (mut parts, body) = req.into_parts();
+    let principal = match auth.authenticate(&parts).await {
         Ok(principal) => principal,
         Err(e) => return e.into_response(),
     };
@@ -93,12 +100,15 @@ async fn require_role(
     {
         return e.into_response();
     }
+    parts.extensions.insert(principal);
     next.run(axum::extract::Request::from_parts(parts, body))
         .await
 }
 
-/// Who did it, as recorded in a campaign's history.
-const ACTOR: &str = "admin-api";
+/// Who did it, as recorded in a campaign's history: `admin-api:` and the person.
+fn actor(principal: &Principal) -> String {
+    format!("admin-api:{}", principal.actor)
+}
 
 /// A campaign error as an HTTP answer (never a secret in the body).
 struct ApiError(CampaignError);
@@ -144,6 +154,7 @@ async fn preview_handler(
 
 async fn act(
     State(s): State<CampaignsState>,
+    Extension(who): Extension<Principal>,
     Path((id, action)): Path<(Uuid, String)>,
 ) -> Result<Response, ApiError> {
     let action = match action.as_str() {
@@ -158,7 +169,7 @@ async fn act(
             .into());
         }
     };
-    let state = store::apply(&s.pool, id, action, ACTOR).await?;
+    let state = store::apply(&s.pool, id, action, &actor(&who)).await?;
     Ok(Json(json!({"id": id, "state": state})).into_response())
 }
 
@@ -207,6 +218,7 @@ pub struct CreateBody {
 
 async fn create(
     State(s): State<CampaignsState>,
+    Extension(who): Extension<Principal>,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
     let invalid = |m: String| ApiError(CampaignError::Invalid(m));
@@ -239,7 +251,7 @@ async fn create(
         miniprogram: body.miniprogram,
         not_after: body.not_after,
         pacing,
-        created_by: ACTOR.into(),
+        created_by: actor(&who),
     };
     let source = match body.audience {
         AudienceBody::Named(n) if n == "followers" => AudienceSource::Followers,

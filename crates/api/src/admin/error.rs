@@ -12,8 +12,17 @@ pub enum AdminError {
     #[error("not found")]
     Off,
     /// 401: no token, or not one of the configured ones.
-    #[error("a valid admin or viewer token is required: Authorization: Bearer <token>")]
+    #[error(
+        "a valid admin or viewer token is required: send `Authorization: Bearer <token>` with your personal token (from `wxnotify admin-user add` or `rotate`)"
+    )]
     Unauthorized,
+    /// 429: too many failed tries from this client or with this token prefix; the wait is
+    /// sent as `Retry-After`.
+    #[error(
+        "too many failed tries from your address (or with this token's prefix): wait {} s, then use a valid admin token",
+        crate::failures::retry_after_secs(*.0)
+    )]
+    TooManyTries(std::time::Duration),
     /// 403: the role may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -41,6 +50,7 @@ impl AdminError {
             AdminError::Off | AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AdminError::TooManyTries(_) => StatusCode::TOO_MANY_REQUESTS,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +88,10 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let status = self.status();
         let unauthorized = matches!(self, AdminError::Unauthorized);
+        let retry_after = match &self {
+            AdminError::TooManyTries(wait) => Some(crate::failures::retry_after_secs(*wait)),
+            _ => None,
+        };
         let mut response = (
             status,
             Json(ErrorBody {
@@ -90,6 +104,11 @@ impl IntoResponse for AdminError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"wxnotify admin\""),
             );
+        }
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -2,6 +2,7 @@
 //! ops console at `/admin` ([`console`]), all behind [`auth`].
 //!
 //! - [`auth`]: tokens, roles and the extractors other admin routes reuse;
+//! - [`users`]: named admins and their personal tokens (`wxnotify admin-user`);
 //! - [`campaigns`]: the campaign API (`/admin/api/campaigns`), described by
 //!   [`campaigns_openapi`];
 //! - [`actions`]: replay and purge (by ids or filter, dry run), audited;
@@ -10,7 +11,8 @@
 //! - [`retention`]: dead letters older than N days purged periodically.
 //!
 //! Settings: `WXNOTIFY_ADMIN_TOKEN` (role admin), `WXNOTIFY_VIEWER_TOKEN` (role viewer),
-//! `WXNOTIFY_DLQ_RETENTION_DAYS` (off when unset). With no token the surface is off (404).
+//! `WXNOTIFY_DLQ_RETENTION_DAYS` (off when unset). With no environment token and no admin user
+//! at start, the surface is off (404). `serve --admin-listen` puts it on an address of its own.
 
 pub mod actions;
 pub mod api;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod queues;
 pub mod retention;
 pub mod store;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +34,8 @@ use axum::extract::FromRef;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use auth::AdminAuth;
+use crate::failures::{FailureLimiter, FailureLimits, Scope};
+use auth::{AdminAuth, EnvTokens};
 use queues::QueueProbe;
 use wxnotify_core::config::Settings;
 use wxnotify_core::queue::Topology;
@@ -45,6 +49,15 @@ pub struct AdminOptions {
     pub retention_days: Option<u32>,
     /// How long a console login lasts (default 12 hours).
     pub session_ttl: Option<Duration>,
+    /// The header a trusted reverse proxy names the client in (`--client-ip-header`), for the
+    /// limit on failed logins and bearer tries.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Whether admin users existed at start: with no environment token, the surface is on only
+    /// then.
+    pub admin_users_at_start: bool,
+    /// Failed tries allowed per client address and token prefix (default
+    /// [`crate::failures::ADMIN_FAILURES_PER_MINUTE`] a minute).
+    pub failure_limits: Option<FailureLimits>,
 }
 
 impl AdminOptions {
@@ -53,7 +66,7 @@ impl AdminOptions {
         AdminOptions {
             viewer_token: settings.viewer_token.clone(),
             retention_days: settings.dlq_retention_days,
-            session_ttl: None,
+            ..AdminOptions::default()
         }
     }
 }
@@ -64,7 +77,6 @@ struct Inner {
     settings: Settings,
     queues: QueueProbe,
     options: AdminOptions,
-    login_guard: crate::admin::console::login_guard::LoginGuard,
 }
 
 /// What the admin API and the console share. Cheap to clone.
@@ -82,7 +94,19 @@ impl FromRef<AdminState> for Arc<AdminAuth> {
 impl AdminState {
     /// The admin state of `settings` (its admin token, broker, queue prefix) and `options`.
     pub fn new(pool: PgPool, settings: &Settings, options: AdminOptions) -> Self {
-        let auth = AdminAuth::new(settings.admin_token.as_ref(), options.viewer_token.as_ref());
+        let failures = FailureLimiter::new(
+            Scope::Admin,
+            options
+                .failure_limits
+                .unwrap_or_else(|| FailureLimits::default_for(Scope::Admin)),
+            options.client_ip_header.clone(),
+        );
+        let auth = AdminAuth::new(
+            pool.clone(),
+            EnvTokens::new(settings.admin_token.as_ref(), options.viewer_token.as_ref()),
+            options.admin_users_at_start,
+            Arc::new(failures),
+        );
         let queues = QueueProbe::new(
             settings.amqp_url.clone(),
             Topology::new(settings.queue_prefix.clone()),
@@ -94,7 +118,6 @@ impl AdminState {
                 settings: settings.clone(),
                 queues,
                 options,
-                login_guard: Default::default(),
             }),
         }
     }
@@ -124,9 +147,9 @@ impl AdminState {
         &self.inner.options
     }
 
-    /// Failed console logins per client address.
-    pub fn login_guard(&self) -> &crate::admin::console::login_guard::LoginGuard {
-        &self.inner.login_guard
+    /// The token check, shareable with other admin routes (campaigns).
+    pub fn auth_handle(&self) -> Arc<AdminAuth> {
+        self.inner.auth.clone()
     }
 }
 
@@ -141,8 +164,18 @@ pub fn router(state: AdminState) -> Router {
             "/admin/api",
             api::router().layer(axum::middleware::map_response(private_answer)),
         )
+        .route(
+            "/admin/openapi.json",
+            axum::routing::get(full_openapi).layer(axum::middleware::map_response(private_answer)),
+        )
         .merge(crate::admin::console::router())
         .with_state(state)
+}
+
+/// `GET /admin/openapi.json`: the whole document, admin API included, for any role.
+async fn full_openapi(_who: auth::Principal) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::openapi::serve_full_openapi().await.into_response()
 }
 
 /// The headers of every admin API answer, refusals included: no cache keeps it
@@ -159,15 +192,30 @@ pub async fn private_answer(mut answer: axum::response::Response) -> axum::respo
     answer
 }
 
-/// What `serve` runs for the admin surface: its routes, and the retention task when set.
-pub fn start(pool: PgPool, settings: &Settings) -> Router {
-    let options = AdminOptions::from_settings(settings);
+/// What `serve` runs for the admin surface: its routes (the admin API, the campaign API, the
+/// console and `/admin/openapi.json`) and the retention task when set. Empty (every admin path
+/// 404) with no environment token and no admin user.
+pub async fn start(
+    pool: PgPool,
+    settings: &Settings,
+    client_ip_header: Option<axum::http::HeaderName>,
+) -> anyhow::Result<Router> {
+    let options = AdminOptions {
+        client_ip_header,
+        admin_users_at_start: users::any(&pool).await?,
+        ..AdminOptions::from_settings(settings)
+    };
     let state = AdminState::new(pool.clone(), settings, options.clone());
     if let Some(days) = options.retention_days {
-        tokio::spawn(retention::run(pool, days));
+        tokio::spawn(retention::run(pool.clone(), days));
     }
-    if state.auth().enabled() {
-        tracing::info!("admin API at /admin/api and the ops console at /admin");
+    if !state.auth().enabled() {
+        tracing::info!(
+            "admin surface off: no WXNOTIFY_ADMIN_TOKEN, WXNOTIFY_VIEWER_TOKEN or admin user (`wxnotify admin-user add`)"
+        );
+        return Ok(Router::new());
     }
-    router(state)
+    tracing::info!("admin API at /admin/api and the ops console at /admin");
+    let campaigns = campaigns::router_with(pool, settings, state.auth_handle());
+    Ok(router(state).merge(campaigns))
 }

@@ -18,6 +18,7 @@ pub async fn pass(pool: &PgPool, days: u32) -> Result<u64, sqlx::Error> {
             pool,
             "system:retention",
             "system",
+            "system",
             &AuditEntry {
                 action: "retention",
                 filter: None,

@@ -239,7 +239,7 @@ pub async fn outcomes(pool: &PgPool, hours: u32) -> Result<Vec<(String, i64)>, s
 /// One admin action, for the audit trail.
 #[derive(Debug, Clone)]
 pub struct AuditEntry<'a> {
-    /// `replay`, `purge`, `pause`, `resume`, `login`, `retention`.
+    /// `replay`, `purge`, `pause`, `resume`, `login`, `retention`, `admin-user add`, …
     pub action: &'a str,
     /// The filter acted on, if by filter.
     pub filter: Option<&'a DeadLetterQuery>,
@@ -253,24 +253,27 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
-/// Writes one audit row for `who`.
+/// Writes one audit row for `who` (the person in `actor`).
 pub async fn audit(pool: &PgPool, who: &Principal, e: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
-    audit_as(pool, &who.who, who.role.as_str(), e).await
+    audit_as(pool, &who.who, who.role.as_str(), &who.actor, e).await
 }
 
-/// Writes one audit row for a named actor (the retention task is `system`).
+/// Writes one audit row for a named actor (the retention task is `system`, the commands
+/// `cli`).
 pub async fn audit_as(
     pool: &PgPool,
     who: &str,
     role: &str,
+    actor: &str,
     e: &AuditEntry<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO admin_audit (who, role, action, filter, ids, affected, dry_run, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO admin_audit (who, role, actor, action, filter, ids, affected, dry_run, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(who)
     .bind(role)
+    .bind(actor)
     .bind(e.action)
     .bind(
         e.filter
@@ -296,6 +299,9 @@ pub struct AuditRow {
     pub who: String,
     /// Their role.
     pub role: String,
+    /// The person: an admin user's name, `env:admin` / `env:viewer` (the break-glass tokens),
+    /// `system` or `cli`.
+    pub actor: Option<String>,
     /// What.
     pub action: String,
     /// On which filter.
@@ -313,7 +319,7 @@ pub struct AuditRow {
 /// The latest audit rows.
 pub async fn audit_log(pool: &PgPool, limit: u32) -> Result<Vec<AuditRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, at, who, role, action, filter, ids, affected, dry_run, detail
+        "SELECT id, at, who, role, actor, action, filter, ids, affected, dry_run, detail
          FROM admin_audit ORDER BY id DESC LIMIT $1",
     )
     .bind(limit.clamp(1, 1000) as i64)

@@ -72,6 +72,10 @@ pub enum ApiError {
     /// 429: this API key made more requests than its rate allows; `Retry-After` is set.
     #[error("too many requests for this API key")]
     TooManyRequests(std::time::Duration),
+    /// 429: too many unknown or revoked API keys from this client address; `Retry-After` is
+    /// set.
+    #[error("too many unknown API keys from this address")]
+    TooManyFailures(std::time::Duration),
     /// 503: RabbitMQ (or Postgres) is away; nothing was accepted. `Retry-After` is set.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -119,7 +123,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::TooManyFailures(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -138,6 +144,13 @@ impl ApiError {
                 "rate_limited",
                 format!(
                     "this API key is over its request rate; nothing was accepted, retry after {} s (or send jobs in batches)",
+                    retry_after_secs(*wait)
+                ),
+            ),
+            ApiError::TooManyFailures(wait) => (
+                "too_many_failures",
+                format!(
+                    "too many requests from your address with an unknown or revoked API key; nothing was accepted, retry after {} s with a valid key (`wxnotify api-key list`)",
                     retry_after_secs(*wait)
                 ),
             ),
@@ -177,7 +190,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
-            ApiError::TooManyRequests(wait) => {
+            ApiError::TooManyRequests(wait) | ApiError::TooManyFailures(wait) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(wait)),

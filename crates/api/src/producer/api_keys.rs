@@ -5,6 +5,10 @@
 //! CSPRNG). It is shown once, at creation; Postgres keeps only its SHA-256 (with this much
 //! entropy a fast hash is safe: there is nothing to guess) and its first characters, so a key
 //! can be recognised in `list` and revoked without being known.
+//!
+//! Unknown and revoked keys count per client address ([`crate::failures`], shared by all
+//! `serve` processes): past [`crate::failures::API_KEY_FAILURES_PER_MINUTE`] a minute the
+//! client is answered 429 with `Retry-After`, without a look-up.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -16,6 +20,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::failures::TryKeys;
 use crate::producer::api_error::ApiError;
 use crate::producer::link::ProducerApi;
 use wxnotify_core::domain::AppName;
@@ -152,6 +157,12 @@ impl FromRequestParts<ProducerApi> for Caller {
                     "the Authorization header must be `Bearer wxn_…` (an API key from `wxnotify api-key create`)".into(),
                 )
             })?;
+        // A client that sent too many unknown keys is refused before any look-up.
+        let failures = api.key_failures();
+        let keys = TryKeys::new(failures.client_of(parts), None);
+        if let Some(wait) = failures.locked_here(&keys) {
+            return Err(ApiError::TooManyFailures(wait));
+        }
         let row: Option<(Uuid, String, bool)> = sqlx::query_as(
             "SELECT id, app, revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1",
         )
@@ -159,15 +170,22 @@ impl FromRequestParts<ProducerApi> for Caller {
         .fetch_optional(api.pool())
         .await
         .map_err(ApiError::database)?;
-        match row {
-            None => Err(ApiError::Unauthorized("unknown API key".into())),
-            Some((_, _, true)) => Err(ApiError::Unauthorized("this API key was revoked".into())),
+        let refused = match row {
+            None => "unknown API key: create one with `wxnotify api-key create --app NAME`",
+            Some((_, _, true)) => {
+                "this API key was revoked: use another key (`wxnotify api-key list`)"
+            }
             Some((key_id, app, false)) => {
                 api.check_key_rate(key_id)
                     .map_err(ApiError::TooManyRequests)?;
                 let app = AppName::parse(app).map_err(ApiError::internal)?;
-                Ok(Caller { key_id, app })
+                return Ok(Caller { key_id, app });
             }
+        };
+        match failures.failed(api.pool(), &keys).await {
+            Ok(Some(wait)) => Err(ApiError::TooManyFailures(wait)),
+            Ok(None) => Err(ApiError::Unauthorized(refused.into())),
+            Err(e) => Err(ApiError::database(e)),
         }
     }
 }

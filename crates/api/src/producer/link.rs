@@ -63,6 +63,11 @@ pub struct ProducerOptions {
     /// Requests per second one API key may make (a burst of one second's worth); `None`: no
     /// limit. Past it a request is answered 429 with `Retry-After`.
     pub key_requests_per_second: Option<NonZeroU32>,
+    /// Unknown or revoked API keys allowed per client address (default
+    /// [`crate::failures::API_KEY_FAILURES_PER_MINUTE`] a minute); past them 429.
+    pub key_failure_limits: Option<crate::failures::FailureLimits>,
+    /// The header a trusted reverse proxy names the client in (`--client-ip-header`).
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 impl Default for ProducerOptions {
@@ -74,6 +79,8 @@ impl Default for ProducerOptions {
             confirm_timeout: Duration::from_secs(10),
             lane: Lane::Jobs,
             key_requests_per_second: NonZeroU32::new(DEFAULT_KEY_REQUESTS_PER_SECOND),
+            key_failure_limits: None,
+            client_ip_header: None,
         }
     }
 }
@@ -233,6 +240,8 @@ struct Inner {
     broker: BrokerLink,
     apps: HashSet<AppName>,
     key_limiter: Option<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
+    /// Unknown or revoked keys per client address, shared by all `serve` processes.
+    key_failures: crate::failures::FailureLimiter,
     /// Synced template catalogs, one per app, kept for [`CATALOG_TTL`].
     catalogs: moka::future::Cache<AppName, Arc<Catalog>>,
     /// The id claims of concurrent requests, one statement per batch.
@@ -278,6 +287,13 @@ impl ProducerApi {
                 accepts,
                 pool,
                 key_limiter,
+                key_failures: crate::failures::FailureLimiter::new(
+                    crate::failures::Scope::ApiKey,
+                    options.key_failure_limits.unwrap_or_else(|| {
+                        crate::failures::FailureLimits::default_for(crate::failures::Scope::ApiKey)
+                    }),
+                    options.client_ip_header.clone(),
+                ),
                 broker: BrokerLink::new(amqp_url, topology, options),
                 apps: apps.iter().map(|a| a.name.clone()).collect(),
                 catalogs: moka::future::Cache::builder()
@@ -291,6 +307,11 @@ impl ProducerApi {
     /// The Postgres pool.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// The limit on unknown or revoked API keys per client address.
+    pub fn key_failures(&self) -> &crate::failures::FailureLimiter {
+        &self.inner.key_failures
     }
 
     /// The link to RabbitMQ.

@@ -32,6 +32,9 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 /// Default of `WXNOTIFY_QUEUE_PREFIX`.
 pub const DEFAULT_QUEUE_PREFIX: &str = "wxnotify";
+/// The fewest characters a break-glass admin or viewer token may have (`serve` refuses shorter
+/// ones).
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 /// Default per-app send rate (messages per second) when none is configured.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 500;
 
@@ -118,9 +121,11 @@ pub struct Settings {
     pub wechat_api_base: Url,
     /// The first part of every exchange and queue name.
     pub queue_prefix: String,
-    /// Bearer token of the admin API; `None` turns the admin API off.
+    /// The break-glass token of the admin API and console, role admin
+    /// (`WXNOTIFY_ADMIN_TOKEN`, at least [`MIN_ADMIN_TOKEN_CHARS`] characters for `serve`).
     pub admin_token: Option<SecretString>,
-    /// The read-only token of the admin API and console (`WXNOTIFY_VIEWER_TOKEN`).
+    /// The read-only break-glass token of the admin API and console (`WXNOTIFY_VIEWER_TOKEN`,
+    /// at least [`MIN_ADMIN_TOKEN_CHARS`] characters for `serve`).
     pub viewer_token: Option<SecretString>,
     /// Purge dead letters older than this many days (`WXNOTIFY_DLQ_RETENTION_DAYS`); `None`
     /// keeps them.
@@ -245,6 +250,29 @@ impl Settings {
         })?;
         self.app(&app)?;
         Ok(app)
+    }
+
+    /// Fails unless each break-glass admin token that is set (`WXNOTIFY_ADMIN_TOKEN`,
+    /// `WXNOTIFY_VIEWER_TOKEN`) has at least [`MIN_ADMIN_TOKEN_CHARS`] characters: `serve`
+    /// checks it before it listens. The error names the setting, never the value.
+    pub fn require_strong_admin_tokens(&self) -> Result<(), ConfigError> {
+        for (name, token) in [
+            ("WXNOTIFY_ADMIN_TOKEN", &self.admin_token),
+            ("WXNOTIFY_VIEWER_TOKEN", &self.viewer_token),
+        ] {
+            let Some(token) = token else { continue };
+            let chars = token.expose_secret().trim().chars().count();
+            if chars < MIN_ADMIN_TOKEN_CHARS {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    reason: format!(
+                        "a {chars}-character token, shorter than {MIN_ADMIN_TOKEN_CHARS} characters"
+                    ),
+                    hint: "Generate a long random one (e.g. `openssl rand -hex 32`), or unset it and give each person a token of their own with `wxnotify admin-user add NAME --role admin`.",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Fails unless at least one app is configured (commands that talk to WeChat need one).
@@ -410,6 +438,27 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn break_glass_tokens_shorter_than_32_characters_are_refused_by_name() {
+        let long = "x".repeat(MIN_ADMIN_TOKEN_CHARS);
+        let short = "y".repeat(MIN_ADMIN_TOKEN_CHARS - 1);
+        assert!(settings(&[]).unwrap().require_strong_admin_tokens().is_ok());
+        let ok = settings(&[
+            ("WXNOTIFY_ADMIN_TOKEN", long.as_str()),
+            ("WXNOTIFY_VIEWER_TOKEN", long.as_str()),
+        ]);
+        assert!(ok.unwrap().require_strong_admin_tokens().is_ok());
+        for name in ["WXNOTIFY_ADMIN_TOKEN", "WXNOTIFY_VIEWER_TOKEN"] {
+            let e = settings(&[(name, short.as_str())])
+                .unwrap()
+                .require_strong_admin_tokens()
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(name) && e.contains("32"), "{e}");
+            assert!(!e.contains(&short), "the value is never shown: {e}");
+        }
     }
 
     #[test]

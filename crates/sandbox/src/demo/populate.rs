@@ -43,6 +43,7 @@ impl Api {
         let options = wxnotify_api::ServeOptions {
             listener,
             ops_listener: None,
+            admin_listener: None,
             edge,
             limits: wxnotify_api::ServerLimits::default(),
             producer: wxnotify_api::producer::link::ProducerOptions::default(),

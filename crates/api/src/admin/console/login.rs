@@ -1,5 +1,5 @@
 //! Signing in and out of the console: the login form (CSRF cookie), the token check behind the
-//! login guard, and the session cookie.
+//! limit on failed tries ([`crate::failures`]), and the session cookie.
 
 use axum::Form;
 use axum::extract::State;
@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::admin::AdminState;
 use crate::admin::console::session::{self, Session};
-use crate::admin::console::{
-    PageError, PageResult, audit_simple, error_page, login_guard, pages, value,
-};
+use crate::admin::console::{PageError, PageResult, audit_simple, error_page, pages, value};
+use crate::admin::error::AdminError;
+use crate::failures::{TryKeys, retry_after_secs};
 
 /// `GET /admin/login`: the form (or the overview for a signed-in session).
 pub(super) async fn login_page(session: Option<Session>, headers: HeaderMap) -> Response {
@@ -37,8 +37,9 @@ fn login_form(headers: &HeaderMap, error: Option<&str>) -> Response {
         .into_response()
 }
 
-/// `POST /admin/login`: checks the CSRF token and the login guard, then the token; a session
-/// cookie on success (audited).
+/// `POST /admin/login`: checks the CSRF token, then the token behind the shared limit on failed
+/// tries (per client address, named by `--client-ip-header` behind a proxy, and per token
+/// prefix); a session cookie on success (audited).
 pub(super) async fn login(
     State(state): State<AdminState>,
     peer: crate::edge::login_limits::Peer,
@@ -55,36 +56,37 @@ pub(super) async fn login(
             )));
         }
     }
-    let client = peer.0.map(|a| a.ip());
-    if let Err(wait) = state.login_guard().check(client) {
-        let secs = login_guard::retry_after_secs(wait);
-        let mut r = login_form(
-            &headers,
-            Some(&format!(
-                "Too many failed logins from your address: try again in {secs} s."
-            )),
-        );
-        *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(r);
-    }
     let token = value(&form, "token").unwrap_or("").trim();
-    let Some(role) = state.auth().role_of(token) else {
-        state.login_guard().failed(client);
-        return Ok(login_form(
-            &headers,
-            Some("That is not an admin or viewer token."),
-        ));
+    let failures = state.auth().failures();
+    let keys = TryKeys::new(failures.client_from(&headers, peer), Some(token));
+    let credential = match state.auth().check(token, &keys).await {
+        Ok(credential) => credential,
+        Err(AdminError::TooManyTries(wait)) => {
+            let secs = retry_after_secs(wait);
+            let mut r = login_form(
+                &headers,
+                Some(&format!(
+                    "Too many failed logins from your address: try again in {secs} s."
+                )),
+            );
+            *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(r);
+        }
+        Err(AdminError::Unauthorized) => {
+            return Ok(login_form(
+                &headers,
+                Some("That is not an admin or viewer token (a personal token starts with wxa_)."),
+            ));
+        }
+        Err(e) => return Err(error_page(e).into()),
     };
     let ttl = state.options().session_ttl.unwrap_or(session::DEFAULT_TTL);
-    let cookie = session::create(state.pool(), role, ttl)
+    let cookie = session::create(state.pool(), &credential, state.auth().env(), ttl)
         .await
         .map_err(|e| error_page(e.into()))?;
-    let principal = crate::admin::auth::Principal {
-        role,
-        who: format!("console:{}", role.as_str()),
-    };
+    let principal = credential.principal("console");
     audit_simple(&state, &principal, "login", serde_json::json!({})).await?;
     let mut response = Redirect::to("/admin").into_response();
     let h = response.headers_mut();

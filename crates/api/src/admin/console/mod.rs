@@ -17,7 +17,6 @@
 pub mod campaigns;
 pub mod filter;
 mod login;
-pub mod login_guard;
 pub mod pages;
 pub mod session;
 pub mod templates;

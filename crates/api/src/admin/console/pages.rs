@@ -88,6 +88,8 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/admin/campaigns" { "Campaigns" }
                         a href="/admin/templates" { "Templates" }
                         span.me {
+                            span #actor { (s.principal.actor) }
+                            " · "
                             span #role { (s.principal.role.as_str()) }
                             form method="post" action="/admin/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);
@@ -122,7 +124,7 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
                 @if let Some(e) = error { p.error #login-error { (e) } }
                 form method="post" action="/admin/login" {
                     input type="hidden" name="csrf" value=(csrf);
-                    label { "Admin or viewer token" input #token type="password" name="token" autocomplete="current-password" required; }
+                    label { "Your admin token (personal wxa_…, or break-glass)" input #token type="password" name="token" autocomplete="current-password" required; }
                     button #login type="submit" { "Log in" }
                 }
             }

@@ -1,21 +1,26 @@
 //! Console sessions and CSRF.
 //!
-//! Logging in with a token creates a server-side session (`admin_sessions`, keyed by the SHA-1
+//! Logging in with a token creates a server-side session (`admin_sessions`, keyed by the SHA-256
 //! of a random 256-bit value) and sets that value in an `HttpOnly; SameSite=Strict` cookie
 //! scoped to `/admin`. Each session has its own CSRF token; every POST form carries it in a
 //! hidden field and is refused (403) without it. The login form, before any session exists, uses
 //! a double-submit token: a random value in a short-lived cookie and in the form.
+//!
+//! A session dies with what made it, checked at every request: a named admin's session names
+//! the user and their token's generation (disabling the user or rotating the token ends it); a
+//! break-glass session keeps the SHA-256 of the environment token that made it (changing or
+//! removing that token ends it).
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use sha1::{Digest, Sha1};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::admin::AdminState;
-use crate::admin::auth::{Principal, Role};
+use crate::admin::auth::{Credential, EnvTokens, Principal, Role};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "wxn_session";
@@ -30,12 +35,13 @@ pub fn random_token() -> String {
 }
 
 fn hash(token: &str) -> String {
-    hex::encode(Sha1::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Whether two secrets are equal, in constant time.
+/// Whether two secrets are equal, in constant time (over their SHA-256 digests, so neither
+/// content nor length leaks).
 pub fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha1::digest(a.as_bytes()), Sha1::digest(b.as_bytes()));
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
     bool::from(a.ct_eq(&b))
 }
 
@@ -67,7 +73,8 @@ pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age_secs: u6
 /// A logged-in console user.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Who, for permissions and the audit trail (`console:admin`, `console:viewer`).
+    /// Who, for permissions and the audit trail (`console:admin`, `console:viewer`, and the
+    /// person).
     pub principal: Principal,
     /// The form token of this session.
     pub csrf: String,
@@ -95,21 +102,31 @@ impl Session {
     }
 }
 
-/// Creates a session for `role`; returns the cookie value.
+/// Creates a session for `credential` (tied to the user and their token's generation, or to
+/// the environment token's digest); returns the cookie value.
 pub async fn create(
     pool: &PgPool,
-    role: Role,
+    credential: &Credential,
+    env: &EnvTokens,
     ttl: std::time::Duration,
 ) -> Result<String, sqlx::Error> {
     let token = random_token();
+    let (user, generation, env_digest) = match credential {
+        Credential::User(owner) => (Some(owner.name.as_str()), Some(owner.generation), None),
+        Credential::Env(role) => (None, None, env.digest_of(*role).map(|d| d.to_vec())),
+    };
     sqlx::query(
-        "INSERT INTO admin_sessions (token_hash, role, csrf, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO admin_sessions
+             (token_hash, role, csrf, expires_at, admin_user, token_generation, env_token_sha256)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7)",
     )
     .bind(hash(&token))
-    .bind(role.as_str())
+    .bind(credential.role().as_str())
     .bind(random_token())
     .bind(ttl.as_secs_f64())
+    .bind(user)
+    .bind(generation)
+    .bind(env_digest)
     .execute(pool)
     .await?;
     sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()")
@@ -127,30 +144,54 @@ pub async fn destroy(pool: &PgPool, session: &Session) -> Result<(), sqlx::Error
     Ok(())
 }
 
+/// A session row as stored, with its user's state.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    role: String,
+    csrf: String,
+    admin_user: Option<String>,
+    env_token_sha256: Option<Vec<u8>>,
+    /// The user's current role, when the user is enabled and the token generation matches.
+    user_role: Option<String>,
+}
+
 async fn load(state: &AdminState, parts: &Parts) -> Result<Option<Session>, Response> {
     let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let token_hash = hash(token);
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT role, csrf FROM admin_sessions WHERE token_hash = $1 AND expires_at > now()",
+    let row: Option<SessionRow> = sqlx::query_as(
+        "SELECT s.role, s.csrf, s.admin_user, s.env_token_sha256, u.role AS user_role
+         FROM admin_sessions s
+         LEFT JOIN admin_users u
+           ON u.name = s.admin_user AND u.disabled_at IS NULL
+          AND u.generation = s.token_generation
+         WHERE s.token_hash = $1 AND s.expires_at > now()",
     )
     .bind(&token_hash)
     .fetch_optional(state.pool())
     .await
     .map_err(|e| crate::admin::error::AdminError::from(e).into_response())?;
-    let Some((role, csrf)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let Some(role) = Role::parse(&role) else {
-        return Ok(None);
-    };
-    Ok(Some(Session {
-        principal: Principal {
+    let principal = match (&row.admin_user, &row.user_role, &row.env_token_sha256) {
+        // A named admin's session: the user is enabled and the token not rotated since.
+        (Some(name), Some(role), _) => Role::parse(role).map(|role| Principal {
             role,
             who: format!("console:{}", role.as_str()),
-        },
-        csrf,
+            actor: name.clone(),
+        }),
+        // A break-glass session: the environment token that made it is still the same.
+        (None, _, Some(digest)) => Role::parse(&row.role)
+            .filter(|role| state.auth().env().still_current(*role, digest))
+            .map(|role| Credential::Env(role).principal("console")),
+        // Disabled, rotated, or a session of an older kind.
+        _ => None,
+    };
+    Ok(principal.map(|principal| Session {
+        principal,
+        csrf: row.csrf,
         token_hash,
     }))
 }

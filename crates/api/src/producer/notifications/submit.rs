@@ -206,6 +206,7 @@ fn copy_refusal(e: &ApiError) -> ApiError {
         ApiError::Invalid(v) => ApiError::Invalid(v.clone()),
         ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
         ApiError::TooManyRequests(w) => ApiError::TooManyRequests(*w),
+        ApiError::TooManyFailures(w) => ApiError::TooManyFailures(*w),
         ApiError::Unavailable(c) => ApiError::Unavailable(anyhow::anyhow!("{c:#}")),
         ApiError::Internal(c) => ApiError::Internal(anyhow::anyhow!("{c:#}")),
     }

@@ -16,6 +16,7 @@
 //!   terminal progress bars.
 
 pub mod batch;
+pub mod bounds;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -22,6 +22,7 @@ pub mod error;
 pub mod queues;
 pub mod retention;
 pub mod store;
+pub mod strict;
 
 use std::sync::Arc;
 use std::time::Duration;

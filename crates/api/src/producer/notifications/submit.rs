@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::producer::api_error::ApiError;
 use crate::producer::api_keys::Caller;
@@ -24,11 +25,13 @@ pub(super) enum Outcome {
 }
 
 /// Checks, claims, publishes and records the jobs of one request; one outcome per item, in
-/// order. Fails as a whole only when Postgres fails.
+/// order. Fails as a whole only when Postgres fails. Each item is a slice of the body, parsed
+/// only when it is checked (one item's tree at a time), and refused unparsed past
+/// [`BATCH_ITEM_LIMIT`](super::BATCH_ITEM_LIMIT) bytes.
 pub(super) async fn submit(
     api: &ProducerApi,
     caller: &Caller,
-    items: Vec<(String, Value)>,
+    items: Vec<(String, &RawValue)>,
 ) -> Result<Vec<Outcome>, ApiError> {
     // The caller's templates, read once per request; unreadable: the worker checks again.
     let catalog = match api.catalog(&caller.app).await {
@@ -49,8 +52,9 @@ pub(super) async fn submit(
     // A job id may appear twice in one batch: the same content is one job, other content 409.
     let mut first_of: HashMap<String, usize> = HashMap::new();
     let mut same_as: Vec<(usize, usize)> = Vec::new();
-    for (i, (pointer, value)) in items.into_iter().enumerate() {
-        match job_input::check_job(&value, &pointer, cx) {
+    for (i, (pointer, raw)) in items.into_iter().enumerate() {
+        match parse_item(raw, &pointer).and_then(|value| job_input::check_job(&value, &pointer, cx))
+        {
             Err(Rejection::Invalid(errors)) => {
                 outcomes.push(Some(Outcome::Refused(ApiError::Invalid(errors))))
             }
@@ -119,6 +123,28 @@ pub(super) async fn submit(
         .into_iter()
         .map(|o| o.expect("every item has an outcome"))
         .collect())
+}
+
+/// One item's tree, or 422 at its pointer when it is larger than any job can be.
+fn parse_item(raw: &RawValue, pointer: &str) -> Result<Value, Rejection> {
+    let limit = super::BATCH_ITEM_LIMIT;
+    let len = raw.get().len();
+    if len > limit {
+        return Err(Rejection::Invalid(vec![
+            crate::producer::api_error::FieldError::new(
+                pointer,
+                format!(
+                    "is {len} bytes; a job is at most {limit} bytes as written (16 KiB as published)"
+                ),
+            ),
+        ]));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| {
+        Rejection::Invalid(vec![crate::producer::api_error::FieldError::new(
+            pointer,
+            format!("not JSON: {e}"),
+        )])
+    })
 }
 
 /// Publishes with confirms and records which jobs RabbitMQ accepted.

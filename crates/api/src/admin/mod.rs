@@ -15,6 +15,7 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+pub mod campaign_body;
 pub mod campaigns;
 pub mod campaigns_openapi;
 pub mod console;

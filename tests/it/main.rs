@@ -10,6 +10,7 @@ mod users_support;
 
 mod admin;
 mod admin_bench;
+mod bodies;
 mod callback_json;
 mod callback_key_rotation;
 mod campaigns;

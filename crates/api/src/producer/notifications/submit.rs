@@ -14,6 +14,12 @@ use crate::producer::link::ProducerApi;
 use crate::producer::notification_store::{self as store, Claim, ClaimRequest, NotificationStatus};
 use wxnotify_core::domain::{AppName, Job};
 
+/// A job that passed its checks, and the hash of its content.
+struct Valid {
+    job: Job,
+    content_sha256: [u8; 32],
+}
+
 /// What became of one job of a request.
 pub(super) enum Outcome {
     /// Published and confirmed: the job id.
@@ -48,7 +54,7 @@ pub(super) async fn submit(
         catalog: catalog.as_deref(),
     };
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
-    let mut valid: Vec<(usize, AcceptedInput)> = Vec::new();
+    let mut valid: Vec<(usize, Valid)> = Vec::new();
     // A job id may appear twice in one batch: the same content is one job, other content 409.
     let mut first_of: HashMap<String, usize> = HashMap::new();
     let mut same_as: Vec<(usize, usize)> = Vec::new();
@@ -61,7 +67,16 @@ pub(super) async fn submit(
             Err(Rejection::ForbiddenApp(e)) => {
                 outcomes.push(Some(Outcome::Refused(ApiError::Forbidden(e.message))))
             }
-            Ok(input) => {
+            Ok(AcceptedInput {
+                job,
+                content_sha256,
+                ..
+            }) => {
+                // The published bytes are made again when publishing: not kept for 1,000 jobs.
+                let input = Valid {
+                    job,
+                    content_sha256,
+                };
                 let id = input.job.id.as_str().to_owned();
                 match first_of.get(&id) {
                     Some(&j) => {
@@ -156,12 +171,15 @@ async fn publish(
     if to_publish.is_empty() {
         return Ok(());
     }
-    let jobs: Vec<Job> = to_publish.iter().map(|(_, j)| j.clone()).collect();
+    let (at, jobs): (Vec<(usize, String)>, Vec<Job>) = to_publish
+        .into_iter()
+        .map(|(i, job)| ((i, job.id.as_str().to_owned()), job))
+        .unzip();
     let results = match api.broker().publish(jobs).await {
         Ok(results) => results,
         Err(e) => {
-            tracing::warn!(error = %e, jobs = to_publish.len(), "RabbitMQ unavailable: jobs refused with 503");
-            for (i, _) in &to_publish {
+            tracing::warn!(error = %e, jobs = at.len(), "RabbitMQ unavailable: jobs refused with 503");
+            for (i, _) in &at {
                 outcomes[*i] = Some(Outcome::Refused(ApiError::Unavailable(anyhow::anyhow!(
                     "{e}"
                 ))));
@@ -170,11 +188,11 @@ async fn publish(
         }
     };
     let mut confirmed = Vec::new();
-    for ((i, job), result) in to_publish.iter().zip(results) {
-        outcomes[*i] = Some(match result {
+    for ((i, id), result) in at.into_iter().zip(results) {
+        outcomes[i] = Some(match result {
             Ok(()) => {
-                confirmed.push(job.id.as_str().to_owned());
-                Outcome::Accepted(job.id.as_str().to_owned())
+                confirmed.push(id.clone());
+                Outcome::Accepted(id)
             }
             Err(e) => Outcome::Refused(ApiError::Unavailable(e.into())),
         });

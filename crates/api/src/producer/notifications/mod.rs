@@ -108,6 +108,7 @@ pub struct BatchResponse {
          headers(("Location" = String, description = "The status URL"))),
         (status = 200, description = "This id was accepted before with the same content: its current status.", body = NotificationStatus),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
         (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -162,10 +163,11 @@ pub async fn create(
     responses(
         (status = 200, description = "A result per item (each item's `status` is what a single POST would have answered). `Retry-After` is set when some items met an unavailable queue.", body = BatchResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 413, description = "The body is over 8 MiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
         (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000.", body = ErrorBody),
+        (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000 (refused while reading); an item over 64 KiB is refused unread.", body = ErrorBody),
         (status = 503, description = "RabbitMQ is unavailable: no item was accepted.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )

@@ -101,7 +101,10 @@ async fn eight_concurrent_largest_bodies_keep_serve_under_150_mb() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+    // `SERVE_BIN_UNDER_TEST` measures another build (e.g. target/release/wxnotify).
+    let bin = std::env::var("SERVE_BIN_UNDER_TEST")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wxnotify").to_owned());
+    let mut serve = tokio::process::Command::new(&bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", sys.db.url())
         .env("AMQP_URL", sys.settings.amqp_url.expose_secret())
@@ -216,7 +219,7 @@ async fn eight_concurrent_largest_bodies_keep_serve_under_150_mb() {
 
     let peak = memory_kb(pid, "VmHWM");
     eprintln!(
-        "serve VmHWM: idle {idle} kB; after 8 valid batches {after_batches} kB ({batch_time:?}); \
+        "{bin}: serve VmHWM: idle {idle} kB; after 8 valid batches {after_batches} kB ({batch_time:?}); \
          after 8 zero batches {after_zeros} kB; after 8 campaigns of {MAX_RECIPIENTS} \
          recipients {peak} kB ({campaign_time:?})"
     );

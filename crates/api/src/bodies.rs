@@ -117,7 +117,7 @@ pub fn too_large(limit: usize, declared: Option<usize>) -> Response {
 
 /// `8 MiB`, `64 KiB`.
 fn human(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{} KiB", bytes.div_ceil(1024))

@@ -789,7 +789,7 @@ async fn admin_campaign_actions_are_audited_and_bad_values_refused_by_name() {
         body.to_string()
     };
     // Refused, each naming the field: a javascript: link, a daily cap past its range (also
-    // one past u64), a rate of 0, an unknown key, too many recipients.
+    // one past u64), a rate of 0, an unknown key, a page path with a leading '/'.
     for (extra, names) in [
         (serde_json::json!({"url": "javascript:alert(1)"}), "url"),
         (serde_json::json!({"daily_cap": u64::MAX}), "daily_cap"),

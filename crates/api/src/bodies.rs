@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -60,6 +60,10 @@ impl BodyBudget {
         let declared = content_length(req.headers());
         if let Some(n) = declared.filter(|n| *n > limit) {
             return too_large(limit, Some(n));
+        }
+        let bodiless = matches!(req.method(), &Method::GET | &Method::HEAD) || declared == Some(0);
+        if bodiless {
+            return next.run(req).await;
         }
         let share = declared.unwrap_or(limit).min(limit).div_ceil(UNIT).max(1);
         let max = BODY_BUDGET_BYTES.div_ceil(UNIT);

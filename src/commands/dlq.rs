@@ -12,7 +12,7 @@ use wxnotify_worker::DeadReason;
 /// Arguments of `wxnotify dlq`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify dlq list --reason retries_exhausted --since-minutes 60\n  wxnotify dlq show 42\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run\n  wxnotify dlq replay 42 43\n  wxnotify dlq purge --older-than-days 30"
+    after_help = "Examples:\n  wxnotify dlq list --reason retries_exhausted --since-minutes 60\n  wxnotify dlq show 42\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run --json\n  wxnotify dlq replay 42 43\n  wxnotify dlq replay --all --dry-run\n  wxnotify dlq purge --older-than-days 30 --dry-run"
 )]
 pub struct DlqArgs {
     /// What to do.
@@ -41,26 +41,33 @@ pub enum DlqAction {
     /// Publish dead jobs again (same id; a new life of the job: its attempts keep counting, the
     /// retry policy's limit applies to the new life).
     #[command(
-        after_help = "Examples:\n  wxnotify dlq replay 42 43\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --limit 5000\n\nWith a filter, at most --limit letters (newest first) are replayed; the summary says how many matched."
+        after_help = "Examples:\n  wxnotify dlq replay 42 43\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --dry-run --json\n  wxnotify dlq replay --reason retries_exhausted --since-minutes 120 --limit 5000\n  wxnotify dlq replay --all --limit 1000\n\nGive ids, a filter (--reason, --app, --since-minutes) or --all: without them nothing is replayed (exit 2).\nWith a filter, at most --limit letters (newest first) are replayed; the summary says how many matched.\n--dry-run changes nothing and answers what a real run would touch: the count and the first 20 ids\n(with --json: {\"dry_run\",\"matched\",\"count\",\"first_ids\",\"replayed\",\"skipped\",\"failed\"})."
     )]
     Replay {
-        /// Dead letter ids; or use the filter flags.
+        /// Dead letter ids; or use the filter flags, or --all.
         ids: Vec<i64>,
         /// Which dead letters, when no ids are given.
         #[command(flatten)]
         filter: FilterArgs,
-        /// Only say what would be replayed.
+        /// Every open dead letter (newest first, at most --limit): the one way to act without
+        /// ids or a filter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Change nothing; print the count and the first 20 ids a real run would replay.
         #[arg(long)]
         dry_run: bool,
     },
     /// Delete dead letters older than a number of days, replayed or not.
     #[command(
-        after_help = "Examples:\n  wxnotify dlq purge --older-than-days 30\n  wxnotify dlq purge --older-than-days 90 --json"
+        after_help = "Examples:\n  wxnotify dlq purge --older-than-days 30\n  wxnotify dlq purge --older-than-days 30 --dry-run\n  wxnotify dlq purge --older-than-days 90 --dry-run --json\n  wxnotify dlq purge --older-than-days 90 --json\n\n--dry-run deletes nothing and answers what a real run would delete: the count and the first 20 ids\n(with --json: {\"dry_run\":true,\"count\",\"first_ids\"})."
     )]
     Purge {
         /// Delete dead letters older than this many days (1 to 36500).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
         older_than_days: u32,
+        /// Delete nothing; print the count and the first 20 ids a real run would delete.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -92,6 +99,23 @@ pub const MAX_DAYS: u32 = 36_500;
 pub const MAX_MINUTES: u32 = 5_256_000;
 /// The largest `--limit`.
 pub const MAX_LIMIT: u32 = 100_000;
+/// How many ids a dry run lists.
+pub const FIRST_IDS: usize = 20;
+
+impl FilterArgs {
+    /// Whether any flag narrows the letters (`--include-replayed` widens, `--limit` only cuts).
+    pub fn narrows(&self) -> bool {
+        self.reason.is_some() || self.app.is_some() || self.since_minutes.is_some()
+    }
+}
+
+/// Refuses a replay that names no letters: no ids, no narrowing flag and no `--all`.
+fn check_target(ids: &[i64], filter: &FilterArgs, all: bool) -> Result<(), String> {
+    if ids.is_empty() && !all && !filter.narrows() {
+        return Err("no dead letters named: give ids, a filter (--reason, --app, --since-minutes), or --all to mean every open letter".into());
+    }
+    Ok(())
+}
 
 fn parse_reason(s: &str) -> Result<String, String> {
     DeadReason::ALL
@@ -150,8 +174,13 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
         DlqAction::Replay {
             ids,
             filter,
+            all,
             dry_run,
         } => {
+            if let Err(e) = check_target(&ids, &filter, all) {
+                eprintln!("wxnotify dlq replay: {e}");
+                return Ok(ExitCode::from(super::EXIT_CONFIG));
+            }
             let rows = if ids.is_empty() {
                 let filter = Filter::from(&filter);
                 let rows = store::list(&pool, &filter).await?;
@@ -166,17 +195,52 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             } else {
                 store::by_ids(&pool, &ids).await?
             };
+            let matched = rows.len();
             let report = replay::replay(&settings, &pool, rows, dry_run).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let first: Vec<i64> = report.replayed.iter().take(FIRST_IDS).copied().collect();
+                let shown = serde_json::json!({
+                    "dry_run": dry_run,
+                    "matched": matched,
+                    "count": report.replayed.len(),
+                    "first_ids": first,
+                    "replayed": report.replayed,
+                    "skipped": report.skipped,
+                    "failed": report.failed,
+                });
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 println!("{}", report.summary(dry_run));
+                if dry_run && !report.replayed.is_empty() {
+                    println!("first ids: {}", ids_line(&report.replayed));
+                }
             }
             if !report.failed.is_empty() {
                 return Ok(ExitCode::from(super::EXIT_FAILURE));
             }
         }
-        DlqAction::Purge { older_than_days } => {
+        DlqAction::Purge {
+            older_than_days,
+            dry_run: true,
+        } => {
+            let (n, first) = store::purge_preview(&pool, older_than_days, FIRST_IDS as u32).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "dry_run": true, "count": n, "first_ids": first })
+                );
+            } else {
+                println!(
+                    "would delete {n} dead letters older than {older_than_days} days (nothing deleted)"
+                );
+                if !first.is_empty() {
+                    println!("first ids: {}", ids_line(&first));
+                }
+            }
+        }
+        DlqAction::Purge {
+            older_than_days, ..
+        } => {
             let n = store::purge(&pool, older_than_days).await?;
             if args.json {
                 println!("{}", serde_json::json!({ "deleted": n }));
@@ -186,6 +250,13 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first [`FIRST_IDS`] ids, comma-separated.
+fn ids_line(ids: &[i64]) -> String {
+    let shown: Vec<String> = ids.iter().take(FIRST_IDS).map(i64::to_string).collect();
+    let more = if ids.len() > FIRST_IDS { ", …" } else { "" };
+    format!("{}{more}", shown.join(", "))
 }
 
 fn print_table(rows: &[DeadLetterRow]) {
@@ -256,9 +327,32 @@ mod tests {
         assert!(matches!(
             ok.action,
             DlqAction::Purge {
-                older_than_days: 36500
+                older_than_days: 36500,
+                dry_run: false
             }
         ));
         parse(&["list", "--since-minutes", "5256000", "--limit", "100000"]).unwrap();
+    }
+
+    fn replay_target(args: &[&str]) -> Result<(), String> {
+        match parse(args).expect("parses").action {
+            DlqAction::Replay {
+                ids, filter, all, ..
+            } => check_target(&ids, &filter, all),
+            other => panic!("not a replay: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replay_names_its_letters_or_says_all() {
+        assert!(replay_target(&["replay"]).unwrap_err().contains("--all"));
+        assert!(replay_target(&["replay", "--dry-run", "--limit", "5"]).is_err());
+        assert!(replay_target(&["replay", "--include-replayed"]).is_err());
+        replay_target(&["replay", "--all"]).unwrap();
+        replay_target(&["replay", "--reason", "malformed"]).unwrap();
+        replay_target(&["replay", "42"]).unwrap();
+        assert!(parse(&["replay", "42", "--all"]).is_err());
+        let dry = parse(&["purge", "--older-than-days", "30", "--dry-run"]).unwrap();
+        assert!(matches!(dry.action, DlqAction::Purge { dry_run: true, .. }));
     }
 }

@@ -111,8 +111,14 @@ async fn viewer_reads_everything_but_cannot_replay_purge_or_pause() {
     assert_eq!(status, 200);
     assert_eq!(page["letters"].as_array().unwrap().len(), 6);
     for (path, body) in [
-        ("admin/api/dead-letters/replay", json!({ "filter": {} })),
-        ("admin/api/dead-letters/purge", json!({ "filter": {} })),
+        (
+            "admin/api/dead-letters/replay",
+            json!({ "filter": {}, "all": true }),
+        ),
+        (
+            "admin/api/dead-letters/purge",
+            json!({ "filter": {}, "all": true }),
+        ),
         ("admin/api/dead-letters/replay", json!({ "ids": [1] })),
     ] {
         let (status, body) = w
@@ -304,6 +310,111 @@ async fn replay_by_filter_touches_exactly_the_filtered_letters_after_a_dry_run_t
         (dry["dry_run"].as_bool(), dry["affected"].as_i64()),
         (Some(true), Some(4))
     );
+}
+
+#[tokio::test]
+async fn no_action_reaches_every_letter_by_accident_and_a_dry_run_lists_what_it_would_touch() {
+    let w = AdminWorld::new().await;
+    let open = "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL";
+    // An empty filter, an unknown filter key, an unknown top-level key, an unknown query key
+    // and an out-of-range page size: each a 400 that names the problem, and nothing changes.
+    for (path, body, names) in [
+        ("purge", json!({ "filter": {} }), "\"all\": true"),
+        ("replay", json!({ "filter": {} }), "\"all\": true"),
+        ("purge", json!({ "filter": { "errode": 1 } }), "errode"),
+        ("replay", json!({ "filter": { "errode": 1 } }), "errode"),
+        (
+            "purge",
+            json!({ "filter": { "errcode": 43101 }, "dryrun": true }),
+            "dryrun",
+        ),
+        (
+            "purge",
+            json!({ "filter": { "include_replayed": true } }),
+            "all",
+        ),
+        ("purge", json!({ "ids": [1], "all": true }), "ids"),
+    ] {
+        let (status, answer) = w
+            .call(
+                Method::POST,
+                &format!("admin/api/dead-letters/{path}"),
+                Some(ADMIN_TOKEN),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(names), "{body}: {error}");
+    }
+    for query in ["errode=1", "errcode=1&limitt=2", "limit=0", "limit=1001"] {
+        let (status, answer) = w
+            .call(
+                Method::GET,
+                &format!("admin/api/dead-letters?{query}"),
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{query}: {answer}");
+    }
+    let (status, answer) = w
+        .call(
+            Method::GET,
+            "admin/api/dead-letters/groups?reasn=x",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("reasn"));
+    assert_eq!(w.count(open).await, 6);
+    assert_eq!(w.count("SELECT count(*) FROM admin_audit").await, 0);
+
+    // A dry run of "all": the count and the first ids, newest first; nothing changes.
+    let (status, dry) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/purge",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "filter": {}, "all": true, "dry_run": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    let newest: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM dead_letters ORDER BY id DESC LIMIT 20")
+            .fetch_all(&w.sys.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (dry["matched"].as_i64(), dry["affected"].as_i64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(dry["first_ids"], json!(newest));
+    assert_eq!(w.count(open).await, 6);
+    let (_, replay_dry) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "filter": { "errcode": 43101 }, "dry_run": true })),
+        )
+        .await;
+    assert_eq!(replay_dry["first_ids"].as_array().unwrap().len(), 4);
+    assert_eq!(w.count(open).await, 6);
+
+    // Spelled out, "all" acts.
+    let (status, done) = w
+        .call(
+            Method::POST,
+            "admin/api/dead-letters/purge",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "filter": {}, "all": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["affected"], 6);
+    assert_eq!(w.count("SELECT count(*) FROM dead_letters").await, 0);
 }
 
 #[tokio::test]

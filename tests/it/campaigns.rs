@@ -754,6 +754,110 @@ async fn admin_campaign_endpoints_need_the_admin_token() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "faster than the app");
 }
 
+#[tokio::test]
+async fn admin_campaign_actions_are_audited_and_bad_values_refused_by_name() {
+    let sys = System::seeded(20).await;
+    let mut settings = sys.settings.clone();
+    settings.admin_token = Some(SecretString::from("s3cret-admin-token"));
+    let app = wxnotify_api::admin::campaigns::router(sys.db.pool.clone(), &settings).unwrap();
+    let call = |method: &str, path: &str, body: Option<String>| {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer s3cret-admin-token")
+            .header("content-type", "application/json");
+        let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+        let app = app.clone();
+        async move {
+            let r = app.oneshot(req).await.unwrap();
+            let status = r.status();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            )
+        }
+    };
+    let create = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({
+            "template_id": TEMPLATE,
+            "data": {"thing1": "Sale", "time2": "today"},
+            "audience": "followers",
+            "rate": 10
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body.to_string()
+    };
+    // Refused, each naming the field: a javascript: link, a daily cap past its range (also
+    // one past u64), a rate of 0, an unknown key, a page path with a leading '/'.
+    for (extra, names) in [
+        (serde_json::json!({"url": "javascript:alert(1)"}), "url"),
+        (serde_json::json!({"daily_cap": u64::MAX}), "daily_cap"),
+        (serde_json::json!({"daily_cap": "past u64"}), "daily_cap"),
+        (serde_json::json!({"daily_cap": 0}), "daily_cap"),
+        (serde_json::json!({"rate": 0}), "rate"),
+        (serde_json::json!({"dailycap": 5}), "dailycap"),
+        (
+            serde_json::json!({"miniprogram": {"appid": "wx1", "pagepath": "/abs"}}),
+            "pagepath",
+        ),
+    ] {
+        // (The daily cap past u64 is written as a bare number, which `json!` cannot hold.)
+        let body = create(extra.clone()).replace("\"past u64\"", "18446744073709551616");
+        let (status, answer) = call("POST", "/admin/api/campaigns", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(names), "{extra}: {error}");
+    }
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM campaigns")
+            .fetch_one(&sys.db.pool)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Created, started, paused, resumed, cancelled: each an audit row, with who.
+    let (status, report) = call(
+        "POST",
+        "/admin/api/campaigns",
+        Some(create(
+            serde_json::json!({"url": "https://shop.example.com/sale", "daily_cap": 1000}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    let id = report["id"].as_str().unwrap().to_owned();
+    for action in ["start", "pause", "resume", "cancel"] {
+        let (status, answer) =
+            call("POST", &format!("/admin/api/campaigns/{id}/{action}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{action}: {answer}");
+    }
+    let rows: Vec<(String, String, serde_json::Value)> =
+        sqlx::query_as("SELECT action, who, detail FROM admin_audit ORDER BY id")
+            .fetch_all(&sys.db.pool)
+            .await
+            .unwrap();
+    let actions: Vec<&str> = rows.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "campaign_create",
+            "campaign_start",
+            "campaign_pause",
+            "campaign_resume",
+            "campaign_cancel"
+        ]
+    );
+    for (_, who, detail) in &rows {
+        assert_eq!(who, "api:admin");
+        assert_eq!(detail["campaign"], id.as_str());
+    }
+    assert_eq!(rows[4].2["state"], "cancelled");
+}
+
 #[test]
 fn the_fake_has_the_test_template() {
     assert!(

@@ -12,6 +12,7 @@ mod users_support;
 mod admin;
 mod admin_bench;
 mod admin_users;
+mod bodies;
 mod callback_json;
 mod callback_key_rotation;
 mod campaigns;

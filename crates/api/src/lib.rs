@@ -22,6 +22,7 @@
 //! `wxnotify-core`, never on the worker.
 
 pub mod admin;
+pub mod bodies;
 pub mod edge;
 pub mod error;
 pub mod failures;

@@ -18,6 +18,7 @@
 
 pub mod at_rest;
 pub mod batch;
+pub mod bounds;
 pub mod config;
 pub mod db;
 pub mod domain;

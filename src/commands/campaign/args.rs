@@ -101,7 +101,7 @@ pub struct CreateArgs {
     /// Not before this instant (RFC 3339).
     #[arg(long)]
     pub start_at: Option<DateTime<Utc>>,
-    /// At most this many dispatched a day.
+    /// At most this many dispatched a day (1 to 100000000).
     #[arg(long)]
     pub daily_cap: Option<u64>,
     /// Not sent after this instant (RFC 3339).

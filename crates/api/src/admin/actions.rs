@@ -5,24 +5,55 @@ use crate::admin::AdminState;
 use crate::admin::auth::Principal;
 use crate::admin::error::AdminError;
 use crate::admin::store::{self, AuditEntry};
+use crate::admin::strict;
 use wxnotify_services::dlq::{self, DeadLetterQuery, query};
 
 /// At most this many ids in one request.
 pub const MAX_IDS: usize = 10_000;
 
-/// Which dead letters an action is for: ids, or everything a filter shows.
+/// How many ids a report lists of those it touched (or, in a dry run, would touch).
+pub const FIRST_IDS: usize = 20;
+
+/// Which dead letters an action is for: ids, or everything a filter shows. Every key is known
+/// (an unknown one, here or in `filter`, is a 400 naming it), and an empty filter acts only
+/// with `"all": true` spelled out.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// These dead letters (give `ids` or `filter`, not both).
     #[serde(default)]
     pub ids: Option<Vec<i64>>,
-    /// Every dead letter this filter lists (`{}` = every open letter). Put the `max_id` a dry
-    /// run answered here to act on exactly the letters it counted.
-    #[serde(default)]
+    /// Every dead letter this filter lists. An empty filter (`{}`, or only `include_replayed`
+    /// or `max_id`) needs `"all": true`. Put the `max_id` a dry run answered here to act on
+    /// exactly the letters it counted.
+    #[serde(default, deserialize_with = "strict_filter")]
     pub filter: Option<DeadLetterQuery>,
-    /// Only count; change nothing.
+    /// Act on every open letter (with an empty or no `filter`): the one way to say "all".
+    #[serde(default)]
+    pub all: bool,
+    /// Only count and list the first ids; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// Deserializes a filter whose keys must all be fields of [`DeadLetterQuery`].
+fn strict_filter<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DeadLetterQuery>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(map) = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    strict::check_keys(
+        "filter key",
+        map.keys().map(String::as_str),
+        strict::fields_of::<DeadLetterQuery>(),
+    )
+    .map_err(D::Error::custom)?;
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// A resolved target.
@@ -34,20 +65,39 @@ pub enum Target {
     Filter(DeadLetterQuery),
 }
 
+impl Target {
+    /// The target of a filter: 400 when the filter narrows nothing and `all` was not said.
+    pub fn filter(q: DeadLetterQuery, all: bool) -> Result<Target, AdminError> {
+        if !all && !q.narrows() {
+            return Err(AdminError::BadRequest(
+                "the filter is empty, so this would act on every open dead letter: add \"all\": true to mean that, or a filter key (app, reason, errcode, template, campaign, since, until, text)".into(),
+            ));
+        }
+        Ok(Target::Filter(q))
+    }
+}
+
 impl ActionRequest {
-    /// The target, or 400 when it is not exactly one of ids and filter.
+    /// The target, or 400 when it is not exactly one of ids and filter (or `all`).
     pub fn target(self) -> Result<(Target, bool), AdminError> {
-        match (self.ids, self.filter) {
-            (Some(ids), None) if ids.is_empty() => {
+        match (self.ids, self.filter, self.all) {
+            (Some(_), _, true) => Err(AdminError::BadRequest(
+                "`all` acts by filter; give it without `ids`".into(),
+            )),
+            (Some(ids), None, false) if ids.is_empty() => {
                 Err(AdminError::BadRequest("`ids` is empty".into()))
             }
-            (Some(ids), None) if ids.len() > MAX_IDS => Err(AdminError::BadRequest(format!(
+            (Some(ids), None, false) if ids.len() > MAX_IDS => Err(AdminError::BadRequest(format!(
                 "at most {MAX_IDS} ids at once; act by filter for more"
             ))),
-            (Some(ids), None) => Ok((Target::Ids(ids), self.dry_run)),
-            (None, Some(f)) => Ok((Target::Filter(f), self.dry_run)),
+            (Some(ids), None, false) => Ok((Target::Ids(ids), self.dry_run)),
+            (None, Some(f), all) => Ok((Target::filter(f, all)?, self.dry_run)),
+            (None, None, true) => Ok((
+                Target::filter(DeadLetterQuery::default(), true)?,
+                self.dry_run,
+            )),
             _ => Err(AdminError::BadRequest(
-                "give either `ids` (a list of dead-letter ids) or `filter` (an object; {} = every open letter)".into(),
+                "give either `ids` (a list of dead-letter ids) or `filter` (an object of filter keys; {} with \"all\": true = every open letter)".into(),
             )),
         }
     }
@@ -73,6 +123,8 @@ pub struct ActionReport {
     pub matched: i64,
     /// Letters replayed or purged (in a dry run: that would be).
     pub affected: i64,
+    /// The ids of the first (at most 20) of those letters, in the order they are acted on.
+    pub first_ids: Vec<i64>,
     /// Letters that cannot be replayed (malformed, already replayed), with why (first 100).
     pub skipped: Vec<NotDone>,
     /// Letters whose publish failed, with the error (first 100).
@@ -135,6 +187,7 @@ pub async fn replay(
         dry_run,
         matched,
         affected: report.replayed.len() as i64,
+        first_ids: report.replayed.iter().take(FIRST_IDS).copied().collect(),
         skipped: not_done(report.skipped),
         failed: not_done(report.failed),
         max_id: filter.as_ref().and_then(|f| f.max_id),
@@ -170,24 +223,31 @@ pub async fn purge(
         who.require_admin()?;
     }
     let pool = state.pool();
-    let (matched, affected, filter, ids) = match target {
+    let (matched, affected, first_ids, filter, ids) = match target {
         Target::Ids(ids) => {
-            let matched = dlq::by_ids(pool, &ids).await?.len() as i64;
+            let found: Vec<i64> = dlq::by_ids(pool, &ids)
+                .await?
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            let matched = found.len() as i64;
             let affected = if dry_run {
                 matched
             } else {
                 query::purge_ids(pool, &ids).await? as i64
             };
-            (matched, affected, None, Some(ids))
+            let first = found.into_iter().take(FIRST_IDS).collect();
+            (matched, affected, first, None, Some(ids))
         }
         Target::Filter(f) => {
             let (f, matched) = pin(state, f).await?;
+            let first = query::first_ids(pool, &f, FIRST_IDS as u32).await?;
             let affected = if dry_run {
                 matched
             } else {
                 query::purge(pool, &f).await? as i64
             };
-            (matched, affected, Some(f), None)
+            (matched, affected, first, Some(f), None)
         }
     };
     let out = ActionReport {
@@ -195,6 +255,7 @@ pub async fn purge(
         dry_run,
         matched,
         affected,
+        first_ids,
         skipped: Vec::new(),
         failed: Vec::new(),
         max_id: filter.as_ref().and_then(|f| f.max_id),

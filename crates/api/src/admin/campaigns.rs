@@ -7,32 +7,32 @@
 //! | `GET /admin/api/campaigns/{id}` | status (the `campaign status --json` shape) |
 //! | `GET /admin/api/campaigns/{id}/preview` | reachable / unreachable by reason |
 //! | `POST /admin/api/campaigns/{id}/{start,pause,resume,cancel}` | state changes (409 when not allowed) |
+//!
+//! Every create and state change is written to the admin audit trail (`campaign_create`,
+//! `campaign_start`, …) with who did it, as the other admin actions are.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::admin::auth::{AdminAuth, Principal};
+use crate::admin::campaign_body::{AudienceBody, CREATE_BODY_LIMIT, CreateBody};
+use crate::admin::store::{self as audit_store, AuditEntry};
 use wxnotify_core::config::Settings;
-use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
-use wxnotify_services::campaigns::audience::{ListEntry, list_items};
+use wxnotify_core::domain::{AppName, TemplateData, TemplateId};
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
 use wxnotify_services::campaigns::{Action, CampaignError, progress};
 use wxnotify_services::campaigns::{pacing_from, preview};
-
-/// Largest create request (an explicit list of recipients), bytes.
-const CREATE_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// What the campaign handlers share.
 #[derive(Clone)]
@@ -72,11 +72,18 @@ pub fn router_with(pool: PgPool, settings: &Settings, auth: Arc<AdminAuth>) -> R
         default_app: settings.apps.first().map(|a| a.name.clone()),
     };
     Router::new()
-        .route("/admin/api/campaigns", get(list).post(create))
+        .route(
+            "/admin/api/campaigns",
+            get(list)
+                .post(create)
+                .layer(axum::middleware::from_fn_with_state(
+                    CREATE_BODY_LIMIT,
+                    crate::bodies::budgeted,
+                )),
+        )
         .route("/admin/api/campaigns/{id}", get(status))
         .route("/admin/api/campaigns/{id}/preview", get(preview_handler))
         .route("/admin/api/campaigns/{id}/{action}", post(act))
-        .layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(auth, require_role))
         .layer(axum::middleware::map_response(super::private_answer))
         .with_state(state)
@@ -84,7 +91,7 @@ pub fn router_with(pool: PgPool, settings: &Settings, auth: Arc<AdminAuth>) -> R
 
 /// The shared admin check: any role reads (GET), only `admin` acts; no or a wrong token 401,
 /// a viewer acting 403, too many failed tries 429 (see [`AdminAuth`]). The principal is handed
-/// to the handlers, which record the person on the campaign.
+/// to the handlers, which record the person on the campaign and in the audit trail.
 async fn require_role(
     axum::extract::State(auth): axum::extract::State<Arc<AdminAuth>>,
     req: axum::extract::Request,
@@ -125,6 +132,7 @@ impl IntoResponse for ApiError {
             CampaignError::NotFound(_) => StatusCode::NOT_FOUND,
             CampaignError::Transition { .. } => StatusCode::CONFLICT,
             CampaignError::Invalid(_) | CampaignError::Io(_) => StatusCode::BAD_REQUEST,
+            CampaignError::Db(e) if is_out_of_range(e) => StatusCode::BAD_REQUEST,
             CampaignError::Db(e) => {
                 tracing::warn!(error = %e, "campaign API: database error");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -132,6 +140,35 @@ impl IntoResponse for ApiError {
         };
         (status, Json(json!({"error": self.0.to_string()}))).into_response()
     }
+}
+
+/// Postgres refusing a value for its column (a number out of range): the request's fault, but
+/// every field is bounded before it gets there, so this is a last line only.
+fn is_out_of_range(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("22003"))
+}
+
+/// Writes the audit row of a campaign action.
+async fn audit(
+    s: &CampaignsState,
+    who: &Principal,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    audit_store::audit(
+        &s.pool,
+        who,
+        &AuditEntry {
+            action,
+            filter: None,
+            ids: None,
+            affected: 1,
+            dry_run: false,
+            detail,
+        },
+    )
+    .await
+    .map_err(|e| ApiError(CampaignError::Db(e)))
 }
 
 async fn list(State(s): State<CampaignsState>) -> Result<Response, ApiError> {
@@ -170,58 +207,22 @@ async fn act(
         }
     };
     let state = store::apply(&s.pool, id, action, &actor(&who)).await?;
+    let name = format!("campaign_{}", action.as_str());
+    audit(&s, &who, &name, json!({"campaign": id, "state": state})).await?;
     Ok(Json(json!({"id": id, "state": state})).into_response())
-}
-
-/// The audience of a new campaign.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum AudienceBody {
-    /// `"followers"`.
-    Named(String),
-    /// `{"recipients": [{"to": {"mp_openid": "…"}, "data": {…}}, …]}`.
-    List {
-        /// The recipients.
-        recipients: Vec<ListEntry>,
-    },
-}
-
-/// `POST /admin/api/campaigns`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    /// The app (default: the default app).
-    pub app: Option<String>,
-    /// The OA template.
-    pub template_id: String,
-    /// Shared template fields.
-    pub data: serde_json::Value,
-    /// Web page link.
-    pub url: Option<url::Url>,
-    /// Mini Program link.
-    pub miniprogram: Option<MiniProgramLink>,
-    /// Who receives it.
-    pub audience: AudienceBody,
-    /// Sends per second (default and ceiling: the app's rate).
-    pub rate: Option<u32>,
-    /// `HH:MM-HH:MM`.
-    pub window: Option<String>,
-    /// IANA time zone (default UTC).
-    pub time_zone: Option<String>,
-    /// Not before.
-    pub start_at: Option<DateTime<Utc>>,
-    /// At most this many a day.
-    pub daily_cap: Option<u64>,
-    /// Not sent after.
-    pub not_after: Option<DateTime<Utc>>,
 }
 
 async fn create(
     State(s): State<CampaignsState>,
     Extension(who): Extension<Principal>,
-    Json(body): Json<CreateBody>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let invalid = |m: String| ApiError(CampaignError::Invalid(m));
+    let body = match crate::bodies::read(&headers, body, CREATE_BODY_LIMIT).await {
+        Ok(bytes) => CreateBody::parse(&bytes).map_err(invalid)?,
+        Err(too_large) => return Ok(too_large),
+    };
     let app = match &body.app {
         Some(a) => AppName::parse(a.clone()).map_err(|e| invalid(e.to_string()))?,
         None => s
@@ -260,8 +261,15 @@ async fn create(
                 "audience {n:?}: use \"followers\" or {{\"recipients\": [...]}}"
             )));
         }
-        AudienceBody::List { recipients } => AudienceSource::List(Box::new(list_items(recipients))),
+        AudienceBody::List(list) => AudienceSource::List(Box::new(AudienceBody::items(list))),
     };
     let report = store::create(&s.pool, &new, app_rate, source).await?;
+    let detail = json!({
+        "campaign": report.id,
+        "app": new.app.as_str(),
+        "audience": report.audience,
+        "reachable": report.reachable,
+    });
+    audit(&s, &who, "campaign_create", detail).await?;
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }

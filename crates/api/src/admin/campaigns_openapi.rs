@@ -226,7 +226,8 @@ pub fn list() {}
     request_body = CreateCampaignDoc,
     responses(
         (status = 201, body = CreateReportDoc),
-        (status = 400, description = "Bad input (unknown app, rate above the app's, bad window, template data)", body = CampaignErrorDoc),
+        (status = 400, description = "Bad input, naming the field: an unknown key or app, a rate outside 1 to the app's, a daily_cap outside 1 to 100,000,000, a url not http(s), a bad window, template data, more than 100,000 recipients inline", body = CampaignErrorDoc),
+        (status = 413, description = "The body is over 8 MiB (`limit_bytes`): give a larger audience as a recipients file", body = CampaignErrorDoc),
         (status = 401, body = CampaignErrorDoc),
         (status = 403, description = "A viewer token", body = CampaignErrorDoc),
     ),

@@ -71,6 +71,12 @@ impl AdminError {
     }
 }
 
+impl From<wxnotify_core::bounds::OutOfRange> for AdminError {
+    fn from(e: wxnotify_core::bounds::OutOfRange) -> Self {
+        AdminError::BadRequest(e.to_string())
+    }
+}
+
 impl From<sqlx::Error> for AdminError {
     fn from(e: sqlx::Error) -> Self {
         AdminError::Internal(e.into())

@@ -17,6 +17,7 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+pub mod campaign_body;
 pub mod campaigns;
 pub mod campaigns_openapi;
 pub mod console;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod queues;
 pub mod retention;
 pub mod store;
+pub mod strict;
 pub mod users;
 
 use std::sync::Arc;

@@ -36,7 +36,7 @@ pub struct ErrorBody {
     /// What went wrong, in words a developer can act on.
     pub error: String,
     /// A stable code: `unauthorized`, `forbidden_app`, `not_found`, `bad_request`,
-    /// `validation_failed`, `conflict`, `unavailable`, `internal`.
+    /// `payload_too_large`, `validation_failed`, `conflict`, `unavailable`, `internal`.
     pub code: &'static str,
     /// With `validation_failed`: every problem found, each with its JSON pointer.
     #[serde(skip_serializing_if = "Vec::is_empty")]

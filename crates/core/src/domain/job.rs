@@ -145,20 +145,11 @@ impl Job {
 
     /// Checks what serde's types cannot express.
     pub fn check(&self) -> Result<(), JobError> {
-        if let Some(url) = &self.url
-            && (!matches!(url.scheme(), "http" | "https") || url.as_str().len() > MAX_URL_BYTES)
-        {
-            return Err(JobError::BadUrl);
+        if let Some(url) = &self.url {
+            check_url(url)?;
         }
         if let Some(mp) = &self.miniprogram {
-            let p = &mp.pagepath;
-            if p.is_empty()
-                || p.starts_with('/')
-                || p.len() > MAX_PAGEPATH_BYTES
-                || p.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(JobError::BadPagepath);
-            }
+            check_pagepath(&mp.pagepath)?;
         }
         Ok(())
     }
@@ -167,6 +158,29 @@ impl Job {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a Job always serialises")
     }
+}
+
+/// The one decision whether a link may be sent on tap: http or https, at most
+/// [`MAX_URL_BYTES`] (a `javascript:` or `ftp:` URL is refused). Jobs, the producer API and
+/// campaigns all ask here.
+pub fn check_url(url: &Url) -> Result<(), JobError> {
+    if !matches!(url.scheme(), "http" | "https") || url.as_str().len() > MAX_URL_BYTES {
+        return Err(JobError::BadUrl);
+    }
+    Ok(())
+}
+
+/// The one decision whether a Mini Program page path may be sent: not empty, no leading `/`,
+/// no whitespace or control characters, at most [`MAX_PAGEPATH_BYTES`].
+pub fn check_pagepath(p: &str) -> Result<(), JobError> {
+    if p.is_empty()
+        || p.starts_with('/')
+        || p.len() > MAX_PAGEPATH_BYTES
+        || p.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(JobError::BadPagepath);
+    }
+    Ok(())
 }
 
 /// The JSON Schema of a job, pretty-printed; `schemas/job.schema.json` holds the same text.

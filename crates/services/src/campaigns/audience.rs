@@ -242,7 +242,19 @@ pub fn list_items(entries: Vec<ListEntry>) -> impl Iterator<Item = Item> + Send 
     entries
         .into_iter()
         .enumerate()
-        .map(|(i, e)| finish(i as u64 + 1, e.to.kind(), e.to.value().to_owned(), e.data))
+        .map(|(i, e)| list_item(i as u64 + 1, Ok(e)))
+}
+
+/// The item of one entry of a list at 1-based `position`, or of an entry that could not be
+/// read (`Err` with why): for lists read an entry at a time.
+pub fn list_item(position: u64, entry: Result<ListEntry, String>) -> Item {
+    match entry {
+        Ok(e) => finish(position, e.to.kind(), e.to.value().to_owned(), e.data),
+        Err(error) => Err(BadLine {
+            line: position,
+            error,
+        }),
+    }
 }
 
 #[cfg(test)]

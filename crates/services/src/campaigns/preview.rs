@@ -117,7 +117,12 @@ pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> 
     })
 }
 
-/// Pacing from its textual parts (CLI flags and HTTP fields).
+/// The largest daily cap of a campaign (a hundred million sends a day: far above any account's
+/// quota, far below what the database column holds).
+pub const MAX_DAILY_CAP: u64 = 100_000_000;
+
+/// Pacing from its textual parts (CLI flags and HTTP fields); a daily cap outside 1 to
+/// [`MAX_DAILY_CAP`] is refused naming `daily_cap`.
 pub fn pacing_from(
     rate: u32,
     window: Option<&str>,
@@ -137,13 +142,9 @@ pub fn pacing_from(
             ))
         })?,
         start_at,
-        daily_cap: match daily_cap {
-            Some(0) => {
-                return Err(CampaignError::Invalid(
-                    "the daily cap must be positive".into(),
-                ));
-            }
-            other => other,
-        },
+        daily_cap: daily_cap
+            .map(|c| wxnotify_core::bounds::in_range("daily_cap", c, 1..=MAX_DAILY_CAP))
+            .transpose()
+            .map_err(|e| CampaignError::Invalid(e.to_string()))?,
     })
 }

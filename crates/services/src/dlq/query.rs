@@ -60,6 +60,20 @@ pub struct DeadLetterQuery {
 }
 
 impl DeadLetterQuery {
+    /// Whether any key narrows the set (`include_replayed` widens it and `max_id` only pins a
+    /// snapshot, so neither counts): an action on a query that does not narrow is an action on
+    /// every letter, which must be asked for by name.
+    pub fn narrows(&self) -> bool {
+        self.app.is_some()
+            || self.reason.is_some()
+            || self.errcode.is_some()
+            || self.template.is_some()
+            || self.campaign.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+            || self.text.as_deref().is_some_and(|t| !t.is_empty())
+    }
+
     /// Pushes ` WHERE …` for this query onto `qb` (always a complete clause).
     pub fn push_where(&self, qb: &mut QueryBuilder<Postgres>) {
         self.push_where_leading(qb, None);
@@ -277,6 +291,20 @@ pub async fn purge(pool: &PgPool, q: &DeadLetterQuery) -> Result<u64, sqlx::Erro
     Ok(qb.build().execute(pool).await?.rows_affected())
 }
 
+/// The ids of the first `n` letters matching `q`, newest first (what a dry run shows).
+pub async fn first_ids(
+    pool: &PgPool,
+    q: &DeadLetterQuery,
+    n: u32,
+) -> Result<Vec<i64>, sqlx::Error> {
+    Ok(page(pool, q, None, n)
+        .await?
+        .letters
+        .into_iter()
+        .map(|l| l.id)
+        .collect())
+}
+
 /// Deletes the letters with these ids; returns how many.
 pub async fn purge_ids(pool: &PgPool, ids: &[i64]) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM dead_letters WHERE id = ANY($1)")
@@ -320,5 +348,22 @@ mod tests {
         assert!(s.contains("id <= $6"), "{s}");
         assert!(!s.contains("50%"), "values are bound, never spliced: {s}");
         assert_eq!(like_escape("50%_off\\"), "50\\%\\_off\\\\");
+    }
+
+    #[test]
+    fn only_narrowing_keys_make_a_filter() {
+        assert!(!DeadLetterQuery::default().narrows());
+        let wide = DeadLetterQuery {
+            include_replayed: true,
+            max_id: Some(9),
+            text: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(!wide.narrows());
+        let q = DeadLetterQuery {
+            errcode: Some(43101),
+            ..Default::default()
+        };
+        assert!(q.narrows());
     }
 }

@@ -196,13 +196,40 @@ pub async fn mark_replayed(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
 /// Deletes dead letters older than `days` (a number past `i32` saturates, so it can never wrap
 /// into a negative age that matches every row).
 pub async fn purge(pool: &PgPool, days: u32) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query(
-            "DELETE FROM dead_letters WHERE created_at < now() - make_interval(days => $1)",
-        )
-        .bind(i32::try_from(days).unwrap_or(i32::MAX))
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    )
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM dead_letters WHERE {OLDER_THAN}"
+    )))
+    .bind(days_arg(days))
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Dead letters older than `days`, as [`purge`] decides.
+const OLDER_THAN: &str = "created_at < now() - make_interval(days => $1)";
+
+fn days_arg(days: u32) -> i32 {
+    i32::try_from(days).unwrap_or(i32::MAX)
+}
+
+/// What [`purge`] would delete: how many, and the ids of the oldest `n`.
+pub async fn purge_preview(
+    pool: &PgPool,
+    days: u32,
+    n: u32,
+) -> Result<(i64, Vec<i64>), sqlx::Error> {
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM dead_letters WHERE {OLDER_THAN}"
+    )))
+    .bind(days_arg(days))
+    .fetch_one(pool)
+    .await?;
+    let first: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM dead_letters WHERE {OLDER_THAN} ORDER BY id LIMIT $2"
+    )))
+    .bind(days_arg(days))
+    .bind(i64::from(n))
+    .fetch_all(pool)
+    .await?;
+    Ok((count, first))
 }

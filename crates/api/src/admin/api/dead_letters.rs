@@ -2,7 +2,7 @@
 //! the replay and purge actions.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use chrono::{DateTime, Utc};
 
 use crate::admin::AdminState;
@@ -10,8 +10,12 @@ use crate::admin::actions::{self, ActionReport, ActionRequest};
 use crate::admin::auth::Principal;
 use crate::admin::error::{AdminError, ErrorBody};
 use crate::admin::store::{self, DeliveryRow};
+use crate::admin::strict::{self, StrictJson};
 use wxnotify_services::dlq::query::{self, Groups};
 use wxnotify_services::dlq::{self, AttemptRow, DeadLetterQuery, DeadLetterRow};
+
+/// The most letters one page may hold.
+pub const MAX_PAGE: u32 = 1000;
 
 /// Paging of the dead-letter list.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -19,7 +23,7 @@ use wxnotify_services::dlq::{self, AttemptRow, DeadLetterQuery, DeadLetterRow};
 pub struct PageParams {
     /// The `next_after` of the previous page.
     pub after: Option<i64>,
-    /// Letters per page (1 to 1000, default 50).
+    /// Letters per page (default 50; 1 to 1000, other values are a 400).
     pub limit: Option<u32>,
 }
 
@@ -40,10 +44,19 @@ pub struct DeadLetterPage {
 pub async fn list_dead_letters(
     _who: Principal,
     State(state): State<AdminState>,
+    RawQuery(raw): RawQuery,
     Query(q): Query<DeadLetterQuery>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<DeadLetterPage>, AdminError> {
-    let page = query::page(state.pool(), &q, p.after, p.limit.unwrap_or(50)).await?;
+    strict::check_query(
+        raw.as_deref(),
+        &[
+            strict::fields_of::<DeadLetterQuery>(),
+            strict::fields_of::<PageParams>(),
+        ],
+    )?;
+    let limit = wxnotify_core::bounds::in_range("limit", p.limit.unwrap_or(50), 1..=MAX_PAGE)?;
+    let page = query::page(state.pool(), &q, p.after, limit).await?;
     Ok(Json(DeadLetterPage {
         letters: page.letters,
         next_after: page.next_after,
@@ -71,8 +84,10 @@ pub struct DeadLetterCounts {
 pub async fn dead_letter_groups(
     _who: Principal,
     State(state): State<AdminState>,
+    RawQuery(raw): RawQuery,
     Query(q): Query<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterCounts>, AdminError> {
+    strict::check_query(raw.as_deref(), &[strict::fields_of::<DeadLetterQuery>()])?;
     let (total, max_id) = query::count(state.pool(), &q).await?;
     let groups = query::groups(state.pool(), &q).await?;
     Ok(Json(DeadLetterCounts {
@@ -165,7 +180,7 @@ pub async fn dead_letter(
 }
 
 /// `POST /admin/api/dead-letters/replay`: publish the jobs again (same ids). A viewer may only
-/// dry-run.
+/// dry-run. An unknown key is a 400 naming it; an empty filter needs `"all": true`.
 #[utoipa::path(post, path = "/admin/api/dead-letters/replay", tag = "admin",
     request_body = ActionRequest,
     responses((status = 200, body = ActionReport), (status = 400, body = ErrorBody),
@@ -174,13 +189,14 @@ pub async fn dead_letter(
 pub async fn replay(
     who: Principal,
     State(state): State<AdminState>,
-    Json(req): Json<ActionRequest>,
+    StrictJson(req): StrictJson<ActionRequest>,
 ) -> Result<Json<ActionReport>, AdminError> {
     let (target, dry_run) = req.target()?;
     Ok(Json(actions::replay(&state, &who, target, dry_run).await?))
 }
 
-/// `POST /admin/api/dead-letters/purge`: delete dead letters. A viewer may only dry-run.
+/// `POST /admin/api/dead-letters/purge`: delete dead letters. A viewer may only dry-run. An
+/// unknown key is a 400 naming it; an empty filter needs `"all": true`.
 #[utoipa::path(post, path = "/admin/api/dead-letters/purge", tag = "admin",
     request_body = ActionRequest,
     responses((status = 200, body = ActionReport), (status = 400, body = ErrorBody),
@@ -189,7 +205,7 @@ pub async fn replay(
 pub async fn purge(
     who: Principal,
     State(state): State<AdminState>,
-    Json(req): Json<ActionRequest>,
+    StrictJson(req): StrictJson<ActionRequest>,
 ) -> Result<Json<ActionReport>, AdminError> {
     let (target, dry_run) = req.target()?;
     Ok(Json(actions::purge(&state, &who, target, dry_run).await?))

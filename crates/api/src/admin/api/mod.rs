@@ -2,7 +2,7 @@
 //! viewer). Every act (and its dry run) is written to the audit trail. The template catalog's
 //! endpoints are in [`templates`].
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use crate::admin::auth::{AdminOnly, Principal};
 use crate::admin::error::{AdminError, ErrorBody};
 use crate::admin::queues::QueueDepth;
 use crate::admin::store::{self, AppRow, AuditEntry, AuditRow, DeliveryRow, WorkerRow};
+use crate::admin::strict::StrictQuery;
 use wxnotify_services::dlq;
 
 /// The routes (nested at `/admin/api`).
@@ -113,7 +114,7 @@ pub async fn lookup(state: &AdminState, p: &DeliveryParams) -> Result<DeliveryLo
 pub async fn deliveries(
     _who: Principal,
     State(state): State<AdminState>,
-    Query(p): Query<DeliveryParams>,
+    StrictQuery(p): StrictQuery<DeliveryParams>,
 ) -> Result<Json<DeliveryLookup>, AdminError> {
     Ok(Json(lookup(&state, &p).await?))
 }
@@ -128,11 +129,17 @@ pub async fn apps(
     Ok(Json(store::apps(state.pool()).await?))
 }
 
+/// The longest pause by hand, minutes (7 days).
+pub const MAX_PAUSE_MINUTES: u32 = 7 * 24 * 60;
+
+/// The most audit rows one request reads.
+pub const MAX_AUDIT_ROWS: u32 = 1000;
+
 /// How long to pause.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PauseParams {
-    /// Minutes (default 60, at most 7 days).
+    /// Minutes (default 60; 1 to 10080, 7 days; other values are a 400).
     pub minutes: Option<u32>,
 }
 
@@ -144,8 +151,10 @@ pub async fn set_pause(
     minutes: Option<u32>,
 ) -> Result<Option<DateTime<Utc>>, AdminError> {
     who.require_admin()?;
-    let until =
-        minutes.map(|m| Utc::now() + chrono::Duration::minutes(m.clamp(1, 7 * 24 * 60) as i64));
+    let minutes = minutes
+        .map(|m| wxnotify_core::bounds::in_range("minutes", m, 1..=MAX_PAUSE_MINUTES))
+        .transpose()?;
+    let until = minutes.map(|m| Utc::now() + chrono::Duration::minutes(i64::from(m)));
     let reason = format!("paused by hand ({})", who.who);
     if !store::set_pause(state.pool(), app, until, &reason).await? {
         return Err(AdminError::NotFound(format!("no app {app:?}")));
@@ -175,7 +184,7 @@ pub async fn pause(
     AdminOnly(who): AdminOnly,
     State(state): State<AdminState>,
     Path(name): Path<String>,
-    Query(p): Query<PauseParams>,
+    StrictQuery(p): StrictQuery<PauseParams>,
 ) -> Result<Json<Vec<AppRow>>, AdminError> {
     set_pause(&state, &who, &name, Some(p.minutes.unwrap_or(60))).await?;
     Ok(Json(store::apps(state.pool()).await?))
@@ -226,7 +235,7 @@ pub async fn queues(
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
-    /// Rows (default 100).
+    /// Rows (default 100; 1 to 1000, other values are a 400).
     pub limit: Option<u32>,
 }
 
@@ -237,11 +246,11 @@ pub struct AuditParams {
 pub async fn audit(
     _who: Principal,
     State(state): State<AdminState>,
-    Query(p): Query<AuditParams>,
+    StrictQuery(p): StrictQuery<AuditParams>,
 ) -> Result<Json<Vec<AuditRow>>, AdminError> {
-    Ok(Json(
-        store::audit_log(state.pool(), p.limit.unwrap_or(100)).await?,
-    ))
+    let limit =
+        wxnotify_core::bounds::in_range("limit", p.limit.unwrap_or(100), 1..=MAX_AUDIT_ROWS)?;
+    Ok(Json(store::audit_log(state.pool(), limit).await?))
 }
 
 /// The OpenAPI description of the admin API (merge it into the service's document).

@@ -17,7 +17,7 @@ use self::data::{check_data, template_check};
 pub use self::pointer::escape;
 use self::pointer::{field, required};
 use crate::producer::api_error::FieldError;
-use wxnotify_core::domain::job::{MAX_JOB_BYTES, MAX_PAGEPATH_BYTES, MAX_URL_BYTES};
+use wxnotify_core::domain::job::{MAX_JOB_BYTES, check_pagepath, check_url};
 use wxnotify_core::domain::{AppName, Job, JobId, MiniProgramLink, Recipient, TemplateId};
 
 /// The fields of a job, in the order the schema lists them.
@@ -119,27 +119,15 @@ pub fn check_job(
         Some(v) => check_data(v, &at("data"), &mut errors),
     };
     let url: Option<url::Url> = field(obj, "url", pointer, &mut errors);
-    if let Some(u) = &url
-        && (!matches!(u.scheme(), "http" | "https") || u.as_str().len() > MAX_URL_BYTES)
-    {
-        errors.push(FieldError::new(
-            at("url"),
-            format!("must be an http or https URL of at most {MAX_URL_BYTES} bytes"),
-        ));
+    if let Some(e) = url.as_ref().and_then(|u| check_url(u).err()) {
+        errors.push(FieldError::new(at("url"), e.to_string()));
     }
     let miniprogram: Option<MiniProgramLink> = field(obj, "miniprogram", pointer, &mut errors);
-    if let Some(mp) = &miniprogram {
-        let p = &mp.pagepath;
-        if p.is_empty()
-            || p.starts_with('/')
-            || p.len() > MAX_PAGEPATH_BYTES
-            || p.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            errors.push(FieldError::new(
-                at("miniprogram/pagepath"),
-                format!("must be a page path like \"pages/order?id=1\": no leading '/', no whitespace, at most {MAX_PAGEPATH_BYTES} bytes"),
-            ));
-        }
+    if let Some(e) = miniprogram
+        .as_ref()
+        .and_then(|mp| check_pagepath(&mp.pagepath).err())
+    {
+        errors.push(FieldError::new(at("miniprogram/pagepath"), e.to_string()));
     }
     let not_after: Option<DateTime<Utc>> = field(obj, "not_after", pointer, &mut errors);
     if let Some(t) = not_after

@@ -10,20 +10,19 @@
 //! until then.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use serde_json::Value;
 
+mod batch;
 mod submit;
 
 use self::submit::{Outcome, submit};
-use crate::producer::api_error::{ApiError, ErrorBody, FieldError, RETRY_AFTER_SECONDS};
+use crate::producer::api_error::{ApiError, ErrorBody, RETRY_AFTER_SECONDS};
 use crate::producer::api_keys::Caller;
-use crate::producer::job_input;
 use crate::producer::link::ProducerApi;
 use crate::producer::notification_store::{self as store, NotificationStatus, State as JobState};
 
@@ -33,17 +32,19 @@ pub const MAX_BATCH: usize = 1_000;
 pub const SINGLE_BODY_LIMIT: usize = 64 * 1024;
 /// The largest body of `POST /v1/notifications/batch`.
 pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest job of a batch, as written in the body (what a single POST may be).
+pub const BATCH_ITEM_LIMIT: usize = SINGLE_BODY_LIMIT;
 
 /// The producer API's routes, on their own state.
 pub fn router(api: ProducerApi) -> Router {
     Router::new()
-        .route(
-            "/v1/notifications",
-            post(create).layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT)),
-        )
+        .route("/v1/notifications", post(create))
         .route(
             "/v1/notifications/batch",
-            post(create_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+            post(create_batch).layer(axum::middleware::from_fn_with_state(
+                BATCH_BODY_LIMIT,
+                crate::bodies::budgeted,
+            )),
         )
         .route("/v1/notifications/{id}", get(status))
         .with_state(api)
@@ -107,6 +108,7 @@ pub struct BatchResponse {
          headers(("Location" = String, description = "The status URL"))),
         (status = 200, description = "This id was accepted before with the same content: its current status.", body = NotificationStatus),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
         (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -120,9 +122,14 @@ pub struct BatchResponse {
 pub async fn create(
     State(api): State<ProducerApi>,
     caller: Caller,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let value = parse_body(&body)?;
+    let body = match crate::bodies::read(&headers, body, SINGLE_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(too_large) => return Ok(too_large),
+    };
+    let value = batch::raw_body(&body)?;
     let mut outcomes = submit(&api, &caller, vec![(String::new(), value)]).await?;
     match outcomes.pop().expect("one outcome per job") {
         Outcome::Accepted(id) => {
@@ -156,10 +163,11 @@ pub async fn create(
     responses(
         (status = 200, description = "A result per item (each item's `status` is what a single POST would have answered). `Retry-After` is set when some items met an unavailable queue.", body = BatchResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 413, description = "The body is over 8 MiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody),
         (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
         (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000.", body = ErrorBody),
+        (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000 (refused while reading); an item over 64 KiB is refused unread.", body = ErrorBody),
         (status = 503, description = "RabbitMQ is unavailable: no item was accepted.", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
@@ -167,46 +175,14 @@ pub async fn create(
 pub async fn create_batch(
     State(api): State<ProducerApi>,
     caller: Caller,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let value = parse_body(&body)?;
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::Invalid(vec![FieldError::new(
-            "",
-            "a batch is an object: {\"jobs\": [job, …]}",
-        )]));
+    let body = match crate::bodies::read(&headers, body, BATCH_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(too_large) => return Ok(too_large),
     };
-    let extra: Vec<FieldError> = obj
-        .keys()
-        .filter(|k| k.as_str() != "jobs")
-        .map(|k| {
-            FieldError::new(
-                format!("/{}", job_input::escape(k)),
-                "unknown field; a batch has only `jobs`",
-            )
-        })
-        .collect();
-    if !extra.is_empty() {
-        return Err(ApiError::Invalid(extra));
-    }
-    let jobs = match obj.remove("jobs") {
-        Some(Value::Array(jobs)) if !jobs.is_empty() && jobs.len() <= MAX_BATCH => jobs,
-        Some(Value::Array(jobs)) => {
-            return Err(ApiError::Invalid(vec![FieldError::new(
-                "/jobs",
-                format!(
-                    "has {} jobs; a batch holds 1 to {MAX_BATCH} (split larger ones)",
-                    jobs.len()
-                ),
-            )]));
-        }
-        _ => {
-            return Err(ApiError::Invalid(vec![FieldError::new(
-                "/jobs",
-                "required: an array of 1 to 1,000 jobs",
-            )]));
-        }
-    };
+    let jobs = batch::jobs(&body)?;
     let items = jobs
         .into_iter()
         .enumerate()
@@ -305,9 +281,4 @@ pub async fn status(
             caller.app
         ))
     })
-}
-
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))
 }

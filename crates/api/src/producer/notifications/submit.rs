@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::producer::api_error::ApiError;
 use crate::producer::api_keys::Caller;
@@ -12,6 +13,12 @@ use crate::producer::job_input::{self, AcceptedInput, Context, Rejection};
 use crate::producer::link::ProducerApi;
 use crate::producer::notification_store::{self as store, Claim, ClaimRequest, NotificationStatus};
 use wxnotify_core::domain::{AppName, Job};
+
+/// A job that passed its checks, and the hash of its content.
+struct Valid {
+    job: Job,
+    content_sha256: [u8; 32],
+}
 
 /// What became of one job of a request.
 pub(super) enum Outcome {
@@ -24,11 +31,13 @@ pub(super) enum Outcome {
 }
 
 /// Checks, claims, publishes and records the jobs of one request; one outcome per item, in
-/// order. Fails as a whole only when Postgres fails.
+/// order. Fails as a whole only when Postgres fails. Each item is a slice of the body, parsed
+/// only when it is checked (one item's tree at a time), and refused unparsed past
+/// [`BATCH_ITEM_LIMIT`](super::BATCH_ITEM_LIMIT) bytes.
 pub(super) async fn submit(
     api: &ProducerApi,
     caller: &Caller,
-    items: Vec<(String, Value)>,
+    items: Vec<(String, &RawValue)>,
 ) -> Result<Vec<Outcome>, ApiError> {
     // The caller's templates, read once per request; unreadable: the worker checks again.
     let catalog = match api.catalog(&caller.app).await {
@@ -45,19 +54,29 @@ pub(super) async fn submit(
         catalog: catalog.as_deref(),
     };
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
-    let mut valid: Vec<(usize, AcceptedInput)> = Vec::new();
+    let mut valid: Vec<(usize, Valid)> = Vec::new();
     // A job id may appear twice in one batch: the same content is one job, other content 409.
     let mut first_of: HashMap<String, usize> = HashMap::new();
     let mut same_as: Vec<(usize, usize)> = Vec::new();
-    for (i, (pointer, value)) in items.into_iter().enumerate() {
-        match job_input::check_job(&value, &pointer, cx) {
+    for (i, (pointer, raw)) in items.into_iter().enumerate() {
+        match parse_item(raw, &pointer).and_then(|value| job_input::check_job(&value, &pointer, cx))
+        {
             Err(Rejection::Invalid(errors)) => {
                 outcomes.push(Some(Outcome::Refused(ApiError::Invalid(errors))))
             }
             Err(Rejection::ForbiddenApp(e)) => {
                 outcomes.push(Some(Outcome::Refused(ApiError::Forbidden(e.message))))
             }
-            Ok(input) => {
+            Ok(AcceptedInput {
+                job,
+                content_sha256,
+                ..
+            }) => {
+                // The published bytes are made again when publishing: not kept for 1,000 jobs.
+                let input = Valid {
+                    job,
+                    content_sha256,
+                };
                 let id = input.job.id.as_str().to_owned();
                 match first_of.get(&id) {
                     Some(&j) => {
@@ -121,6 +140,28 @@ pub(super) async fn submit(
         .collect())
 }
 
+/// One item's tree, or 422 at its pointer when it is larger than any job can be.
+fn parse_item(raw: &RawValue, pointer: &str) -> Result<Value, Rejection> {
+    let limit = super::BATCH_ITEM_LIMIT;
+    let len = raw.get().len();
+    if len > limit {
+        return Err(Rejection::Invalid(vec![
+            crate::producer::api_error::FieldError::new(
+                pointer,
+                format!(
+                    "is {len} bytes; a job is at most {limit} bytes as written (16 KiB as published)"
+                ),
+            ),
+        ]));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| {
+        Rejection::Invalid(vec![crate::producer::api_error::FieldError::new(
+            pointer,
+            format!("not JSON: {e}"),
+        )])
+    })
+}
+
 /// Publishes with confirms and records which jobs RabbitMQ accepted.
 async fn publish(
     api: &ProducerApi,
@@ -130,12 +171,18 @@ async fn publish(
     if to_publish.is_empty() {
         return Ok(());
     }
-    let jobs: Vec<Job> = to_publish.iter().map(|(_, j)| j.clone()).collect();
+    let (at, jobs): (Vec<(usize, (String, String))>, Vec<Job>) = to_publish
+        .into_iter()
+        .map(|(i, job)| {
+            let key = (job.app.as_str().to_owned(), job.id.as_str().to_owned());
+            ((i, key), job)
+        })
+        .unzip();
     let results = match api.broker().publish(jobs).await {
         Ok(results) => results,
         Err(e) => {
-            tracing::warn!(error = %e, jobs = to_publish.len(), "RabbitMQ unavailable: jobs refused with 503");
-            for (i, _) in &to_publish {
+            tracing::warn!(error = %e, jobs = at.len(), "RabbitMQ unavailable: jobs refused with 503");
+            for (i, _) in &at {
                 outcomes[*i] = Some(Outcome::Refused(ApiError::Unavailable(anyhow::anyhow!(
                     "{e}"
                 ))));
@@ -144,11 +191,12 @@ async fn publish(
         }
     };
     let mut confirmed = Vec::new();
-    for ((i, job), result) in to_publish.iter().zip(results) {
-        outcomes[*i] = Some(match result {
+    for ((i, key), result) in at.into_iter().zip(results) {
+        outcomes[i] = Some(match result {
             Ok(()) => {
-                confirmed.push((job.app.as_str().to_owned(), job.id.as_str().to_owned()));
-                Outcome::Accepted(job.id.as_str().to_owned())
+                let id = key.1.clone();
+                confirmed.push(key);
+                Outcome::Accepted(id)
             }
             Err(e) => Outcome::Refused(ApiError::Unavailable(e.into())),
         });

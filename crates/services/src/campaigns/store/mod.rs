@@ -18,6 +18,7 @@ use super::CampaignError;
 use super::audience::{BadLines, Item};
 use super::model::{CampaignState, Pacing, SendWindow, Unreachable};
 use super::snapshot::{self, Snapshot};
+use wxnotify_core::domain::job::{JobError, check_pagepath, check_url};
 use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
 
 /// Everything a new campaign needs besides its audience.
@@ -219,6 +220,22 @@ pub async fn check_template(
     Err(CampaignError::Invalid(refusal.to_string()))
 }
 
+/// Checks what a new campaign's types cannot express, with the producer API's own rules for
+/// the link (`url` http or https only: a `javascript:` link would kill every job), and its
+/// rate against the app's.
+fn check_new(new: &NewCampaign, app_rate: u32) -> Result<(), CampaignError> {
+    let invalid = |field: &str, e: JobError| CampaignError::Invalid(format!("{field}: {e}"));
+    wxnotify_core::bounds::in_range("rate", new.pacing.rate_per_second, 1..=app_rate.max(1))
+        .map_err(|e| CampaignError::Invalid(format!("{e} (the app's rate)")))?;
+    if let Some(url) = &new.url {
+        check_url(url).map_err(|e| invalid("url", e))?;
+    }
+    if let Some(mp) = &new.miniprogram {
+        check_pagepath(&mp.pagepath).map_err(|e| invalid("miniprogram.pagepath", e))?;
+    }
+    Ok(())
+}
+
 /// Creates a campaign in `draft` with its audience snapshot, in one transaction. `app_rate` is
 /// the app's configured rate: a campaign may not be faster.
 pub async fn create(
@@ -227,12 +244,7 @@ pub async fn create(
     app_rate: u32,
     audience: AudienceSource,
 ) -> Result<CreateReport, CampaignError> {
-    if new.pacing.rate_per_second == 0 || new.pacing.rate_per_second > app_rate {
-        return Err(CampaignError::Invalid(format!(
-            "the campaign rate must be between 1 and the app's rate ({app_rate}/s), not {}",
-            new.pacing.rate_per_second
-        )));
-    }
+    check_new(new, app_rate)?;
     check_template(pool, &new.app, &new.template_id, &new.data).await?;
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;

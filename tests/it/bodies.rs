@@ -19,7 +19,7 @@ use crate::system::System;
 const CEILING_KB: u64 = 150 * 1000;
 /// Clients at once.
 const CLIENTS: usize = 8;
-const ADMIN_TOKEN: &str = "bodies-admin-token";
+const ADMIN_TOKEN: &str = "bodies-admin-token-of-at-least-32-characters";
 
 /// A `VmHWM` or `VmRSS` of a process, in kB.
 fn memory_kb(pid: u32, field: &str) -> u64 {

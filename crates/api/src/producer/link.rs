@@ -247,7 +247,7 @@ struct Inner {
     /// The id claims of concurrent requests, one statement per batch.
     claims: Batcher<Vec<ClaimRequest>, Vec<Claim>>,
     /// Their acceptances once RabbitMQ confirmed, likewise.
-    accepts: Batcher<Vec<(String, String)>, Vec<()>>,
+    accepts: Batcher<Vec<store::JobKey>, Vec<()>>,
 }
 
 /// The state of the producer API's handlers. Cheap to clone.
@@ -276,7 +276,7 @@ impl ProducerApi {
         let accepts = statement_batcher(
             "api_accepts",
             &pool,
-            |pool, jobs: Vec<(String, String)>| async move {
+            |pool, jobs: Vec<store::JobKey>| async move {
                 store::mark_accepted(&pool, &jobs).await?;
                 Ok(vec![(); jobs.len()])
             },
@@ -348,7 +348,7 @@ impl ProducerApi {
     }
 
     /// Marks the jobs (app, job id) of one request accepted (batched likewise).
-    pub async fn mark_accepted(&self, jobs: Vec<(String, String)>) -> Result<(), DbError> {
+    pub async fn mark_accepted(&self, jobs: Vec<store::JobKey>) -> Result<(), DbError> {
         if jobs.is_empty() {
             return Ok(());
         }

@@ -7,6 +7,9 @@ use sqlx::PgPool;
 
 use wxnotify_core::domain::AppName;
 
+/// A job as the producer API's store knows it: its app, then its id (job ids are per app).
+pub type JobKey = (String, String);
+
 /// What a job id already stands for, when a request brings it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -122,7 +125,7 @@ pub async fn claim(pool: &PgPool, jobs: &[ClaimRequest]) -> Result<Vec<Claim>, s
 /// Marks jobs (app, job id) accepted (RabbitMQ confirmed them); the first acceptance time is
 /// kept. Its commit waits for the disk, which makes the claims before it durable too (see
 /// [`claim`]).
-pub async fn mark_accepted(pool: &PgPool, jobs: &[(String, String)]) -> Result<(), sqlx::Error> {
+pub async fn mark_accepted(pool: &PgPool, jobs: &[JobKey]) -> Result<(), sqlx::Error> {
     if jobs.is_empty() {
         return Ok(());
     }

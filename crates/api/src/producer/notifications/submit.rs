@@ -171,7 +171,7 @@ async fn publish(
     if to_publish.is_empty() {
         return Ok(());
     }
-    let (at, jobs): (Vec<(usize, (String, String))>, Vec<Job>) = to_publish
+    let (at, jobs): (Vec<(usize, store::JobKey)>, Vec<Job>) = to_publish
         .into_iter()
         .map(|(i, job)| {
             let key = (job.app.as_str().to_owned(), job.id.as_str().to_owned());

@@ -64,14 +64,7 @@ async fn audit(pool: &sqlx::PgPool, action: &str, detail: serde_json::Value) -> 
         "cli",
         "admin",
         "cli",
-        &AuditEntry {
-            action,
-            filter: None,
-            ids: None,
-            affected: 1,
-            dry_run: false,
-            detail,
-        },
+        &AuditEntry::one(action, detail),
     )
     .await
     .context("writing the audit row")

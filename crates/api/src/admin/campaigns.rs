@@ -155,20 +155,9 @@ async fn audit(
     action: &str,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    audit_store::audit(
-        &s.pool,
-        who,
-        &AuditEntry {
-            action,
-            filter: None,
-            ids: None,
-            affected: 1,
-            dry_run: false,
-            detail,
-        },
-    )
-    .await
-    .map_err(|e| ApiError(CampaignError::Db(e)))
+    audit_store::audit(&s.pool, who, &AuditEntry::one(action, detail))
+        .await
+        .map_err(|e| ApiError(CampaignError::Db(e)))
 }
 
 async fn list(State(s): State<CampaignsState>) -> Result<Response, ApiError> {

@@ -253,6 +253,20 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
+impl<'a> AuditEntry<'a> {
+    /// An action on one thing (a campaign, an admin user …), neither by filter nor by ids.
+    pub fn one(action: &'a str, detail: serde_json::Value) -> Self {
+        AuditEntry {
+            action,
+            filter: None,
+            ids: None,
+            affected: 1,
+            dry_run: false,
+            detail,
+        }
+    }
+}
+
 /// Writes one audit row for `who` (the person in `actor`).
 pub async fn audit(pool: &PgPool, who: &Principal, e: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
     audit_as(pool, &who.who, who.role.as_str(), &who.actor, e).await

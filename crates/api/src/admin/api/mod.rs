@@ -162,14 +162,10 @@ pub async fn set_pause(
     store::audit(
         state.pool(),
         who,
-        &AuditEntry {
-            action: if until.is_some() { "pause" } else { "resume" },
-            filter: None,
-            ids: None,
-            affected: 1,
-            dry_run: false,
-            detail: serde_json::json!({ "app": app, "until": until }),
-        },
+        &AuditEntry::one(
+            if until.is_some() { "pause" } else { "resume" },
+            serde_json::json!({ "app": app, "until": until }),
+        ),
     )
     .await?;
     Ok(until)

@@ -118,19 +118,15 @@ pub async fn register(
     store::audit(
         state.pool(),
         who,
-        &AuditEntry {
-            action: "template_add",
-            filter: None,
-            ids: None,
-            affected: 1,
-            dry_run: false,
-            detail: serde_json::json!({
+        &AuditEntry::one(
+            "template_add",
+            serde_json::json!({
                 "app": app.as_str(),
                 "template_id": added.template.template_id,
                 "placeholders": added.template.placeholders,
                 "action": action,
             }),
-        },
+        ),
     )
     .await?;
     Ok(RegisteredTemplate {
@@ -154,17 +150,13 @@ pub async fn unregister(
     store::audit(
         state.pool(),
         who,
-        &AuditEntry {
-            action: "template_remove",
-            filter: None,
-            ids: None,
-            affected: 1,
-            dry_run: false,
-            detail: serde_json::json!({
+        &AuditEntry::one(
+            "template_remove",
+            serde_json::json!({
                 "app": app.as_str(),
                 "template_id": removed.template_id,
             }),
-        },
+        ),
     )
     .await?;
     Ok(removed)

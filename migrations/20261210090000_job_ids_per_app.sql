@@ -2,39 +2,43 @@
 -- seen or felt by the other. Every table keyed by a job id is keyed by (app, job_id) from here
 -- on; every existing row keeps its key, with the app it already carried (or its delivery's).
 -- WeChat's client_msg_id stays the job id: WeChat scopes it to the account, which is the app's.
+--
+-- The keys lead with the job id, not the app: a batch of the ledger names its rows by
+-- `job_id = ANY(…)`, which the leading column answers from the index; led by the app (a handful
+-- of values), the planner scans every row of the app while the table's statistics are young.
 
 -- The tables that point at `deliveries` let go of its old key first.
 ALTER TABLE delivery_attempts DROP CONSTRAINT delivery_attempts_job_fk;
 ALTER TABLE review_holds DROP CONSTRAINT review_holds_job_id_fkey;
 
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey;
-ALTER TABLE deliveries ADD CONSTRAINT deliveries_pkey PRIMARY KEY (app, job_id);
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_pkey PRIMARY KEY (job_id, app);
 
 -- Attempts and review holds carry their delivery's app.
 ALTER TABLE delivery_attempts ADD COLUMN app text;
 UPDATE delivery_attempts a SET app = d.app FROM deliveries d WHERE d.job_id = a.job_id;
 ALTER TABLE delivery_attempts ALTER COLUMN app SET NOT NULL;
 ALTER TABLE delivery_attempts DROP CONSTRAINT delivery_attempts_pkey;
-ALTER TABLE delivery_attempts ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (app, job_id, attempt);
+ALTER TABLE delivery_attempts ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (job_id, app, attempt);
 ALTER TABLE delivery_attempts ADD CONSTRAINT delivery_attempts_job_fk
-    FOREIGN KEY (app, job_id) REFERENCES deliveries (app, job_id) ON DELETE CASCADE;
+    FOREIGN KEY (job_id, app) REFERENCES deliveries (job_id, app) ON DELETE CASCADE;
 
 ALTER TABLE review_holds ADD COLUMN app text;
 UPDATE review_holds h SET app = d.app FROM deliveries d WHERE d.job_id = h.job_id;
 ALTER TABLE review_holds ALTER COLUMN app SET NOT NULL;
 ALTER TABLE review_holds DROP CONSTRAINT review_holds_pkey;
-ALTER TABLE review_holds ADD CONSTRAINT review_holds_pkey PRIMARY KEY (app, job_id);
+ALTER TABLE review_holds ADD CONSTRAINT review_holds_pkey PRIMARY KEY (job_id, app);
 ALTER TABLE review_holds ADD CONSTRAINT review_holds_job_fk
-    FOREIGN KEY (app, job_id) REFERENCES deliveries (app, job_id) ON DELETE CASCADE;
+    FOREIGN KEY (job_id, app) REFERENCES deliveries (job_id, app) ON DELETE CASCADE;
 
 -- The producer API's record of the ids it took: per app, so a 409 never tells one app which ids
 -- another used.
 ALTER TABLE api_notifications DROP CONSTRAINT api_notifications_pkey;
-ALTER TABLE api_notifications ADD CONSTRAINT api_notifications_pkey PRIMARY KEY (app, job_id);
+ALTER TABLE api_notifications ADD CONSTRAINT api_notifications_pkey PRIMARY KEY (job_id, app);
 
 -- Dead letters are looked up by their job within its app.
 DROP INDEX dead_letters_job;
-CREATE INDEX dead_letters_job ON dead_letters (app, job_id);
+CREATE INDEX dead_letters_job ON dead_letters (job_id, app);
 
 -- The outcome events of changed ledger rows: a row's old self is the one of its app and id.
 CREATE OR REPLACE FUNCTION deliveries_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -194,7 +194,12 @@ SELECT i.job_id, i.app, c.attempts, c.life, c.life_attempts_base, c.claimed_at, 
        (fo.any_follower IS NOT NULL OR fa.any_follower IS NOT NULL) AS any_follower
 FROM input i
 LEFT JOIN claimed c USING (app, job_id)
-LEFT JOIN deliveries p ON c.job_id IS NULL AND p.app = i.app AND p.job_id = i.job_id AND p.job_id = ANY($1)
+-- A row the statement did not claim: its state, looked up by the primary key row by row (a
+-- join would let young statistics pick a scan of the whole table).
+LEFT JOIN LATERAL (
+    SELECT d.state FROM deliveries d
+    WHERE c.job_id IS NULL AND d.job_id = i.job_id AND d.app = i.app
+) p ON true
 LEFT JOIN mp_users m ON i.kind = 'mp_openid' AND m.app = i.app AND m.mp_openid = i.recipient
 LEFT JOIN LATERAL (
     SELECT CASE WHEN f.subscribed THEN f.oa_openid END AS oa_openid, true AS any_follower

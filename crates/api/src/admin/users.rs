@@ -180,10 +180,7 @@ pub async fn disable(pool: &PgPool, name: &str) -> Result<bool, UserError> {
         .bind(name)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM admin_sessions WHERE admin_user = $1")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+    end_sessions(&mut tx, name).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -212,10 +209,7 @@ pub async fn rotate(pool: &PgPool, name: &str) -> Result<IssuedToken, UserError>
     .bind(shown(&token))
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM admin_sessions WHERE admin_user = $1")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+    end_sessions(&mut tx, name).await?;
     tx.commit().await?;
     Ok(IssuedToken {
         name: name.to_owned(),
@@ -253,6 +247,15 @@ pub async fn any(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_users WHERE disabled_at IS NULL)")
         .fetch_one(pool)
         .await
+}
+
+/// Ends every console session of user `name` (in the transaction that disables or rotates it).
+async fn end_sessions(tx: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM admin_sessions WHERE admin_user = $1")
+        .bind(name)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

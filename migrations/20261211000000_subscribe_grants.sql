@@ -24,3 +24,19 @@ CREATE TABLE mp_grants (
     -- A one-time grant is never spent twice.
     CONSTRAINT mp_grants_one_time_never_overspent CHECK (long_term OR used + voided <= granted)
 );
+
+-- Which channel sent a job: `oa_template` (the OA's template message) or `mp_subscribe` (the
+-- Mini Program's subscribe message); NULL until a channel was chosen. A subscribe send records
+-- the Mini Program openid and subscribe template it went to (receipts are joined on them), and
+-- WeChat's answer to it may carry no msgid.
+ALTER TABLE deliveries
+    ADD COLUMN channel text CONSTRAINT deliveries_channel_known
+        CHECK (channel IN ('oa_template', 'mp_subscribe')),
+    ADD COLUMN mp_openid text,
+    ADD COLUMN mp_template_id text,
+    DROP CONSTRAINT deliveries_sent_has_msgid,
+    ADD CONSTRAINT deliveries_sent_has_msgid
+        CHECK (state <> 'sent' OR msgid IS NOT NULL OR channel = 'mp_subscribe');
+-- `subscribe_msg_sent_event` names the person and template (and sometimes the msgid).
+CREATE INDEX deliveries_mp_receipts ON deliveries (app, mp_openid, mp_template_id, sent_at)
+    WHERE channel = 'mp_subscribe';

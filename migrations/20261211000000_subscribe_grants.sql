@@ -36,7 +36,7 @@ ALTER TABLE deliveries
     ADD COLUMN mp_template_id text,
     DROP CONSTRAINT deliveries_sent_has_msgid,
     ADD CONSTRAINT deliveries_sent_has_msgid
-        CHECK (state <> 'sent' OR msgid IS NOT NULL OR channel = 'mp_subscribe');
+        CHECK (state <> 'sent' OR msgid IS NOT NULL OR held_at IS NOT NULL OR channel = 'mp_subscribe');
 -- `subscribe_msg_sent_event` names the person and template (and sometimes the msgid).
 CREATE INDEX deliveries_mp_receipts ON deliveries (app, mp_openid, mp_template_id, sent_at)
     WHERE channel = 'mp_subscribe';

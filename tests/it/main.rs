@@ -30,6 +30,7 @@ mod fuzz;
 mod hostile;
 mod http;
 mod mock;
+mod observability;
 mod producer_api;
 mod queue;
 mod real_wechat;

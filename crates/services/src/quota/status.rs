@@ -46,8 +46,25 @@ pub struct Status {
     /// Why the queues are missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queues_error: Option<String>,
-    /// Live worker processes.
+    /// How many worker processes are live.
     pub workers: i64,
+    /// The live worker processes, the longest running first.
+    pub live_workers: Vec<LiveWorker>,
+}
+
+/// A live worker process (one row of `workers` whose heartbeat is recent).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LiveWorker {
+    /// Its host.
+    pub hostname: String,
+    /// Its process id on that host.
+    pub pid: i32,
+    /// The lanes it consumes (`jobs`, `bulk`).
+    pub lanes: Vec<String>,
+    /// When it started.
+    pub since: DateTime<Utc>,
+    /// Its latest heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
 }
 
 /// One queue's depth.
@@ -84,13 +101,15 @@ pub async fn app_statuses(
     Ok(out)
 }
 
-/// Live worker processes (heartbeat within the last few seconds).
-pub async fn live_workers(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM workers WHERE heartbeat_at > now() - make_interval(secs => $1)",
+/// Live worker processes (heartbeat within the last few seconds), the longest running first.
+pub async fn live_workers(pool: &PgPool) -> Result<Vec<LiveWorker>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT hostname, pid, lanes, started_at AS since, heartbeat_at FROM workers
+         WHERE heartbeat_at > now() - make_interval(secs => $1)
+         ORDER BY started_at, hostname, pid",
     )
     .bind(LIVE_WITHIN_S)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
 }
 

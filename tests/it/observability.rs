@@ -258,6 +258,19 @@ async fn serve_gives_every_request_an_id_and_counts_it_by_route_template() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // `wxnotify health` (the image's check) asks it: 0 on 200, 3 when nothing answers.
+    let url = format!("{base}/livez");
+    let ok = serve_support::wxnotify(&db, &["health", "--url", &url, "--json"], &[]).await;
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(answer["status"], 200, "{answer}");
+    let nobody = format!("http://127.0.0.1:{}/livez", free_port());
+    let down = serve_support::wxnotify(&db, &["health", "--url", &nobody], &[]).await;
+    assert_eq!(down.status.code(), Some(3), "{down:?}");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("no answer from"),
+        "{down:?}"
+    );
     child.start_kill().ok();
     child.wait().await.ok();
 }

@@ -15,7 +15,7 @@ use wxnotify_services::quota::status::{Status, app_statuses, live_workers, queue
 /// Arguments of `wxnotify status`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify status\n  wxnotify status --json\n  wxnotify status --refresh-quota   # ask WeChat (openapi/quota/get) first\n\nThe quota is WeChat's answer at the last read (the worker reads it every few minutes and after\na 45009) plus the sends recorded since, per Beijing-time day.\nExit codes: 0 ok; 1 RabbitMQ or WeChat could not be asked (the rest is still printed);\n2 bad settings; 3 Postgres unreachable."
+    after_help = "Examples:\n  wxnotify status\n  wxnotify status --json\n  wxnotify status --refresh-quota   # ask WeChat (openapi/quota/get) first\n\nThe quota is WeChat's answer at the last read (the worker reads it every few minutes and after\na 45009) plus the sends recorded since, per Beijing-time day (the workers' wxnotify_quota_used\nsays the same). Live workers are listed with host, pid, lanes, since when and the last heartbeat\n(`live_workers` in --json).\nExit codes: 0 ok; 1 RabbitMQ or WeChat could not be asked (the rest is still printed);\n2 bad settings; 3 Postgres unreachable."
 )]
 pub struct StatusArgs {
     /// Machine-readable output.

@@ -6,6 +6,8 @@
 //!
 //! The quota is re-counted here rather than only when WeChat is asked (every few minutes): a
 //! gauge set at the read would stay at the morning's number while the day's sends go out.
+//! The queue depths are read on one RabbitMQ connection kept open between readings (opened
+//! again after it is lost), not a connection per reading.
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub struct Gauges {
     apps: Vec<AppName>,
     settings: Settings,
     topology: Topology,
+    /// The connection the queue depths are read on, while it works.
+    broker: tokio::sync::Mutex<Option<lapin::Connection>>,
 }
 
 impl Gauges {
@@ -37,6 +41,7 @@ impl Gauges {
             apps: settings.apps.iter().map(|a| a.name.clone()).collect(),
             settings: settings.clone(),
             topology,
+            broker: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -54,7 +59,7 @@ impl Gauges {
             Ok(live) => metrics::gauge!("wxnotify_workers_live").set(live.len() as f64),
             Err(e) => tracing::warn!(error = %e, "counting the live workers failed"),
         }
-        match quota::status::queue_depths(&self.settings, &self.topology).await {
+        match self.queue_depths().await {
             Ok(depths) => {
                 for q in depths {
                     metrics::gauge!("wxnotify_queue_messages", "queue" => q.queue.clone())
@@ -67,14 +72,36 @@ impl Gauges {
         }
     }
 
-    /// Refreshes every [`EVERY`] until `shutdown`.
+    /// The queues' depths on the kept connection (opened first when there is none or it broke;
+    /// dropped after an error, so the next reading opens a new one).
+    async fn queue_depths(&self) -> anyhow::Result<Vec<quota::status::QueueDepth>> {
+        let mut broker = self.broker.lock().await;
+        if !broker.as_ref().is_some_and(|c| c.status().connected()) {
+            let url = &self.settings.amqp_url;
+            *broker = Some(wxnotify_core::queue::connect(url, "wxnotify worker gauges").await?);
+        }
+        let connection = broker.as_ref().expect("connected above");
+        let depths = quota::status::queue_depths_on(connection, &self.topology).await;
+        if depths.is_err()
+            && let Some(lost) = broker.take()
+        {
+            let _ = lost.close(200, "gauges".into()).await;
+        }
+        depths
+    }
+
+    /// Refreshes every [`EVERY`] until `shutdown`, then closes its connection.
     pub async fn run(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
         loop {
             self.refresh().await;
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(EVERY) => {}
             }
+        }
+        if let Some(connection) = self.broker.lock().await.take() {
+            let close = connection.close(200, "worker stopping".into());
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
         }
     }
 }

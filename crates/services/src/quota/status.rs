@@ -113,12 +113,24 @@ pub async fn live_workers(pool: &PgPool) -> Result<Vec<LiveWorker>, sqlx::Error>
     .await
 }
 
-/// The depth of every queue of `topology` (one passive declaration each).
+/// The depth of every queue of `topology` (one passive declaration each), on a connection of
+/// its own.
 pub async fn queue_depths(
     settings: &Settings,
     topology: &Topology,
 ) -> anyhow::Result<Vec<QueueDepth>> {
     let connection = wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify status").await?;
+    let out = queue_depths_on(&connection, topology).await;
+    let _ = connection.close(200, "status".into()).await;
+    out
+}
+
+/// The depth of every queue of `topology` on an open `connection` (one passive declaration
+/// each, on a channel of its own).
+pub async fn queue_depths_on(
+    connection: &lapin::Connection,
+    topology: &Topology,
+) -> anyhow::Result<Vec<QueueDepth>> {
     let mut out = Vec::new();
     for queue in topology.queues() {
         // A failed passive declaration closes its channel: one channel per queue.
@@ -149,6 +161,5 @@ pub async fn queue_depths(
             Err(e) => return Err(e.into()),
         }
     }
-    let _ = connection.close(200, "status".into()).await;
     Ok(out)
 }

@@ -797,6 +797,15 @@ fn bucket_of(t: chrono::DateTime<chrono::Utc>, bucket_min: i64) -> String {
         .to_rfc3339()
 }
 
+/// The console URL of the dead letter whose id `sql` selects.
+async fn letter_url(w: &AdminWorld, sql: &'static str) -> url::Url {
+    let id: i64 = sqlx::query_scalar(sql)
+        .fetch_one(&w.sys.db.pool)
+        .await
+        .unwrap();
+    w.url(&format!("admin/dead-letters/{id}"))
+}
+
 /// The sum of `data-count` of the elements `css`.
 async fn sum_of_counts(b: &Browser, css: &str) -> i64 {
     let mut sum = 0;
@@ -956,11 +965,16 @@ async fn console_in_chromium_charts_have_time_axes_and_totals_and_a_replayed_job
             .await
             .unwrap();
     seen.sort();
+    let expired_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT created_at FROM dead_letters WHERE reason = 'expired'")
+            .fetch_one(&w.sys.db.pool)
+            .await
+            .unwrap();
     let mut want = vec![
         (reason_40037, bucket_of(died_at, 60), "2".to_owned()),
         (
             "expired".to_owned(),
-            bucket_of(chrono::Utc::now(), 60),
+            bucket_of(expired_at, 60),
             "1".to_owned(),
         ),
     ];
@@ -978,18 +992,15 @@ async fn console_in_chromium_charts_have_time_axes_and_totals_and_a_replayed_job
     b.screenshot("31-dead-letters-chart").await;
 
     // A letter that died inside wxnotify is labelled as wxnotify's; WeChat's refusal as WeChat's.
-    let letter = |sql: &'static str| async {
-        let id: i64 = sqlx::query_scalar(sql)
-            .fetch_one(&w.sys.db.pool)
-            .await
-            .unwrap();
-        w.url(&format!("admin/dead-letters/{id}"))
-    };
-    let internal = letter("SELECT id FROM dead_letters WHERE reason = 'expired'").await;
+    let internal = letter_url(&w, "SELECT id FROM dead_letters WHERE reason = 'expired'").await;
     b.c().goto(internal.as_str()).await.unwrap();
     assert_eq!(b.text("#message-source").await, "wxnotify's reason");
     b.screenshot("32-letter-internal").await;
-    let refused = letter("SELECT id FROM dead_letters WHERE errcode = 40037 LIMIT 1").await;
+    let refused = letter_url(
+        &w,
+        "SELECT id FROM dead_letters WHERE errcode = 40037 LIMIT 1",
+    )
+    .await;
     b.c().goto(refused.as_str()).await.unwrap();
     assert_eq!(b.text("#message-source").await, "WeChat's message");
 

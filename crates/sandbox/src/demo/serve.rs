@@ -34,7 +34,7 @@ pub const TEMPLATES: [(&str, &str, &[&str], &[&str]); 2] = [
         "order_shipped",
         "订单发货提醒",
         &["thing1", "time2"],
-        &["Your order has shipped", "2026-12-12 10:00"],
+        &["Your order shipped", "2026-12-12 10:00"],
     ),
     (
         "payment_ok",
@@ -334,6 +334,21 @@ mod tests {
         assert!(line.contains(r#""template_id":"order_shipped""#));
         let body = line.rsplit_once(" -d '").unwrap().1.trim_end_matches('\'');
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["data"]["thing1"], "Your order has shipped");
+        assert_eq!(v["data"]["thing1"], "Your order shipped");
+    }
+
+    #[test]
+    fn the_example_values_fit_their_fields() {
+        for (id, _, keys, values) in TEMPLATES {
+            assert_eq!(keys.len(), values.len(), "{id}");
+            for (k, v) in keys.iter().zip(values.iter()) {
+                if k.starts_with("thing") {
+                    assert!(
+                        v.chars().count() <= 20,
+                        "{id}.{k}: {v:?} is over 20 characters"
+                    );
+                }
+            }
+        }
     }
 }

@@ -115,6 +115,16 @@ fn nice_ceiling(max: i64) -> i64 {
     }
 }
 
+/// The window as `HH:MM–HH:MM`, with dates when it is a day or longer.
+fn span_of(w: &Window) -> String {
+    if w.end() - w.start >= Duration::hours(24) {
+        let day = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M").to_string();
+        format!("{}–{}", day(w.start), day(w.end()))
+    } else {
+        format!("{}–{}", hhmm(w.start), hhmm(w.end()))
+    }
+}
+
 fn hhmm(t: DateTime<Utc>) -> String {
     t.format("%H:%M").to_string()
 }
@@ -217,7 +227,7 @@ pub fn time_bars(id: &str, label: &str, window: &Window, series: &[Series]) -> M
                     (s.name) " " b { (total) }
                 }
             }
-            span.muted { (hhmm(window.start)) "–" (hhmm(window.end())) " UTC, " (label) }
+            span.muted { (span_of(window)) " UTC, " (label) }
         }
     }
 }
@@ -225,14 +235,16 @@ pub fn time_bars(id: &str, label: &str, window: &Window, series: &[Series]) -> M
 /// Horizontal bars of totals, largest scale first as given: one row per item, its count at the
 /// end. `id` names the `<svg>`; each bar is a `rect.bar` with `data-series` and `data-count`.
 pub fn total_bars(id: &str, label: &str, items: &[(String, i64, &'static str)]) -> Markup {
+    // Narrower than the charts over time: it sits in a card, and its text must stay legible.
+    let width = 360.0;
     let row = 24.0;
     let height = (items.len().max(1) as f64) * row + 4.0;
-    let name_w = 150.0;
-    let count_w = 60.0;
-    let plot_w = WIDTH - name_w - count_w;
+    let name_w = 130.0;
+    let count_w = 50.0;
+    let plot_w = width - name_w - count_w;
     let max = items.iter().map(|i| i.1).max().unwrap_or(0).max(1);
     html! {
-        svg.chart.totals #(id) viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(label) {
+        svg.chart.totals #(id) viewBox=(format!("0 0 {width} {height}")) role="img" aria-label=(label) {
             @if items.is_empty() {
                 text x="8" y="18" font-size="13" fill="#777" { "Nothing yet." }
             }

@@ -65,6 +65,7 @@ pub struct DemoServer {
     api_base: url::Url,
     api_key: String,
     admin_token: String,
+    rate: u32,
     stop: CancellationToken,
     worker: tokio::task::JoinHandle<()>,
     dispatcher: tokio::task::JoinHandle<()>,
@@ -177,6 +178,7 @@ impl DemoServer {
             scratch,
             api_key,
             admin_token,
+            rate: opts.rate,
             stop,
             worker: worker_task,
             dispatcher,
@@ -257,10 +259,11 @@ impl DemoServer {
         line(String::new());
         line("For the wxnotify CLI (status, dlq, campaign …) and the steps of docs/getting-started.md, paste:".into());
         line(format!(
-            "  export DATABASE_URL='{}' AMQP_URL='{}' WXNOTIFY_QUEUE_PREFIX='{}'",
+            "  export DATABASE_URL='{}' AMQP_URL='{}' WXNOTIFY_QUEUE_PREFIX='{}' WXNOTIFY_RATE_PER_SECOND='{}'",
             settings.database_url.expose_secret(),
             settings.amqp_url.expose_secret(),
-            self.queue_prefix()
+            self.queue_prefix(),
+            self.rate
         ));
         line(format!(
             "  export WECHAT_API_BASE='{fake}' WXNOTIFY_OA_APPID='{}' WXNOTIFY_OA_SECRET='{}' WXNOTIFY_MP_APPID='{}' WXNOTIFY_MP_SECRET='{}'",

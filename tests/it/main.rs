@@ -19,6 +19,7 @@ mod campaigns;
 mod cluster;
 mod console;
 mod demo;
+mod demo_serve;
 mod deploy;
 mod domain;
 mod edge;

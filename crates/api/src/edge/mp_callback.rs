@@ -1,6 +1,6 @@
 //! `GET|POST /wechat/mp-callback` (default app) and `/wechat/mp-callback/{app}`: the Mini
 //! Program's message push URL, where WeChat pushes what happens to subscribe messages
-//! (`docs/wechat.md` §12): `subscribe_msg_popup_event` (the person's choices in the popup),
+//! (`docs/wechat.md` §14): `subscribe_msg_popup_event` (the person's choices in the popup),
 //! `subscribe_msg_change_event` (a later cancellation in the settings) and
 //! `subscribe_msg_sent_event` (the final result of a send).
 //!

@@ -460,3 +460,212 @@ async fn the_fakes_popup_reaches_a_real_serve_and_the_grant_shows_in_the_admin_a
     );
     serve.stop().await;
 }
+
+fn mock_env(world: &World) -> Vec<(&'static str, String)> {
+    vec![
+        ("WECHAT_API_BASE", world.mock.base_url().to_string()),
+        ("WXNOTIFY_OA_APPID", mock_wechat::MOCK_OA_APPID.into()),
+        ("WXNOTIFY_OA_SECRET", mock_wechat::MOCK_OA_SECRET.into()),
+        ("WXNOTIFY_MP_APPID", mock_wechat::MOCK_MP_APPID.into()),
+        ("WXNOTIFY_MP_SECRET", mock_wechat::MOCK_MP_SECRET.into()),
+    ]
+}
+
+async fn templates_json(world: &World, args: &[&str]) -> Value {
+    let out = crate::serve_support::wxnotify(&world.db, args, &mock_env(world)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {stdout} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn templates_sync_lists_subscribe_templates_with_their_channel_and_neither_sync_tombstones_the_other()
+ {
+    let world = world().await;
+    let listing = templates_json(&world, &["templates", "sync", "--json"]).await;
+    let app = &listing[0];
+    let mp = app["subscribe_templates"].as_array().unwrap();
+    assert_eq!(mp.len(), 2, "{listing}");
+    assert_eq!(mp[0]["template_id"], ONE_TIME);
+    assert_eq!(mp[0]["channel"], "mp_subscribe");
+    assert_eq!(mp[0]["long_term"], false);
+    assert_eq!(mp[0]["placeholders"], json!(["thing1", "time2", "phrase3"]));
+    assert_eq!(
+        mp[0]["enum_values"],
+        json!({"phrase3": ["已发货", "已签收"]})
+    );
+    assert_eq!(mp[1]["template_id"], LONG_TERM);
+    assert_eq!(mp[1]["long_term"], true);
+    // The OA's templates keep their place, each with its channel (the fake lists no category
+    // template, as WeChat: add a historical one).
+    world.mock.add_template(mock_wechat::MockTemplate::new(
+        "TPL_HISTORICAL",
+        "旧模板",
+        &["first", "keyword1", "remark"],
+    ));
+    let listing = templates_json(&world, &["templates", "sync", "--json"]).await;
+    let oa = listing[0]["templates"].as_array().unwrap();
+    assert_eq!(oa.len(), 1, "{listing}");
+    assert_eq!(
+        (&oa[0]["template_id"], &oa[0]["channel"]),
+        (&json!("TPL_HISTORICAL"), &json!("oa_template"))
+    );
+    // The OA sync did not tombstone the subscribe templates, nor the other way round.
+    assert_eq!(
+        listing[0]["subscribe_templates"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(listing[0]["subscribe_removed"], json!([]));
+    assert_eq!(listing[0]["removed"], json!([]));
+
+    // A subscribe template deleted on the Mini Program's side is kept as removed.
+    assert!(world.mock.delete_mp_template(LONG_TERM));
+    let listing = templates_json(&world, &["templates", "sync", "--json"]).await;
+    assert_eq!(
+        listing[0]["subscribe_templates"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(listing[0]["subscribe_removed"][0]["template_id"], LONG_TERM);
+    assert_eq!(listing[0]["templates"].as_array().unwrap().len(), 1);
+    // The text listing has the channel column.
+    let out =
+        crate::serve_support::wxnotify(&world.db, &["templates", "list"], &mock_env(&world)).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("mp_subscribe  {ONE_TIME}  one-time")),
+        "{text}"
+    );
+    assert!(text.contains("oa_template   TPL_HISTORICAL"), "{text}");
+}
+
+#[tokio::test]
+async fn an_accept_of_a_synced_long_term_template_is_a_long_term_grant() {
+    let world = world().await;
+    let (base, _state) = world.serve().await;
+    world
+        .mock
+        .set_mp_callback(Some(mp_callback(&base, plain(), PushFormat::Xml)));
+    let synced = wxnotify_services::templates::sync_subscribe_app(
+        &world.db.pool,
+        &world.client,
+        &world.settings.apps[0],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(synced.len(), 2);
+    world
+        .mock
+        .subscribe_popup(
+            14,
+            &BTreeMap::from([
+                (ONE_TIME.to_owned(), "accept".to_owned()),
+                (LONG_TERM.to_owned(), "accept".to_owned()),
+            ]),
+        )
+        .await
+        .unwrap();
+    let grants = grants_of(&world.db.pool, &world.app, &mock_wechat::mp_openid(14))
+        .await
+        .unwrap();
+    let long: Vec<(&str, bool)> = grants
+        .iter()
+        .map(|g| (g.template_id.as_str(), g.long_term))
+        .collect();
+    assert_eq!(long, vec![(ONE_TIME, false), (LONG_TERM, true)]);
+}
+
+/// A sent subscribe delivery as the ledger records it (the worker's part, written by hand).
+async fn subscribe_delivery(world: &World, job: &str, person: u64, msgid: Option<i64>) {
+    sqlx::query(
+        "INSERT INTO deliveries (job_id, app, recipient_kind, recipient, template_id, lane, state,
+                                 msgid, channel, mp_openid, mp_template_id, sent_at)
+         VALUES ($1, 'default', 'mp_openid', $2, $3, 'jobs', 'sent', $4, 'mp_subscribe', $2, $3,
+                 now() - interval '2 seconds')",
+    )
+    .bind(job)
+    .bind(mock_wechat::mp_openid(person))
+    .bind(ONE_TIME)
+    .bind(msgid)
+    .execute(&world.db.pool)
+    .await
+    .unwrap();
+}
+
+async fn receipt(world: &World, job: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT receipt_status FROM deliveries WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(&world.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn subscribe_receipts_join_their_delivery_by_msgid_or_by_person_template_and_time() {
+    let world = world().await;
+    let (base, _state) = world.serve().await;
+    world
+        .mock
+        .set_mp_callback(Some(mp_callback(&base, plain(), PushFormat::Json)));
+    let send = |person: u64, msgid: Option<u64>| mock_wechat::AcceptedSubscribe {
+        touser: mock_wechat::mp_openid(person),
+        template_id: ONE_TIME.into(),
+        msgid,
+        page: None,
+        miniprogram_state: None,
+        data: json!({}),
+        accepted_at_ms: 0,
+    };
+    // By msgid.
+    subscribe_delivery(&world, "job-by-msgid", 15, Some(2_864_323_726_461_255_999)).await;
+    subscribe_delivery(&world, "job-other", 15, Some(2_864_323_726_461_255_998)).await;
+    let pushed = world
+        .mock
+        .push_sent_receipt(&send(15, Some(2_864_323_726_461_255_999)), 0, "success")
+        .await
+        .unwrap();
+    assert!(pushed.answered, "{pushed:?}");
+    assert_eq!(
+        receipt(&world, "job-by-msgid").await.as_deref(),
+        Some("success")
+    );
+    assert_eq!(receipt(&world, "job-other").await, None);
+
+    // Without a msgid: the oldest subscribe delivery to that person and template without one.
+    subscribe_delivery(&world, "job-older", 16, None).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    subscribe_delivery(&world, "job-newer", 16, None).await;
+    sqlx::query("UPDATE deliveries SET sent_at = now() WHERE job_id = 'job-newer'")
+        .execute(&world.db.pool)
+        .await
+        .unwrap();
+    world
+        .mock
+        .push_sent_receipt(
+            &send(16, None),
+            10_002,
+            "fail:user refuse to accept the msg",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        receipt(&world, "job-older").await.as_deref(),
+        Some("fail:user refuse to accept the msg")
+    );
+    assert_eq!(receipt(&world, "job-newer").await, None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    world
+        .mock
+        .push_sent_receipt(&send(16, None), 0, "success")
+        .await
+        .unwrap();
+    assert_eq!(
+        receipt(&world, "job-newer").await.as_deref(),
+        Some("success")
+    );
+}

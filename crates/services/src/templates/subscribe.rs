@@ -273,7 +273,8 @@ mod tests {
     fn a_template_never_listed_is_left_to_wechat() {
         let app = AppName::default_app();
         let other = "MP_OTHER".parse().unwrap();
-        let checked = check_subscribe(&catalog(), &app, &other, &data("书", "x"), false).unwrap();
+        let checked =
+            check_subscribe(&catalog(), &app, &other, &data("书", "待定"), false).unwrap();
         assert!(!checked.warnings.is_empty());
     }
 }

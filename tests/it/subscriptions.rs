@@ -669,3 +669,113 @@ async fn subscribe_receipts_join_their_delivery_by_msgid_or_by_person_template_a
         Some("success")
     );
 }
+
+/// POSTs a subscribe message to the fake with `token`; (errcode, the whole answer).
+async fn subscribe_send(world: &World, token: &str, body: &Value) -> (i64, Value) {
+    let mut url = world
+        .mock
+        .base_url()
+        .join("cgi-bin/message/subscribe/send")
+        .unwrap();
+    url.query_pairs_mut().append_pair("access_token", token);
+    let answer: Value = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (answer["errcode"].as_i64().unwrap_or(0), answer)
+}
+
+#[tokio::test]
+async fn the_fake_spends_a_grant_per_subscribe_message_and_answers_like_wechat_without_one() {
+    let world = World::with_vars(
+        MockConfig {
+            followers: 20,
+            subscribe_msgid_omit_every: 2,
+            ..MockConfig::default()
+        },
+        &[],
+    )
+    .await;
+    let mp = &world.settings.apps[0];
+    let token = world
+        .client
+        .stable_token(
+            mp.mp_appid.as_ref().unwrap(),
+            mp.mp_secret.as_ref().unwrap(),
+            false,
+        )
+        .await
+        .unwrap()
+        .token;
+    let token = token.expose();
+    let message = |person: u64, template: &str, phrase: &str, page: &str| {
+        json!({
+            "touser": mock_wechat::mp_openid(person),
+            "template_id": template,
+            "page": page,
+            "data": {"thing1": {"value": "书"}, "time2": {"value": "2026-12-08 10:00"},
+                     "phrase3": {"value": phrase}},
+        })
+    };
+    let ok = message(17, ONE_TIME, "已发货", "pages/order/detail?id=7");
+    assert_eq!(
+        subscribe_send(&world, token, &ok).await.0,
+        43101,
+        "no grant yet"
+    );
+    world
+        .mock
+        .subscribe_popup_event(17, &popup(ONE_TIME, "accept"))
+        .unwrap();
+    let bad_enum = message(17, ONE_TIME, "已取消", "pages/index/index");
+    let (code, answer) = subscribe_send(&world, token, &bad_enum).await;
+    assert_eq!(code, 47003);
+    assert!(
+        answer["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("data.phrase3.value"),
+        "{answer}"
+    );
+    let bad_page = message(17, ONE_TIME, "已发货", "pages/missing");
+    assert_eq!(subscribe_send(&world, token, &bad_page).await.0, 41030);
+    // Neither refusal spent the grant: the message goes, once.
+    let (code, answer) = subscribe_send(&world, token, &ok).await;
+    assert_eq!((code, &answer["errmsg"]), (0, &json!("ok")));
+    assert!(
+        answer["msgid"].is_u64(),
+        "the first answer has a msgid: {answer}"
+    );
+    assert_eq!(subscribe_send(&world, token, &ok).await.0, 43101, "spent");
+    // A long-term grant sends many; every second answer has no msgid (as configured).
+    world
+        .mock
+        .subscribe_popup_event(18, &popup(LONG_TERM, "accept"))
+        .unwrap();
+    let long = json!({"touser": mock_wechat::mp_openid(18), "template_id": LONG_TERM,
+                      "data": {"thing1": {"value": "办理中"}, "time2": {"value": "2026-12-08 10:00"}}});
+    let mut msgids = Vec::new();
+    for _ in 0..3 {
+        let (code, answer) = subscribe_send(&world, token, &long).await;
+        assert_eq!(code, 0, "{answer}");
+        msgids.push(answer.get("msgid").is_some());
+    }
+    assert_eq!(msgids, vec![false, true, false]);
+    // The OA's token is not the Mini Program's.
+    let oa = world
+        .client
+        .stable_token(&mp.oa_appid, &mp.oa_secret, false)
+        .await
+        .unwrap()
+        .token;
+    assert_eq!(subscribe_send(&world, oa.expose(), &long).await.0, 48001);
+    // The books: one message to person 17, three to person 18.
+    let counts = world.mock.subscribe_sends_per_person();
+    assert_eq!(counts, BTreeMap::from([(17, 1), (18, 3)]));
+    assert_eq!(world.mock.stats().subscribe_sends_accepted, 4);
+}

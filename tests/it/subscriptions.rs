@@ -423,16 +423,44 @@ async fn the_fakes_popup_reaches_a_real_serve_and_the_grant_shows_in_the_admin_a
         false,
     )
     .await;
-    world
-        .mock
-        .set_mp_callback(Some(mp_callback(&serve.base, safe(), PushFormat::Json)));
-    let pushed = world
-        .mock
-        .subscribe_popup(11, &popup(ONE_TIME, "accept"))
+    // Driven the way scripts and the demo drive the fake: over its control API.
+    let control = |path: &str| world.mock.base_url().join(path).unwrap();
+    let http = reqwest::Client::new();
+    let set = http
+        .post(control("mock/mp/callback"))
+        .json(&json!({
+            "url": serve.base.join("wechat/mp-callback").unwrap(),
+            "token": MP_TOKEN,
+            "encoding_aes_key": AES_KEY,
+            "format": "json",
+        }))
+        .send()
         .await
         .unwrap();
-    assert!(pushed.answered, "{pushed:?}");
-    assert_eq!(pushed.status, Some(200));
+    assert_eq!(set.status(), 204);
+    let pushed: Value = http
+        .post(control("mock/mp/popup"))
+        .json(&json!({"person": 11, "results": {ONE_TIME: "accept"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&pushed["answered"], &pushed["status"], &pushed["attempts"]),
+        (&json!(true), &json!(200), &json!(1)),
+        "{pushed}"
+    );
+    let grants: Value = http
+        .get(control("mock/mp/grants?person=11"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(grants[0]["remaining"], 1, "{grants}");
 
     let mut url = serve.base.join("admin/api/subscriptions").unwrap();
     url.query_pairs_mut()
@@ -778,4 +806,65 @@ async fn the_fake_spends_a_grant_per_subscribe_message_and_answers_like_wechat_w
     let counts = world.mock.subscribe_sends_per_person();
     assert_eq!(counts, BTreeMap::from([(17, 1), (18, 3)]));
     assert_eq!(world.mock.stats().subscribe_sends_accepted, 4);
+}
+
+#[tokio::test]
+async fn the_fake_pushes_again_while_the_push_url_gives_no_answer_then_stops() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let world = World::with_vars(
+        MockConfig {
+            followers: 20,
+            mp_push_retry_delay: Duration::from_millis(10),
+            ..MockConfig::default()
+        },
+        &[],
+    )
+    .await;
+    // A push URL that fails twice (HTTP 503, as a server that is not answering), then answers.
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/wechat/mp-callback",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "")
+                } else {
+                    (axum::http::StatusCode::OK, "success")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    world
+        .mock
+        .set_mp_callback(Some(mp_callback(&base, plain(), PushFormat::Xml)));
+    let pushed = world
+        .mock
+        .subscribe_popup(19, &popup(ONE_TIME, "accept"))
+        .await
+        .unwrap();
+    assert_eq!((pushed.attempts, pushed.answered), (3, true), "{pushed:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Nobody listening: 1 + 3 retries, then the fake gives up (the grant stays).
+    world.mock.set_mp_callback(Some(mp_callback(
+        &Url::parse(&format!(
+            "http://127.0.0.1:{}/",
+            crate::serve_support::free_port()
+        ))
+        .unwrap(),
+        plain(),
+        PushFormat::Xml,
+    )));
+    let pushed = world
+        .mock
+        .subscribe_popup(19, &popup(ONE_TIME, "accept"))
+        .await
+        .unwrap();
+    assert_eq!((pushed.attempts, pushed.answered), (4, false), "{pushed:?}");
+    assert_eq!(world.mock.grants(Some(19))[0].remaining, 2);
 }

@@ -39,6 +39,7 @@ mod resilience;
 mod rules;
 mod shared_rate;
 mod signals;
+mod subscriptions;
 mod tenants;
 mod webhooks;
 mod wechat;

@@ -25,6 +25,8 @@ pub use login::MpSession;
 pub use rules::{ApiQuota, BlockedMessage, TEMPLATE_SEND_CGI_PATH};
 pub use templates::{PrivateTemplate, TemplateMessage, template_keys};
 pub use tokens::{AccessToken, FetchedToken};
+// The Mini Program's subscribe template list.
+pub use templates::SubscribeTemplate;
 
 /// Client options.
 #[derive(Debug, Clone)]

@@ -507,6 +507,8 @@ async fn running_campaign(w: &AdminWorld) -> uuid::Uuid {
             daily_cap: None,
         },
         created_by: "test".into(),
+        name: None,
+        truncate: false,
     };
     let report = store::create(&w.sys.db.pool, &new, 1000, AudienceSource::Followers)
         .await
@@ -785,5 +787,83 @@ async fn console_in_chromium_a_suspended_app_shows_wechats_errcode_the_fix_and_a
     let row = b.text("#apps").await;
     assert!(!row.contains("WeChat refuses"), "resumed: {row}");
     assert_eq!(b.count(".alert.suspended").await, 0);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn console_in_chromium_a_waiting_campaign_shows_its_name_why_it_waits_and_until_when() {
+    let w = AdminWorld::new().await;
+    let id = running_campaign(&w).await;
+    // Named, and outside its window: 09:00-10:00 Shanghai time, unless that is now.
+    let now_shanghai = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .time();
+    let nine = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+    let (open, close) = if now_shanghai >= nine && now_shanghai < nine + chrono::Duration::hours(1)
+    {
+        (
+            chrono::NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+            chrono::NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+        )
+    } else {
+        (nine, nine + chrono::Duration::hours(1))
+    };
+    sqlx::query(
+        "UPDATE campaigns SET name = 'Winter sale', window_start = $2, window_end = $3,
+             time_zone = 'Asia/Shanghai' WHERE id = $1",
+    )
+    .bind(id)
+    .bind(open)
+    .bind(close)
+    .execute(&w.sys.db.pool)
+    .await
+    .unwrap();
+    let status = wxnotify_services::campaigns::progress::status(&w.sys.db.pool, id)
+        .await
+        .unwrap();
+    let waiting = status.waiting.clone().expect("the window is closed");
+    let until = waiting.until.expect("it opens at a known time");
+
+    let mut b = Browser::start("campaign-waiting").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+    b.c().goto(w.url("admin/campaigns").as_str()).await.unwrap();
+    b.wait_count("tr.campaign", 1).await;
+    assert_eq!(b.text("tr.campaign td.name").await, "Winter sale");
+    b.click(&format!("tr.campaign[data-id='{id}'] a")).await;
+    b.expect_path(&format!("/admin/campaigns/{id}")).await;
+    assert_eq!(b.text("#campaign-name").await, "Winter sale");
+    let shown = b.text("#campaign-waiting").await;
+    assert!(shown.contains("outside its send window"), "{shown}");
+    let local = until
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    assert!(
+        shown.contains(&local) && shown.contains("Asia/Shanghai"),
+        "{shown} names {local}"
+    );
+    let element = b.find("#campaign-waiting").await.unwrap();
+    assert_eq!(
+        element.attr("data-reason").await.unwrap().as_deref(),
+        Some("window_closed")
+    );
+    let attr = b
+        .find("#campaign-waiting-until")
+        .await
+        .unwrap()
+        .attr("datetime")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&attr).unwrap(),
+        until,
+        "the machine-readable time is the status's"
+    );
+    assert!(
+        b.text("#n-eta").await.contains("waiting"),
+        "no ETA while waiting"
+    );
+    b.screenshot("campaign-waiting").await;
     b.close().await;
 }

@@ -20,6 +20,7 @@ mod cluster;
 mod console;
 mod demo;
 mod deploy;
+mod dlq_cli;
 mod domain;
 mod edge;
 mod end_to_end;

@@ -24,6 +24,11 @@ pub const MAX_RECIPIENTS: usize = 100_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// A name for people (the id stays the key).
+    pub name: Option<String>,
+    /// Shorten values too long for their key type instead of refusing those recipients.
+    #[serde(default)]
+    pub truncate: bool,
     /// The app (default: the default app).
     pub app: Option<String>,
     /// The OA template.

@@ -945,7 +945,7 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
 }
 
 /// A 48-character `thing1` (the limit is 20).
-const LONG_THING: &str = "Forty-eight characters of a thing1 value, too lo";
+const LONG_THING: &str = "Forty-eight characters of a thing1 value; too lo";
 
 #[tokio::test]
 async fn a_row_whose_data_breaks_the_template_is_a_bad_line_at_create_and_preview() {

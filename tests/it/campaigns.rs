@@ -1124,6 +1124,9 @@ async fn status_says_why_a_campaign_waits_and_until_when_and_drops_rate_and_eta(
         .await
         .unwrap();
     let s = progress::status(&sys.db.pool, id).await.unwrap();
-    assert_eq!((s.waiting.clone(), s.send_rate, s.eta_s), (None, None, None));
+    assert_eq!(
+        (s.waiting.clone(), s.send_rate, s.eta_s),
+        (None, None, None)
+    );
     assert!(!s.line().contains("/s"), "{}", s.line());
 }

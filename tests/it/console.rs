@@ -867,3 +867,95 @@ async fn console_in_chromium_a_waiting_campaign_shows_its_name_why_it_waits_and_
     b.screenshot("campaign-waiting").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn console_in_chromium_outcome_unknown_letters_are_replayed_only_when_chosen() {
+    let w = AdminWorld::new().await;
+    // The four 43101 letters stand for sends whose answer was lost.
+    sqlx::query("UPDATE dead_letters SET reason = 'outcome_unknown' WHERE errcode = 43101")
+        .execute(&w.sys.db.pool)
+        .await
+        .unwrap();
+    // The admin API: left out and said so unless chosen.
+    let (status, dry) = w
+        .call(
+            reqwest::Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({"filter": {"errcode": 43101}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (&dry["affected"], &dry["outcome_unknown_skipped"]),
+        (&json!(0), &json!(4)),
+        "{dry}"
+    );
+    assert!(
+        dry["warning"]
+            .as_str()
+            .unwrap()
+            .contains("may have reached the person already"),
+        "{dry}"
+    );
+    let (_, dry) = w
+        .call(
+            reqwest::Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({"filter": {"errcode": 43101}, "dry_run": true, "include_outcome_unknown": true})),
+        )
+        .await;
+    assert_eq!(
+        (&dry["affected"], &dry["outcome_unknown_included"]),
+        (&json!(4), &json!(4)),
+        "{dry}"
+    );
+    assert_eq!(dry["letters"].as_array().unwrap().len(), 4, "{dry}");
+
+    let id: i64 = w
+        .count("SELECT min(id) FROM dead_letters WHERE reason = 'outcome_unknown'")
+        .await;
+    let replayed = |id: i64| {
+        let pool = w.sys.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT replayed_at IS NOT NULL FROM dead_letters WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let mut b = Browser::start("outcome-unknown").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+    b.c()
+        .goto(w.url(&format!("admin/dead-letters/{id}")).as_str())
+        .await
+        .unwrap();
+    b.click("#replay-one").await;
+    b.expect_path("/admin/dead-letters/confirm").await;
+    let warning = b.text("#outcome-unknown-warning").await;
+    assert!(
+        warning.contains("may have reached the person already"),
+        "{warning}"
+    );
+    b.screenshot("outcome-unknown-confirm").await;
+    // Confirmed without choosing them: nothing is replayed.
+    b.click("#confirm").await;
+    b.expect_path("/admin/dead-letters").await;
+    assert!(!replayed(id).await, "left out without the choice");
+    // Chosen explicitly: replayed.
+    b.c()
+        .goto(w.url(&format!("admin/dead-letters/{id}")).as_str())
+        .await
+        .unwrap();
+    b.click("#replay-one").await;
+    b.expect_path("/admin/dead-letters/confirm").await;
+    b.click("#include-outcome-unknown").await;
+    b.click("#confirm").await;
+    b.expect_path("/admin/dead-letters").await;
+    assert!(replayed(id).await, "replayed once chosen");
+    b.close().await;
+}

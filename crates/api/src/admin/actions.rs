@@ -18,7 +18,10 @@ pub const FIRST_IDS: usize = 20;
 /// (an unknown one, here or in `filter`, is a 400 naming it), and an empty filter acts only
 /// with `"all": true` spelled out.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an action {\"ids\": […]} or {\"filter\": {…}}, with \"dry_run\" and \"all\" as needed"
+)]
 pub struct ActionRequest {
     /// These dead letters (give `ids` or `filter`, not both).
     #[serde(default)]

@@ -25,7 +25,10 @@ use super::store::DeadLetterRow;
     utoipa::ToSchema,
     utoipa::IntoParams,
 )]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a dead-letter filter {\"app\", \"reason\", \"errcode\", …}"
+)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Only this app.

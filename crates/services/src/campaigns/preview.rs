@@ -140,8 +140,8 @@ pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> 
         wxnotify_core::domain::TemplateId::parse(c.template_id.clone()),
     ) {
         (Ok(app), Ok(template_id)) => {
-            let check = RowCheck::load(pool, &app, &template_id, &c.data, c.truncate).await?;
-            bad_rows(pool, id, &check).await?
+            let mut check = RowCheck::load(pool, &app, &template_id, &c.data, c.truncate).await?;
+            bad_rows(pool, id, &mut check).await?
         }
         _ => Default::default(),
     };

@@ -31,6 +31,8 @@ pub struct RowCheck {
     truncate: bool,
     /// The key check of each set of own keys seen (rows of one file share a few).
     key_sets: HashMap<Vec<String>, Result<(), String>>,
+    /// The last row's set of own keys and its check.
+    last_key_set: Option<(Vec<String>, Result<(), String>)>,
 }
 
 impl RowCheck {
@@ -55,6 +57,7 @@ impl RowCheck {
             shared_keys,
             truncate,
             key_sets: HashMap::new(),
+            last_key_set: None,
         })
     }
 
@@ -97,9 +100,19 @@ impl RowCheck {
 
     /// The key check of the row's own keys with the shared ones, once per set of own keys.
     fn keys(&mut self, data: &TemplateData) -> Result<(), String> {
-        let own: Vec<String> = data.keys().map(|k| k.as_str().to_owned()).collect();
-        if let Some(known) = self.key_sets.get(&own) {
+        // Most rows have the keys of the row before: no allocation for them.
+        if let Some((keys, known)) = &self.last_key_set
+            && data
+                .keys()
+                .map(FieldKey::as_str)
+                .eq(keys.iter().map(String::as_str))
+        {
             return known.clone();
+        }
+        let own: Vec<String> = data.keys().map(|k| k.as_str().to_owned()).collect();
+        if let Some(known) = self.key_sets.get(&own).cloned() {
+            self.last_key_set = Some((own, known.clone()));
+            return known;
         }
         let mut all: Vec<&str> = own.iter().map(String::as_str).collect();
         all.extend(
@@ -114,7 +127,8 @@ impl RowCheck {
             Err(problems) if matches!(problems[..], [Problem::DeletedTemplate { .. }]) => Ok(()),
             Err(problems) => Err(self.refusal(problems)),
         };
-        self.key_sets.insert(own, answer.clone());
+        self.key_sets.insert(own.clone(), answer.clone());
+        self.last_key_set = Some((own, answer.clone()));
         answer
     }
 
@@ -205,6 +219,7 @@ mod tests {
             shared_keys: vec!["thing1".into(), "time2".into()],
             truncate,
             key_sets: HashMap::new(),
+            last_key_set: None,
         }
     }
 

@@ -44,6 +44,8 @@ fn new_campaign(rate: u32) -> NewCampaign {
             daily_cap: None,
         },
         created_by: "test".into(),
+        name: None,
+        truncate: false,
     }
 }
 
@@ -940,4 +942,191 @@ async fn preview_reruns_the_template_check_against_todays_catalog() {
         "{:?}",
         p.template
     );
+}
+
+/// A 48-character `thing1` (the limit is 20).
+const LONG_THING: &str = "Forty-eight characters of a thing1 value; too lo";
+
+#[tokio::test]
+async fn a_row_whose_data_breaks_the_template_is_a_bad_line_at_create_and_preview() {
+    assert_eq!(LONG_THING.chars().count(), 48);
+    let sys = System::seeded(10).await;
+    let dir = std::env::temp_dir().join(format!("wxnotify-campaign-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("recipients.csv");
+    std::fs::write(
+        &path,
+        format!(
+            "mp_openid,thing1\n{},Order 1\n{},{LONG_THING}\n{},Order 3\n",
+            mock_wechat::mp_openid(0),
+            mock_wechat::mp_openid(1),
+            mock_wechat::mp_openid(2),
+        ),
+    )
+    .unwrap();
+    let mut new = new_campaign(100);
+    new.name = Some("  Order notes  ".into());
+    let report = store::create(
+        &sys.db.pool,
+        &new,
+        1000,
+        AudienceSource::File(audience::read_file(&path).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.name.as_deref(), Some("Order notes"));
+    assert_eq!(report.bad_lines.count, 1, "{report:?}");
+    let bad = &report.bad_lines.first[0];
+    assert_eq!(bad.line, 3, "the line of the long value");
+    assert!(
+        bad.error.contains("thing1") && bad.error.contains("truncate"),
+        "{}",
+        bad.error
+    );
+    assert_eq!(report.reachable, 2, "the two good rows are kept");
+
+    // Asked to truncate, the campaign keeps the row: its job will carry a shortened value.
+    let mut truncating = new_campaign(100);
+    truncating.truncate = true;
+    let report = store::create(
+        &sys.db.pool,
+        &truncating,
+        1000,
+        AudienceSource::File(audience::read_file(&path).unwrap()),
+    )
+    .await
+    .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(report.bad_lines.count, 0, "{report:?}");
+    assert_eq!(report.reachable, 3);
+    let p = wxnotify_services::campaigns::preview(&sys.db.pool, report.id)
+        .await
+        .unwrap();
+    assert_eq!(p.bad_rows.count, 0, "{:?}", p.bad_rows);
+
+    // Preview checks the snapshot's rows again: without truncation the long row is named.
+    sqlx::query("UPDATE campaigns SET truncate = false WHERE id = $1")
+        .bind(report.id)
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    let p = wxnotify_services::campaigns::preview(&sys.db.pool, report.id)
+        .await
+        .unwrap();
+    assert_eq!(p.bad_rows.count, 1, "{:?}", p.bad_rows);
+    assert_eq!(p.bad_rows.first[0].line, 3);
+    let text = p.template.text_with_rows(&p.bad_rows);
+    assert!(!text.contains("template check: ok\n"), "{text}");
+    assert!(text.contains("line 3"), "{text}");
+}
+
+#[tokio::test]
+async fn status_says_why_a_campaign_waits_and_until_when_and_drops_rate_and_eta() {
+    use wxnotify_services::campaigns::WaitReason;
+    let sys = System::seeded(20).await;
+    // A window that opens in two hours: closed now.
+    let now = chrono::Utc::now();
+    let open = (now + chrono::Duration::hours(2)).time();
+    let close = (now + chrono::Duration::hours(3)).time();
+    let mut new = new_campaign(10);
+    new.name = Some("Winter sale".into());
+    new.pacing.window = Some(SendWindow {
+        start: open,
+        end: close,
+    });
+    let id = followers_campaign(&sys, &new).await;
+    let s = progress::status(&sys.db.pool, id).await.unwrap();
+    assert_eq!(s.waiting, None, "a draft does not wait");
+    store::apply(&sys.db.pool, id, Action::Start, "test")
+        .await
+        .unwrap();
+    let s = progress::status(&sys.db.pool, id).await.unwrap();
+    let w = s.waiting.clone().expect("a closed window waits");
+    assert_eq!(w.reason, WaitReason::WindowClosed);
+    let until = w.until.expect("the window's opening");
+    let ahead = until - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::minutes(100) && ahead < chrono::Duration::minutes(121),
+        "opens in about two hours: {until}"
+    );
+    assert_eq!(s.eta_s, None, "no ETA while waiting");
+    assert_eq!(s.name.as_deref(), Some("Winter sale"));
+    assert!(s.line().contains("window_closed"), "{}", s.line());
+    assert!(
+        s.line().starts_with("campaign Winter sale ("),
+        "{}",
+        s.line()
+    );
+
+    // The app's quota pause comes first, with its end.
+    let pause_end = chrono::Utc::now() + chrono::Duration::minutes(30);
+    sqlx::query(
+        "UPDATE apps SET paused_until = $1, pause_cause = 'quota', pause_reason = '45009' WHERE name = 'default'",
+    )
+    .bind(pause_end)
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    let w = progress::status(&sys.db.pool, id)
+        .await
+        .unwrap()
+        .waiting
+        .unwrap();
+    assert_eq!(w.reason, WaitReason::Quota);
+    assert_eq!(
+        w.until.map(|t| t.timestamp()),
+        Some(pause_end.timestamp()),
+        "{w:?}"
+    );
+    sqlx::query("UPDATE apps SET paused_until = NULL, pause_cause = NULL, pause_reason = NULL")
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+
+    // No window, but today's cap is used: it goes on at the next midnight (UTC here).
+    sqlx::query(
+        "UPDATE campaigns SET window_start = NULL, window_end = NULL, daily_cap = 5,
+             cap_day = (now() AT TIME ZONE 'UTC')::date, cap_day_dispatched = 5 WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    let w = progress::status(&sys.db.pool, id)
+        .await
+        .unwrap()
+        .waiting
+        .unwrap();
+    assert_eq!(w.reason, WaitReason::DailyCap);
+    let midnight = (chrono::Utc::now().date_naive() + chrono::Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert_eq!(w.until, Some(midnight));
+
+    // Free to send: no waiting, and the ETA is what is left at the campaign's pace (10/s).
+    sqlx::query("UPDATE campaigns SET daily_cap = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    let s = progress::status(&sys.db.pool, id).await.unwrap();
+    assert_eq!(s.waiting, None);
+    assert_eq!(s.eta_s, Some(s.reachable.div_ceil(10)), "{s:?}");
+
+    // Paused, then cancelled: paused says so; a cancelled campaign has neither rate nor ETA.
+    store::apply(&sys.db.pool, id, Action::Pause, "test")
+        .await
+        .unwrap();
+    let s = progress::status(&sys.db.pool, id).await.unwrap();
+    assert_eq!(s.waiting.map(|w| w.reason), Some(WaitReason::Paused));
+    store::apply(&sys.db.pool, id, Action::Cancel, "test")
+        .await
+        .unwrap();
+    let s = progress::status(&sys.db.pool, id).await.unwrap();
+    assert_eq!(
+        (s.waiting.clone(), s.send_rate, s.eta_s),
+        (None, None, None)
+    );
+    assert!(!s.line().contains("/s"), "{}", s.line());
 }

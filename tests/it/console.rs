@@ -510,6 +510,8 @@ async fn running_campaign(w: &AdminWorld) -> uuid::Uuid {
             daily_cap: None,
         },
         created_by: "test".into(),
+        name: None,
+        truncate: false,
     };
     let report = store::create(&w.sys.db.pool, &new, 1000, AudienceSource::Followers)
         .await
@@ -1049,5 +1051,175 @@ async fn console_in_chromium_charts_have_time_axes_and_totals_and_a_replayed_job
     assert_eq!(part("left").await, (st.reachable - 4).to_string());
     assert!(b.text("#campaign-progress-legend").await.contains("left"));
     b.screenshot("34-campaign-progress").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn console_in_chromium_a_waiting_campaign_shows_its_name_why_it_waits_and_until_when() {
+    let w = AdminWorld::new().await;
+    let id = running_campaign(&w).await;
+    // Named, and outside its window: 09:00-10:00 Shanghai time, unless that is now.
+    let now_shanghai = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .time();
+    let nine = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+    let (open, close) = if now_shanghai >= nine && now_shanghai < nine + chrono::Duration::hours(1)
+    {
+        (
+            chrono::NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+            chrono::NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+        )
+    } else {
+        (nine, nine + chrono::Duration::hours(1))
+    };
+    sqlx::query(
+        "UPDATE campaigns SET name = 'Winter sale', window_start = $2, window_end = $3,
+             time_zone = 'Asia/Shanghai' WHERE id = $1",
+    )
+    .bind(id)
+    .bind(open)
+    .bind(close)
+    .execute(&w.sys.db.pool)
+    .await
+    .unwrap();
+    let status = wxnotify_services::campaigns::progress::status(&w.sys.db.pool, id)
+        .await
+        .unwrap();
+    let waiting = status.waiting.clone().expect("the window is closed");
+    let until = waiting.until.expect("it opens at a known time");
+
+    let mut b = Browser::start("campaign-waiting").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+    b.c().goto(w.url("admin/campaigns").as_str()).await.unwrap();
+    b.wait_count("tr.campaign", 1).await;
+    assert_eq!(b.text("tr.campaign td.name").await, "Winter sale");
+    b.click(&format!("tr.campaign[data-id='{id}'] a")).await;
+    b.expect_path(&format!("/admin/campaigns/{id}")).await;
+    assert_eq!(b.text("#campaign-name").await, "Winter sale");
+    let shown = b.text("#campaign-waiting").await;
+    assert!(shown.contains("outside its send window"), "{shown}");
+    let local = until
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    assert!(
+        shown.contains(&local) && shown.contains("Asia/Shanghai"),
+        "{shown} names {local}"
+    );
+    let element = b.find("#campaign-waiting").await.unwrap();
+    assert_eq!(
+        element.attr("data-reason").await.unwrap().as_deref(),
+        Some("window_closed")
+    );
+    let attr = b
+        .find("#campaign-waiting-until")
+        .await
+        .unwrap()
+        .attr("datetime")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&attr).unwrap(),
+        until,
+        "the machine-readable time is the status's"
+    );
+    assert!(
+        b.text("#n-eta").await.contains("waiting"),
+        "no ETA while waiting"
+    );
+    b.screenshot("campaign-waiting").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn console_in_chromium_outcome_unknown_letters_are_replayed_only_when_chosen() {
+    let w = AdminWorld::new().await;
+    // The four 43101 letters stand for sends whose answer was lost.
+    sqlx::query("UPDATE dead_letters SET reason = 'outcome_unknown' WHERE errcode = 43101")
+        .execute(&w.sys.db.pool)
+        .await
+        .unwrap();
+    // The admin API: left out and said so unless chosen.
+    let (status, dry) = w
+        .call(
+            reqwest::Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({"filter": {"errcode": 43101}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (&dry["affected"], &dry["outcome_unknown_skipped"]),
+        (&json!(0), &json!(4)),
+        "{dry}"
+    );
+    assert!(
+        dry["warning"]
+            .as_str()
+            .unwrap()
+            .contains("may have reached the person already"),
+        "{dry}"
+    );
+    let (_, dry) = w
+        .call(
+            reqwest::Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({"filter": {"errcode": 43101}, "dry_run": true, "include_outcome_unknown": true})),
+        )
+        .await;
+    assert_eq!(
+        (&dry["affected"], &dry["outcome_unknown_included"]),
+        (&json!(4), &json!(4)),
+        "{dry}"
+    );
+    assert_eq!(dry["letters"].as_array().unwrap().len(), 4, "{dry}");
+
+    let id: i64 = w
+        .count("SELECT min(id) FROM dead_letters WHERE reason = 'outcome_unknown'")
+        .await;
+    let replayed = |id: i64| {
+        let pool = w.sys.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT replayed_at IS NOT NULL FROM dead_letters WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let mut b = Browser::start("outcome-unknown").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+    b.c()
+        .goto(w.url(&format!("admin/dead-letters/{id}")).as_str())
+        .await
+        .unwrap();
+    b.click("#replay-one").await;
+    b.expect_path("/admin/dead-letters/confirm").await;
+    let warning = b.text("#outcome-unknown-warning").await;
+    assert!(
+        warning.contains("may have reached the person already"),
+        "{warning}"
+    );
+    b.screenshot("outcome-unknown-confirm").await;
+    // Confirmed without choosing them: nothing is replayed.
+    b.click("#confirm").await;
+    b.expect_path("/admin/dead-letters").await;
+    assert!(!replayed(id).await, "left out without the choice");
+    // Chosen explicitly: replayed.
+    b.c()
+        .goto(w.url(&format!("admin/dead-letters/{id}")).as_str())
+        .await
+        .unwrap();
+    b.click("#replay-one").await;
+    b.expect_path("/admin/dead-letters/confirm").await;
+    b.click("#include-outcome-unknown").await;
+    b.click("#confirm").await;
+    b.expect_path("/admin/dead-letters").await;
+    assert!(replayed(id).await, "replayed once chosen");
     b.close().await;
 }

@@ -176,7 +176,7 @@ async fn every_command_has_examples_in_its_help() {
     ] {
         commands.push(vec![c]);
     }
-    for sub in ["list", "show", "replay", "purge"] {
+    for sub in ["list", "stats", "show", "replay", "purge"] {
         commands.push(vec!["dlq", sub]);
     }
     for sub in ["create", "status"] {

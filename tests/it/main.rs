@@ -21,6 +21,7 @@ mod console;
 mod demo;
 mod demo_serve;
 mod deploy;
+mod dlq_cli;
 mod domain;
 mod edge;
 mod end_to_end;

@@ -33,8 +33,14 @@ async fn a_job_is_answered_202_once_rabbitmq_confirmed_it_and_is_then_in_the_que
         .post("v1/notifications", Some(&api.key), &job_body("order-1", 1))
         .await;
     assert_eq!(a.status, 202, "{}", a.body);
+    let mut accepted = a.body.clone();
+    let warnings = accepted.as_object_mut().unwrap().remove("warnings");
+    assert!(
+        warnings.as_ref().is_some_and(Value::is_array),
+        "{warnings:?}"
+    );
     assert_eq!(
-        a.body,
+        accepted,
         json!({"id": "order-1", "status_url": "/v1/notifications/order-1", "state": "queued"})
     );
     assert_eq!(a.headers["location"], "/v1/notifications/order-1");
@@ -833,4 +839,203 @@ async fn the_openapi_document_is_generated_from_the_code_committed_and_served() 
     );
     assert!(generated.contains("\"/admin/api/dead-letters\""));
     assert!(!wxnotify_api::openapi::public_openapi_json().contains("\"/admin/"));
+}
+
+#[tokio::test]
+async fn the_idempotency_key_header_is_the_job_id_and_a_different_body_id_is_a_400() {
+    let api = Api::start().await;
+    let post = |key: Option<&'static str>, body: Value| {
+        let mut request = api
+            .http
+            .post(api.base.join("v1/notifications").unwrap())
+            .bearer_auth(&api.key)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, ct, r.json::<Value>().await.unwrap())
+        }
+    };
+    let mut body = job_body("unused", 1);
+    body.as_object_mut().unwrap().remove("id");
+    let (status, _, first) = post(Some("order-7-shipped"), body.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["id"], "order-7-shipped");
+    // The client's retry with the same key is the same job: answered with its status.
+    let (status, _, again) = post(Some("order-7-shipped"), body.clone()).await;
+    assert_eq!((status, &again["id"]), (200, &json!("order-7-shipped")));
+    // The same key in both places is fine; two different ids are refused.
+    let mut same = body.clone();
+    same["id"] = json!("order-7-shipped");
+    assert_eq!(post(Some("order-7-shipped"), same).await.0, 200);
+    let mut other = body.clone();
+    other["id"] = json!("order-8-shipped");
+    let (status, ct, e) = post(Some("order-7-shipped"), other).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    assert!(e["detail"].as_str().unwrap().contains("differ"), "{e}");
+    let (status, _, e) = post(Some("bad key"), body.clone()).await;
+    assert_eq!(status, 400, "{e}");
+    // One job only on the lane: the retry did not send twice.
+    assert_eq!(
+        queue_depth(
+            &api.sys.settings.amqp_url,
+            &api.sys.topology.lane_queue(Lane::Jobs)
+        )
+        .await,
+        1
+    );
+    // The document says a request with neither is not idempotent.
+    let doc: Value = serde_json::from_str(&wxnotify_api::openapi::openapi_json()).unwrap();
+    let params = doc
+        .pointer("/paths/~1v1~1notifications/post/parameters")
+        .unwrap()
+        .to_string();
+    assert!(
+        params.contains("Idempotency-Key") && params.contains("not idempotent"),
+        "{params}"
+    );
+}
+
+#[tokio::test]
+async fn errors_are_rfc_9457_problems_naming_no_rust_type_and_truncate_is_accepted_where_suggested()
+{
+    let api = Api::start().await;
+    let long = "Forty-eight characters of a thing1 value, too lo";
+    let mut body = job_body("long-1", 1);
+    body["data"]["thing1"] = json!(long);
+    let a = api.post("v1/notifications", Some(&api.key), &body).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(
+        a.headers.get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    for member in [
+        "type", "title", "status", "detail", "error", "code", "errors",
+    ] {
+        assert!(!a.body[member].is_null(), "{member} in {}", a.body);
+    }
+    assert_eq!(a.body["type"], "urn:wxnotify:problem:validation_failed");
+    assert_eq!(a.body["status"], 422);
+    let hint = a.body["errors"][0]["message"].as_str().unwrap();
+    assert!(hint.contains("\"truncate\": true"), "{hint}");
+    assert_eq!(a.body["errors"][0]["pointer"], "/data/thing1");
+    // Where the hint says: the job's own `truncate`. Accepted, with what it did as a warning.
+    body["truncate"] = json!(true);
+    let a = api.post("v1/notifications", Some(&api.key), &body).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let warnings = a.body["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w["pointer"] == "/data/thing1"
+            && w["message"].as_str().unwrap().contains("shortened")),
+        "{warnings:?}"
+    );
+
+    // Serde's messages about the domain types name no Rust type.
+    for (field, value) in [
+        ("to", json!(5)),
+        ("to", json!("oMP1")),
+        ("miniprogram", json!("pages/a")),
+        ("data", json!({"thing1": 5})),
+        ("truncate", json!("yes")),
+    ] {
+        let mut bad = job_body("bad-1", 1);
+        bad[field] = value;
+        let a = api.post("v1/notifications", Some(&api.key), &bad).await;
+        assert_eq!(a.status, 422, "{field}: {}", a.body);
+        let text = a.body.to_string();
+        for leak in [
+            "struct",
+            "enum ",
+            "Raw",
+            "MiniProgramLink",
+            "Recipient",
+            "::",
+        ] {
+            assert!(!text.contains(leak), "{field}: {text} names {leak}");
+        }
+    }
+    // Not JSON, no key, another app: problems too.
+    let raw = api
+        .http
+        .post(api.base.join("v1/notifications").unwrap())
+        .bearer_auth(&api.key)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    assert_eq!(
+        raw.headers().get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    let a = api.post("v1/notifications", None, &job_body("x", 1)).await;
+    assert_eq!(
+        (a.status, &a.body["type"], &a.body["status"]),
+        (
+            401,
+            &json!("urn:wxnotify:problem:unauthorized"),
+            &json!(401)
+        )
+    );
+    assert_eq!(a.body["detail"], a.body["error"]);
+}
+
+#[tokio::test]
+async fn the_status_after_a_replay_shows_the_life_that_sent_it() {
+    use wxnotify_sandbox::mock_wechat::{Endpoint, Fault, FaultPlan, FaultRule};
+    let api = Api::start().await;
+    api.sys.mock.set_faults(FaultPlan {
+        rules: vec![FaultRule::new(Fault::Errcode(-1)).on(Endpoint::TemplateSend)],
+    });
+    let mut config = WorkerConfig::default();
+    config.retry.max_attempts = 2;
+    let worker = api.sys.start_worker(config);
+    let a = api
+        .post(
+            "v1/notifications",
+            Some(&api.key),
+            &job_body("replayed-1", 1),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let dead = api
+        .wait_status("replayed-1", |s| s["state"] == "dead")
+        .await;
+    assert_eq!((&dead["errcode"], &dead["life"]), (&json!(-1), &json!(1)));
+    api.sys.mock.clear_faults();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM dead_letters WHERE job_id = 'replayed-1'")
+            .fetch_all(&api.sys.db.pool)
+            .await
+            .unwrap();
+    let letters = wxnotify_services::dlq::by_ids(&api.sys.db.pool, &ids)
+        .await
+        .unwrap();
+    let report = wxnotify_services::dlq::replay(
+        &api.sys.settings,
+        &api.sys.db.pool,
+        letters,
+        wxnotify_services::dlq::ReplayOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.replayed, ids);
+    let sent = api
+        .wait_status("replayed-1", |s| s["state"] == "sent")
+        .await;
+    worker.stop().await;
+    assert_eq!(sent["life"], 2, "{sent}");
+    assert!(
+        sent.get("errcode").is_none() && sent.get("errmsg").is_none(),
+        "the failed first life is not the sent job's error: {sent}"
+    );
+    assert_eq!(api.sys.mock.sends().len(), 1);
 }

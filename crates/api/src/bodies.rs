@@ -99,24 +99,31 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// The 413 answer: `{"error", "code": "payload_too_large", "limit_bytes"}`.
+/// The 413 answer, an RFC 9457 problem: `{"type", "title", "status", "detail", "error", "code":
+/// "payload_too_large", "limit_bytes"}`.
 pub fn too_large(limit: usize, declared: Option<usize>) -> Response {
+    use crate::problem;
     let size = match declared {
         Some(n) => format!("the body is {n} bytes"),
         None => "the body is larger".to_owned(),
     };
-    (
+    let detail = format!(
+        "{size}; this endpoint takes at most {limit} bytes ({}): split the request",
+        human(limit)
+    );
+    let code = "payload_too_large";
+    problem::response(
         StatusCode::PAYLOAD_TOO_LARGE,
-        axum::Json(serde_json::json!({
-            "error": format!(
-                "{size}; this endpoint takes at most {limit} bytes ({}): split the request",
-                human(limit)
-            ),
-            "code": "payload_too_large",
+        serde_json::json!({
+            "type": problem::type_uri(code),
+            "title": problem::title(code),
+            "status": StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
+            "detail": detail,
+            "error": detail,
+            "code": code,
             "limit_bytes": limit,
-        })),
+        }),
     )
-        .into_response()
 }
 
 /// `8 MiB`, `64 KiB`.

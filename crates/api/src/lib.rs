@@ -29,6 +29,7 @@ pub mod error;
 pub mod failures;
 pub mod health;
 pub mod openapi;
+pub mod problem;
 pub mod producer;
 pub mod server;
 

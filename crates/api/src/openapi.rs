@@ -31,7 +31,10 @@ use crate::producer::notifications::{Accepted, BatchItem, BatchResponse};
 #[openapi(
     info(
         title = "wxnotify HTTP API",
-        description = "WeChat Official Account template messages for Mini Program users: the producer API (`/v1/notifications`), Mini Program login, the OA callback and operations endpoints. Producer requests authenticate with a per-app API key (`wxnotify api-key create --app NAME`) as `Authorization: Bearer wxn_…`."
+        description = "WeChat Official Account template messages for Mini Program users: the producer API (`/v1/notifications`), Mini Program login, the OA callback and operations endpoints. Producer requests authenticate with a per-app API key (`wxnotify api-key create --app NAME`) as `Authorization: Bearer wxn_…`. Error answers of the producer API are RFC 9457 problems (`application/problem+json`)."
+    ),
+    servers(
+        (url = "/", description = "The wxnotify serve that answers this document: its --listen address (the admin paths also on --admin-listen when that is set)")
     ),
     paths(
         crate::producer::notifications::create,
@@ -371,4 +374,44 @@ mod described {
     #[utoipa::path(get, path = "/openapi.json", tag = "operations",
         responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = serde_json::Value)))]
     pub fn openapi() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    /// Every `operationId` of `doc` with how often it appears.
+    fn operation_ids(doc: &Value) -> BTreeMap<String, usize> {
+        let mut ids = BTreeMap::new();
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for op in item.as_object().expect("a path item").values() {
+                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                    *ids.entry(id.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn openapi_operation_ids_are_unique_across_the_public_and_admin_documents() {
+        let full: Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let public: Value = serde_json::from_str(&super::public_openapi_json()).unwrap();
+        let ids = operation_ids(&full);
+        let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "operationIds used twice: {twice:?}");
+        assert!(ids.len() > 20, "{ids:?}");
+        for id in operation_ids(&public).keys() {
+            assert!(ids.contains_key(id), "{id} of the public document");
+        }
+        for doc in [&full, &public] {
+            assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+            assert!(
+                doc["servers"].as_array().is_some_and(|s| !s.is_empty()),
+                "servers"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// Arguments of `wxnotify campaign`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify campaign create --app shop --template-id T --data '{\"thing1\":\"Sale\"}' --followers --json\n  wxnotify campaign create --app shop --template-id T --data '{\"thing1\":\"Sale\"}' --recipients people.csv --window 09:00-21:00 --time-zone Asia/Shanghai\n  wxnotify campaign start 0193…\n  wxnotify campaign status 0193…\n  wxnotify campaign list --json\n\nThe dispatcher runs inside `wxnotify worker` (or alone: `wxnotify campaign dispatch`)."
+    after_help = "Examples:\n  wxnotify campaign create --app default --template-id T --data '{\"thing1\":\"Sale\"}' --followers --json\n  wxnotify campaign create --app default --template-id T --data '{\"thing1\":\"Sale\"}' --recipients people.csv --window 09:00-21:00 --time-zone Asia/Shanghai\n  wxnotify campaign start 0193…\n  wxnotify campaign status 0193…\n  wxnotify campaign list --json\n\nThe dispatcher runs inside `wxnotify worker` (or alone: `wxnotify campaign dispatch`)."
 )]
 pub struct CampaignArgs {
     /// What to do.
@@ -22,13 +22,15 @@ pub struct CampaignArgs {
 pub enum CampaignCommand {
     /// Create a campaign (draft) and snapshot its audience.
     #[command(after_help = "Examples:
-  wxnotify campaign create --template-id T --data '{\"thing1\":\"Sale\",\"time2\":\"12-12\"}' --followers
-  wxnotify campaign create --app shop --template-id T --data '{\"thing1\":\"Shipped\"}' \\
+  wxnotify campaign create --name 'December sale' --template-id T --data '{\"thing1\":\"Sale\",\"time2\":\"12-12\"}' --followers
+  wxnotify campaign create --app default --template-id T --data '{\"thing1\":\"Shipped\"}' \\
       --recipients orders.csv --rate 200 --window 09:00-21:00 --time-zone Asia/Shanghai --daily-cap 100000 --json
 
 A recipients file is NDJSON ({\"mp_openid\":\"o…\",\"data\":{\"order\":\"42\"}} a line; or unionid / oa_openid)
 or CSV with a header naming one of mp_openid, unionid, oa_openid; its other columns are template
-fields of that recipient. Bad lines are reported with their line numbers and skipped.")]
+fields of that recipient. Bad lines are reported with their line numbers and skipped, and so are
+recipients whose data breaks the template (a value too long for its key type; --truncate shortens
+such values instead).")]
     Create(Box<CreateArgs>),
     /// Show the snapshot: reachable and unreachable recipients by reason.
     #[command(after_help = "Example:\n  wxnotify campaign preview 0193… --json")]
@@ -61,6 +63,12 @@ fields of that recipient. Bad lines are reported with their line numbers and ski
 /// `campaign create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// A name for people, shown in lists, status and the console (the id stays the key).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Shorten values too long for their key type instead of refusing those recipients.
+    #[arg(long)]
+    pub truncate: bool,
     /// The app (default: the default app).
     #[arg(long)]
     pub app: Option<String>,

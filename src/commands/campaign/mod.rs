@@ -18,7 +18,9 @@ use wxnotify_core::config::Settings;
 use wxnotify_core::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
 use wxnotify_services::campaigns::model::Action;
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
-use wxnotify_services::campaigns::{CampaignError, audience, pacing_from, preview, progress};
+use wxnotify_services::campaigns::{
+    CampaignError, audience, label, pacing_from, preview, progress,
+};
 
 fn actor(by: &Option<String>) -> String {
     by.clone()
@@ -71,6 +73,8 @@ fn new_campaign(
             not_after: args.not_after,
             pacing,
             created_by: actor(&args.by),
+            name: args.name.clone(),
+            truncate: args.truncate,
         },
         app_rate,
     ))
@@ -123,7 +127,7 @@ async fn command(
             let report = store::create(pool, &new, app_rate, source).await?;
             print(args.json, &report, || {
                 let mut s = preview_text(
-                    report.id,
+                    &label(report.id, report.name.as_deref()),
                     report.audience,
                     report.reachable,
                     &report.unreachable,
@@ -154,9 +158,14 @@ async fn command(
         CampaignCommand::Preview(args) => {
             let p = preview(pool, args.id).await?;
             print(args.json, &p, || {
-                let mut s = preview_text(p.id, p.audience, p.reachable, &p.unreachable);
+                let mut s = preview_text(
+                    &label(p.id, p.name.as_deref()),
+                    p.audience,
+                    p.reachable,
+                    &p.unreachable,
+                );
                 s.push('\n');
-                s.push_str(&p.template.text());
+                s.push_str(&p.template.text_with_rows(&p.bad_rows));
                 s
             });
             Ok(ExitCode::SUCCESS)
@@ -178,12 +187,13 @@ async fn command(
             let list = store::list(pool, args.limit).await?;
             print(args.json, &list, || {
                 let mut s = String::from(
-                    "id                                    state      app       audience  reachable  dispatched  created",
+                    "id                                    name                  state      app       audience  reachable  dispatched  created",
                 );
                 for c in &list {
                     s.push_str(&format!(
-                        "\n{}  {:<9}  {:<8}  {:>8}  {:>9}  {:>10}  {}",
+                        "\n{}  {:<20}  {:<9}  {:<8}  {:>8}  {:>9}  {:>10}  {}",
                         c.id,
+                        name_cell(c.name.as_deref()),
                         c.state.as_str(),
                         c.app,
                         c.audience,
@@ -197,6 +207,19 @@ async fn command(
             Ok(ExitCode::SUCCESS)
         }
         CampaignCommand::Dispatch => unreachable!("handled before"),
+    }
+}
+
+/// A name in a list's column: at most 20 characters, `–` for none.
+fn name_cell(name: Option<&str>) -> String {
+    match name {
+        None => "–".into(),
+        Some(n) if n.chars().count() > 20 => {
+            let mut s: String = n.chars().take(19).collect();
+            s.push('…');
+            s
+        }
+        Some(n) => n.to_owned(),
     }
 }
 

@@ -22,7 +22,7 @@ pub(super) fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> 
 }
 /// The one-line summary of a campaign's audience: how many are reachable, and why not the rest.
 pub(super) fn preview_text<K: std::fmt::Display>(
-    id: Uuid,
+    id: &str,
     audience: u64,
     reachable: u64,
     unreachable: &std::collections::BTreeMap<K, u64>,
@@ -52,7 +52,11 @@ pub(super) async fn follow(pool: &PgPool, id: Uuid) -> Result<(), CampaignError>
         )
         .expect("the progress template is valid"),
     );
-    bar.set_prefix(format!("campaign {}", &id.to_string()[..8]));
+    let first = progress::status(pool, id).await?;
+    bar.set_prefix(format!(
+        "campaign {}",
+        first.name.as_deref().unwrap_or(&id.to_string()[..8])
+    ));
     let mut every = tokio::time::interval(Duration::from_millis(500));
     let last = loop {
         tokio::select! {
@@ -63,12 +67,11 @@ pub(super) async fn follow(pool: &PgPool, id: Uuid) -> Result<(), CampaignError>
         bar.set_length(s.reachable);
         bar.set_position(s.finished());
         bar.set_message(format!(
-            "{} | {} sent, {} dead, {:.0}/s{}",
+            "{} | {} sent, {} dead | {}",
             s.state,
             s.sent,
             s.dead.values().sum::<u64>(),
-            s.send_rate,
-            s.eta_s.map(|e| format!(", ETA {e} s")).unwrap_or_default()
+            s.pace_text()
         ));
         if s.state.is_final() {
             break s;

@@ -18,7 +18,10 @@ pub const FIRST_IDS: usize = 20;
 /// (an unknown one, here or in `filter`, is a 400 naming it), and an empty filter acts only
 /// with `"all": true` spelled out.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an action {\"ids\": […]} or {\"filter\": {…}}, with \"dry_run\" and \"all\" as needed"
+)]
 pub struct ActionRequest {
     /// These dead letters (give `ids` or `filter`, not both).
     #[serde(default)]
@@ -34,6 +37,11 @@ pub struct ActionRequest {
     /// Only count and list the first ids; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Replay `outcome_unknown` letters too. Some of them may have reached the person already
+    /// (WeChat may have accepted the send whose answer was lost), and a replay sends those a
+    /// second time; without this they are left out and counted in `outcome_unknown_skipped`.
+    #[serde(default)]
+    pub include_outcome_unknown: bool,
 }
 
 /// Deserializes a filter whose keys must all be fields of [`DeadLetterQuery`].
@@ -132,6 +140,17 @@ pub struct ActionReport {
     /// For a filter: the highest id matched. Send it back as `filter.max_id` to act on exactly
     /// these letters.
     pub max_id: Option<i64>,
+    /// The letters acted on (in a dry run: that would be), at most 1,000, with job id and
+    /// reason (empty for a purge).
+    pub letters: Vec<dlq::Touched>,
+    /// `outcome_unknown` letters left out of a replay because `include_outcome_unknown` was not
+    /// given (they are in `skipped` too).
+    pub outcome_unknown_skipped: u64,
+    /// `outcome_unknown` letters replayed (or that would be) because it was given.
+    pub outcome_unknown_included: u64,
+    /// Said whenever `outcome_unknown` letters are involved: some of them may have reached the
+    /// person already.
+    pub warning: Option<String>,
 }
 
 fn not_done(v: Vec<(i64, String)>) -> Vec<NotDone> {
@@ -159,8 +178,9 @@ pub async fn replay(
     state: &AdminState,
     who: &Principal,
     target: Target,
-    dry_run: bool,
+    options: dlq::ReplayOptions,
 ) -> Result<ActionReport, AdminError> {
+    let dry_run = options.dry_run;
     if !dry_run {
         who.require_admin()?;
     }
@@ -169,19 +189,20 @@ pub async fn replay(
         Target::Ids(ids) => {
             let rows = dlq::by_ids(state.pool(), &ids).await?;
             let matched = rows.len() as i64;
-            let report = dlq::replay(settings, state.pool(), rows, dry_run)
+            let report = dlq::replay(settings, state.pool(), rows, options)
                 .await
                 .map_err(AdminError::Unavailable)?;
             (report, matched, None, Some(ids))
         }
         Target::Filter(f) => {
             let (f, matched) = pin(state, f).await?;
-            let report = dlq::replay_query(settings, state.pool(), &f, dry_run)
+            let report = dlq::replay_query(settings, state.pool(), &f, options)
                 .await
                 .map_err(AdminError::Unavailable)?;
             (report, matched, Some(f), None)
         }
     };
+    let warning = report.outcome_unknown_warning();
     let out = ActionReport {
         action: "replay",
         dry_run,
@@ -191,6 +212,10 @@ pub async fn replay(
         skipped: not_done(report.skipped),
         failed: not_done(report.failed),
         max_id: filter.as_ref().and_then(|f| f.max_id),
+        letters: report.letters,
+        outcome_unknown_skipped: report.outcome_unknown_skipped,
+        outcome_unknown_included: report.outcome_unknown_included,
+        warning,
     };
     store::audit(
         state.pool(),
@@ -205,6 +230,7 @@ pub async fn replay(
                 "matched": out.matched,
                 "skipped": out.skipped.len(),
                 "failed": out.failed.len(),
+                "outcome_unknown_included": out.outcome_unknown_included,
             }),
         },
     )
@@ -259,6 +285,10 @@ pub async fn purge(
         skipped: Vec::new(),
         failed: Vec::new(),
         max_id: filter.as_ref().and_then(|f| f.max_id),
+        letters: Vec::new(),
+        outcome_unknown_skipped: 0,
+        outcome_unknown_included: 0,
+        warning: None,
     };
     store::audit(
         pool,

@@ -22,8 +22,16 @@ pub const MAX_RECIPIENTS: usize = 100_000;
 
 /// `POST /admin/api/campaigns`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a campaign {\"template_id\", \"data\", \"audience\", …}"
+)]
 pub struct CreateBody {
+    /// A name for people (the id stays the key).
+    pub name: Option<String>,
+    /// Shorten values too long for their key type instead of refusing those recipients.
+    #[serde(default)]
+    pub truncate: bool,
     /// The app (default: the default app).
     pub app: Option<String>,
     /// The OA template.
@@ -195,5 +203,14 @@ mod tests {
         many.push_str("0]}");
         let e = CreateBody::parse(body(&many, "").as_bytes()).unwrap_err();
         assert!(e.starts_with("audience") && e.contains("100000"), "{e}");
+        let e = CreateBody::parse(b"5").unwrap_err();
+        assert!(!e.contains("struct") && e.contains("template_id"), "{e}");
+        let b = body(r#"{"recipients":[[1]]}"#, "");
+        let AudienceBody::List(list) = CreateBody::parse(b.as_bytes()).unwrap().audience else {
+            panic!("a list");
+        };
+        let items: Vec<Item> = AudienceBody::items(list).collect();
+        let e = &items[0].as_ref().unwrap_err().error;
+        assert!(!e.contains("struct") && !e.contains("ListEntry"), "{e}");
     }
 }

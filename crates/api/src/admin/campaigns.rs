@@ -242,6 +242,8 @@ async fn create(
         not_after: body.not_after,
         pacing,
         created_by: actor(&who),
+        name: body.name,
+        truncate: body.truncate,
     };
     let source = match body.audience {
         AudienceBody::Named(n) if n == "followers" => AudienceSource::Followers,
@@ -255,6 +257,7 @@ async fn create(
     let report = store::create(&s.pool, &new, app_rate, source).await?;
     let detail = json!({
         "campaign": report.id,
+        "name": report.name,
         "app": new.app.as_str(),
         "audience": report.audience,
         "reachable": report.reachable,

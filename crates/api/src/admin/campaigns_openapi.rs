@@ -27,6 +27,8 @@ use uuid::Uuid;
         BadLinesDoc,
         BadLineDoc,
         PreviewDoc,
+        WaitingDoc,
+        WaitReasonDoc,
         StateAnswerDoc,
         CampaignErrorDoc,
         CampaignStateDoc,
@@ -54,11 +56,45 @@ pub enum CampaignStateDoc {
     Cancelled,
 }
 
+/// Why a campaign sends nothing now.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignWaitReason)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReasonDoc {
+    /// Started with a start time ahead (`until`: the start time).
+    Scheduled,
+    /// Paused by an operator (no `until`: someone must resume it).
+    Paused,
+    /// Outside its daily send window (`until`: when it opens).
+    WindowClosed,
+    /// Its daily cap is reached (`until`: its next day, or the window's opening that day).
+    DailyCap,
+    /// The app's daily WeChat quota is used up (`until`: the end of the app's quota pause).
+    Quota,
+    /// The app is paused by an operator (`until`) or suspended while WeChat refuses it.
+    AppPaused,
+}
+
+/// Why a running, scheduled or paused campaign sends nothing now, and when it goes on.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignWaiting)]
+pub struct WaitingDoc {
+    pub reason: WaitReasonDoc,
+    /// When it goes on by itself (null: someone must act).
+    pub until: Option<DateTime<Utc>>,
+    /// One sentence for people, with the time in the campaign's time zone.
+    pub message: String,
+}
+
 /// A stored campaign (`GET /admin/api/campaigns`).
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Campaign)]
 pub struct CampaignDoc {
     pub id: Uuid,
+    /// Its name, for people (the id stays the key).
+    pub name: Option<String>,
+    /// Whether its jobs shorten values too long for their key type.
+    pub truncate: bool,
     pub app: String,
     pub template_id: String,
     /// Shared template fields.
@@ -103,8 +139,11 @@ pub struct ReceiptsDoc {
 #[schema(as = CampaignStatus)]
 pub struct CampaignStatusDoc {
     pub id: Uuid,
+    pub name: Option<String>,
     pub app: String,
     pub state: CampaignStateDoc,
+    /// Why it sends nothing now and when it goes on; null while it may send and once finished.
+    pub waiting: Option<WaitingDoc>,
     pub audience: u64,
     pub reachable: u64,
     /// Unreachable by reason (from the snapshot).
@@ -127,9 +166,10 @@ pub struct CampaignStatusDoc {
     /// Reachable, never dispatched.
     pub not_dispatched: u64,
     pub receipts: ReceiptsDoc,
-    /// Sends per second over the last ten seconds.
-    pub send_rate: f64,
-    /// Seconds until done at the current rate (null when nothing is being sent).
+    /// Sends per second over the last ten seconds (null once completed or cancelled).
+    pub send_rate: Option<f64>,
+    /// Seconds until done at the campaign's pace: what is left over its rate (null while it
+    /// waits, and when it is not sending).
     pub eta_s: Option<u64>,
 }
 
@@ -137,6 +177,11 @@ pub struct CampaignStatusDoc {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = CreateCampaign)]
 pub struct CreateCampaignDoc {
+    /// A name for people, 1 to 120 characters (the id stays the key).
+    pub name: Option<String>,
+    /// Shorten values too long for their key type instead of refusing those recipients
+    /// (default false).
+    pub truncate: Option<bool>,
     /// The app (default: the first configured).
     pub app: Option<String>,
     /// The OA template.
@@ -180,12 +225,14 @@ pub struct BadLinesDoc {
 #[schema(as = CampaignCreated)]
 pub struct CreateReportDoc {
     pub id: Uuid,
+    pub name: Option<String>,
     pub state: CampaignStateDoc,
     pub audience: u64,
     pub reachable: u64,
     pub unreachable: BTreeMap<String, u64>,
     /// Repeated recipients kept once.
     pub repeats: u64,
+    /// Skipped lines: unreadable, or recipients whose data breaks the template.
     pub bad_lines: BadLinesDoc,
 }
 
@@ -194,10 +241,15 @@ pub struct CreateReportDoc {
 #[schema(as = CampaignPreview)]
 pub struct PreviewDoc {
     pub id: Uuid,
+    pub name: Option<String>,
     pub state: CampaignStateDoc,
     pub audience: u64,
     pub reachable: u64,
     pub unreachable: BTreeMap<String, u64>,
+    /// The template check of the shared data against today's catalog.
+    pub template: serde_json::Value,
+    /// Recipients whose own data breaks the template, by line.
+    pub bad_rows: BadLinesDoc,
 }
 
 /// The state after an action.
@@ -216,13 +268,13 @@ pub struct CampaignErrorDoc {
 }
 
 /// The newest campaigns (at most 100).
-#[utoipa::path(get, path = "/admin/api/campaigns", tag = "campaigns",
+#[utoipa::path(get, path = "/admin/api/campaigns", tag = "campaigns", operation_id = "list_campaigns",
     responses((status = 200, body = Vec<CampaignDoc>), (status = 401, body = CampaignErrorDoc)),
     security(("admin_token" = [])))]
 pub fn list() {}
 
 /// Creates a campaign and its audience snapshot (state `draft`).
-#[utoipa::path(post, path = "/admin/api/campaigns", tag = "campaigns",
+#[utoipa::path(post, path = "/admin/api/campaigns", tag = "campaigns", operation_id = "create_campaign",
     request_body = CreateCampaignDoc,
     responses(
         (status = 201, body = CreateReportDoc),
@@ -235,7 +287,7 @@ pub fn list() {}
 pub fn create() {}
 
 /// A campaign's progress.
-#[utoipa::path(get, path = "/admin/api/campaigns/{id}", tag = "campaigns",
+#[utoipa::path(get, path = "/admin/api/campaigns/{id}", tag = "campaigns", operation_id = "campaign_status",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = CampaignStatusDoc), (status = 401, body = CampaignErrorDoc),
               (status = 404, body = CampaignErrorDoc)),
@@ -243,7 +295,7 @@ pub fn create() {}
 pub fn status() {}
 
 /// Reachable and unreachable recipients of the snapshot.
-#[utoipa::path(get, path = "/admin/api/campaigns/{id}/preview", tag = "campaigns",
+#[utoipa::path(get, path = "/admin/api/campaigns/{id}/preview", tag = "campaigns", operation_id = "preview_campaign",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PreviewDoc), (status = 401, body = CampaignErrorDoc),
               (status = 404, body = CampaignErrorDoc)),
@@ -251,7 +303,7 @@ pub fn status() {}
 pub fn preview() {}
 
 /// draft → running (or scheduled when its start time is ahead).
-#[utoipa::path(post, path = "/admin/api/campaigns/{id}/start", tag = "campaigns",
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/start", tag = "campaigns", operation_id = "start_campaign",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
               (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
@@ -260,7 +312,7 @@ pub fn preview() {}
 pub fn start() {}
 
 /// scheduled / running → paused.
-#[utoipa::path(post, path = "/admin/api/campaigns/{id}/pause", tag = "campaigns",
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/pause", tag = "campaigns", operation_id = "pause_campaign",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
               (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
@@ -269,7 +321,7 @@ pub fn start() {}
 pub fn pause() {}
 
 /// paused → running (or scheduled).
-#[utoipa::path(post, path = "/admin/api/campaigns/{id}/resume", tag = "campaigns",
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/resume", tag = "campaigns", operation_id = "resume_campaign",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
               (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
@@ -278,7 +330,7 @@ pub fn pause() {}
 pub fn resume() {}
 
 /// Anything not final → cancelled (jobs still on the lane are recorded cancelled, not sent).
-#[utoipa::path(post, path = "/admin/api/campaigns/{id}/cancel", tag = "campaigns",
+#[utoipa::path(post, path = "/admin/api/campaigns/{id}/cancel", tag = "campaigns", operation_id = "cancel_campaign",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = StateAnswerDoc), (status = 401, body = CampaignErrorDoc),
               (status = 403, body = CampaignErrorDoc), (status = 404, body = CampaignErrorDoc),
@@ -320,8 +372,14 @@ mod tests {
             .unwrap();
         let status = Status {
             id: uuid::Uuid::nil(),
+            name: Some("December sale".into()),
             app: "default".into(),
             state: CampaignState::Running,
+            waiting: Some(wxnotify_services::campaigns::Waiting {
+                reason: wxnotify_services::campaigns::WaitReason::WindowClosed,
+                until: None,
+                message: "outside its send window".into(),
+            }),
             audience: 1,
             reachable: 1,
             unreachable: serde_json::json!({}),
@@ -335,13 +393,17 @@ mod tests {
             in_flight: 0,
             not_dispatched: 1,
             receipts: Receipts::default(),
-            send_rate: 0.0,
+            send_rate: Some(0.0),
             eta_s: None,
         };
         assert_eq!(properties(&doc, "CampaignStatus"), keys(&status));
         assert_eq!(
             properties(&doc, "CampaignReceipts"),
             keys(&Receipts::default())
+        );
+        assert_eq!(
+            properties(&doc, "CampaignWaiting"),
+            keys(status.waiting.as_ref().unwrap())
         );
         for path in [
             "/admin/api/campaigns",

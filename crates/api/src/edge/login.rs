@@ -29,6 +29,7 @@ const MAX_CODE_LEN: usize = 128;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a login request {\"code\": \"…\"}")]
 pub struct LoginRequest {
     /// The code `wx.login()` returned.
     pub code: String,

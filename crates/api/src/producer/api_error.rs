@@ -1,6 +1,8 @@
-//! The error answers of the producer API (`/v1/notifications…`). Every body is
-//! `{"error": "<what to do>", "code": "<machine-readable>", "errors": [{"pointer", "message"}]}`
-//! (`errors` only for 422). 5xx bodies are generic; their cause is logged here, once.
+//! The error answers of the producer API (`/v1/notifications…`). Every body is an RFC 9457
+//! problem (`application/problem+json`): `type` (`urn:wxnotify:problem:<code>`), `title`,
+//! `status`, `detail` (what to do), and beside them `error` (the same text as `detail`, kept for
+//! clients that read it), `code` (machine-readable) and, for 422, `errors`
+//! (`[{"pointer", "message"}]`). 5xx bodies are generic; their cause is logged here, once.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,10 +32,20 @@ impl FieldError {
     }
 }
 
-/// The body of every error answer.
+/// The body of every error answer: an RFC 9457 problem with wxnotify's members beside the
+/// standard ones.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// What went wrong, in words a developer can act on.
+    /// The kind of problem, `urn:wxnotify:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// A short summary of the kind of problem (the same for every problem of a `code`).
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong in this request, in words a developer can act on.
+    pub detail: String,
+    /// The same text as `detail` (kept for clients that read `error`).
     pub error: String,
     /// A stable code: `unauthorized`, `forbidden_app`, `not_found`, `bad_request`,
     /// `payload_too_large`, `validation_failed`, `conflict`, `unavailable`, `internal`.
@@ -167,6 +179,10 @@ impl ApiError {
             _ => Vec::new(),
         };
         ErrorBody {
+            problem_type: crate::problem::type_uri(code),
+            title: crate::problem::title(code),
+            status: self.status().as_u16(),
+            detail: error.clone(),
             error,
             code,
             errors,
@@ -184,7 +200,7 @@ impl IntoResponse for ApiError {
                 "producer API request failed"
             );
         }
-        let mut response = (status, axum::Json(self.body())).into_response();
+        let mut response = crate::problem::response(status, self.body());
         let headers = response.headers_mut();
         match self {
             ApiError::Unavailable(_) => {

@@ -188,12 +188,15 @@ pub struct NotificationStatus {
     /// Why it is dead (`not_following`, `retries_exhausted`, `payload_rejected` …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// WeChat's errcode of the last failed attempt.
+    /// WeChat's errcode of the last failed attempt of the job's current life (a replay starts
+    /// a new life; a sent job has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errcode: Option<i64>,
-    /// WeChat's message of the last failed attempt (with its `rid`).
+    /// WeChat's message of that attempt (with its `rid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errmsg: Option<String>,
+    /// Which life of the job this is: 1, and one more for each replay of its dead letter.
+    pub life: i32,
     /// WeChat's message id, as a string (it exceeds 2^53, which JSON numbers in JavaScript
     /// cannot hold exactly).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +238,7 @@ struct StatusRow {
     dead_reason: Option<String>,
     last_errcode: Option<i64>,
     last_errmsg: Option<String>,
+    life: Option<i32>,
     msgid: Option<i64>,
     sent_at: Option<DateTime<Utc>>,
     held_at: Option<DateTime<Utc>>,
@@ -253,11 +257,18 @@ pub async fn statuses(
     let rows: Vec<StatusRow> = sqlx::query_as(
         "SELECT COALESCE(a.job_id, d.job_id) AS job_id, COALESCE(d.app, a.app) AS app,
                 a.created_at AS api_created_at, a.accepted_at, d.created_at AS ledger_created_at,
-                d.state, d.attempts, d.dead_reason, d.last_errcode, d.last_errmsg, d.msgid,
-                d.sent_at, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
+                d.state, d.attempts, d.dead_reason, d.life,
+                -- A replayed job's errors are those of its current life only.
+                CASE WHEN d.life > 1 THEN e.errcode ELSE d.last_errcode END AS last_errcode,
+                CASE WHEN d.life > 1 THEN e.errmsg ELSE d.last_errmsg END AS last_errmsg,
+                d.msgid, d.sent_at, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
          FROM (SELECT * FROM api_notifications WHERE app = $2 AND job_id = ANY($1)) a
          FULL JOIN (SELECT * FROM deliveries WHERE app = $2 AND job_id = ANY($1)) d
-             ON d.job_id = a.job_id",
+             ON d.job_id = a.job_id
+         LEFT JOIN LATERAL (
+             SELECT t.errcode, t.errmsg FROM delivery_attempts t
+             WHERE t.app = d.app AND t.job_id = d.job_id AND t.life = d.life
+             ORDER BY t.attempt DESC LIMIT 1) e ON true",
     )
     .bind(ids)
     .bind(app.as_str())
@@ -288,6 +299,8 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
         // A state a newer wxnotify added: not finished as far as this version knows.
         Some(_) => State::Queued,
     };
+    // A sent job's earlier failures (of this life or a replayed one) are not its state.
+    let failed = !matches!(state, State::Sent);
     Some(NotificationStatus {
         status_url: status_url(&r.job_id),
         id: r.job_id,
@@ -295,8 +308,9 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
         state,
         attempts: r.attempts.unwrap_or(0),
         reason: r.dead_reason,
-        errcode: r.last_errcode,
-        errmsg: r.last_errmsg,
+        errcode: r.last_errcode.filter(|_| failed),
+        errmsg: r.last_errmsg.filter(|_| failed),
+        life: r.life.unwrap_or(1),
         msgid: r.msgid.map(|m| m.to_string()),
         sent_at: r.sent_at,
         held_at: r.held_at,

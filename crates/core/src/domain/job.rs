@@ -22,7 +22,10 @@ pub const MAX_PAGEPATH_BYTES: usize = 256;
 
 /// Where a tap on the message opens a Mini Program page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object {\"appid\": \"wx…\", \"pagepath\": \"pages/…\"}"
+)]
 pub struct MiniProgramLink {
     /// The Mini Program's appid; it must be linked to the OA.
     pub appid: AppId,
@@ -33,7 +36,10 @@ pub struct MiniProgramLink {
 
 /// A request to send one template message to one person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a job object (see schemas/job.schema.json)"
+)]
 pub struct Job {
     /// Idempotency key, also WeChat's `client_msg_id`. A job id that was already sent is not
     /// sent again. Generated when the producer leaves it out.
@@ -211,6 +217,34 @@ mod tests {
         "miniprogram": {"appid": "wx1234567890abcdef", "pagepath": "pages/order?id=1"},
         "not_after": "2026-11-24T12:00:00Z"
     }"#;
+
+    #[test]
+    fn no_error_names_an_internal_type() {
+        let messages = [
+            serde_json::from_value::<Recipient>(serde_json::json!(5))
+                .unwrap_err()
+                .to_string(),
+            serde_json::from_value::<Recipient>(serde_json::json!("oMP1"))
+                .unwrap_err()
+                .to_string(),
+            serde_json::from_value::<MiniProgramLink>(serde_json::json!("pages/a"))
+                .unwrap_err()
+                .to_string(),
+            serde_json::from_value::<TemplateData>(serde_json::json!({"thing1": 5}))
+                .unwrap_err()
+                .to_string(),
+            serde_json::from_value::<Job>(serde_json::json!([1]))
+                .unwrap_err()
+                .to_string(),
+        ];
+        for m in &messages {
+            for leak in ["struct", "enum", "Raw", "Field", "MiniProgramLink", "Job"] {
+                assert!(!m.contains(leak), "{m:?} names {leak}");
+            }
+        }
+        assert!(messages[0].contains("mp_openid"), "{}", messages[0]);
+        assert!(messages[3].contains("{\"value\""), "{}", messages[3]);
+    }
 
     #[test]
     fn a_full_job_parses_with_defaults_filled() {

@@ -141,7 +141,10 @@ impl Serialize for WechatData<'_> {
 impl<'de> Deserialize<'de> for TemplateData {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
+        #[serde(
+            untagged,
+            expecting = "each data value is a string or {\"value\": \"…\"}"
+        )]
         enum Field {
             Plain(String),
             Wechat { value: String },

@@ -179,6 +179,8 @@ async fn measure(
             daily_cap: None,
         },
         created_by: "bench".into(),
+        name: None,
+        truncate: false,
     };
     let started = Instant::now();
     let items = audience::read_file(&path)?;

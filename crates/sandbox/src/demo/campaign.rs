@@ -59,6 +59,8 @@ pub async fn start(scratch: &Scratch, n: u64, rate: u32) -> anyhow::Result<DemoC
             daily_cap: None,
         },
         created_by: "demo".into(),
+        name: None,
+        truncate: false,
     };
     let report = store::create(
         &scratch.pool,

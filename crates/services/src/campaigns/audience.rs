@@ -56,6 +56,7 @@ impl BadLines {
 
 /// An entry of an explicit list (the HTTP API, the library).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(expecting = "a recipient {\"to\": {…}, \"data\": {…}}")]
 pub struct ListEntry {
     /// `{"mp_openid": …}`, `{"unionid": …}` or `{"oa_openid": …}`.
     pub to: Recipient,

@@ -6,6 +6,8 @@
 //! - [`snapshot`]: the audience snapshot, resolved once with `COPY` and one set-based statement.
 //! - [`store`]: campaigns in Postgres: create, read, list, state changes with who and when.
 //! - [`progress`]: status from the ledger (one indexed aggregate), receipts, rate, ETA.
+//! - [`waiting`]: why a campaign sends nothing now and when it goes on (status, API, console).
+//! - [`rows`]: each recipient's data checked against the template at create and preview.
 //! - [`pacing`]: start time, window, daily cap, the daily quota's transactional reserve.
 //! - [`dispatcher`]: snapshot → jobs on the bulk lane, under a lease, from a cursor in Postgres.
 //! - The worker's check before a campaign job is sent (paused waits, cancelled is not sent) is
@@ -19,14 +21,17 @@ pub mod model;
 pub mod pacing;
 pub mod preview;
 pub mod progress;
+pub mod rows;
 pub mod snapshot;
 pub mod store;
+pub mod waiting;
 
 pub use dispatcher::{Dispatcher, DispatcherOptions};
 pub use model::{Action, CampaignState, Pacing, SendWindow, Unreachable};
 pub use preview::{Preview, pacing_from, preview};
-pub use progress::{Status, status};
+pub use progress::{Status, label, status};
 pub use store::{AudienceSource, Campaign, CreateReport, NewCampaign};
+pub use waiting::{WaitReason, Waiting};
 
 /// What can go wrong with a campaign operation; callers branch on the variant (HTTP status,
 /// exit code).

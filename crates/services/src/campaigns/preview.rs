@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::CampaignError;
 use super::model::{Pacing, SendWindow};
+use super::rows::{RowCheck, bad_rows};
 use super::store;
 
 /// `campaign preview --json`: the snapshot's figures.
@@ -15,6 +16,8 @@ use super::store;
 pub struct Preview {
     /// The campaign.
     pub id: Uuid,
+    /// Its name.
+    pub name: Option<String>,
     /// Its state.
     pub state: super::CampaignState,
     /// Distinct recipients.
@@ -25,6 +28,9 @@ pub struct Preview {
     pub unreachable: std::collections::BTreeMap<String, u64>,
     /// The template check, run again against the app's catalog as it is now.
     pub template: TemplateFindings,
+    /// Recipients whose own data breaks the template (their jobs would be refused), by their
+    /// line in the recipients file or list, reported as bad lines are at create.
+    pub bad_rows: super::audience::BadLines,
 }
 
 /// What the template check finds in a campaign's template and shared data today (the catalog
@@ -60,7 +66,7 @@ impl TemplateFindings {
             missing_keys: Vec::new(),
             warnings: Vec::new(),
         };
-        match check_message(&catalog, &app, &template_id, &data, false) {
+        match check_message(&catalog, &app, &template_id, &data, c.truncate) {
             Ok(checked) => {
                 findings.warnings = checked.warnings.iter().map(|w| w.to_string()).collect();
             }
@@ -75,6 +81,28 @@ impl TemplateFindings {
             }
         }
         Ok(findings)
+    }
+
+    /// The findings and the rows that break the template, as lines for a terminal.
+    pub fn text_with_rows(&self, rows: &super::audience::BadLines) -> String {
+        let mut s = self.text();
+        if rows.count > 0 && self.ok {
+            s = s.replacen(
+                "template check: ok",
+                "template check: the shared data is ok; some recipients' own data is not",
+                1,
+            );
+        }
+        if rows.count > 0 {
+            s.push_str(&format!(
+                "\n  {} recipient(s) with data that breaks the template (their jobs would be refused):",
+                rows.count
+            ));
+            for b in &rows.first {
+                s.push_str(&format!("\n    line {}: {}", b.line, b.error));
+            }
+        }
+        s
     }
 
     /// The findings as lines for a terminal.
@@ -107,8 +135,20 @@ impl TemplateFindings {
 pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> {
     let c = store::get(pool, id).await?;
     let template = TemplateFindings::of(pool, &c).await?;
+    let bad_rows = match (
+        wxnotify_core::domain::AppName::parse(c.app.clone()),
+        wxnotify_core::domain::TemplateId::parse(c.template_id.clone()),
+    ) {
+        (Ok(app), Ok(template_id)) => {
+            let mut check = RowCheck::load(pool, &app, &template_id, &c.data, c.truncate).await?;
+            bad_rows(pool, id, &mut check).await?
+        }
+        _ => Default::default(),
+    };
     Ok(Preview {
         id,
+        name: c.name.clone(),
+        bad_rows,
         state: c.state,
         audience: c.audience as u64,
         reachable: c.reachable as u64,

@@ -8,9 +8,12 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use super::CampaignError;
 use super::model::CampaignState;
 use super::store::{self, Campaign};
+use super::waiting::{self, AppHold, Waiting};
 
 /// How long a window the send rate is measured over, in seconds.
 const RATE_WINDOW_S: i64 = 10;
@@ -62,10 +65,15 @@ pub fn receipt_kind(status: &str) -> ReceiptKind {
 pub struct Status {
     /// The campaign.
     pub id: Uuid,
+    /// Its name, for people (none when it was given none).
+    pub name: Option<String>,
     /// Its app.
     pub app: String,
     /// Its state.
     pub state: CampaignState,
+    /// Why a running, scheduled or paused campaign sends nothing now and when it goes on;
+    /// none while it may send and once it is finished.
+    pub waiting: Option<Waiting>,
     /// Distinct recipients in the snapshot.
     pub audience: u64,
     /// Of them, reachable.
@@ -95,10 +103,12 @@ pub struct Status {
     pub not_dispatched: u64,
     /// Delivery receipts.
     pub receipts: Receipts,
-    /// Sends per second over the last ten seconds.
-    pub send_rate: f64,
-    /// Seconds until every reachable recipient is finished at the current rate (none when
-    /// nothing is being sent).
+    /// Sends per second over the last ten seconds; none once the campaign is completed or
+    /// cancelled.
+    pub send_rate: Option<f64>,
+    /// Seconds until every reachable recipient is finished at the campaign's pace (its rate):
+    /// what is left divided by the rate. None while it waits, and when it is not sending (a
+    /// draft, a finished campaign); 0 once nothing is left.
     pub eta_s: Option<u64>,
 }
 
@@ -112,16 +122,34 @@ impl Status {
             + self.duplicate_jobs
     }
 
+    /// The campaign's label for people: its name and short id, or its id alone.
+    pub fn label(&self) -> String {
+        label(self.id, self.name.as_deref())
+    }
+
+    /// What it is doing, for a line: the rate and ETA while sending, why and until when while
+    /// waiting, nothing once finished.
+    pub fn pace_text(&self) -> String {
+        if let Some(w) = &self.waiting {
+            return format!("waiting ({}): {}", w.reason.as_str(), w.message);
+        }
+        let mut s = self
+            .send_rate
+            .map(|r| format!("{r:.0}/s"))
+            .unwrap_or_default();
+        if let Some(e) = self.eta_s.filter(|_| !self.state.is_final()) {
+            s.push_str(&format!(", ETA {e} s"));
+        }
+        s
+    }
+
     /// One human line.
     pub fn line(&self) -> String {
         let dead: u64 = self.dead.values().sum();
-        let eta = self
-            .eta_s
-            .map(|s| format!(", ETA {s} s"))
-            .unwrap_or_default();
+        let pace = self.pace_text();
         format!(
-            "campaign {} {}: {} reachable of {}, {} dispatched, {} sent, {} dead, {} cancelled, {} duplicate, {} held for review; receipts {} ok / {} user block / {} system failed; {:.0}/s{}",
-            self.id,
+            "campaign {} {}: {} reachable of {}, {} dispatched, {} sent, {} dead, {} cancelled, {} duplicate, {} held for review; receipts {} ok / {} user block / {} system failed{}",
+            self.label(),
             self.state,
             self.reachable,
             self.audience,
@@ -134,9 +162,20 @@ impl Status {
             self.receipts.success,
             self.receipts.user_block,
             self.receipts.system_failed,
-            self.send_rate,
-            eta
+            if pace.is_empty() {
+                String::new()
+            } else {
+                format!("; {pace}")
+            }
         )
+    }
+}
+
+/// A campaign's label for people: `name (0193abcd)`, or its id when it has no name.
+pub fn label(id: Uuid, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{n} ({})", &id.simple().to_string()[..8]),
+        None => id.to_string(),
     }
 }
 
@@ -165,14 +204,47 @@ pub async fn status(pool: &PgPool, id: Uuid) -> Result<Status, CampaignError> {
     .bind(RATE_WINDOW_S as f64)
     .fetch_all(pool)
     .await?;
-    Ok(summarise(&campaign, &groups))
+    let pace: PaceRow = sqlx::query_as(
+        "SELECT c.cap_day, c.cap_day_dispatched, a.paused_until, a.pause_cause,
+                a.suspended_at IS NOT NULL AS suspended
+         FROM campaigns c LEFT JOIN apps a ON a.name = c.app WHERE c.id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(summarise(&campaign, &groups, &pace, Utc::now()))
 }
 
-fn summarise(c: &Campaign, groups: &[Group]) -> Status {
+/// What the waiting decision reads besides the campaign row's public fields.
+#[derive(sqlx::FromRow)]
+struct PaceRow {
+    cap_day: Option<NaiveDate>,
+    cap_day_dispatched: i64,
+    paused_until: Option<DateTime<Utc>>,
+    pause_cause: Option<String>,
+    suspended: Option<bool>,
+}
+
+impl PaceRow {
+    fn app_hold(&self, now: DateTime<Utc>) -> AppHold {
+        if self.suspended == Some(true) {
+            return AppHold::Other(None);
+        }
+        match self.paused_until.filter(|t| *t > now) {
+            None => AppHold::None,
+            Some(t) if self.pause_cause.as_deref() == Some("quota") => AppHold::Quota(Some(t)),
+            Some(t) => AppHold::Other(Some(t)),
+        }
+    }
+}
+
+fn summarise(c: &Campaign, groups: &[Group], pace: &PaceRow, now: DateTime<Utc>) -> Status {
     let mut s = Status {
         id: c.id,
+        name: c.name.clone(),
         app: c.app.clone(),
         state: c.state,
+        waiting: None,
         audience: c.audience as u64,
         reachable: c.reachable as u64,
         unreachable: c.unreachable.clone(),
@@ -186,7 +258,7 @@ fn summarise(c: &Campaign, groups: &[Group]) -> Status {
         in_flight: 0,
         not_dispatched: (c.reachable - c.dispatched).max(0) as u64,
         receipts: Receipts::default(),
-        send_rate: 0.0,
+        send_rate: None,
         eta_s: None,
     };
     let mut recent = 0u64;
@@ -226,19 +298,58 @@ fn summarise(c: &Campaign, groups: &[Group]) -> Status {
     // Dispatched jobs without a ledger row yet are waiting on the lane.
     s.in_flight = s.dispatched.saturating_sub(s.finished());
     let _ = rows;
-    s.send_rate = recent as f64 / RATE_WINDOW_S as f64;
-    let left = s.reachable.saturating_sub(s.finished());
-    if s.state == CampaignState::Running && s.send_rate > 0.0 && left > 0 {
-        s.eta_s = Some((left as f64 / s.send_rate).ceil() as u64);
-    } else if left == 0 {
-        s.eta_s = Some(0);
+    let pacing = c.pacing();
+    s.waiting = waiting::waiting(
+        &waiting::Inputs {
+            state: c.state,
+            pacing: &pacing,
+            cap_day: pace.cap_day,
+            cap_day_dispatched: pace.cap_day_dispatched.max(0) as u64,
+            not_dispatched: s.not_dispatched,
+            app: pace.app_hold(now),
+        },
+        now,
+    );
+    if !c.state.is_final() {
+        s.send_rate = Some(recent as f64 / RATE_WINDOW_S as f64);
     }
+    s.eta_s = eta(
+        c.state,
+        s.waiting.is_some(),
+        left(&s),
+        pacing.rate_per_second,
+    );
     s
+}
+
+/// Reachable recipients not finished yet.
+fn left(s: &Status) -> u64 {
+    s.reachable.saturating_sub(s.finished())
+}
+
+/// Seconds until done at the campaign's pace: what is left over its rate. None while it waits
+/// or is not sending; 0 once nothing is left.
+fn eta(state: CampaignState, waits: bool, left: u64, rate_per_second: u32) -> Option<u64> {
+    match state {
+        CampaignState::Running if left == 0 => Some(0),
+        CampaignState::Running if !waits => Some(left.div_ceil(u64::from(rate_per_second.max(1)))),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eta_is_what_is_left_at_the_pace_and_none_while_waiting() {
+        assert_eq!(eta(CampaignState::Running, false, 470, 10), Some(47));
+        assert_eq!(eta(CampaignState::Running, false, 471, 10), Some(48));
+        assert_eq!(eta(CampaignState::Running, true, 470, 10), None);
+        assert_eq!(eta(CampaignState::Paused, true, 470, 10), None);
+        assert_eq!(eta(CampaignState::Cancelled, false, 470, 10), None);
+        assert_eq!(eta(CampaignState::Running, false, 0, 10), Some(0));
+    }
 
     #[test]
     fn receipts_are_read_with_or_without_the_space() {

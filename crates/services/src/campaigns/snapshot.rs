@@ -13,6 +13,9 @@ use wxnotify_core::domain::AppName;
 /// Bytes of COPY data buffered before they are sent.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// Items read (and checked) between two yields to the other tasks of the runtime.
+const YIELD_EVERY: usize = 2_048;
+
 /// What a snapshot found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -100,7 +103,12 @@ async fn copy_items(
         .copy_in_raw("COPY campaign_staging (line, kind, recipient, data) FROM STDIN (FORMAT csv)")
         .await?;
     let mut buf: Vec<u8> = Vec::with_capacity(COPY_CHUNK + 4096);
-    for item in items {
+    for (n, item) in items.enumerate() {
+        // Reading and checking items is work on this thread: let other requests run between
+        // every few thousand of them.
+        if n % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
         let entry = match item {
             Ok(e) => e,
             Err(bad) => {

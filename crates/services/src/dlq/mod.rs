@@ -11,5 +11,5 @@ pub mod replay;
 pub mod store;
 
 pub use query::DeadLetterQuery;
-pub use replay::{ReplayReport, replay, replay_query};
-pub use store::{AttemptRow, DeadLetterRow, Filter, by_ids, get, history, purge};
+pub use replay::{ReplayOptions, ReplayReport, Touched, replay, replay_query};
+pub use store::{AttemptRow, DeadLetterRow, by_ids, get, history, purge};

@@ -25,7 +25,10 @@ use super::store::DeadLetterRow;
     utoipa::ToSchema,
     utoipa::IntoParams,
 )]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a dead-letter filter {\"app\", \"reason\", \"errcode\", …}"
+)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Only this app.
@@ -223,6 +226,26 @@ pub async fn page(
         letters,
         next_after,
     })
+}
+
+/// The newest `limit` letters matching `q`, a page at a time.
+pub async fn newest(
+    pool: &PgPool,
+    q: &DeadLetterQuery,
+    limit: u32,
+) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
+    let mut out: Vec<DeadLetterRow> = Vec::new();
+    let mut after = None;
+    while out.len() < limit as usize {
+        let want = (limit as usize - out.len()).min(1000) as u32;
+        let page = page(pool, q, after, want).await?;
+        out.extend(page.letters);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// How many letters match `q`, and the highest id among them (the snapshot to act on).

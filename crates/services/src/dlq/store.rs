@@ -3,21 +3,6 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// Which dead letters a command works on.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only this reason.
-    pub reason: Option<String>,
-    /// Only this app.
-    pub app: Option<String>,
-    /// Only younger than this many minutes.
-    pub since_minutes: Option<u32>,
-    /// Include replayed ones.
-    pub include_replayed: bool,
-    /// At most this many.
-    pub limit: u32,
-}
-
 /// One dead letter.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetterRow {
@@ -57,45 +42,6 @@ impl DeadLetterRow {
 
 const COLUMNS: &str =
     "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at";
-
-/// The filter as SQL, binding `$1`..`$4` (the same for the list and its count, so a count
-/// always describes exactly the letters the list shows).
-const MATCHES: &str = "($1::text IS NULL OR reason = $1)
-           AND ($2::text IS NULL OR app = $2)
-           AND ($3::int IS NULL OR created_at > now() - make_interval(mins => $3))
-           AND ($4 OR replayed_at IS NULL)";
-
-/// How many dead letters match `f`, whatever its limit.
-pub async fn count(pool: &PgPool, f: &Filter) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM dead_letters WHERE {MATCHES}"
-    )))
-    .bind(&f.reason)
-    .bind(&f.app)
-    .bind(f.since_minutes.map(|m| m as i32))
-    .bind(f.include_replayed)
-    .fetch_one(pool)
-    .await
-}
-
-/// Dead letters matching `f`, newest first, at most `f.limit`.
-pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM dead_letters WHERE {MATCHES}
-         ORDER BY created_at DESC, id DESC
-         LIMIT $5"
-    )))
-    .bind(&f.reason)
-    .bind(&f.app)
-    .bind(
-        f.since_minutes
-            .map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
-    )
-    .bind(f.include_replayed)
-    .bind(i64::from(f.limit))
-    .fetch_all(pool)
-    .await
-}
 
 /// One dead letter.
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<DeadLetterRow>, sqlx::Error> {
@@ -210,26 +156,4 @@ const OLDER_THAN: &str = "created_at < now() - make_interval(days => $1)";
 
 fn days_arg(days: u32) -> i32 {
     i32::try_from(days).unwrap_or(i32::MAX)
-}
-
-/// What [`purge`] would delete: how many, and the ids of the oldest `n`.
-pub async fn purge_preview(
-    pool: &PgPool,
-    days: u32,
-    n: u32,
-) -> Result<(i64, Vec<i64>), sqlx::Error> {
-    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM dead_letters WHERE {OLDER_THAN}"
-    )))
-    .bind(days_arg(days))
-    .fetch_one(pool)
-    .await?;
-    let first: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT id FROM dead_letters WHERE {OLDER_THAN} ORDER BY id LIMIT $2"
-    )))
-    .bind(days_arg(days))
-    .bind(i64::from(n))
-    .fetch_all(pool)
-    .await?;
-    Ok((count, first))
 }

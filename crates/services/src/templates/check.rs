@@ -94,46 +94,19 @@ pub fn check_message(
             }
         };
     if let Some(placeholders) = placeholders {
-        keys_match(placeholders, data, &mut problems, &mut checked.warnings);
+        let keys: Vec<&str> = data.keys().map(FieldKey::as_str).collect();
+        keys_match(placeholders, &keys, &mut problems, &mut checked.warnings);
     }
     let mut shortened: Vec<(FieldKey, String)> = Vec::new();
     for (key, value) in data.iter() {
-        let key_s = key.as_str();
-        if value.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
-            problems.push(Problem::LineBreak { key: key_s.into() });
-            continue;
-        }
-        let Some(kind) = FieldType::of_key(key_s) else {
-            let chars = value.chars().count();
-            if chars > FOLDED_AFTER && !RETIRED_KEYS.contains(&key_s) {
-                checked.warnings.push(Warning::Folded {
-                    key: key_s.into(),
-                    chars,
-                });
-            }
-            continue;
-        };
-        let Some(broken) = types::check(kind, value) else {
-            continue;
-        };
-        match (broken.confirmed, broken.shortened) {
-            (false, _) => checked.warnings.push(Warning::Unconfirmed {
-                key: key_s.into(),
-                rule: broken.rule,
-            }),
-            (true, Some(short)) if truncate => {
-                checked.truncations.push(Truncation {
-                    key: key_s.into(),
-                    from: value.chars().count(),
-                    to: short.chars().count(),
-                });
+        match check_value(key.as_str(), value, truncate) {
+            ValueCheck::Fine => {}
+            ValueCheck::Warn(w) => checked.warnings.push(w),
+            ValueCheck::Shorten(t, short) => {
+                checked.truncations.push(t);
                 shortened.push((key.clone(), short));
             }
-            (true, short) => problems.push(Problem::TypeRule {
-                key: key_s.into(),
-                rule: broken.rule,
-                truncatable: short.is_some(),
-            }),
+            ValueCheck::Refuse(p) => problems.push(p),
         }
     }
     if !problems.is_empty() {
@@ -150,21 +123,100 @@ pub fn check_message(
     Ok(checked)
 }
 
+/// What the check of one value found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueCheck {
+    /// Nothing to say.
+    Fine,
+    /// Sendable, with a warning.
+    Warn(Warning),
+    /// Too long, shortened (with `truncate`) to the value given.
+    Shorten(Truncation, String),
+    /// Refused.
+    Refuse(Problem),
+}
+
+/// Checks the value of one key (steps 3 and 4 of the module doc): the decision
+/// [`check_message`] makes for each value, also used alone for a campaign's rows.
+pub fn check_value(key: &str, value: &str, truncate: bool) -> ValueCheck {
+    if value.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+        return ValueCheck::Refuse(Problem::LineBreak { key: key.into() });
+    }
+    let Some(kind) = FieldType::of_key(key) else {
+        let chars = value.chars().count();
+        if chars > FOLDED_AFTER && !RETIRED_KEYS.contains(&key) {
+            return ValueCheck::Warn(Warning::Folded {
+                key: key.into(),
+                chars,
+            });
+        }
+        return ValueCheck::Fine;
+    };
+    let Some(broken) = types::check(kind, value) else {
+        return ValueCheck::Fine;
+    };
+    match (broken.confirmed, broken.shortened) {
+        (false, _) => ValueCheck::Warn(Warning::Unconfirmed {
+            key: key.into(),
+            rule: broken.rule,
+        }),
+        (true, Some(short)) if truncate => ValueCheck::Shorten(
+            Truncation {
+                key: key.into(),
+                from: value.chars().count(),
+                to: short.chars().count(),
+            },
+            short,
+        ),
+        (true, short) => ValueCheck::Refuse(Problem::TypeRule {
+            key: key.into(),
+            rule: broken.rule,
+            truncatable: short.is_some(),
+        }),
+    }
+}
+
+/// The keys of `template_id` of `app` against `keys` (step 2 of the module doc): missing and
+/// unknown keys as problems. `Ok` also when the catalog does not hold the template (WeChat
+/// decides); a deleted template is [`Problem::DeletedTemplate`].
+pub fn check_keys(
+    catalog: &Catalog,
+    app: &AppName,
+    template_id: &TemplateId,
+    keys: &[&str],
+) -> Result<(), Vec<Problem>> {
+    let Some(t) = catalog
+        .app(app)
+        .and_then(|c| c.templates.get(template_id.as_str()))
+    else {
+        return Ok(());
+    };
+    if let Some(removed_at) = t.removed_at {
+        return Err(vec![Problem::DeletedTemplate { removed_at }]);
+    }
+    let mut problems = Vec::new();
+    keys_match(&t.placeholders, keys, &mut problems, &mut Vec::new());
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 /// Missing and unknown keys; retired keys the template does not use become warnings.
 fn keys_match(
     placeholders: &[String],
-    data: &TemplateData,
+    keys: &[&str],
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<Warning>,
 ) {
     let missing: Vec<String> = placeholders
         .iter()
-        .filter(|p| data.get(p).is_none())
+        .filter(|p| !keys.contains(&p.as_str()))
         .cloned()
         .collect();
     let mut unknown = Vec::new();
-    for key in data.keys() {
-        let key = key.as_str();
+    for &key in keys {
         if placeholders.iter().any(|p| p == key) {
             continue;
         }

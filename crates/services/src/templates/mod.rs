@@ -25,7 +25,8 @@ pub mod types;
 
 pub use catalog::{AppCatalog, AppListing, Catalog, CatalogTemplate, SyncTrigger, TemplateSource};
 pub use check::{
-    Checked, Problem, Refusal, Truncation, Warning, check_job, check_job_in, check_message,
+    Checked, Problem, Refusal, Truncation, ValueCheck, Warning, check_job, check_job_in,
+    check_keys, check_message, check_value,
 };
 pub use manual::{ManualError, ManualTemplate};
 pub use subscribe::{SubscribeCatalog, SubscribeCatalogTemplate, check_subscribe, store_subscribe};

@@ -181,6 +181,9 @@ pub async fn dead_letter(
 
 /// `POST /admin/api/dead-letters/replay`: publish the jobs again (same ids). A viewer may only
 /// dry-run. An unknown key is a 400 naming it; an empty filter needs `"all": true`.
+/// `outcome_unknown` letters may have reached the person already: they are left out (and
+/// counted in `outcome_unknown_skipped`, with a `warning`) unless `"include_outcome_unknown":
+/// true` chooses them.
 #[utoipa::path(post, path = "/admin/api/dead-letters/replay", tag = "admin",
     request_body = ActionRequest,
     responses((status = 200, body = ActionReport), (status = 400, body = ErrorBody),
@@ -191,8 +194,13 @@ pub async fn replay(
     State(state): State<AdminState>,
     StrictJson(req): StrictJson<ActionRequest>,
 ) -> Result<Json<ActionReport>, AdminError> {
+    let include_outcome_unknown = req.include_outcome_unknown;
     let (target, dry_run) = req.target()?;
-    Ok(Json(actions::replay(&state, &who, target, dry_run).await?))
+    let options = dlq::ReplayOptions {
+        dry_run,
+        include_outcome_unknown,
+    };
+    Ok(Json(actions::replay(&state, &who, target, options).await?))
 }
 
 /// `POST /admin/api/dead-letters/purge`: delete dead letters. A viewer may only dry-run. An

@@ -24,6 +24,7 @@ pub struct TemplateParams {
 
 /// A template to register by hand.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(expecting = "a template {\"app\", \"template_id\", \"content\", \"title\"}")]
 pub struct NewTemplate {
     /// The configured app (default: the first configured app).
     #[serde(default)]

@@ -154,10 +154,11 @@ fn list_page(s: &Session, campaigns: &[Campaign]) -> Markup {
             } @else {
                 div.scroll {
                     table #campaigns {
-                        tr { th { "campaign" } th { "app" } th { "template" } th { "state" } th { "reachable" } th { "dispatched" } th { "progress" } th { "created" } }
+                        tr { th { "campaign" } th { "name" } th { "app" } th { "template" } th { "state" } th { "reachable" } th { "dispatched" } th { "progress" } th { "created" } }
                         @for c in campaigns {
                             tr.campaign data-id=(c.id) {
                                 td { a href=(format!("/admin/campaigns/{}", c.id)) { (short(&c.id)) } }
+                                td.name { (c.name.as_deref().unwrap_or("–")) }
                                 td { (c.app) }
                                 td { (c.template_id) }
                                 td.state { (c.state.as_str()) }
@@ -184,12 +185,30 @@ fn campaign_page(
     notice: Option<&str>,
 ) -> Markup {
     let dead: u64 = st.dead.values().sum();
+    let title = match &c.name {
+        Some(n) => format!("Campaign {n}"),
+        None => format!("Campaign {}", short(&c.id)),
+    };
     html_page(
         s,
-        &format!("Campaign {}", short(&c.id)),
+        &title,
         html! {
-            h1 { "Campaign " span.muted { (c.id) } }
+            h1 {
+                "Campaign "
+                @if let Some(n) = &c.name { span #campaign-name { (n) } " " }
+                span.muted { (c.id) }
+            }
             @if let Some(n) = notice { p.notice #notice { (n) } }
+            @if let Some(w) = &st.waiting {
+                p.notice #campaign-waiting data-reason=(w.reason.as_str()) {
+                    b { "Waiting: " } (w.message)
+                    @if let Some(until) = w.until {
+                        " " time #campaign-waiting-until datetime=(until.to_rfc3339()) {
+                            "(" (until.format("%Y-%m-%d %H:%M UTC")) ")"
+                        }
+                    }
+                }
+            }
             p { "State: " b #campaign-state { (st.state.as_str()) } " · app " (c.app) " · template " (c.template_id) " · " (c.rate_per_second) "/s"
                 @if let Some(w) = &c.window { " · window " (w) " " (c.time_zone) }
                 @if let Some(cap) = c.daily_cap { " · at most " (cap) " a day" } }
@@ -222,8 +241,8 @@ fn campaign_page(
                         tr { th { "cancelled" } td #n-cancelled { (st.cancelled) } }
                         tr { th { "in flight" } td #n-in-flight { (st.in_flight) } }
                         tr { th { "not dispatched" } td #n-not-dispatched { (st.not_dispatched) } }
-                        tr { th { "rate" } td #n-rate { (format!("{:.1}/s", st.send_rate)) } }
-                        tr { th { "ETA" } td #n-eta { (eta(st.eta_s)) } }
+                        tr { th { "rate" } td #n-rate { (st.send_rate.map(|r| format!("{r:.1}/s")).unwrap_or_else(|| "–".into())) } }
+                        tr { th { "ETA" } td #n-eta { (match &st.waiting { Some(w) => format!("– (waiting: {})", w.reason.as_str()), None => eta(st.eta_s) }) } }
                     }
                 }
                 div.card {

@@ -282,8 +282,12 @@ async fn confirm(
     acting(&s, &form)?;
     let (op, scope) = operation(&form)?;
     let (target, ids, filter) = target(&form, scope)?;
+    let options = wxnotify_services::dlq::ReplayOptions {
+        dry_run: true,
+        include_outcome_unknown: false,
+    };
     let report = match op {
-        "replay" => actions::replay(&state, &s.principal, target, true).await,
+        "replay" => actions::replay(&state, &s.principal, target, options).await,
         _ => actions::purge(&state, &s.principal, target, true).await,
     }
     .map_err(error_page)?;
@@ -305,8 +309,12 @@ async fn act(
     acting(&s, &form)?;
     let (op, scope) = operation(&form)?;
     let (target, _, mut filter) = target(&form, scope)?;
+    let options = wxnotify_services::dlq::ReplayOptions {
+        dry_run: false,
+        include_outcome_unknown: value(&form, "include_outcome_unknown") == Some("yes"),
+    };
     let report = match op {
-        "replay" => actions::replay(&state, &s.principal, target, false).await,
+        "replay" => actions::replay(&state, &s.principal, target, options).await,
         _ => actions::purge(&state, &s.principal, target, false).await,
     }
     .map_err(error_page)?;
@@ -318,6 +326,9 @@ async fn act(
     );
     if !report.skipped.is_empty() {
         done.push_str(&format!(" {} skipped.", report.skipped.len()));
+    }
+    if let Some(w) = &report.warning {
+        done.push_str(&format!(" {w}"));
     }
     if !report.failed.is_empty() {
         done.push_str(&format!(

@@ -465,9 +465,17 @@ pub fn confirm(s: &Session, p: &Proposal<'_>) -> Markup {
                 @if p.scope == "filter" { "matching the filter" } @else { "selected" }
                 " would be " @if p.op == "replay" { "published again (same job ids)" } @else { "deleted" } "."
             }
-            @if !p.report.skipped.is_empty() {
-                p.muted { (p.report.skipped.len()) " cannot be replayed:" }
-                ul { @for n in p.report.skipped.iter().take(10) { li { (n.id) ": " (n.why) } } }
+            @if p.report.outcome_unknown_skipped > 0 {
+                p.error #outcome-unknown-warning {
+                    b { (p.report.outcome_unknown_skipped) " of them died outcome_unknown. " }
+                    "WeChat may have accepted those sends before their answer was lost: some of them may have reached the person already, and replaying sends them a second time. "
+                    "They are left out unless you choose them below."
+                }
+            }
+            @let others: Vec<_> = p.report.skipped.iter().filter(|n| n.why != wxnotify_services::dlq::replay::OUTCOME_UNKNOWN_LEFT_OUT).collect();
+            @if !others.is_empty() {
+                p.muted { (others.len()) " cannot be replayed:" }
+                ul { @for n in others.iter().take(10) { li { (n.id) ": " (n.why) } } }
             }
             @if p.scope == "filter" && !p.form.is_empty() { p.muted { "Filter: " code { (p.form.to_url_query()) } } }
             form method="post" action="/admin/dead-letters/act" {
@@ -475,8 +483,14 @@ pub fn confirm(s: &Session, p: &Proposal<'_>) -> Markup {
                 input type="hidden" name="op" value=(format!("{}:{}", p.op, p.scope));
                 @if p.scope == "filter" { (pinned.hidden_fields()) }
                 @else { (p.form.hidden_fields()) @for id in p.ids { input type="hidden" name="id" value=(id); } }
+                @if p.report.outcome_unknown_skipped > 0 {
+                    p { label {
+                        input #include-outcome-unknown type="checkbox" name="include_outcome_unknown" value="yes";
+                        " Replay the " (p.report.outcome_unknown_skipped) " outcome_unknown letters too, knowing some may reach the person a second time"
+                    } }
+                }
                 div.actions {
-                    button #confirm .danger[p.op == "purge"] type="submit" disabled[p.report.affected == 0] { (verb) " " (p.report.affected) }
+                    button #confirm .danger[p.op == "purge"] type="submit" disabled[p.report.affected == 0 && p.report.outcome_unknown_skipped == 0] { (verb) " " (p.report.affected) @if p.report.outcome_unknown_skipped > 0 { " (+ " (p.report.outcome_unknown_skipped) " if chosen)" } }
                     a.button.secondary #cancel href=(back) { "Cancel" }
                 }
             }

@@ -9,21 +9,50 @@ use wxnotify_core::domain::template::{MAX_FIELDS, MAX_VALUE_CHARS};
 use wxnotify_core::domain::{FieldKey, Job, TemplateData};
 
 /// The job against its app's template catalog (the check the worker makes again before
-/// sending): each problem at the JSON pointer of what to change.
+/// sending): each problem at the JSON pointer of what to change, or, when it may be sent, the
+/// warnings worth telling the producer (each at its pointer too) and the values `truncate`
+/// will shorten.
 pub(super) fn template_check(
     job: &Job,
     pointer: &str,
     catalog: Option<&wxnotify_services::templates::Catalog>,
-) -> Vec<FieldError> {
-    use wxnotify_services::templates::Problem;
+) -> Result<Vec<FieldError>, Vec<FieldError>> {
+    use wxnotify_services::templates::{Problem, Warning};
     let Some(catalog) = catalog else {
-        return Vec::new();
-    };
-    let Err(refusal) = wxnotify_services::templates::check_job(catalog, job) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let data_key = |key: &str| format!("{pointer}/data/{}", escape(key));
-    refusal
+    let refusal = match wxnotify_services::templates::check_job(catalog, job) {
+        Ok(checked) => {
+            let mut warnings: Vec<FieldError> = checked
+                .warnings
+                .iter()
+                .map(|w| {
+                    let at = match w {
+                        Warning::CatalogNotSynced | Warning::NotInCatalog => {
+                            format!("{pointer}/template_id")
+                        }
+                        Warning::Ignored { key }
+                        | Warning::Unconfirmed { key, .. }
+                        | Warning::Folded { key, .. } => data_key(key),
+                    };
+                    FieldError::new(at, w.to_string())
+                })
+                .collect();
+            warnings.extend(checked.truncations.iter().map(|t| {
+                FieldError::new(
+                    data_key(&t.key),
+                    format!(
+                        "shortened from {} to {} characters (\"truncate\": true)",
+                        t.from, t.to
+                    ),
+                )
+            }));
+            return Ok(warnings);
+        }
+        Err(refusal) => refusal,
+    };
+    Err(refusal
         .problems
         .iter()
         .flat_map(|problem| match problem {
@@ -55,7 +84,7 @@ pub(super) fn template_check(
                 vec![FieldError::new(data_key(key), problem.to_string())]
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Checks `data` field by field, so that every bad field is reported at its own pointer.

@@ -30,6 +30,7 @@ const FIELDS: &[&str] = &[
     "url",
     "miniprogram",
     "not_after",
+    "truncate",
     "campaign_id",
 ];
 
@@ -43,6 +44,9 @@ pub struct AcceptedInput {
     pub content_sha256: [u8; 32],
     /// The JSON published to RabbitMQ.
     pub body: Vec<u8>,
+    /// What the template check found worth telling the producer (each at its pointer); the
+    /// job is sent all the same.
+    pub warnings: Vec<FieldError>,
 }
 
 /// Why a job was refused.
@@ -87,7 +91,7 @@ pub fn check_job(
             errors.push(FieldError::new(
                 format!("{pointer}/{}", escape(key)),
                 format!(
-                    "unknown field {key:?}; a job has: id, app, to, template_id, data, url, miniprogram, not_after"
+                    "unknown field {key:?}; a job has: id, app, to, template_id, data, url, miniprogram, not_after, truncate"
                 ),
             ));
         }
@@ -169,10 +173,7 @@ pub fn check_job(
             e.to_string(),
         )]));
     }
-    let template_errors = template_check(&job, pointer, cx.catalog);
-    if !template_errors.is_empty() {
-        return Err(Rejection::Invalid(template_errors));
-    }
+    let warnings = template_check(&job, pointer, cx.catalog).map_err(Rejection::Invalid)?;
     let body = job.to_json();
     if body.len() > MAX_JOB_BYTES {
         return Err(Rejection::Invalid(vec![FieldError::new(
@@ -188,6 +189,7 @@ pub fn check_job(
         job,
         content_sha256,
         body,
+        warnings,
     })
 }
 
@@ -296,6 +298,20 @@ mod tests {
                 "{expected} missing from {errors:#?}"
             );
         }
+    }
+
+    #[test]
+    fn truncate_is_a_field_of_a_job() {
+        let apps = apps();
+        let caller = AppName::default_app();
+        let body = json!({"to": {"unionid": "u"}, "template_id": "t", "data": {"thing1": "x"}, "truncate": true});
+        let accepted = check_job(&body, "", cx(&caller, &apps)).unwrap();
+        assert!(accepted.job.truncate);
+        let body = json!({"to": {"unionid": "u"}, "template_id": "t", "data": {"thing1": "x"}, "truncate": "yes"});
+        let Err(Rejection::Invalid(errors)) = check_job(&body, "", cx(&caller, &apps)) else {
+            panic!("a string is no bool");
+        };
+        assert_eq!(errors[0].pointer, "/truncate");
     }
 
     #[test]

@@ -18,10 +18,11 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 mod batch;
+mod idempotency;
 mod submit;
 
 use self::submit::{Outcome, submit};
-use crate::producer::api_error::{ApiError, ErrorBody, RETRY_AFTER_SECONDS};
+use crate::producer::api_error::{ApiError, ErrorBody, FieldError, RETRY_AFTER_SECONDS};
 use crate::producer::api_keys::Caller;
 use crate::producer::link::ProducerApi;
 use crate::producer::notification_store::{self as store, NotificationStatus, State as JobState};
@@ -59,6 +60,10 @@ pub struct Accepted {
     pub status_url: String,
     /// Always `queued`.
     pub state: JobState,
+    /// What the template check found worth saying, each at the JSON pointer of what it is
+    /// about (a format rule WeChat may not enforce, a retired key, a catalog never synced, a
+    /// value `truncate` shortened). The job is sent all the same; empty when there is nothing.
+    pub warnings: Vec<FieldError>,
 }
 
 /// One item's result in a batch answer.
@@ -81,6 +86,9 @@ pub struct BatchItem {
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    /// With 202: the template check's warnings, as in a single POST's answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldError>,
 }
 
 /// The answer to a batch: a result per item, in order.
@@ -102,20 +110,21 @@ pub struct BatchResponse {
     path = "/v1/notifications",
     tag = "notifications",
     security(("api_key" = [])),
-    request_body(content = crate::openapi::JobDocument, description = "One job, as in schemas/job.schema.json; `app` defaults to the key's app.", content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The job id, as an alternative to the body's `id` (the same meaning; both given and different is a 400). A request with neither is not idempotent: the server makes an id, and a retry of it sends a second message.")),
+    request_body(content = crate::openapi::JobDocument, description = "One job, as in schemas/job.schema.json; `app` defaults to the key's app. Give `id` (or the `Idempotency-Key` header) to make retries safe: without either, a retried request sends again.", content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted: RabbitMQ confirmed the job.", body = Accepted,
+        (status = 202, description = "Accepted: RabbitMQ confirmed the job. `warnings` lists what the template check found worth saying (the job is sent all the same).", body = Accepted,
          headers(("Location" = String, description = "The status URL"))),
         (status = 200, description = "This id was accepted before with the same content: its current status.", body = NotificationStatus),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
-        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, or the Idempotency-Key header is not a valid job id or differs from the body's `id`.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 403, description = "The job's app is not the key's app.", body = ErrorBody),
-        (status = 409, description = "This id was used before with other content.", body = ErrorBody),
-        (status = 422, description = "Invalid values: every problem with its JSON pointer.", body = ErrorBody),
-        (status = 503, description = "RabbitMQ is unavailable: nothing was accepted; retry after `Retry-After` seconds with the same id.", body = ErrorBody,
+        (status = 403, description = "The job's app is not the key's app.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 409, description = "This id was used before with other content.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid values: every problem with its JSON pointer.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 503, description = "RabbitMQ is unavailable: nothing was accepted; retry after `Retry-After` seconds with the same id.", body = ErrorBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -130,8 +139,11 @@ pub async fn create(
         Err(too_large) => return Ok(too_large),
     };
     let value = batch::raw_body(&body)?;
+    let keyed = idempotency::with_key(&headers, value)?;
+    let value = keyed.as_deref().unwrap_or(value);
     let mut outcomes = submit(&api, &caller, vec![(String::new(), value)]).await?;
-    match outcomes.pop().expect("one outcome per job") {
+    let (outcome, warnings) = outcomes.pop().expect("one outcome per job");
+    match outcome {
         Outcome::Accepted(id) => {
             let url = store::status_url(&id);
             let mut response = (
@@ -140,6 +152,7 @@ pub async fn create(
                     id,
                     status_url: url.clone(),
                     state: JobState::Queued,
+                    warnings,
                 }),
             )
                 .into_response();
@@ -162,13 +175,13 @@ pub async fn create(
     request_body(content = crate::openapi::BatchDocument, content_type = "application/json"),
     responses(
         (status = 200, description = "A result per item (each item's `status` is what a single POST would have answered). `Retry-After` is set when some items met an unavailable queue.", body = BatchResponse),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 413, description = "The body is over 8 MiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
-        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 8 MiB (`code` `payload_too_large`, `limit_bytes`).", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000 (refused while reading); an item over 64 KiB is refused unread.", body = ErrorBody),
-        (status = 503, description = "RabbitMQ is unavailable: no item was accepted.", body = ErrorBody,
+        (status = 422, description = "Not a batch: `jobs` missing, empty or longer than 1,000 (refused while reading); an item over 64 KiB is refused unread.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 503, description = "RabbitMQ is unavailable: no item was accepted.", body = ErrorBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -182,6 +195,7 @@ pub async fn create_batch(
         Ok(body) => body,
         Err(too_large) => return Ok(too_large),
     };
+    idempotency::refuse_on_batch(&headers)?;
     let jobs = batch::jobs(&body)?;
     let items = jobs
         .into_iter()
@@ -193,7 +207,7 @@ pub async fn create_batch(
     let results: Vec<BatchItem> = outcomes
         .into_iter()
         .enumerate()
-        .map(|(index, outcome)| match outcome {
+        .map(|(index, (outcome, warnings))| match outcome {
             Outcome::Accepted(id) => {
                 accepted += 1;
                 BatchItem {
@@ -203,6 +217,7 @@ pub async fn create_batch(
                     id: Some(id),
                     state: Some(JobState::Queued),
                     error: None,
+                    warnings,
                 }
             }
             Outcome::Existing(status) => {
@@ -214,6 +229,7 @@ pub async fn create_batch(
                     id: Some(status.id),
                     state: Some(status.state),
                     error: None,
+                    warnings: Vec::new(),
                 }
             }
             Outcome::Refused(e) => {
@@ -227,6 +243,7 @@ pub async fn create_batch(
                     status_url: None,
                     state: None,
                     error: Some(e.body()),
+                    warnings: Vec::new(),
                 }
             }
         })
@@ -261,10 +278,10 @@ pub async fn create_batch(
     params(("id" = String, Path, description = "The job id")),
     responses(
         (status = 200, description = "Its status.", body = NotificationStatus),
-        (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody),
-        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody,
+        (status = 401, description = "No API key, or an unknown or revoked one.", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with this API key (`WXNOTIFY_API_KEY_RATE` per second): retry after `Retry-After` seconds.", body = ErrorBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 404, description = "No accepted notification with this id for the key's app.", body = ErrorBody),
+        (status = 404, description = "No accepted notification with this id for the key's app.", body = ErrorBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn status(

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::producer::api_error::ApiError;
+use crate::producer::api_error::{ApiError, FieldError};
 use crate::producer::api_keys::Caller;
 use crate::producer::job_input::{self, AcceptedInput, Context, Rejection};
 use crate::producer::link::ProducerApi;
@@ -31,14 +31,14 @@ pub(super) enum Outcome {
 }
 
 /// Checks, claims, publishes and records the jobs of one request; one outcome per item, in
-/// order. Fails as a whole only when Postgres fails. Each item is a slice of the body, parsed
+/// order, with the template check's warnings of the item (empty when it was refused). Fails as a whole only when Postgres fails. Each item is a slice of the body, parsed
 /// only when it is checked (one item's tree at a time), and refused unparsed past
 /// [`BATCH_ITEM_LIMIT`](super::BATCH_ITEM_LIMIT) bytes.
 pub(super) async fn submit(
     api: &ProducerApi,
     caller: &Caller,
     items: Vec<(String, &RawValue)>,
-) -> Result<Vec<Outcome>, ApiError> {
+) -> Result<Vec<(Outcome, Vec<FieldError>)>, ApiError> {
     // The caller's templates, read once per request; unreadable: the worker checks again.
     let catalog = match api.catalog(&caller.app).await {
         Ok(catalog) => Some(catalog),
@@ -54,11 +54,13 @@ pub(super) async fn submit(
         catalog: catalog.as_deref(),
     };
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
+    let mut warnings: Vec<Vec<FieldError>> = Vec::with_capacity(items.len());
     let mut valid: Vec<(usize, Valid)> = Vec::new();
     // A job id may appear twice in one batch: the same content is one job, other content 409.
     let mut first_of: HashMap<String, usize> = HashMap::new();
     let mut same_as: Vec<(usize, usize)> = Vec::new();
     for (i, (pointer, raw)) in items.into_iter().enumerate() {
+        warnings.push(Vec::new());
         match parse_item(raw, &pointer).and_then(|value| job_input::check_job(&value, &pointer, cx))
         {
             Err(Rejection::Invalid(errors)) => {
@@ -70,8 +72,10 @@ pub(super) async fn submit(
             Ok(AcceptedInput {
                 job,
                 content_sha256,
+                warnings: found,
                 ..
             }) => {
+                warnings[i] = found;
                 // The published bytes are made again when publishing: not kept for 1,000 jobs.
                 let input = Valid {
                     job,
@@ -137,6 +141,11 @@ pub(super) async fn submit(
     Ok(outcomes
         .into_iter()
         .map(|o| o.expect("every item has an outcome"))
+        .zip(warnings)
+        .map(|(o, w)| match o {
+            Outcome::Accepted(_) => (o, w),
+            other => (other, Vec::new()),
+        })
         .collect())
 }
 

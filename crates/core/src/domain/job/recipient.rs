@@ -40,7 +40,10 @@ impl Recipient {
 impl<'de> Deserialize<'de> for Recipient {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[serde(
+            deny_unknown_fields,
+            expecting = "an object with exactly one of mp_openid, unionid or oa_openid"
+        )]
         struct Raw {
             mp_openid: Option<OpenId>,
             unionid: Option<UnionId>,

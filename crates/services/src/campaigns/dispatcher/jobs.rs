@@ -23,6 +23,7 @@ pub(super) struct JobTemplate {
     url: Option<url::Url>,
     miniprogram: Option<wxnotify_core::domain::MiniProgramLink>,
     not_after: Option<chrono::DateTime<Utc>>,
+    truncate: bool,
 }
 
 impl JobTemplate {
@@ -42,6 +43,7 @@ impl JobTemplate {
                 .map(serde_json::from_value)
                 .transpose()?,
             not_after: c.not_after,
+            truncate: c.truncate,
         })
     }
 
@@ -70,6 +72,7 @@ impl JobTemplate {
         job.url = self.url.clone();
         job.miniprogram = self.miniprogram.clone();
         job.not_after = self.not_after;
+        job.truncate = self.truncate;
         job.campaign_id = Some(campaign);
         Ok(job)
     }

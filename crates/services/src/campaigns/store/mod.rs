@@ -17,6 +17,7 @@ pub use self::state::{StateChange, apply, history};
 use super::CampaignError;
 use super::audience::{BadLines, Item};
 use super::model::{CampaignState, Pacing, SendWindow, Unreachable};
+use super::rows::RowCheck;
 use super::snapshot::{self, Snapshot};
 use wxnotify_core::domain::job::{JobError, check_pagepath, check_url};
 use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
@@ -40,7 +41,15 @@ pub struct NewCampaign {
     pub pacing: Pacing,
     /// Who creates it (shown in its history).
     pub created_by: String,
+    /// Its name, for people (1 to [`MAX_NAME_CHARS`] characters); the id stays the key.
+    pub name: Option<String>,
+    /// Shorten values too long for their key type instead of refusing them (as a job's
+    /// `truncate`).
+    pub truncate: bool,
 }
+
+/// The longest campaign name, in characters.
+pub const MAX_NAME_CHARS: usize = 120;
 
 /// Who receives a campaign.
 pub enum AudienceSource {
@@ -60,6 +69,8 @@ pub type UnreachableCounts = BTreeMap<&'static str, u64>;
 pub struct CreateReport {
     /// The campaign.
     pub id: Uuid,
+    /// Its name.
+    pub name: Option<String>,
     /// Its state (`draft`).
     pub state: CampaignState,
     /// Distinct recipients in the snapshot.
@@ -70,7 +81,8 @@ pub struct CreateReport {
     pub unreachable: UnreachableCounts,
     /// Repeated recipients kept once.
     pub repeats: u64,
-    /// Lines skipped as bad, with the first ones' line numbers and reasons.
+    /// Lines skipped as bad (unreadable, or data that breaks the template), with the first
+    /// ones' line numbers and reasons.
     pub bad_lines: BadLines,
 }
 
@@ -79,6 +91,8 @@ pub struct CreateReport {
 pub struct Campaign {
     /// Its id.
     pub id: Uuid,
+    /// Its name, for people.
+    pub name: Option<String>,
     /// The app.
     pub app: String,
     /// The template.
@@ -93,6 +107,8 @@ pub struct Campaign {
     pub not_after: Option<DateTime<Utc>>,
     /// `followers`, `file` or `list`.
     pub audience_kind: String,
+    /// Whether its jobs shorten values too long for their key type.
+    pub truncate: bool,
     /// Its state.
     pub state: CampaignState,
     /// Sends per second at most.
@@ -122,6 +138,8 @@ pub struct Campaign {
 #[derive(sqlx::FromRow)]
 struct Row {
     id: Uuid,
+    name: Option<String>,
+    truncate: bool,
     app: String,
     template_id: String,
     data: Value,
@@ -152,6 +170,8 @@ impl From<Row> for Campaign {
         };
         Campaign {
             id: r.id,
+            name: r.name,
+            truncate: r.truncate,
             app: r.app,
             template_id: r.template_id,
             data: r.data,
@@ -192,7 +212,7 @@ impl Campaign {
 }
 
 const COLUMNS: &str =
-    "id, app, template_id, data, url, miniprogram, not_after, audience_kind, state,
+    "id, name, truncate, app, template_id, data, url, miniprogram, not_after, audience_kind, state,
     rate_per_second, window_start, window_end, time_zone, start_at, daily_cap, audience, reachable,
     unreachable, cursor, created_by, created_at";
 
@@ -205,10 +225,11 @@ pub async fn check_template(
     app: &AppName,
     template_id: &TemplateId,
     data: &TemplateData,
+    truncate: bool,
 ) -> Result<(), CampaignError> {
     use crate::templates::{Catalog, Problem, check_message};
     let catalog = Catalog::load_app(pool, app).await?;
-    let Err(mut refusal) = check_message(&catalog, app, template_id, data, false) else {
+    let Err(mut refusal) = check_message(&catalog, app, template_id, data, truncate) else {
         return Ok(());
     };
     refusal
@@ -225,6 +246,14 @@ pub async fn check_template(
 /// rate against the app's.
 fn check_new(new: &NewCampaign, app_rate: u32) -> Result<(), CampaignError> {
     let invalid = |field: &str, e: JobError| CampaignError::Invalid(format!("{field}: {e}"));
+    if let Some(name) = &new.name {
+        let chars = name.chars().count();
+        if name.trim().is_empty() || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err(CampaignError::Invalid(format!(
+                "name: give 1 to {MAX_NAME_CHARS} characters without line breaks ({chars} given)"
+            )));
+        }
+    }
     wxnotify_core::bounds::in_range("rate", new.pacing.rate_per_second, 1..=app_rate.max(1))
         .map_err(|e| CampaignError::Invalid(format!("{e} (the app's rate)")))?;
     if let Some(url) = &new.url {
@@ -245,7 +274,9 @@ pub async fn create(
     audience: AudienceSource,
 ) -> Result<CreateReport, CampaignError> {
     check_new(new, app_rate)?;
-    check_template(pool, &new.app, &new.template_id, &new.data).await?;
+    check_template(pool, &new.app, &new.template_id, &new.data, new.truncate).await?;
+    let shared = serde_json::to_value(&new.data).unwrap_or(Value::Null);
+    let rows = RowCheck::load(pool, &new.app, &new.template_id, &shared, new.truncate).await?;
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     let kind = match &audience {
@@ -256,8 +287,8 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO campaigns (id, app, template_id, data, url, miniprogram, not_after, audience_kind,
              rate_per_second, window_start, window_end, time_zone, start_at, daily_cap,
-             audience, reachable, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, $15)",
+             audience, reachable, created_by, name, truncate)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, $15, $16, $17)",
     )
     .bind(id)
     .bind(new.app.as_str())
@@ -278,12 +309,14 @@ pub async fn create(
     .bind(new.pacing.start_at)
     .bind(new.pacing.daily_cap.map(|c| c as i64))
     .bind(&new.created_by)
+    .bind(new.name.as_deref().map(str::trim))
+    .bind(new.truncate)
     .execute(&mut *tx)
     .await?;
     let mut snap: Snapshot = match audience {
         AudienceSource::Followers => snapshot::followers(&mut tx, id, &new.app).await?,
         AudienceSource::File(items) | AudienceSource::List(items) => {
-            snapshot::recipients(&mut tx, id, &new.app, items).await?
+            snapshot::recipients(&mut tx, id, &new.app, rows.items(items)).await?
         }
     };
     let mut unreachable: UnreachableCounts =
@@ -319,6 +352,7 @@ pub async fn create(
     tx.commit().await?;
     Ok(CreateReport {
         id,
+        name: new.name.as_deref().map(|n| n.trim().to_owned()),
         state: CampaignState::Draft,
         audience: audience_n,
         reachable,

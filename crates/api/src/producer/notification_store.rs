@@ -201,6 +201,11 @@ pub struct NotificationStatus {
     /// When WeChat accepted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// Which channel sent it (or tried, for a job dead after a send): `oa_template` (the OA's
+    /// template message) or `mp_subscribe` (the Mini Program's subscribe message). A subscribe
+    /// message may have no `msgid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// When WeChat held it for its content review (40252). A `sent` notification with
     /// `held_at` (and no `msgid`) was delivered after the review.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,6 +242,7 @@ struct StatusRow {
     last_errmsg: Option<String>,
     msgid: Option<i64>,
     sent_at: Option<DateTime<Utc>>,
+    channel: Option<String>,
     held_at: Option<DateTime<Utc>>,
     receipt_status: Option<String>,
     receipt_at: Option<DateTime<Utc>>,
@@ -254,7 +260,7 @@ pub async fn statuses(
         "SELECT COALESCE(a.job_id, d.job_id) AS job_id, COALESCE(d.app, a.app) AS app,
                 a.created_at AS api_created_at, a.accepted_at, d.created_at AS ledger_created_at,
                 d.state, d.attempts, d.dead_reason, d.last_errcode, d.last_errmsg, d.msgid,
-                d.sent_at, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
+                d.sent_at, d.channel, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
          FROM (SELECT * FROM api_notifications WHERE app = $2 AND job_id = ANY($1)) a
          FULL JOIN (SELECT * FROM deliveries WHERE app = $2 AND job_id = ANY($1)) d
              ON d.job_id = a.job_id",
@@ -299,6 +305,7 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
         errmsg: r.last_errmsg,
         msgid: r.msgid.map(|m| m.to_string()),
         sent_at: r.sent_at,
+        channel: r.channel,
         held_at: r.held_at,
         receipt: r.receipt_status.map(|status| Receipt {
             status,

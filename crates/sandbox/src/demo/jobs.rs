@@ -59,8 +59,11 @@ fn expected_outcome(job: &Job, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> 
     if job.not_after.is_some_and(|t| t < chrono::Utc::now()) {
         return "expired";
     }
-    let complete = job.data.get("thing1").is_some() && job.data.get("time2").is_some();
-    if job.template_id.as_ref() != "TPL_ORDER_SHIPPED" || !complete {
+    let Some((template_id, data)) = job.oa_message() else {
+        return "payload_rejected";
+    };
+    let complete = data.get("thing1").is_some() && data.get("time2").is_some();
+    if template_id.as_ref() != "TPL_ORDER_SHIPPED" || !complete {
         return "payload_rejected";
     }
     "sent"

@@ -45,6 +45,9 @@ pub struct DeadLetterRow {
     pub created_at: DateTime<Utc>,
     /// When it was replayed, if it was.
     pub replayed_at: Option<DateTime<Utc>>,
+    /// The channel its last send went by (`oa_template` or `mp_subscribe`); `None` when no
+    /// send was made.
+    pub channel: Option<String>,
 }
 
 impl DeadLetterRow {
@@ -55,8 +58,7 @@ impl DeadLetterRow {
     }
 }
 
-const COLUMNS: &str =
-    "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at";
+const COLUMNS: &str = "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at, channel";
 
 /// The filter as SQL, binding `$1`..`$4` (the same for the list and its count, so a count
 /// always describes exactly the letters the list shows).

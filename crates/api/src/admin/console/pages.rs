@@ -466,7 +466,7 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
                     @else {
                         div.scroll {
                             table #deliveries {
-                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "msgid" } th { "receipt" } th { "updated (UTC)" } th { "last error" } }
+                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "channel" } th { "msgid" } th { "receipt" } th { "updated (UTC)" } th { "last error" } }
                                 @for d in &found.deliveries {
                                     tr {
                                         td { a href=(job_link(&d.job_id, Some(&d.app))) { (d.job_id) } }
@@ -475,6 +475,7 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
                                         td { (d.recipient_kind) ": " (d.recipient) }
                                         td { (d.template_id) }
                                         td { (d.attempts) }
+                                        td.channel { (opt(&d.channel)) }
                                         td { (opt(&d.msgid)) }
                                         td { (opt(&d.receipt_status)) }
                                         td { (time(&d.updated_at)) }

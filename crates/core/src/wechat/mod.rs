@@ -1,12 +1,13 @@
 //! Everything that speaks to WeChat: the HTTP client, the errcode classification, the shared
 //! access-token store, secret redaction, the pushes (XML or JSON) and their cryptography
-//! (`event`, `crypto`).
+//! (`event`, `crypto`), and the Mini Program's subscribe-message pushes (`mp_event`).
 //! The fake WeChat server is in the sandbox crate, which nothing here depends on.
 
 pub mod client;
 pub mod crypto;
 pub mod errcode;
 pub mod event;
+pub mod mp_event;
 pub mod redact;
 pub mod response;
 pub mod token;

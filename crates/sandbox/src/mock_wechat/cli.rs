@@ -19,7 +19,8 @@ Examples:
   curl -s localhost:8088/mock/stats
 
 Serves cgi-bin/token, stable_token, user/get, user/info, user/info/batchget,
-sns/jscode2session, message/template/send and template/get_all_private_template for one fake
+sns/jscode2session, message/template/send, template/get_all_private_template,
+message/subscribe/send and wxaapi/newtmpl/gettemplate for one fake
 Official Account and one fake Mini Program, byte for byte like api.weixin.qq.com (see
 docs/wechat.md). Like WeChat, get_all_private_template lists historical templates only, not
 category ones (thing1, time2 …), unless --list-category-templates. On start it prints the base URL and the (fake, public) credentials to put in
@@ -39,7 +40,16 @@ Scripts drive it over HTTP (JSON bodies):
   POST   /mock/tokens/invalidate  every issued token answers 40001
   POST   /mock/tokens/expire      every issued token answers 42001
   POST   /mock/login_code         {\"person\":7} -> {\"code\":\"...\"}, a wx.login() code
-  POST   /mock/unsubscribe        {\"person\":7} (and /mock/subscribe)";
+  POST   /mock/unsubscribe        {\"person\":7} (and /mock/subscribe)
+
+The Mini Program's subscribe messages (subscribe/send, wxaapi/newtmpl/gettemplate):
+  POST   /mock/mp/callback        {\"url\":\"http://127.0.0.1:8080/wechat/mp-callback\",\"token\":\"…\",
+                                   \"encoding_aes_key\":\"…\" (safe mode, optional),\"format\":\"json\"}
+  POST   /mock/mp/popup           {\"person\":7,\"results\":{\"MP_ORDER_SHIPPED\":\"accept\"}}: person 7
+                                  accepts in the popup; the event is pushed (with retries)
+  POST   /mock/mp/cancel          {\"person\":7,\"template_id\":\"MP_ORDER_SHIPPED\"}: a later cancellation
+  GET    /mock/mp/grants?person=7 what the fake holds per person and template
+  GET    /mock/mp/sends           the accepted subscribe messages (GET /mock/mp/counts: per person)";
 
 /// Arguments of `wxnotify-sandbox mock-wechat`.
 #[derive(Debug, clap::Args)]
@@ -102,6 +112,12 @@ pub struct MockArgs {
     /// WeChat lists historical templates only).
     #[arg(long)]
     pub list_category_templates: bool,
+    /// Every k-th accepted subscribe message is answered without a msgid (0: never).
+    #[arg(long, default_value_t = defaults().subscribe_msgid_omit_every)]
+    pub subscribe_msgid_omit_every: u64,
+    /// Push no subscribe_msg_sent_event after subscribe messages.
+    #[arg(long)]
+    pub no_mp_sent_receipts: bool,
 }
 
 fn parse_plan(s: &str) -> Result<FaultPlan, String> {
@@ -128,6 +144,8 @@ impl MockArgs {
             repeat_window: Duration::from_secs(self.repeat_window_secs),
             daily_quota: self.daily_quota,
             list_category_templates: self.list_category_templates,
+            subscribe_msgid_omit_every: self.subscribe_msgid_omit_every,
+            mp_sent_receipts: !self.no_mp_sent_receipts,
             ..MockConfig::default()
         }
     }

@@ -77,6 +77,39 @@ pub struct MockConfig {
     /// sends. XML by default; [`MockWechat::deliver_as`](super::MockWechat::deliver_as) picks
     /// the format of one push.
     pub push_format: PushFormat,
+    /// The Mini Program's subscribe templates (`wxaapi/newtmpl/gettemplate`, `subscribe/send`).
+    pub mp_templates: Vec<MockMpTemplate>,
+    /// The Mini Program pages a subscribe message may open (`page`, compared without its query);
+    /// any other page answers 41030.
+    pub mp_pages: Vec<String>,
+    /// Every k-th accepted subscribe send (the k-th, 2k-th …) answers without a `msgid`, as
+    /// WeChat sometimes does; 0 = every answer has one.
+    pub subscribe_msgid_omit_every: u64,
+    /// Where the Mini Program's message push URL is and how pushes to it are signed; `None`
+    /// = no pushes (grants still change). Also set at run time
+    /// ([`MockWechat::set_mp_callback`](super::MockWechat::set_mp_callback)).
+    pub mp_callback: Option<MpCallback>,
+    /// How many times a Mini Program push that got no `success` (or empty) answer is sent again
+    /// (WeChat: three).
+    pub mp_push_retries: u32,
+    /// The wait before each such retry.
+    pub mp_push_retry_delay: Duration,
+    /// How long after an accepted subscribe send its `subscribe_msg_sent_event` is pushed (only
+    /// with an MP callback and [`mp_sent_receipts`](MockConfig::mp_sent_receipts)).
+    pub mp_receipt_delay: Duration,
+    /// Whether accepted subscribe sends are followed by a `subscribe_msg_sent_event` push.
+    pub mp_sent_receipts: bool,
+}
+
+/// The Mini Program's message push configuration (its console's "消息推送" page).
+#[derive(Debug, Clone)]
+pub struct MpCallback {
+    /// The push URL, e.g. `http://127.0.0.1:8080/wechat/mp-callback`.
+    pub url: url::Url,
+    /// Plaintext or safe mode, with the Token (and EncodingAESKey).
+    pub mode: super::events::PushMode,
+    /// XML or JSON.
+    pub format: PushFormat,
 }
 
 impl Default for MockConfig {
@@ -103,6 +136,14 @@ impl Default for MockConfig {
             repeat_window: Duration::ZERO,
             daily_quota: 100_000_000,
             push_format: PushFormat::Xml,
+            mp_templates: MockMpTemplate::defaults(),
+            mp_pages: vec!["pages/index/index".into(), "pages/order/detail".into()],
+            subscribe_msgid_omit_every: 0,
+            mp_callback: None,
+            mp_push_retries: 3,
+            mp_push_retry_delay: Duration::from_millis(200),
+            mp_receipt_delay: Duration::from_millis(200),
+            mp_sent_receipts: true,
         }
     }
 }
@@ -166,6 +207,66 @@ impl MockTemplate {
                 "支付成功通知",
                 &["amount1", "thing2", "time3"],
             ),
+        ]
+    }
+}
+
+/// One subscribe template of the Mini Program (`wxaapi/newtmpl/gettemplate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MockMpTemplate {
+    /// The `priTmplId`.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// The `{{key.DATA}}` placeholders (`thing1`, `time2`, `phrase3` …), typed as for OA
+    /// category templates.
+    pub keys: Vec<String>,
+    /// Long-term (type 3: one accept allows many messages) rather than one-time (type 2).
+    #[serde(default)]
+    pub long_term: bool,
+    /// `keywordEnumValueList`: the only values a key may take.
+    #[serde(default)]
+    pub enums: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl MockMpTemplate {
+    /// A one-time template with the given id, title and keys.
+    pub fn one_time(id: &str, title: &str, keys: &[&str]) -> MockMpTemplate {
+        MockMpTemplate {
+            id: id.into(),
+            title: title.into(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            long_term: false,
+            enums: Default::default(),
+        }
+    }
+
+    /// A long-term template with the given id, title and keys.
+    pub fn long_term(id: &str, title: &str, keys: &[&str]) -> MockMpTemplate {
+        MockMpTemplate {
+            long_term: true,
+            ..MockMpTemplate::one_time(id, title, keys)
+        }
+    }
+
+    /// Restricts `key` to `values`.
+    pub fn with_enum(mut self, key: &str, values: &[&str]) -> MockMpTemplate {
+        self.enums
+            .insert(key.into(), values.iter().map(|v| (*v).to_owned()).collect());
+        self
+    }
+
+    /// `MP_ORDER_SHIPPED` (one-time: `thing1`, `time2`, `phrase3` ∈ {已发货, 已签收}) and
+    /// `MP_SERVICE_NOTICE` (long-term: `thing1`, `time2`).
+    pub fn defaults() -> Vec<MockMpTemplate> {
+        vec![
+            MockMpTemplate::one_time(
+                "MP_ORDER_SHIPPED",
+                "订单发货通知",
+                &["thing1", "time2", "phrase3"],
+            )
+            .with_enum("phrase3", &["已发货", "已签收"]),
+            MockMpTemplate::long_term("MP_SERVICE_NOTICE", "服务进度提醒", &["thing1", "time2"]),
         ]
     }
 }

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// One of the fake WeChat's APIs (for fault rules and statistics). In JSON, snake_case names:
 /// `token`, `stable_token`, `user_get`, `user_info`, `user_info_batch`, `jscode2session`,
-/// `template_send`, `private_templates`, `quota_get`, `query_blocked`.
+/// `template_send`, `private_templates`, `quota_get`, `query_blocked`, `subscribe_send`,
+/// `mp_templates`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
@@ -29,11 +30,15 @@ pub enum Endpoint {
     QuotaGet,
     /// `POST /wxa/sec/queryblocktmplmsg`.
     QueryBlocked,
+    /// `POST /cgi-bin/message/subscribe/send` (the Mini Program's subscribe messages).
+    SubscribeSend,
+    /// `GET /wxaapi/newtmpl/gettemplate` (the Mini Program's subscribe templates).
+    MpTemplates,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Token,
         Endpoint::StableToken,
         Endpoint::UserGet,
@@ -44,6 +49,8 @@ impl Endpoint {
         Endpoint::PrivateTemplates,
         Endpoint::QuotaGet,
         Endpoint::QueryBlocked,
+        Endpoint::SubscribeSend,
+        Endpoint::MpTemplates,
     ];
 
     /// The URL path, relative to the API base.
@@ -59,6 +66,8 @@ impl Endpoint {
             Endpoint::PrivateTemplates => "/cgi-bin/template/get_all_private_template",
             Endpoint::QuotaGet => "/cgi-bin/openapi/quota/get",
             Endpoint::QueryBlocked => "/wxa/sec/queryblocktmplmsg",
+            Endpoint::SubscribeSend => "/cgi-bin/message/subscribe/send",
+            Endpoint::MpTemplates => "/wxaapi/newtmpl/gettemplate",
         }
     }
 
@@ -71,6 +80,7 @@ impl Endpoint {
                 | Endpoint::TemplateSend
                 | Endpoint::QuotaGet
                 | Endpoint::QueryBlocked
+                | Endpoint::SubscribeSend
         )
     }
 

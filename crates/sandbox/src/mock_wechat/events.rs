@@ -20,6 +20,9 @@ use wxnotify_core::domain::OpenId;
 use wxnotify_core::wechat::crypto::{AesKey, msg_signature, signature};
 use wxnotify_core::wechat::event::{Push, PushFormat, PushKind};
 
+/// How long WeChat waits for the answer to a push before it gives up on that attempt.
+pub(super) const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The fake OA's original id (`ToUserName` of every push).
 pub const MOCK_OA_ORIGINAL_ID: &str = "gh_mockoa0000001";
 
@@ -194,6 +197,30 @@ pub async fn deliver_body(
     mode: &PushMode,
     format: PushFormat,
 ) -> anyhow::Result<PushAnswer> {
+    let sender = Sender {
+        appid: MOCK_OA_APPID,
+        original_id: MOCK_OA_ORIGINAL_ID,
+    };
+    deliver_signed(callback, body, from, mode, format, sender).await
+}
+
+/// Which fake app a push comes from: the appid sealed inside the encrypted text and the
+/// original id of the envelope.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sender {
+    pub(super) appid: &'static str,
+    pub(super) original_id: &'static str,
+}
+
+/// POSTs `body` to `callback`, signed (and in safe mode encrypted) for `sender`.
+pub(super) async fn deliver_signed(
+    callback: &Url,
+    body: &str,
+    from: &str,
+    mode: &PushMode,
+    format: PushFormat,
+    sender: Sender,
+) -> anyhow::Result<PushAnswer> {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -215,7 +242,7 @@ pub async fn deliver_body(
             encoding_aes_key,
         } => {
             let key = AesKey::from_encoding_aes_key(encoding_aes_key)?;
-            let encrypt = key.encrypt(body.as_bytes(), MOCK_OA_APPID);
+            let encrypt = key.encrypt(body.as_bytes(), sender.appid);
             url.query_pairs_mut()
                 .append_pair("signature", &signature(token, &timestamp, &nonce))
                 .append_pair("timestamp", &timestamp)
@@ -226,11 +253,12 @@ pub async fn deliver_body(
                     "msg_signature",
                     &msg_signature(token, &timestamp, &nonce, &encrypt),
                 );
-            format.envelope(MOCK_OA_ORIGINAL_ID, &encrypt)
+            format.envelope(sender.original_id, &encrypt)
         }
     };
     let response = reqwest::Client::new()
         .post(url)
+        .timeout(PUSH_TIMEOUT)
         .header("content-type", format.content_type())
         .body(body)
         .send()

@@ -24,6 +24,10 @@
 //!   (`openapi/quota/get`, blocked content, content held for review and its verdict,
 //!   `queryblocktmplmsg`).
 //! - `faults` ([`FaultPlan`]), `stats` ([`MockStats`]), `state` (all of it together).
+//! - The Mini Program's subscribe messages: `mp_templates` (`wxaapi/newtmpl/gettemplate` and the
+//!   data rules with enums), `grants` (what each person holds per template), `subscribe`
+//!   (`subscribe/send`, optional msgids, counts per person), `mp_events` (the popup, a later
+//!   cancellation and the send receipts, pushed to the Mini Program's push URL with retries).
 //! - `events`: pushing signed (and, in safe mode, encrypted) events to a callback URL, as XML
 //!   or JSON ([`PushFormat`], per fake in [`MockConfig::push_format`] or per push).
 
@@ -35,8 +39,11 @@ mod endpoint;
 mod events;
 mod faults;
 mod followers;
+mod grants;
 mod identity;
 mod login;
+mod mp_events;
+mod mp_templates;
 mod request;
 mod routes;
 mod rules;
@@ -44,6 +51,7 @@ mod sends;
 mod server;
 mod state;
 mod stats;
+mod subscribe;
 mod templates;
 mod tokens;
 mod wire;
@@ -56,16 +64,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{MockArgs, run};
-pub use config::{EndOfList, MockConfig, MockTemplate};
+pub use config::{EndOfList, MockConfig, MockMpTemplate, MockTemplate, MpCallback};
 pub use endpoint::Endpoint;
 pub use events::{
     EventPush, MOCK_OA_ORIGINAL_ID, MockEvent, PushAnswer, PushMode, deliver_body, deliver_xml,
 };
 pub use faults::{Fault, FaultPlan, FaultRule};
+pub use grants::MockGrant;
 pub use identity::{mp_openid, oa_openid, person_of, seeded_follower, unionid};
+pub use mp_events::{MOCK_MP_ORIGINAL_ID, MpEventPush, MpPushReport, PopupResults};
 pub use rules::HeldMessage;
 pub use sends::{AcceptedSend, FIRST_MSGID};
 pub use stats::MockStats;
+pub use subscribe::AcceptedSubscribe;
 pub use wxnotify_core::wechat::event::PushFormat;
 
 use state::Mock;

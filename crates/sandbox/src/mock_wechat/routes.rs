@@ -16,7 +16,7 @@ use super::faults::Action;
 use super::request::Params;
 use super::state::Mock;
 use super::wire::{Answer, text_plain};
-use super::{credentials, followers, login, rules, sends, templates};
+use super::{credentials, followers, login, mp_templates, rules, sends, subscribe, templates};
 
 /// Marks a response the server must not send: the connection is closed instead.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +28,7 @@ type Work = fn(&Mock, &Params, &[u8]) -> Result<Answer, i64>;
 
 /// The router of the WeChat APIs.
 pub(super) fn api() -> Router<Arc<Mock>> {
-    let work: [(Endpoint, Work); 10] = [
+    let work: [(Endpoint, Work); 12] = [
         (Endpoint::Token, |m, p, _| credentials::token(m, p)),
         (Endpoint::StableToken, |m, _, b| {
             credentials::stable_token(m, b)
@@ -45,6 +45,10 @@ pub(super) fn api() -> Router<Arc<Mock>> {
         }),
         (Endpoint::QuotaGet, rules::quota_get),
         (Endpoint::QueryBlocked, rules::query_blocked),
+        (Endpoint::SubscribeSend, subscribe::subscribe_send),
+        (Endpoint::MpTemplates, |m, p, _| {
+            mp_templates::get_templates(m, p)
+        }),
     ];
     work.into_iter()
         .fold(Router::new(), |router, (endpoint, work)| {

@@ -281,7 +281,7 @@ pub(super) fn template_send(mock: &Mock, params: &Params, body: &[u8]) -> Result
     let req: SendRequest = json_body(body)?;
     let person = mock.followers.person(&req.touser).ok_or(40003)?;
     let template = mock.templates.find(&req.template_id).ok_or(40037)?;
-    if let Err(detail) = check_data(&template, &req.data) {
+    if let Err(detail) = check_data(&template.keys, &req.data) {
         // 47003 is the one error whose errmsg names the offending field.
         return Ok(Answer::err_with(47003, detail));
     }

@@ -24,6 +24,9 @@ pub struct MockStats {
     /// Template sends answered with an earlier msgid because `(touser, client_msg_id)` repeated
     /// within the window (not sent again).
     pub duplicate_sends_dropped: u64,
+    /// Subscribe messages accepted (`subscribe/send`; per person: `GET /mock/mp/counts`).
+    #[serde(default)]
+    pub subscribe_sends_accepted: u64,
     /// Tokens minted, under [`Endpoint::Token`] and [`Endpoint::StableToken`].
     pub tokens_minted: BTreeMap<Endpoint, u64>,
     /// Fault rules that fired.
@@ -110,6 +113,7 @@ impl Stats {
             errcodes,
             sends_accepted: sends.0,
             duplicate_sends_dropped: sends.1,
+            subscribe_sends_accepted: 0,
             tokens_minted: [
                 (Endpoint::Token, minted.0),
                 (Endpoint::StableToken, minted.1),

@@ -57,10 +57,10 @@ impl Templates {
     }
 }
 
-/// Checks a send's `data` against `template`; the error is the 47003 detail, e.g.
+/// Checks a send's `data` against a template's `keys`; the error is the 47003 detail, e.g.
 /// `data.thing1.value is empty`.
-pub(super) fn check_data(template: &MockTemplate, data: &Value) -> Result<(), String> {
-    for key in &template.keys {
+pub(super) fn check_data(keys: &[String], data: &Value) -> Result<(), String> {
+    for key in keys {
         match data.get(key).and_then(|field| field.get("value")) {
             None | Some(Value::Null) => return Err(format!("data.{key}.value is empty")),
             Some(Value::String(s)) if s.is_empty() => {
@@ -74,7 +74,7 @@ pub(super) fn check_data(template: &MockTemplate, data: &Value) -> Result<(), St
 }
 
 /// `thing1` → `thing`, `character_string12` → `character_string`.
-fn field_type(key: &str) -> &str {
+pub(super) fn field_type(key: &str) -> &str {
     key.trim_end_matches(|c: char| c.is_ascii_digit())
 }
 
@@ -93,7 +93,7 @@ fn is_chinese(c: char) -> bool {
 }
 
 /// A label and an example value for a field type, to render the template's content.
-fn label_and_example(kind: &str) -> (&'static str, &'static str) {
+pub(super) fn label_and_example(kind: &str) -> (&'static str, &'static str) {
     match kind {
         "thing" => ("内容", "订单已发货"),
         "time" => ("时间", "2024-01-01 12:00"),
@@ -172,19 +172,19 @@ mod tests {
     fn data_rules_follow_the_field_types() {
         let t = MockTemplate::new("T", "t", &["thing1", "character_string2", "phrase3"]);
         let data = |a: &str, b: &str, c: &str| json!({"thing1":{"value":a},"character_string2":{"value":b},"phrase3":{"value":c}});
-        assert_eq!(check_data(&t, &data("好", "A1", "已发货")), Ok(()));
+        assert_eq!(check_data(&t.keys, &data("好", "A1", "已发货")), Ok(()));
         assert_eq!(
-            check_data(&t, &data("", "A1", "已发货")),
+            check_data(&t.keys, &data("", "A1", "已发货")),
             Err("data.thing1.value is empty".into())
         );
         let long = "一".repeat(21);
         assert_eq!(
-            check_data(&t, &data(&long, "A1", "已发货")),
+            check_data(&t.keys, &data(&long, "A1", "已发货")),
             Err("data.thing1.value invalid".into())
         );
-        assert!(check_data(&t, &data("x", "编号", "已发货")).is_err());
-        assert!(check_data(&t, &data("x", "A1", "shipped")).is_err());
-        assert!(check_data(&t, &json!({"thing1":{"value":"x"}})).is_err());
+        assert!(check_data(&t.keys, &data("x", "编号", "已发货")).is_err());
+        assert!(check_data(&t.keys, &data("x", "A1", "shipped")).is_err());
+        assert!(check_data(&t.keys, &json!({"thing1":{"value":"x"}})).is_err());
     }
 
     #[test]

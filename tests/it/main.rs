@@ -35,6 +35,7 @@ mod queue;
 mod real_wechat;
 mod resilience;
 mod rules;
+mod second_channel;
 mod shared_rate;
 mod signals;
 mod tenants;

@@ -19,7 +19,15 @@ ALTER TABLE dead_letters ADD CONSTRAINT dead_letters_reason_known CHECK (
     )
 );
 
--- 2. The Mini Program's access token beside the OA's: one row per app and kind (`oa`, `mp`),
+-- 2. A sent job has a msgid unless it was held for review or is a subscribe message. (The
+--    earlier form let a row without a channel through: `NULL = 'mp_subscribe'` is not false.)
+ALTER TABLE deliveries
+    DROP CONSTRAINT deliveries_sent_has_msgid,
+    ADD CONSTRAINT deliveries_sent_has_msgid
+        CHECK (state <> 'sent' OR msgid IS NOT NULL OR held_at IS NOT NULL
+               OR channel IS NOT DISTINCT FROM 'mp_subscribe');
+
+-- 3. The Mini Program's access token beside the OA's: one row per app and kind (`oa`, `mp`),
 --    shared by every process in the same way.
 ALTER TABLE access_tokens
     ADD COLUMN kind text NOT NULL DEFAULT 'oa'
@@ -27,7 +35,7 @@ ALTER TABLE access_tokens
     DROP CONSTRAINT access_tokens_pkey,
     ADD PRIMARY KEY (app, kind);
 
--- 3. What the end of a subscribe attempt does to its grant. The claim reserves a grant
+-- 4. What the end of a subscribe attempt does to its grant. The claim reserves a grant
 --    (`mp_grants.used + 1`) in the transaction that claims the job and marks the ledger row
 --    (`channel = 'mp_subscribe'`, `mp_openid`, `mp_template_id`). When the row then leaves
 --    `sending` for `retrying`, `dead` or `cancelled`:
@@ -67,11 +75,11 @@ CREATE TRIGGER deliveries_mp_grant_end
           AND NEW.state IN ('retrying', 'dead', 'cancelled'))
     EXECUTE FUNCTION deliveries_mp_grant_end();
 
--- 4. A dead letter keeps the channel its job was sent on (when a send was made).
+-- 5. A dead letter keeps the channel its job was sent on (when a send was made).
 ALTER TABLE dead_letters ADD COLUMN channel text CONSTRAINT dead_letters_channel_known
     CHECK (channel IN ('oa_template', 'mp_subscribe'));
 
--- 5. The outcome webhooks name the channel that sent the job.
+-- 6. The outcome webhooks name the channel that sent the job.
 CREATE OR REPLACE FUNCTION deliveries_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     added integer;

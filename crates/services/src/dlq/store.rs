@@ -58,7 +58,8 @@ impl DeadLetterRow {
     }
 }
 
-const COLUMNS: &str = "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at, channel";
+/// The columns of a [`DeadLetterRow`], for every query that reads one.
+pub(super) const COLUMNS: &str = "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at, channel";
 
 /// The filter as SQL, binding `$1`..`$4` (the same for the list and its count, so a count
 /// always describes exactly the letters the list shows).

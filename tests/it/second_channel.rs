@@ -406,3 +406,53 @@ async fn a_template_the_person_rejected_is_not_sent_to() {
         "nor the OA message to a person who left"
     );
 }
+
+#[tokio::test]
+async fn the_status_and_the_outcome_webhooks_name_the_channel() {
+    let sys = System::seeded(10).await;
+    sqlx::query(
+        "INSERT INTO app_webhooks (app, url, secret, send_sent)
+         VALUES ('default', 'https://hooks.example.com/wx', 'whsec_test', true)",
+    )
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    accept_in_popup(&sys, 2, ONE_TIME, 1).await;
+    grant_in_ledger(&sys, 2, ONE_TIME, 1, false).await;
+    unfollow(&sys, 2).await;
+    let follower = both(1, ONE_TIME);
+    let stranger = both(2, ONE_TIME);
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(&[follower.clone(), stranger.clone()]).await;
+    sys.wait_finished(2, WAIT).await;
+    worker.stop().await;
+
+    let app = wxnotify_core::domain::AppName::default_app();
+    let ids = [follower.id.as_str(), stranger.id.as_str()];
+    let statuses = wxnotify_api::producer::notification_store::statuses(&sys.db.pool, &app, &ids)
+        .await
+        .unwrap();
+    let status = |id: &str| {
+        let s = statuses.iter().find(|s| s.id == id).expect("a status");
+        serde_json::to_value(s).unwrap()
+    };
+    assert_eq!(status(ids[0])["channel"], "oa_template");
+    assert_eq!(status(ids[1])["channel"], "mp_subscribe");
+    assert_eq!(status(ids[1])["state"], "sent");
+
+    let hooks: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT job_id, payload FROM webhook_outbox WHERE event = 'sent' ORDER BY job_id",
+    )
+    .fetch_all(&sys.db.pool)
+    .await
+    .unwrap();
+    let channel_of = |id: &str| {
+        hooks
+            .iter()
+            .find(|(j, _)| j == id)
+            .map(|(_, p)| p["channel"].clone())
+            .expect("a sent event")
+    };
+    assert_eq!(channel_of(ids[0]), "oa_template");
+    assert_eq!(channel_of(ids[1]), "mp_subscribe");
+}

@@ -456,3 +456,48 @@ async fn the_status_and_the_outcome_webhooks_name_the_channel() {
     assert_eq!(channel_of(ids[0]), "oa_template");
     assert_eq!(channel_of(ids[1]), "mp_subscribe");
 }
+
+/// A worker killed (-9) while it held a subscribe grant: its send may have been made, so the
+/// job taken over is never sent again and the grant stays used.
+#[tokio::test]
+async fn a_dead_workers_subscribe_claim_is_not_sent_again() {
+    use wxnotify_core::queue::Lane;
+    use wxnotify_services::ledger::{Admission, Grant, Ledger};
+
+    let sys = System::seeded(10).await;
+    accept_in_popup(&sys, 3, ONE_TIME, 2).await;
+    grant_in_ledger(&sys, 3, ONE_TIME, 2, false).await;
+    let j = only_subscribe(3, ONE_TIME);
+    // The claim as a killed worker leaves it: a grant reserved, live lease, no heartbeat.
+    let dead_worker = Ledger::new(sys.db.pool.clone());
+    let Admission::Attempt { grant, .. } = dead_worker.claim(&j, Lane::Jobs).await.unwrap() else {
+        panic!("the first claim is an attempt");
+    };
+    assert_eq!(
+        grant,
+        Grant::Reserved(OpenId::parse(mock_wechat::mp_openid(3)).unwrap())
+    );
+    assert_eq!(
+        grant_row(&sys, 3, ONE_TIME).await.1,
+        1,
+        "reserved with the claim"
+    );
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(std::slice::from_ref(&j)).await;
+    sys.wait_finished(1, WAIT).await;
+    worker.stop().await;
+    let (state, channel, reason, _) = ledger(&sys, &j).await;
+    assert_eq!(
+        (state.as_str(), channel.as_deref(), reason.as_deref()),
+        ("dead", Some("mp_subscribe"), Some("outcome_unknown"))
+    );
+    assert!(
+        fake_counts(&sys).await.is_empty(),
+        "not sent by the worker that took over"
+    );
+    assert_eq!(
+        grant_row(&sys, 3, ONE_TIME).await,
+        (2, 1, 0, "accept".into()),
+        "the dead claim's grant stays used, and no second one was taken"
+    );
+}

@@ -293,7 +293,8 @@ impl Pipeline {
         }
         let (outcome, oa_openid) = match channel {
             Route::Oa(openid) => (
-                self.classify(&job, &claim, uncertain, result).await,
+                self.classify(&job, &claim, uncertain, result, Channel::Oa)
+                    .await,
                 Some(openid),
             ),
             _ => (
@@ -435,7 +436,8 @@ impl Pipeline {
             }
             _ => {}
         }
-        self.classify(job, claim, false, result).await
+        self.classify(job, claim, false, result, Channel::Subscribe)
+            .await
     }
 
     /// Turns WeChat's answer into the outcome: the one place where answers become actions.
@@ -445,6 +447,7 @@ impl Pipeline {
         claim: &Claim,
         uncertain: bool,
         result: Result<Option<i64>, TokenError>,
+        channel: Channel,
     ) -> Outcome {
         let err = match result {
             Ok(msgid) => return Outcome::Sent { msgid },
@@ -454,11 +457,16 @@ impl Pipeline {
             TokenError::Wechat(e) => Failure::from(e),
             other => Failure::local(other.to_string()),
         };
-        // The rules may act otherwise than the answer's class says (40037: see `observe`).
-        let class = self
-            .rules
-            .observe(job, claim.life, err.class(), &mut failure)
-            .await;
+        // The rules may act otherwise than the answer's class says (40037: see `observe`). They
+        // know the OA's template catalog: a subscribe template's answer is taken as it is.
+        let class = match channel {
+            Channel::Oa => {
+                self.rules
+                    .observe(job, claim.life, err.class(), &mut failure)
+                    .await
+            }
+            Channel::Subscribe => err.class(),
+        };
         match class {
             ErrClass::Ok | ErrClass::TokenInvalid | ErrClass::Transient => {
                 let floor = failure
@@ -529,6 +537,15 @@ impl Pipeline {
             ErrClass::Permanent(kind) => Outcome::dead(dead_reason_for(kind), failure),
         }
     }
+}
+
+/// Which message an answer is to.
+#[derive(Debug, Clone, Copy)]
+enum Channel {
+    /// The OA's template message.
+    Oa,
+    /// The Mini Program's subscribe message.
+    Subscribe,
 }
 
 /// What the app's pause state means for one job.

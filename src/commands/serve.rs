@@ -13,7 +13,7 @@ use wxnotify_core::config::Settings;
 /// Arguments of `wxnotify serve`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  wxnotify serve --listen 0.0.0.0:8080 --admin-listen 10.0.0.5:8081\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, GET|POST /wechat/callback[/{app}], /healthz, /readyz, /metrics,\nthe producer API, and the admin surface (/admin, /admin/api) when WXNOTIFY_ADMIN_TOKEN,\nWXNOTIFY_VIEWER_TOKEN (each at least 32 characters) or an admin user (`wxnotify admin-user add`) exists."
+    after_help = "Examples:\n  wxnotify serve\n  wxnotify serve --listen 0.0.0.0:8080\n  wxnotify serve --listen 0.0.0.0:8080 --admin-listen 10.0.0.5:8081\n  WXNOTIFY_CALLBACK_TOKEN=... WXNOTIFY_ENCODING_AES_KEY=... wxnotify serve\n\nServes POST /v1/miniprogram/login, POST /v1/miniprogram/subscriptions, GET|POST\n/wechat/callback[/{app}] and /wechat/mp-callback[/{app}], /healthz, /readyz, /metrics,\nthe producer API, and the admin surface (/admin, /admin/api) when WXNOTIFY_ADMIN_TOKEN,\nWXNOTIFY_VIEWER_TOKEN (each at least 32 characters) or an admin user (`wxnotify admin-user add`) exists."
 )]
 pub struct ServeArgs {
     /// Address to listen on (the public one: login and the OA callback).

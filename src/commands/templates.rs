@@ -1,4 +1,5 @@
-//! `wxnotify templates sync|list|add|remove`: the OA's template catalog.
+//! `wxnotify templates sync|list|add|remove`: the OA's template catalog, and the Mini
+//! Program's subscribe templates beside it (synced and listed with their channel).
 
 use std::process::ExitCode;
 
@@ -9,12 +10,15 @@ use wxnotify_app::{Application, Wechat};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::AppName;
 use wxnotify_services::templates::manual::{self, ManualError, ManualTemplate};
-use wxnotify_services::templates::{AppListing, Catalog, CatalogTemplate, SyncTrigger, sync_app};
+use wxnotify_services::templates::{
+    AppListing, Catalog, CatalogTemplate, SubscribeCatalog, SubscribeCatalogTemplate, SyncTrigger,
+    sync_app, sync_subscribe_app,
+};
 
 /// Arguments of `wxnotify templates`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify templates sync\n  wxnotify templates sync --app shop --json\n  wxnotify templates list\n  wxnotify templates list --app shop --json\n  wxnotify templates add --app shop --id ngqIpbwh8bUf... --title 订单发货提醒 \\\n      --content '商品：{{thing1.DATA}} 时间：{{time2.DATA}}'\n  wxnotify templates remove --app shop --id ngqIpbwh8bUf...\n\nWeChat's get_all_private_template lists historical templates (keyword1 …) only, never category\ntemplates (thing1, time2 …). A job naming a template the catalog does not hold is sent, and\nWeChat decides (40037 if it does not know it). Register a category template by hand (`add`,\nsource `manual`) so its jobs are checked before sending: keys exactly its placeholders, value\nrules. A sync never deletes manual templates; if WeChat lists the same id, its listing wins\n(source `api`). A listed template that a later sync no longer finds is kept as removed: jobs\nnaming it are refused as deleted.\n\nThe worker also syncs every app's templates every few minutes and when a send answers 40037.\nJobs are checked against this catalog by `wxnotify enqueue` and by the worker before sending.\nExit codes: 0 ok; 1 WeChat refused or could not be reached, or the template cannot be added or\nremoved (listed by WeChat, not found); 2 bad settings or arguments; 3 Postgres unreachable."
+    after_help = "Examples:\n  wxnotify templates sync\n  wxnotify templates sync --app shop --json\n  wxnotify templates list\n  wxnotify templates list --app shop --json\n  wxnotify templates add --app shop --id ngqIpbwh8bUf... --title 订单发货提醒 \\\n      --content '商品：{{thing1.DATA}} 时间：{{time2.DATA}}'\n  wxnotify templates remove --app shop --id ngqIpbwh8bUf...\n\nWeChat's get_all_private_template lists historical templates (keyword1 …) only, never category\ntemplates (thing1, time2 …). A job naming a template the catalog does not hold is sent, and\nWeChat decides (40037 if it does not know it). Register a category template by hand (`add`,\nsource `manual`) so its jobs are checked before sending: keys exactly its placeholders, value\nrules. A sync never deletes manual templates; if WeChat lists the same id, its listing wins\n(source `api`). A listed template that a later sync no longer finds is kept as removed: jobs\nnaming it are refused as deleted.\n\nWith a Mini Program configured, sync also fetches its subscribe templates\n(wxaapi/newtmpl/gettemplate, a complete list: one-time or long-term, enum values), and list shows\nthem with channel mp_subscribe (the OA's: oa_template); in --json they are under\nsubscribe_templates and subscribe_removed.\n\nThe worker also syncs every app's templates every few minutes and when a send answers 40037.\nJobs are checked against this catalog by `wxnotify enqueue` and by the worker before sending.\nExit codes: 0 ok; 1 WeChat refused or could not be reached, or the template cannot be added or\nremoved (listed by WeChat, not found); 2 bad settings or arguments; 3 Postgres unreachable."
 )]
 pub struct TemplatesArgs {
     /// What to do.
@@ -121,19 +125,89 @@ pub async fn run(args: TemplatesArgs) -> anyhow::Result<ExitCode> {
                     code = EXIT_FAILURE;
                 }
             }
+            let Some(config) = app.settings.apps.iter().find(|a| &a.name == name) else {
+                continue;
+            };
+            match sync_subscribe_app(pool, &client, config).await {
+                Ok(Some(list)) if !selection.json => {
+                    println!(
+                        "{name}: {} subscribe templates listed by the Mini Program",
+                        list.len()
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("error: {name}: Mini Program subscribe templates: {e}");
+                    code = EXIT_FAILURE;
+                }
+            }
         }
         if !selection.json {
             return Ok(ExitCode::from(code));
         }
     }
     let catalog = Catalog::load(pool).await?;
-    let listings: Vec<AppListing> = apps.iter().map(|app| catalog.listing(app)).collect();
+    let mut listings = Vec::new();
+    for name in &apps {
+        listings.push(Listing::of(
+            catalog.listing(name),
+            SubscribeCatalog::load(pool, name).await?,
+        ));
+    }
     if selection.json {
         println!("{}", serde_json::to_string(&listings)?);
     } else {
         print_listings(&listings);
     }
     Ok(ExitCode::from(code))
+}
+
+/// A template as `list` shows it: its channel, then its fields.
+#[derive(Serialize)]
+struct Listed<T: Serialize> {
+    /// `oa_template` or `mp_subscribe`.
+    channel: &'static str,
+    #[serde(flatten)]
+    template: T,
+}
+
+/// One app as `list --json` shows it: the OA's catalog (as before, each template with its
+/// channel) and the Mini Program's subscribe templates.
+#[derive(Serialize)]
+struct Listing {
+    app: String,
+    synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    templates: Vec<Listed<CatalogTemplate>>,
+    removed: Vec<Listed<CatalogTemplate>>,
+    subscribe_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    subscribe_templates: Vec<Listed<SubscribeCatalogTemplate>>,
+    subscribe_removed: Vec<Listed<SubscribeCatalogTemplate>>,
+}
+
+impl Listing {
+    fn of(oa: AppListing, mp: SubscribeCatalog) -> Listing {
+        let oa_row = |template| Listed {
+            channel: "oa_template",
+            template,
+        };
+        let mp_row = |template| Listed {
+            channel: "mp_subscribe",
+            template,
+        };
+        let (live, gone): (Vec<_>, Vec<_>) = mp
+            .sorted()
+            .into_iter()
+            .partition(|t| t.removed_at.is_none());
+        Listing {
+            app: oa.app,
+            synced_at: oa.synced_at,
+            templates: oa.templates.into_iter().map(oa_row).collect(),
+            removed: oa.removed.into_iter().map(oa_row).collect(),
+            subscribe_synced_at: mp.synced_at,
+            subscribe_templates: live.into_iter().map(mp_row).collect(),
+            subscribe_removed: gone.into_iter().map(mp_row).collect(),
+        }
+    }
 }
 
 async fn add(settings: Settings, args: AddArgs) -> anyhow::Result<ExitCode> {
@@ -210,7 +284,7 @@ fn refused(e: &ManualError) -> ExitCode {
     })
 }
 
-fn print_listings(listings: &[AppListing]) {
+fn print_listings(listings: &[Listing]) {
     for l in listings {
         match l.synced_at {
             None => println!(
@@ -220,22 +294,49 @@ fn print_listings(listings: &[AppListing]) {
             ),
             Some(at) => println!("{}: {} templates, synced {at}", l.app, l.templates.len()),
         }
-        for t in &l.templates {
+        for Listed {
+            channel,
+            template: t,
+        } in &l.templates
+        {
             println!(
-                "  {}  {:<6}  {}  [{}]",
+                "  {channel:<12}  {}  {:<6}  {}  [{}]",
                 t.template_id,
                 t.source.as_str(),
                 if t.title.is_empty() { "–" } else { &t.title },
                 t.placeholders.join(", ")
             );
         }
-        for t in &l.removed {
+        for Listed {
+            channel,
+            template: t,
+        } in &l.subscribe_templates
+        {
+            println!(
+                "  {channel:<12}  {}  {:<9}  {}  [{}]",
+                t.template_id,
+                if t.long_term { "long-term" } else { "one-time" },
+                if t.title.is_empty() { "–" } else { &t.title },
+                t.placeholders.join(", ")
+            );
+        }
+        for t in l.removed.iter().map(|r| &r.template) {
             let at = t
                 .removed_at
                 .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
                 .unwrap_or_default();
             println!(
-                "  {}  removed {at} (no longer listed by WeChat; jobs naming it are refused)  {}",
+                "  oa_template   {}  removed {at} (no longer listed by WeChat; jobs naming it are refused)  {}",
+                t.template_id, t.title
+            );
+        }
+        for t in l.subscribe_removed.iter().map(|r| &r.template) {
+            let at = t
+                .removed_at
+                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            println!(
+                "  mp_subscribe  {}  removed {at} (no longer listed by the Mini Program)  {}",
                 t.template_id, t.title
             );
         }

@@ -54,8 +54,17 @@ async fn login_with_a_fresh_code_answers_openid_unionid_and_notifiable() {
 
     let (status, body, _) = login(&base, json!({ "code": world.mock.issue_login_code(3) })).await;
     assert_eq!(status, 200, "{body}");
+    let session = body["session"]
+        .as_str()
+        .expect("a session for the Mini Program's reports");
+    assert!(session.starts_with("wxs_"), "{body}");
+    assert!(body["session_expires_at"].is_string(), "{body}");
+    let mut rest = body.clone();
+    for key in ["session", "session_expires_at"] {
+        rest.as_object_mut().unwrap().remove(key);
+    }
     assert_eq!(
-        body,
+        rest,
         json!({ "openid": mock_wechat::mp_openid(3), "unionid": mock_wechat::unionid(3, world.mock.config()), "notifiable": true })
     );
     let stored: (Option<String>, Option<String>) =

@@ -38,6 +38,7 @@ mod rules;
 mod second_channel;
 mod shared_rate;
 mod signals;
+mod subscriptions;
 mod tenants;
 mod webhooks;
 mod wechat;

@@ -11,6 +11,9 @@ pub enum HttpError {
     /// 400: the request is wrong; the message says how.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no credential, or one that is unknown or expired; the message says which to send.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 403: a WeChat push whose signature does not match.
     #[error("{0}")]
     Forbidden(String),
@@ -47,6 +50,7 @@ impl HttpError {
     fn status(&self) -> StatusCode {
         match self {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -85,6 +85,8 @@ pub struct AppEntry {
     /// The safe-mode keys (current, and previous during a key change), when an EncodingAESKey
     /// is configured.
     pub aes_keys: Option<AesKeys>,
+    /// The Mini Program's safe-mode key, when its EncodingAESKey is configured.
+    pub mp_aes_keys: Option<AesKeys>,
 }
 
 struct Inner {
@@ -145,9 +147,11 @@ impl AppState {
             };
             let current = decode("current", &app.encoding_aes_key)?;
             let previous = decode("previous", &app.encoding_aes_key_previous)?;
+            let mp = decode("Mini Program", &app.mp_encoding_aes_key)?;
             let entry = AppEntry {
                 config: app.clone(),
                 aes_keys: current.map(|current| AesKeys::new(current, previous)),
+                mp_aes_keys: mp.map(|key| AesKeys::new(key, None)),
             };
             entries.insert(app.name.clone(), entry);
         }
@@ -302,6 +306,18 @@ fn public_routes() -> Router<AppState> {
         .route("/readyz", get(health::readyz))
         .route("/v1/miniprogram/login", post(edge::login::login))
         .route(
+            "/v1/miniprogram/subscriptions",
+            post(edge::subscriptions::report),
+        )
+        .route(
+            "/wechat/mp-callback",
+            get(edge::mp_callback::verify_default).post(edge::mp_callback::push_default),
+        )
+        .route(
+            "/wechat/mp-callback/{app}",
+            get(edge::mp_callback::verify).post(edge::mp_callback::push),
+        )
+        .route(
             "/wechat/callback",
             get(edge::callback::verify_default).post(edge::callback::push_default),
         )
@@ -436,7 +452,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Deletes old callback event keys, nonces and failed-authentication counts every ten minutes;
+/// Deletes old callback event keys, nonces, expired Mini Program sessions, old subscribe
+/// acceptances and failed-authentication counts every ten minutes;
 /// forgets idle login clients every ten seconds.
 async fn housekeeping(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(10));
@@ -452,6 +469,14 @@ async fn housekeeping(state: AppState) {
             match edge::replay::prune(state.pool(), state.edge().callback_max_skew).await {
                 Ok(n) => tracing::debug!(pruned = n, "old callback nonces deleted"),
                 Err(e) => tracing::warn!(error = %e, "pruning callback nonces failed"),
+            }
+            match edge::mp_sessions::prune(state.pool()).await {
+                Ok(n) => tracing::debug!(pruned = n, "expired Mini Program sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "pruning Mini Program sessions failed"),
+            }
+            match wxnotify_services::subscriptions::prune_acceptances(state.pool()).await {
+                Ok(n) => tracing::debug!(pruned = n, "old subscribe acceptances deleted"),
+                Err(e) => tracing::warn!(error = %e, "pruning subscribe acceptances failed"),
             }
             match failures::prune(state.pool()).await {
                 Ok(n) => tracing::debug!(pruned = n, "old failed-authentication counts deleted"),

@@ -38,6 +38,9 @@ use crate::producer::notifications::{Accepted, BatchItem, BatchResponse};
         crate::producer::notifications::create_batch,
         crate::producer::notifications::status,
         described::login,
+        described::report_subscriptions,
+        described::mp_verify_default,
+        described::mp_push_default,
         described::verify_default,
         described::push_default,
         described::verify,
@@ -59,13 +62,15 @@ use crate::producer::notifications::{Accepted, BatchItem, BatchResponse};
         BatchDocument,
         described::LoginRequest,
         described::LoginResponse,
+        described::SubscriptionReport,
+        crate::edge::subscriptions::ReportResponse,
         described::PlainError,
     )),
     modifiers(&BearerKey),
     tags(
         (name = "notifications", description = "Send template messages and follow what became of them."),
-        (name = "users", description = "Mini Program logins (openid and unionid)."),
-        (name = "wechat", description = "The OA server URL: WeChat's handshake and event pushes."),
+        (name = "users", description = "Mini Program logins (openid, unionid and a session) and the Mini Program's report of its person's subscribe choices."),
+        (name = "wechat", description = "The OA server URL and the Mini Program's message push URL: WeChat's handshakes and event pushes."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )
 )]
@@ -79,6 +84,10 @@ impl Modify for BearerKey {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "session",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
@@ -218,6 +227,23 @@ mod described {
         pub unionid: Option<String>,
         /// A subscribed OA follower with this unionid is known.
         pub notifiable: bool,
+        /// An opaque token for this person (`Authorization: Bearer …` on
+        /// `POST /v1/miniprogram/subscriptions`); only its hash is stored.
+        pub session: String,
+        /// When the session stops working (log in again for a new one).
+        pub session_expires_at: String,
+    }
+
+    /// `POST /v1/miniprogram/subscriptions` body.
+    #[derive(Serialize, utoipa::ToSchema)]
+    pub struct SubscriptionReport {
+        /// What `wx.requestSubscribeMessage` resolved with: template id → `accept`, `reject`,
+        /// `ban`, `filter` or `acceptWithAudio` (`errMsg` is ignored).
+        #[schema(value_type = Object, example = json!({"MP_ORDER_SHIPPED": "accept", "errMsg": "requestSubscribeMessage:ok"}))]
+        pub results: serde_json::Value,
+        /// The person's Mini Program openid: required with an API key; with a session, it must
+        /// be the session's person.
+        pub mp_openid: Option<String>,
     }
 
     /// The error body of the non-producer endpoints.
@@ -239,6 +265,43 @@ mod described {
             (status = 503, description = "WeChat or Postgres unavailable", body = PlainError),
         ))]
     pub fn login() {}
+
+    /// The Mini Program reports its person's subscribe choices.
+    #[utoipa::path(post, path = "/v1/miniprogram/subscriptions", tag = "users",
+        request_body = SubscriptionReport,
+        responses(
+            (status = 200, description = "What each choice did: counted, paired (WeChat's event already counted that tap), refused, ignored", body = crate::edge::subscriptions::ReportResponse),
+            (status = 400, description = "A body that is not such an object, or an API key without mp_openid", body = PlainError),
+            (status = 401, description = "No, an unknown or an expired session or API key", body = PlainError),
+            (status = 403, description = "A session naming another person", body = PlainError),
+        ),
+        security(("session" = []), ("api_key" = [])))]
+    pub fn report_subscriptions() {}
+
+    /// The Mini Program's message push URL handshake (default app; `/wechat/mp-callback/{app}`
+    /// for another app).
+    #[utoipa::path(get, path = "/wechat/mp-callback", tag = "wechat",
+        params(
+            ("signature" = String, Query, description = "sha1 of the sorted Mini Program token, timestamp and nonce"),
+            ("timestamp" = String, Query), ("nonce" = String, Query),
+            ("echostr" = String, Query, description = "Echoed back when the signature matches"),
+        ),
+        responses((status = 200, description = "echostr", content_type = "text/plain", body = String),
+                  (status = 403, description = "Bad signature or a replay", body = PlainError)))]
+    pub fn mp_verify_default() {}
+
+    /// WeChat's subscribe-message pushes (default app; `/wechat/mp-callback/{app}` for another
+    /// app): subscribe_msg_popup_event, subscribe_msg_change_event, subscribe_msg_sent_event,
+    /// XML or JSON, plaintext or safe mode.
+    #[utoipa::path(post, path = "/wechat/mp-callback", tag = "wechat",
+        params(("signature" = String, Query), ("timestamp" = String, Query), ("nonce" = String, Query),
+               ("encrypt_type" = Option<String>, Query, description = "`aes` in safe mode"),
+               ("msg_signature" = Option<String>, Query, description = "safe mode's signature")),
+        request_body(content = String, content_type = "text/xml", description = "WeChat's XML or JSON (plain or with Encrypt)"),
+        responses((status = 200, description = "`success` (an empty body in safe mode)", content_type = "text/plain", body = String),
+                  (status = 400, description = "Not a Mini Program push", body = PlainError),
+                  (status = 403, description = "Bad signature or a replay", body = PlainError)))]
+    pub fn mp_push_default() {}
 
     /// The OA server URL's handshake (default app).
     #[utoipa::path(get, path = "/wechat/callback", tag = "wechat",

@@ -12,6 +12,7 @@
 //! - [`followers`]: the OA follower sync.
 //! - [`dlq`]: dead letters: list, show, replay and purge.
 //! - [`campaigns`]: bulk campaigns: audience snapshot, dispatcher, pacing, control, status.
+//! - [`subscriptions`]: the grant ledger of Mini Program subscribe messages.
 //! - [`error`]: the error of the calls the worker's upkeep makes here.
 
 pub mod app_pause;
@@ -22,4 +23,5 @@ pub mod followers;
 pub mod ledger;
 pub mod quota;
 pub mod reviews;
+pub mod subscriptions;
 pub mod templates;

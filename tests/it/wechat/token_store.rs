@@ -61,6 +61,8 @@ impl Fixture {
             callback_token: None,
             encoding_aes_key: None,
             encoding_aes_key_previous: None,
+            mp_callback_token: None,
+            mp_encoding_aes_key: None,
             rate_per_second: 100,
             token_source: source,
         };

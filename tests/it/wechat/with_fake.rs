@@ -512,6 +512,8 @@ async fn store_on(fake: &MockWechat, db: &TestDb, source: TokenSource) -> (Token
         callback_token: None,
         encoding_aes_key: None,
         encoding_aes_key_previous: None,
+        mp_callback_token: None,
+        mp_encoding_aes_key: None,
         rate_per_second: 100,
         token_source: source,
     };

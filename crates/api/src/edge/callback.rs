@@ -132,14 +132,7 @@ async fn receive(
     let raw = body;
     let body = std::str::from_utf8(body)
         .map_err(|_| HttpError::BadRequest("the body is not UTF-8".into()))?;
-    let safe = query.encrypt_type.as_deref() == Some("aes");
-    if !safe && entry.aes_keys.is_some() && !state.edge().callback_allow_plaintext {
-        metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "plaintext_in_safe_mode").increment(1);
-        return Err(HttpError::Forbidden(
-            "this app is in safe mode (an EncodingAESKey is configured): plaintext pushes are refused"
-                .into(),
-        ));
-    }
+    let safe = safe_mode(state, PushUrl::oa(entry), query)?;
     // Told by the body, not by `Content-Type` (which WeChat does not document for pushes).
     let format = PushFormat::detect(body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     tracing::Span::current().record("format", format.as_str());
@@ -166,13 +159,55 @@ async fn receive(
     })
 }
 
+/// Whose push URL a request came to: the OA's server URL or the Mini Program's message push
+/// URL. Each has its own Token, EncodingAESKey and appid; the rules are the same.
+#[derive(Clone, Copy)]
+pub(crate) struct PushUrl<'a> {
+    /// The app.
+    pub(crate) app: &'a AppName,
+    /// The Token, if configured.
+    pub(crate) token: Option<&'a secrecy::SecretString>,
+    /// The safe-mode keys, if an EncodingAESKey is configured.
+    pub(crate) keys: Option<&'a wxnotify_core::wechat::crypto::AesKeys>,
+    /// The appid sealed inside an encrypted push (OA or Mini Program).
+    pub(crate) appid: Option<&'a str>,
+    /// What to call it in errors: `callback token`, `Mini Program callback token`.
+    pub(crate) token_name: &'static str,
+    /// The variable that configures the token (`WXNOTIFY_CALLBACK_TOKEN` …), for the errors.
+    pub(crate) token_variable: &'static str,
+}
+
+impl<'a> PushUrl<'a> {
+    /// The OA's server URL of `entry`.
+    pub(crate) fn oa(entry: &'a AppEntry) -> PushUrl<'a> {
+        PushUrl {
+            app: &entry.config.name,
+            token: entry.config.callback_token.as_ref(),
+            keys: entry.aes_keys.as_ref(),
+            appid: Some(entry.config.oa_appid.as_str()),
+            token_name: "callback token",
+            token_variable: "WXNOTIFY_CALLBACK_TOKEN",
+        }
+    }
+}
+
 /// Checks the signature, then the timestamp window; returns the timestamp.
 fn check_signature(
     state: &AppState,
     entry: &AppEntry,
     query: &CallbackQuery,
 ) -> Result<i64, HttpError> {
-    let token = callback_token(entry)?;
+    check_push_signature(state, PushUrl::oa(entry), query)
+}
+
+/// Checks a request's `signature` with the push URL's token, then the timestamp window;
+/// returns the timestamp.
+pub(crate) fn check_push_signature(
+    state: &AppState,
+    url: PushUrl<'_>,
+    query: &CallbackQuery,
+) -> Result<i64, HttpError> {
+    let token = push_token(url)?;
     let (Some(sig), Some(ts), Some(nonce)) = (&query.signature, &query.timestamp, &query.nonce)
     else {
         return Err(HttpError::BadRequest(
@@ -183,11 +218,29 @@ fn check_signature(
         return Err(HttpError::Forbidden("the signature does not match".into()));
     }
     replay::check_window(ts, Utc::now().timestamp(), state.edge().callback_max_skew)
-        .map_err(|e| refused(&entry.config.name, &e))
+        .map_err(|e| refused(url.app, &e))
+}
+
+/// Refuses a plaintext push to a push URL in safe mode (unless plaintext is allowed); returns
+/// whether the push is encrypted.
+pub(crate) fn safe_mode(
+    state: &AppState,
+    url: PushUrl<'_>,
+    query: &CallbackQuery,
+) -> Result<bool, HttpError> {
+    let safe = query.encrypt_type.as_deref() == Some("aes");
+    if !safe && url.keys.is_some() && !state.edge().callback_allow_plaintext {
+        metrics::counter!("wxnotify_callback_refused_total", "app" => url.app.to_string(), "reason" => "plaintext_in_safe_mode").increment(1);
+        return Err(HttpError::Forbidden(
+            "this push URL is in safe mode (an EncodingAESKey is configured): plaintext pushes are refused"
+                .into(),
+        ));
+    }
+    Ok(safe)
 }
 
 /// Refuses a `(timestamp, nonce)` pair already used for another request.
-async fn not_replayed(
+pub(crate) async fn not_replayed(
     state: &AppState,
     app: &AppName,
     ts: i64,
@@ -216,28 +269,38 @@ fn refused(app: &AppName, e: &ReplayError) -> HttpError {
     HttpError::Forbidden(e.to_string())
 }
 
-fn callback_token(entry: &AppEntry) -> Result<&str, HttpError> {
-    entry
-        .config
-        .callback_token
-        .as_ref()
-        .map(|t| t.expose_secret())
-        .ok_or_else(|| {
-            HttpError::NotFound(format!(
-                "no callback token is configured for app {}",
-                entry.config.name
-            ))
-        })
+fn push_token(url: PushUrl<'_>) -> Result<&str, HttpError> {
+    url.token.map(|t| t.expose_secret()).ok_or_else(|| {
+        HttpError::NotFound(format!(
+            "no {} is configured for app {} (set {})",
+            url.token_name, url.app, url.token_variable
+        ))
+    })
 }
 
 fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, HttpError> {
-    let app = &entry.config.name;
-    let token = callback_token(entry)?;
-    let keys = entry.aes_keys.as_ref().ok_or_else(|| {
+    let message = decrypt_push(PushUrl::oa(entry), query, body)?;
+    event::parse_push(&message).map_err(|e| HttpError::BadRequest(e.to_string()))
+}
+
+/// Opens a safe-mode push: checks `msg_signature` over the `Encrypt` text, decrypts it with the
+/// push URL's key (or the previous one during a key change) and checks the appid inside;
+/// returns the plaintext push.
+pub(crate) fn decrypt_push(
+    url: PushUrl<'_>,
+    query: &CallbackQuery,
+    body: &str,
+) -> Result<String, HttpError> {
+    let app = url.app;
+    let token = push_token(url)?;
+    let keys = url.keys.ok_or_else(|| {
         HttpError::NotFound(format!(
-            "safe mode is not configured for app {app} (no EncodingAESKey)"
+            "safe mode is not configured for this push URL of app {app} (no EncodingAESKey)"
         ))
     })?;
+    let appid = url
+        .appid
+        .ok_or_else(|| HttpError::NotFound(format!("app {app} has no appid for this push URL")))?;
     let encrypt = event::parse_encrypted(body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     let (Some(ts), Some(nonce)) = (&query.timestamp, &query.nonce) else {
         return Err(HttpError::BadRequest(
@@ -256,13 +319,11 @@ fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, 
             "the msg_signature does not match".into(),
         ));
     }
-    let (message, slot) = keys
-        .decrypt(&encrypt, entry.config.oa_appid.as_str())
-        .map_err(|e| {
-            metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "undecryptable").increment(1);
-            tracing::warn!(app = %app, error = %e, "a signed safe-mode push that no configured EncodingAESKey decrypts for this appid");
-            HttpError::BadRequest(e.to_string())
-        })?;
+    let (message, slot) = keys.decrypt(&encrypt, appid).map_err(|e| {
+        metrics::counter!("wxnotify_callback_refused_total", "app" => app.to_string(), "reason" => "undecryptable").increment(1);
+        tracing::warn!(app = %app, error = %e, "a signed safe-mode push that no configured EncodingAESKey decrypts for this appid");
+        HttpError::BadRequest(e.to_string())
+    })?;
     metrics::counter!("wxnotify_callback_decrypted_total", "app" => app.to_string(), "key" => slot.as_str()).increment(1);
     if slot == KeySlot::Previous {
         tracing::info!(
@@ -271,9 +332,8 @@ fn decrypt(entry: &AppEntry, query: &CallbackQuery, body: &str) -> Result<Push, 
             "a push opened with the previous EncodingAESKey: WeChat still uses it, keep it until these stop"
         );
     }
-    let message = String::from_utf8(message)
-        .map_err(|_| HttpError::BadRequest("the decrypted message is not UTF-8".into()))?;
-    event::parse_push(&message).map_err(|e| HttpError::BadRequest(e.to_string()))
+    String::from_utf8(message)
+        .map_err(|_| HttpError::BadRequest("the decrypted message is not UTF-8".into()))
 }
 
 /// Claims the event and applies it in one transaction; `false` = a retry, nothing changed.

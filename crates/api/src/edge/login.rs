@@ -1,7 +1,10 @@
 //! `POST /v1/miniprogram/login` `{"code": "..."}` (app: `?app=NAME`, an `"app"` field, or the
 //! default app): exchanges a `wx.login()` code with `jscode2session`, upserts the Mini Program
-//! user, and answers `{"openid", "unionid", "notifiable"}`. `notifiable` says a subscribed OA
-//! follower with that unionid is known, i.e. template messages can reach this person now.
+//! user, and answers `{"openid", "unionid", "notifiable", "session", "session_expires_at"}`.
+//! `notifiable` says a subscribed OA follower with that unionid is known, i.e. template messages
+//! can reach this person now. `session` is an opaque, expiring token for this person with which
+//! the Mini Program reports subscribe choices ([`crate::edge::mp_sessions`]; only its hash is
+//! stored).
 //! The session key stays in Postgres; it is never in an answer or a log line.
 //! Before WeChat is called, [`crate::edge::login_limits`] checks the per-client and global limits
 //! (429 with `Retry-After` past them).
@@ -41,8 +44,8 @@ pub struct LoginQuery {
     pub app: Option<String>,
 }
 
-/// The answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The answer. Its `Debug` leaves the session token out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginResponse {
     /// The Mini Program openid.
     pub openid: String,
@@ -50,6 +53,22 @@ pub struct LoginResponse {
     pub unionid: Option<String>,
     /// A subscribed OA follower with this unionid is known.
     pub notifiable: bool,
+    /// The session token for `POST /v1/miniprogram/subscriptions` (`Authorization: Bearer …`).
+    pub session: String,
+    /// When the session stops working (log in again for a new one).
+    pub session_expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .field("notifiable", &self.notifiable)
+            .field("session", &"[redacted]")
+            .field("session_expires_at", &self.session_expires_at)
+            .finish()
+    }
 }
 
 /// Why an exchange failed, as shared between the requests that joined it. The cause was
@@ -180,11 +199,16 @@ async fn run_exchange(
         }
         None => false,
     };
+    let minted = crate::edge::mp_sessions::create(state.pool(), app, session.openid.as_str())
+        .await
+        .map_err(db_failed)?;
     tracing::info!(mp_openid = %session.openid, has_unionid = session.unionid.is_some(), notifiable, "Mini Program login");
     Ok(LoginResponse {
         openid: session.openid.to_string(),
         unionid: session.unionid.map(String::from),
         notifiable,
+        session: minted.token,
+        session_expires_at: minted.expires_at,
     })
 }
 

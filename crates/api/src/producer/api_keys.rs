@@ -127,6 +127,17 @@ pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(n == 1)
 }
 
+/// The key `key` is, if any: its id, its app and whether it was revoked.
+pub async fn find_key(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Option<(Uuid, String, bool)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, app, revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1")
+        .bind(&key_hash(key)[..])
+        .fetch_optional(pool)
+        .await
+}
+
 /// The caller of a producer API request: the key it presented and the app that key is for.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -163,13 +174,9 @@ impl FromRequestParts<ProducerApi> for Caller {
         if let Some(wait) = failures.locked_here(&keys) {
             return Err(ApiError::TooManyFailures(wait));
         }
-        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
-            "SELECT id, app, revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1",
-        )
-        .bind(&key_hash(key)[..])
-        .fetch_optional(api.pool())
-        .await
-        .map_err(ApiError::database)?;
+        let row = find_key(api.pool(), key)
+            .await
+            .map_err(ApiError::database)?;
         let refused = match row {
             None => "unknown API key: create one with `wxnotify api-key create --app NAME`",
             Some((_, _, true)) => {

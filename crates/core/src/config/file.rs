@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     AppConfig, ConfigError, DEFAULT_RATE_PER_SECOND, TokenSource, check_callback_token,
-    encoding_aes_keys, parse_app_id,
+    check_encoding_aes_key, encoding_aes_keys, parse_app_id,
 };
 use crate::domain::AppName;
 
@@ -27,6 +27,8 @@ struct FileApp {
     callback_token_env: Option<String>,
     encoding_aes_key_env: Option<String>,
     encoding_aes_key_previous_env: Option<String>,
+    mp_callback_token_env: Option<String>,
+    mp_encoding_aes_key_env: Option<String>,
     rate_per_second: Option<u32>,
     token_source: Option<TokenSource>,
 }
@@ -106,6 +108,21 @@ pub(super) fn apps_from_file(
                     .transpose()?,
                 encoding_aes_key,
                 encoding_aes_key_previous,
+                mp_callback_token: secret("mp_callback_token", &a.mp_callback_token_env, &None)?
+                    .map(|t| {
+                        check_callback_token(
+                            &key("mp_callback_token"),
+                            t.expose_secret().to_owned(),
+                        )
+                    })
+                    .transpose()?,
+                mp_encoding_aes_key: secret(
+                    "mp_encoding_aes_key",
+                    &a.mp_encoding_aes_key_env,
+                    &None,
+                )?
+                .map(|k| check_encoding_aes_key(&key("mp_encoding_aes_key"), k))
+                .transpose()?,
                 rate_per_second: rate,
                 token_source: a.token_source.unwrap_or_default(),
             })

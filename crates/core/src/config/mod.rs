@@ -93,6 +93,10 @@ pub struct AppConfig {
     /// push with it: a push the current key cannot open is tried with this one. Requires
     /// `encoding_aes_key`.
     pub encoding_aes_key_previous: Option<SecretString>,
+    /// The Token of the Mini Program's message push URL (`/wechat/mp-callback` signatures).
+    pub mp_callback_token: Option<SecretString>,
+    /// The Mini Program's EncodingAESKey (43 characters) for its safe-mode pushes.
+    pub mp_encoding_aes_key: Option<SecretString>,
     /// Template sends per second for this app, across all worker processes.
     pub rate_per_second: u32,
     /// Where access tokens come from.
@@ -416,6 +420,12 @@ fn default_app(var: &impl Fn(&str) -> Option<String>) -> Result<Option<AppConfig
             .transpose()?,
         encoding_aes_key,
         encoding_aes_key_previous,
+        mp_callback_token: var("WXNOTIFY_MP_CALLBACK_TOKEN")
+            .map(|t| check_callback_token("WXNOTIFY_MP_CALLBACK_TOKEN", t))
+            .transpose()?,
+        mp_encoding_aes_key: var("WXNOTIFY_MP_ENCODING_AES_KEY")
+            .map(|k| check_encoding_aes_key("WXNOTIFY_MP_ENCODING_AES_KEY", k.into()))
+            .transpose()?,
         rate_per_second: var("WXNOTIFY_RATE_PER_SECOND")
             .map(|v| parse_rate("WXNOTIFY_RATE_PER_SECOND", &v))
             .transpose()?

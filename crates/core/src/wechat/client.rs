@@ -27,6 +27,8 @@ pub use rules::{ApiQuota, BlockedMessage, TEMPLATE_SEND_CGI_PATH};
 pub use subscribe::SubscribeMessage;
 pub use templates::{PrivateTemplate, TemplateMessage, template_keys};
 pub use tokens::{AccessToken, FetchedToken};
+// The Mini Program's subscribe template list.
+pub use templates::SubscribeTemplate;
 
 /// Client options.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! What WeChat pushes to the Mini Program's message push URL about subscribe messages
-//! (`docs/wechat.md` §12): the popup result, a later change of the person's settings and the
+//! (`docs/wechat.md` §14): the popup result, a later change of the person's settings and the
 //! final result of a send. Parsing for `/wechat/mp-callback`, building for the fake WeChat.
 //!
 //! Both data formats carry the same names. In XML each template is one `<List>` inside

@@ -1,5 +1,5 @@
 //! The grants the fake WeChat keeps per person and subscribe template, as WeChat does
-//! (`docs/wechat.md` §12): a one-time accept adds one grant (they add up and never expire) and
+//! (`docs/wechat.md` §14): a one-time accept adds one grant (they add up and never expire) and
 //! a send spends one; a long-term accept allows every later send; a reject (in the popup or
 //! later in the settings) or a ban stops sends (43101) until the next accept. `filter` changes
 //! nothing. Nobody outside can ask WeChat how many are left; tests and scripts can ask the fake.

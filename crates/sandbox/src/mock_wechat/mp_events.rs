@@ -1,4 +1,4 @@
-//! The Mini Program's side of subscribe messages in the fake WeChat (`docs/wechat.md` §12): a
+//! The Mini Program's side of subscribe messages in the fake WeChat (`docs/wechat.md` §14): a
 //! person choosing in the `wx.requestSubscribeMessage` popup, cancelling later in the
 //! settings, and the `subscribe_msg_sent_event` after a send. Each changes the fake's grants
 //! first, then is pushed to the Mini Program's message push URL

@@ -1,4 +1,4 @@
-//! `POST /cgi-bin/message/subscribe/send` (`docs/wechat.md` §12), with the Mini Program's
+//! `POST /cgi-bin/message/subscribe/send` (`docs/wechat.md` §14), with the Mini Program's
 //! token: validation in WeChat's order, the grant it spends, an optional msgid, the record of
 //! accepted subscribe messages and the count per person, and the `subscribe_msg_sent_event`
 //! receipt pushed afterwards. There is no `client_msg_id`: a resend is a second message.

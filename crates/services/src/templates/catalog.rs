@@ -13,7 +13,9 @@
 //!
 //! A sync ([`store`]) upserts what WeChat lists (as `api`, clearing a tombstone: WeChat's ids are
 //! never reused, so a listing that holds an id again means it was never really gone), marks the
-//! `api` templates it lacks as removed, and never touches manual ones. A listing that holds a
+//! `api` templates it lacks as removed, and never touches manual ones. The Mini Program's
+//! subscribe templates share the table (`channel = 'mp_subscribe'`, see [`super::subscribe`]):
+//! this catalog neither loads nor tombstones them, and their sync never touches OA rows. A listing that holds a
 //! manual template's id turns it into `api`: WeChat's own content wins over a hand-typed copy.
 
 use std::collections::HashMap;
@@ -221,7 +223,8 @@ impl Catalog {
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT app, template_id, title, content, placeholders, source, removed_at
-             FROM templates WHERE $1::text IS NULL OR app = $1",
+             FROM templates
+             WHERE ($1::text IS NULL OR app = $1) AND channel = 'oa_template'",
         )
         .bind(app)
         .fetch_all(pool)
@@ -305,7 +308,8 @@ pub async fn store(
              ON CONFLICT (app, template_id) DO UPDATE
              SET title = EXCLUDED.title, content = EXCLUDED.content,
                  placeholders = EXCLUDED.placeholders, source = 'api', removed_at = NULL,
-                 synced_at = now()",
+                 synced_at = now()
+             WHERE templates.channel = 'oa_template'",
         )
         .bind(app.as_str())
         .bind(&t.template_id)
@@ -318,7 +322,7 @@ pub async fn store(
     let listed: Vec<&str> = list.iter().map(|t| t.template_id.as_str()).collect();
     stored.removed = sqlx::query_scalar(
         "UPDATE templates SET removed_at = now()
-         WHERE app = $1 AND source = 'api' AND removed_at IS NULL
+         WHERE app = $1 AND source = 'api' AND removed_at IS NULL AND channel = 'oa_template'
            AND NOT (template_id = ANY($2))
          RETURNING template_id",
     )

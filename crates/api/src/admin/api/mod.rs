@@ -1,6 +1,6 @@
 //! The JSON admin API at `/admin/api/...`. Reads need any role; acts need role admin (403 for a
 //! viewer). Every act (and its dry run) is written to the audit trail. The template catalog's
-//! endpoints are in [`templates`].
+//! endpoints are in [`templates`], a person's subscribe grants in [`subscriptions`].
 
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 
 mod dead_letters;
+pub mod subscriptions;
 pub mod templates;
 
 pub use self::dead_letters::{
@@ -37,6 +38,7 @@ pub fn router() -> Router<AdminState> {
         .route("/workers", get(workers))
         .route("/queues", get(queues))
         .route("/audit", get(audit))
+        .route("/subscriptions", get(subscriptions::subscriptions))
         .route(
             "/templates",
             get(templates::list_templates).post(templates::add_template),
@@ -267,10 +269,11 @@ pub async fn audit(
         audit,
         templates::list_templates,
         templates::add_template,
-        templates::remove_template
+        templates::remove_template,
+        subscriptions::subscriptions
     ),
     modifiers(&AdminTokenScheme),
-    tags((name = "admin", description = "Dead letters, deliveries, apps, workers, queues and the template catalog for ops; bearer token of role admin or viewer"))
+    tags((name = "admin", description = "Dead letters, deliveries, apps, workers, queues, the template catalog and subscribe grants for ops; bearer token of role admin or viewer"))
 )]
 pub struct AdminApiDoc;
 
@@ -310,6 +313,7 @@ mod tests {
             "/admin/api/audit",
             "/admin/api/templates",
             "/admin/api/templates/{app}/{template_id}",
+            "/admin/api/subscriptions",
         ] {
             assert!(doc.contains(&format!("\"{path}\"")), "{path} missing");
         }

@@ -1,5 +1,5 @@
 //! Template messages: `cgi-bin/message/template/send` and the OA's private template list
-//! with its placeholder names.
+//! with its placeholder names, and the Mini Program's subscribe template list.
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -124,6 +124,77 @@ impl WechatClient {
                 template_id: t.template_id,
                 title: t.title,
                 content: t.content,
+            })
+            .collect())
+    }
+}
+
+/// A subscribe template of the Mini Program (`wxaapi/newtmpl/gettemplate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeTemplate {
+    /// Its id (`priTmplId`).
+    pub template_id: String,
+    /// Its title.
+    pub title: String,
+    /// The raw content with `{{name.DATA}}` placeholders.
+    pub content: String,
+    /// The placeholder names, in order of appearance.
+    pub keys: Vec<String>,
+    /// Long-term (`type` 3: one accept allows many messages) rather than one-time (2).
+    pub long_term: bool,
+    /// `keywordEnumValueList`: key → the only values it may take.
+    pub enum_values: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl WechatClient {
+    /// `GET wxaapi/newtmpl/gettemplate` with the **Mini Program's** token: its subscribe
+    /// templates (the whole list).
+    pub async fn subscribe_templates(
+        &self,
+        token: &AccessToken,
+    ) -> Result<Vec<SubscribeTemplate>, WechatError> {
+        const EP: &str = "wxaapi/newtmpl/gettemplate";
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Enum {
+            keyword_code: String,
+            #[serde(default)]
+            enum_value_list: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item {
+            pri_tmpl_id: String,
+            #[serde(default)]
+            title: String,
+            #[serde(default)]
+            content: String,
+            #[serde(default, rename = "type")]
+            kind: i64,
+            #[serde(default)]
+            keyword_enum_value_list: Vec<Enum>,
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            data: Vec<Item>,
+        }
+        let url = self.url(EP, &[("access_token", token.expose())]);
+        let raw: Raw = self.call(EP, self.http.get(url)).await?;
+        Ok(raw
+            .data
+            .into_iter()
+            .map(|t| SubscribeTemplate {
+                keys: template_keys(&t.content),
+                template_id: t.pri_tmpl_id,
+                title: t.title,
+                content: t.content,
+                long_term: t.kind == 3,
+                enum_values: t
+                    .keyword_enum_value_list
+                    .into_iter()
+                    .map(|e| (e.keyword_code, e.enum_value_list))
+                    .collect(),
             })
             .collect())
     }

@@ -13,7 +13,7 @@ use wxnotify_core::config::Settings;
 /// Arguments of `wxnotify api-key`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify api-key create --app shop\n  wxnotify api-key create --app shop --label billing-service --json\n  wxnotify api-key list --app shop\n  wxnotify api-key revoke 01937c1e-7c4b-7a52-9a55-3c1f0e6f1d2a\n\nThe key is printed once, by create; only its hash is stored. Producers send it as\n`Authorization: Bearer wxn_…` to POST /v1/notifications."
+    after_help = "Examples:\n  wxnotify api-key create --app default\n  wxnotify api-key create --app default --label billing-service --json\n  wxnotify api-key list --app default\n  wxnotify api-key revoke 01937c1e-7c4b-7a52-9a55-3c1f0e6f1d2a\n\nThe key is printed once, by create; only its hash is stored. Producers send it as\n`Authorization: Bearer wxn_…` to POST /v1/notifications."
 )]
 pub struct ApiKeyArgs {
     /// What to do.

@@ -6,8 +6,10 @@
 pub mod admin_user;
 pub mod api_key;
 pub mod campaign;
+pub mod completion;
 pub mod dlq;
 pub mod enqueue;
+pub mod health;
 pub mod migrate;
 pub mod serve;
 pub mod status;
@@ -79,6 +81,10 @@ pub enum Command {
     Webhook(webhook::WebhookArgs),
     /// Named admins of the admin API and console: add (token shown once), list, disable, rotate.
     AdminUser(admin_user::AdminUserArgs),
+    /// Ask a running process's health endpoint (`/livez`, `/readyz`): the image's health check.
+    Health(health::HealthArgs),
+    /// Print the shell completion script (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
 }
 
 impl Cli {
@@ -114,6 +120,8 @@ impl Cli {
             Command::Webhook(args) => webhook::run(args).await,
             Command::AdminUser(args) => admin_user::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
+            Command::Health(args) => health::run(args).await,
+            Command::Completion(args) => completion::run(args),
             Command::Schema => {
                 print!("{}", wxnotify_core::domain::job::schema_json());
                 Ok(ExitCode::SUCCESS)

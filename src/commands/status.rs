@@ -15,7 +15,7 @@ use wxnotify_services::quota::status::{Status, app_statuses, live_workers, queue
 /// Arguments of `wxnotify status`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify status\n  wxnotify status --json\n  wxnotify status --refresh-quota   # ask WeChat (openapi/quota/get) first\n\nThe quota is WeChat's answer at the last read (the worker reads it every few minutes and after\na 45009) plus the sends recorded since, per Beijing-time day.\nExit codes: 0 ok; 1 RabbitMQ or WeChat could not be asked (the rest is still printed);\n2 bad settings; 3 Postgres unreachable."
+    after_help = "Examples:\n  wxnotify status\n  wxnotify status --json\n  wxnotify status --refresh-quota   # ask WeChat (openapi/quota/get) first\n\nThe quota is WeChat's answer at the last read (the worker reads it every few minutes and after\na 45009) plus the sends recorded since, per Beijing-time day (the workers' wxnotify_quota_used\nsays the same). Live workers are listed with host, pid, lanes, since when and the last heartbeat\n(`live_workers` in --json).\nExit codes: 0 ok; 1 RabbitMQ or WeChat could not be asked (the rest is still printed);\n2 bad settings; 3 Postgres unreachable."
 )]
 pub struct StatusArgs {
     /// Machine-readable output.
@@ -54,11 +54,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             (None, Some(format!("{e:#}")))
         }
     };
+    let live = live_workers(pool).await?;
     let status = Status {
         apps: app_statuses(pool, &apps, Utc::now()).await?,
         queues,
         queues_error,
-        workers: live_workers(pool).await?,
+        workers: i64::try_from(live.len()).unwrap_or(i64::MAX),
+        live_workers: live,
     };
     if args.json {
         println!("{}", serde_json::to_string(&status)?);
@@ -99,4 +101,19 @@ fn print(status: &Status) {
         (None, err) => println!("queues: unavailable ({})", err.as_deref().unwrap_or("?")),
     }
     println!("workers: {} live", status.workers);
+    let now = Utc::now();
+    for w in &status.live_workers {
+        let lanes = if w.lanes.is_empty() {
+            "-".to_owned()
+        } else {
+            w.lanes.join(",")
+        };
+        let ago = (now - w.heartbeat_at).num_milliseconds().max(0) as f64 / 1000.0;
+        println!(
+            "  {} pid {}: lanes {lanes}; since {}; last heartbeat {ago:.1} s ago",
+            w.hostname,
+            w.pid,
+            w.since.format("%Y-%m-%d %H:%M:%S UTC"),
+        );
+    }
 }

@@ -13,7 +13,7 @@ use wxnotify_services::followers::{Progress, SyncError, SyncOptions, sync_follow
 /// Arguments of `wxnotify sync-followers`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify sync-followers\n  wxnotify sync-followers --app shop --json\n  wxnotify sync-followers --max-pages 10     # spread user/get's daily quota; the next run resumes\n  wxnotify sync-followers --restart         # abandon an interrupted pass"
+    after_help = "Examples:\n  wxnotify sync-followers\n  wxnotify sync-followers --app default --json\n  wxnotify sync-followers --max-pages 10     # spread user/get's daily quota; the next run resumes\n  wxnotify sync-followers --restart         # abandon an interrupted pass"
 )]
 pub struct SyncArgs {
     /// The app to sync (default: every configured app, one after another).

@@ -13,7 +13,7 @@ use wxnotify_core::config::Settings;
 /// Arguments of `wxnotify webhook`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify --sent --json\n  wxnotify webhook set --app shop --url https://shop.example.com/hooks/wxnotify --rotate-secret\n  wxnotify webhook list\n  wxnotify webhook remove --app shop\n\nEvents: dead, receipt_failed, and sent with --sent. Each POST is signed in the Standard Webhooks format:\nwebhook-id, webhook-timestamp and webhook-signature: v1,<base64 HMAC-SHA256>; the secret\n(whsec_...) is printed once, when it is made. `wxnotify serve` posts the events."
+    after_help = "Examples:\n  wxnotify webhook set --app default --url https://shop.example.com/hooks/wxnotify\n  wxnotify webhook set --app default --url https://shop.example.com/hooks/wxnotify --sent --json\n  wxnotify webhook set --app default --url https://shop.example.com/hooks/wxnotify --rotate-secret\n  wxnotify webhook list\n  wxnotify webhook remove --app default\n\nEvents: dead, receipt_failed, and sent with --sent. Each POST is signed in the Standard Webhooks format:\nwebhook-id, webhook-timestamp and webhook-signature: v1,<base64 HMAC-SHA256>; the secret\n(whsec_...) is printed once, when it is made. `wxnotify serve` posts the events."
 )]
 pub struct WebhookArgs {
     /// What to do.

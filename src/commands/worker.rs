@@ -15,7 +15,7 @@ use wxnotify_worker::WorkerConfig;
 /// Arguments of `wxnotify worker`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  wxnotify worker --retry-first-delay-ms 500 --retry-factor 2 --retry-max-delay-secs 600 --max-attempts 8\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded."
+    after_help = "Examples:\n  wxnotify worker\n  wxnotify worker --lane jobs --prefetch 64\n  wxnotify worker --metrics-listen 0.0.0.0:9101   # /metrics, /livez, /readyz\n  wxnotify worker --retry-first-delay-ms 500 --retry-factor 2 --retry-max-delay-secs 600 --max-attempts 8\n  WXNOTIFY_LOG_FORMAT=json RUST_LOG=wxnotify=debug wxnotify worker\n\nStops on SIGTERM or Ctrl-C after in-flight jobs are recorded."
 )]
 pub struct WorkerArgs {
     /// Unacked jobs per lane, i.e. sends in flight per lane.
@@ -64,8 +64,8 @@ pub struct WorkerArgs {
     /// queues' existing setting (change a running system with a RabbitMQ policy instead).
     #[arg(long, default_value_t = 10, env = "WXNOTIFY_DELIVERY_LIMIT")]
     pub delivery_limit: u32,
-    /// Serve Prometheus metrics (`/metrics`) and `/healthz` on this address, e.g.
-    /// 127.0.0.1:9101. Off when not given.
+    /// Serve Prometheus metrics (`/metrics`), `/livez` (liveness), `/readyz` (readiness) and
+    /// `/healthz` on this address, e.g. 127.0.0.1:9101. Off when not given.
     #[arg(long, env = "WXNOTIFY_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Do not run the campaign dispatcher in this process (run `wxnotify campaign dispatch`
@@ -104,7 +104,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(super::cancel_on_signal(shutdown.clone()));
     if let Some(addr) = args.metrics_listen {
-        let router = wxnotify_worker::health::worker_router(worker.broker_link());
+        let router =
+            wxnotify_worker::health::worker_router(worker.broker_link(), worker.pool().clone());
         wxnotify_worker::health::spawn(addr, router, shutdown.clone().cancelled_owned()).await?;
     }
     tracing::info!(apps = settings.apps.len(), prefix = %settings.queue_prefix, retries = %config_retry, "worker starting");

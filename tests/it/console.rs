@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use wxnotify_core::domain::Job;
 
 use crate::admin_support::{ADMIN_TOKEN, AdminWorld, VIEWER_TOKEN};
 
@@ -310,8 +311,10 @@ async fn console_in_chromium_filter_dry_run_replay_and_the_jobs_are_sent() {
     assert!(b.text("#deliveries td.state").await.starts_with("sent"));
     b.screenshot("07-job-lookup").await;
     b.click("header a[href='/admin']").await;
-    assert!(
-        b.count("#sends-chart rect").await >= 1,
+    b.expect_path("/admin").await;
+    assert_eq!(
+        sum_of_counts(&b, "#activity-chart rect.bar[data-series='sent']").await,
+        4,
         "the replayed sends are on the chart"
     );
     b.screenshot("07b-overview-after-replay").await;
@@ -785,5 +788,266 @@ async fn console_in_chromium_a_suspended_app_shows_wechats_errcode_the_fix_and_a
     let row = b.text("#apps").await;
     assert!(!row.contains("WeChat refuses"), "resumed: {row}");
     assert_eq!(b.count(".alert.suspended").await, 0);
+    b.close().await;
+}
+
+/// The start (RFC 3339) of the `bucket_min`-minute bucket that holds `t`, as the charts write it.
+fn bucket_of(t: chrono::DateTime<chrono::Utc>, bucket_min: i64) -> String {
+    use chrono::DurationRound;
+    t.duration_trunc(chrono::Duration::minutes(bucket_min))
+        .unwrap()
+        .to_rfc3339()
+}
+
+/// The console URL of the dead letter whose id `sql` selects.
+async fn letter_url(w: &AdminWorld, sql: &'static str) -> url::Url {
+    let id: i64 = sqlx::query_scalar(sql)
+        .fetch_one(&w.sys.db.pool)
+        .await
+        .unwrap();
+    w.url(&format!("admin/dead-letters/{id}"))
+}
+
+/// The sum of `data-count` of the elements `css`.
+async fn sum_of_counts(b: &Browser, css: &str) -> i64 {
+    let mut sum = 0;
+    for e in b.c().find_all(Locator::Css(css)).await.unwrap() {
+        sum += e
+            .attr("data-count")
+            .await
+            .unwrap()
+            .expect("data-count")
+            .parse::<i64>()
+            .unwrap();
+    }
+    sum
+}
+
+#[tokio::test]
+async fn console_in_chromium_charts_have_time_axes_and_totals_and_a_replayed_job_shows_its_last_life()
+ {
+    let w = AdminWorld::new().await;
+    // A job that dies inside wxnotify: expired before it was sent (no errcode).
+    let mut expired = Job::new(
+        wxnotify_core::domain::Recipient::MpOpenid(
+            wxnotify_core::domain::OpenId::parse(wxnotify_sandbox::mock_wechat::mp_openid(7))
+                .unwrap(),
+        ),
+        "TPL_ORDER_SHIPPED".parse().unwrap(),
+        wxnotify_core::domain::TemplateData::from_pairs(&[("thing1", "x"), ("time2", "y")])
+            .unwrap(),
+    );
+    expired.not_after = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+    w.sys.publish(std::slice::from_ref(&expired)).await;
+    w.wait_state(std::slice::from_ref(&expired), "dead").await;
+
+    // The four refused jobs are replayed and sent: their second life.
+    let (status, body) = w
+        .call(
+            reqwest::Method::POST,
+            "admin/api/dead-letters/replay",
+            Some(ADMIN_TOKEN),
+            Some(json!({ "filter": { "errcode": 43101 } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    w.wait_state(&w.refused, "sent").await;
+
+    // A burst 95 minutes ago and deaths 5 hours ago: the charts must put them where they were.
+    let burst_at = chrono::Utc::now() - chrono::Duration::minutes(95);
+    let died_at = chrono::Utc::now() - chrono::Duration::hours(5);
+    let ids: Vec<String> = w.refused.iter().map(|j| j.id.as_str().to_owned()).collect();
+    sqlx::query("UPDATE deliveries SET sent_at = $1 WHERE job_id = ANY($2)")
+        .bind(burst_at)
+        .bind(&ids)
+        .execute(&w.sys.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE dead_letters SET created_at = $1 WHERE errcode = 40037")
+        .bind(died_at)
+        .execute(&w.sys.db.pool)
+        .await
+        .unwrap();
+    // Two of the sent and both 40037 deaths belong to a campaign, whose bar must show them.
+    let campaign = running_campaign(&w).await;
+    let in_campaign: Vec<String> = ids[..2]
+        .iter()
+        .cloned()
+        .chain(w.unknown_template.iter().map(|j| j.id.as_str().to_owned()))
+        .collect();
+    sqlx::query("UPDATE deliveries SET campaign_id = $1 WHERE job_id = ANY($2)")
+        .bind(campaign)
+        .bind(&in_campaign)
+        .execute(&w.sys.db.pool)
+        .await
+        .unwrap();
+    let dead_total = w.count("SELECT count(*) FROM dead_letters").await;
+    assert_eq!(dead_total, 7, "4 replayed, 2 refused as unknown, 1 expired");
+
+    let mut b = Browser::start("charts").await;
+    b.login(&w.base, ADMIN_TOKEN).await;
+
+    // The overview's chart over time: a time axis with labelled ticks on round times, a y axis,
+    // the burst in its own bucket (not at the right edge), and the totals in the legend.
+    let ticks = b
+        .c()
+        .find_all(Locator::Css("#activity-chart .x-axis text.tick"))
+        .await
+        .unwrap();
+    assert!(ticks.len() >= 6, "a tick every 30 minutes over 3 hours");
+    for t in &ticks {
+        let label = t.text().await.unwrap();
+        assert!(
+            label.len() == 5 && (label.ends_with(":00") || label.ends_with(":30")),
+            "tick {label:?}"
+        );
+    }
+    assert!(b.count("#activity-chart .y-axis text.tick").await >= 2);
+    let burst = b
+        .find("#activity-chart rect.bar[data-series='sent']")
+        .await
+        .unwrap();
+    assert_eq!(
+        burst.attr("data-at").await.unwrap().as_deref(),
+        Some(bucket_of(burst_at, 5).as_str()),
+        "the burst is drawn in the 5 minutes it happened"
+    );
+    assert_eq!(
+        burst.attr("data-count").await.unwrap().as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        sum_of_counts(&b, "#activity-chart rect.bar[data-series='dead']").await,
+        5,
+        "the last 3 hours saw the four refused die (before their replay) and the expired one"
+    );
+    assert!(b.text("#activity-chart-legend").await.contains("sent 4"));
+    // Outcomes as bars, with the right totals.
+    assert_eq!(
+        sum_of_counts(&b, "#outcomes-chart rect.bar[data-series='sent']").await,
+        4
+    );
+    assert_eq!(
+        sum_of_counts(&b, "#outcomes-chart rect.bar:not([data-series='sent'])").await,
+        dead_total
+    );
+    // Retry tiers: empty ones folded into one row; names break only at dots.
+    assert!(
+        b.text("#idle-retry-tiers")
+            .await
+            .contains("retry tiers, empty")
+    );
+    assert!(
+        !b.text("#queues").await.contains(".retry."),
+        "no empty tier listed on its own"
+    );
+    assert!(b.count("#queues td.name wbr").await >= 3);
+    b.screenshot("30-overview-charts").await;
+
+    // Dead letters by hour and reason: the two 40037 deaths in the hour they happened, the
+    // expired one in this hour; the legend's totals are the open letters of the last day.
+    b.click("header a[href='/admin/dead-letters']").await;
+    b.expect_path("/admin/dead-letters").await;
+    let bars = b
+        .c()
+        .find_all(Locator::Css("#dead-chart rect.bar"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for bar in bars {
+        seen.push((
+            bar.attr("data-series").await.unwrap().unwrap(),
+            bar.attr("data-at").await.unwrap().unwrap(),
+            bar.attr("data-count").await.unwrap().unwrap(),
+        ));
+    }
+    let reason_40037: String =
+        sqlx::query_scalar("SELECT reason FROM dead_letters WHERE errcode = 40037 LIMIT 1")
+            .fetch_one(&w.sys.db.pool)
+            .await
+            .unwrap();
+    seen.sort();
+    let expired_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT created_at FROM dead_letters WHERE reason = 'expired'")
+            .fetch_one(&w.sys.db.pool)
+            .await
+            .unwrap();
+    let mut want = vec![
+        (reason_40037, bucket_of(died_at, 60), "2".to_owned()),
+        (
+            "expired".to_owned(),
+            bucket_of(expired_at, 60),
+            "1".to_owned(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(b.count("#dead-chart .x-axis text.tick").await >= 8);
+    assert_eq!(b.text("#total-count").await, "3");
+    // Placeholders are examples, not values.
+    let errcode = b.find("#filter input[name=errcode]").await.unwrap();
+    assert_eq!(errcode.prop("value").await.unwrap().as_deref(), Some(""));
+    assert_eq!(
+        errcode.attr("placeholder").await.unwrap().as_deref(),
+        Some("e.g. 45009")
+    );
+    b.screenshot("31-dead-letters-chart").await;
+
+    // A letter that died inside wxnotify is labelled as wxnotify's; WeChat's refusal as WeChat's.
+    let internal = letter_url(&w, "SELECT id FROM dead_letters WHERE reason = 'expired'").await;
+    b.c().goto(internal.as_str()).await.unwrap();
+    assert_eq!(b.text("#message-source").await, "wxnotify's reason");
+    b.screenshot("32-letter-internal").await;
+    let refused = letter_url(
+        &w,
+        "SELECT id FROM dead_letters WHERE errcode = 40037 LIMIT 1",
+    )
+    .await;
+    b.c().goto(refused.as_str()).await.unwrap();
+    assert_eq!(b.text("#message-source").await, "WeChat's message");
+
+    // The replayed job's page: its last life (sent, no old error), the first one in the history.
+    let job = w.refused[0].id.as_str().to_owned();
+    b.click("header a[href='/admin/jobs']").await;
+    b.fill("#q", &job).await;
+    b.click("#find").await;
+    assert!(b.text("#life").await.contains("Life 2"));
+    assert!(b.text("#deliveries td.state").await.starts_with("sent"));
+    assert_eq!(
+        b.text("#last-error").await,
+        "–",
+        "not the first life's 43101"
+    );
+    let lives = b.text("#lives").await;
+    assert!(lives.contains("this life: sent"), "{lives}");
+    assert_eq!(b.count("#lives tr.life").await, 2);
+    assert!(b.text("#attempts tr.earlier-life").await.contains("43101"));
+    b.screenshot("33-replayed-job").await;
+
+    // The campaign's progress as a bar of sent, dead and left.
+    let st = wxnotify_services::campaigns::progress::status(&w.sys.db.pool, campaign)
+        .await
+        .unwrap();
+    b.c()
+        .goto(w.url(&format!("admin/campaigns/{campaign}")).as_str())
+        .await
+        .unwrap();
+    let part = |name: &'static str| {
+        let b = &b;
+        async move {
+            b.find(&format!("#campaign-progress rect.part[data-part='{name}']"))
+                .await
+                .unwrap()
+                .attr("data-count")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(part("sent").await, "2");
+    assert_eq!(part("dead").await, "2");
+    assert_eq!(part("left").await, (st.reachable - 4).to_string());
+    assert!(b.text("#campaign-progress-legend").await.contains("left"));
+    b.screenshot("34-campaign-progress").await;
     b.close().await;
 }

@@ -193,21 +193,37 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
     for name in ["worker-1", "serve"] {
         let lines = &services[name];
         let listen = ports_after(lines, "0.0.0.0:");
-        let checked = ports_after(lines, "/dev/tcp/127.0.0.1/");
-        assert!(!checked.is_empty(), "{name} has a health check");
-        assert!(
-            checked.is_subset(&listen),
-            "{name}: checks {checked:?}, listens {listen:?}"
-        );
-        let paths_ok = lines
+        let test = lines
             .iter()
-            .filter(|l| l.contains("GET /"))
-            .all(|l| l.contains("GET /healthz") || l.contains("GET /readyz"));
-        assert!(paths_ok, "{name} checks /healthz or /readyz");
+            .find_map(|l| l.trim().strip_prefix("test: "))
+            .unwrap_or_else(|| panic!("{name} has a health check"));
+        let test: Vec<String> = serde_json::from_str(test).expect("test is a JSON-style list");
+        assert_eq!(test[..2], ["CMD", "wxnotify"], "{name}: {test:?}");
+        let url = health_url(&test[1..]);
+        assert!(
+            listen.contains(&url.port().expect("a port")),
+            "{name}: checks {url}, listens {listen:?}"
+        );
+        assert_eq!(url.path(), "/readyz", "{name} is healthy when ready");
         listened.extend(listen);
     }
-    // The service's image (the last stage) exposes only what its services listen on.
+    // The image's own HEALTHCHECK: liveness (a restart would not bring RabbitMQ back).
     let (_, runtime) = stages(&dockerfile).pop().expect("stages");
+    let check = runtime
+        .iter()
+        .position(|l| l.starts_with("HEALTHCHECK "))
+        .expect("the image has a HEALTHCHECK");
+    let cmd = runtime[check..]
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("CMD "))
+        .expect("HEALTHCHECK ... CMD [...]");
+    let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD is a JSON list");
+    let bin = format!("/usr/local/bin/{}", env!("CARGO_PKG_NAME"));
+    assert_eq!(cmd[0], bin);
+    let url = health_url(&cmd);
+    assert_eq!(url.path(), "/livez", "the image's check is liveness: {url}");
+    assert!(listened.contains(&url.port().unwrap()), "{url}");
+    // The service's image (the last stage) exposes only what its services listen on.
     let exposed: BTreeSet<u16> = runtime
         .iter()
         .filter_map(|l| l.strip_prefix("EXPOSE "))
@@ -227,6 +243,16 @@ fn health_checks_and_exposed_ports_meet_what_the_services_listen_on() {
         .timeout
         .as_secs();
     assert!(grace > drain * 2, "grace {grace} s, drain up to {drain} s");
+}
+
+/// The URL `wxnotify health ARGS` asks (`argv` starts with the binary), checking that the
+/// binary accepts the arguments.
+fn health_url(argv: &[String]) -> url::Url {
+    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    match cli.command {
+        wxnotify::commands::Command::Health(args) => args.url,
+        other => panic!("{argv:?} is not `wxnotify health`: {other:?}"),
+    }
 }
 
 /// The Dockerfile's stages: name -> its lines (from its `FROM` to the next).
@@ -291,4 +317,243 @@ fn the_image_runs_the_one_binary_as_a_non_root_user() {
         matches!(&parsed, Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp),
         "CMD shows the help"
     );
+}
+
+/// Every `wxnotify_...` name in `text`.
+fn series_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("wxnotify_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.insert(name);
+    }
+    out
+}
+
+/// The `.rs` files under `dir`.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every series the code emits: the names after `counter!(`, `gauge!(` and `histogram!(` in the
+/// sources of every crate and of the binary, with their kind.
+fn emitted_series() -> Vec<(String, wxnotify_core::metrics::Kind, String)> {
+    use wxnotify_core::metrics::Kind;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("crates"), &mut files);
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (macro_name, kind) in [
+            ("counter!(", Kind::Counter),
+            ("gauge!(", Kind::Gauge),
+            ("histogram!(", Kind::Histogram),
+        ] {
+            for (i, _) in text.match_indices(macro_name) {
+                let after = text[i + macro_name.len()..].trim_start();
+                if let Some(quoted) = after.strip_prefix('"') {
+                    let name = quoted.split('"').next().unwrap().to_owned();
+                    out.push((name, kind, file.display().to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_series_the_code_emits_is_described_and_every_described_one_is_emitted() {
+    let emitted = emitted_series();
+    assert!(
+        emitted.len() > 20,
+        "the scan found the metrics: {emitted:?}"
+    );
+    for (name, kind, file) in &emitted {
+        let listed = wxnotify_core::metrics::series(name)
+            .unwrap_or_else(|| panic!("{file}: {name} is not in wxnotify_core::metrics::SERIES"));
+        assert_eq!(listed.kind, *kind, "{file}: {name}");
+    }
+    for s in wxnotify_core::metrics::SERIES {
+        assert!(
+            emitted.iter().any(|(name, ..)| name == s.name),
+            "{} is described but nothing emits it",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn every_series_the_dashboard_and_the_alert_rules_name_is_exported() {
+    let dashboard = read("deploy/grafana/wxnotify.json");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let exprs: Vec<String> = json["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("an expr").to_owned())
+        .collect();
+    let in_dashboard = series_names(&exprs.join("\n"));
+    let rules = read("deploy/prometheus/wxnotify-alerts.yml");
+    let tests = read("deploy/prometheus/wxnotify-alerts.test.yml");
+    for (file, names) in [
+        ("the dashboard", &in_dashboard),
+        ("the alert rules", &series_names(&rules)),
+        ("the rules' tests", &series_names(&tests)),
+    ] {
+        let unknown: Vec<_> = names
+            .iter()
+            .filter(|n| wxnotify_core::metrics::exported(n).is_none())
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names series wxnotify does not export: {unknown:?}"
+        );
+    }
+    // What the dashboard is for.
+    for needed in [
+        "wxnotify_jobs_total",
+        "wxnotify_queue_messages",
+        "wxnotify_quota_used",
+        "wxnotify_token_refreshes_total",
+        "wxnotify_webhook_backlog",
+        "wxnotify_http_requests_total",
+        "wxnotify_http_request_duration_seconds_bucket",
+    ] {
+        assert!(
+            in_dashboard.contains(needed),
+            "the dashboard shows {needed}"
+        );
+    }
+}
+
+#[test]
+fn every_alert_rule_has_a_promtool_test_that_fires_it() {
+    let rules = read("deploy/prometheus/wxnotify-alerts.yml");
+    let tests = read("deploy/prometheus/wxnotify-alerts.test.yml");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    for needed in [
+        "WxnotifyQueueBacklogOld",
+        "WxnotifyDeadLetterRate",
+        "WxnotifyAppPaused",
+        "WxnotifyQuotaNearlySpent",
+        "WxnotifyNoLiveWorker",
+        "WxnotifyTokenRefreshFailing",
+        "WxnotifyWebhookBacklog",
+    ] {
+        assert!(alerts.contains(&needed), "a rule {needed}: {alerts:?}");
+    }
+    for alert in alerts {
+        let fires = tests
+            .split(&format!("alertname: {alert}\n"))
+            .skip(1)
+            .any(|after| {
+                let block: Vec<&str> = after.lines().take(2).map(str::trim).collect();
+                block.first() == Some(&"exp_alerts:") && block.get(1) == Some(&"- exp_labels:")
+            });
+        assert!(fires, "{alert}: no promtool test expects it to fire");
+    }
+}
+
+/// The names `.env.example` lists, as `NAME=` or, optional, `# NAME=`.
+fn env_example_names() -> BTreeSet<String> {
+    read(".env.example")
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("# ").unwrap_or(l);
+            let (name, _) = l.split_once('=')?;
+            let upper = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            upper.then(|| name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_env_example_lists_every_variable_the_service_reads_and_no_other() {
+    let listed = env_example_names();
+    // The settings read with the default app configured (so its variables are read too).
+    let values: HashMap<String, String> = [
+        ("WXNOTIFY_OA_APPID", "wx0123456789abcdef"),
+        ("WXNOTIFY_OA_SECRET", "s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let read_vars = Mutex::new(BTreeSet::new());
+    Settings::from_lookup(|k| {
+        read_vars.lock().unwrap().insert(k.to_owned());
+        values.get(k).cloned()
+    })
+    .expect("valid settings");
+    let mut needed = read_vars.into_inner().unwrap();
+    fn walk(cmd: &clap::Command, out: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                out.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    walk(&Cli::command(), &mut needed);
+    needed.insert("WXNOTIFY_LOG_FORMAT".into());
+    needed.insert("RUST_LOG".into());
+    assert!(needed.len() > 30, "{needed:?}");
+    let missing: Vec<_> = needed.difference(&listed).collect();
+    assert!(missing.is_empty(), ".env.example lacks {missing:?}");
+    let stale: Vec<_> = listed.difference(&needed).collect();
+    assert!(
+        stale.is_empty(),
+        ".env.example lists variables nothing reads: {stale:?}"
+    );
+    // Secrets are left empty.
+    for line in read(".env.example").lines() {
+        if let Some((name, value)) = line.split_once('=')
+            && !line.starts_with('#')
+            && (name.contains("SECRET") || name.contains("TOKEN") || name.contains("AES_KEY"))
+        {
+            assert!(value.is_empty(), "{name} is a secret: leave it empty");
+        }
+    }
+}
+
+#[test]
+fn shell_completions_cover_every_command() {
+    use clap_complete::Shell;
+    for (shell, marker) in [
+        (Shell::Bash, "complete -F"),
+        (Shell::Zsh, "#compdef wxnotify"),
+        (Shell::Fish, "complete -c wxnotify"),
+    ] {
+        let script = wxnotify::commands::completion::script(shell);
+        assert!(script.contains(marker), "{shell}: {marker}");
+        for sub in Cli::command().get_subcommands() {
+            assert!(
+                script.contains(sub.get_name()),
+                "{shell} completes {}",
+                sub.get_name()
+            );
+        }
+        assert!(script.contains("metrics-listen"), "{shell} completes flags");
+    }
 }

@@ -24,7 +24,7 @@ fn base_env(db: &TestDb) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn command(db: &TestDb, args: &[&str], env: &[(&str, String)]) -> tokio::process::Command {
+pub fn command(db: &TestDb, args: &[&str], env: &[(&str, String)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"));
     cmd.args(args)
         .env_remove("WXNOTIFY_CONFIG")

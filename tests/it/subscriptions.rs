@@ -868,3 +868,62 @@ async fn the_fake_pushes_again_while_the_push_url_gives_no_answer_then_stops() {
     assert_eq!((pushed.attempts, pushed.answered), (4, false), "{pushed:?}");
     assert_eq!(world.mock.grants(Some(19))[0].remaining, 2);
 }
+
+#[tokio::test]
+async fn an_event_its_retries_and_the_report_arriving_together_count_once() {
+    let world = world().await;
+    let (base, _state) = world.serve().await;
+    world
+        .mock
+        .set_mp_callback(Some(mp_callback(&base, plain(), PushFormat::Xml)));
+    let key = wxnotify_api::producer::api_keys::create(&world.db.pool, &world.app, None)
+        .await
+        .unwrap()
+        .key;
+    let mut tasks = Vec::new();
+    for person in 0..12u64 {
+        let event = world
+            .mock
+            .subscribe_popup_event(person, &popup(ONE_TIME, "accept"))
+            .unwrap();
+        // WeChat's push and a retry of it, each signed afresh, and the Mini Program's report.
+        for _ in 0..2 {
+            let event = event.clone();
+            let callback = mp_callback(&base, plain(), PushFormat::Xml);
+            tasks.push(tokio::spawn(async move {
+                let body = event.push.to_xml();
+                let ts = chrono::Utc::now().timestamp().to_string();
+                let nonce = rand::random::<u64>().to_string();
+                let mut url = callback.url.clone();
+                url.query_pairs_mut()
+                    .append_pair("signature", &signature(MP_TOKEN, &ts, &nonce))
+                    .append_pair("timestamp", &ts)
+                    .append_pair("nonce", &nonce);
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }));
+        }
+        let (base, key) = (base.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut body = results(ONE_TIME, "accept");
+            body["mp_openid"] = json!(mock_wechat::mp_openid(person));
+            let (status, body) = report(&base, Some(&key), &body).await;
+            assert_eq!(status, 200, "{body}");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for person in 0..12u64 {
+        assert_eq!(
+            ledger(&world, person, ONE_TIME).await,
+            Some((1, "accept".into())),
+            "person {person}"
+        );
+    }
+}

@@ -1,5 +1,7 @@
-//! The worker's `/healthz` (on `--metrics-listen`) says whether it is consuming from RabbitMQ:
-//! a worker process reaches the real broker through a TCP proxy the test stops and starts.
+//! The worker's health endpoints (on `--metrics-listen`) while RabbitMQ goes away and comes
+//! back: `/livez` stays 200 (a liveness probe must not restart it), `/readyz` and `/healthz`
+//! answer 503 naming RabbitMQ. A worker process reaches the real broker through a TCP proxy the
+//! test stops and starts.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -47,30 +49,35 @@ async fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// Polls `/healthz` until it answers `status`; returns the body.
-async fn health_becomes(addr: SocketAddr, status: u16, within: Duration) -> serde_json::Value {
+/// Polls `path` until it answers `status`; returns the body.
+async fn becomes(addr: SocketAddr, path: &str, status: u16, within: Duration) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + within;
     let mut last = String::from("no answer");
     loop {
-        if let Ok(r) = reqwest::get(format!("http://{addr}/healthz")).await {
+        if let Ok(r) = reqwest::get(format!("http://{addr}{path}")).await {
             let code = r.status().as_u16();
             let body = r.text().await.unwrap_or_default();
             if code == status {
                 return serde_json::from_str(&body)
-                    .unwrap_or_else(|_| panic!("/healthz is JSON: {body}"));
+                    .unwrap_or_else(|_| panic!("{path} is JSON: {body}"));
             }
             last = format!("{code} {body}");
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "/healthz never answered {status}; last: {last}"
+            "{path} never answered {status}; last: {last}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// Polls `/healthz` until it answers `status`; returns the body.
+async fn health_becomes(addr: SocketAddr, status: u16, within: Duration) -> serde_json::Value {
+    becomes(addr, "/healthz", status, within).await
+}
+
 #[tokio::test]
-async fn the_worker_health_says_when_rabbitmq_is_disconnected_and_when_it_is_back() {
+async fn the_worker_stays_live_but_not_ready_while_rabbitmq_is_away() {
     let sys = System::new(MockConfig::default(), 1000).await;
     let amqp = url::Url::parse(sys.settings.amqp_url.expose_secret()).unwrap();
     let broker: SocketAddr = tokio::net::lookup_host((
@@ -110,6 +117,10 @@ async fn the_worker_health_says_when_rabbitmq_is_disconnected_and_when_it_is_bac
 
     let up = health_becomes(metrics, 200, Duration::from_secs(60)).await;
     assert_eq!(up["rabbitmq"], "consuming", "{up}");
+    let ready = becomes(metrics, "/readyz", 200, Duration::from_secs(5)).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["rabbitmq"], "consuming", "{ready}");
+    assert_eq!(ready["checks"]["postgres"], "ok", "{ready}");
 
     // The broker goes away: the worker reconnects in the background, and says so.
     stop.cancel();
@@ -121,6 +132,17 @@ async fn the_worker_health_says_when_rabbitmq_is_disconnected_and_when_it_is_bac
         still["rabbitmq"], "disconnected",
         "while the broker stays away"
     );
+    // Not ready, naming what is missing; but alive: a liveness probe leaves it running.
+    let not_ready = becomes(metrics, "/readyz", 503, Duration::from_secs(1)).await;
+    assert_eq!(not_ready["status"], "unavailable", "{not_ready}");
+    assert_eq!(
+        not_ready["missing"],
+        serde_json::json!(["rabbitmq"]),
+        "{not_ready}"
+    );
+    assert_eq!(not_ready["checks"]["postgres"], "ok", "{not_ready}");
+    let live = becomes(metrics, "/livez", 200, Duration::from_secs(1)).await;
+    assert_eq!(live["status"], "ok", "{live}");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the worker keeps running while RabbitMQ is away"
@@ -130,6 +152,7 @@ async fn the_worker_health_says_when_rabbitmq_is_disconnected_and_when_it_is_bac
     stop = proxy(via, broker).await;
     let back = health_becomes(metrics, 200, Duration::from_secs(30)).await;
     assert_eq!(back["rabbitmq"], "consuming", "{back}");
+    becomes(metrics, "/readyz", 200, Duration::from_secs(5)).await;
 
     // SAFETY: kill(2) on our own child's pid.
     let pid = child.id().expect("the worker runs") as libc::pid_t;

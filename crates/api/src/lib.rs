@@ -11,8 +11,8 @@
 //!   campaigns) and the ops console at `/admin`.
 //!
 //! Beside them: [`failures`] (failed authentications limited across processes), [`server`]
-//! (timeouts, connection limit, graceful shutdown), [`health`]
-//! (`/healthz`, `/readyz`, `/metrics`), [`openapi`] (`GET /openapi.json`) and [`error`] (the
+//! (timeouts, connection limit, graceful shutdown), [`access`] (request ids, the access log and
+//! the request metrics), [`health`] (`/livez`, `/readyz`, `/healthz`, `/metrics`), [`openapi`] (`GET /openapi.json`) and [`error`] (the
 //! edge's error type). With `--metrics-listen`, `/metrics` moves to that address, and with
 //! `--admin-listen` the admin surface moves to its own (keep both private; expose only
 //! `--listen`).
@@ -21,6 +21,7 @@
 //! runs it with its background work. This crate depends on `wxnotify-services` and
 //! `wxnotify-core`, never on the worker.
 
+pub mod access;
 pub mod admin;
 pub mod bodies;
 pub mod edge;
@@ -279,9 +280,10 @@ pub fn public_router(state: AppState) -> Router {
     )
 }
 
-/// The private address's API: `/metrics`, `/healthz`, `/readyz`.
+/// The private address's API: `/metrics`, `/livez`, `/readyz`, `/healthz`.
 pub fn ops_router(state: AppState) -> Router {
     Router::new()
+        .route("/livez", get(health::livez))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -289,9 +291,10 @@ pub fn ops_router(state: AppState) -> Router {
 }
 
 /// The admin address's API (`--admin-listen`): the admin surface, the whole `/openapi.json`,
-/// `/healthz` and `/readyz`.
+/// `/livez`, `/readyz` and `/healthz`.
 pub fn admin_router(state: AppState, admin_surface: Router) -> Router {
     Router::new()
+        .route("/livez", get(health::livez))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::serve_full_openapi))
@@ -302,6 +305,7 @@ pub fn admin_router(state: AppState, admin_surface: Router) -> Router {
 /// The routes of the public address (add new public endpoints here).
 fn public_routes() -> Router<AppState> {
     Router::new()
+        .route("/livez", get(health::livez))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/miniprogram/login", post(edge::login::login))
@@ -453,14 +457,19 @@ pub async fn serve(
 }
 
 /// Deletes old callback event keys, nonces, expired Mini Program sessions, old subscribe
-/// acceptances and failed-authentication counts every ten minutes;
-/// forgets idle login clients every ten seconds.
+/// acceptances and failed-authentication counts every ten minutes; forgets idle login clients
+/// and reads the gauges of shared state (webhook backlog, live workers) every ten seconds.
 async fn housekeeping(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(10));
     let mut ticks: u64 = 0;
     loop {
         every.tick().await;
         state.login_limiter().forget_idle();
+        producer::webhooks::outbox::export_backlog(state.pool()).await;
+        match wxnotify_services::quota::status::live_workers(state.pool()).await {
+            Ok(live) => metrics::gauge!("wxnotify_workers_live").set(live.len() as f64),
+            Err(e) => tracing::warn!(error = %e, "counting the live workers failed"),
+        }
         if ticks.is_multiple_of(60) {
             match edge::store::prune_events(state.pool()).await {
                 Ok(n) => tracing::debug!(pruned = n, "old callback event keys deleted"),

@@ -46,6 +46,7 @@ use crate::producer::notifications::{Accepted, BatchItem, BatchResponse};
         described::verify,
         described::push,
         described::healthz,
+        described::livez,
         described::readyz,
         described::metrics,
         described::openapi,
@@ -349,10 +350,15 @@ mod described {
         responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
     pub fn healthz() {}
 
-    /// Postgres answers.
+    /// The process works (a liveness probe): 200 even while Postgres is away.
+    #[utoipa::path(get, path = "/livez", tag = "operations",
+        responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Object)))]
+    pub fn livez() {}
+
+    /// It can do its job now (a readiness probe): Postgres answers.
     #[utoipa::path(get, path = "/readyz", tag = "operations",
-        responses((status = 200, description = "`ready`", content_type = "text/plain", body = String),
-                  (status = 503, description = "Postgres unavailable", body = PlainError)))]
+        responses((status = 200, description = "`{\"status\":\"ready\",\"checks\":{\"postgres\":\"ok\"}}`", body = Object),
+                  (status = 503, description = "`{\"status\":\"unavailable\",\"missing\":[\"postgres\"],\"checks\":{...}}`", body = Object)))]
     pub fn readyz() {}
 
     /// Prometheus metrics.

@@ -83,7 +83,9 @@ pub async fn serve(
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
-        ));
+        ))
+        // Outermost, so a timed-out request is counted and logged too.
+        .layer(axum::middleware::from_fn(crate::access::record));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

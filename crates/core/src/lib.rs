@@ -9,7 +9,8 @@
 //!   as `SecretString`.
 //! - [`db`]: the Postgres pool and the embedded migrations.
 //! - [`telemetry`]: tracing set-up (readable in a terminal, JSON in production);
-//!   [`metrics`]: the process's Prometheus recorder.
+//!   [`metrics`]: the process's Prometheus recorder and the list of every exported series;
+//!   [`health`]: the bodies of `/livez` and `/readyz`.
 //! - [`wechat`]: the WeChat API client, errcode classification, the shared access-token store,
 //!   the pushes and their cryptography.
 //! - [`queue`]: the RabbitMQ topology, the publisher (confirms) and NDJSON publishing.
@@ -22,6 +23,7 @@ pub mod bounds;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod health;
 pub mod metrics;
 pub mod progress;
 pub mod queue;

@@ -16,7 +16,9 @@
 //!   up to date in the background and checked before every send.
 //! - [`gate`]: a campaign's job waits while its campaign is paused and ends `cancelled` once
 //!   it is cancelled.
-//! - [`health`]: the worker's `/metrics` and `/healthz` on `--metrics-listen`.
+//! - [`gauges`]: the gauges of shared state (quota today, queue depths, live workers).
+//! - [`health`]: the worker's `/metrics`, `/livez`, `/readyz` and `/healthz` on
+//!   `--metrics-listen`.
 //!
 //! The ledger the pipeline writes through is `wxnotify_services::ledger`.
 //!
@@ -27,6 +29,7 @@ pub mod acks;
 pub mod consumer;
 pub mod death;
 pub mod gate;
+pub mod gauges;
 pub mod health;
 pub mod link;
 pub mod pause;
@@ -60,6 +63,7 @@ pub struct Worker {
     pipeline: Arc<Pipeline>,
     consumer: Consumer,
     pool: PgPool,
+    gauges: Arc<gauges::Gauges>,
 }
 
 /// How a worker is built.
@@ -97,10 +101,10 @@ impl Worker {
         config: WorkerConfig,
     ) -> anyhow::Result<Self> {
         let Wechat { client, tokens } = wechat;
-        let limits = Arc::new(rate_limit::Limits::new(
-            &settings.apps,
-            rate_limit::dedicated_pool(&pool),
-        ));
+        let limits = Arc::new(
+            rate_limit::Limits::new(&settings.apps, rate_limit::dedicated_pool(&pool))
+                .consuming(&config.consumer.lanes),
+        );
         let apps = settings.apps.iter().map(|a| a.name.clone()).collect();
         let pipeline = Arc::new(Pipeline::new(
             wxnotify_services::ledger::Ledger::for_worker(pool.clone(), limits.worker_id()),
@@ -112,6 +116,11 @@ impl Worker {
             config.upkeep,
         ));
         let topology = Topology::new(settings.queue_prefix.clone());
+        let gauges = Arc::new(gauges::Gauges::new(
+            settings,
+            pool.clone(),
+            topology.clone(),
+        ));
         let consumer = Consumer::new(
             pipeline.clone(),
             settings.amqp_url.clone(),
@@ -122,6 +131,7 @@ impl Worker {
             pipeline,
             consumer,
             pool,
+            gauges,
         })
     }
 
@@ -158,6 +168,7 @@ impl Worker {
             .prepare(std::time::Duration::from_secs(10))
             .await;
         let upkeep = tokio::spawn(self.pipeline.rules().clone().run(shutdown.clone()));
+        let gauges = tokio::spawn(self.gauges.clone().run(shutdown.clone()));
         // Appear in the ops view of workers and read the apps' pauses before the first send.
         if let Err(e) = self.pipeline.limits().heartbeat(&self.pool).await {
             tracing::warn!(error = %e, "first heartbeat failed");
@@ -166,5 +177,6 @@ impl Worker {
         drained.cancel();
         let _ = heartbeat.await;
         let _ = upkeep.await;
+        let _ = gauges.await;
     }
 }

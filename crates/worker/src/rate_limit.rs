@@ -480,6 +480,8 @@ pub struct Limits {
     apps: HashMap<AppName, AppLimiter>,
     pool: PgPool,
     me: Uuid,
+    /// The lanes this process consumes, shown in the ops view of workers.
+    lanes: Vec<String>,
 }
 
 impl Limits {
@@ -498,7 +500,14 @@ impl Limits {
                 .collect(),
             pool,
             me: Uuid::new_v4(),
+            lanes: Vec::new(),
         }
+    }
+
+    /// The same limits, recording that this process consumes `lanes` (ops view of workers).
+    pub fn consuming(mut self, lanes: &[Lane]) -> Self {
+        self.lanes = lanes.iter().map(ToString::to_string).collect();
+        self
     }
 
     /// The id this process heartbeats under in `workers` (its claims on jobs name it).
@@ -588,12 +597,13 @@ impl Limits {
     /// number of live workers, for the log.
     pub async fn heartbeat(&self, pool: &PgPool) -> Result<u32, sqlx::Error> {
         sqlx::query(
-            "INSERT INTO workers (id, hostname, pid) VALUES ($1, $2, $3)
+            "INSERT INTO workers (id, hostname, pid, lanes) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
         )
         .bind(self.me)
         .bind(hostname())
         .bind(std::process::id() as i32)
+        .bind(&self.lanes)
         .execute(pool)
         .await?;
         let live: i64 = sqlx::query_scalar(

@@ -74,8 +74,9 @@ impl StatsSnapshot {
 }
 
 impl WorkerStats {
-    /// Counts one settled outcome.
-    pub fn count(&self, outcome: &Outcome) {
+    /// Counts one settled outcome of a job of `app` (the metric's `app` label: name a
+    /// configured app, `unconfigured` otherwise, so the labels stay bounded).
+    pub fn count(&self, app: &str, outcome: &Outcome) {
         let counter = match outcome {
             Outcome::Sent { .. } => &self.sent,
             Outcome::Duplicate | Outcome::RepeatedContent { .. } => &self.duplicate,
@@ -91,13 +92,14 @@ impl WorkerStats {
                     .expect("stats lock")
                     .entry(reason.to_string())
                     .or_default() += 1;
-                metrics::counter!("wxnotify_jobs_total", "outcome" => "dead", "reason" => reason.as_str())
+                metrics::counter!("wxnotify_jobs_total", "app" => app.to_owned(), "outcome" => "dead", "reason" => reason.as_str())
                     .increment(1);
                 return;
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("wxnotify_jobs_total", "outcome" => outcome.label()).increment(1);
+        metrics::counter!("wxnotify_jobs_total", "app" => app.to_owned(), "outcome" => outcome.label())
+            .increment(1);
     }
 
     /// Records the duration of one WeChat send call.

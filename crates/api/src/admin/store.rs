@@ -93,6 +93,15 @@ pub async fn deliveries_of(
     .await
 }
 
+/// The life a job is in (1, then +1 per replay), if the ledger has it.
+pub async fn life(pool: &PgPool, app: &str, job_id: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT life FROM deliveries WHERE app = $1 AND job_id = $2")
+        .bind(app)
+        .bind(job_id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// Dead-letter ids of a job id, in `app` or in every app (newest first).
 pub async fn dead_letter_ids(
     pool: &PgPool,
@@ -205,24 +214,59 @@ pub async fn live_workers(pool: &PgPool) -> Result<Vec<WorkerRow>, sqlx::Error> 
     .await
 }
 
-/// Sends in one minute.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// A count at one minute (UTC).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MinuteCount {
-    /// The minute (UTC).
+    /// The minute.
     pub minute: DateTime<Utc>,
-    /// Template messages sent in it.
-    pub sends: i64,
+    /// How many.
+    pub count: i64,
 }
 
-/// Sends per minute over the last `hours` (minutes without sends are absent).
-pub async fn sends_per_minute(pool: &PgPool, hours: u32) -> Result<Vec<MinuteCount>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT date_trunc('minute', sent_at) AS minute, count(*) AS sends FROM deliveries
-         WHERE sent_at > now() - make_interval(hours => $1) GROUP BY 1 ORDER BY 1",
+/// Sends and deaths per minute since `since` (minutes without any are absent): what the
+/// overview's chart over time draws.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    /// Template messages WeChat accepted, by the minute it accepted them.
+    pub sent: Vec<MinuteCount>,
+    /// Jobs that died, by the minute they died (replayed or not).
+    pub dead: Vec<MinuteCount>,
+}
+
+/// Sends and deaths per minute since `since`.
+pub async fn activity(pool: &PgPool, since: DateTime<Utc>) -> Result<Activity, sqlx::Error> {
+    let sent = sqlx::query_as(
+        "SELECT date_trunc('minute', sent_at, 'UTC') AS minute, count(*) AS count FROM deliveries
+         WHERE sent_at >= $1 GROUP BY 1 ORDER BY 1",
     )
-    .bind(hours as i32)
+    .bind(since)
     .fetch_all(pool)
-    .await
+    .await?;
+    let dead = sqlx::query_as(
+        "SELECT date_trunc('minute', created_at, 'UTC') AS minute, count(*) AS count FROM dead_letters
+         WHERE created_at >= $1 GROUP BY 1 ORDER BY 1",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(Activity { sent, dead })
+}
+
+/// Dead letters matching `q` that died since `since`, by hour (UTC) and reason: `(hour, reason,
+/// count)`, oldest hour first.
+pub async fn dead_by_hour_and_reason(
+    pool: &PgPool,
+    q: &DeadLetterQuery,
+    since: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, String, i64)>, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT date_trunc('hour', created_at, 'UTC') AS hour, reason, count(*) FROM dead_letters",
+    );
+    q.push_where(&mut qb);
+    qb.push(" AND created_at >= ")
+        .push_bind(since)
+        .push(" GROUP BY 1, 2 ORDER BY 1, 2");
+    qb.build_query_as().fetch_all(pool).await
 }
 
 /// Outcomes over the last `hours`: `sent` and every dead reason, with counts.

@@ -155,6 +155,10 @@ async fn apply(state: &AppState, app: &AppName, push: &MpPush) -> Result<bool, H
     match &push.kind {
         MpPushKind::Popup(choices) | MpPushKind::Change(choices) => {
             let event = event_label(&push.kind);
+            // In template order, as the Mini Program's reports are, so that two transactions
+            // never take the same people's rows in opposite orders.
+            let mut choices: Vec<_> = choices.iter().collect();
+            choices.sort_by(|a, b| a.template_id.cmp(&b.template_id));
             for choice in choices {
                 let Some(parsed) = Choice::parse(&choice.status) else {
                     tracing::warn!(template_id = %choice.template_id, status = %choice.status, "unknown subscribe status; ignored");

@@ -11,7 +11,7 @@ use wxnotify_core::wechat::Wechat;
 /// Arguments of `wxnotify-sandbox seed-followers`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wxnotify-sandbox seed-followers --sample 2000\n  wxnotify-sandbox seed-followers --app shop --sample 500"
+    after_help = "Examples:\n  wxnotify-sandbox seed-followers --sample 2000\n  wxnotify-sandbox seed-followers --app default --sample 500"
 )]
 pub struct SeedArgs {
     /// The app whose followers to time (default: the first configured app).

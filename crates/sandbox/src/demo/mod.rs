@@ -9,10 +9,13 @@
 //! HTTP 503, answers lost after WeChat accepted the send, latency, the token invalidated
 //! mid-run), runs the worker until every job has its outcome, delivers some receipts, checks the
 //! books against what the fake WeChat saw, prints a summary and removes what it made.
+//!
+//! With `--serve` ([`serve`]) it leaves the whole system running instead, for a person to use.
 
 mod campaign;
 mod jobs;
 mod populate;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

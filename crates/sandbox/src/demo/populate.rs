@@ -29,6 +29,16 @@ impl Api {
     /// Serves the HTTP API for `settings` on 127.0.0.1:0, with the real [`wxnotify_api::serve`]
     /// (only the login limits are lifted: the demo logs thousands in from one address).
     pub async fn start(settings: &Settings, pool: &PgPool) -> anyhow::Result<Api> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(listener, settings, pool).await
+    }
+
+    /// Like [`start`](Self::start), on `listener`.
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        settings: &Settings,
+        pool: &PgPool,
+    ) -> anyhow::Result<Api> {
         let unlimited = std::num::NonZeroU32::new(10_000_000).expect("non-zero");
         let edge = wxnotify_api::EdgeOptions {
             login: wxnotify_api::edge::login_limits::LoginLimits {
@@ -38,7 +48,6 @@ impl Api {
             },
             ..wxnotify_api::EdgeOptions::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = Url::parse(&format!("http://{}", listener.local_addr()?))?;
         let options = wxnotify_api::ServeOptions {
             listener,
@@ -70,6 +79,11 @@ impl Api {
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
+    }
+
+    /// Where it serves.
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     fn callback(&self) -> Url {

@@ -46,8 +46,25 @@ pub struct Status {
     /// Why the queues are missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queues_error: Option<String>,
-    /// Live worker processes.
+    /// How many worker processes are live.
     pub workers: i64,
+    /// The live worker processes, the longest running first.
+    pub live_workers: Vec<LiveWorker>,
+}
+
+/// A live worker process (one row of `workers` whose heartbeat is recent).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LiveWorker {
+    /// Its host.
+    pub hostname: String,
+    /// Its process id on that host.
+    pub pid: i32,
+    /// The lanes it consumes (`jobs`, `bulk`).
+    pub lanes: Vec<String>,
+    /// When it started.
+    pub since: DateTime<Utc>,
+    /// Its latest heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
 }
 
 /// One queue's depth.
@@ -84,22 +101,36 @@ pub async fn app_statuses(
     Ok(out)
 }
 
-/// Live worker processes (heartbeat within the last few seconds).
-pub async fn live_workers(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM workers WHERE heartbeat_at > now() - make_interval(secs => $1)",
+/// Live worker processes (heartbeat within the last few seconds), the longest running first.
+pub async fn live_workers(pool: &PgPool) -> Result<Vec<LiveWorker>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT hostname, pid, lanes, started_at AS since, heartbeat_at FROM workers
+         WHERE heartbeat_at > now() - make_interval(secs => $1)
+         ORDER BY started_at, hostname, pid",
     )
     .bind(LIVE_WITHIN_S)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
 }
 
-/// The depth of every queue of `topology` (one passive declaration each).
+/// The depth of every queue of `topology` (one passive declaration each), on a connection of
+/// its own.
 pub async fn queue_depths(
     settings: &Settings,
     topology: &Topology,
 ) -> anyhow::Result<Vec<QueueDepth>> {
     let connection = wxnotify_core::queue::connect(&settings.amqp_url, "wxnotify status").await?;
+    let out = queue_depths_on(&connection, topology).await;
+    let _ = connection.close(200, "status".into()).await;
+    out
+}
+
+/// The depth of every queue of `topology` on an open `connection` (one passive declaration
+/// each, on a channel of its own).
+pub async fn queue_depths_on(
+    connection: &lapin::Connection,
+    topology: &Topology,
+) -> anyhow::Result<Vec<QueueDepth>> {
     let mut out = Vec::new();
     for queue in topology.queues() {
         // A failed passive declaration closes its channel: one channel per queue.
@@ -130,6 +161,5 @@ pub async fn queue_depths(
             Err(e) => return Err(e.into()),
         }
     }
-    let _ = connection.close(200, "status".into()).await;
     Ok(out)
 }

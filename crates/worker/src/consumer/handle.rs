@@ -53,7 +53,11 @@ impl Settle {
         let Some(outcome) = self.until_db(|| self.pipeline.settle(&decision)).await else {
             return;
         };
-        self.pipeline.stats().count(&outcome);
+        let app = decision
+            .app()
+            .filter(|app| self.pipeline.limits().app(app).is_some())
+            .map_or("unconfigured", |app| app.as_str());
+        self.pipeline.stats().count(app, &outcome);
         let wait = match &outcome {
             Outcome::Retry { delay, .. }
             | Outcome::Paused { delay, .. }

@@ -118,6 +118,19 @@ impl Decision {
         }
     }
 
+    /// The job's app, when the message is a job.
+    pub fn app(&self) -> Option<&wxnotify_core::domain::AppName> {
+        match self {
+            Decision::Duplicate { job }
+            | Decision::Busy { job, .. }
+            | Decision::CampaignPaused { job, .. }
+            | Decision::AppPaused { job, .. } => Some(&job.app),
+            Decision::Attempted(a) => Some(&a.job.app),
+            Decision::BrokerDead(b) => b.job.as_ref().map(|j| &j.app),
+            Decision::Malformed(_) => None,
+        }
+    }
+
     /// The attempt number, for logs (0 when nothing was attempted).
     pub fn attempt(&self) -> u32 {
         match self {

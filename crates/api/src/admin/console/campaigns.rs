@@ -2,7 +2,8 @@
 //!
 //! - `/admin/campaigns`: the newest campaigns with their state and dispatch progress;
 //! - `/admin/campaigns/{id}`: one campaign's numbers, from the same status the admin API answers
-//!   (`GET /admin/api/campaigns/{id}`), its history, and for an admin the buttons that apply
+//!   (`GET /admin/api/campaigns/{id}`) with its progress as a bar of sent, dead and left, its
+//!   history, and for an admin the buttons that apply
 //!   (start, pause, resume, cancel);
 //! - `POST /admin/campaigns/{id}/{start|pause|resume|cancel}`: the change, through the campaign
 //!   store (allowed transitions only, recorded with who and when) and the audit table. Cancel is
@@ -18,6 +19,7 @@ use maud::{Markup, html};
 use uuid::Uuid;
 
 use crate::admin::AdminState;
+use crate::admin::console::charts::{self, Part};
 use crate::admin::console::session::Session;
 use crate::admin::console::{PageError, PageResult, acting, audit_simple, pages, pairs, value};
 use wxnotify_services::campaigns::store::{self, Campaign, StateChange};
@@ -205,9 +207,11 @@ fn campaign_page(
                     }
                 }
             }
+            h2 { "Progress" }
+            (progress_bar(st))
             div.cards {
                 div.card {
-                    h2 { "Progress" }
+                    h2 { "Numbers" }
                     table #progress {
                         tr { th { "audience" } td #n-audience { (st.audience) } }
                         tr { th { "reachable" } td #n-reachable { (st.reachable) } }
@@ -257,6 +261,39 @@ fn campaign_page(
             p { a href="/admin/campaigns" { "All campaigns" } }
         },
     )
+}
+
+/// The campaign's reachable recipients as one bar: sent, dead, otherwise finished (cancelled,
+/// duplicate, held for review) and left.
+fn progress_bar(st: &Status) -> Markup {
+    let dead: u64 = st.dead.values().sum();
+    let other = st.finished().saturating_sub(st.sent + dead);
+    let left = st.reachable.saturating_sub(st.finished());
+    let mut parts = vec![
+        Part {
+            name: "sent",
+            count: st.sent,
+            color: charts::SENT,
+        },
+        Part {
+            name: "dead",
+            count: dead,
+            color: charts::DEAD,
+        },
+    ];
+    if other > 0 {
+        parts.push(Part {
+            name: "cancelled, duplicate or held",
+            count: other,
+            color: "#9aa1ad",
+        });
+    }
+    parts.push(Part {
+        name: "left",
+        count: left,
+        color: "#dfe3ea",
+    });
+    charts::progress("campaign-progress", &parts)
 }
 
 fn html_page(s: &Session, title: &str, body: Markup) -> Markup {

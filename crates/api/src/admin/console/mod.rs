@@ -1,20 +1,26 @@
 //! The ops console at `/admin`: server-rendered HTML (maud), no script, for a laptop or a phone.
 //!
 //! - `/admin/login`: the token → a session cookie ([`session`]);
-//! - `/admin`: sends per minute, outcomes, queue depths, workers, apps (pause / resume);
-//! - `/admin/dead-letters`: the filter form, counts by errcode and reason, select or "all
-//!   matching", then a confirmation page with the dry run's count before anything changes;
+//! - `/admin`: sends and deaths over time, outcomes as bars, queue depths (empty retry tiers
+//!   folded into one row), workers, apps (pause / resume);
+//! - `/admin/dead-letters`: the filter form, dead letters by hour and reason over the last day
+//!   as a chart, counts by errcode and reason, select or "all matching", then a confirmation
+//!   page with the dry run's count before anything changes;
 //! - `/admin/dead-letters/{id}`: one letter, its attempts (errcode, errmsg, rid) and job;
-//! - `/admin/jobs?q=`: a job by id, or a recipient's latest jobs;
+//! - `/admin/jobs?q=`: a job by id (its current life first, earlier lives in its history), or a
+//!   recipient's latest jobs;
 //! - `/admin/campaigns`, `/admin/campaigns/{id}`: campaigns, their progress, pause / resume /
-//!   cancel ([`campaigns`]);
+//!   cancel, with progress as a bar ([`campaigns`]);
 //! - `/admin/templates`: each app's template catalog with its sources, and templates registered
 //!   or removed by hand ([`templates`]).
+//!
+//! Charts are inline SVG drawn on the server ([`charts`]).
 //!
 //! Every POST carries the session's CSRF token; a viewer sees no button that changes anything
 //! and is refused (403) if it posts anyway. Pages answer with a strict Content-Security-Policy.
 
 pub mod campaigns;
+pub mod charts;
 pub mod filter;
 mod login;
 pub mod pages;
@@ -27,6 +33,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use chrono::Utc;
 use maud::Markup;
 
 use crate::admin::AdminState;
@@ -162,9 +169,12 @@ async fn overview(
     let pool = state.pool();
     let e = |e: sqlx::Error| error_page(e.into());
     let o = pages::Overview {
-        sends: store::sends_per_minute(pool, CHART_HOURS)
-            .await
-            .map_err(e)?,
+        activity: store::activity(
+            pool,
+            Utc::now() - chrono::Duration::hours(CHART_HOURS.into()),
+        )
+        .await
+        .map_err(e)?,
         outcomes: store::outcomes(pool, 24).await.map_err(e)?,
         queues: state.queues().depths().await.map_err(|e| e.to_string()),
         workers: store::live_workers(pool).await.map_err(e)?,
@@ -197,7 +207,12 @@ async fn letters(
         .map_err(e)?;
     let (total, _) = query::count(pool, &query).await.map_err(e)?;
     let groups = query::groups(pool, &query).await.map_err(e)?;
+    let by_hour =
+        store::dead_by_hour_and_reason(pool, &query, Utc::now() - chrono::Duration::hours(24))
+            .await
+            .map_err(e)?;
     let list = pages::LetterList {
+        by_hour,
         form: &form,
         error,
         notice: value(&q, "done").map(str::to_owned),
@@ -347,7 +362,36 @@ async fn jobs(State(state): State<AdminState>, s: Session, RawQuery(raw): RawQue
         }
         Some(found.map_err(|e| e.public_message()))
     };
-    Ok(html(pages::jobs(&s, &text, found)))
+    let lives = match &found {
+        Some(Ok(f)) => match f.deliveries.as_slice() {
+            [one] => Some(job_lives(state.pool(), &one.app, &one.job_id).await?),
+            _ => None,
+        },
+        _ => None,
+    };
+    Ok(html(pages::jobs(&s, &text, found, lives.as_ref())))
+}
+
+/// The lives of one job: the one it is in, how the earlier ones ended, every failed attempt.
+async fn job_lives(
+    pool: &sqlx::PgPool,
+    app: &str,
+    job_id: &str,
+) -> Result<pages::JobLives, PageError> {
+    let e = |e: sqlx::Error| PageError::from(error_page(e.into()));
+    let job = Some((app, job_id));
+    Ok(pages::JobLives {
+        life: store::life(pool, app, job_id)
+            .await
+            .map_err(e)?
+            .unwrap_or(1),
+        ended: wxnotify_services::dlq::store::lives(pool, job)
+            .await
+            .map_err(e)?,
+        attempts: wxnotify_services::dlq::history(pool, job)
+            .await
+            .map_err(e)?,
+    })
 }
 
 async fn app_op(

@@ -9,11 +9,14 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::admin::actions::ActionReport;
 use crate::admin::api::{DeadLetterDetail, DeliveryLookup};
+use crate::admin::console::charts::{self, Series, Window};
 use crate::admin::console::filter::FilterForm;
 use crate::admin::console::session::Session;
 use crate::admin::queues::QueueDepth;
-use crate::admin::store::{AppRow, MinuteCount, WorkerRow};
+use crate::admin::store::{Activity, AppRow, MinuteCount, WorkerRow};
+use wxnotify_services::dlq::AttemptRow;
 use wxnotify_services::dlq::query::{Groups, Page};
+use wxnotify_services::dlq::store::LifeRow;
 
 const CSS: &str = r#"
 *{box-sizing:border-box}
@@ -29,7 +32,7 @@ h1{font-size:1.35rem;margin:.2rem 0 1rem}
 h2{font-size:1.05rem;margin:1.2rem 0 .5rem}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:1rem}
 .card{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem 1rem;overflow-x:auto;min-width:0}
-td.name{white-space:normal;word-break:break-all}
+td.name{white-space:normal;word-break:normal;overflow-wrap:normal}
 .scroll{overflow-x:auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #eef0f3;vertical-align:top;white-space:nowrap}
@@ -53,7 +56,11 @@ button.danger{background:#c0392b;border-color:#c0392b}
 pre{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:.8rem;overflow-x:auto;font-size:.85rem}
 .paused{color:#c0392b;font-weight:600}
 .alert{background:#fdecea;border:1px solid #f5b7b1;padding:.6rem .8rem;border-radius:6px;margin-bottom:1rem}
-svg.chart{width:100%;height:120px;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
+svg.chart{width:100%;height:auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px;display:block}
+svg.bar{width:100%;height:22px;border-radius:4px;display:block}
+.legend{display:flex;flex-wrap:wrap;gap:.3rem 1rem;align-items:center;margin:.4rem 0 .8rem;font-size:.85rem}
+.legend .key i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;vertical-align:-1px}
+::placeholder{color:#9aa1ad;font-style:italic;opacity:1}
 .login{max-width:360px;margin:10vh auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:1.2rem}
 .login form{display:flex;flex-direction:column;gap:.8rem}
 @media (max-width:600px){main{padding:.6rem}th,td{padding:.35rem .4rem}}
@@ -132,31 +139,86 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
     )
 }
 
-/// Bars of sends per minute over `minutes` minutes ending now, as inline SVG.
-fn chart(points: &[MinuteCount], minutes: i64) -> Markup {
-    let now = Utc::now();
-    let start = now - chrono::Duration::minutes(minutes);
-    let max = points.iter().map(|p| p.sends).max().unwrap_or(0).max(1);
-    let total: i64 = points.iter().map(|p| p.sends).sum();
+/// The overview's chart over time: sends and deaths in 5-minute buckets over the last `hours`,
+/// a tick every 30 minutes.
+fn activity_chart(a: &Activity, hours: u32) -> Markup {
+    let window = Window::ending(
+        Utc::now(),
+        chrono::Duration::minutes(5),
+        hours as usize * 12,
+        chrono::Duration::minutes(30),
+    );
+    let points = |v: &[MinuteCount]| v.iter().map(|m| (m.minute, m.count)).collect();
+    let series = [
+        Series {
+            name: "sent".into(),
+            color: charts::SENT,
+            points: points(&a.sent),
+        },
+        Series {
+            name: "dead".into(),
+            color: charts::DEAD,
+            points: points(&a.dead),
+        },
+    ];
+    charts::time_bars(
+        "activity-chart",
+        &format!("sends and deaths per 5 minutes, last {hours} hours"),
+        &window,
+        &series,
+    )
+}
+
+/// The overview's outcomes as bars: `sent` first, then each dead reason, largest first.
+fn outcomes_chart(outcomes: &[(String, i64)]) -> Markup {
+    let mut palette = charts::PALETTE.iter().skip(1).cycle();
+    let items: Vec<(String, i64, &'static str)> = outcomes
+        .iter()
+        .map(|(k, n)| {
+            let color = if k == "sent" {
+                charts::SENT
+            } else {
+                palette.next().copied().unwrap_or(charts::DEAD)
+            };
+            (k.clone(), *n, color)
+        })
+        .collect();
+    charts::total_bars("outcomes-chart", "outcomes, last 24 hours", &items)
+}
+
+/// A queue's name with a line break allowed after each dot only, so a narrow column never cuts
+/// it mid-word.
+fn queue_name(name: &str) -> Markup {
+    let parts: Vec<&str> = name.split_inclusive('.').collect();
+    html! { @for p in parts { (p) wbr; } }
+}
+
+/// The queues as the overview lists them: lanes and dead letters always; a retry tier only when
+/// it holds messages; the empty tiers folded into one row.
+fn queue_rows(queues: &[QueueDepth]) -> Markup {
+    let is_tier = |q: &QueueDepth| q.name.contains(".retry.");
+    let (tiers, others): (Vec<&QueueDepth>, Vec<&QueueDepth>) =
+        queues.iter().partition(|q| is_tier(q));
+    let (busy, idle): (Vec<&QueueDepth>, Vec<&QueueDepth>) =
+        tiers.into_iter().partition(|q| q.messages.unwrap_or(0) > 0);
+    let tier_name = |q: &QueueDepth| q.name.rsplit(".retry.").next().unwrap_or("").to_owned();
     html! {
-        svg.chart #sends-chart viewBox=(format!("0 0 {minutes} 100")) preserveAspectRatio="none" role="img" aria-label="sends per minute" {
-            @for p in points {
-                @let x = (p.minute - start).num_minutes();
-                @if (0..minutes).contains(&x) {
-                    @let h = (p.sends as f64 / max as f64 * 96.0).max(1.0);
-                    rect x=(x) y=(format!("{:.1}", 100.0 - h)) width="0.9" height=(format!("{h:.1}")) fill="#1a5fd0" {
-                        title { (time(&p.minute)) ": " (p.sends) }
-                    }
-                }
+        @for q in others.iter().chain(&busy) {
+            tr.queue { td.name { (queue_name(&q.name)) } td { (opt(&q.messages)) } td { (opt(&q.consumers)) } }
+        }
+        @if !idle.is_empty() {
+            tr.queue #idle-retry-tiers {
+                td.name { (idle.len()) " retry tiers, empty" br; span.muted { (idle.iter().map(|q| tier_name(q)).collect::<Vec<_>>().join(" · ")) } }
+                td { "0" }
+                td { "–" }
             }
         }
-        p.muted { (total) " sent in the last " (minutes / 60) " hours; peak " (max) " per minute." }
     }
 }
 
 /// Everything the overview shows.
 pub struct Overview {
-    pub sends: Vec<MinuteCount>,
+    pub activity: Activity,
     pub outcomes: Vec<(String, i64)>,
     pub queues: Result<Vec<QueueDepth>, String>,
     pub workers: Vec<WorkerRow>,
@@ -181,19 +243,18 @@ pub fn overview(s: &Session, o: &Overview, notice: Option<&str>) -> Markup {
                     }
                 }
             }
-            h2 { "Sends per minute" }
-            (chart(&o.sends, o.hours as i64 * 60))
+            h2 { "Sends and deaths over time" }
+            (activity_chart(&o.activity, o.hours))
             div.cards {
                 div.card {
                     h2 { "Outcomes, last 24 hours" }
-                    table #outcomes { tr { th { "outcome" } th { "jobs" } }
-                        @for (k, n) in &o.outcomes { tr { td { (k) } td { (n) } } } }
+                    (outcomes_chart(&o.outcomes))
                 }
                 div.card {
                     h2 { "Queues" }
                     @match &o.queues {
                         Ok(qs) => table #queues { tr { th { "queue" } th { "ready" } th { "consumers" } }
-                            @for q in qs { tr { td.name { (q.name) } td { (opt(&q.messages)) } td { (opt(&q.consumers)) } } } },
+                            (queue_rows(qs)) },
                         Err(e) => p.error { "RabbitMQ did not answer: " (e) },
                     }
                 }
@@ -247,20 +308,50 @@ pub struct LetterList<'a> {
     pub total: i64,
     pub groups: Groups,
     pub after: Option<i64>,
+    /// The matching letters of the last day by hour and reason: `(hour, reason, count)`.
+    pub by_hour: Vec<(DateTime<Utc>, String, i64)>,
+}
+
+/// The dead-letter page's chart: the matching letters of the last 24 hours by hour, stacked by
+/// reason, a tick every 3 hours.
+fn dead_chart(by_hour: &[(DateTime<Utc>, String, i64)]) -> Markup {
+    let window = Window::ending(
+        Utc::now(),
+        chrono::Duration::hours(1),
+        24,
+        chrono::Duration::hours(3),
+    );
+    let mut series: Vec<Series> = Vec::new();
+    for (hour, reason, n) in by_hour {
+        match series.iter_mut().find(|s| &s.name == reason) {
+            Some(s) => s.points.push((*hour, *n)),
+            None => series.push(Series {
+                name: reason.clone(),
+                color: charts::PALETTE[series.len().min(charts::PALETTE.len() - 1)],
+                points: vec![(*hour, *n)],
+            }),
+        }
+    }
+    charts::time_bars(
+        "dead-chart",
+        "dead letters per hour by reason, last 24 hours",
+        &window,
+        &series,
+    )
 }
 
 fn filter_form(f: &FilterForm) -> Markup {
     html! {
         form #filter method="get" action="/admin/dead-letters" {
             div.filters {
-                label { "App" input type="text" name="app" value=(f.app); }
-                label { "Reason" input type="text" name="reason" value=(f.reason) placeholder="retries_exhausted"; }
-                label { "Errcode" input type="text" name="errcode" value=(f.errcode) inputmode="numeric"; }
-                label { "Template" input type="text" name="template" value=(f.template); }
-                label { "Campaign" input type="text" name="campaign" value=(f.campaign); }
-                label { "Since (UTC)" input type="text" name="since" value=(f.since) placeholder="2026-11-30T08:00"; }
-                label { "Until (UTC)" input type="text" name="until" value=(f.until); }
-                label { "Text in job or message" input type="text" name="text" value=(f.text); }
+                label { "App" input type="text" name="app" value=(f.app) placeholder="e.g. default"; }
+                label { "Reason" input type="text" name="reason" value=(f.reason) placeholder="e.g. retries_exhausted"; }
+                label { "Errcode" input type="text" name="errcode" value=(f.errcode) inputmode="numeric" placeholder="e.g. 45009"; }
+                label { "Template" input type="text" name="template" value=(f.template) placeholder="e.g. a template id"; }
+                label { "Campaign" input type="text" name="campaign" value=(f.campaign) placeholder="e.g. a campaign id"; }
+                label { "Since (UTC)" input type="text" name="since" value=(f.since) placeholder="e.g. 2026-11-30T08:00"; }
+                label { "Until (UTC)" input type="text" name="until" value=(f.until) placeholder="e.g. 2026-11-30"; }
+                label { "Text in job or message" input type="text" name="text" value=(f.text) placeholder="e.g. a rid or an openid"; }
                 label.check { input type="checkbox" name="include_replayed" checked[f.include_replayed]; "include replayed" }
                 div { button #apply type="submit" { "Filter" } " " a.button.secondary href="/admin/dead-letters" { "Clear" } }
             }
@@ -290,6 +381,8 @@ pub fn letters(s: &Session, l: &LetterList<'_>) -> Markup {
             @if let Some(n) = &l.notice { p.notice #notice { (n) } }
             @if let Some(e) = &l.error { p.error #filter-error { (e) } }
             (filter_form(l.form))
+            h2 { "The last 24 hours, by hour and reason" }
+            (dead_chart(&l.by_hour))
             p #total { b #total-count { (l.total) } " matching" @if !l.form.include_replayed { " (open letters)" } }
             div.groups #by-errcode {
                 span.muted { "by errcode:" }
@@ -327,7 +420,7 @@ pub fn letters(s: &Session, l: &LetterList<'_>) -> Markup {
                                 td { (time(&d.created_at)) @if d.replayed_at.is_some() { br; span.muted { "replayed" } } }
                                 td { (opt(&d.app)) }
                                 td { (d.reason) }
-                                td { (opt(&d.errcode)) }
+                                td { @if let Some(e) = d.errcode { (e) } @else { span.muted.internal { "wxnotify" } } }
                                 td { (d.job.as_ref().and_then(|j| j.get("template_id")).and_then(|t| t.as_str()).unwrap_or("–")) }
                                 td { (d.attempts) }
                                 td.msg { (d.errmsg.as_deref().unwrap_or("").chars().take(160).collect::<String>()) }
@@ -411,14 +504,22 @@ pub fn letter(s: &Session, d: &DeadLetterDetail) -> Markup {
                         tr { th { "job id" } td { @if let Some(j) = &l.job_id { a href=(job_link(j, l.app.as_deref())) { (j) } } @else { "–" } } }
                         tr { th { "app" } td { (opt(&l.app)) } }
                         tr { th { "reason" } td #reason { (l.reason) } }
-                        tr { th { "errcode" } td { (opt(&l.errcode)) } }
+                        tr { th { "errcode" } td { @if let Some(e) = l.errcode { (e) } @else { span.muted { "none: wxnotify's own" } } } }
                         tr { th { "died" } td { (time(&l.created_at)) " UTC" } }
                         tr { th { "attempts" } td { (l.attempts) " (" (l.source) ")" } }
                         tr { th { "replayed" } td { (l.replayed_at.as_ref().map(time).unwrap_or_else(|| "no".into())) } }
                         @if let Some(dl) = &d.delivery { tr { th { "job now" } td #job-state { (dl.state) } } }
                     }
                 }
-                div.card { h2 { "WeChat's message" } p.msg { (l.errmsg.as_deref().unwrap_or("–")) } }
+                @if l.errcode.is_some() {
+                    div.card #message { h2 #message-source { "WeChat's message" } p.msg { (l.errmsg.as_deref().unwrap_or("–")) } }
+                } @else {
+                    div.card #message {
+                        h2 #message-source { "wxnotify's reason" }
+                        p.msg { (l.errmsg.as_deref().unwrap_or("–")) }
+                        p.muted { "It died inside wxnotify (" (l.reason) "): WeChat gave no errcode for it." }
+                    }
+                }
             }
             @if s.is_admin() && l.replayed_at.is_none() {
                 form method="post" action="/admin/dead-letters/confirm" {
@@ -445,8 +546,41 @@ pub fn letter(s: &Session, d: &DeadLetterDetail) -> Markup {
     )
 }
 
+/// One job's lives, for its page: a replayed job shows the life it is in, and the earlier ones
+/// in its history.
+pub struct JobLives {
+    /// The life it is in (1, then +1 per replay).
+    pub life: i32,
+    /// The lives that ended in a dead letter, oldest first.
+    pub ended: Vec<LifeRow>,
+    /// Its failed attempts, of every life, oldest first.
+    pub attempts: Vec<AttemptRow>,
+}
+
+impl JobLives {
+    /// The last failed attempt of the life the job is in, if it had one.
+    fn last_failure(&self) -> Option<&AttemptRow> {
+        self.attempts.iter().rev().find(|a| a.life == self.life)
+    }
+}
+
+/// An errcode and message; a death without an errcode is wxnotify's, and says so.
+fn error_text(errcode: Option<i64>, errmsg: Option<&str>) -> Markup {
+    html! {
+        @match errcode {
+            Some(code) => { (code) " " (errmsg.unwrap_or("")) }
+            None => @if let Some(m) = errmsg { span.muted { "wxnotify: " } (m) },
+        }
+    }
+}
+
 /// `/admin/jobs`.
-pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>) -> Markup {
+pub fn jobs(
+    s: &Session,
+    q: &str,
+    found: Option<Result<DeliveryLookup, String>>,
+    lives: Option<&JobLives>,
+) -> Markup {
     layout(
         "Job lookup",
         Some(s),
@@ -454,7 +588,7 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
             h1 { "Job lookup" }
             form #lookup method="get" action="/admin/jobs" {
                 div.filters {
-                    label { "Job id, or a recipient (openid / unionid)" input #q type="text" name="q" value=(q); }
+                    label { "Job id, or a recipient (openid / unionid)" input #q type="text" name="q" value=(q) placeholder="e.g. order-1042, or an openid"; }
                     div { button #find type="submit" { "Find" } }
                 }
             }
@@ -464,9 +598,16 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
                 Some(Ok(found)) => {
                     @if found.deliveries.is_empty() { p.muted #not-found { "No job with this id or recipient is in the ledger." } }
                     @else {
+                        @if let Some(l) = lives.filter(|l| l.life > 1) {
+                            p.notice #life {
+                                "Life " b { (l.life) } ": replayed " (l.life - 1) " time" @if l.life > 2 { "s" }
+                                ". What follows is this life; the earlier ones are in the history below."
+                            }
+                        }
                         div.scroll {
                             table #deliveries {
-                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "channel" } th { "msgid" } th { "receipt" } th { "updated (UTC)" } th { "last error" } }
+                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "channel" } th { "msgid" } th { "receipt" } th { "updated (UTC)" }
+                                    th { @if lives.is_some() { "last error (this life)" } @else { "last error" } } }
                                 @for d in &found.deliveries {
                                     tr {
                                         td { a href=(job_link(&d.job_id, Some(&d.app))) { (d.job_id) } }
@@ -479,7 +620,11 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
                                         td { (opt(&d.msgid)) }
                                         td { (opt(&d.receipt_status)) }
                                         td { (time(&d.updated_at)) }
-                                        td.msg { (opt(&d.last_errcode)) " " (d.last_errmsg.as_deref().unwrap_or("")) }
+                                        @if let Some(l) = lives {
+                                            td.msg #last-error { @if let Some(a) = l.last_failure() { (error_text(a.errcode, a.errmsg.as_deref())) } @else { "–" } }
+                                        } @else {
+                                            td.msg { (error_text(d.last_errcode, d.last_errmsg.as_deref())) }
+                                        }
                                     }
                                 }
                             }
@@ -488,9 +633,20 @@ pub fn jobs(s: &Session, q: &str, found: Option<Result<DeliveryLookup, String>>)
                     @if !found.dead_letter_ids.is_empty() {
                         p { "Dead letters: " @for id in &found.dead_letter_ids { a href=(format!("/admin/dead-letters/{id}")) { (id) } " " } }
                     }
-                    @if !found.attempts.is_empty() {
+                    @if let Some(l) = lives.filter(|l| !l.ended.is_empty()) {
+                        h2 { "History" }
+                        div.scroll { table #lives { tr { th { "life" } th { "ended (UTC)" } th { "how" } th { "attempts by then" } th { "replayed (UTC)" } }
+                            @for e in &l.ended { tr.life { td { (e.life) } td { (time(&e.ended_at)) } td { "dead: " (e.reason) " (" a href=(format!("/admin/dead-letters/{}", e.dead_letter_id)) { "letter " (e.dead_letter_id) } ")" } td { (e.attempts) } td { (e.replayed_at.as_ref().map(time).unwrap_or_else(|| "–".into())) } } }
+                            @if l.ended.last().is_some_and(|e| e.life < l.life) { tr.life.current { td { (l.life) } td { "–" } td { "this life: " @for d in found.deliveries.iter().take(1) { b { (d.state) } } } td { "–" } td { "–" } } }
+                        } }
+                    }
+                    @if let Some(l) = lives.filter(|l| !l.attempts.is_empty()) {
+                        h2 { "Failed attempts" }
+                        div.scroll { table #attempts { tr { th { "#" } th { "life" } th { "at (UTC)" } th { "outcome" } th { "errcode" } th { "message" } }
+                            @for a in &l.attempts { tr.earlier-life[a.life < l.life] { td { (a.attempt) } td { (a.life) } td { (time(&a.at)) } td { (a.outcome) } td { (opt(&a.errcode)) } td.msg { @if a.errcode.is_none() && a.errmsg.is_some() { span.muted { "wxnotify: " } } (a.errmsg.as_deref().unwrap_or("")) } } } } }
+                    } @else if lives.is_none() && !found.attempts.is_empty() {
                         h2 { "Attempts" }
-                        div.scroll { table { tr { th { "#" } th { "at (UTC)" } th { "outcome" } th { "errcode" } th { "rid" } th { "errmsg" } }
+                        div.scroll { table #attempts { tr { th { "#" } th { "at (UTC)" } th { "outcome" } th { "errcode" } th { "rid" } th { "errmsg" } }
                             @for a in &found.attempts { tr { td { (a.attempt) } td { (time(&a.at)) } td { (a.outcome) } td { (opt(&a.errcode)) } td { (opt(&a.rid)) } td.msg { (a.errmsg.as_deref().unwrap_or("")) } } } } }
                     }
                 }

@@ -33,7 +33,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 mod dispatch;
 mod lane;
-mod outbox;
+pub(crate) mod outbox;
 mod post;
 mod signature;
 mod store;

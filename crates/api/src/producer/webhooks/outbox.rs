@@ -130,3 +130,26 @@ pub(super) async fn settle(
     }
     Ok(())
 }
+
+/// Events waiting to be posted (neither delivered nor given up), and the age of the oldest in
+/// seconds (0 when none waits).
+pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*),
+                coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+         FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Sets `wxnotify_webhook_backlog` and `wxnotify_webhook_backlog_oldest_seconds`.
+pub async fn export_backlog(pool: &PgPool) {
+    match backlog(pool).await {
+        Ok((waiting, oldest)) => {
+            metrics::gauge!("wxnotify_webhook_backlog").set(waiting as f64);
+            metrics::gauge!("wxnotify_webhook_backlog_oldest_seconds").set(oldest.max(0.0));
+        }
+        Err(e) => tracing::warn!(error = %e, "counting the webhook backlog failed"),
+    }
+}

@@ -183,6 +183,8 @@ impl TokenStore {
         app: &AppName,
         error: WechatError,
     ) -> Result<Cached, TokenError> {
+        metrics::counter!("wxnotify_token_refresh_failures_total", "app" => app.to_string())
+            .increment(1);
         match self.stored(app).await? {
             Some(stored) if !stored.until_expiry.is_zero() => {
                 tracing::warn!(

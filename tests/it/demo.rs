@@ -40,8 +40,14 @@ async fn the_demo_runs_and_every_job_ends_in_the_state_it_must_have() {
         "not_following",
         "expired",
         "payload_rejected",
+        "no_channel",
     ] {
         assert!(dead.contains_key(reason), "no {reason} in {dead:?}");
     }
     assert!(report["receipts_stored"].as_u64().unwrap() > 0);
+    // People who do not follow the OA and granted the subscribe template got it.
+    assert!(
+        report["wechat_subscribe_accepted"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
 }

@@ -204,7 +204,11 @@ async fn a_live_claim_makes_a_twin_wait_instead_of_sending() {
         .await
         .unwrap();
     let openid = OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
-    assert!(live.record_sent(&j, &claim, &openid, 42).await.unwrap());
+    assert!(
+        live.record_sent(&j, &claim, Some(&openid), Some(42))
+            .await
+            .unwrap()
+    );
     wait_stats(&worker, "the twin is a duplicate", |s| s.duplicate >= 1).await;
     let stats = worker.stop().await;
     assert_eq!(stats.sent, 0, "{stats:?}");
@@ -220,10 +224,18 @@ async fn a_write_whose_reply_was_lost_is_not_counted_twice() {
         panic!("the first claim is an attempt");
     };
     let openid = OpenId::parse(mock_wechat::oa_openid(1)).unwrap();
-    assert!(ledger.record_sent(&j, &claim, &openid, 7).await.unwrap());
+    assert!(
+        ledger
+            .record_sent(&j, &claim, Some(&openid), Some(7))
+            .await
+            .unwrap()
+    );
     // The same write again, as the consumer retries it when the commit's reply was lost.
     assert!(
-        ledger.record_sent(&j, &claim, &openid, 7).await.unwrap(),
+        ledger
+            .record_sent(&j, &claim, Some(&openid), Some(7))
+            .await
+            .unwrap(),
         "this claim's own committed write is recognised"
     );
     let (dups, attempts): (i32, i32) =

@@ -38,6 +38,7 @@ mod queue;
 mod real_wechat;
 mod resilience;
 mod rules;
+mod second_channel;
 mod shared_rate;
 mod signals;
 mod subscriptions;

@@ -585,7 +585,10 @@ async fn the_enqueue_command_publishes_one_job_from_flags() {
         .unwrap();
     let job = Job::from_json(&msg.delivery.data).unwrap();
     assert_eq!(job.id.as_str(), "order-9");
-    assert_eq!(job.data.get("time2"), Some("2026-11-24 10:00"));
+    assert_eq!(
+        job.data.as_ref().and_then(|d| d.get("time2")),
+        Some("2026-11-24 10:00")
+    );
 }
 
 #[tokio::test]

@@ -180,7 +180,7 @@ async fn a_category_template_the_list_lacks_is_sent_and_an_unknown_one_dies_on_w
     );
     let category = shipped(1, "订单已发货");
     let mut unknown = shipped(2, "订单已发货");
-    unknown.template_id = "TPL_NO_SUCH".parse().unwrap();
+    unknown.template_id = Some("TPL_NO_SUCH".parse().unwrap());
     sys.publish(&[category.clone(), unknown.clone()]).await;
     sys.wait_finished(2, WAIT).await;
     worker.stop().await;

@@ -409,6 +409,7 @@ fn oa_credentials() -> OaCredentials {
         appid: AppId::parse(mock_wechat::MOCK_OA_APPID).unwrap(),
         secret: mock_wechat::MOCK_OA_SECRET.to_owned().into(),
         source: TokenSource::Stable,
+        mini_program: None,
     }
 }
 

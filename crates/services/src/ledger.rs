@@ -11,7 +11,8 @@
 //! worker may have sent before it died, the job's outcome is then uncertain from the old claim's
 //! time on. `attempts` counts sends made, never claims.
 //!
-//! By responsibility: [`claims`] (the batched claim-and-look-up), [`sends`] (the batched record
+//! By responsibility: [`claims`] (the batched claim-and-look-up), [`grants`] (the subscribe
+//! grants reserved with a claim), [`sends`] (the batched record
 //! of accepted sends) and [`outcomes`] (retries, give-backs, deaths and malformed messages, one
 //! statement or transaction each); [`outcome`]: what became of a delivery and why it died;
 //! [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid; [`reviews`]: held
@@ -34,6 +35,7 @@ use crate::ledger::resolve::Lookup;
 use wxnotify_core::batch::Batcher;
 
 mod claims;
+mod grants;
 pub mod marks;
 pub mod outcome;
 mod outcomes;
@@ -88,6 +90,24 @@ pub struct Claim {
     pub uncertain_since: Option<DateTime<Utc>>,
 }
 
+/// The ledger's name of the Mini Program subscribe channel (`deliveries.channel`).
+pub const MP_SUBSCRIBE: &str = "mp_subscribe";
+/// The ledger's name of the OA template message channel (`deliveries.channel`).
+pub const OA_TEMPLATE: &str = "oa_template";
+
+/// The subscribe grant a claim holds for its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// None: the job goes by the OA, has no subscribe message, or the person has no grant left.
+    None,
+    /// This claim reserved one of the person's grants; the subscribe message goes to this Mini
+    /// Program openid.
+    Reserved(wxnotify_core::domain::OpenId),
+    /// A lapsed claim of the job held one: its subscribe send may have been made, and a subscribe
+    /// message is never sent twice.
+    Inherited,
+}
+
 /// What the claim of a job found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -97,6 +117,8 @@ pub enum Admission {
         claim: Claim,
         /// The recipient look-up.
         lookup: Lookup,
+        /// The subscribe grant the claim holds.
+        grant: Grant,
     },
     /// Another delivery of the same job id holds a live claim: do not send; try again later.
     Busy,

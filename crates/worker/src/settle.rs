@@ -69,10 +69,11 @@ impl Pipeline {
     async fn settle_attempt(&self, a: &Attempt) -> Result<Outcome, DbError> {
         let ledger = self.ledger();
         let written = match &a.outcome {
-            Outcome::Sent { msgid } => {
-                let openid = a.oa_openid.as_ref().expect("a sent job has its recipient");
-                Written::from_recorded(ledger.record_sent(&a.job, &a.claim, openid, *msgid).await?)
-            }
+            Outcome::Sent { msgid } => Written::from_recorded(
+                ledger
+                    .record_sent(&a.job, &a.claim, a.oa_openid.as_ref(), *msgid)
+                    .await?,
+            ),
             Outcome::Retry { failure, .. } => {
                 ledger
                     .record_retry(&RetryRecord {
@@ -92,12 +93,8 @@ impl Pipeline {
                     Outcome::HeldForReview { .. } => AnsweredState::Held,
                     _ => AnsweredState::Duplicate,
                 };
-                let openid = a
-                    .oa_openid
-                    .as_ref()
-                    .expect("an answered job has its recipient");
                 ledger
-                    .record_answered(&a.job, &a.claim, openid, state, failure)
+                    .record_answered(&a.job, &a.claim, a.oa_openid.as_ref(), state, failure)
                     .await?
             }
             Outcome::Dead { reason, failure } => {

@@ -172,7 +172,7 @@ impl Rules {
             .await
             .map_err(Stop::Unrecorded)?;
         Ok(Some(Job {
-            data,
+            data: Some(data),
             ..job.clone()
         }))
     }
@@ -255,7 +255,8 @@ impl Rules {
         self.catalog
             .read()
             .app(&job.app)
-            .and_then(|c| c.templates.get(job.template_id.as_str()))
+            .zip(job.template_id.as_ref())
+            .and_then(|(c, t)| c.templates.get(t.as_str()))
             .is_some_and(|t| t.is_live())
     }
 

@@ -7,16 +7,17 @@ use wxnotify_services::dlq::{DeadLetterRow, Touched};
 /// The letters of `list`.
 pub(super) fn table(rows: &[DeadLetterRow]) {
     println!(
-        "{:>8}  {:<20}  {:<36}  {:>7}  {:<20}  message",
-        "id", "reason", "job id", "errcode", "dead at"
+        "{:>8}  {:<20}  {:<36}  {:<12}  {:>7}  {:<20}  message",
+        "id", "reason", "job id", "channel", "errcode", "dead at"
     );
     for r in rows {
         let message: String = r.errmsg.as_deref().unwrap_or("").chars().take(60).collect();
         println!(
-            "{:>8}  {:<20}  {:<36}  {:>7}  {:<20}  {}{}",
+            "{:>8}  {:<20}  {:<36}  {:<12}  {:>7}  {:<20}  {}{}",
             r.id,
             r.reason,
             r.job_id.as_deref().unwrap_or("-"),
+            r.channel.as_deref().unwrap_or("-"),
             r.errcode
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),

@@ -42,6 +42,8 @@ pub struct DeliveryRow {
     pub last_errmsg: Option<String>,
     /// Why it died, if it did.
     pub dead_reason: Option<String>,
+    /// The channel that sent it: `oa_template` or `mp_subscribe` (none before a send).
+    pub channel: Option<String>,
     /// The delivery receipt's status (TEMPLATESENDJOBFINISH), when one came.
     pub receipt_status: Option<String>,
     /// When the receipt came.
@@ -54,7 +56,7 @@ pub struct DeliveryRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-const DELIVERY_COLUMNS: &str = "job_id, app, recipient_kind, recipient, oa_openid, template_id, campaign_id, state, attempts, duplicates, msgid, last_errcode, last_errmsg, dead_reason, receipt_status, receipt_at, created_at, updated_at, sent_at";
+const DELIVERY_COLUMNS: &str = "job_id, app, recipient_kind, recipient, oa_openid, template_id, campaign_id, state, attempts, duplicates, msgid, last_errcode, last_errmsg, dead_reason, channel, receipt_status, receipt_at, created_at, updated_at, sent_at";
 
 /// The ledger rows of a job id: the one of `app`, or of every app that used the id (job ids
 /// are per app).

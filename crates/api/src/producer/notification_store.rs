@@ -204,6 +204,11 @@ pub struct NotificationStatus {
     /// When WeChat accepted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// Which channel sent it (or tried, for a job dead after a send): `oa_template` (the OA's
+    /// template message) or `mp_subscribe` (the Mini Program's subscribe message). A subscribe
+    /// message may have no `msgid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// When WeChat held it for its content review (40252). A `sent` notification with
     /// `held_at` (and no `msgid`) was delivered after the review.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,6 +246,7 @@ struct StatusRow {
     life: Option<i32>,
     msgid: Option<i64>,
     sent_at: Option<DateTime<Utc>>,
+    channel: Option<String>,
     held_at: Option<DateTime<Utc>>,
     receipt_status: Option<String>,
     receipt_at: Option<DateTime<Utc>>,
@@ -261,7 +267,7 @@ pub async fn statuses(
                 -- A replayed job's errors are those of its current life only.
                 CASE WHEN d.life > 1 THEN e.errcode ELSE d.last_errcode END AS last_errcode,
                 CASE WHEN d.life > 1 THEN e.errmsg ELSE d.last_errmsg END AS last_errmsg,
-                d.msgid, d.sent_at, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
+                d.msgid, d.sent_at, d.channel, d.held_at, d.receipt_status, d.receipt_at, d.updated_at
          FROM (SELECT * FROM api_notifications WHERE app = $2 AND job_id = ANY($1)) a
          FULL JOIN (SELECT * FROM deliveries WHERE app = $2 AND job_id = ANY($1)) d
              ON d.job_id = a.job_id
@@ -313,6 +319,7 @@ fn status_of(r: StatusRow) -> Option<NotificationStatus> {
         life: r.life.unwrap_or(1),
         msgid: r.msgid.map(|m| m.to_string()),
         sent_at: r.sent_at,
+        channel: r.channel,
         held_at: r.held_at,
         receipt: r.receipt_status.map(|status| Receipt {
             status,

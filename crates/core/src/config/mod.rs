@@ -110,6 +110,7 @@ impl From<&AppConfig> for crate::wechat::OaCredentials {
             appid: a.oa_appid.clone(),
             secret: a.oa_secret.clone(),
             source: a.token_source,
+            mini_program: a.mp_appid.clone().zip(a.mp_secret.clone()),
         }
     }
 }

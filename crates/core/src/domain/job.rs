@@ -34,7 +34,39 @@ pub struct MiniProgramLink {
     pub pagepath: String,
 }
 
-/// A request to send one template message to one person.
+/// `miniprogram_state` of a subscribe message: which version of the Mini Program a tap opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MiniprogramState {
+    /// The developer version.
+    Developer,
+    /// The trial version.
+    Trial,
+    /// The released version (WeChat's default).
+    Formal,
+}
+
+/// The Mini Program subscribe message a job sends when the person does not follow the OA (or
+/// when the job has no OA template message): it spends one of the person's grants for
+/// `template_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MpSubscribe {
+    /// The Mini Program's subscribe template (`priTmplId`).
+    pub template_id: TemplateId,
+    /// The template's fields, in the same form as the OA template's `data`.
+    pub data: TemplateData,
+    /// A page of the released Mini Program opened on tap, without a leading `/`, query allowed
+    /// (`pages/order?id=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Which version of the Mini Program a tap opens (WeChat's default: `formal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miniprogram_state: Option<MiniprogramState>,
+}
+
+/// A request to send one notification to one person: the OA template message (`template_id`,
+/// `data`), the Mini Program subscribe message (`mp_subscribe`), or either, the OA's first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     deny_unknown_fields,
@@ -50,10 +82,12 @@ pub struct Job {
     pub app: AppName,
     /// The recipient.
     pub to: Recipient,
-    /// The OA template.
-    pub template_id: TemplateId,
-    /// The template's fields.
-    pub data: TemplateData,
+    /// The OA template (with `data`; leave both out for a job that only has `mp_subscribe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<TemplateId>,
+    /// The OA template's fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<TemplateData>,
     /// Optional web page opened on tap (http or https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Url>,
@@ -71,6 +105,11 @@ pub struct Job {
     /// the ledger (`deliveries.truncated`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncate: bool,
+    /// The Mini Program subscribe message sent when the person does not follow the OA and holds
+    /// a grant for its template; without it such a person's job dies `not_following`, with it
+    /// (and no grant left) `no_channel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mp_subscribe: Option<MpSubscribe>,
 }
 
 thread_local! {
@@ -103,6 +142,21 @@ pub enum JobError {
         "miniprogram.pagepath must be a page path like \"pages/order?id=1\": no leading '/', no whitespace, at most {MAX_PAGEPATH_BYTES} bytes"
     )]
     BadPagepath,
+    /// `mp_subscribe.page` has a leading `/`, whitespace, or is too long or empty.
+    #[error(
+        "mp_subscribe.page must be a page path like \"pages/order?id=1\": no leading '/', no whitespace, at most {MAX_PAGEPATH_BYTES} bytes"
+    )]
+    BadPage,
+    /// `template_id` without `data` or the other way round.
+    #[error(
+        "template_id and data go together: give both (the OA template message) or neither (a job with only mp_subscribe)"
+    )]
+    HalfOaMessage,
+    /// Neither an OA template message nor a subscribe message.
+    #[error(
+        "nothing to send: give template_id and data (the OA template message), mp_subscribe (the Mini Program subscribe message), or both"
+    )]
+    NoMessage,
 }
 
 impl Job {
@@ -112,13 +166,29 @@ impl Job {
             id: JobId::generate(),
             app: AppName::default_app(),
             to,
-            template_id,
-            data,
+            template_id: Some(template_id),
+            data: Some(data),
             url: None,
             miniprogram: None,
             not_after: None,
             campaign_id: None,
             truncate: false,
+            mp_subscribe: None,
+        }
+    }
+
+    /// The OA template message, when the job has one.
+    pub fn oa_message(&self) -> Option<(&TemplateId, &TemplateData)> {
+        self.template_id.as_ref().zip(self.data.as_ref())
+    }
+
+    /// The template the ledger files the job under: the OA template, else the subscribe
+    /// template. Every checked job has one.
+    pub fn ledger_template(&self) -> &str {
+        match (&self.template_id, &self.mp_subscribe) {
+            (Some(t), _) => t.as_str(),
+            (None, Some(mp)) => mp.template_id.as_str(),
+            (None, None) => "",
         }
     }
 
@@ -156,6 +226,16 @@ impl Job {
         }
         if let Some(mp) = &self.miniprogram {
             check_pagepath(&mp.pagepath)?;
+        }
+        if self.template_id.is_some() != self.data.is_some() {
+            return Err(JobError::HalfOaMessage);
+        }
+        if let Some(sub) = &self.mp_subscribe {
+            if let Some(page) = &sub.page {
+                check_pagepath(page).map_err(|_| JobError::BadPage)?;
+            }
+        } else if self.template_id.is_none() {
+            return Err(JobError::NoMessage);
         }
         Ok(())
     }
@@ -297,6 +377,16 @@ mod tests {
                 r#"{"to":{"unionid":"u"},"template_id":"t","data":{"k":"v"},"extra":1}"#,
                 "unknown field `extra`",
             ),
+            (r#"{"to":{"unionid":"u"},"template_id":"t"}"#, "go together"),
+            (r#"{"to":{"unionid":"u"}}"#, "nothing to send"),
+            (
+                r#"{"to":{"unionid":"u"},"mp_subscribe":{"template_id":"m","data":{"k":"v"},"page":"/index"}}"#,
+                "mp_subscribe.page",
+            ),
+            (
+                r#"{"to":{"unionid":"u"},"mp_subscribe":{"template_id":"m","data":{"k":"v"},"miniprogram_state":"beta"}}"#,
+                "unknown variant `beta`",
+            ),
         ];
         for (input, expect) in cases {
             let err = Job::from_json(input.as_bytes()).unwrap_err().to_string();
@@ -314,6 +404,19 @@ mod tests {
         assert_eq!(c.id.as_str(), "m-1");
         let d = Job::from_json_with_fallback_id(GOOD.as_bytes(), Some("m-1")).unwrap();
         assert_eq!(d.id.as_str(), "order-1-shipped");
+    }
+
+    #[test]
+    fn a_job_may_carry_only_the_subscribe_message() {
+        let job = Job::from_json(
+            br#"{"to":{"mp_openid":"oMP1"},"mp_subscribe":{"template_id":"mT1","data":{"thing1":"v"},"page":"index?x=1","miniprogram_state":"trial"}}"#,
+        )
+        .unwrap();
+        assert!(job.oa_message().is_none());
+        assert_eq!(job.ledger_template(), "mT1");
+        let sub = job.mp_subscribe.as_ref().unwrap();
+        assert_eq!(sub.miniprogram_state, Some(MiniprogramState::Trial));
+        assert_eq!(Job::from_json(&job.to_json()).unwrap(), job);
     }
 
     #[test]

@@ -8,6 +8,6 @@ pub mod lane;
 pub mod template;
 
 pub use ids::{AppId, AppName, IdError, JobId, OpenId, UnionId};
-pub use job::{Job, JobError, MiniProgramLink, Recipient};
+pub use job::{Job, JobError, MiniProgramLink, MiniprogramState, MpSubscribe, Recipient};
 pub use lane::Lane;
 pub use template::{FieldKey, TemplateData, TemplateId};

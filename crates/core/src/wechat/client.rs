@@ -4,7 +4,7 @@
 //! the caller what to do. URLs carry the access token, so nothing here logs or returns a raw URL.
 //!
 //! By responsibility: [`transport`] (the one request path), [`tokens`], [`followers`],
-//! [`login`], [`templates`] (one module per API family), [`rules`] (quota and blocked
+//! [`login`], [`templates`], [`subscribe`] (one module per API family), [`rules`] (quota and blocked
 //! messages), and [`error`] (what a failure means).
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ mod error;
 mod followers;
 mod login;
 pub mod rules;
+mod subscribe;
 mod templates;
 mod tokens;
 mod transport;
@@ -23,6 +24,7 @@ pub use error::WechatError;
 pub use followers::{BATCHGET_MAX, FollowerPage, UserInfo};
 pub use login::MpSession;
 pub use rules::{ApiQuota, BlockedMessage, TEMPLATE_SEND_CGI_PATH};
+pub use subscribe::SubscribeMessage;
 pub use templates::{PrivateTemplate, TemplateMessage, template_keys};
 pub use tokens::{AccessToken, FetchedToken};
 // The Mini Program's subscribe template list.

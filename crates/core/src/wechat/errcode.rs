@@ -51,6 +51,10 @@ pub enum PermanentKind {
 /// unsubscribed when a send gets it.
 pub const REQUIRE_SUBSCRIBE: i64 = 43004;
 
+/// A subscribe send found no grant at WeChat (the person refused, cancelled, or has none left):
+/// the grant count is written off.
+pub const SUBSCRIBE_NO_GRANT: i64 = 43101;
+
 /// The per-minute quota of an API is used up (`api minute-quota reach limit`): transient, but a
 /// login answers it with 429 rather than 503 so the client slows down.
 pub const MINUTE_QUOTA: i64 = 45011;

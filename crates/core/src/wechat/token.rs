@@ -65,6 +65,27 @@ pub struct OaCredentials {
     pub secret: SecretString,
     /// Where its access tokens come from.
     pub source: TokenSource,
+    /// The Mini Program's appid and AppSecret, when configured: its own access token sends
+    /// subscribe messages.
+    pub mini_program: Option<(AppId, SecretString)>,
+}
+
+/// Whose access tokens a store keeps: the Official Accounts' or the Mini Programs'. Each app has
+/// one row of each kind in `access_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenKind {
+    Oa,
+    Mp,
+}
+
+impl TokenKind {
+    /// The `access_tokens.kind` value.
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Oa => "oa",
+            TokenKind::Mp => "mp",
+        }
+    }
 }
 
 /// How long a refresher may hold the lease before others may take over.
@@ -151,15 +172,23 @@ struct Inner {
     me: Uuid,
     /// How the token column is stored.
     secrets: SecretCodec,
+    /// Whose tokens these are.
+    kind: TokenKind,
 }
 
 /// The column of the stored tokens, for the [`SecretCodec`].
 const TOKEN_COLUMN: &str = "access_tokens.token";
+/// The same column for the Mini Programs' tokens (sealed apart from the OA's).
+const MP_TOKEN_COLUMN: &str = "access_tokens.token.mp";
 
-/// Where the token of `app` is stored.
-fn token_place(app: &str) -> Place<'_> {
+/// Where the token of `app` of `kind` is stored.
+fn token_place<'a>(kind: &str, app: &'a str) -> Place<'a> {
     Place {
-        column: TOKEN_COLUMN,
+        column: if kind == TokenKind::Mp.as_str() {
+            MP_TOKEN_COLUMN
+        } else {
+            TOKEN_COLUMN
+        },
         app,
     }
 }
@@ -167,22 +196,25 @@ fn token_place(app: &str) -> Place<'_> {
 /// Fails when a stored token does not open with `secrets` (another key, or none while tokens are
 /// encrypted): checked at start, so a wrong `WXNOTIFY_SECRET_KEY` stops the process at once.
 pub async fn check_stored_key(pool: &PgPool, secrets: &SecretCodec) -> Result<(), TokenError> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT app, token FROM access_tokens WHERE token LIKE $1 ORDER BY fetched_at DESC LIMIT 1",
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT app, kind, token FROM access_tokens WHERE token LIKE $1 ORDER BY fetched_at DESC LIMIT 1",
     )
     .bind(SecretCodec::sealed_like())
     .fetch_optional(pool)
     .await?;
-    if let Some((app, token)) = row {
-        secrets.open(token_place(&app), &token)?;
+    if let Some((app, kind, token)) = row {
+        secrets.open(token_place(&kind, &app), &token)?;
     }
     Ok(())
 }
 
-/// The shared token store; cheap to clone.
+/// The shared token store; cheap to clone. It keeps the OA's token of each app and, beside it,
+/// the Mini Program's ([`TokenStore::mini_programs`]).
 #[derive(Clone)]
 pub struct TokenStore {
     inner: Arc<Inner>,
+    /// The Mini Programs' tokens (same rules, rows of kind `mp`).
+    mini_programs: Option<Arc<Inner>>,
 }
 
 impl TokenStore {
@@ -203,32 +235,57 @@ impl TokenStore {
         apps: impl IntoIterator<Item = A>,
         secrets: SecretCodec,
     ) -> Self {
-        let creds: HashMap<_, _> = apps
-            .into_iter()
-            .map(|a| {
-                let a: OaCredentials = a.into();
-                let creds = Creds {
-                    appid: a.appid,
-                    secret: a.secret,
+        let mut creds = HashMap::new();
+        let mut mp_creds = HashMap::new();
+        for a in apps {
+            let a: OaCredentials = a.into();
+            if let Some((appid, secret)) = a.mini_program {
+                let mp = Creds {
+                    appid,
+                    secret,
                     source: a.source,
                 };
-                (a.app, creds)
-            })
-            .collect();
-        let fetching = creds
-            .keys()
-            .map(|k| (k.clone(), Default::default()))
-            .collect();
-        TokenStore {
-            inner: Arc::new(Inner {
-                pool,
-                client,
+                mp_creds.insert(a.app.clone(), mp);
+            }
+            let oa = Creds {
+                appid: a.appid,
+                secret: a.secret,
+                source: a.source,
+            };
+            creds.insert(a.app, oa);
+        }
+        let inner = |creds: HashMap<AppName, Creds>, kind| {
+            let fetching = creds
+                .keys()
+                .map(|k| (k.clone(), Default::default()))
+                .collect();
+            Arc::new(Inner {
+                pool: pool.clone(),
+                client: client.clone(),
                 creds,
                 cache: RwLock::default(),
                 fetching,
                 me: Uuid::new_v4(),
-                secrets,
-            }),
+                secrets: secrets.clone(),
+                kind,
+            })
+        };
+        TokenStore {
+            inner: inner(creds, TokenKind::Oa),
+            mini_programs: Some(inner(mp_creds, TokenKind::Mp)),
+        }
+    }
+
+    /// The store of the Mini Programs' access tokens (for subscribe messages): the same
+    /// sharing, refresh and invalidation rules, for the apps whose Mini Program credentials are
+    /// configured (any other app is [`TokenError::UnknownApp`]).
+    pub fn mini_programs(&self) -> TokenStore {
+        TokenStore {
+            inner: self
+                .mini_programs
+                .clone()
+                .unwrap_or_else(|| self.inner.clone()),
+            mini_programs: None,
         }
     }
 
@@ -290,9 +347,10 @@ impl TokenStore {
         // Compare and swap on the stored form: an encrypted token differs from its plain text,
         // and each encryption of one token differs (a nonce per value).
         let stored: Option<String> = sqlx::query_scalar(
-            "SELECT token FROM access_tokens WHERE app = $1 AND expires_at > now()",
+            "SELECT token FROM access_tokens WHERE app = $1 AND kind = $2 AND expires_at > now()",
         )
         .bind(app.as_str())
+        .bind(self.inner.kind.as_str())
         .fetch_optional(&self.inner.pool)
         .await?
         .flatten();
@@ -301,15 +359,16 @@ impl TokenStore {
             && self
                 .inner
                 .secrets
-                .open(token_place(app.as_str()), &stored)?
+                .open(token_place(self.inner.kind.as_str(), app.as_str()), &stored)?
                 == bad.expose()
         {
             expired = sqlx::query(
                 "UPDATE access_tokens SET expires_at = now(), fetched_at = now() - interval '1 second'
-                 WHERE app = $1 AND token = $2 AND expires_at > now()",
+                 WHERE app = $1 AND kind = $3 AND token = $2 AND expires_at > now()",
             )
             .bind(app.as_str())
             .bind(&stored)
+            .bind(self.inner.kind.as_str())
             .execute(&self.inner.pool)
             .await?
             .rows_affected();

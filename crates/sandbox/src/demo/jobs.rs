@@ -1,10 +1,12 @@
-//! The demo's job mix: mostly good jobs, and some of every kind of trouble.
+//! The demo's job mix: mostly good jobs, and some of every kind of trouble. The people who left
+//! the OA before the sync get jobs with the Mini Program's subscribe message as well: those who
+//! granted its template get it, the others' jobs die `no_channel`.
 
 use indicatif::MultiProgress;
 
 use super::bar;
 use crate::mock_wechat::{self, MockConfig};
-use wxnotify_core::domain::{Job, OpenId, Recipient, TemplateData, UnionId};
+use wxnotify_core::domain::{Job, MpSubscribe, OpenId, Recipient, TemplateData, UnionId};
 use wxnotify_core::queue::{Lane, Publisher, Topology};
 
 /// One message to publish.
@@ -24,6 +26,18 @@ pub struct Plan {
     pub expected: std::collections::HashMap<String, &'static str>,
     /// Messages that are not jobs at all (each one dead letter, `malformed`).
     pub malformed: u64,
+    /// The one-time grants of [`SUBSCRIBE_TEMPLATE`] each person gives before the jobs: as
+    /// many as their subscribe messages, so each of them is sent.
+    pub grants: std::collections::BTreeMap<u64, u64>,
+}
+
+/// The Mini Program subscribe template of the demo's second channel (the fake's one-time
+/// template).
+pub const SUBSCRIBE_TEMPLATE: &str = "MP_ORDER_SHIPPED";
+
+/// Whether a person who does not follow the OA granted the subscribe template (every other one).
+fn grant_holder(person: u64, cfg: &MockConfig) -> bool {
+    (person / cfg.unsubscribed_every.max(1)).is_multiple_of(2)
 }
 
 impl Plan {
@@ -41,11 +55,16 @@ fn expected_outcome(job: &Job, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> 
         Recipient::Unionid(_) => None,
     };
     if let Some(i) = who {
-        if matches!(job.to, Recipient::MpOpenid(_)) && mock_wechat::unionid(i, cfg).is_none() {
-            return "no_unionid";
-        }
-        if !mock_wechat::seeded_follower(i, cfg) {
-            return "not_following";
+        let no_unionid =
+            matches!(job.to, Recipient::MpOpenid(_)) && mock_wechat::unionid(i, cfg).is_none();
+        let follows = mock_wechat::seeded_follower(i, cfg);
+        // The OA cannot reach them: the subscribe message can, with a grant.
+        match (&job.mp_subscribe, no_unionid, follows) {
+            (Some(_), true, _) | (Some(_), _, false) if grant_holder(i, cfg) => return "sent",
+            (Some(_), true, _) | (Some(_), _, false) => return "no_channel",
+            (None, true, _) => return "no_unionid",
+            (None, _, false) => return "not_following",
+            _ => {}
         }
         match unfollowed.iter().find(|(p, _)| *p == i) {
             Some((_, true)) => return "not_following",
@@ -59,8 +78,11 @@ fn expected_outcome(job: &Job, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -> 
     if job.not_after.is_some_and(|t| t < chrono::Utc::now()) {
         return "expired";
     }
-    let complete = job.data.get("thing1").is_some() && job.data.get("time2").is_some();
-    if job.template_id.as_ref() != "TPL_ORDER_SHIPPED" || !complete {
+    let Some((template_id, data)) = job.oa_message() else {
+        return "payload_rejected";
+    };
+    let complete = data.get("thing1").is_some() && data.get("time2").is_some();
+    if template_id.as_ref() != "TPL_ORDER_SHIPPED" || !complete {
         return "payload_rejected";
     }
     "sent"
@@ -99,10 +121,17 @@ pub fn plan(n: u64, people: u64, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -
     messages.extend(dups);
     let mut expected = std::collections::HashMap::new();
     let mut malformed = 0;
+    let mut grants = std::collections::BTreeMap::new();
     for m in &messages {
         match m {
             Planned::Job(j) => {
-                expected.insert(j.id.to_string(), expected_outcome(j, cfg, unfollowed));
+                let outcome = expected_outcome(j, cfg, unfollowed);
+                expected.insert(j.id.to_string(), outcome);
+                if let (Some(_), "sent", Recipient::MpOpenid(o)) = (&j.mp_subscribe, outcome, &j.to)
+                    && let Some(person) = mock_wechat::person_of(o.as_ref())
+                {
+                    *grants.entry(person).or_default() += 1;
+                }
             }
             Planned::Raw(_) => malformed += 1,
         }
@@ -111,6 +140,7 @@ pub fn plan(n: u64, people: u64, cfg: &MockConfig, unfollowed: &[(u64, bool)]) -
         messages,
         expected,
         malformed,
+        grants,
     }
 }
 
@@ -130,7 +160,9 @@ fn troubled_or_good(
 ) -> Job {
     match k100 {
         0 | 1 => shipped(mp(no_unionid_person(k, people, cfg))),
-        2 => shipped(mp(unfollowed_person(k, people, cfg))),
+        // People who left before the sync: one in two holds a grant for the subscribe message.
+        2 => with_subscribe(shipped(mp(unfollowed_person(k / 100, people, cfg)))),
+        16 => shipped(mp(unfollowed_person(k, people, cfg))),
         3 if !left.is_empty() => shipped(mp(left[k as usize % left.len()])),
         4 => with(mp(person), "TPL_RETIRED", &[("thing1", "x")]),
         5 => with(
@@ -170,6 +202,22 @@ fn shipped(to: Recipient) -> Job {
         "TPL_ORDER_SHIPPED",
         &[("thing1", "订单已发货"), ("time2", "2026-11-25 10:00")],
     )
+}
+
+/// `job` with the subscribe message of [`SUBSCRIBE_TEMPLATE`] beside its OA message.
+fn with_subscribe(mut job: Job) -> Job {
+    let data = [
+        ("thing1", "订单已发货"),
+        ("time2", "2026-11-25 10:00"),
+        ("phrase3", "已发货"),
+    ];
+    job.mp_subscribe = Some(MpSubscribe {
+        template_id: SUBSCRIBE_TEMPLATE.parse().expect("valid template id"),
+        data: TemplateData::from_pairs(&data).expect("valid data"),
+        page: Some("pages/order/detail?id=1".into()),
+        miniprogram_state: None,
+    });
+    job
 }
 
 fn with(to: Recipient, template: &str, data: &[(&str, &str)]) -> Job {

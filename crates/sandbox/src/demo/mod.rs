@@ -70,8 +70,12 @@ pub struct DemoReport {
     pub seconds: f64,
     /// Jobs finished per second.
     pub jobs_per_second: f64,
-    /// What the fake WeChat accepted.
+    /// What the fake WeChat accepted (template messages).
     pub wechat_accepted: u64,
+    /// Subscribe messages the fake WeChat accepted.
+    pub wechat_subscribe_accepted: u64,
+    /// One-time subscribe grants the people gave before the jobs.
+    pub subscribe_grants: u64,
     /// Resends WeChat dropped thanks to `client_msg_id`.
     pub wechat_dropped_duplicates: u64,
     /// Access tokens the fake minted (1 + refreshes).
@@ -173,6 +177,7 @@ async fn demo(
         n => Some(campaign::start(scratch, n, 200).await?),
     };
     let plan = jobs::plan(args.jobs, args.people, mock_config, &unfollowed);
+    let grants = populate::grants(settings, mock, &scratch.pool, &plan.grants).await?;
     let published = jobs::publish(&scratch.publisher, &scratch.topology, &plan, bars).await?;
     // Each reachable recipient of the campaign ends sent or dead too.
     let expected = plan.expected_outcomes() + campaign.as_ref().map_or(0, |c| c.reachable);
@@ -207,6 +212,8 @@ async fn demo(
         unfollow_events: unfollowed.len() as u64,
         seconds,
         wechat_accepted: wechat.sends_accepted,
+        wechat_subscribe_accepted: wechat.subscribe_sends_accepted,
+        subscribe_grants: grants,
         wechat_dropped_duplicates: wechat.duplicate_sends_dropped,
         tokens_minted: wechat.tokens_minted_by(Endpoint::StableToken),
         receipts_stored,
@@ -305,25 +312,33 @@ async fn drain(
 }
 
 /// Every job in exactly one final state, nothing left in flight, and WeChat accepted exactly
-/// what the ledger says was sent.
+/// what the ledger says was sent, channel by channel; every subscribe message spent one grant
+/// in wxnotify's count.
 async fn check_books(
     pool: &PgPool,
     s: &StatsSnapshot,
     wechat: &MockStats,
     expected: u64,
 ) -> anyhow::Result<bool> {
-    let (sent, open): (i64, i64) = sqlx::query_as(
+    let (sent, subscribed, open): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'sent'),
+                count(*) FILTER (WHERE state = 'sent' AND channel = 'mp_subscribe'),
                 count(*) FILTER (WHERE state IN ('sending', 'retrying')) FROM deliveries",
     )
     .fetch_one(pool)
     .await?;
+    let grants_used: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(used), 0)::bigint FROM mp_grants")
+            .fetch_one(pool)
+            .await?;
     let dead_letters: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
         .fetch_one(pool)
         .await?;
     Ok(open == 0
         && sent as u64 == s.sent
-        && wechat.sends_accepted == s.sent
+        && wechat.sends_accepted + wechat.subscribe_sends_accepted == s.sent
+        && wechat.subscribe_sends_accepted == subscribed as u64
+        && grants_used == subscribed
         && dead_letters as u64 == s.dead.values().sum::<u64>()
         && s.finished() == expected)
 }
@@ -391,6 +406,10 @@ fn print_report(r: &DemoReport) {
     println!(
         "  WeChat's view         {} accepted, {} resends dropped by client_msg_id, {} access tokens minted",
         r.wechat_accepted, r.wechat_dropped_duplicates, r.tokens_minted
+    );
+    println!(
+        "  subscribe messages    {} accepted by WeChat for people who do not follow the OA, spending {} of {} grants",
+        r.wechat_subscribe_accepted, r.wechat_subscribe_accepted, r.subscribe_grants
     );
     println!(
         "  delivery receipts     {} pushed to /wechat/callback and stored",

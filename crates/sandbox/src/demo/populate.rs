@@ -215,3 +215,46 @@ pub async fn receipts(
     .fetch_one(pool)
     .await? as u64)
 }
+
+/// Each person of `grants` accepts the demo's subscribe template that many times in the fake
+/// WeChat's popup (WeChat's side of the grants), and wxnotify's grant ledger counts the same
+/// (`mp_grants`, as its grant sources record acceptances). Returns the grants given.
+pub async fn grants(
+    settings: &Settings,
+    mock: &MockWechat,
+    pool: &PgPool,
+    grants: &std::collections::BTreeMap<u64, u64>,
+) -> anyhow::Result<u64> {
+    let http = reqwest::Client::new();
+    let template = super::jobs::SUBSCRIBE_TEMPLATE;
+    let popup = mock.base_url().join("mock/mp/popup")?;
+    for (&person, &times) in grants {
+        for _ in 0..times {
+            http.post(popup.clone())
+                .json(&serde_json::json!({"person": person, "results": {template: "accept"}}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+    }
+    let app = settings
+        .apps
+        .first()
+        .map(|a| a.name.to_string())
+        .unwrap_or_default();
+    let (openids, counts): (Vec<String>, Vec<i64>) = grants
+        .iter()
+        .map(|(&p, &n)| (mock_wechat::mp_openid(p), n as i64))
+        .unzip();
+    sqlx::query(
+        "INSERT INTO mp_grants (app, mp_openid, template_id, granted)
+         SELECT $1, t.mp_openid, $2, t.granted FROM UNNEST($3::text[], $4::bigint[]) AS t(mp_openid, granted)",
+    )
+    .bind(app)
+    .bind(template)
+    .bind(openids)
+    .bind(counts)
+    .execute(pool)
+    .await?;
+    Ok(grants.values().sum())
+}

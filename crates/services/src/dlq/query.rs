@@ -182,8 +182,7 @@ fn like_escape(text: &str) -> String {
     out
 }
 
-const COLUMNS: &str =
-    "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at";
+use super::store::COLUMNS;
 
 /// One page of dead letters, newest first.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -30,6 +30,9 @@ pub struct DeadLetterRow {
     pub created_at: DateTime<Utc>,
     /// When it was replayed, if it was.
     pub replayed_at: Option<DateTime<Utc>>,
+    /// The channel its last send went by (`oa_template` or `mp_subscribe`); `None` when no
+    /// send was made.
+    pub channel: Option<String>,
 }
 
 impl DeadLetterRow {
@@ -40,8 +43,8 @@ impl DeadLetterRow {
     }
 }
 
-const COLUMNS: &str =
-    "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at";
+/// The columns of a [`DeadLetterRow`], for every query that reads one.
+pub(super) const COLUMNS: &str = "id, job_id, app, reason, errcode, errmsg, job, raw, attempts, source, created_at, replayed_at, channel";
 
 /// One dead letter.
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<DeadLetterRow>, sqlx::Error> {

@@ -1,14 +1,18 @@
 //! Claiming a job before its send: one batched statement claims the row (or finds it held or
-//! finished) and looks the recipient up.
+//! finished) and looks the recipient up. A batch with jobs that may go by the Mini Program's
+//! subscribe message also reserves their grants, in the same transaction (see
+//! [`grants`](super::grants)).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Ledger, rounds};
-use crate::ledger::resolve::Lookup;
+use super::grants::{GrantAsk, reserve};
+use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Grant, Ledger, rounds};
+use crate::ledger::resolve::{Lookup, decide, needs_grant};
 use wxnotify_core::batch::DbError;
 use wxnotify_core::domain::Job;
+use wxnotify_core::domain::Recipient;
 use wxnotify_core::queue::Lane;
 
 /// One job to claim.
@@ -22,6 +26,16 @@ pub(super) struct ClaimRequest {
     campaign_id: Option<Uuid>,
     lane: &'static str,
     claim_id: Uuid,
+    /// Set when the job has a subscribe message: what choosing its channel needs.
+    subscribe: Option<SubscribeAsk>,
+}
+
+/// What the claim of a job with a subscribe message needs to choose its channel.
+#[derive(Debug, Clone)]
+struct SubscribeAsk {
+    to: Recipient,
+    has_oa: bool,
+    template_id: String,
 }
 
 impl Ledger {
@@ -36,10 +50,15 @@ impl Ledger {
                 app: job.app.as_str().to_owned(),
                 kind: job.to.kind(),
                 recipient: job.to.value().to_owned(),
-                template_id: job.template_id.as_str().to_owned(),
+                template_id: job.ledger_template().to_owned(),
                 campaign_id: job.campaign_id,
                 lane: lane.routing_key(),
                 claim_id: Uuid::new_v4(),
+                subscribe: job.mp_subscribe.as_ref().map(|sub| SubscribeAsk {
+                    to: job.to.clone(),
+                    has_oa: job.oa_message().is_some(),
+                    template_id: sub.template_id.as_str().to_owned(),
+                }),
             })
             .await
     }
@@ -55,6 +74,8 @@ struct ClaimRow {
     life_attempts_base: Option<i32>,
     claimed_at: Option<DateTime<Utc>>,
     uncertain_since: Option<DateTime<Utc>>,
+    /// The claimed row's channel mark (`mp_subscribe`: a lapsed claim held a grant).
+    channel: Option<String>,
     /// The row's state before the statement, when it was not claimed (`None`: not visible).
     prior_state: Option<String>,
     #[sqlx(flatten)]
@@ -72,7 +93,14 @@ pub(super) async fn claim_batch(
     for round in rounds(reqs, |r| (&r.app, &r.job_id)) {
         let (idx, reqs): (Vec<usize>, Vec<ClaimRequest>) = round.into_iter().unzip();
         let col = |f: fn(&ClaimRequest) -> &str| reqs.iter().map(f).collect::<Vec<&str>>();
-        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_SQL)
+        // Only a batch with a subscribe message needs a transaction (the grants are reserved
+        // beside the claim); the others stay one statement.
+        let mut tx = if reqs.iter().any(|r| r.subscribe.is_some()) {
+            Some(pool.begin().await?)
+        } else {
+            None
+        };
+        let query = sqlx::query_as(CLAIM_SQL)
             .bind(col(|r| &r.job_id))
             .bind(col(|r| &r.app))
             .bind(col(|r| r.kind))
@@ -83,9 +111,20 @@ pub(super) async fn claim_batch(
             .bind(reqs.iter().map(|r| r.claim_id).collect::<Vec<_>>())
             .bind(worker)
             .bind(CLAIM_LEASE.as_secs_f64())
-            .bind(CLAIM_HEARTBEAT_LAPSE.as_secs_f64())
-            .fetch_all(&pool)
-            .await?;
+            .bind(CLAIM_HEARTBEAT_LAPSE.as_secs_f64());
+        let rows: Vec<ClaimRow> = match tx.as_mut() {
+            Some(tx) => query.fetch_all(&mut **tx).await?,
+            None => query.fetch_all(&pool).await?,
+        };
+        let grants = match tx {
+            Some(mut tx) => {
+                let asks = grant_asks(&reqs, &rows);
+                let reserved = reserve(&mut tx, &asks).await?;
+                tx.commit().await?;
+                reserved
+            }
+            None => Default::default(),
+        };
         let mut duplicates = Vec::new();
         for row in rows {
             let Some(pos) = reqs
@@ -98,6 +137,14 @@ pub(super) async fn claim_batch(
                 (Some(attempts), Some(claimed_at)) => {
                     let attempts = attempts.max(0) as u32;
                     let base = row.life_attempts_base.unwrap_or(0).max(0) as u32;
+                    let grant = if row.channel.as_deref() == Some(super::MP_SUBSCRIBE) {
+                        Grant::Inherited
+                    } else {
+                        grants
+                            .get(&(row.app.clone(), row.job_id.clone()))
+                            .cloned()
+                            .map_or(Grant::None, Grant::Reserved)
+                    };
                     Admission::Attempt {
                         claim: Claim {
                             id: reqs[pos].claim_id,
@@ -108,6 +155,7 @@ pub(super) async fn claim_batch(
                             uncertain_since: row.uncertain_since,
                         },
                         lookup: row.lookup,
+                        grant,
                     }
                 }
                 _ if row.prior_state.as_deref().is_some_and(is_final) => {
@@ -124,6 +172,41 @@ pub(super) async fn claim_batch(
         .map(|a| {
             a.ok_or_else(|| {
                 sqlx::Error::Protocol("a claimed job is missing from the answer".into())
+            })
+        })
+        .collect()
+}
+
+/// The grants to reserve: for each job this statement claimed that has a subscribe message and
+/// will not go by the OA (and whose earlier sends left nothing uncertain), its person and
+/// subscribe template.
+fn grant_asks(reqs: &[ClaimRequest], rows: &[ClaimRow]) -> Vec<GrantAsk> {
+    rows.iter()
+        .filter(|row| row.attempts.is_some() && row.uncertain_since.is_none())
+        .filter(|row| row.channel.is_none())
+        .filter_map(|row| {
+            let req = reqs
+                .iter()
+                .find(|r| r.job_id == row.job_id && r.app == row.app)?;
+            let ask = req.subscribe.as_ref()?;
+            let resolved = decide(&ask.to, row.lookup.clone());
+            if !needs_grant(ask.has_oa, &resolved) {
+                return None;
+            }
+            let unionid = match &ask.to {
+                Recipient::MpOpenid(_) => None,
+                _ => row.lookup.unionid.clone(),
+            };
+            let mp_openid = match &ask.to {
+                Recipient::MpOpenid(o) => Some(o.as_str().to_owned()),
+                _ => None,
+            };
+            Some(GrantAsk {
+                app: row.app.clone(),
+                job_id: row.job_id.clone(),
+                mp_openid,
+                unionid,
+                template_id: ask.template_id.clone(),
             })
         })
         .collect()
@@ -184,9 +267,10 @@ claimed AS (
                     OR NOT EXISTS (SELECT 1 FROM workers w
                                    WHERE w.id = deliveries.claimed_by
                                      AND w.heartbeat_at > now() - make_interval(secs => $11))))
-    RETURNING app, job_id, attempts, life, life_attempts_base, claimed_at, uncertain_since
+    RETURNING app, job_id, attempts, life, life_attempts_base, claimed_at, uncertain_since, channel
 )
 SELECT i.job_id, i.app, c.attempts, c.life, c.life_attempts_base, c.claimed_at, c.uncertain_since,
+       c.channel,
        p.state AS prior_state,
        (i.kind <> 'mp_openid' OR m.mp_openid IS NOT NULL) AS mp_known,
        CASE i.kind WHEN 'mp_openid' THEN m.unionid WHEN 'unionid' THEN i.recipient END AS unionid,

@@ -36,8 +36,13 @@ pub enum DeadReason {
     /// RabbitMQ dead-lettered it (delivery limit: it kept failing a worker).
     DeliveryLimit,
     /// A send may have reached the person (its answer never came) and WeChat's `client_msg_id`
-    /// window has closed: not sent again, so no one gets it twice; ops decide.
+    /// window has closed (or it was a subscribe message, which WeChat never de-duplicates): not
+    /// sent again, so no one gets it twice; ops decide.
     OutcomeUnknown,
+    /// The person does not follow the OA (or the job has no OA template message) and holds no
+    /// subscribe grant for the job's `mp_subscribe` template (none left, or WeChat answered
+    /// 43101: it holds none).
+    NoChannel,
 }
 
 impl DeadReason {
@@ -58,11 +63,12 @@ impl DeadReason {
             DeadReason::RetriesExhausted => "retries_exhausted",
             DeadReason::DeliveryLimit => "delivery_limit",
             DeadReason::OutcomeUnknown => "outcome_unknown",
+            DeadReason::NoChannel => "no_channel",
         }
     }
 
     /// Every reason, for summaries and `--help`.
-    pub const ALL: [DeadReason; 14] = [
+    pub const ALL: [DeadReason; 15] = [
         DeadReason::Malformed,
         DeadReason::UnknownApp,
         DeadReason::UnknownMpUser,
@@ -77,6 +83,7 @@ impl DeadReason {
         DeadReason::RetriesExhausted,
         DeadReason::DeliveryLimit,
         DeadReason::OutcomeUnknown,
+        DeadReason::NoChannel,
     ];
 }
 
@@ -119,8 +126,8 @@ impl From<&WechatError> for Failure {
 pub enum Outcome {
     /// WeChat accepted it.
     Sent {
-        /// WeChat's 64-bit message id.
-        msgid: i64,
+        /// WeChat's 64-bit message id (a subscribe message's answer may have none).
+        msgid: Option<i64>,
     },
     /// The job id was already sent (or dead); not sent again.
     Duplicate,
@@ -209,10 +216,10 @@ pub fn is_retryable(class: ErrClass) -> bool {
 mod sql_rules {
     use super::DeadReason;
 
-    /// The migration that CHECKs dead reasons names exactly the reasons the code knows.
+    /// The migration that last CHECKs dead reasons names exactly the reasons the code knows.
     #[test]
     fn the_dead_reason_check_lists_every_reason_and_no_other() {
-        let sql = include_str!("../../../../migrations/20261130002000_ledger_rules.sql");
+        let sql = include_str!("../../../../migrations/20261211200001_subscribe_channel.sql");
         let check = &sql[sql.find("deliveries_dead_reason_known").unwrap()..];
         let check = &check[..check.find(");").unwrap()];
         let listed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();

@@ -87,7 +87,7 @@ impl Ledger {
         &self,
         job: &Job,
         claim: &Claim,
-        oa_openid: &OpenId,
+        oa_openid: Option<&OpenId>,
         state: AnsweredState,
         failure: &Failure,
     ) -> Result<Written, sqlx::Error> {
@@ -100,6 +100,7 @@ impl Ledger {
                  UPDATE deliveries
                  SET state = $3, last_errcode = $4, last_errmsg = $5, updated_at = now(),
                      attempts = attempts + 1, claimed_until = NULL, oa_openid = $7,
+                     channel = COALESCE(channel, 'oa_template'),
                      held_at = CASE WHEN $3 = 'held' THEN now() ELSE held_at END
                  WHERE app = $8 AND job_id = $1 AND state = 'sending' AND claim_id = $2
                  RETURNING app, job_id, attempts, life),
@@ -122,7 +123,7 @@ impl Ledger {
         .bind(failure.errcode)
         .bind(&failure.message)
         .bind(kept)
-        .bind(oa_openid.as_str())
+        .bind(oa_openid.map(OpenId::as_str))
         .bind(job.app.as_str())
         .fetch_one(&self.pool)
         .await?;
@@ -146,19 +147,21 @@ impl Ledger {
             return Ok(Written::Recorded);
         }
         let job = dead.job;
-        let row: Option<(i32, i32)> = sqlx::query_as(
+        let row: Option<(i32, i32, Option<String>)> = sqlx::query_as(
             "INSERT INTO deliveries (job_id, app, recipient_kind, recipient, template_id, campaign_id,
                                      lane, state, attempts, dead_reason, last_errcode, last_errmsg)
              VALUES ($1, $2, $7, $8, $9, $10, $11, 'dead', 0, $3, $4, $5)
              ON CONFLICT (app, job_id) DO UPDATE
                  SET state = 'dead', dead_reason = $3, last_errcode = $4, last_errmsg = $5,
                      attempts = deliveries.attempts + CASE WHEN $12 THEN 1 ELSE 0 END,
+                     channel = CASE WHEN $12 THEN COALESCE(deliveries.channel, 'oa_template')
+                                    ELSE deliveries.channel END,
                      uncertain_since = CASE WHEN $13 THEN COALESCE(deliveries.uncertain_since, deliveries.claimed_at, now())
                                             ELSE deliveries.uncertain_since END,
                      claimed_until = NULL, updated_at = now()
                  WHERE deliveries.state IN ('sending', 'retrying')
                    AND ($6::uuid IS NULL OR deliveries.claim_id = $6)
-             RETURNING attempts, life",
+             RETURNING attempts, life, channel",
         )
         .bind(job.id.as_str())
         .bind(job.app.as_str())
@@ -168,14 +171,14 @@ impl Ledger {
         .bind(dead.claim)
         .bind(job.to.kind())
         .bind(job.to.value())
-        .bind(job.template_id.as_str())
+        .bind(job.ledger_template())
         .bind(job.campaign_id)
         .bind(dead.lane.routing_key())
         .bind(dead.sent)
         .bind(dead.uncertain)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((attempts, life)) = row else {
+        let Some((attempts, life, channel)) = row else {
             return Ok(Written::Superseded);
         };
         if dead.sent {
@@ -194,8 +197,8 @@ impl Ledger {
             .await?;
         }
         sqlx::query(
-            "INSERT INTO dead_letters (job_id, app, reason, errcode, errmsg, job, attempts, source, life, dedupe_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO dead_letters (job_id, app, reason, errcode, errmsg, job, attempts, source, life, dedupe_key, channel)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(job.id.as_str())
         .bind(job.app.as_str())
@@ -207,6 +210,7 @@ impl Ledger {
         .bind(dead.source)
         .bind(life)
         .bind(dead.key)
+        .bind(channel)
         .execute(&mut *tx)
         .await?;
         if let Some(openid) = dead.unsubscribe {

@@ -28,6 +28,12 @@ pub struct Lookup {
     pub any_follower: bool,
 }
 
+/// Whether a job with a subscribe message goes that way (and so needs a grant): when it has no OA
+/// template message (`has_oa`), or the OA does not reach the person.
+pub fn needs_grant(has_oa: bool, resolved: &Resolved) -> bool {
+    !(has_oa && matches!(resolved, Resolved::Follower(_)))
+}
+
 /// Decides where `to` leads from what Postgres knows.
 pub fn decide(to: &Recipient, row: Lookup) -> Resolved {
     use Resolved::*;
@@ -79,6 +85,16 @@ mod tests {
 
     fn mp() -> Recipient {
         Recipient::MpOpenid(OpenId::parse("oMP1").unwrap())
+    }
+
+    #[test]
+    fn the_subscribe_message_goes_only_where_the_oa_does_not() {
+        let follower = Resolved::Follower(OpenId::parse("oOA1").unwrap());
+        let gone = Resolved::Unreachable(DeadReason::NotFollowing, String::new());
+        assert!(!needs_grant(true, &follower));
+        assert!(needs_grant(true, &gone));
+        assert!(needs_grant(false, &follower));
+        assert!(needs_grant(false, &gone));
     }
 
     #[test]

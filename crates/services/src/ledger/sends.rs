@@ -17,27 +17,29 @@ pub(super) struct SentRequest {
     app: String,
     job_id: String,
     claim_id: Uuid,
-    oa_openid: String,
-    msgid: i64,
+    oa_openid: Option<String>,
+    msgid: Option<i64>,
 }
 
 impl Ledger {
-    /// Records a send WeChat accepted (batched; one attempt more). Returns false if another
-    /// delivery of the same job id recorded it first (then this one is counted as a duplicate);
-    /// true also when this claim's own earlier write committed and its reply was lost.
+    /// Records a send WeChat accepted (batched; one attempt more): a template message to the
+    /// OA follower `oa_openid`, or (`None`) the subscribe message the claim reserved a grant
+    /// for, whose answer may carry no `msgid`. Returns false if another delivery of the same job
+    /// id recorded it first (then this one is counted as a duplicate); true also when this
+    /// claim's own earlier write committed and its reply was lost.
     pub async fn record_sent(
         &self,
         job: &Job,
         claim: &Claim,
-        oa_openid: &OpenId,
-        msgid: i64,
+        oa_openid: Option<&OpenId>,
+        msgid: Option<i64>,
     ) -> Result<bool, DbError> {
         self.sends
             .call(SentRequest {
                 app: job.app.as_str().to_owned(),
                 job_id: job.id.as_str().to_owned(),
                 claim_id: claim.id,
-                oa_openid: oa_openid.as_str().to_owned(),
+                oa_openid: oa_openid.map(|o| o.as_str().to_owned()),
                 msgid,
             })
             .await
@@ -69,6 +71,8 @@ pub(super) async fn sent_batch(
                  ORDER BY app, job_id FOR UPDATE)
              UPDATE deliveries d
              SET state = 'sent', msgid = t.msgid, oa_openid = t.oa_openid, sent_at = now(), updated_at = now(),
+                 -- A subscribe send's row carries its channel since its claim.
+                 channel = COALESCE(d.channel, 'oa_template'),
                  attempts = d.attempts + 1, claimed_until = NULL,
                  -- WeChat's receipt can arrive on the callback before the msgid is recorded.
                  (receipt_status, receipt_at) = (
@@ -82,7 +86,7 @@ pub(super) async fn sent_batch(
              RETURNING d.app, d.job_id",
         )
         .bind(reqs.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.oa_openid.as_str()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.oa_openid.as_deref()).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.msgid).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.app.as_str()).collect::<Vec<_>>())
         .bind(distinct_apps(&reqs))

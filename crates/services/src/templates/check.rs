@@ -43,9 +43,15 @@ pub const RETIRED_KEYS: [&str; 2] = ["first", "remark"];
 /// Values of historical (non-category) templates longer than this are folded by WeChat.
 pub const FOLDED_AFTER: usize = 20;
 
-/// Checks `job` against `catalog`: see the module doc. `job.truncate` allows shortening.
+/// Checks `job`'s OA template message against `catalog`: see the module doc. `job.truncate`
+/// allows shortening. A job with only a subscribe message has nothing to check here.
 pub fn check_job(catalog: &Catalog, job: &Job) -> Result<Checked, Refusal> {
-    check_message(catalog, &job.app, &job.template_id, &job.data, job.truncate)
+    match job.oa_message() {
+        Some((template_id, data)) => {
+            check_message(catalog, &job.app, template_id, data, job.truncate)
+        }
+        None => Ok(Checked::default()),
+    }
 }
 
 /// Checks `job` against its app's catalog as stored in Postgres (for request handlers that keep

@@ -200,7 +200,7 @@ fn log_outcome(decision: &Decision, outcome: &Outcome) {
     let job_id = decision.job_id();
     match outcome {
         Outcome::Sent { msgid } => {
-            tracing::debug!(job_id, attempt = decision.attempt(), msgid, "sent")
+            tracing::debug!(job_id, attempt = decision.attempt(), msgid = ?msgid, "sent")
         }
         Outcome::Duplicate => {
             tracing::debug!(job_id, "duplicate: already finished, not sent again")

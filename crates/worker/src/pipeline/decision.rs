@@ -78,7 +78,8 @@ pub struct Attempt {
     pub claim: Claim,
     /// What happened.
     pub outcome: Outcome,
-    /// Where it was (or would have been) sent.
+    /// The OA follower it was (or would have been) sent to; `None` for a subscribe message
+    /// (its Mini Program openid is on the ledger row since the claim).
     pub oa_openid: Option<OpenId>,
     /// Whether a send was made (an attempt is counted only then).
     pub sent: bool,

@@ -1,6 +1,7 @@
 //! The pipeline of one delivery, without the broker: decode and validate, claim in the ledger,
-//! expire, resolve the recipient, wait for the app's rate limit, take a token, send, and classify
-//! the answer into one typed [`Decision`]. [`Pipeline::settle`] (`settle.rs`) then records it;
+//! expire, choose the channel (`route.rs`: the OA's template message, or the Mini Program's
+//! subscribe message with the grant the claim reserved), wait for the app's rate limit, take a
+//! token, send, and classify the answer into one typed [`Decision`]. [`Pipeline::settle`] (`settle.rs`) then records it;
 //! the consumer (`consumer.rs`) acks, or publishes the retry and acks.
 //!
 //! Database errors are returned, not turned into outcomes: the consumer keeps the message
@@ -12,9 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod decision;
+mod route;
 
 use self::decision::malformed;
 pub use self::decision::{Attempt, BrokerDead, Decision, Malformed, message_key};
+use self::route::{Route, route};
 use super::pause::Pauses;
 use super::rate_limit::Limits;
 use super::retry::RetryPolicy;
@@ -22,13 +25,13 @@ use super::stats::WorkerStats;
 use wxnotify_core::batch::DbError;
 use wxnotify_core::domain::{AppName, Job, OpenId};
 use wxnotify_core::queue::Lane;
-use wxnotify_core::wechat::client::TemplateMessage;
+use wxnotify_core::wechat::client::{SubscribeMessage, TemplateMessage};
 use wxnotify_core::wechat::errcode::{self, ErrClass};
 use wxnotify_core::wechat::{TokenError, TokenStore, WechatClient};
 use wxnotify_services::app_pause::{self, Suspension};
 use wxnotify_services::ledger::outcome::{DeadReason, Failure, Outcome, dead_reason_for};
-use wxnotify_services::ledger::resolve::{Lookup, Resolved, decide};
-use wxnotify_services::ledger::{Admission, Claim, Ledger};
+use wxnotify_services::ledger::resolve::Lookup;
+use wxnotify_services::ledger::{Admission, Claim, Grant, Ledger};
 
 /// Everything a delivery needs; shared by all tasks of a worker.
 pub struct Pipeline {
@@ -138,13 +141,17 @@ impl Pipeline {
                 });
             }
         };
-        let (claim, lookup) = match self.ledger.claim(&job, lane).await? {
+        let (claim, lookup, grant) = match self.ledger.claim(&job, lane).await? {
             Admission::Duplicate => return Ok(Decision::Duplicate { job }),
             Admission::Busy => return Ok(Decision::Busy { job, lane }),
-            Admission::Attempt { claim, lookup } => (claim, lookup),
+            Admission::Attempt {
+                claim,
+                lookup,
+                grant,
+            } => (claim, lookup, grant),
         };
         Ok(Decision::Attempted(
-            self.attempt(job, lane, claim, lookup, probe).await,
+            self.attempt(job, lane, claim, (lookup, grant), probe).await,
         ))
     }
 
@@ -184,13 +191,15 @@ impl Pipeline {
     }
 
     /// Everything after the claim. Nothing here touches Postgres before the send, and nothing
-    /// after the send may fail, so a decision is never taken twice for one send.
+    /// after the send may fail, so a decision is never taken twice for one send. A grant the
+    /// claim reserved and no send used is given back by the ledger when the outcome is
+    /// recorded.
     async fn attempt(
         &self,
         job: Job,
         lane: Lane,
         claim: Claim,
-        lookup: Lookup,
+        (lookup, grant): (Lookup, Grant),
         probe: bool,
     ) -> Attempt {
         let unsent = |job, outcome, oa_openid| Attempt {
@@ -213,15 +222,15 @@ impl Pipeline {
             let why = format!("not_after {not_after} has passed");
             return unsent(job, dead(DeadReason::Expired, why), None);
         }
+        let channel = match route(&job, lookup, grant, claim.uncertain_since) {
+            Route::Dead(outcome) => return unsent(job, outcome, None),
+            channel => channel,
+        };
         if let Some(since) = claim.uncertain_since
             && !self.retry.may_resend(since, Duration::ZERO)
         {
             return unsent(job, outcome_unknown(since), None);
         }
-        let openid = match decide(&job.to, lookup) {
-            Resolved::Follower(openid) => openid,
-            Resolved::Unreachable(reason, why) => return unsent(job, dead(reason, why), None),
-        };
         let limiter = self
             .limits
             .app(&job.app)
@@ -232,8 +241,13 @@ impl Pipeline {
                 self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
             return unsent(job, outcome, None);
         }
-        // The template check (and an asked-for truncation, recorded) before the send.
-        let job = match self.rules.before_send(&job).await {
+        // The template check (and an asked-for truncation, recorded) before the send of an OA
+        // template message.
+        let checked = match channel {
+            Route::Oa(_) => self.rules.before_send(&job).await,
+            _ => Ok(None),
+        };
+        let job = match checked {
             Ok(Some(truncated)) => truncated,
             Ok(None) => job,
             Err(crate::upkeep::Stop::Refused(refusal)) => {
@@ -260,7 +274,11 @@ impl Pipeline {
             return unsent(job, held, None);
         }
         let started = Instant::now();
-        let result = self.send(&job, &openid).await;
+        let result = match &channel {
+            Route::Oa(openid) => self.send(&job, openid).await.map(Some),
+            Route::Mp(mp_openid) => self.send_subscribe(&job, mp_openid).await,
+            Route::Dead(_) => unreachable!("a dead route returned above"),
+        };
         self.stats.record_send_latency(started.elapsed());
         let uncertain =
             matches!(&result, Err(TokenError::Wechat(e)) if e.may_have_been_delivered());
@@ -273,7 +291,18 @@ impl Pipeline {
         {
             tracing::warn!(app = %job.app, error = %e, "could not share the end of a suspension through Postgres");
         }
-        let outcome = self.classify(&job, &claim, uncertain, result).await;
+        let (outcome, oa_openid) = match channel {
+            Route::Oa(openid) => (
+                self.classify(&job, &claim, uncertain, result, Channel::Oa)
+                    .await,
+                Some(openid),
+            ),
+            _ => (
+                self.classify_subscribe(&job, &claim, uncertain, result)
+                    .await,
+                None,
+            ),
+        };
         // A 45009 or account-level answer is not an attempt: WeChat did not take the message.
         let sent = !matches!(outcome, Outcome::Paused { .. });
         Attempt {
@@ -281,7 +310,7 @@ impl Pipeline {
             lane,
             claim,
             outcome,
-            oa_openid: Some(openid),
+            oa_openid,
             sent,
             uncertain,
         }
@@ -342,10 +371,13 @@ impl Pipeline {
     }
 
     async fn send(&self, job: &Job, openid: &OpenId) -> Result<i64, TokenError> {
+        let (template_id, data) = job
+            .oa_message()
+            .expect("the OA route is only chosen for a job with an OA template message");
         let msg = TemplateMessage {
             touser: openid,
-            template_id: &job.template_id,
-            data: &job.data,
+            template_id,
+            data,
             url: job.url.as_ref(),
             miniprogram: job.miniprogram.as_ref(),
             client_msg_id: Some(job.id.as_str()),
@@ -359,13 +391,63 @@ impl Pipeline {
             .await
     }
 
+    /// Sends the job's subscribe message with the Mini Program's token.
+    async fn send_subscribe(
+        &self,
+        job: &Job,
+        mp_openid: &OpenId,
+    ) -> Result<Option<i64>, TokenError> {
+        let sub = job
+            .mp_subscribe
+            .as_ref()
+            .expect("the subscribe route is only chosen for a job with mp_subscribe");
+        let msg = SubscribeMessage {
+            touser: mp_openid,
+            template_id: &sub.template_id,
+            data: &sub.data,
+            page: sub.page.as_deref(),
+            miniprogram_state: sub.miniprogram_state,
+        };
+        self.tokens
+            .mini_programs()
+            .with_token(&job.app, |token| {
+                let client = &self.client;
+                let msg = &msg;
+                async move { client.send_subscribe(&token, msg).await }
+            })
+            .await
+    }
+
+    /// WeChat's answer to a subscribe send, as an outcome. A lost answer is never resent
+    /// (WeChat does not de-duplicate subscribe messages): `outcome_unknown` at once, its grant
+    /// stays used. 43101 (WeChat holds no grant): `no_channel`, and the ledger writes off the
+    /// person's count. Every other answer is classified like a template send's.
+    async fn classify_subscribe(
+        &self,
+        job: &Job,
+        claim: &Claim,
+        uncertain: bool,
+        result: Result<Option<i64>, TokenError>,
+    ) -> Outcome {
+        match &result {
+            _ if uncertain => return route::subscribe_outcome_unknown(claim.claimed_at),
+            Err(TokenError::Wechat(e)) if e.errcode() == Some(errcode::SUBSCRIBE_NO_GRANT) => {
+                return route::no_grant_at_wechat(Failure::from(e));
+            }
+            _ => {}
+        }
+        self.classify(job, claim, false, result, Channel::Subscribe)
+            .await
+    }
+
     /// Turns WeChat's answer into the outcome: the one place where answers become actions.
     async fn classify(
         &self,
         job: &Job,
         claim: &Claim,
         uncertain: bool,
-        result: Result<i64, TokenError>,
+        result: Result<Option<i64>, TokenError>,
+        channel: Channel,
     ) -> Outcome {
         let err = match result {
             Ok(msgid) => return Outcome::Sent { msgid },
@@ -375,11 +457,16 @@ impl Pipeline {
             TokenError::Wechat(e) => Failure::from(e),
             other => Failure::local(other.to_string()),
         };
-        // The rules may act otherwise than the answer's class says (40037: see `observe`).
-        let class = self
-            .rules
-            .observe(job, claim.life, err.class(), &mut failure)
-            .await;
+        // The rules may act otherwise than the answer's class says (40037: see `observe`). They
+        // know the OA's template catalog: a subscribe template's answer is taken as it is.
+        let class = match channel {
+            Channel::Oa => {
+                self.rules
+                    .observe(job, claim.life, err.class(), &mut failure)
+                    .await
+            }
+            Channel::Subscribe => err.class(),
+        };
         match class {
             ErrClass::Ok | ErrClass::TokenInvalid | ErrClass::Transient => {
                 let floor = failure
@@ -452,6 +539,15 @@ impl Pipeline {
     }
 }
 
+/// Which message an answer is to.
+#[derive(Debug, Clone, Copy)]
+enum Channel {
+    /// The OA's template message.
+    Oa,
+    /// The Mini Program's subscribe message.
+    Subscribe,
+}
+
 /// What the app's pause state means for one job.
 enum AppGate {
     /// Send.
@@ -469,7 +565,7 @@ enum AppGate {
 
 /// Whether WeChat's answer shows that it serves the app again: any answer but a transport
 /// failure, a token to refresh, a transient errcode or an account-level refusal.
-fn answered_normally(result: &Result<i64, TokenError>) -> bool {
+fn answered_normally<T>(result: &Result<T, TokenError>) -> bool {
     match result {
         Ok(_) => true,
         Err(TokenError::Wechat(e)) => {

@@ -620,7 +620,7 @@ pub fn jobs(
                         }
                         div.scroll {
                             table #deliveries {
-                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "msgid" } th { "receipt" } th { "updated (UTC)" }
+                                tr { th { "job id" } th { "app" } th { "state" } th { "recipient" } th { "template" } th { "attempts" } th { "channel" } th { "msgid" } th { "receipt" } th { "updated (UTC)" }
                                     th { @if lives.is_some() { "last error (this life)" } @else { "last error" } } }
                                 @for d in &found.deliveries {
                                     tr {
@@ -630,6 +630,7 @@ pub fn jobs(
                                         td { (d.recipient_kind) ": " (d.recipient) }
                                         td { (d.template_id) }
                                         td { (d.attempts) }
+                                        td.channel { (opt(&d.channel)) }
                                         td { (opt(&d.msgid)) }
                                         td { (opt(&d.receipt_status)) }
                                         td { (time(&d.updated_at)) }

@@ -75,7 +75,7 @@ pub(super) fn template_check(
                         data_key(k),
                         format!(
                             "not a placeholder of template {}: remove it",
-                            job.template_id
+                            job.ledger_template()
                         ),
                     )
                 })

@@ -18,7 +18,9 @@ pub use self::pointer::escape;
 use self::pointer::{field, required};
 use crate::producer::api_error::FieldError;
 use wxnotify_core::domain::job::{MAX_JOB_BYTES, check_pagepath, check_url};
-use wxnotify_core::domain::{AppName, Job, JobId, MiniProgramLink, Recipient, TemplateId};
+use wxnotify_core::domain::{
+    AppName, Job, JobId, MiniProgramLink, MpSubscribe, Recipient, TemplateId,
+};
 
 /// The fields of a job, in the order the schema lists them.
 const FIELDS: &[&str] = &[
@@ -32,6 +34,7 @@ const FIELDS: &[&str] = &[
     "not_after",
     "truncate",
     "campaign_id",
+    "mp_subscribe",
 ];
 
 /// A job that passed every check, with what idempotency needs.
@@ -91,7 +94,7 @@ pub fn check_job(
             errors.push(FieldError::new(
                 format!("{pointer}/{}", escape(key)),
                 format!(
-                    "unknown field {key:?}; a job has: id, app, to, template_id, data, url, miniprogram, not_after, truncate"
+                    "unknown field {key:?}; a job has: id, app, to, template_id, data, url, miniprogram, not_after, truncate, mp_subscribe"
                 ),
             ));
         }
@@ -105,18 +108,36 @@ pub fn check_job(
         &mut errors,
         "who to notify: {\"mp_openid\": …}, {\"unionid\": …} or {\"oa_openid\": …}",
     );
-    let template_id: Option<TemplateId> = required(
-        obj,
-        "template_id",
-        pointer,
-        &mut errors,
-        "the OA template's id",
-    );
+    let mp_subscribe: Option<MpSubscribe> = field(obj, "mp_subscribe", pointer, &mut errors);
+    if let Some(e) = mp_subscribe
+        .as_ref()
+        .and_then(|s| s.page.as_deref())
+        .and_then(|p| check_pagepath(p).err())
+    {
+        errors.push(FieldError::new(at("mp_subscribe/page"), e.to_string()));
+    }
+    // The OA template message: `template_id` and `data` together, or neither when the job has
+    // `mp_subscribe` (or `mp_subscribe` is itself wrong: that error is already listed).
+    let oa_optional = obj.contains_key("mp_subscribe")
+        && !obj.contains_key("template_id")
+        && !obj.contains_key("data");
+    let template_id: Option<TemplateId> = if oa_optional {
+        None
+    } else {
+        required(
+            obj,
+            "template_id",
+            pointer,
+            &mut errors,
+            "the OA template's id (leave template_id and data out only for a job with mp_subscribe)",
+        )
+    };
     let data = match obj.get("data") {
+        None if oa_optional => None,
         None => {
             errors.push(FieldError::new(
                 at("data"),
-                "required: the template's fields, e.g. {\"thing1\": \"订单已发货\"}",
+                "required: the template's fields, e.g. {\"thing1\": \"订单已发货\"} (leave template_id and data out only for a job with mp_subscribe)",
             ));
             None
         }
@@ -149,9 +170,7 @@ pub fn check_job(
             "set by campaign dispatch; leave it out of API requests",
         ));
     }
-    let (Some(to), Some(template_id), Some(data), true) =
-        (to, template_id, data, errors.is_empty())
-    else {
+    let (Some(to), true) = (to, errors.is_empty()) else {
         return Err(Rejection::Invalid(errors));
     };
     let job = Job {
@@ -160,6 +179,7 @@ pub fn check_job(
         to,
         template_id,
         data,
+        mp_subscribe,
         url,
         miniprogram,
         not_after,

@@ -1,5 +1,6 @@
 //! Why a WeChat call failed, and what the caller should do about it.
 
+use super::subscribe::SUBSCRIBE_SEND;
 use super::templates::TEMPLATE_SEND;
 use crate::wechat::errcode::{self, ErrClass};
 use crate::wechat::response;
@@ -70,14 +71,14 @@ impl WechatError {
         }
     }
 
-    /// Whether this error leaves a template send's outcome unknown: the request may have
-    /// reached WeChat but no answer said what became of it (timeout, dropped connection, a
-    /// gateway error, an unreadable body).
+    /// Whether this error leaves a send's outcome unknown (a template or a subscribe message):
+    /// the request may have reached WeChat but no answer said what became of it (timeout,
+    /// dropped connection, a gateway error, an unreadable body).
     pub fn may_have_been_delivered(&self) -> bool {
         matches!(
             self,
             WechatError::Transport { endpoint, maybe_delivered: true, .. }
-                if *endpoint == TEMPLATE_SEND
+                if *endpoint == TEMPLATE_SEND || *endpoint == SUBSCRIBE_SEND
         )
     }
 

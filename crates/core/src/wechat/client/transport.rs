@@ -10,6 +10,14 @@ use crate::wechat::errcode::{self, ErrClass};
 use crate::wechat::redact::{redact_error, redact_url};
 use crate::wechat::response::{self, Envelope};
 
+/// Whether an HTTP error status (no WeChat answer in the body) leaves the request's effect
+/// unknown. A 5xx on a subscribe send proves nothing was sent (WeChat's gateway answers before
+/// the message is taken), so that send may be retried; every other status on any endpoint is
+/// taken as "may have been done" (a template send is protected by its `client_msg_id`).
+fn status_may_have_delivered(endpoint: &str, status: reqwest::StatusCode) -> bool {
+    !(endpoint == super::subscribe::SUBSCRIBE_SEND && status.is_server_error())
+}
+
 impl WechatClient {
     /// The URL of `endpoint` under the client's base, with `query`.
     pub(super) fn url(&self, endpoint: &str, query: &[(&str, &str)]) -> Url {
@@ -61,10 +69,11 @@ impl WechatClient {
         })?;
         let status = response.status();
         if !status.is_success() {
-            return Err(transport(format!(
-                "HTTP {status} from {}",
-                redact_url(response.url())
-            )));
+            return Err(WechatError::Transport {
+                endpoint,
+                detail: format!("HTTP {status} from {}", redact_url(response.url())),
+                maybe_delivered: status_may_have_delivered(endpoint, status),
+            });
         }
         let body = response
             .bytes()

@@ -36,8 +36,11 @@ impl TokenStore {
     /// The stored token if it is fresh; else the lease and a refresh; else wait for the holder.
     pub(super) async fn load_or_refresh(&self, app: &AppName) -> Result<Cached, TokenError> {
         let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(5);
-        sqlx::query("INSERT INTO access_tokens (app) VALUES ($1) ON CONFLICT (app) DO NOTHING")
-            .bind(app.as_str())
+        sqlx::query(
+            "INSERT INTO access_tokens (app, kind) VALUES ($1, $2) ON CONFLICT (app, kind) DO NOTHING",
+        )
+        .bind(app.as_str())
+        .bind(self.inner.kind.as_str())
             .execute(&self.inner.pool)
             .await?;
         loop {
@@ -63,9 +66,11 @@ impl TokenStore {
             db_now: DateTime<Utc>,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT token, expires_at, fetched_at, now() AS db_now FROM access_tokens WHERE app = $1",
+            "SELECT token, expires_at, fetched_at, now() AS db_now FROM access_tokens
+             WHERE app = $1 AND kind = $2",
         )
         .bind(app.as_str())
+        .bind(self.inner.kind.as_str())
         .fetch_optional(&self.inner.pool)
         .await?;
         let remaining = |until: DateTime<Utc>, now: DateTime<Utc>| {
@@ -79,7 +84,9 @@ impl TokenStore {
                 db_now,
             }) => Some(Stored {
                 token: AccessToken::new(
-                    self.inner.secrets.open(token_place(app.as_str()), &token)?,
+                    self.inner
+                        .secrets
+                        .open(token_place(self.inner.kind.as_str(), app.as_str()), &token)?,
                 ),
                 until_refresh: remaining(refresh_at(fetched_at, expires_at), db_now),
                 until_expiry: remaining(expires_at, db_now),
@@ -92,11 +99,13 @@ impl TokenStore {
         let taken = sqlx::query(
             "UPDATE access_tokens
              SET refresh_holder = $2, refresh_lease_until = now() + make_interval(secs => $3)
-             WHERE app = $1 AND (refresh_lease_until IS NULL OR refresh_lease_until < now())",
+             WHERE app = $1 AND kind = $4
+               AND (refresh_lease_until IS NULL OR refresh_lease_until < now())",
         )
         .bind(app.as_str())
         .bind(self.inner.me)
         .bind(LEASE.as_secs_f64())
+        .bind(self.inner.kind.as_str())
         .execute(&self.inner.pool)
         .await?
         .rows_affected();
@@ -132,17 +141,17 @@ impl TokenStore {
              SET token = $2, fetched_at = now(), expires_at = now() + make_interval(secs => $3),
                  source = $4, refresh_holder = NULL, refresh_lease_until = NULL,
                  refreshes = refreshes + 1
-             WHERE app = $1 AND refresh_holder = $5",
+             WHERE app = $1 AND kind = $6 AND refresh_holder = $5",
         )
         .bind(app.as_str())
-        .bind(
-            self.inner
-                .secrets
-                .seal(token_place(app.as_str()), fetched.token.expose()),
-        )
+        .bind(self.inner.secrets.seal(
+            token_place(self.inner.kind.as_str(), app.as_str()),
+            fetched.token.expose(),
+        ))
         .bind(fetched.expires_in.as_secs_f64())
         .bind(source)
         .bind(self.inner.me)
+        .bind(self.inner.kind.as_str())
         .execute(&self.inner.pool)
         .await?
         .rows_affected();
@@ -197,10 +206,11 @@ impl TokenStore {
     async fn release_lease(&self, app: &AppName) -> Result<(), TokenError> {
         sqlx::query(
             "UPDATE access_tokens SET refresh_holder = NULL, refresh_lease_until = NULL
-             WHERE app = $1 AND refresh_holder = $2",
+             WHERE app = $1 AND kind = $3 AND refresh_holder = $2",
         )
         .bind(app.as_str())
         .bind(self.inner.me)
+        .bind(self.inner.kind.as_str())
         .execute(&self.inner.pool)
         .await?;
         Ok(())

@@ -227,6 +227,11 @@ pub const SERIES: &[Series] = &[
         "Pushes to the OA callback, by format and outcome.",
     ),
     counter(
+        "wxnotify_mp_callback_events_total",
+        &["app", "format", "event", "outcome"],
+        "Pushes to the Mini Program's push URL, by format, event and outcome (applied or duplicate).",
+    ),
+    counter(
         "wxnotify_callback_refused_total",
         &["app", "reason"],
         "Pushes to the OA callback refused, by reason.",

@@ -501,3 +501,67 @@ async fn a_dead_workers_subscribe_claim_is_not_sent_again() {
         "the dead claim's grant stays used, and no second one was taken"
     );
 }
+
+#[tokio::test]
+async fn a_subscribe_message_that_breaks_its_template_is_refused_before_sending_and_its_grant_given_back()
+ {
+    let sys = System::seeded(10).await;
+    // The subscribe template as `templates sync` stores it: `phrase3` takes only its enum values.
+    sqlx::query(
+        "INSERT INTO templates (app, template_id, title, content, placeholders, source, channel,
+                                long_term, enum_values)
+         VALUES ('default', $1, '订单发货通知',
+                 '商品:{{thing1.DATA}}\n时间:{{time2.DATA}}\n状态:{{phrase3.DATA}}',
+                 ARRAY['thing1', 'time2', 'phrase3'], 'api', 'mp_subscribe', false,
+                 '{\"phrase3\": [\"已发货\", \"已签收\"]}')",
+    )
+    .bind(ONE_TIME)
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    accept_in_popup(&sys, 6, ONE_TIME, 2).await;
+    grant_in_ledger(&sys, 6, ONE_TIME, 2, false).await;
+    let good = only_subscribe(6, ONE_TIME);
+    let mut bad = only_subscribe(6, ONE_TIME);
+    bad.mp_subscribe.as_mut().unwrap().data = TemplateData::from_pairs(&[
+        ("thing1", "订单"),
+        ("time2", "2026-11-24 10:00"),
+        ("phrase3", "已取消"),
+    ])
+    .unwrap();
+    let worker = sys.start_worker(WorkerConfig::default());
+    sys.publish(&[good.clone(), bad.clone()]).await;
+    sys.wait_finished(2, WAIT).await;
+    worker.stop().await;
+
+    let (state, channel, _, _) = ledger(&sys, &good).await;
+    assert_eq!(
+        (state.as_str(), channel.as_deref()),
+        ("sent", Some("mp_subscribe"))
+    );
+    let (state, _, reason, errcode) = ledger(&sys, &bad).await;
+    assert_eq!(
+        (state.as_str(), reason.as_deref(), errcode),
+        ("dead", Some("payload_rejected"), None),
+        "refused by wxnotify's check, never sent"
+    );
+    let (errmsg,): (String,) = sqlx::query_as("SELECT errmsg FROM dead_letters WHERE job_id = $1")
+        .bind(bad.id.as_str())
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        errmsg.contains("phrase3"),
+        "the refusal names the field: {errmsg}"
+    );
+    assert_eq!(
+        grant_row(&sys, 6, ONE_TIME).await,
+        (2, 1, 0, "accept".into()),
+        "only the sent message used a grant"
+    );
+    assert_eq!(
+        fake_counts(&sys).await.get(&6),
+        Some(&1),
+        "one message reached person 6"
+    );
+}

@@ -24,7 +24,9 @@ use wxnotify_core::wechat::errcode::{DAILY_QUOTA, UNKNOWN_TEMPLATE};
 use wxnotify_core::wechat::{ErrClass, TokenStore, WechatClient};
 use wxnotify_services::error::UpkeepError;
 use wxnotify_services::ledger::outcome::Failure;
-use wxnotify_services::templates::{Catalog, Checked, Refusal, SyncTrigger, check_job};
+use wxnotify_services::templates::{
+    Catalog, Checked, Refusal, SubscribeCatalog, SyncTrigger, check_job, check_subscribe,
+};
 
 /// Why a job is not sent after all.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,9 @@ pub struct Rules {
     /// The catalog the checks read; replaced per app after each sync (held only to read or
     /// swap, never across an await).
     catalog: RwLock<Catalog>,
+    /// Each app's Mini Program subscribe templates, as `templates sync` last stored them; read
+    /// again from Postgres after each of the app's syncs.
+    subscribe: RwLock<HashMap<AppName, SubscribeCatalog>>,
     /// When each app's catalog was last synced by this process.
     synced: Mutex<HashMap<AppName, Instant>>,
     /// Refreshes queued by `observe`, served by `run` (at most one per app: bounded).
@@ -106,6 +111,7 @@ impl Rules {
             apps,
             options,
             catalog: RwLock::new(Catalog::default()),
+            subscribe: RwLock::new(HashMap::new()),
             synced: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
             fresh: Mutex::new(HashMap::new()),
@@ -117,7 +123,33 @@ impl Rules {
     pub async fn load(&self) -> Result<(), sqlx::Error> {
         let catalog = Catalog::load(&self.pool).await?;
         *self.catalog.write() = catalog;
+        for app in &self.apps {
+            self.load_subscribe(app).await?;
+        }
         Ok(())
+    }
+
+    /// Reads `app`'s stored subscribe templates into memory.
+    async fn load_subscribe(&self, app: &AppName) -> Result<(), sqlx::Error> {
+        let loaded = SubscribeCatalog::load(&self.pool, app).await?;
+        self.subscribe.write().insert(app.clone(), loaded);
+        Ok(())
+    }
+
+    /// The check before a subscribe message is sent: its `mp_subscribe.data` against the app's
+    /// subscribe template (keys, value rules, enums), as the OA message is checked by
+    /// [`Rules::before_send`]. A refusal ends the job `payload_rejected` (its grant, reserved
+    /// with the claim, is given back: nothing was sent). Values are never shortened here:
+    /// `truncate` applies to the OA message only, whose cuts the ledger records.
+    pub fn before_subscribe_send(&self, job: &Job) -> Result<(), Refusal> {
+        let Some(form) = &job.mp_subscribe else {
+            return Ok(());
+        };
+        let catalogs = self.subscribe.read();
+        let Some(catalog) = catalogs.get(&job.app) else {
+            return Ok(());
+        };
+        check_subscribe(catalog, &job.app, &form.template_id, &form.data, false).map(drop)
     }
 
     /// What the worker does before it consumes: loads the stored catalog, then syncs every
@@ -385,6 +417,7 @@ impl Rules {
             wxnotify_services::templates::sync::log_stored(app, list.len(), &stored);
         }
         let loaded = Catalog::load_app(&self.pool, app).await?;
+        self.load_subscribe(app).await?;
         {
             let mut catalog = self.catalog.write();
             match loaded.app(app) {

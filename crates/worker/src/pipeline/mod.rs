@@ -241,11 +241,15 @@ impl Pipeline {
                 self.unless_window_closes(&claim, false, Outcome::Paused { delay, failure });
             return unsent(job, outcome, None);
         }
-        // The template check (and an asked-for truncation, recorded) before the send of an OA
-        // template message.
+        // The template check before the send: of an OA template message (with an asked-for
+        // truncation, recorded), or of a subscribe message.
         let checked = match channel {
             Route::Oa(_) => self.rules.before_send(&job).await,
-            _ => Ok(None),
+            _ => self
+                .rules
+                .before_subscribe_send(&job)
+                .map(|()| None)
+                .map_err(crate::upkeep::Stop::Refused),
         };
         let job = match checked {
             Ok(Some(truncated)) => truncated,

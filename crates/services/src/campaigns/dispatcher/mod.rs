@@ -31,7 +31,7 @@ use uuid::Uuid;
 mod jobs;
 mod supervise;
 
-use self::jobs::{Address, JobTemplate};
+use self::jobs::JobTemplate;
 pub use self::jobs::{Address, job_id};
 pub use self::supervise::run_until;
 use super::model::CampaignState;

@@ -45,7 +45,10 @@ async fn call(sys: &System, method: &str, path: &str, body: Option<Value>) -> (S
     let r = app.oneshot(req).await.unwrap();
     let status = r.status();
     let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn channels(v: &Value) -> Channels {
@@ -91,7 +94,13 @@ async fn a_campaign_with_a_subscribe_message_reaches_followers_and_grant_holders
     assert_eq!(channels(&report["by_channel"]), expected, "{report}");
     assert_eq!(report["unreachable"]["not_following"], 1, "{report}");
     let id: Uuid = report["id"].as_str().unwrap().parse().unwrap();
-    let (code, pre) = call(&sys, "GET", &format!("/admin/api/campaigns/{id}/preview"), None).await;
+    let (code, pre) = call(
+        &sys,
+        "GET",
+        &format!("/admin/api/campaigns/{id}/preview"),
+        None,
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "{pre}");
     assert_eq!(channels(&pre["by_channel"]), expected, "{pre}");
     assert_eq!(pre["reachable"], 9);
@@ -106,11 +115,12 @@ async fn a_campaign_with_a_subscribe_message_reaches_followers_and_grant_holders
     let all = store::create(&sys.db.pool, &whole, 1000, AudienceSource::Followers)
         .await
         .unwrap();
-    let following: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM oa_followers WHERE app = 'default' AND subscribed")
-            .fetch_one(&sys.db.pool)
-            .await
-            .unwrap();
+    let following: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM oa_followers WHERE app = 'default' AND subscribed",
+    )
+    .fetch_one(&sys.db.pool)
+    .await
+    .unwrap();
     assert_eq!(
         preview(&sys.db.pool, all.id).await.unwrap().by_channel,
         Channels {
@@ -145,7 +155,10 @@ async fn a_campaign_with_a_subscribe_message_reaches_followers_and_grant_holders
 
     let oa: BTreeSet<String> = sys.mock.sends().into_iter().map(|s| s.touser).collect();
     let followers: BTreeSet<String> = (0..5).map(mock_wechat::oa_openid).collect();
-    assert_eq!(oa, followers, "the followers, and only they, got the OA message");
+    assert_eq!(
+        oa, followers,
+        "the followers, and only they, got the OA message"
+    );
     assert_eq!(
         fake_counts(&sys).await,
         BTreeMap::from([(5, 1), (6, 1), (9, 1)]),
@@ -166,7 +179,11 @@ async fn a_campaign_with_a_subscribe_message_reaches_followers_and_grant_holders
     );
     assert_eq!(s.sent, 8);
     assert_eq!(s.dead, BTreeMap::from([("no_channel".into(), 1)]));
-    assert_eq!(s.finished(), s.reachable, "every recipient in exactly one state");
+    assert_eq!(
+        s.finished(),
+        s.reachable,
+        "every recipient in exactly one state"
+    );
     let (code, api) = call(&sys, "GET", &format!("/admin/api/campaigns/{id}"), None).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(channels(&api["by_channel"]), expected, "{api}");

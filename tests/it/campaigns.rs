@@ -60,7 +60,11 @@ pub(crate) fn fast() -> DispatcherOptions {
 }
 
 /// A dispatcher on its own connection, as another process would have.
-pub(crate) async fn dispatcher(sys: &System, quota: QuotaSettings, options: DispatcherOptions) -> Dispatcher {
+pub(crate) async fn dispatcher(
+    sys: &System,
+    quota: QuotaSettings,
+    options: DispatcherOptions,
+) -> Dispatcher {
     let conn = Arc::new(
         wxnotify_core::queue::connect(&sys.settings.amqp_url, "campaign-test")
             .await

@@ -68,7 +68,13 @@ pub(crate) async fn accept_in_popup(sys: &System, person: u64, template: &str, t
 }
 
 /// wxnotify's count of the person's grants for `template` (as the grant sources would record it).
-pub(crate) async fn grant_in_ledger(sys: &System, person: u64, template: &str, granted: i64, long_term: bool) {
+pub(crate) async fn grant_in_ledger(
+    sys: &System,
+    person: u64,
+    template: &str,
+    granted: i64,
+    long_term: bool,
+) {
     sqlx::query(
         "INSERT INTO mp_grants (app, mp_openid, template_id, granted, long_term)
          VALUES ('default', $1, $2, $3, $4)",
@@ -83,7 +89,11 @@ pub(crate) async fn grant_in_ledger(sys: &System, person: u64, template: &str, g
 }
 
 /// (granted, used, voided, state) of the person's grant row.
-pub(crate) async fn grant_row(sys: &System, person: u64, template: &str) -> (i64, i64, i64, String) {
+pub(crate) async fn grant_row(
+    sys: &System,
+    person: u64,
+    template: &str,
+) -> (i64, i64, i64, String) {
     sqlx::query_as(
         "SELECT granted, used, voided, state FROM mp_grants
          WHERE app = 'default' AND mp_openid = $1 AND template_id = $2",

@@ -368,7 +368,9 @@ pub async fn create(
     .await?;
     let mp_template = new.mp_subscribe.as_ref().map(|m| m.template_id.as_str());
     let mut snap: Snapshot = match audience {
-        AudienceSource::Followers => snapshot::followers(&mut tx, id, &new.app, mp_template).await?,
+        AudienceSource::Followers => {
+            snapshot::followers(&mut tx, id, &new.app, mp_template).await?
+        }
         AudienceSource::File(items) | AudienceSource::List(items) => {
             snapshot::recipients(&mut tx, id, &new.app, mp_template, rows.items(items)).await?
         }
@@ -419,11 +421,7 @@ pub async fn create(
         audience: audience_n,
         reachable,
         unreachable,
-        by_channel: Channels::of(
-            audience_n as i64,
-            reachable as i64,
-            grant_holders as i64,
-        ),
+        by_channel: Channels::of(audience_n as i64, reachable as i64, grant_holders as i64),
         repeats: snap.repeats,
         bad_lines: snap.bad_lines,
     })

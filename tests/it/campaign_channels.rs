@@ -189,3 +189,63 @@ async fn a_campaign_with_a_subscribe_message_reaches_followers_and_grant_holders
     assert_eq!(channels(&api["by_channel"]), expected, "{api}");
     assert_eq!(api["sent_by_channel"]["mp_subscribe"], 3, "{api}");
 }
+
+#[tokio::test]
+async fn the_cli_creates_a_campaign_with_a_subscribe_message_and_previews_it_by_channel() {
+    use crate::serve_support::wxnotify;
+    let sys = System::seeded(4).await;
+    // Persons 0 and 1 follow; 2 and 3 unfollowed, and 2 holds a grant.
+    for person in [2, 3] {
+        unfollow(&sys, person).await;
+    }
+    grant_in_ledger(&sys, 2, ONE_TIME, 1, false).await;
+    let data = serde_json::to_string(&subscribe(ONE_TIME).data).unwrap();
+    let mut args = vec![
+        "campaign",
+        "create",
+        "--template-id",
+        TEMPLATE,
+        "--data",
+        r#"{"thing1":"Sale","time2":"today"}"#,
+        "--followers",
+        "--mp-subscribe-template-id",
+        ONE_TIME,
+        "--mp-subscribe-data",
+        &data,
+        "--mp-subscribe-page",
+        "pages/sale",
+    ];
+    let out = wxnotify(&sys.db, &[&args[..], &["--json"]].concat(), &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = Channels {
+        followers: 2,
+        grant_holders: 1,
+        unreachable: 0,
+    };
+    assert_eq!(channels(&report["by_channel"]), expected, "{report}");
+    let id = report["id"].as_str().unwrap().to_owned();
+    let stored = store::get(&sys.db.pool, id.parse().unwrap()).await.unwrap();
+    assert_eq!(
+        stored.mp_subscribe().unwrap().page.as_deref(),
+        Some("pages/sale")
+    );
+    let out = wxnotify(&sys.db, &["campaign", "preview", &id], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "by channel: 2 followers (OA template), 1 grant holders (subscribe), 0 unreachable"
+        ),
+        "{text}"
+    );
+    // A subscribe message that is not one is refused, naming the flag, with exit code 2 (bad
+    // input).
+    args[10] = "[1]";
+    let out = wxnotify(&sys.db, &args, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--mp-subscribe"),
+        "{out:?}"
+    );
+}

@@ -25,9 +25,9 @@ use wxnotify_worker::WorkerConfig;
 
 use crate::system::{RunningWorker, System};
 
-const TEMPLATE: &str = "TPL_ORDER_SHIPPED";
+pub(crate) const TEMPLATE: &str = "TPL_ORDER_SHIPPED";
 
-fn new_campaign(rate: u32) -> NewCampaign {
+pub(crate) fn new_campaign(rate: u32) -> NewCampaign {
     NewCampaign {
         app: AppName::default_app(),
         template_id: TemplateId::parse(TEMPLATE).unwrap(),
@@ -46,10 +46,11 @@ fn new_campaign(rate: u32) -> NewCampaign {
         created_by: "test".into(),
         name: None,
         truncate: false,
+        mp_subscribe: None,
     }
 }
 
-fn fast() -> DispatcherOptions {
+pub(crate) fn fast() -> DispatcherOptions {
     DispatcherOptions {
         tick: Duration::from_millis(20),
         lease: Duration::from_secs(1),
@@ -59,7 +60,11 @@ fn fast() -> DispatcherOptions {
 }
 
 /// A dispatcher on its own connection, as another process would have.
-async fn dispatcher(sys: &System, quota: QuotaSettings, options: DispatcherOptions) -> Dispatcher {
+pub(crate) async fn dispatcher(
+    sys: &System,
+    quota: QuotaSettings,
+    options: DispatcherOptions,
+) -> Dispatcher {
     let conn = Arc::new(
         wxnotify_core::queue::connect(&sys.settings.amqp_url, "campaign-test")
             .await
@@ -76,13 +81,13 @@ async fn dispatcher(sys: &System, quota: QuotaSettings, options: DispatcherOptio
     .unwrap()
 }
 
-struct Running {
+pub(crate) struct Running {
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
     published: Arc<std::sync::atomic::AtomicU64>,
 }
 
-fn spawn(d: Dispatcher) -> Running {
+pub(crate) fn spawn(d: Dispatcher) -> Running {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let published = d.published();
     let token = shutdown.clone();
@@ -97,14 +102,14 @@ fn spawn(d: Dispatcher) -> Running {
 }
 
 impl Running {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
 }
 
 /// Polls `f` every 20 ms until it is true, or panics after `timeout` with `what`.
-async fn until<F, Fut>(timeout: Duration, what: &str, mut f: F)
+pub(crate) async fn until<F, Fut>(timeout: Duration, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -119,7 +124,7 @@ where
     }
 }
 
-async fn state(sys: &System, id: Uuid) -> CampaignState {
+pub(crate) async fn state(sys: &System, id: Uuid) -> CampaignState {
     store::get(&sys.db.pool, id).await.unwrap().state
 }
 

@@ -512,6 +512,7 @@ async fn running_campaign(w: &AdminWorld) -> uuid::Uuid {
         created_by: "test".into(),
         name: None,
         truncate: false,
+        mp_subscribe: None,
     };
     let report = store::create(&w.sys.db.pool, &new, 1000, AudienceSource::Followers)
         .await

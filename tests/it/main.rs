@@ -15,6 +15,7 @@ mod admin_users;
 mod bodies;
 mod callback_json;
 mod callback_key_rotation;
+mod campaign_channels;
 mod campaigns;
 mod cluster;
 mod console;

@@ -16,7 +16,7 @@ use crate::worker::job;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The fake's one-time subscribe template.
-const ONE_TIME: &str = "MP_ORDER_SHIPPED";
+pub(crate) const ONE_TIME: &str = "MP_ORDER_SHIPPED";
 /// The fake's long-term subscribe template.
 const LONG_TERM: &str = "MP_SERVICE_NOTICE";
 
@@ -25,7 +25,7 @@ fn mp(person: u64) -> Recipient {
 }
 
 /// The subscribe message of `template` with data the fake accepts.
-fn subscribe(template: &str) -> MpSubscribe {
+pub(crate) fn subscribe(template: &str) -> MpSubscribe {
     let mut pairs = vec![("thing1", "订单已发货"), ("time2", "2026-11-24 10:00")];
     if template == ONE_TIME {
         pairs.push(("phrase3", "已发货"));
@@ -54,7 +54,7 @@ fn only_subscribe(person: u64, template: &str) -> Job {
 }
 
 /// The person accepts `template` `times` times in the fake's popup (WeChat's side of the grant).
-async fn accept_in_popup(sys: &System, person: u64, template: &str, times: u32) {
+pub(crate) async fn accept_in_popup(sys: &System, person: u64, template: &str, times: u32) {
     let http = reqwest::Client::new();
     for _ in 0..times {
         let answer = http
@@ -68,7 +68,13 @@ async fn accept_in_popup(sys: &System, person: u64, template: &str, times: u32) 
 }
 
 /// wxnotify's count of the person's grants for `template` (as the grant sources would record it).
-async fn grant_in_ledger(sys: &System, person: u64, template: &str, granted: i64, long_term: bool) {
+pub(crate) async fn grant_in_ledger(
+    sys: &System,
+    person: u64,
+    template: &str,
+    granted: i64,
+    long_term: bool,
+) {
     sqlx::query(
         "INSERT INTO mp_grants (app, mp_openid, template_id, granted, long_term)
          VALUES ('default', $1, $2, $3, $4)",
@@ -83,7 +89,11 @@ async fn grant_in_ledger(sys: &System, person: u64, template: &str, granted: i64
 }
 
 /// (granted, used, voided, state) of the person's grant row.
-async fn grant_row(sys: &System, person: u64, template: &str) -> (i64, i64, i64, String) {
+pub(crate) async fn grant_row(
+    sys: &System,
+    person: u64,
+    template: &str,
+) -> (i64, i64, i64, String) {
     sqlx::query_as(
         "SELECT granted, used, voided, state FROM mp_grants
          WHERE app = 'default' AND mp_openid = $1 AND template_id = $2",
@@ -96,7 +106,7 @@ async fn grant_row(sys: &System, person: u64, template: &str) -> (i64, i64, i64,
 }
 
 /// The person no longer follows the OA, at WeChat and in wxnotify's follower table.
-async fn unfollow(sys: &System, person: u64) {
+pub(crate) async fn unfollow(sys: &System, person: u64) {
     sys.mock.unsubscribe(person);
     let n = sqlx::query(
         "UPDATE oa_followers SET subscribed = false
@@ -122,7 +132,7 @@ async fn ledger(sys: &System, j: &Job) -> (String, Option<String>, Option<String
 }
 
 /// The subscribe messages the fake accepted, per person.
-async fn fake_counts(sys: &System) -> BTreeMap<u64, u64> {
+pub(crate) async fn fake_counts(sys: &System) -> BTreeMap<u64, u64> {
     let counts: BTreeMap<String, u64> =
         reqwest::get(format!("{}mock/mp/counts", sys.mock.base_url()))
             .await

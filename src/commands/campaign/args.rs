@@ -25,6 +25,13 @@ pub enum CampaignCommand {
   wxnotify campaign create --name 'December sale' --template-id T --data '{\"thing1\":\"Sale\",\"time2\":\"12-12\"}' --followers
   wxnotify campaign create --app default --template-id T --data '{\"thing1\":\"Shipped\"}' \\
       --recipients orders.csv --rate 200 --window 09:00-21:00 --time-zone Asia/Shanghai --daily-cap 100000 --json
+  wxnotify campaign create --template-id T --data '{\"thing1\":\"Sale\"}' --followers \\
+      --mp-subscribe-template-id S --mp-subscribe-data '{\"thing1\":\"Sale\"}' --mp-subscribe-page pages/sale
+
+With --mp-subscribe-template-id, Mini Program users who do not follow the OA but hold a grant for
+that subscribe template are in the audience too (by their Mini Program openid), and every job
+carries the subscribe message: a follower gets the OA message, a grant holder the subscribe
+message (spending a grant). Preview and status count the audience by channel.
 
 A recipients file is NDJSON ({\"mp_openid\":\"o…\",\"data\":{\"order\":\"42\"}} a line; or unionid / oa_openid)
 or CSV with a header naming one of mp_openid, unionid, oa_openid; its other columns are template
@@ -32,7 +39,8 @@ fields of that recipient. Bad lines are reported with their line numbers and ski
 recipients whose data breaks the template (a value too long for its key type; --truncate shortens
 such values instead).")]
     Create(Box<CreateArgs>),
-    /// Show the snapshot: reachable and unreachable recipients by reason.
+    /// Show the snapshot: recipients by channel (followers, grant holders, unreachable) and
+    /// unreachable ones by reason.
     #[command(after_help = "Example:\n  wxnotify campaign preview 0193… --json")]
     Preview(IdArgs),
     /// Start a draft campaign (it waits for its start time and window).
@@ -87,6 +95,19 @@ pub struct CreateArgs {
     /// The Mini Program page (with --miniprogram-appid).
     #[arg(long, requires = "miniprogram_appid")]
     pub pagepath: Option<String>,
+    /// The Mini Program subscribe template (with --mp-subscribe-data): people who do not follow
+    /// the OA but hold a grant for it join the audience and get the subscribe message.
+    #[arg(long, requires = "mp_subscribe_data")]
+    pub mp_subscribe_template_id: Option<String>,
+    /// The subscribe message's fields, as a JSON object (with --mp-subscribe-template-id).
+    #[arg(long, requires = "mp_subscribe_template_id")]
+    pub mp_subscribe_data: Option<String>,
+    /// The Mini Program page a tap on the subscribe message opens.
+    #[arg(long, requires = "mp_subscribe_template_id")]
+    pub mp_subscribe_page: Option<String>,
+    /// Which version of the Mini Program that tap opens: developer, trial or formal.
+    #[arg(long, requires = "mp_subscribe_template_id")]
+    pub mp_subscribe_miniprogram_state: Option<String>,
     /// Every subscribed follower of the app's OA.
     #[arg(
         long,

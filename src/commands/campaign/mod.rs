@@ -15,7 +15,9 @@ pub use self::args::{CampaignArgs, CampaignCommand, CreateArgs, IdArgs, ListArgs
 use self::output::{follow, preview_text, print};
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
 use wxnotify_core::config::Settings;
-use wxnotify_core::domain::{AppId, AppName, MiniProgramLink, TemplateData, TemplateId};
+use wxnotify_core::domain::{
+    AppId, AppName, MiniProgramLink, MpSubscribe, TemplateData, TemplateId,
+};
 use wxnotify_services::campaigns::model::Action;
 use wxnotify_services::campaigns::store::{self, AudienceSource, NewCampaign};
 use wxnotify_services::campaigns::{
@@ -55,6 +57,7 @@ fn new_campaign(
         }),
         _ => None,
     };
+    let mp_subscribe = mp_subscribe_of(args)?;
     let pacing = pacing_from(
         args.rate.unwrap_or(app_rate),
         args.window.as_deref(),
@@ -75,9 +78,32 @@ fn new_campaign(
             created_by: actor(&args.by),
             name: args.name.clone(),
             truncate: args.truncate,
+            mp_subscribe,
         },
         app_rate,
     ))
+}
+
+/// The subscribe message of the `--mp-subscribe-*` flags, read as the job's `mp_subscribe`.
+fn mp_subscribe_of(args: &CreateArgs) -> Result<Option<MpSubscribe>, CampaignError> {
+    let (Some(template_id), Some(data)) = (&args.mp_subscribe_template_id, &args.mp_subscribe_data)
+    else {
+        return Ok(None);
+    };
+    let data: serde_json::Value = serde_json::from_str(data)
+        .map_err(|e| CampaignError::Invalid(format!("--mp-subscribe-data: {e}")))?;
+    let mut form = serde_json::json!({"template_id": template_id, "data": data});
+    if let Some(page) = &args.mp_subscribe_page {
+        form["page"] = page.clone().into();
+    }
+    if let Some(state) = &args.mp_subscribe_miniprogram_state {
+        form["miniprogram_state"] = state.clone().into();
+    }
+    serde_json::from_value(form).map(Some).map_err(|e| {
+        CampaignError::Invalid(format!(
+            "--mp-subscribe-*: {e} (--mp-subscribe-miniprogram-state is developer, trial or formal)"
+        ))
+    })
 }
 
 /// Runs `wxnotify campaign …`.
@@ -131,6 +157,7 @@ async fn command(
                     report.audience,
                     report.reachable,
                     &report.unreachable,
+                    &report.by_channel,
                 );
                 if report.repeats > 0 {
                     s.push_str(&format!(
@@ -163,9 +190,14 @@ async fn command(
                     p.audience,
                     p.reachable,
                     &p.unreachable,
+                    &p.by_channel,
                 );
                 s.push('\n');
                 s.push_str(&p.template.text_with_rows(&p.bad_rows));
+                if let Some(sub) = &p.mp_subscribe_template {
+                    s.push_str("\n  subscribe message:\n");
+                    s.push_str(&sub.text().replace("\n", "\n  "));
+                }
                 s
             });
             Ok(ExitCode::SUCCESS)

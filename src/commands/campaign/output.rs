@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use wxnotify_services::campaigns::{CampaignError, progress};
+use wxnotify_services::campaigns::{CampaignError, Channels, progress};
 
 /// Prints `value` as one JSON line, or the text `text` gives.
 pub(super) fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
@@ -20,12 +20,14 @@ pub(super) fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> 
         println!("{}", text());
     }
 }
-/// The one-line summary of a campaign's audience: how many are reachable, and why not the rest.
+/// The summary of a campaign's audience: how many are reachable, why not the rest, and the
+/// audience by channel.
 pub(super) fn preview_text<K: std::fmt::Display>(
     id: &str,
     audience: u64,
     reachable: u64,
     unreachable: &std::collections::BTreeMap<K, u64>,
+    by_channel: &Channels,
 ) -> String {
     let reasons: Vec<String> = unreachable
         .iter()
@@ -40,6 +42,9 @@ pub(super) fn preview_text<K: std::fmt::Display>(
         } else {
             format!(" ({})", reasons.join(", "))
         }
+    ) + &format!(
+        "\n  by channel: {} followers (OA template), {} grant holders (subscribe), {} unreachable",
+        by_channel.followers, by_channel.grant_holders, by_channel.unreachable
     )
 }
 

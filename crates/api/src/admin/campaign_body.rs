@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use wxnotify_core::domain::MiniProgramLink;
+use wxnotify_core::domain::{MiniProgramLink, MpSubscribe};
 use wxnotify_services::campaigns::audience::{Item, ListEntry, list_item};
 
 /// Largest create request (with an explicit list of recipients), bytes. Larger audiences are a
@@ -42,6 +42,9 @@ pub struct CreateBody {
     pub url: Option<url::Url>,
     /// Mini Program link.
     pub miniprogram: Option<MiniProgramLink>,
+    /// The Mini Program subscribe message (as a job's `mp_subscribe`): non-followers holding a
+    /// grant for its template are in the audience and get it.
+    pub mp_subscribe: Option<MpSubscribe>,
     /// Who receives it.
     pub audience: AudienceBody,
     /// Sends per second (default and ceiling: the app's rate).
@@ -181,6 +184,16 @@ mod tests {
         assert!(items[0].is_ok() && items[2].is_ok());
         assert_eq!(items[1].as_ref().unwrap_err().line, 2);
         let named = CreateBody::parse(body("\"followers\"", "").as_bytes()).unwrap();
+        assert!(named.mp_subscribe.is_none());
+        let with_form = CreateBody::parse(
+            body(
+                "\"followers\"",
+                r#","mp_subscribe":{"template_id":"S1","data":{"thing1":{"value":"x"}}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(with_form.mp_subscribe.unwrap().template_id.as_str(), "S1");
         assert!(matches!(named.audience, AudienceBody::Named(n) if n == "followers"));
     }
 
@@ -203,6 +216,11 @@ mod tests {
         many.push_str("0]}");
         let e = CreateBody::parse(body(&many, "").as_bytes()).unwrap_err();
         assert!(e.starts_with("audience") && e.contains("100000"), "{e}");
+        let e = CreateBody::parse(
+            body("\"followers\"", r#","mp_subscribe":{"template_id":"S1"}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("mp_subscribe") && e.contains("data"), "{e}");
         let e = CreateBody::parse(b"5").unwrap_err();
         assert!(!e.contains("struct") && e.contains("template_id"), "{e}");
         let b = body(r#"{"recipients":[[1]]}"#, "");

@@ -244,6 +244,7 @@ async fn create(
         created_by: actor(&who),
         name: body.name,
         truncate: body.truncate,
+        mp_subscribe: body.mp_subscribe,
     };
     let source = match body.audience {
         AudienceBody::Named(n) if n == "followers" => AudienceSource::Followers,

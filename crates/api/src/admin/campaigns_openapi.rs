@@ -22,6 +22,7 @@ use uuid::Uuid;
         CampaignDoc,
         CampaignStatusDoc,
         ReceiptsDoc,
+        ChannelsDoc,
         CreateCampaignDoc,
         CreateReportDoc,
         BadLinesDoc,
@@ -101,6 +102,9 @@ pub struct CampaignDoc {
     pub data: serde_json::Value,
     pub url: Option<String>,
     pub miniprogram: Option<serde_json::Value>,
+    /// The Mini Program subscribe message its jobs carry: `{"template_id", "data", "page",
+    /// "miniprogram_state"}` (a job's `mp_subscribe`).
+    pub mp_subscribe: Option<serde_json::Value>,
     /// Not sent after.
     pub not_after: Option<DateTime<Utc>>,
     /// `followers`, `file` or `list`.
@@ -118,10 +122,25 @@ pub struct CampaignDoc {
     pub reachable: i64,
     /// Unreachable by reason.
     pub unreachable: BTreeMap<String, u64>,
+    /// Of the reachable, those reached by a grant (the subscribe message).
+    pub grant_holders: i64,
     /// Reachable recipients dispatched so far.
     pub dispatched: i64,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// A campaign's audience by the channel that reaches it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CampaignChannels)]
+pub struct ChannelsDoc {
+    /// OA followers: the OA's template message.
+    pub followers: u64,
+    /// Mini Program users who do not follow but hold a grant for the campaign's subscribe
+    /// template: the subscribe message.
+    pub grant_holders: u64,
+    /// Reached by neither.
+    pub unreachable: u64,
 }
 
 /// Delivery receipts of a campaign's sends.
@@ -148,6 +167,10 @@ pub struct CampaignStatusDoc {
     pub reachable: u64,
     /// Unreachable by reason (from the snapshot).
     pub unreachable: BTreeMap<String, u64>,
+    /// The audience by channel (from the snapshot).
+    pub by_channel: ChannelsDoc,
+    /// Sent, by the channel that sent them (`oa_template`, `mp_subscribe`).
+    pub sent_by_channel: BTreeMap<String, u64>,
     /// Published to the bulk lane.
     pub dispatched: u64,
     /// Accepted by WeChat.
@@ -191,6 +214,11 @@ pub struct CreateCampaignDoc {
     pub url: Option<String>,
     /// `{"appid": "…", "pagepath": "…"}`.
     pub miniprogram: Option<serde_json::Value>,
+    /// The Mini Program subscribe message, as a job's: `{"template_id", "data", "page",
+    /// "miniprogram_state"}`. Mini Program users who do not follow the OA but hold a grant for
+    /// its template join the audience and get it; every job carries it, so the worker chooses
+    /// the channel per person.
+    pub mp_subscribe: Option<serde_json::Value>,
     /// `"followers"` or `{"recipients": [{"to": {"mp_openid": "…"}, "data": {…}}, …]}`.
     pub audience: serde_json::Value,
     /// Sends per second (default and ceiling: the app's rate).
@@ -230,6 +258,8 @@ pub struct CreateReportDoc {
     pub audience: u64,
     pub reachable: u64,
     pub unreachable: BTreeMap<String, u64>,
+    /// The audience by channel.
+    pub by_channel: ChannelsDoc,
     /// Repeated recipients kept once.
     pub repeats: u64,
     /// Skipped lines: unreadable, or recipients whose data breaks the template.
@@ -246,8 +276,13 @@ pub struct PreviewDoc {
     pub audience: u64,
     pub reachable: u64,
     pub unreachable: BTreeMap<String, u64>,
+    /// The audience by channel.
+    pub by_channel: ChannelsDoc,
     /// The template check of the shared data against today's catalog.
     pub template: serde_json::Value,
+    /// The check of `mp_subscribe.data` against today's subscribe templates (null without
+    /// `mp_subscribe`).
+    pub mp_subscribe_template: Option<serde_json::Value>,
     /// Recipients whose own data breaks the template, by line.
     pub bad_rows: BadLinesDoc,
 }
@@ -383,6 +418,8 @@ mod tests {
             audience: 1,
             reachable: 1,
             unreachable: serde_json::json!({}),
+            by_channel: Default::default(),
+            sent_by_channel: Default::default(),
             dispatched: 0,
             sent: 0,
             duplicate: 0,
@@ -397,6 +434,10 @@ mod tests {
             eta_s: None,
         };
         assert_eq!(properties(&doc, "CampaignStatus"), keys(&status));
+        assert_eq!(
+            properties(&doc, "CampaignChannels"),
+            keys(&status.by_channel)
+        );
         assert_eq!(
             properties(&doc, "CampaignReceipts"),
             keys(&Receipts::default())

@@ -181,6 +181,7 @@ async fn measure(
         created_by: "bench".into(),
         name: None,
         truncate: false,
+        mp_subscribe: None,
     };
     let started = Instant::now();
     let items = audience::read_file(&path)?;

@@ -61,6 +61,7 @@ pub async fn start(scratch: &Scratch, n: u64, rate: u32) -> anyhow::Result<DemoC
         created_by: "demo".into(),
         name: None,
         truncate: false,
+        mp_subscribe: None,
     };
     let report = store::create(
         &scratch.pool,

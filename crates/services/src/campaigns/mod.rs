@@ -27,7 +27,7 @@ pub mod store;
 pub mod waiting;
 
 pub use dispatcher::{Dispatcher, DispatcherOptions};
-pub use model::{Action, CampaignState, Pacing, SendWindow, Unreachable};
+pub use model::{Action, CampaignState, Channels, Pacing, SendWindow, Unreachable};
 pub use preview::{Preview, pacing_from, preview};
 pub use progress::{Status, label, status};
 pub use store::{AudienceSource, Campaign, CreateReport, NewCampaign};

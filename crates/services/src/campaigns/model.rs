@@ -137,6 +137,32 @@ impl Unreachable {
     }
 }
 
+/// A campaign's audience by the channel that reaches it: `followers` (the OA's template
+/// message), `grant_holders` (Mini Program users who do not follow but hold a grant for the
+/// campaign's subscribe template) and `unreachable` (neither).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channels {
+    /// Reached by the OA's template message.
+    pub followers: u64,
+    /// Reached by the Mini Program's subscribe message.
+    pub grant_holders: u64,
+    /// Reached by neither.
+    pub unreachable: u64,
+}
+
+impl Channels {
+    /// The channels of an audience of `audience` with `reachable` reachable, `grant_holders` of
+    /// them by a grant.
+    pub fn of(audience: i64, reachable: i64, grant_holders: i64) -> Self {
+        let n = |v: i64| v.max(0) as u64;
+        Channels {
+            followers: n(reachable - grant_holders),
+            grant_holders: n(grant_holders),
+            unreachable: n(audience - reachable),
+        }
+    }
+}
+
 /// A daily send window in a time zone, e.g. 09:00–21:00 Asia/Shanghai. A window whose end is
 /// before its start spans midnight (22:00–06:00).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,8 +26,13 @@ pub struct Preview {
     pub reachable: u64,
     /// Unreachable by reason.
     pub unreachable: std::collections::BTreeMap<String, u64>,
+    /// The audience by the channel that reaches it.
+    pub by_channel: super::Channels,
     /// The template check, run again against the app's catalog as it is now.
     pub template: TemplateFindings,
+    /// The subscribe message's check against the Mini Program's synced subscribe templates as
+    /// they are now (none when the campaign has no `mp_subscribe`).
+    pub mp_subscribe_template: Option<TemplateFindings>,
     /// Recipients whose own data breaks the template (their jobs would be refused), by their
     /// line in the recipients file or list, reported as bad lines are at create.
     pub bad_rows: super::audience::BadLines,
@@ -83,6 +88,38 @@ impl TemplateFindings {
         Ok(findings)
     }
 
+    /// Runs the subscribe template check of `c`'s `mp_subscribe` against its app's synced
+    /// subscribe templates; none when it has none. Its data is shared by every job, so missing
+    /// keys are problems here.
+    pub async fn of_subscribe(
+        pool: &PgPool,
+        c: &store::Campaign,
+    ) -> Result<Option<Self>, CampaignError> {
+        use crate::templates::{SubscribeCatalog, check_subscribe};
+        let Some(form) = c.mp_subscribe() else {
+            return Ok(None);
+        };
+        let app = wxnotify_core::domain::AppName::parse(c.app.clone())
+            .map_err(|e| CampaignError::Invalid(format!("campaign {}: {e}", c.id)))?;
+        let catalog = SubscribeCatalog::load(pool, &app).await?;
+        let mut findings = TemplateFindings {
+            ok: true,
+            problems: Vec::new(),
+            missing_keys: Vec::new(),
+            warnings: Vec::new(),
+        };
+        match check_subscribe(&catalog, &app, &form.template_id, &form.data, c.truncate) {
+            Ok(checked) => {
+                findings.warnings = checked.warnings.iter().map(|w| w.to_string()).collect();
+            }
+            Err(refusal) => {
+                findings.problems = refusal.problems.iter().map(|p| p.to_string()).collect();
+                findings.ok = findings.problems.is_empty();
+            }
+        }
+        Ok(Some(findings))
+    }
+
     /// The findings and the rows that break the template, as lines for a terminal.
     pub fn text_with_rows(&self, rows: &super::audience::BadLines) -> String {
         let mut s = self.text();
@@ -135,6 +172,7 @@ impl TemplateFindings {
 pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> {
     let c = store::get(pool, id).await?;
     let template = TemplateFindings::of(pool, &c).await?;
+    let mp_subscribe_template = TemplateFindings::of_subscribe(pool, &c).await?;
     let bad_rows = match (
         wxnotify_core::domain::AppName::parse(c.app.clone()),
         wxnotify_core::domain::TemplateId::parse(c.template_id.clone()),
@@ -152,8 +190,10 @@ pub async fn preview(pool: &PgPool, id: Uuid) -> Result<Preview, CampaignError> 
         state: c.state,
         audience: c.audience as u64,
         reachable: c.reachable as u64,
+        by_channel: c.by_channel(),
         unreachable: serde_json::from_value(c.unreachable).unwrap_or_default(),
         template,
+        mp_subscribe_template,
     })
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::CampaignError;
-use super::model::CampaignState;
+use super::model::{CampaignState, Channels};
 use super::store::{self, Campaign};
 use super::waiting::{self, AppHold, Waiting};
 
@@ -80,6 +80,10 @@ pub struct Status {
     pub reachable: u64,
     /// Unreachable by reason (from the snapshot).
     pub unreachable: serde_json::Value,
+    /// The audience by the channel that reaches it (from the snapshot).
+    pub by_channel: Channels,
+    /// Sent, by the channel that sent them (`oa_template`, `mp_subscribe`).
+    pub sent_by_channel: BTreeMap<String, u64>,
     /// Reachable recipients published to the bulk lane.
     pub dispatched: u64,
     /// Accepted by WeChat.
@@ -148,11 +152,13 @@ impl Status {
         let dead: u64 = self.dead.values().sum();
         let pace = self.pace_text();
         format!(
-            "campaign {} {}: {} reachable of {}, {} dispatched, {} sent, {} dead, {} cancelled, {} duplicate, {} held for review; receipts {} ok / {} user block / {} system failed{}",
+            "campaign {} {}: {} reachable of {} ({} followers, {} grant holders), {} dispatched, {} sent, {} dead, {} cancelled, {} duplicate, {} held for review; receipts {} ok / {} user block / {} system failed{}",
             self.label(),
             self.state,
             self.reachable,
             self.audience,
+            self.by_channel.followers,
+            self.by_channel.grant_holders,
             self.dispatched,
             self.sent,
             dead,
@@ -184,6 +190,7 @@ struct Group {
     state: String,
     dead_reason: Option<String>,
     receipt_status: Option<String>,
+    channel: Option<String>,
     n: i64,
     duplicates: i64,
     recent: i64,
@@ -193,12 +200,12 @@ struct Group {
 pub async fn status(pool: &PgPool, id: Uuid) -> Result<Status, CampaignError> {
     let campaign = store::get(pool, id).await?;
     let groups: Vec<Group> = sqlx::query_as(
-        "SELECT d.state, d.dead_reason, d.receipt_status, count(*) AS n,
+        "SELECT d.state, d.dead_reason, d.receipt_status, d.channel, count(*) AS n,
                 COALESCE(sum(d.duplicates), 0)::bigint AS duplicates,
                 count(*) FILTER (WHERE d.state = 'sent' AND d.sent_at > now() - make_interval(secs => $2)) AS recent
          FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id
          WHERE c.id = $1
-         GROUP BY d.state, d.dead_reason, d.receipt_status",
+         GROUP BY d.state, d.dead_reason, d.receipt_status, d.channel",
     )
     .bind(id)
     .bind(RATE_WINDOW_S as f64)
@@ -248,6 +255,8 @@ fn summarise(c: &Campaign, groups: &[Group], pace: &PaceRow, now: DateTime<Utc>)
         audience: c.audience as u64,
         reachable: c.reachable as u64,
         unreachable: c.unreachable.clone(),
+        by_channel: c.by_channel(),
+        sent_by_channel: BTreeMap::new(),
         dispatched: c.dispatched as u64,
         sent: 0,
         duplicate: 0,
@@ -271,6 +280,9 @@ fn summarise(c: &Campaign, groups: &[Group], pace: &PaceRow, now: DateTime<Utc>)
         match g.state.as_str() {
             "sent" => {
                 s.sent += n;
+                if let Some(ch) = &g.channel {
+                    *s.sent_by_channel.entry(ch.clone()).or_default() += n;
+                }
                 if let Some(r) = &g.receipt_status {
                     let slot = match receipt_kind(r) {
                         ReceiptKind::Success => &mut s.receipts.success,

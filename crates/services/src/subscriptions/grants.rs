@@ -298,6 +298,12 @@ pub struct GrantView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// SQL condition on an `mp_grants` row aliased `g`: a send may spend it now (the person's choice
+/// is `accept`, and a one-time grant is left or the grant is long-term). The worker's claim
+/// reserves by the same rule; a campaign's audience counts grant holders by it.
+pub const SENDABLE_SQL: &str =
+    "(g.state = 'accept' AND (g.long_term OR g.granted - g.used - g.voided > 0))";
+
 /// Every template's grants of `mp_openid` in `app`, by template id.
 pub async fn grants_of(
     pool: &PgPool,

@@ -260,6 +260,15 @@ fn campaign_page(
                     }
                 }
                 div.card {
+                    h2 { "Audience by channel" }
+                    table #by-channel {
+                        tr { th { "channel" } th { "recipients" } th { "sent" } }
+                        tr { td { "followers (OA template)" } td #n-followers { (st.by_channel.followers) }
+                             td #n-sent-oa { (st.sent_by_channel.get("oa_template").copied().unwrap_or(0)) } }
+                        tr { td { "grant holders (subscribe)" } td #n-grant-holders { (st.by_channel.grant_holders) }
+                             td #n-sent-mp { (st.sent_by_channel.get("mp_subscribe").copied().unwrap_or(0)) } }
+                        tr { td { "unreachable" } td #n-unreachable { (st.by_channel.unreachable) } td { "–" } }
+                    }
                     h2 { "Unreachable at snapshot" }
                     @match st.unreachable.as_object() {
                         Some(m) if !m.is_empty() => table #unreachable { tr { th { "reason" } th { "recipients" } }

@@ -32,7 +32,7 @@ mod jobs;
 mod supervise;
 
 use self::jobs::JobTemplate;
-pub use self::jobs::job_id;
+pub use self::jobs::{Address, job_id};
 pub use self::supervise::run_until;
 use super::model::CampaignState;
 use super::pacing::{self, QuotaSettings, Wait};
@@ -95,7 +95,8 @@ struct Lease {
 #[derive(sqlx::FromRow)]
 struct RecipientRow {
     send_seq: i64,
-    oa_openid: String,
+    oa_openid: Option<String>,
+    mp_openid: Option<String>,
     data: Option<Value>,
 }
 
@@ -313,7 +314,7 @@ impl Dispatcher {
     /// Publishes recipients `cursor+1 ..= cursor+n` (with confirms); returns how many.
     async fn publish_chunk(&self, c: &Campaign, cursor: i64, n: u64) -> anyhow::Result<u64> {
         let rows: Vec<RecipientRow> = sqlx::query_as(
-            "SELECT send_seq, oa_openid, data FROM campaign_recipients
+            "SELECT send_seq, oa_openid, mp_openid, data FROM campaign_recipients
              WHERE campaign_id = $1 AND send_seq > $2 AND send_seq <= $3 ORDER BY send_seq",
         )
         .bind(c.id)
@@ -329,7 +330,10 @@ impl Dispatcher {
         let base = JobTemplate::of(c)?;
         let jobs = rows
             .iter()
-            .map(|r| base.job(c.id, &r.oa_openid, r.data.as_ref()))
+            .map(|r| {
+                let to = Address::of(r.oa_openid.clone(), r.mp_openid.clone())?;
+                base.job(c.id, &to, r.data.as_ref())
+            })
             .collect::<anyhow::Result<Vec<Job>>>()?;
         for result in self.publisher.publish_batch(&jobs, Lane::Bulk).await {
             result?;

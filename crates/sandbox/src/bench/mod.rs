@@ -10,11 +10,16 @@
 //! - `rate`: the fake answers after 100 ms and the app is limited to 2,000 sends/s: the rate
 //!   reached as a share of the limit, and the busiest one-second window after the first;
 //! - `backlog`: like `throughput` with a large backlog (`--backlog 1000000`): RSS stays flat.
+//!
+//! With `--mix`, each run of `throughput` is an all-OA drain followed by a mixed-channel drain of
+//! the same size ([`mix`]: half OA, a third subscribe messages, the rest `no_channel`), and the
+//! crash scenario runs under the mix.
 
 pub mod api;
 pub mod campaign_sends;
 pub mod campaigns;
 pub mod followers;
+pub mod mix;
 
 mod shared_rate;
 
@@ -58,6 +63,9 @@ pub struct BenchOptions {
     pub api_seconds: u64,
     /// Scenario `crash` (`crates/sandbox/src/bench/crash.rs`).
     pub crash: crash::CrashArgs,
+    /// Scenarios `throughput` and `crash`: the mixed-channel workload ([`mix`]); `throughput`
+    /// runs it after an all-OA drain of the same size, run by run.
+    pub mix: bool,
 }
 
 /// A benchmark scenario.
@@ -119,6 +127,13 @@ pub struct BenchResult {
     pub resends_dropped: u64,
     /// Whether this sums up several runs (medians; the worst busiest window and peak RSS).
     pub summary: bool,
+    /// Whether this was the mixed-channel workload (`--mix`; its busiest window is not
+    /// measured: 0).
+    pub mixed: bool,
+    /// Subscribe messages the fake WeChat accepted (the mixed workload).
+    pub subscribe_sends: u64,
+    /// Jobs that died `no_channel` (the mixed workload).
+    pub no_channel: u64,
 }
 
 /// Runs the benchmark scenarios of `args` and prints their figures.
@@ -136,7 +151,7 @@ pub async fn run(args: BenchOptions) -> anyhow::Result<ExitCode> {
             .await;
     }
     if args.scenario == Scenario::Crash {
-        return crash::run(&base, &args.crash, args.prefetch, args.json).await;
+        return crash::run(&base, &args.crash, args.prefetch, args.mix, args.json).await;
     }
     let scenarios: &[Scenario] = match args.scenario {
         Scenario::All => &[Scenario::Throughput, Scenario::Rate],
@@ -149,26 +164,49 @@ pub async fn run(args: BenchOptions) -> anyhow::Result<ExitCode> {
     };
     let mut results = Vec::new();
     for scenario in scenarios {
-        let mut runs = Vec::new();
+        // With `--mix`, the throughput scenario alternates an all-OA and a mixed drain.
+        let workloads: &[bool] = if args.mix && *scenario == Scenario::Throughput {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        let mut runs: Vec<Vec<BenchResult>> = vec![Vec::new(); workloads.len()];
         for _ in 0..args.runs {
-            let result = run_scenario(&base, &args, *scenario).await?;
-            if !args.json {
-                print_result(&result);
+            for (w, mixed) in workloads.iter().enumerate() {
+                let result = run_scenario(&base, &args, *scenario, *mixed).await?;
+                if !args.json {
+                    print_result(&result);
+                }
+                runs[w].push(result);
             }
-            runs.push(result);
         }
-        if args.runs > 1 {
-            let summary = summary_of(&runs);
-            if !args.json {
-                println!(
-                    "median of {} runs (busiest window, peak RSS: the worst):",
-                    runs.len()
-                );
-                print_result(&summary);
+        let mut summaries = Vec::new();
+        for runs in &mut runs {
+            if args.runs > 1 {
+                let summary = summary_of(runs);
+                if !args.json {
+                    println!(
+                        "median of {} runs (busiest window, peak RSS: the worst):",
+                        runs.len()
+                    );
+                    print_result(&summary);
+                }
+                summaries.push(summary.clone());
+                runs.push(summary);
+            } else {
+                summaries.push(runs[0].clone());
             }
-            runs.push(summary);
         }
-        results.extend(runs);
+        if let [all_oa, mixed] = summaries.as_slice()
+            && !args.json
+        {
+            println!(
+                "mixed against all-OA: {:+.1} % jobs/s, {:+.1} % worker CPU per job (goal: within 10 %)",
+                (mixed.jobs_per_second / all_oa.jobs_per_second - 1.0) * 100.0,
+                (mixed.worker_cpu_us_per_job / all_oa.worker_cpu_us_per_job - 1.0) * 100.0
+            );
+        }
+        results.extend(runs.into_iter().flatten());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -208,6 +246,9 @@ fn summary_of(runs: &[BenchResult]) -> BenchResult {
         duplicate_sends: runs.iter().map(|r| r.duplicate_sends).max().unwrap_or(0),
         resends_dropped: runs.iter().map(|r| r.resends_dropped).max().unwrap_or(0),
         summary: true,
+        mixed: runs[0].mixed,
+        subscribe_sends: of(|r| r.subscribe_sends as f64) as u64,
+        no_channel: of(|r| r.no_channel as f64) as u64,
     }
 }
 
@@ -215,6 +256,7 @@ async fn run_scenario(
     base: &Settings,
     args: &BenchOptions,
     scenario: Scenario,
+    mixed: bool,
 ) -> anyhow::Result<BenchResult> {
     let (jobs, latency, rate) = match scenario {
         Scenario::Rate => (30_000, Duration::from_millis(100), 2_000),
@@ -222,7 +264,8 @@ async fn run_scenario(
         Scenario::Faults | Scenario::Clean => (5_000, Duration::ZERO, 1_000_000),
         _ => (args.jobs, Duration::ZERO, 1_000_000),
     };
-    let people = jobs.min(100_000);
+    // The mix sends one job to each person (each grant holder holds one grant).
+    let people = if mixed { jobs } else { jobs.min(100_000) };
     let cfg = MockConfig {
         followers: people,
         no_unionid_every: 0,
@@ -236,7 +279,11 @@ async fn run_scenario(
         mock.set_faults(fault_mix());
     }
     let scratch = Scratch::create(base, "bench", &mock, rate).await?;
-    let result = measure(&scratch, &mock, &cfg, args, scenario, jobs, rate).await;
+    let result = if mixed {
+        measure_mixed(&scratch, &mock, &cfg, args, jobs).await
+    } else {
+        measure(&scratch, &mock, &cfg, args, scenario, jobs, rate).await
+    };
     scratch.remove().await;
     mock.shutdown().await;
     result
@@ -316,6 +363,108 @@ async fn measure(
         duplicate_sends,
         resends_dropped,
         summary: false,
+        mixed: false,
+        subscribe_sends: 0,
+        no_channel: 0,
+    })
+}
+
+/// The throughput scenario's drain under the mix ([`mix`]): from the first accepted send until
+/// every job ended (sent by either channel, or dead `no_channel`), as the ledger recorded it.
+async fn measure_mixed(
+    scratch: &Scratch,
+    mock: &MockWechat,
+    cfg: &MockConfig,
+    args: &BenchOptions,
+    jobs: u64,
+) -> anyhow::Result<BenchResult> {
+    eprintln!(
+        "bench throughput (mixed): seeding {jobs} people and their grants, publishing {jobs} jobs"
+    );
+    seed_mapping(&scratch.pool, cfg.followers, cfg).await?;
+    let counts = mix::prepare(scratch, mock, jobs).await?;
+    let started = Instant::now();
+    mix::publish(scratch, jobs).await?;
+    let publish_per_second = jobs as f64 / started.elapsed().as_secs_f64();
+    let mut worker = spawn_worker(&scratch.settings, args.prefetch)?;
+    let pid = worker.id().context("the worker has a pid")?;
+    let deadline = Instant::now() + Duration::from_secs(60 + jobs / 500);
+    let accepted = || {
+        let s = mock.stats();
+        s.sends_accepted + s.subscribe_sends_accepted
+    };
+    let (cpu_at_start, sent_at_start) = loop {
+        let sent = accepted();
+        if sent > 0 {
+            break (cpu_seconds(pid)?, sent);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the worker sent nothing");
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("the worker exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let last_ms = loop {
+        if accepted() >= counts.sends() {
+            let (done, last_ms) = mix::finished(&scratch.pool).await?;
+            if done >= jobs as i64 {
+                break last_ms;
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the worker did not finish {jobs} jobs in time"
+        );
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("the worker exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cpu = cpu_seconds(pid)? - cpu_at_start;
+    let rss = peak_rss_mib(pid)?;
+    terminate(&mut worker).await;
+    let first_ms = mock
+        .sends()
+        .iter()
+        .map(|s| s.accepted_at_ms)
+        .min()
+        .unwrap_or(0);
+    let drain_seconds = last_ms.saturating_sub(first_ms) as f64 / 1000.0;
+    let p99_ms: f64 = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM t) * 1000)::float8 FROM (
+           SELECT sent_at AS t FROM deliveries WHERE state = 'sent'
+           UNION ALL SELECT created_at FROM dead_letters) e
+         ORDER BY t OFFSET $1 LIMIT 1",
+    )
+    .bind(((jobs as f64 * 0.99).ceil() as i64 - 1).max(0))
+    .fetch_one(&scratch.pool)
+    .await?;
+    let no_channel: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE reason = 'no_channel'")
+            .fetch_one(&scratch.pool)
+            .await?;
+    let mut per_job: std::collections::HashMap<Option<String>, u64> = Default::default();
+    for send in mock.sends() {
+        *per_job.entry(send.client_msg_id).or_default() += 1;
+    }
+    let stats = mock.stats();
+    Ok(BenchResult {
+        scenario: Scenario::Throughput,
+        jobs,
+        publish_per_second,
+        drain_seconds,
+        jobs_per_second: jobs as f64 / drain_seconds.max(0.001),
+        rate_limit: 1_000_000,
+        max_window: 0,
+        worker_cpu_us_per_job: cpu * 1e6 / (jobs - sent_at_start).max(1) as f64,
+        worker_peak_rss_mib: rss,
+        p99_done_seconds: (p99_ms as u64).saturating_sub(first_ms) as f64 / 1000.0,
+        duplicate_sends: per_job.values().filter(|n| **n > 1).count() as u64,
+        resends_dropped: stats.duplicate_sends_dropped,
+        summary: false,
+        mixed: true,
+        subscribe_sends: stats.subscribe_sends_accepted,
+        no_channel: no_channel as u64,
     })
 }
 
@@ -392,6 +541,16 @@ pub(crate) fn worker_command(
         .env("WXNOTIFY_OA_APPID", app.oa_appid.as_str())
         .env("WXNOTIFY_OA_SECRET", app.oa_secret.expose_secret())
         .env("WXNOTIFY_RATE_PER_SECOND", app.rate_per_second.to_string())
+        .envs(
+            app.mp_appid
+                .iter()
+                .map(|id| ("WXNOTIFY_MP_APPID", id.as_str())),
+        )
+        .envs(
+            app.mp_secret
+                .iter()
+                .map(|s| ("WXNOTIFY_MP_SECRET", s.expose_secret())),
+        )
         .env(
             "RUST_LOG",
             std::env::var("WXNOTIFY_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -460,7 +619,14 @@ pub fn busiest_window(sorted_ms: &[u64]) -> u64 {
 }
 
 fn print_result(r: &BenchResult) {
-    println!("{:?}: {} jobs", r.scenario, r.jobs);
+    if r.mixed {
+        println!(
+            "{:?} (mixed): {} jobs, {} subscribe messages, {} no_channel",
+            r.scenario, r.jobs, r.subscribe_sends, r.no_channel
+        );
+    } else {
+        println!("{:?}: {} jobs", r.scenario, r.jobs);
+    }
     println!(
         "  published        {:.0} jobs/s (confirmed, before the worker starts)",
         r.publish_per_second
@@ -508,6 +674,9 @@ mod tests {
             duplicate_sends: 0,
             resends_dropped: 0,
             summary: false,
+            mixed: false,
+            subscribe_sends: 0,
+            no_channel: 0,
         }
     }
 

@@ -8,7 +8,7 @@ use crate::bench::{BenchOptions, Scenario};
 /// Arguments of `wxnotify-sandbox bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cargo build --release && target/release/wxnotify-sandbox bench\n  target/release/wxnotify-sandbox bench --scenario throughput --runs 5\n  target/release/wxnotify-sandbox bench --scenario rate --json\n  target/release/wxnotify-sandbox bench --scenario backlog --backlog 1000000\n  target/release/wxnotify-sandbox bench --scenario faults --runs 3\n  target/release/wxnotify-sandbox bench --scenario api\n  target/release/wxnotify-sandbox bench --scenario campaign --recipients 1000000 --send-seconds 60\n  target/release/wxnotify-sandbox bench --scenario shared-rate --runs 3\n  target/release/wxnotify-sandbox bench --scenario crash --json\n\nRun a release build: the worker children are the `wxnotify` binary beside this one (`cargo build --release` builds both)."
+    after_help = "Examples:\n  cargo build --release && target/release/wxnotify-sandbox bench\n  target/release/wxnotify-sandbox bench --scenario throughput --runs 5\n  target/release/wxnotify-sandbox bench --scenario rate --json\n  target/release/wxnotify-sandbox bench --scenario backlog --backlog 1000000\n  target/release/wxnotify-sandbox bench --scenario faults --runs 3\n  target/release/wxnotify-sandbox bench --scenario api\n  target/release/wxnotify-sandbox bench --scenario campaign --recipients 1000000 --send-seconds 60\n  target/release/wxnotify-sandbox bench --scenario shared-rate --runs 3\n  target/release/wxnotify-sandbox bench --scenario crash --json\n  target/release/wxnotify-sandbox bench --scenario throughput --mix --runs 3\n  target/release/wxnotify-sandbox bench --scenario crash --mix --crash-jobs 50000\n\nRun a release build: the worker children are the `wxnotify` binary beside this one (`cargo build --release` builds both)."
 )]
 pub struct BenchArgs {
     /// Which scenario to run (`all` = throughput and rate).
@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// Scenario `crash` (`crates/sandbox/src/bench/crash.rs`).
     #[command(flatten)]
     pub crash: CrashArgs,
+    /// Scenarios `throughput` and `crash`: the mixed-channel workload, one job per person: half
+    /// to OA followers, a third to non-followers holding one subscribe grant each, the rest to
+    /// people with neither (`no_channel`); `throughput` alternates it with an all-OA drain.
+    #[arg(long)]
+    pub mix: bool,
 }
 
 impl From<BenchArgs> for BenchOptions {
@@ -61,6 +66,7 @@ impl From<BenchArgs> for BenchOptions {
             api_seconds: a.api_seconds,
             send_seconds: a.send_seconds,
             crash: a.crash,
+            mix: a.mix,
         }
     }
 }

@@ -205,7 +205,7 @@ fn shipped(to: Recipient) -> Job {
 }
 
 /// `job` with the subscribe message of [`SUBSCRIBE_TEMPLATE`] beside its OA message.
-fn with_subscribe(mut job: Job) -> Job {
+pub(crate) fn with_subscribe(mut job: Job) -> Job {
     let data = [
         ("thing1", "订单已发货"),
         ("time2", "2026-11-25 10:00"),

@@ -13,8 +13,8 @@
 //! With `--serve` ([`serve`]) it leaves the whole system running instead, for a person to use.
 
 mod campaign;
-mod jobs;
-mod populate;
+pub(crate) mod jobs;
+pub(crate) mod populate;
 pub mod serve;
 
 use std::sync::Arc;

@@ -173,19 +173,25 @@ pub fn parse_encrypted(body: &str) -> Result<String, EventError> {
         .ok_or(EventError::Missing("Encrypt"))
 }
 
-/// Parses a plaintext push (or the decrypted content of a safe-mode one), XML or JSON.
-pub fn parse_push(body: &str) -> Result<Push, EventError> {
-    let raw = parse_raw(body)?;
-    let from = raw
-        .from_user_name
-        .ok_or(EventError::Missing("FromUserName"))?;
+/// The sender (`FromUserName`) and `CreateTime` (seconds) every push carries, both required.
+pub(crate) fn sender_and_time(
+    from_user_name: Option<String>,
+    create_time: Option<String>,
+) -> Result<(OpenId, i64), EventError> {
+    let from = from_user_name.ok_or(EventError::Missing("FromUserName"))?;
     let from = OpenId::parse(from.trim()).map_err(|_| EventError::Bad("FromUserName"))?;
-    let create_time = raw
-        .create_time
+    let create_time = create_time
         .ok_or(EventError::Missing("CreateTime"))?
         .trim()
         .parse::<i64>()
         .map_err(|_| EventError::Bad("CreateTime"))?;
+    Ok((from, create_time))
+}
+
+/// Parses a plaintext push (or the decrypted content of a safe-mode one), XML or JSON.
+pub fn parse_push(body: &str) -> Result<Push, EventError> {
+    let raw = parse_raw(body)?;
+    let (from, create_time) = sender_and_time(raw.from_user_name, raw.create_time)?;
     let msg_type = raw.msg_type.ok_or(EventError::Missing("MsgType"))?;
     let kind = if msg_type.trim() == "event" {
         event_kind(raw.event, raw.event_key, raw.template_msg_id, raw.status)?

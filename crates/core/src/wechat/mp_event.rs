@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::event::{EventError, PushFormat};
+use super::event::{EventError, PushFormat, sender_and_time};
 use crate::domain::OpenId;
 
 /// The `Event` of the popup result.
@@ -154,16 +154,7 @@ pub fn parse_mp_push(body: &str) -> Result<MpPush, EventError> {
                 .map_err(|e| EventError::Malformed(e.to_string()))?
         }
     };
-    let from = raw
-        .from_user_name
-        .ok_or(EventError::Missing("FromUserName"))?;
-    let from = OpenId::parse(from.trim()).map_err(|_| EventError::Bad("FromUserName"))?;
-    let create_time = raw
-        .create_time
-        .ok_or(EventError::Missing("CreateTime"))?
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| EventError::Bad("CreateTime"))?;
+    let (from, create_time) = sender_and_time(raw.from_user_name, raw.create_time)?;
     let msg_type = raw.msg_type.ok_or(EventError::Missing("MsgType"))?;
     let event = raw.event.unwrap_or_default().trim().to_owned();
     let mut items = raw.list;

@@ -20,10 +20,16 @@ impl DbError {
     /// not serialize it (40001): a conflict with another transaction, worth retrying at once,
     /// not a sign that Postgres is unavailable.
     pub fn is_conflict(&self) -> bool {
-        match self.0.as_ref() {
-            sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
-            _ => false,
-        }
+        is_conflict(&self.0)
+    }
+}
+
+/// Whether Postgres aborted the statement to break a deadlock (SQLSTATE 40P01) or could not
+/// serialize it (40001).
+pub fn is_conflict(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+        _ => false,
     }
 }
 

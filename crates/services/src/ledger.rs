@@ -12,9 +12,9 @@
 //! time on. `attempts` counts sends made, never claims.
 //!
 //! By responsibility: [`claims`] (the batched claim-and-look-up), [`grants`] (the subscribe
-//! grants reserved with a claim), [`sends`] (the batched record
-//! of accepted sends) and [`outcomes`] (retries, give-backs, deaths and malformed messages, one
-//! statement or transaction each); [`outcome`]: what became of a delivery and why it died;
+//! grants reserved with a claim), [`sends`] (the batched record of accepted sends), [`deaths`]
+//! (the batched record of deaths with their dead letters) and [`outcomes`] (retries,
+//! give-backs and malformed messages, one statement each); [`outcome`]: what became of a delivery and why it died;
 //! [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid; [`reviews`]: held
 //! messages and their verdicts; [`marks`] (cancelled, truncated), [`receipts`] (WeChat's
 //! delivery receipts) and [`replay`] (a dead job's new life). No other module writes
@@ -35,6 +35,7 @@ use crate::ledger::resolve::Lookup;
 use wxnotify_core::batch::Batcher;
 
 mod claims;
+mod deaths;
 mod grants;
 pub mod marks;
 pub mod outcome;
@@ -47,6 +48,7 @@ mod sends;
 pub mod state;
 
 use claims::{ClaimRequest, claim_batch};
+use deaths::{DeadRequest, DeathResult, dead_batch};
 pub use outcomes::{AnsweredState, DeadJob, MalformedLetter, RetryRecord};
 
 /// The ledger states a job never leaves by being sent again: a redelivery of its id is a
@@ -159,14 +161,15 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// quarter of the wake-ups.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Where a job is recorded. Claims and sends of concurrent deliveries are batched into one
-/// statement each (see `batch.rs`); rarer writes run alone.
+/// Where a job is recorded. Claims, sends and deaths of concurrent deliveries are batched into
+/// one statement each (see `batch.rs`); rarer writes run alone.
 #[derive(Clone)]
 pub struct Ledger {
     pool: PgPool,
     worker: Uuid,
     claims: Batcher<ClaimRequest, Admission>,
     sends: Batcher<SentRequest, bool>,
+    deaths: Batcher<DeadRequest, DeathResult>,
 }
 
 impl Ledger {
@@ -187,11 +190,16 @@ impl Ledger {
             let pool = pool.clone();
             move |reqs| sent_batch(pool.clone(), reqs)
         });
+        let deaths = Batcher::spawn("ledger_deaths", MAX_BATCH, BATCHES_IN_FLIGHT, LINGER, {
+            let pool = pool.clone();
+            move |reqs| dead_batch(pool.clone(), reqs)
+        });
         Ledger {
             pool,
             worker,
             claims,
             sends,
+            deaths,
         }
     }
 

@@ -251,14 +251,28 @@ pub async fn mark_unsubscribed(
     app: &AppName,
     openid: &OpenId,
 ) -> Result<(), sqlx::Error> {
+    mark_unsubscribed_all(conn, &[(app.as_str(), openid.as_str())]).await
+}
+
+/// [`mark_unsubscribed`] for several (app, OA openid) pairs in one statement; a pair may repeat.
+pub async fn mark_unsubscribed_all(
+    conn: &mut PgConnection,
+    followers: &[(&str, &str)],
+) -> Result<(), sqlx::Error> {
+    if followers.is_empty() {
+        return Ok(());
+    }
+    let (apps, openids): (Vec<&str>, Vec<&str>) = followers.iter().copied().unzip();
     sqlx::query(
         "INSERT INTO oa_followers (app, oa_openid, subscribed, synced_at)
-         VALUES ($1, $2, false, now())
+         SELECT DISTINCT app, oa_openid, false, now()
+         FROM UNNEST($1::text[], $2::text[]) AS t(app, oa_openid)
+         ORDER BY app, oa_openid
          ON CONFLICT (app, oa_openid) DO UPDATE
          SET subscribed = false, synced_at = now(), updated_at = now()",
     )
-    .bind(app.as_str())
-    .bind(openid.as_str())
+    .bind(apps)
+    .bind(openids)
     .execute(conn)
     .await?;
     Ok(())

@@ -1,5 +1,6 @@
-//! The rarer writes, each alone in one statement or transaction: a claim given back, a failed
-//! attempt to retry, a death with its dead letter, a message that is not a job.
+//! The rarer writes, each alone in one statement: a claim given back, a failed attempt to
+//! retry, an answer that is neither sent nor dead, a message that is not a job; and what a death
+//! records ([`DeadJob`], written in batches by [`deaths`](super::deaths)).
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -128,96 +129,6 @@ impl Ledger {
         .fetch_one(&self.pool)
         .await?;
         Ok(Written::from_recorded(written > 0 || own == Some(true)))
-    }
-
-    /// Records a job's death in one transaction: its ledger row turns dead (created dead if the
-    /// job was never claimed), a dead letter keeps the job, the reason, the error and the attempt
-    /// count, and (43004) the follower is marked unsubscribed through the followers store.
-    ///
-    /// With a claim only that claim may end the job; without one (the broker's dead letters) any
-    /// unfinished row may. The dead letter's `key` recognises a write that already committed.
-    pub async fn record_dead(&self, dead: &DeadJob<'_>) -> Result<Written, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let already: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dead_letters WHERE dedupe_key = $1)")
-                .bind(dead.key)
-                .fetch_one(&mut *tx)
-                .await?;
-        if already {
-            return Ok(Written::Recorded);
-        }
-        let job = dead.job;
-        let row: Option<(i32, i32, Option<String>)> = sqlx::query_as(
-            "INSERT INTO deliveries (job_id, app, recipient_kind, recipient, template_id, campaign_id,
-                                     lane, state, attempts, dead_reason, last_errcode, last_errmsg)
-             VALUES ($1, $2, $7, $8, $9, $10, $11, 'dead', 0, $3, $4, $5)
-             ON CONFLICT (app, job_id) DO UPDATE
-                 SET state = 'dead', dead_reason = $3, last_errcode = $4, last_errmsg = $5,
-                     attempts = deliveries.attempts + CASE WHEN $12 THEN 1 ELSE 0 END,
-                     channel = CASE WHEN $12 THEN COALESCE(deliveries.channel, 'oa_template')
-                                    ELSE deliveries.channel END,
-                     uncertain_since = CASE WHEN $13 THEN COALESCE(deliveries.uncertain_since, deliveries.claimed_at, now())
-                                            ELSE deliveries.uncertain_since END,
-                     claimed_until = NULL, updated_at = now()
-                 WHERE deliveries.state IN ('sending', 'retrying')
-                   AND ($6::uuid IS NULL OR deliveries.claim_id = $6)
-             RETURNING attempts, life, channel",
-        )
-        .bind(job.id.as_str())
-        .bind(job.app.as_str())
-        .bind(dead.reason.as_str())
-        .bind(dead.failure.errcode)
-        .bind(&dead.failure.message)
-        .bind(dead.claim)
-        .bind(job.to.kind())
-        .bind(job.to.value())
-        .bind(job.ledger_template())
-        .bind(job.campaign_id)
-        .bind(dead.lane.routing_key())
-        .bind(dead.sent)
-        .bind(dead.uncertain)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((attempts, life, channel)) = row else {
-            return Ok(Written::Superseded);
-        };
-        if dead.sent {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (app, job_id, attempt, outcome, errcode, errmsg, life)
-                 VALUES ($6, $1, $2, 'dead', $3, $4, $5)
-                 ON CONFLICT (app, job_id, attempt) DO UPDATE SET outcome = 'dead'",
-            )
-            .bind(job.id.as_str())
-            .bind(attempts)
-            .bind(dead.failure.errcode)
-            .bind(&dead.failure.message)
-            .bind(life)
-            .bind(job.app.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO dead_letters (job_id, app, reason, errcode, errmsg, job, attempts, source, life, dedupe_key, channel)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(job.id.as_str())
-        .bind(job.app.as_str())
-        .bind(dead.reason.as_str())
-        .bind(dead.failure.errcode)
-        .bind(&dead.failure.message)
-        .bind(dead.json)
-        .bind(attempts)
-        .bind(dead.source)
-        .bind(life)
-        .bind(dead.key)
-        .bind(channel)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(openid) = dead.unsubscribe {
-            crate::followers::store::mark_unsubscribed(&mut tx, &job.app, openid).await?;
-        }
-        tx.commit().await?;
-        Ok(Written::Recorded)
     }
 
     /// Records a message that is not a job: a dead letter with its raw text (no ledger row:

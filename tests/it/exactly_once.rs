@@ -8,7 +8,8 @@ use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use wxnotify_core::domain::{OpenId, Recipient};
 use wxnotify_core::queue::Lane;
 use wxnotify_sandbox::mock_wechat::{self, Endpoint, Fault, FaultPlan, FaultRule};
-use wxnotify_services::ledger::{Admission, Ledger};
+use wxnotify_services::ledger::outcome::{DeadReason, Failure};
+use wxnotify_services::ledger::{Admission, DeadJob, Ledger, Written};
 use wxnotify_worker::WorkerConfig;
 
 use crate::system::{RunningWorker, System};
@@ -569,5 +570,146 @@ async fn a_stopping_worker_heartbeats_until_its_in_flight_sends_are_recorded() {
         scalar_i64(&sys, "SELECT count(*) FROM workers").await,
         0,
         "the worker left the table after the drain"
+    );
+}
+
+/// Claims one job per person `0..n` and returns each with its claim.
+async fn claimed(ledger: &Ledger, n: u64) -> Vec<(wxnotify_core::domain::Job, uuid::Uuid)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let j = job(mp(i));
+        let Admission::Attempt { claim, .. } = ledger.claim(&j, Lane::Jobs).await.unwrap() else {
+            panic!("a fresh job is claimed");
+        };
+        out.push((j, claim.id));
+    }
+    out
+}
+
+/// Records the deaths of `jobs` all at once (`not_following`, no send); each death's result.
+async fn die_at_once(
+    ledger: &Ledger,
+    jobs: &[(wxnotify_core::domain::Job, uuid::Uuid)],
+) -> Vec<Result<Written, wxnotify_core::batch::DbError>> {
+    let failure = Failure::local("the person left the OA".to_owned());
+    let keys: Vec<String> = jobs.iter().map(|(_, c)| format!("claim:{c}")).collect();
+    let jsons: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|(j, _)| serde_json::to_value(j).unwrap())
+        .collect();
+    let deaths: Vec<DeadJob<'_>> = jobs
+        .iter()
+        .zip(&keys)
+        .zip(&jsons)
+        .map(|(((j, c), key), json)| DeadJob {
+            job: j,
+            lane: Lane::Jobs,
+            claim: Some(*c),
+            sent: false,
+            uncertain: false,
+            reason: DeadReason::NotFollowing,
+            failure: &failure,
+            json: Some(json),
+            source: "worker",
+            key,
+            unsubscribe: None,
+        })
+        .collect();
+    futures::future::join_all(deaths.iter().map(|d| ledger.record_dead(d))).await
+}
+
+#[tokio::test]
+async fn deaths_at_once_share_statements_and_each_keeps_one_dead_letter() {
+    let sys = System::seeded(120).await;
+    let ledger = Ledger::new(sys.db.pool.clone());
+    let jobs = claimed(&ledger, 120).await;
+    sqlx::raw_sql(
+        "CREATE SEQUENCE letter_statements;
+         CREATE FUNCTION count_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM nextval('letter_statements'); RETURN NULL; END $$;
+         CREATE TRIGGER count_statement AFTER INSERT ON dead_letters
+             FOR EACH STATEMENT EXECUTE FUNCTION count_statement();",
+    )
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    let results = die_at_once(&ledger, &jobs).await;
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Written::Recorded))),
+        "{results:?}"
+    );
+    let statements = scalar_i64(&sys, "SELECT last_value FROM letter_statements").await;
+    assert!(
+        statements < 20,
+        "120 deaths at once took {statements} statements: they were not batched"
+    );
+    let state =
+        "SELECT count(*) FROM deliveries WHERE state = 'dead' AND dead_reason = 'not_following'";
+    assert_eq!(scalar_i64(&sys, state).await, 120);
+    assert_eq!(
+        scalar_i64(&sys, "SELECT count(*) FROM dead_letters").await,
+        120
+    );
+    // The same deaths again, as the consumer retries a write whose reply was lost: each
+    // recognises its own dead letter.
+    let again = die_at_once(&ledger, &jobs).await;
+    assert!(
+        again.iter().all(|r| matches!(r, Ok(Written::Recorded))),
+        "{again:?}"
+    );
+    assert_eq!(
+        scalar_i64(&sys, "SELECT count(*) FROM dead_letters").await,
+        120
+    );
+    // Another claim's death of a finished job writes nothing.
+    let (j, _) = &jobs[0];
+    let other = die_at_once(&ledger, &[(j.clone(), uuid::Uuid::new_v4())]).await;
+    assert!(matches!(other[0], Ok(Written::Superseded)), "{other:?}");
+}
+
+#[tokio::test]
+async fn a_death_postgres_refuses_fails_only_its_own_job() {
+    let sys = System::seeded(30).await;
+    let ledger = Ledger::new(sys.db.pool.clone());
+    let jobs = claimed(&ledger, 30).await;
+    let poison = jobs[17].0.id.as_str().to_owned();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.job_id = '{poison}' THEN RAISE EXCEPTION 'cannot store this one'; END IF;
+               RETURN NEW; END $$;
+         CREATE TRIGGER refuse_one BEFORE INSERT ON dead_letters
+             FOR EACH ROW EXECUTE FUNCTION refuse_one();"
+    )))
+    .execute(&sys.db.pool)
+    .await
+    .unwrap();
+    let results = die_at_once(&ledger, &jobs).await;
+    for (i, r) in results.iter().enumerate() {
+        if i == 17 {
+            assert!(r.is_err(), "the refused death fails: {r:?}");
+        } else {
+            assert!(matches!(r, Ok(Written::Recorded)), "job {i}: {r:?}");
+        }
+    }
+    assert_eq!(
+        scalar_i64(&sys, "SELECT count(*) FROM dead_letters").await,
+        29
+    );
+    let poisoned: String = sqlx::query_scalar("SELECT state FROM deliveries WHERE job_id = $1")
+        .bind(&poison)
+        .fetch_one(&sys.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(poisoned, "sending", "nothing of the refused death stays");
+    // Once Postgres takes it, the retried death is recorded.
+    sqlx::raw_sql("DROP TRIGGER refuse_one ON dead_letters")
+        .execute(&sys.db.pool)
+        .await
+        .unwrap();
+    let retried = die_at_once(&ledger, &jobs[17..18]).await;
+    assert!(matches!(retried[0], Ok(Written::Recorded)), "{retried:?}");
+    assert_eq!(
+        scalar_i64(&sys, "SELECT count(*) FROM dead_letters").await,
+        30
     );
 }

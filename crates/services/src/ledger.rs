@@ -11,8 +11,8 @@
 //! worker may have sent before it died, the job's outcome is then uncertain from the old claim's
 //! time on. `attempts` counts sends made, never claims.
 //!
-//! By responsibility: [`claims`] (the batched claim-and-look-up), [`grants`] (the subscribe
-//! grants reserved with a claim), [`sends`] (the batched record of accepted sends), [`deaths`]
+//! By responsibility: [`claims`] (the batched claim, look-up and reservation of subscribe
+//! grants), [`sends`] (the batched record of accepted sends), [`deaths`]
 //! (the batched record of deaths with their dead letters) and [`outcomes`] (retries,
 //! give-backs and malformed messages, one statement each); [`outcome`]: what became of a delivery and why it died;
 //! [`resolve`]: Mini Program openid -> unionid -> subscribed OA openid; [`reviews`]: held
@@ -36,7 +36,6 @@ use wxnotify_core::batch::Batcher;
 
 mod claims;
 mod deaths;
-mod grants;
 pub mod marks;
 pub mod outcome;
 mod outcomes;

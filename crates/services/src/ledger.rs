@@ -216,6 +216,56 @@ impl Ledger {
 /// A job's key in the ledger: its app, then its id.
 type JobKey<'a> = (&'a str, &'a str);
 
+/// What a ledger row is created with, beside its state: the job's id and app, its recipient,
+/// template, campaign and lane. The batched statements that may create a row (the claim, a
+/// death) take these as their first seven arrays, `$1` to `$7`, in this order.
+#[derive(Debug, Clone)]
+struct NewRow {
+    job_id: String,
+    app: String,
+    kind: &'static str,
+    recipient: String,
+    template_id: String,
+    campaign_id: Option<Uuid>,
+    lane: &'static str,
+}
+
+impl NewRow {
+    fn of(job: &wxnotify_core::domain::Job, lane: wxnotify_core::queue::Lane) -> NewRow {
+        NewRow {
+            job_id: job.id.as_str().to_owned(),
+            app: job.app.as_str().to_owned(),
+            kind: job.to.kind(),
+            recipient: job.to.value().to_owned(),
+            template_id: job.ledger_template().to_owned(),
+            campaign_id: job.campaign_id,
+            lane: lane.routing_key(),
+        }
+    }
+
+    /// The key the row is locked and found by.
+    fn key(&self) -> JobKey<'_> {
+        (&self.app, &self.job_id)
+    }
+
+    /// Binds `rows` as `$1` to `$7`: job ids, apps, recipient kinds, recipients, templates,
+    /// campaigns, lanes.
+    fn bind_all<'q, O>(
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+        rows: &[&'q NewRow],
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        let col = |f: fn(&'q NewRow) -> &'q str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        query
+            .bind(col(|r| &r.job_id))
+            .bind(col(|r| &r.app))
+            .bind(col(|r| r.kind))
+            .bind(col(|r| &r.recipient))
+            .bind(col(|r| &r.template_id))
+            .bind(rows.iter().map(|r| r.campaign_id).collect::<Vec<_>>())
+            .bind(col(|r| r.lane))
+    }
+}
+
 /// Splits requests into rounds in which no job (app and id) appears twice (one statement cannot
 /// claim the same row twice), keeping each request's position.
 fn rounds<T>(reqs: Vec<T>, key: impl Fn(&T) -> JobKey<'_>) -> Vec<Vec<(usize, T)>> {

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Grant, Ledger, rounds};
+use super::{Admission, CLAIM_HEARTBEAT_LAPSE, CLAIM_LEASE, Claim, Grant, Ledger, NewRow, rounds};
 use crate::ledger::resolve::Lookup;
 use wxnotify_core::batch::DbError;
 use wxnotify_core::domain::{Job, OpenId};
@@ -30,13 +30,7 @@ use wxnotify_core::queue::Lane;
 /// One job to claim.
 #[derive(Debug, Clone)]
 pub(super) struct ClaimRequest {
-    job_id: String,
-    app: String,
-    kind: &'static str,
-    recipient: String,
-    template_id: String,
-    campaign_id: Option<Uuid>,
-    lane: &'static str,
+    row: NewRow,
     claim_id: Uuid,
     /// Whether the job has an OA template message.
     has_oa: bool,
@@ -52,13 +46,7 @@ impl Ledger {
     pub async fn claim(&self, job: &Job, lane: Lane) -> Result<Admission, DbError> {
         self.claims
             .call(ClaimRequest {
-                job_id: job.id.as_str().to_owned(),
-                app: job.app.as_str().to_owned(),
-                kind: job.to.kind(),
-                recipient: job.to.value().to_owned(),
-                template_id: job.ledger_template().to_owned(),
-                campaign_id: job.campaign_id,
-                lane: lane.routing_key(),
+                row: NewRow::of(job, lane),
                 claim_id: Uuid::new_v4(),
                 has_oa: job.oa_message().is_some(),
                 mp_template_id: job
@@ -98,17 +86,10 @@ pub(super) async fn claim_batch(
 ) -> Result<Vec<Admission>, sqlx::Error> {
     let n = reqs.len();
     let mut out: Vec<Option<Admission>> = vec![None; n];
-    for round in rounds(reqs, |r| (&r.app, &r.job_id)) {
+    for round in rounds(reqs, |r| r.row.key()) {
         let (idx, reqs): (Vec<usize>, Vec<ClaimRequest>) = round.into_iter().unzip();
-        let col = |f: fn(&ClaimRequest) -> &str| reqs.iter().map(f).collect::<Vec<&str>>();
-        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_SQL)
-            .bind(col(|r| &r.job_id))
-            .bind(col(|r| &r.app))
-            .bind(col(|r| r.kind))
-            .bind(col(|r| &r.recipient))
-            .bind(col(|r| &r.template_id))
-            .bind(reqs.iter().map(|r| r.campaign_id).collect::<Vec<_>>())
-            .bind(col(|r| r.lane))
+        let new_rows: Vec<&NewRow> = reqs.iter().map(|r| &r.row).collect();
+        let rows: Vec<ClaimRow> = NewRow::bind_all(sqlx::query_as(CLAIM_SQL), &new_rows)
             .bind(reqs.iter().map(|r| r.claim_id).collect::<Vec<_>>())
             .bind(worker)
             .bind(CLAIM_LEASE.as_secs_f64())
@@ -126,7 +107,7 @@ pub(super) async fn claim_batch(
         for row in rows {
             let Some(pos) = reqs
                 .iter()
-                .position(|r| r.job_id == row.job_id && r.app == row.app)
+                .position(|r| r.row.job_id == row.job_id && r.row.app == row.app)
             else {
                 continue;
             };
@@ -176,7 +157,7 @@ pub(super) async fn claim_batch(
 /// The apps of a round, each once (for `app = ANY(..)` beside `job_id = ANY(..)`: see the
 /// sends' statement).
 fn distinct_apps(reqs: &[ClaimRequest]) -> Vec<&str> {
-    let mut apps: Vec<&str> = reqs.iter().map(|r| r.app.as_str()).collect();
+    let mut apps: Vec<&str> = reqs.iter().map(|r| r.row.app.as_str()).collect();
     apps.sort_unstable();
     apps.dedup();
     apps

@@ -20,19 +20,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::outcomes::DeadJob;
-use super::{Ledger, Written, rounds};
+use super::{Ledger, NewRow, Written, rounds};
 use wxnotify_core::batch::DbError;
 
 /// One death to record, owned (it waits in the batcher).
 #[derive(Debug, Clone)]
 pub(super) struct DeadRequest {
-    app: String,
-    job_id: String,
-    kind: &'static str,
-    recipient: String,
-    template_id: String,
-    campaign_id: Option<Uuid>,
-    lane: &'static str,
+    row: NewRow,
     claim_id: Option<Uuid>,
     sent: bool,
     uncertain: bool,
@@ -53,13 +47,7 @@ impl DeadRequest {
             "a send is made under a claim"
         );
         DeadRequest {
-            app: job.app.as_str().to_owned(),
-            job_id: job.id.as_str().to_owned(),
-            kind: job.to.kind(),
-            recipient: job.to.value().to_owned(),
-            template_id: job.ledger_template().to_owned(),
-            campaign_id: job.campaign_id,
-            lane: dead.lane.routing_key(),
+            row: NewRow::of(job, dead.lane),
             claim_id: dead.claim,
             sent: dead.sent,
             uncertain: dead.uncertain,
@@ -98,7 +86,7 @@ pub(super) async fn dead_batch(
     reqs: Vec<DeadRequest>,
 ) -> Result<Vec<DeathResult>, sqlx::Error> {
     let mut out: Vec<Option<DeathResult>> = vec![None; reqs.len()];
-    for round in rounds(reqs, |r| (&r.app, &r.job_id)) {
+    for round in rounds(reqs, |r| r.row.key()) {
         let (idx, reqs): (Vec<usize>, Vec<DeadRequest>) = round.into_iter().unzip();
         match write_round(&pool, &reqs).await {
             Ok(written) => {
@@ -134,7 +122,7 @@ fn refused_statement(e: &sqlx::Error) -> bool {
 async fn write_round(pool: &PgPool, reqs: &[DeadRequest]) -> Result<Vec<Written>, sqlx::Error> {
     let unsubscribe: Vec<(&str, &str)> = reqs
         .iter()
-        .filter_map(|r| Some((r.app.as_str(), r.unsubscribe.as_deref()?)))
+        .filter_map(|r| Some((r.row.app.as_str(), r.unsubscribe.as_deref()?)))
         .collect();
     let mut tx = if unsubscribe.is_empty() {
         None
@@ -142,14 +130,8 @@ async fn write_round(pool: &PgPool, reqs: &[DeadRequest]) -> Result<Vec<Written>
         Some(pool.begin().await?)
     };
     let col = |f: fn(&DeadRequest) -> &str| reqs.iter().map(f).collect::<Vec<&str>>();
-    let query = sqlx::query_as::<_, (String, String)>(DEAD_SQL)
-        .bind(col(|r| &r.app))
-        .bind(col(|r| &r.job_id))
-        .bind(col(|r| r.kind))
-        .bind(col(|r| &r.recipient))
-        .bind(col(|r| &r.template_id))
-        .bind(reqs.iter().map(|r| r.campaign_id).collect::<Vec<_>>())
-        .bind(col(|r| r.lane))
+    let new_rows: Vec<&NewRow> = reqs.iter().map(|r| &r.row).collect();
+    let query = NewRow::bind_all(sqlx::query_as::<_, (String, String)>(DEAD_SQL), &new_rows)
         .bind(reqs.iter().map(|r| r.claim_id).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.sent).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.uncertain).collect::<Vec<_>>())
@@ -170,15 +152,17 @@ async fn write_round(pool: &PgPool, reqs: &[DeadRequest]) -> Result<Vec<Written>
         // committed before marked it then).
         let marks: Vec<(&str, &str)> = reqs
             .iter()
-            .filter(|r| recorded.contains(&(r.app.clone(), r.job_id.clone())))
-            .filter_map(|r| Some((r.app.as_str(), r.unsubscribe.as_deref()?)))
+            .filter(|r| recorded.contains(&(r.row.app.clone(), r.row.job_id.clone())))
+            .filter_map(|r| Some((r.row.app.as_str(), r.unsubscribe.as_deref()?)))
             .collect();
         crate::followers::store::mark_unsubscribed_all(&mut tx, &marks).await?;
         tx.commit().await?;
     }
     Ok(reqs
         .iter()
-        .map(|r| Written::from_recorded(recorded.contains(&(r.app.clone(), r.job_id.clone()))))
+        .map(|r| {
+            Written::from_recorded(recorded.contains(&(r.row.app.clone(), r.row.job_id.clone())))
+        })
         .collect())
 }
 
@@ -190,7 +174,7 @@ WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
                          $7::text[], $8::uuid[], $9::bool[], $10::bool[], $11::text[],
                          $12::bigint[], $13::text[], $14::jsonb[], $15::text[], $16::text[])
-        AS t(app, job_id, kind, recipient, template_id, campaign_id, lane, claim_id, sent,
+        AS t(job_id, app, kind, recipient, template_id, campaign_id, lane, claim_id, sent,
              uncertain, reason, errcode, errmsg, job, source, dedupe_key)
 ),
 earlier AS MATERIALIZED (
@@ -204,7 +188,7 @@ fresh AS MATERIALIZED (
 -- the ledger, so that two batches never wait on each other in a circle.
 locked AS MATERIALIZED (
     SELECT d.app, d.job_id FROM deliveries d JOIN fresh f USING (app, job_id)
-    WHERE f.claim_id IS NOT NULL AND d.job_id = ANY($2)
+    WHERE f.claim_id IS NOT NULL AND d.job_id = ANY($1)
     ORDER BY d.app, d.job_id
     FOR UPDATE OF d
 ),
@@ -217,7 +201,7 @@ claimed AS (
                                ELSE d.uncertain_since END,
         claimed_until = NULL, updated_at = now()
     FROM fresh f JOIN locked USING (app, job_id)
-    WHERE d.app = f.app AND d.job_id = f.job_id AND d.job_id = ANY($2)
+    WHERE d.app = f.app AND d.job_id = f.job_id AND d.job_id = ANY($1)
       AND d.claim_id = f.claim_id
       -- `IS TRUE`: no index answers it, so the state index is never chosen over the primary key.
       AND (d.state IN ('sending', 'retrying')) IS TRUE

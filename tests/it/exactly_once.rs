@@ -593,15 +593,10 @@ async fn die_at_once(
 ) -> Vec<Result<Written, wxnotify_core::batch::DbError>> {
     let failure = Failure::local("the person left the OA".to_owned());
     let keys: Vec<String> = jobs.iter().map(|(_, c)| format!("claim:{c}")).collect();
-    let jsons: Vec<serde_json::Value> = jobs
-        .iter()
-        .map(|(j, _)| serde_json::to_value(j).unwrap())
-        .collect();
     let deaths: Vec<DeadJob<'_>> = jobs
         .iter()
         .zip(&keys)
-        .zip(&jsons)
-        .map(|(((j, c), key), json)| DeadJob {
+        .map(|((j, c), key)| DeadJob {
             job: j,
             lane: Lane::Jobs,
             claim: Some(*c),
@@ -609,7 +604,6 @@ async fn die_at_once(
             uncertain: false,
             reason: DeadReason::NotFollowing,
             failure: &failure,
-            json: Some(json),
             source: "worker",
             key,
             unsubscribe: None,

@@ -98,7 +98,6 @@ impl Pipeline {
                     .await?
             }
             Outcome::Dead { reason, failure } => {
-                let json = serde_json::to_value(&a.job).ok();
                 let key = format!("claim:{}", a.claim.id);
                 let unsubscribe = (failure.errcode == Some(errcode::REQUIRE_SUBSCRIBE))
                     .then_some(a.oa_openid.as_ref())
@@ -112,7 +111,6 @@ impl Pipeline {
                         uncertain: a.uncertain,
                         reason: *reason,
                         failure,
-                        json: json.as_ref(),
                         source: "worker",
                         key: &key,
                         unsubscribe,
@@ -146,7 +144,6 @@ impl Pipeline {
                 Written::Superseded => Outcome::Duplicate,
             });
         };
-        let json = serde_json::to_value(job).ok();
         let written = self
             .ledger()
             .record_dead(&DeadJob {
@@ -157,7 +154,6 @@ impl Pipeline {
                 uncertain: false,
                 reason: b.reason,
                 failure: &b.failure,
-                json: json.as_ref(),
                 source: "broker",
                 key: &b.key,
                 unsubscribe: None,

@@ -15,7 +15,6 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -33,7 +32,8 @@ pub(super) struct DeadRequest {
     reason: &'static str,
     errcode: Option<i64>,
     errmsg: String,
-    job: Option<Value>,
+    /// The job as JSON text (stored as `jsonb`).
+    job: String,
     source: &'static str,
     key: String,
     unsubscribe: Option<String>,
@@ -54,7 +54,7 @@ impl DeadRequest {
             reason: dead.reason.as_str(),
             errcode: dead.failure.errcode,
             errmsg: dead.failure.message.clone(),
-            job: dead.json.cloned(),
+            job: serde_json::to_string(job).expect("a job serializes"),
             source: dead.source,
             key: dead.key.to_owned(),
             unsubscribe: dead.unsubscribe.map(|o| o.as_str().to_owned()),
@@ -138,7 +138,7 @@ async fn write_round(pool: &PgPool, reqs: &[DeadRequest]) -> Result<Vec<Written>
         .bind(col(|r| r.reason))
         .bind(reqs.iter().map(|r| r.errcode).collect::<Vec<_>>())
         .bind(col(|r| &r.errmsg))
-        .bind(reqs.iter().map(|r| r.job.clone()).collect::<Vec<_>>())
+        .bind(col(|r| &r.job))
         .bind(col(|r| r.source))
         .bind(col(|r| &r.key));
     let recorded: HashSet<(String, String)> = match tx.as_mut() {
@@ -173,7 +173,7 @@ const DEAD_SQL: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
                          $7::text[], $8::uuid[], $9::bool[], $10::bool[], $11::text[],
-                         $12::bigint[], $13::text[], $14::jsonb[], $15::text[], $16::text[])
+                         $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[])
         AS t(job_id, app, kind, recipient, template_id, campaign_id, lane, claim_id, sent,
              uncertain, reason, errcode, errmsg, job, source, dedupe_key)
 ),
@@ -234,7 +234,7 @@ history AS (
 letters AS (
     INSERT INTO dead_letters (job_id, app, reason, errcode, errmsg, job, attempts, source, life,
                               dedupe_key, channel)
-    SELECT f.job_id, f.app, f.reason, f.errcode, f.errmsg, f.job, d.attempts, f.source, d.life,
+    SELECT f.job_id, f.app, f.reason, f.errcode, f.errmsg, f.job::jsonb, d.attempts, f.source, d.life,
            f.dedupe_key, d.channel
     FROM dead d JOIN fresh f USING (app, job_id)
 )

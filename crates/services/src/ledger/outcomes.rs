@@ -2,7 +2,6 @@
 //! retry, an answer that is neither sent nor dead, a message that is not a job; and what a death
 //! records ([`DeadJob`], written in batches by [`deaths`](super::deaths)).
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Claim, Ledger, Written};
@@ -13,7 +12,7 @@ use wxnotify_core::queue::Lane;
 /// A failed attempt to record.
 #[derive(Debug)]
 pub struct RetryRecord<'a> {
-    /// The job.
+    /// The job (its dead letter keeps it as JSON).
     pub job: &'a Job,
     /// The claim the attempt ran under.
     pub claim: &'a Claim,
@@ -189,8 +188,6 @@ pub struct DeadJob<'a> {
     pub reason: DeadReason,
     /// The last error.
     pub failure: &'a Failure,
-    /// The job as JSON.
-    pub json: Option<&'a Value>,
     /// `worker` or `broker`.
     pub source: &'static str,
     /// The dead letter's key (one dead letter per key).

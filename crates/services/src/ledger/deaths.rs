@@ -1,10 +1,10 @@
 //! Recording deaths: batched like the claims and the sends, one statement per round.
 //!
 //! A death is no rare write: every job to a person no channel reaches ends here, and a campaign
-//! to a list that is a sixth strangers dies a sixth of its jobs. Written alone, each death was a
-//! transaction of four round trips and a commit of its own, and a worker whose jobs died in
-//! numbers spent its connections waiting on them. Batched, the deaths of a moment share one
-//! statement and one commit.
+//! to a list that is a sixth strangers dies a sixth of its jobs. Written alone, each death would
+//! be a transaction of four round trips and a commit of its own, and a worker whose jobs die in
+//! numbers would spend its connections waiting on them. Batched, the deaths of a moment share
+//! one statement and one commit.
 //!
 //! One statement per round: the rows with a claim are locked in (app, job id) order and turned
 //! dead (only by that claim, and only while sending or waiting for a retry); the rows without

@@ -30,6 +30,8 @@ pub struct Lookup {
 
 /// Whether a job with a subscribe message goes that way (and so needs a grant): when it has no OA
 /// template message (`has_oa`), or the OA does not reach the person.
+/// The claim statement (`claims.rs`) applies the same rule in SQL to reserve the grant with the
+/// claim: the two must stay in step.
 pub fn needs_grant(has_oa: bool, resolved: &Resolved) -> bool {
     !(has_oa && matches!(resolved, Resolved::Follower(_)))
 }

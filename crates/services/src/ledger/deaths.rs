@@ -141,29 +141,29 @@ async fn write_round(pool: &PgPool, reqs: &[DeadRequest]) -> Result<Vec<Written>
         .bind(col(|r| &r.job))
         .bind(col(|r| r.source))
         .bind(col(|r| &r.key));
-    let recorded: HashSet<(String, String)> = match tx.as_mut() {
+    let answered: HashSet<(String, String)> = match tx.as_mut() {
         Some(tx) => query.fetch_all(&mut **tx).await?,
         None => query.fetch_all(pool).await?,
     }
     .into_iter()
     .collect();
+    let recorded: Vec<bool> = reqs
+        .iter()
+        .map(|r| answered.contains(&(r.row.app.clone(), r.row.job_id.clone())))
+        .collect();
     if let Some(mut tx) = tx {
-        // Only the deaths this statement wrote mark their follower (a retried write that
-        // committed before marked it then).
+        // The recorded deaths mark their follower (again, for a write that committed before:
+        // marking is idempotent).
         let marks: Vec<(&str, &str)> = reqs
             .iter()
-            .filter(|r| recorded.contains(&(r.row.app.clone(), r.row.job_id.clone())))
-            .filter_map(|r| Some((r.row.app.as_str(), r.unsubscribe.as_deref()?)))
+            .zip(&recorded)
+            .filter(|(_, recorded)| **recorded)
+            .filter_map(|(r, _)| Some((r.row.app.as_str(), r.unsubscribe.as_deref()?)))
             .collect();
         crate::followers::store::mark_unsubscribed_all(&mut tx, &marks).await?;
         tx.commit().await?;
     }
-    Ok(reqs
-        .iter()
-        .map(|r| {
-            Written::from_recorded(recorded.contains(&(r.row.app.clone(), r.row.job_id.clone())))
-        })
-        .collect())
+    Ok(recorded.into_iter().map(Written::from_recorded).collect())
 }
 
 /// The deaths of a round. Answers each job recorded: now, or by this death's earlier try (its

@@ -668,8 +668,11 @@ async fn a_death_postgres_refuses_fails_only_its_own_job() {
     let jobs = claimed(&ledger, 30).await;
     let poison = jobs[17].0.id.as_str().to_owned();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.job_id = '{poison}' THEN RAISE EXCEPTION 'cannot store this one'; END IF;
+        "CREATE SEQUENCE refusals;
+         CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.job_id = '{poison}' THEN
+                   PERFORM nextval('refusals'); RAISE EXCEPTION 'cannot store this one';
+               END IF;
                RETURN NEW; END $$;
          CREATE TRIGGER refuse_one BEFORE INSERT ON dead_letters
              FOR EACH ROW EXECUTE FUNCTION refuse_one();"
@@ -688,6 +691,12 @@ async fn a_death_postgres_refuses_fails_only_its_own_job() {
     assert_eq!(
         scalar_i64(&sys, "SELECT count(*) FROM dead_letters").await,
         29
+    );
+    // Refused twice: in its batch with the others (the whole statement failed), then alone.
+    assert_eq!(
+        scalar_i64(&sys, "SELECT last_value FROM refusals").await,
+        2,
+        "the refused death shared a batch and was then tried alone"
     );
     let poisoned: String = sqlx::query_scalar("SELECT state FROM deliveries WHERE job_id = $1")
         .bind(&poison)

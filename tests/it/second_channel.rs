@@ -53,6 +53,21 @@ fn only_subscribe(person: u64, template: &str) -> Job {
     j
 }
 
+/// Person `person` holds `n` grants of `template` both at the fake WeChat (accepted in its popup)
+/// and in wxnotify's grant ledger.
+async fn holds(sys: &System, person: u64, template: &str, n: u32, long_term: bool) {
+    accept_in_popup(sys, person, template, n).await;
+    grant_in_ledger(sys, person, template, n.into(), long_term).await;
+}
+
+/// A worker whose retries come within a fifth of a second.
+fn quick_retries() -> WorkerConfig {
+    let mut config = WorkerConfig::default();
+    config.retry.min_delay = Duration::from_millis(100);
+    config.retry.max_delay = Duration::from_millis(200);
+    config
+}
+
 /// The person accepts `template` `times` times in the fake's popup (WeChat's side of the grant).
 pub(crate) async fn accept_in_popup(sys: &System, person: u64, template: &str, times: u32) {
     let http = reqwest::Client::new();
@@ -160,8 +175,7 @@ async fn fake_sends(sys: &System) -> Vec<Value> {
 async fn a_follower_gets_the_oa_message_and_a_non_follower_with_a_grant_the_subscribe_message() {
     let sys = System::seeded(10).await;
     for person in [1, 2] {
-        accept_in_popup(&sys, person, ONE_TIME, 1).await;
-        grant_in_ledger(&sys, person, ONE_TIME, 1, false).await;
+        holds(&sys, person, ONE_TIME, 1, false).await;
     }
     unfollow(&sys, 2).await;
     let follower = both(1, ONE_TIME);
@@ -213,8 +227,7 @@ async fn a_follower_gets_the_oa_message_and_a_non_follower_with_a_grant_the_subs
 #[tokio::test]
 async fn two_jobs_racing_for_one_grant_one_is_sent_and_one_has_no_channel() {
     let sys = System::seeded(10).await;
-    accept_in_popup(&sys, 3, ONE_TIME, 1).await;
-    grant_in_ledger(&sys, 3, ONE_TIME, 1, false).await;
+    holds(&sys, 3, ONE_TIME, 1, false).await;
     let jobs: Vec<Job> = (0..2).map(|_| only_subscribe(3, ONE_TIME)).collect();
     // Two workers, so the claims may come from two transactions as well as one batch.
     let a = sys.start_worker(WorkerConfig::default());
@@ -290,8 +303,7 @@ async fn a_43101_answer_writes_the_count_off_and_the_job_has_no_channel() {
 #[tokio::test]
 async fn a_lost_answer_on_a_subscribe_send_ends_outcome_unknown_and_is_not_resent() {
     let sys = System::seeded(10).await;
-    accept_in_popup(&sys, 5, ONE_TIME, 3).await;
-    grant_in_ledger(&sys, 5, ONE_TIME, 3, false).await;
+    holds(&sys, 5, ONE_TIME, 3, false).await;
     sys.mock.set_faults(
         FaultRule::new(Fault::AcceptThenDrop)
             .on(Endpoint::SubscribeSend)
@@ -299,10 +311,7 @@ async fn a_lost_answer_on_a_subscribe_send_ends_outcome_unknown_and_is_not_resen
             .into(),
     );
     let j = only_subscribe(5, ONE_TIME);
-    let mut config = WorkerConfig::default();
-    config.retry.min_delay = Duration::from_millis(100);
-    config.retry.max_delay = Duration::from_millis(200);
-    let worker = sys.start_worker(config);
+    let worker = sys.start_worker(quick_retries());
     sys.publish(std::slice::from_ref(&j)).await;
     sys.wait_finished(1, WAIT).await;
     // Time for a resend, were there one.
@@ -335,8 +344,7 @@ async fn a_lost_answer_on_a_subscribe_send_ends_outcome_unknown_and_is_not_resen
 #[tokio::test]
 async fn a_transient_answer_gives_the_grant_back_and_the_retry_sends() {
     let sys = System::seeded(10).await;
-    accept_in_popup(&sys, 6, ONE_TIME, 1).await;
-    grant_in_ledger(&sys, 6, ONE_TIME, 1, false).await;
+    holds(&sys, 6, ONE_TIME, 1, false).await;
     sys.mock.set_faults(
         FaultRule::new(Fault::Errcode(-1))
             .on(Endpoint::SubscribeSend)
@@ -344,10 +352,7 @@ async fn a_transient_answer_gives_the_grant_back_and_the_retry_sends() {
             .into(),
     );
     let j = only_subscribe(6, ONE_TIME);
-    let mut config = WorkerConfig::default();
-    config.retry.min_delay = Duration::from_millis(100);
-    config.retry.max_delay = Duration::from_millis(200);
-    let worker = sys.start_worker(config);
+    let worker = sys.start_worker(quick_retries());
     sys.publish(std::slice::from_ref(&j)).await;
     sys.wait_finished(1, WAIT).await;
     worker.stop().await;
@@ -367,8 +372,7 @@ async fn a_transient_answer_gives_the_grant_back_and_the_retry_sends() {
 #[tokio::test]
 async fn a_long_term_grant_sends_many() {
     let sys = System::seeded(10).await;
-    accept_in_popup(&sys, 7, LONG_TERM, 1).await;
-    grant_in_ledger(&sys, 7, LONG_TERM, 1, true).await;
+    holds(&sys, 7, LONG_TERM, 1, true).await;
     let jobs: Vec<Job> = (0..3).map(|_| only_subscribe(7, LONG_TERM)).collect();
     let worker = sys.start_worker(WorkerConfig::default());
     sys.publish(&jobs).await;
@@ -427,8 +431,7 @@ async fn the_status_and_the_outcome_webhooks_name_the_channel() {
     .execute(&sys.db.pool)
     .await
     .unwrap();
-    accept_in_popup(&sys, 2, ONE_TIME, 1).await;
-    grant_in_ledger(&sys, 2, ONE_TIME, 1, false).await;
+    holds(&sys, 2, ONE_TIME, 1, false).await;
     unfollow(&sys, 2).await;
     let follower = both(1, ONE_TIME);
     let stranger = both(2, ONE_TIME);
@@ -475,8 +478,7 @@ async fn a_dead_workers_subscribe_claim_is_not_sent_again() {
     use wxnotify_services::ledger::{Admission, Grant, Ledger};
 
     let sys = System::seeded(10).await;
-    accept_in_popup(&sys, 3, ONE_TIME, 2).await;
-    grant_in_ledger(&sys, 3, ONE_TIME, 2, false).await;
+    holds(&sys, 3, ONE_TIME, 2, false).await;
     let j = only_subscribe(3, ONE_TIME);
     // The claim as a killed worker leaves it: a grant reserved, live lease, no heartbeat.
     let dead_worker = Ledger::new(sys.db.pool.clone());
@@ -529,8 +531,7 @@ async fn a_subscribe_message_that_breaks_its_template_is_refused_before_sending_
     .execute(&sys.db.pool)
     .await
     .unwrap();
-    accept_in_popup(&sys, 6, ONE_TIME, 2).await;
-    grant_in_ledger(&sys, 6, ONE_TIME, 2, false).await;
+    holds(&sys, 6, ONE_TIME, 2, false).await;
     let good = only_subscribe(6, ONE_TIME);
     let mut bad = only_subscribe(6, ONE_TIME);
     bad.mp_subscribe.as_mut().unwrap().data = TemplateData::from_pairs(&[
